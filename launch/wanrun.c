@@ -1,0 +1,314 @@
+/*
+ * wanrun.c — the command-line tool: the only main() and the only place that exits.
+ *
+ *   wanrun [--verbose] [--log-level L] inspect PATH [--json] [--summary]
+ *   wanrun --version | --help
+ *
+ * Exit codes (also in --help): 0 success; 1 internal error; 2 bad usage (flag, value);
+ * 3 input error (file missing, malformed, inconsistent config); 4 out of memory (host or
+ * device); 5 device or communication failure; 6 unsupported in this build.
+ */
+#include <cjson/cJSON.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/dtype.h"
+#include "core/log.h"
+#include "core/modeldir.h"
+#include "core/safetensors.h"
+#include "core/status.h"
+#include "kernels/backend.h"
+#include "wr_build_config.h"
+
+enum {
+    EXIT_OK = 0,
+    EXIT_INTERNAL = 1,
+    EXIT_USAGE = 2,
+    EXIT_INPUT = 3,
+    EXIT_OOM = 4,
+    EXIT_DEVICE = 5,
+    EXIT_UNSUPPORTED = 6
+};
+
+static int exit_code_for(wr_status s) {
+    switch (s) {
+    case WR_OK: return EXIT_OK;
+    case WR_ERR_INVALID_ARG: return EXIT_USAGE;
+    case WR_ERR_IO:
+    case WR_ERR_FORMAT:
+    case WR_ERR_NOT_FOUND:
+    case WR_ERR_CONFIG: return EXIT_INPUT;
+    case WR_ERR_OOM_HOST:
+    case WR_ERR_OOM_DEVICE: return EXIT_OOM;
+    case WR_ERR_NO_DEVICE:
+    case WR_ERR_DEVICE:
+    case WR_ERR_COMM: return EXIT_DEVICE;
+    case WR_ERR_UNSUPPORTED: return EXIT_UNSUPPORTED;
+    default: return EXIT_INTERNAL;
+    }
+}
+
+static const char usage_text[] =
+    "usage: wanrun [global options] COMMAND [command options]\n"
+    "\n"
+    "wanrun runs Wan2.1 text-to-video diffusion (1.3B, 14B) in C and CUDA, on one GPU or many\n"
+    "(one MPI rank per GPU), or on the CPU.\n"
+    "\n"
+    "Commands:\n"
+    "  inspect PATH        list the tensors of a .safetensors file, a *.safetensors.index.json,\n"
+    "                      a component folder or a diffusers model directory (every file is\n"
+    "                      validated; a malformed one is reported by file and tensor)\n"
+    "      --json          machine-readable output on stdout\n"
+    "      --summary       totals only, no per-tensor lines\n"
+    "\n"
+    "Global options:\n"
+    "  --verbose           debug logging (same as --log-level debug)\n"
+    "  --log-level L       error | warn | info | debug | trace (default: $WR_LOG_LEVEL or info)\n"
+    "  --version           print the version and build capabilities, then exit\n"
+    "  -h, --help          print this help, then exit\n"
+    "\n"
+    "Environment:\n"
+    "  WR_LOG_LEVEL        default log level (as --log-level)\n"
+    "\n"
+    "Exit codes:\n"
+    "  0 success            1 internal error        2 bad usage (flag or value)\n"
+    "  3 input error (missing, malformed or inconsistent file or config)\n"
+    "  4 out of memory      5 device or communication failure\n"
+    "  6 not supported by this build\n"
+    "\n"
+    "Diagnostics go to stderr, prefixed [rank/size]; results go to stdout.\n";
+
+static void print_version(void) {
+    printf("wanrun %s\n", WR_VERSION_STRING);
+    printf("build: CUDA=%d NCCL=%d OpenBLAS=%d FFmpeg=%d\n", WR_HAVE_CUDA, WR_HAVE_NCCL,
+           WR_HAVE_OPENBLAS, WR_HAVE_FFMPEG);
+    wr_device_info di;
+    wr_status s = wr_backend_probe_cuda(&di);
+    if (s == WR_OK)
+        printf("cuda: %d device(s); device 0: %s (sm_%d%d, %.1f GiB)\n", di.count, di.name,
+               di.cc_major, di.cc_minor, (double)di.total_bytes / (1024.0 * 1024 * 1024));
+    else printf("cuda: unavailable (%s)\n", wr_error_detail());
+    wr_error_clear();
+}
+
+/* ---- inspect ---- */
+
+typedef struct inspect_opts {
+    int json;
+    int summary;
+    int print; /* rank 0 prints; every rank validates */
+} inspect_opts;
+
+static int64_t tensor_params(const wr_st_tensor *t) {
+    return t->nelem;
+}
+
+/* One set: text lines or a JSON object appended to `arr`. */
+static wr_status inspect_set(const char *label, const char *path, const inspect_opts *o,
+                             cJSON *arr) {
+    wr_st_set *s = NULL;
+    WR_TRY(wr_st_set_open(&s, path));
+    int64_t n = wr_st_set_count(s), params = 0;
+    uint64_t bytes = wr_st_set_nbytes(s);
+    int64_t per_dtype[WR_DTYPE_COUNT] = {0};
+    for (int64_t i = 0; i < n; i++) {
+        const wr_st_tensor *t = wr_st_set_at(s, i);
+        params += tensor_params(t);
+        per_dtype[t->dtype]++;
+    }
+    if (!o->print) {
+        /* nothing to show on this rank */
+    } else if (o->json) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddItemToArray(arr, c);
+        cJSON_AddStringToObject(c, "component", label);
+        cJSON_AddStringToObject(c, "path", path);
+        cJSON *files = cJSON_AddArrayToObject(c, "files");
+        for (int64_t i = 0; i < wr_st_set_nfiles(s); i++) {
+            const wr_st_file *f = wr_st_set_file(s, i);
+            cJSON *fo = cJSON_CreateObject();
+            cJSON_AddStringToObject(fo, "path", wr_st_path(f));
+            cJSON_AddNumberToObject(fo, "bytes", (double)wr_st_file_size(f));
+            cJSON_AddNumberToObject(fo, "tensors", (double)wr_st_count(f));
+            if (wr_st_metadata_count(f) > 0) {
+                cJSON *m = cJSON_AddObjectToObject(fo, "metadata");
+                for (int64_t k = 0; k < wr_st_metadata_count(f); k++) {
+                    const char *key, *val;
+                    wr_st_metadata_at(f, k, &key, &val);
+                    cJSON_AddStringToObject(m, key, val);
+                }
+            }
+            cJSON_AddItemToArray(files, fo);
+        }
+        cJSON_AddNumberToObject(c, "total_tensors", (double)n);
+        cJSON_AddNumberToObject(c, "total_params", (double)params);
+        cJSON_AddNumberToObject(c, "total_bytes", (double)bytes);
+        cJSON *dt = cJSON_AddObjectToObject(c, "dtypes");
+        for (int d = 0; d < WR_DTYPE_COUNT; d++)
+            if (per_dtype[d]) cJSON_AddNumberToObject(dt, wr_dtype_name(d), (double)per_dtype[d]);
+        if (!o->summary) {
+            cJSON *ts = cJSON_AddArrayToObject(c, "tensors");
+            for (int64_t i = 0; i < n; i++) {
+                const wr_st_tensor *t = wr_st_set_at(s, i);
+                cJSON *to = cJSON_CreateObject();
+                cJSON_AddStringToObject(to, "name", t->name);
+                cJSON_AddStringToObject(to, "dtype", wr_dtype_name(t->dtype));
+                cJSON *sh = cJSON_AddArrayToObject(to, "shape");
+                for (int d = 0; d < t->ndim; d++)
+                    cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
+                cJSON_AddNumberToObject(to, "bytes", (double)t->nbytes);
+                const char *fp = wr_st_path(t->file);
+                const char *slash = strrchr(fp, '/');
+                cJSON_AddStringToObject(to, "file", slash ? slash + 1 : fp);
+                cJSON_AddItemToArray(ts, to);
+            }
+        }
+    } else {
+        printf("%s: %s (%lld file%s)\n", label, path, (long long)wr_st_set_nfiles(s),
+               wr_st_set_nfiles(s) == 1 ? "" : "s");
+        if (!o->summary) {
+            for (int64_t i = 0; i < n; i++) {
+                const wr_st_tensor *t = wr_st_set_at(s, i);
+                char sh[160];
+                printf("  %-56s %-8s %-24s %12zu\n", t->name, wr_dtype_name(t->dtype),
+                       wr_shape_str(sh, sizeof sh, t->ndim, t->shape), t->nbytes);
+            }
+        }
+        printf("  total: %lld tensors, %lld params, %llu bytes (%.3f GiB);", (long long)n,
+               (long long)params, (unsigned long long)bytes,
+               (double)bytes / (1024.0 * 1024 * 1024));
+        for (int d = 0; d < WR_DTYPE_COUNT; d++)
+            if (per_dtype[d]) printf(" %s x%lld", wr_dtype_name(d), (long long)per_dtype[d]);
+        printf("\n");
+    }
+    wr_st_set_close(s);
+    return WR_OK;
+}
+
+static void print_configs(const wr_model_dir *md) {
+    if (md->has[WR_COMP_TRANSFORMER])
+        printf("transformer: %lld layers, %lld heads x %lld (D=%lld), ffn %lld, text_dim %lld\n",
+               (long long)md->dit.num_layers, (long long)md->dit.num_attention_heads,
+               (long long)md->dit.attention_head_dim,
+               (long long)(md->dit.num_attention_heads * md->dit.attention_head_dim),
+               (long long)md->dit.ffn_dim, (long long)md->dit.text_dim);
+    if (md->has[WR_COMP_TEXT_ENCODER])
+        printf("text_encoder: %s, %lld layers, d_model %lld, %lld heads x %lld, d_ff %lld, vocab "
+               "%lld\n",
+               md->t5.model_type, (long long)md->t5.num_layers, (long long)md->t5.d_model,
+               (long long)md->t5.num_heads, (long long)md->t5.d_kv, (long long)md->t5.d_ff,
+               (long long)md->t5.vocab_size);
+    if (md->has[WR_COMP_VAE])
+        printf("vae: base_dim %lld, z_dim %lld, %d stages, %lld res blocks\n",
+               (long long)md->vae.base_dim, (long long)md->vae.z_dim, md->vae.dim_mult.n,
+               (long long)md->vae.num_res_blocks);
+    if (md->has[WR_COMP_SCHEDULER])
+        printf("scheduler: %s, %lld train timesteps\n", md->sched.class_name,
+               (long long)md->sched.num_train_timesteps);
+}
+
+static wr_status cmd_inspect(int argc, char **argv, int rank) {
+    inspect_opts o = {0, 0, rank == 0};
+    const char *path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) o.json = 1;
+        else if (strcmp(argv[i], "--summary") == 0) o.summary = 1;
+        else if (argv[i][0] == '-')
+            return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: unknown option '%s' (see wanrun --help)",
+                           argv[i]);
+        else if (path == NULL) path = argv[i];
+        else return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: takes one PATH, got '%s' and '%s'",
+                            path, argv[i]);
+    }
+    if (path == NULL)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: missing PATH (a .safetensors file, an index, "
+                                           "or a model directory)");
+    struct stat sb;
+    if (stat(path, &sb) != 0) return WR_FAIL(WR_ERR_NOT_FOUND, "%s: no such file or directory",
+                                             path);
+    wr_status st = WR_OK;
+    cJSON *root = o.json ? cJSON_CreateObject() : NULL;
+    cJSON *arr = o.json ? cJSON_AddArrayToObject(root, "components") : NULL;
+    char mi[WR_PATH_CAP + 32];
+    snprintf(mi, sizeof mi, "%s/model_index.json", path);
+    struct stat mb;
+    int is_model = S_ISDIR(sb.st_mode) && stat(mi, &mb) == 0;
+    if (is_model) {
+        wr_model_dir *md = calloc(1, sizeof *md);
+        if (md == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        st = wr_model_dir_open(md, path);
+        if (st == WR_OK && !o.json && rank == 0) print_configs(md);
+        const wr_component comps[] = {WR_COMP_TRANSFORMER, WR_COMP_TEXT_ENCODER, WR_COMP_VAE};
+        for (int i = 0; st == WR_OK && i < 3; i++) {
+            if (!md->has[comps[i]]) continue;
+            char d[WR_PATH_CAP + 64];
+            wr_model_dir_path(d, sizeof d, md, comps[i]);
+            st = inspect_set(wr_component_name(comps[i]), d, &o, arr);
+        }
+        free(md);
+    } else {
+        st = inspect_set("weights", path, &o, arr);
+    }
+    if (st == WR_OK && o.json && rank == 0) {
+        char *txt = cJSON_Print(root);
+        if (txt) puts(txt);
+        free(txt);
+    }
+    cJSON_Delete(root);
+    return st;
+}
+
+int main(int argc, char **argv) {
+    int provided = 0, rank = 0, size = 1;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    wr_log_set_rank(rank, size);
+    wr_log_init();
+
+    wr_status st = WR_OK;
+    int code = EXIT_OK;
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            if (rank == 0) fputs(usage_text, stdout);
+            goto out;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            if (rank == 0) print_version();
+            goto out;
+        } else if (strcmp(argv[i], "--verbose") == 0) {
+            wr_log_set_level(WR_LOG_DEBUG);
+        } else if (strcmp(argv[i], "--log-level") == 0) {
+            int lv = i + 1 < argc ? wr_log_level_parse(argv[i + 1]) : -1;
+            if (lv < 0) {
+                st = WR_FAIL(WR_ERR_INVALID_ARG, "--log-level needs one of error|warn|info|debug|"
+                                                 "trace");
+                goto out;
+            }
+            wr_log_set_level((wr_log_level)lv);
+            i++;
+        } else {
+            st = WR_FAIL(WR_ERR_INVALID_ARG, "unknown option '%s' (see wanrun --help)", argv[i]);
+            goto out;
+        }
+    }
+    if (i >= argc) {
+        st = WR_FAIL(WR_ERR_INVALID_ARG, "no command given (see wanrun --help)");
+        goto out;
+    }
+    if (strcmp(argv[i], "inspect") == 0) st = cmd_inspect(argc - i - 1, argv + i + 1, rank);
+    else st = WR_FAIL(WR_ERR_INVALID_ARG, "unknown command '%s' (see wanrun --help)", argv[i]);
+
+out:
+    if (st != WR_OK) {
+        if (wr_error_where()[0]) wr_debug("failed at %s", wr_error_where());
+        wr_error("%s: %s", wr_status_name(st), wr_error_detail());
+        code = exit_code_for(st);
+    }
+    fflush(stdout);
+    MPI_Finalize();
+    return code;
+}

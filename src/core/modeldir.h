@@ -1,0 +1,126 @@
+/*
+ * modeldir.h — a diffusers Wan2.1 model directory: model_index.json and each component's
+ * config.json read into typed structs (fields: reference/wan21-spec.md §1), with consistency
+ * checks across components. Weights are not opened here: wr_model_dir_weights() opens a
+ * component's safetensors set lazily when a model needs it.
+ *
+ * Layout:  DIR/model_index.json, DIR/transformer/config.json, DIR/text_encoder/config.json,
+ *          DIR/vae/config.json, DIR/scheduler/scheduler_config.json, DIR/tokenizer/spiece.model
+ * A component listed in model_index.json whose folder or config is missing is an error naming
+ * the path. A directory without model_index.json can still be opened when it holds the
+ * component folders (e.g. a hand-assembled directory); the index is then synthesised.
+ */
+#ifndef WR_CORE_MODELDIR_H
+#define WR_CORE_MODELDIR_H
+
+#include <stdint.h>
+
+#include "json.h"
+#include "safetensors.h"
+#include "status.h"
+
+#define WR_PATH_CAP 4096
+
+/* transformer/config.json (diffusers WanTransformer3DModel) */
+typedef struct wr_dit_config {
+    wr_json_int_array patch_size; /* [t, h, w] = [1, 2, 2] */
+    int64_t num_attention_heads;   /* NH */
+    int64_t attention_head_dim;    /* HD; D = NH * HD */
+    int64_t in_channels, out_channels;
+    int64_t text_dim;
+    int64_t freq_dim;
+    int64_t ffn_dim; /* FF */
+    int64_t num_layers;
+    int cross_attn_norm;
+    char qk_norm[WR_JSON_STR_CAP];
+    double eps;
+    int64_t rope_max_seq_len;
+    int64_t image_dim, added_kv_proj_dim, pos_embed_seq_len; /* -1 when null (T2V) */
+} wr_dit_config;
+
+/* text_encoder/config.json (transformers UMT5EncoderModel) */
+typedef struct wr_t5_config {
+    int64_t vocab_size, d_model, d_kv, num_heads, num_layers, d_ff;
+    int64_t relative_attention_num_buckets, relative_attention_max_distance;
+    int64_t pad_token_id, eos_token_id;
+    double layer_norm_epsilon;
+    char feed_forward_proj[WR_JSON_STR_CAP];
+    char dense_act_fn[WR_JSON_STR_CAP];
+    char model_type[WR_JSON_STR_CAP];
+    int is_gated_act;
+} wr_t5_config;
+
+/* vae/config.json (diffusers AutoencoderKLWan) */
+typedef struct wr_vae_config {
+    int64_t base_dim, decoder_base_dim, z_dim, num_res_blocks;
+    wr_json_int_array dim_mult;
+    wr_json_double_array attn_scales;
+    wr_json_int_array temperal_downsample; /* sic: the diffusers field name */
+    wr_json_double_array latents_mean, latents_std;
+    int is_residual;
+    int64_t in_channels, out_channels, scale_factor_temporal, scale_factor_spatial;
+    double dropout;
+} wr_vae_config;
+
+/* scheduler/scheduler_config.json (UniPCMultistepScheduler or FlowMatchEulerDiscreteScheduler) */
+typedef struct wr_sched_config {
+    char class_name[WR_JSON_STR_CAP];
+    int64_t num_train_timesteps, solver_order, steps_offset;
+    char solver_type[WR_JSON_STR_CAP], prediction_type[WR_JSON_STR_CAP];
+    char final_sigmas_type[WR_JSON_STR_CAP], timestep_spacing[WR_JSON_STR_CAP];
+    int use_flow_sigmas, lower_order_final, predict_x0;
+    double flow_shift; /* UniPC */
+    double shift;      /* FlowMatchEuler */
+} wr_sched_config;
+
+typedef enum wr_component {
+    WR_COMP_TRANSFORMER = 0,
+    WR_COMP_TEXT_ENCODER,
+    WR_COMP_VAE,
+    WR_COMP_SCHEDULER,
+    WR_COMP_TOKENIZER,
+    WR_COMP_COUNT
+} wr_component;
+
+typedef struct wr_model_dir {
+    char root[WR_PATH_CAP];
+    int has[WR_COMP_COUNT];             /* folder present and config read */
+    char class_name[WR_COMP_COUNT][WR_JSON_STR_CAP]; /* from model_index.json */
+    char pipeline_class[WR_JSON_STR_CAP];
+    wr_dit_config dit;
+    wr_t5_config t5;
+    wr_vae_config vae;
+    wr_sched_config sched;
+} wr_model_dir;
+
+/* The folder name of a component ("transformer", "text_encoder", ...). */
+const char *wr_component_name(wr_component c);
+
+/* Defaults of the 1.3B model / diffusers class defaults, used for absent optional fields. */
+void wr_dit_config_default(wr_dit_config *c);
+void wr_t5_config_default(wr_t5_config *c);
+void wr_vae_config_default(wr_vae_config *c);
+void wr_sched_config_default(wr_sched_config *c);
+
+/* Reads one component's config file into its struct (required fields and checks). */
+wr_status wr_dit_config_read(wr_dit_config *out, const char *path);
+wr_status wr_t5_config_read(wr_t5_config *out, const char *path);
+wr_status wr_vae_config_read(wr_vae_config *out, const char *path);
+wr_status wr_sched_config_read(wr_sched_config *out, const char *path);
+
+/*
+ * Opens a model directory: model_index.json (when present) and every component it lists.
+ * Failures: WR_ERR_NOT_FOUND (directory, model_index.json component folder or config missing;
+ * the path named), WR_ERR_FORMAT (malformed JSON, wrong field type), WR_ERR_CONFIG
+ * (unsupported class, or components that disagree: DiT in_channels vs VAE z_dim, DiT text_dim
+ * vs encoder d_model, latents_mean length vs z_dim, ...).
+ */
+wr_status wr_model_dir_open(wr_model_dir *out, const char *path);
+
+/* Opens the safetensors set of a component (its folder). The caller owns *out. */
+wr_status wr_model_dir_weights(wr_st_set **out, const wr_model_dir *md, wr_component c);
+
+/* Writes DIR/<component> into buf. */
+void wr_model_dir_path(char *buf, size_t cap, const wr_model_dir *md, wr_component c);
+
+#endif /* WR_CORE_MODELDIR_H */

@@ -1,0 +1,1025 @@
+/*
+ * safetensors.c — validated lazy reader, sharded sets, atomic writer. See safetensors.h.
+ */
+#define _GNU_SOURCE /* pread/pwrite, O_CLOEXEC, mmap flags */
+#include "safetensors.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct wr_st_file {
+    char *path;
+    int fd;            /* -1 for an in-memory image */
+    const uint8_t *base; /* whole file: mmap'd, or the in-memory copy */
+    size_t map_len;
+    int mapped;
+    uint64_t file_size;
+    uint64_t data_start; /* 8 + header length */
+    int64_t count;
+    wr_st_tensor *tensors; /* sorted by data offset */
+    int64_t *by_name;      /* indices into tensors, sorted by name */
+    int64_t nmeta;
+    char **meta_keys;
+    char **meta_vals;
+};
+
+/* ---- small helpers ---- */
+
+static char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+/* The largest integer a double holds exactly; JSON numbers beyond it are refused. */
+#define WR_JSON_MAX_INT 9007199254740992.0
+
+/* 1 and *out when `item` is a JSON number holding a non-negative integer <= 2^53. */
+static int json_uint(const cJSON *item, uint64_t *out) {
+    if (!cJSON_IsNumber(item)) return 0;
+    double d = item->valuedouble;
+    if (!(d >= 0.0) || d > WR_JSON_MAX_INT || floor(d) != d) return 0;
+    *out = (uint64_t)d;
+    return 1;
+}
+
+static const wr_st_file *g_sort_file; /* qsort has no context argument in C11 */
+
+static int cmp_by_name(const void *a, const void *b) {
+    const wr_st_tensor *t = g_sort_file->tensors;
+    return strcmp(t[*(const int64_t *)a].name, t[*(const int64_t *)b].name);
+}
+
+static int cmp_by_offset(const void *a, const void *b) {
+    const wr_st_tensor *x = a, *y = b;
+    if (x->offset != y->offset) return x->offset < y->offset ? -1 : 1;
+    if (x->nbytes != y->nbytes) return x->nbytes < y->nbytes ? -1 : 1;
+    return 0;
+}
+
+/* ---- header parsing and validation ---- */
+
+/* Parses one tensor entry into *t (name already set). data_size bounds the offsets. */
+static wr_status parse_entry(wr_st_tensor *t, const cJSON *e, const char *path,
+                             uint64_t data_size, uint64_t data_start) {
+    const char *name = t->name;
+    if (!cJSON_IsObject(e))
+        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': header entry is not a JSON object", path,
+                       name);
+    const cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    if (!cJSON_IsString(jd))
+        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': missing or non-string \"dtype\"", path,
+                       name);
+    if (wr_dtype_parse(jd->valuestring, &t->dtype) != 0)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': unknown dtype \"%.32s\"", path, name,
+                       jd->valuestring);
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    if (!cJSON_IsArray(js))
+        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': missing or non-array \"shape\"", path,
+                       name);
+    int nd = cJSON_GetArraySize(js);
+    if (nd > WR_MAX_DIMS)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': shape has %d dimensions (at most %d)",
+                       path, name, nd, WR_MAX_DIMS);
+    t->ndim = nd;
+    int64_t nelem = 1;
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, js) {
+        uint64_t d;
+        if (!json_uint(it, &d))
+            return WR_FAIL(WR_ERR_FORMAT,
+                           "%s: tensor '%s': shape dimension %d is not a non-negative integer",
+                           path, name, i);
+        t->shape[i++] = (int64_t)d;
+        if (__builtin_mul_overflow(nelem, (int64_t)d, &nelem))
+            return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': element count of the shape overflows "
+                                          "64 bits", path, name);
+    }
+    t->nelem = nelem;
+    size_t nbytes;
+    if (__builtin_mul_overflow((uint64_t)nelem, (uint64_t)wr_dtype_size(t->dtype), &nbytes) ||
+        nbytes > (size_t)INT64_MAX)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': byte size of the shape overflows 64 bits",
+                       path, name);
+    t->nbytes = nbytes;
+    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    uint64_t b, en;
+    if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2 ||
+        !json_uint(cJSON_GetArrayItem(jo, 0), &b) || !json_uint(cJSON_GetArrayItem(jo, 1), &en))
+        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': \"data_offsets\" must be two non-negative "
+                                      "integers [begin, end]", path, name);
+    if (b > en)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': data_offsets begin %llu > end %llu", path,
+                       name, (unsigned long long)b, (unsigned long long)en);
+    if (en > data_size)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': data_offsets end %llu is past the end of "
+                                      "the data region (%llu bytes; file truncated?)",
+                       path, name, (unsigned long long)en, (unsigned long long)data_size);
+    if (en - b != nbytes) {
+        char sh[160];
+        return WR_FAIL(WR_ERR_FORMAT,
+                       "%s: tensor '%s': byte span %llu does not match dtype %s x shape %s = %zu "
+                       "bytes",
+                       path, name, (unsigned long long)(en - b), wr_dtype_name(t->dtype),
+                       wr_shape_str(sh, sizeof sh, t->ndim, t->shape), nbytes);
+    }
+    t->offset = data_start + b;
+    return WR_OK;
+}
+
+static wr_status parse_metadata(wr_st_file *f, const cJSON *m) {
+    if (!cJSON_IsObject(m))
+        return WR_FAIL(WR_ERR_FORMAT, "%s: __metadata__ is not a JSON object", f->path);
+    int n = cJSON_GetArraySize(m);
+    f->meta_keys = calloc((size_t)n + 1, sizeof(char *));
+    f->meta_vals = calloc((size_t)n + 1, sizeof(char *));
+    if (!f->meta_keys || !f->meta_vals) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, m) {
+        if (!cJSON_IsString(it))
+            return WR_FAIL(WR_ERR_FORMAT, "%s: __metadata__ value of '%s' is not a string",
+                           f->path, it->string);
+        int64_t k = f->nmeta;
+        f->meta_keys[k] = xstrdup(it->string);
+        f->meta_vals[k] = xstrdup(it->valuestring);
+        if (!f->meta_keys[k] || !f->meta_vals[k])
+            return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        f->nmeta++;
+    }
+    return WR_OK;
+}
+
+/* Parses and validates the header JSON `hdr` (hlen bytes) of file f. */
+static wr_status parse_header(wr_st_file *f, const char *hdr, size_t hlen) {
+    wr_status st = WR_OK;
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(hdr, hlen, &end, 0);
+    if (root == NULL)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: header is invalid JSON (near byte %lld of %zu)",
+                       f->path, end ? (long long)(end - hdr) : -1LL, hlen);
+    for (const char *p = end; p < hdr + hlen; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(root);
+            return WR_FAIL(WR_ERR_FORMAT, "%s: header is invalid JSON (trailing bytes after the "
+                                          "object at byte %lld)", f->path, (long long)(p - hdr));
+        }
+    }
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return WR_FAIL(WR_ERR_FORMAT, "%s: header is not a JSON object", f->path);
+    }
+    uint64_t data_size = f->file_size - f->data_start;
+    int n = cJSON_GetArraySize(root);
+    f->tensors = calloc((size_t)n + 1, sizeof *f->tensors);
+    f->by_name = calloc((size_t)n + 1, sizeof *f->by_name);
+    if (!f->tensors || !f->by_name) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", f->path);
+        goto done;
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, root) {
+        if (it->string == NULL) {
+            st = WR_FAIL(WR_ERR_FORMAT, "%s: header entry without a name", f->path);
+            goto done;
+        }
+        if (strcmp(it->string, "__metadata__") == 0) {
+            if (f->meta_keys != NULL) {
+                st = WR_FAIL(WR_ERR_FORMAT, "%s: duplicate __metadata__ entry", f->path);
+                goto done;
+            }
+            WR_TRY_GOTO(st, parse_metadata(f, it), done);
+            continue;
+        }
+        wr_st_tensor *t = &f->tensors[f->count];
+        t->file = f;
+        t->name = xstrdup(it->string);
+        if (t->name == NULL) {
+            st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+            goto done;
+        }
+        f->count++;
+        WR_TRY_GOTO(st, parse_entry(t, it, f->path, data_size, f->data_start), done);
+    }
+    /* Spans: sorted by offset they must tile [0, data_size) exactly. */
+    qsort(f->tensors, (size_t)f->count, sizeof *f->tensors, cmp_by_offset);
+    uint64_t pos = f->data_start;
+    for (int64_t i = 0; i < f->count; i++) {
+        const wr_st_tensor *t = &f->tensors[i];
+        if (t->offset < pos) {
+            st = WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': its bytes [%llu, %llu) overlap the "
+                                        "previous tensor '%s'", f->path, t->name,
+                         (unsigned long long)(t->offset - f->data_start),
+                         (unsigned long long)(t->offset - f->data_start + t->nbytes),
+                         f->tensors[i - 1].name);
+            goto done;
+        }
+        if (t->offset > pos) {
+            st = WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': gap of %llu unused bytes before it in "
+                                        "the data region", f->path, t->name,
+                         (unsigned long long)(t->offset - pos));
+            goto done;
+        }
+        pos = t->offset + t->nbytes;
+    }
+    if (pos != f->file_size) {
+        st = WR_FAIL(WR_ERR_FORMAT, "%s: %llu trailing bytes after the last tensor's data",
+                     f->path, (unsigned long long)(f->file_size - pos));
+        goto done;
+    }
+    for (int64_t i = 0; i < f->count; i++) f->by_name[i] = i;
+    g_sort_file = f;
+    qsort(f->by_name, (size_t)f->count, sizeof *f->by_name, cmp_by_name);
+    for (int64_t i = 1; i < f->count; i++) {
+        const char *a = f->tensors[f->by_name[i - 1]].name, *b = f->tensors[f->by_name[i]].name;
+        if (strcmp(a, b) == 0) {
+            st = WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': duplicate tensor name in the header",
+                         f->path, a);
+            goto done;
+        }
+    }
+done:
+    cJSON_Delete(root);
+    return st;
+}
+
+/* Validates the 8-byte length prefix against the file size; sets data_start. */
+static wr_status check_prefix(wr_st_file *f, const uint8_t prefix[8], uint64_t *hlen) {
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = (n << 8) | prefix[i];
+    if (n > WR_ST_MAX_HEADER)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: header length %llu exceeds the %llu-byte limit "
+                                      "(not a safetensors file?)", f->path, (unsigned long long)n,
+                       (unsigned long long)WR_ST_MAX_HEADER);
+    if (n > f->file_size - 8)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: header length %llu is larger than the file (%llu bytes; "
+                                      "truncated?)", f->path, (unsigned long long)n,
+                       (unsigned long long)f->file_size);
+    *hlen = n;
+    f->data_start = 8 + n;
+    return WR_OK;
+}
+
+static wr_status pread_full(int fd, void *dst, size_t n, uint64_t off, const char *path,
+                            const char *what) {
+    uint8_t *p = dst;
+    while (n > 0) {
+        size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
+        ssize_t r = pread(fd, p, chunk, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0)
+            return WR_FAIL(WR_ERR_IO, "%s: reading %s: %s", path, what, strerror(errno));
+        if (r == 0)
+            return WR_FAIL(WR_ERR_IO, "%s: reading %s: unexpected end of file at byte %llu", path,
+                           what, (unsigned long long)off);
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return WR_OK;
+}
+
+static wr_st_file *file_new(const char *path) {
+    wr_st_file *f = calloc(1, sizeof *f);
+    if (f == NULL) return NULL;
+    f->fd = -1;
+    f->path = xstrdup(path);
+    if (f->path == NULL) {
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+wr_status wr_st_open(wr_st_file **out, const char *path) {
+    *out = NULL;
+    wr_status st = WR_OK;
+    char *hdr = NULL;
+    wr_st_file *f = file_new(path);
+    if (f == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (f->fd < 0) {
+        st = wr_fail(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO, "%s: cannot open: %s", path,
+                     strerror(errno));
+        goto fail;
+    }
+    struct stat sb;
+    if (fstat(f->fd, &sb) != 0) {
+        st = WR_FAIL(WR_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = WR_FAIL(WR_ERR_IO, "%s: not a regular file", path);
+        goto fail;
+    }
+    f->file_size = (uint64_t)sb.st_size;
+    if (f->file_size < 8) {
+        st = WR_FAIL(WR_ERR_FORMAT, "%s: file too small (%llu bytes) to hold a safetensors header",
+                     path, (unsigned long long)f->file_size);
+        goto fail;
+    }
+    uint8_t prefix[8];
+    uint64_t hlen;
+    WR_TRY_GOTO(st, pread_full(f->fd, prefix, 8, 0, path, "the header length"), fail);
+    WR_TRY_GOTO(st, check_prefix(f, prefix, &hlen), fail);
+    hdr = malloc(hlen + 1);
+    if (hdr == NULL) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory for a %llu-byte header", path,
+                     (unsigned long long)hlen);
+        goto fail;
+    }
+    WR_TRY_GOTO(st, pread_full(f->fd, hdr, hlen, 8, path, "the header"), fail);
+    WR_TRY_GOTO(st, parse_header(f, hdr, hlen), fail);
+    free(hdr);
+    hdr = NULL;
+    /* Map the whole file read-only: nothing is read until a tensor's pages are touched. */
+    f->map_len = (size_t)f->file_size;
+    void *m = mmap(NULL, f->map_len, PROT_READ, MAP_SHARED, f->fd, 0);
+    if (m == MAP_FAILED) {
+        st = WR_FAIL(WR_ERR_IO, "%s: cannot mmap %llu bytes: %s", path,
+                     (unsigned long long)f->file_size, strerror(errno));
+        goto fail;
+    }
+    f->base = m;
+    f->mapped = 1;
+    *out = f;
+    return WR_OK;
+fail:
+    free(hdr);
+    wr_st_close(f);
+    return st;
+}
+
+wr_status wr_st_open_memory(wr_st_file **out, const void *bytes, size_t nbytes, const char *name) {
+    *out = NULL;
+    wr_status st;
+    wr_st_file *f = file_new(name);
+    if (f == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    f->file_size = nbytes;
+    if (nbytes < 8) {
+        st = WR_FAIL(WR_ERR_FORMAT, "%s: file too small (%zu bytes) to hold a safetensors header",
+                     name, nbytes);
+        goto fail;
+    }
+    uint64_t hlen;
+    WR_TRY_GOTO(st, check_prefix(f, bytes, &hlen), fail);
+    WR_TRY_GOTO(st, parse_header(f, (const char *)bytes + 8, hlen), fail);
+    uint8_t *copy = malloc(nbytes);
+    if (copy == NULL) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        goto fail;
+    }
+    memcpy(copy, bytes, nbytes);
+    f->base = copy;
+    f->map_len = nbytes;
+    *out = f;
+    return WR_OK;
+fail:
+    wr_st_close(f);
+    return st;
+}
+
+void wr_st_close(wr_st_file *f) {
+    if (f == NULL) return;
+    if (f->base) {
+        if (f->mapped) munmap((void *)f->base, f->map_len);
+        else free((void *)f->base);
+    }
+    if (f->fd >= 0) close(f->fd);
+    for (int64_t i = 0; i < f->count; i++) free((char *)f->tensors[i].name);
+    for (int64_t i = 0; i < f->nmeta; i++) {
+        free(f->meta_keys[i]);
+        free(f->meta_vals[i]);
+    }
+    free(f->meta_keys);
+    free(f->meta_vals);
+    free(f->tensors);
+    free(f->by_name);
+    free(f->path);
+    free(f);
+}
+
+const char *wr_st_path(const wr_st_file *f) {
+    return f->path;
+}
+uint64_t wr_st_file_size(const wr_st_file *f) {
+    return f->file_size;
+}
+int64_t wr_st_count(const wr_st_file *f) {
+    return f->count;
+}
+
+const wr_st_tensor *wr_st_at(const wr_st_file *f, int64_t i) {
+    WR_ASSERT(i >= 0 && i < f->count);
+    return &f->tensors[i];
+}
+
+const wr_st_tensor *wr_st_find(const wr_st_file *f, const char *name) {
+    int64_t lo = 0, hi = f->count - 1;
+    while (lo <= hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        const wr_st_tensor *t = &f->tensors[f->by_name[mid]];
+        int c = strcmp(name, t->name);
+        if (c == 0) return t;
+        if (c < 0) hi = mid - 1;
+        else lo = mid + 1;
+    }
+    return NULL;
+}
+
+const char *wr_st_metadata(const wr_st_file *f, const char *key) {
+    for (int64_t i = 0; i < f->nmeta; i++)
+        if (strcmp(f->meta_keys[i], key) == 0) return f->meta_vals[i];
+    return NULL;
+}
+
+int64_t wr_st_metadata_count(const wr_st_file *f) {
+    return f->nmeta;
+}
+
+void wr_st_metadata_at(const wr_st_file *f, int64_t i, const char **key, const char **value) {
+    WR_ASSERT(i >= 0 && i < f->nmeta);
+    *key = f->meta_keys[i];
+    *value = f->meta_vals[i];
+}
+
+/* ---- tensor access ---- */
+
+const void *wr_st_tensor_data(const wr_st_tensor *t) {
+    return t->file->base + t->offset;
+}
+
+wr_tensor wr_st_tensor_view(const wr_st_tensor *t) {
+    return wr_tensor_make((void *)(uintptr_t)wr_st_tensor_data(t), t->dtype, t->ndim, t->shape);
+}
+
+wr_status wr_st_read_range(const wr_st_tensor *t, uint64_t offset, size_t nbytes, void *dst) {
+    if (offset > t->nbytes || nbytes > t->nbytes - offset)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "%s: tensor '%s': range [%llu, +%zu) outside its %zu "
+                                           "bytes", t->file->path, t->name,
+                       (unsigned long long)offset, nbytes, t->nbytes);
+    if (nbytes == 0) return WR_OK;
+    if (t->file->fd < 0) {
+        memcpy(dst, t->file->base + t->offset + offset, nbytes);
+        return WR_OK;
+    }
+    wr_status st = pread_full(t->file->fd, dst, nbytes, t->offset + offset, t->file->path,
+                              "tensor data");
+    if (st != WR_OK) wr_error_prefix("tensor '%s'", t->name);
+    return st;
+}
+
+wr_status wr_st_read(const wr_st_tensor *t, void *dst, size_t dst_bytes) {
+    if (dst_bytes < t->nbytes)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "%s: tensor '%s' needs %zu bytes, buffer has %zu",
+                       t->file->path, t->name, t->nbytes, dst_bytes);
+    return wr_st_read_range(t, 0, t->nbytes, dst);
+}
+
+wr_status wr_st_read_as(const wr_st_tensor *t, wr_dtype dtype, void *dst, size_t dst_bytes) {
+    size_t need = (size_t)t->nelem * wr_dtype_size(dtype);
+    if (dst_bytes < need)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "%s: tensor '%s' as %s needs %zu bytes, buffer has %zu",
+                       t->file->path, t->name, wr_dtype_name(dtype), need, dst_bytes);
+    if (dtype == t->dtype) return wr_st_read(t, dst, dst_bytes);
+    wr_status st = wr_dtype_convert(dst, dtype, wr_st_tensor_data(t), t->dtype, t->nelem);
+    if (st != WR_OK) wr_error_prefix("%s: tensor '%s'", t->file->path, t->name);
+    return st;
+}
+
+/* ---- sets ---- */
+
+struct wr_st_set {
+    char *path;
+    char *index_path;
+    int64_t nfiles;
+    wr_st_file **files;
+    int64_t count;
+    const wr_st_tensor **sorted; /* by name */
+};
+
+static int cmp_tensor_ptr_name(const void *a, const void *b) {
+    return strcmp((*(const wr_st_tensor *const *)a)->name, (*(const wr_st_tensor *const *)b)->name);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static char *path_join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) return xstrdup(".");
+    size_t n = (size_t)(slash - path);
+    char *d = malloc(n + 2);
+    if (d == NULL) return NULL;
+    if (n == 0) {
+        strcpy(d, "/");
+        return d;
+    }
+    memcpy(d, path, n);
+    d[n] = '\0';
+    return d;
+}
+
+/* Reads a whole small file (an index) into a NUL-terminated buffer. */
+static wr_status read_small_file(char **out, size_t *len, const char *path, size_t limit) {
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (fp == NULL)
+        return WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO, "%s: cannot open: %s",
+                       path, strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 65536;
+            char *nb = realloc(buf, cap);
+            if (nb == NULL) {
+                free(buf);
+                fclose(fp);
+                return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", path);
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n - 1, fp);
+        n += r;
+        if (n > limit) {
+            free(buf);
+            fclose(fp);
+            return WR_FAIL(WR_ERR_FORMAT, "%s: larger than %zu bytes", path, limit);
+        }
+        if (r == 0) break;
+    }
+    int err = ferror(fp);
+    fclose(fp);
+    if (err) {
+        free(buf);
+        return WR_FAIL(WR_ERR_IO, "%s: read error", path);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    *len = n;
+    return WR_OK;
+}
+
+static wr_status set_finish(wr_st_set *s) {
+    s->count = 0;
+    for (int64_t i = 0; i < s->nfiles; i++) s->count += wr_st_count(s->files[i]);
+    s->sorted = calloc((size_t)s->count + 1, sizeof *s->sorted);
+    if (s->sorted == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    int64_t k = 0;
+    for (int64_t i = 0; i < s->nfiles; i++)
+        for (int64_t j = 0; j < wr_st_count(s->files[i]); j++)
+            s->sorted[k++] = wr_st_at(s->files[i], j);
+    qsort(s->sorted, (size_t)s->count, sizeof *s->sorted, cmp_tensor_ptr_name);
+    for (int64_t i = 1; i < s->count; i++)
+        if (strcmp(s->sorted[i - 1]->name, s->sorted[i]->name) == 0)
+            return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s' appears in both %s and %s (duplicate)",
+                           s->path, s->sorted[i]->name, s->sorted[i - 1]->file->path,
+                           s->sorted[i]->file->path);
+    return WR_OK;
+}
+
+typedef struct map_entry {
+    const char *tensor;
+    const char *shard;
+} map_entry;
+
+static int cmp_map_entry(const void *a, const void *b) {
+    return strcmp(((const map_entry *)a)->tensor, ((const map_entry *)b)->tensor);
+}
+
+static wr_status open_index(wr_st_set *s, const char *index_path) {
+    wr_status st = WR_OK;
+    char *text = NULL, *dir = NULL;
+    cJSON *root = NULL;
+    map_entry *map = NULL;
+    size_t len = 0;
+    s->index_path = xstrdup(index_path);
+    if (s->index_path == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    WR_TRY_GOTO(st, read_small_file(&text, &len, index_path, WR_ST_MAX_HEADER), done);
+    root = cJSON_ParseWithLength(text, len);
+    if (root == NULL || !cJSON_IsObject(root)) {
+        st = WR_FAIL(WR_ERR_FORMAT, "%s: index is invalid JSON or not a JSON object", index_path);
+        goto done;
+    }
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsObject(wm)) {
+        st = WR_FAIL(WR_ERR_FORMAT, "%s: index has no \"weight_map\" object", index_path);
+        goto done;
+    }
+    int n = cJSON_GetArraySize(wm);
+    map = calloc((size_t)n + 1, sizeof *map);
+    s->files = calloc((size_t)n + 1, sizeof *s->files);
+    dir = dir_of(index_path);
+    if (map == NULL || s->files == NULL || dir == NULL) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        goto done;
+    }
+    int k = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, wm) {
+        if (!cJSON_IsString(it) || it->valuestring[0] == '\0') {
+            st = WR_FAIL(WR_ERR_FORMAT, "%s: weight_map entry '%s' is not a shard file name",
+                         index_path, it->string);
+            goto done;
+        }
+        const char *shard = it->valuestring;
+        if (strchr(shard, '/') != NULL || strcmp(shard, "..") == 0 || strcmp(shard, ".") == 0) {
+            st = WR_FAIL(WR_ERR_FORMAT, "%s: weight_map entry '%s': shard '%s' must be a file name "
+                                        "in the index's folder", index_path, it->string, shard);
+            goto done;
+        }
+        map[k].tensor = it->string;
+        map[k].shard = shard;
+        k++;
+        /* open each distinct shard once */
+        int64_t f = 0;
+        for (; f < s->nfiles; f++)
+            if (strcmp(strrchr(s->files[f]->path, '/') + 1, shard) == 0) break;
+        if (f == s->nfiles) {
+            char *sp = path_join(dir, shard);
+            if (sp == NULL) {
+                st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+                goto done;
+            }
+            struct stat sb;
+            if (stat(sp, &sb) != 0) {
+                st = WR_FAIL(WR_ERR_NOT_FOUND, "%s: shard '%s' (for tensor '%s') not found: %s",
+                             index_path, sp, it->string, strerror(errno));
+                free(sp);
+                goto done;
+            }
+            st = wr_st_open(&s->files[s->nfiles], sp);
+            free(sp);
+            if (st != WR_OK) goto done;
+            s->nfiles++;
+        }
+    }
+    qsort(map, (size_t)k, sizeof *map, cmp_map_entry);
+    for (int i = 1; i < k; i++) {
+        if (strcmp(map[i - 1].tensor, map[i].tensor) == 0) {
+            st = WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': duplicate weight_map entry", index_path,
+                         map[i].tensor);
+            goto done;
+        }
+    }
+    /* Every mapped tensor is in its shard ... */
+    for (int i = 0; i < k; i++) {
+        wr_st_file *f = NULL;
+        for (int64_t j = 0; j < s->nfiles; j++)
+            if (strcmp(strrchr(s->files[j]->path, '/') + 1, map[i].shard) == 0) f = s->files[j];
+        if (f == NULL || wr_st_find(f, map[i].tensor) == NULL) {
+            st = WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s' is mapped to shard '%s', which does not "
+                                        "contain it", index_path, map[i].tensor, map[i].shard);
+            goto done;
+        }
+    }
+    /* ... and every shard tensor is in the map, mapped to that shard. */
+    for (int64_t j = 0; j < s->nfiles; j++) {
+        const char *base = strrchr(s->files[j]->path, '/') + 1;
+        for (int64_t t = 0; t < wr_st_count(s->files[j]); t++) {
+            map_entry key = {wr_st_at(s->files[j], t)->name, NULL};
+            const map_entry *m = bsearch(&key, map, (size_t)k, sizeof *map, cmp_map_entry);
+            if (m == NULL || strcmp(m->shard, base) != 0) {
+                st = WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s' is not listed for this shard in the "
+                                            "weight_map of %s", s->files[j]->path, key.tensor,
+                             index_path);
+                goto done;
+            }
+        }
+    }
+    st = set_finish(s);
+done:
+    free(map);
+    free(dir);
+    free(text);
+    cJSON_Delete(root);
+    return st;
+}
+
+/* Picks the index or the single safetensors file inside a directory. */
+static wr_status resolve_dir(char **out, const char *dir) {
+    *out = NULL;
+    DIR *d = opendir(dir);
+    if (d == NULL) return WR_FAIL(WR_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
+    char *index = NULL, *single = NULL;
+    int nindex = 0, nsingle = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (ends_with(e->d_name, ".safetensors.index.json")) {
+            nindex++;
+            if (index == NULL) index = xstrdup(e->d_name);
+        } else if (ends_with(e->d_name, ".safetensors")) {
+            nsingle++;
+            if (single == NULL) single = xstrdup(e->d_name);
+        }
+    }
+    closedir(d);
+    wr_status st = WR_OK;
+    const char *pick = NULL;
+    if (nindex == 1) pick = index;
+    else if (nindex > 1)
+        st = WR_FAIL(WR_ERR_CONFIG, "%s: holds %d *.safetensors.index.json files; pass the one to "
+                                    "use", dir, nindex);
+    else if (nsingle == 1) pick = single;
+    else if (nsingle > 1)
+        st = WR_FAIL(WR_ERR_CONFIG, "%s: holds %d *.safetensors files and no index; pass the one to "
+                                    "use", dir, nsingle);
+    else
+        st = WR_FAIL(WR_ERR_NOT_FOUND, "%s: no *.safetensors or *.safetensors.index.json file",
+                     dir);
+    if (pick != NULL) {
+        *out = path_join(dir, pick);
+        if (*out == NULL) st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    }
+    free(index);
+    free(single);
+    return st;
+}
+
+wr_status wr_st_set_open(wr_st_set **out, const char *path) {
+    *out = NULL;
+    wr_status st = WR_OK;
+    char *resolved = NULL;
+    wr_st_set *s = calloc(1, sizeof *s);
+    if (s == NULL || (s->path = xstrdup(path)) == NULL) {
+        free(s);
+        return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        st = wr_fail(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO, "%s: %s", path,
+                     strerror(errno));
+        goto fail;
+    }
+    const char *file = path;
+    if (S_ISDIR(sb.st_mode)) {
+        WR_TRY_GOTO(st, resolve_dir(&resolved, path), fail);
+        file = resolved;
+    }
+    if (ends_with(file, ".json")) {
+        WR_TRY_GOTO(st, open_index(s, file), fail);
+    } else {
+        s->files = calloc(1, sizeof *s->files);
+        if (s->files == NULL) {
+            st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+            goto fail;
+        }
+        WR_TRY_GOTO(st, wr_st_open(&s->files[0], file), fail);
+        s->nfiles = 1;
+        WR_TRY_GOTO(st, set_finish(s), fail);
+    }
+    free(resolved);
+    *out = s;
+    return WR_OK;
+fail:
+    free(resolved);
+    wr_st_set_close(s);
+    return st;
+}
+
+void wr_st_set_close(wr_st_set *s) {
+    if (s == NULL) return;
+    for (int64_t i = 0; i < s->nfiles; i++) wr_st_close(s->files[i]);
+    free(s->files);
+    free(s->sorted);
+    free(s->index_path);
+    free(s->path);
+    free(s);
+}
+
+const char *wr_st_set_path(const wr_st_set *s) {
+    return s->path;
+}
+int64_t wr_st_set_count(const wr_st_set *s) {
+    return s->count;
+}
+int64_t wr_st_set_nfiles(const wr_st_set *s) {
+    return s->nfiles;
+}
+wr_st_file *wr_st_set_file(const wr_st_set *s, int64_t i) {
+    WR_ASSERT(i >= 0 && i < s->nfiles);
+    return s->files[i];
+}
+
+const wr_st_tensor *wr_st_set_at(const wr_st_set *s, int64_t i) {
+    WR_ASSERT(i >= 0 && i < s->count);
+    return s->sorted[i];
+}
+
+const wr_st_tensor *wr_st_set_find(const wr_st_set *s, const char *name) {
+    int64_t lo = 0, hi = s->count - 1;
+    while (lo <= hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, s->sorted[mid]->name);
+        if (c == 0) return s->sorted[mid];
+        if (c < 0) hi = mid - 1;
+        else lo = mid + 1;
+    }
+    return NULL;
+}
+
+wr_status wr_st_set_get(const wr_st_tensor **out, const wr_st_set *s, const char *name) {
+    *out = wr_st_set_find(s, name);
+    if (*out == NULL)
+        return WR_FAIL(WR_ERR_NOT_FOUND, "%s: tensor '%s' not found", s->path, name);
+    return WR_OK;
+}
+
+uint64_t wr_st_set_nbytes(const wr_st_set *s) {
+    uint64_t n = 0;
+    for (int64_t i = 0; i < s->count; i++) n += s->sorted[i]->nbytes;
+    return n;
+}
+
+/* ---- writer ---- */
+
+typedef struct writer_entry {
+    char *name;
+    wr_dtype dtype;
+    int ndim;
+    int64_t shape[WR_MAX_DIMS];
+    size_t nbytes;
+    const void *data;
+} writer_entry;
+
+struct wr_st_writer {
+    writer_entry *e;
+    int64_t n, cap;
+    cJSON *meta;
+};
+
+wr_status wr_st_writer_init(wr_st_writer **out) {
+    *out = calloc(1, sizeof **out);
+    if (*out == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    return WR_OK;
+}
+
+void wr_st_writer_free(wr_st_writer *w) {
+    if (w == NULL) return;
+    for (int64_t i = 0; i < w->n; i++) free(w->e[i].name);
+    free(w->e);
+    cJSON_Delete(w->meta);
+    free(w);
+}
+
+wr_status wr_st_writer_add(wr_st_writer *w, const char *name, wr_dtype dtype, int ndim,
+                           const int64_t *shape, const void *data) {
+    if (ndim < 0 || ndim > WR_MAX_DIMS || (unsigned)dtype >= WR_DTYPE_COUNT ||
+        strcmp(name, "__metadata__") == 0)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "writer: bad tensor '%s'", name);
+    for (int64_t i = 0; i < w->n; i++)
+        if (strcmp(w->e[i].name, name) == 0)
+            return WR_FAIL(WR_ERR_INVALID_ARG, "writer: duplicate tensor name '%s'", name);
+    if (w->n == w->cap) {
+        int64_t nc = w->cap ? w->cap * 2 : 64;
+        writer_entry *ne = realloc(w->e, (size_t)nc * sizeof *ne);
+        if (ne == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        w->e = ne;
+        w->cap = nc;
+    }
+    writer_entry *e = &w->e[w->n];
+    memset(e, 0, sizeof *e);
+    size_t nb = wr_dtype_size(dtype);
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || __builtin_mul_overflow(nb, (size_t)shape[i], &nb))
+            return WR_FAIL(WR_ERR_INVALID_ARG, "writer: tensor '%s' has a bad shape", name);
+        e->shape[i] = shape[i];
+    }
+    e->name = xstrdup(name);
+    if (e->name == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    e->dtype = dtype;
+    e->ndim = ndim;
+    e->nbytes = nb;
+    e->data = data;
+    w->n++;
+    return WR_OK;
+}
+
+wr_status wr_st_writer_meta(wr_st_writer *w, const char *key, const char *value) {
+    if (w->meta == NULL && (w->meta = cJSON_CreateObject()) == NULL)
+        return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    cJSON_DeleteItemFromObjectCaseSensitive(w->meta, key);
+    if (cJSON_AddStringToObject(w->meta, key, value) == NULL)
+        return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    return WR_OK;
+}
+
+/* Integers are emitted as raw text so values past 2^31 (and 2^53) print exactly. */
+static cJSON *raw_uint(uint64_t v) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)v);
+    return cJSON_CreateRaw(buf);
+}
+
+static char *writer_header(const wr_st_writer *w) {
+    cJSON *root = cJSON_CreateObject();
+    if (root == NULL) return NULL;
+    if (w->meta) cJSON_AddItemToObject(root, "__metadata__", cJSON_Duplicate(w->meta, 1));
+    uint64_t off = 0;
+    for (int64_t i = 0; i < w->n; i++) {
+        const writer_entry *e = &w->e[i];
+        cJSON *o = cJSON_CreateObject(), *sh = cJSON_CreateArray(), *of = cJSON_CreateArray();
+        if (!o || !sh || !of) goto oom_item;
+        cJSON_AddStringToObject(o, "dtype", wr_dtype_name(e->dtype));
+        for (int d = 0; d < e->ndim; d++) cJSON_AddItemToArray(sh, raw_uint((uint64_t)e->shape[d]));
+        cJSON_AddItemToObject(o, "shape", sh);
+        cJSON_AddItemToArray(of, raw_uint(off));
+        cJSON_AddItemToArray(of, raw_uint(off + e->nbytes));
+        cJSON_AddItemToObject(o, "data_offsets", of);
+        cJSON_AddItemToObject(root, e->name, o);
+        off += e->nbytes;
+        continue;
+    oom_item:
+        cJSON_Delete(o);
+        cJSON_Delete(sh);
+        cJSON_Delete(of);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+static wr_status write_full(int fd, const void *src, size_t n, const char *path) {
+    const uint8_t *p = src;
+    while (n > 0) {
+        size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
+        ssize_t r = write(fd, p, chunk);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return WR_FAIL(WR_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        p += r;
+        n -= (size_t)r;
+    }
+    return WR_OK;
+}
+
+wr_status wr_st_writer_write(wr_st_writer *w, const char *path) {
+    wr_status st = WR_OK;
+    char *hdr = writer_header(w);
+    if (hdr == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory building a header");
+    size_t hlen = strlen(hdr);
+    size_t padded = (hlen + 7) & ~(size_t)7;
+    size_t tlen = strlen(path) + 32;
+    char *tmp = malloc(tlen);
+    char *hbuf = malloc(8 + padded);
+    int fd = -1;
+    if (tmp == NULL || hbuf == NULL) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        goto done;
+    }
+    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
+    for (int i = 0; i < 8; i++) hbuf[i] = (char)(((uint64_t)padded >> (8 * i)) & 0xFF);
+    memcpy(hbuf + 8, hdr, hlen);
+    memset(hbuf + 8 + hlen, ' ', padded - hlen);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        st = WR_FAIL(WR_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        goto done;
+    }
+    WR_TRY_GOTO(st, write_full(fd, hbuf, 8 + padded, tmp), done);
+    for (int64_t i = 0; i < w->n; i++)
+        WR_TRY_GOTO(st, write_full(fd, w->e[i].data, w->e[i].nbytes, tmp), done);
+    if (fsync(fd) != 0) {
+        st = WR_FAIL(WR_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
+        goto done;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        st = WR_FAIL(WR_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
+        goto done;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        st = WR_FAIL(WR_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
+        goto done;
+    }
+done:
+    if (fd >= 0) close(fd);
+    if (st != WR_OK && tmp != NULL) unlink(tmp);
+    free(tmp);
+    free(hbuf);
+    free(hdr);
+    return st;
+}

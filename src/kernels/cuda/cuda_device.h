@@ -1,0 +1,37 @@
+/*
+ * cuda_device.h — CUDA runtime glue (C11, compiled against the CUDA headers): device probe and
+ * the dtype cast launchers whose kernels live in cast.cu. Only compiled when WR_HAVE_CUDA.
+ */
+#ifndef WR_KERNELS_CUDA_CUDA_DEVICE_H
+#define WR_KERNELS_CUDA_CUDA_DEVICE_H
+
+#include <stdint.h>
+
+#include "core/dtype.h"
+#include "core/status.h"
+#include "kernels/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* See wr_backend_probe_cuda. */
+wr_status wr_cuda_probe(wr_device_info *out);
+
+/*
+ * Converts n elements on the device (dst and src are device pointers) from st to dt, with the
+ * same bit-exact rules as wr_dtype_convert (f32 <-> bf16/f16/e4m3/e5m2). Launches on the
+ * default stream and synchronises. WR_ERR_UNSUPPORTED for other pairs, WR_ERR_DEVICE naming
+ * the CUDA error otherwise.
+ */
+wr_status wr_cuda_convert(void *dst, wr_dtype dt, const void *src, wr_dtype st, int64_t n);
+
+/* Launchers (cast.cu). Return a cudaError_t as int. */
+int wr_cuda_cast_to_f32_launch(float *dst, const void *src, int src_dtype, int64_t n);
+int wr_cuda_cast_from_f32_launch(void *dst, int dst_dtype, const float *src, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WR_KERNELS_CUDA_CUDA_DEVICE_H */

@@ -1,0 +1,89 @@
+/* harness.c — shared main for every Check test program; see harness.h. */
+#include "harness.h"
+
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#ifndef WR_TEST_DATA_DIR
+#error "WR_TEST_DATA_DIR must be defined by the build"
+#endif
+
+static int g_rank, g_size, g_skip, g_tmp_made;
+
+int wr_test_rank(void) {
+    return g_rank;
+}
+int wr_test_size(void) {
+    return g_size;
+}
+
+void wr_test_skip(const char *why) {
+    g_skip = 1;
+    if (g_rank == 0) fprintf(stderr, "SKIP: %s\n", why);
+}
+
+const char *wr_test_data(const char *rel) {
+    static char bufs[8][4096];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, sizeof bufs[0], "%s/%s", WR_TEST_DATA_DIR, rel);
+    return b;
+}
+
+const char *wr_test_tmpdir(void) {
+    static char dir[4096];
+    if (dir[0] == '\0') {
+        const char *base = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/wrtest-r%d-XXXXXX", base && *base ? base : "/tmp", g_rank);
+        if (mkdtemp(dir) == NULL) {
+            perror("mkdtemp");
+            MPI_Abort(MPI_COMM_WORLD, 1);
+        }
+        g_tmp_made = 1;
+    }
+    return dir;
+}
+
+int wr_ck_all(int cond) {
+    int in = cond ? 1 : 0, out = 0;
+    MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    return out;
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    wr_log_set_rank(g_rank, g_size);
+    wr_log_init();
+
+    Suite *s = wr_test_suite();
+    int skip = 0;
+    MPI_Allreduce(&g_skip, &skip, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    int failed = 0;
+    if (!skip) {
+        SRunner *sr = srunner_create(s);
+        srunner_set_fork_status(sr, CK_NOFORK);
+        srunner_run_all(sr, CK_SILENT);
+        failed = srunner_ntests_failed(sr);
+        if (g_rank == 0 || failed) {
+            if (g_size > 1) printf("[rank %d/%d] ", g_rank, g_size);
+            srunner_print(sr, failed ? CK_VERBOSE : CK_NORMAL);
+        }
+        fflush(stdout);
+        srunner_free(sr);
+    } else {
+        srunner_free(srunner_create(s)); /* frees the suite */
+    }
+    int any = 0;
+    MPI_Allreduce(&failed, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (g_tmp_made) rmdir(wr_test_tmpdir());
+    MPI_Finalize();
+    if (skip) return WR_TEST_SKIP;
+    return any ? 1 : 0;
+}

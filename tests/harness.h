@@ -1,0 +1,33 @@
+/*
+ * harness.h — the one test main of wanrun (tests/harness.c), after STYLE.md: MPI is
+ * initialised, Check runs in CK_NOFORK mode (MPI and CUDA do not survive fork), failures are
+ * reduced over ranks and every rank returns the same exit code (77 when the suite skips).
+ *
+ * Each test program defines wr_test_suite(). Assertions that precede a collective must be
+ * collective (WR_CK_ALL): a rank-local failure would leave the other ranks waiting.
+ */
+#ifndef WR_TESTS_HARNESS_H
+#define WR_TESTS_HARNESS_H
+
+#include <check.h>
+#include <stddef.h>
+
+#define WR_TEST_SKIP 77
+
+Suite *wr_test_suite(void);
+
+int wr_test_rank(void);
+int wr_test_size(void);
+/* Marks the whole program as skipped (exit 77 on every rank); call from wr_test_suite(). */
+void wr_test_skip(const char *why);
+/* tests/data/<rel> in the source tree; returns a static buffer (one per call site use). */
+const char *wr_test_data(const char *rel);
+/* A fresh empty temporary directory for this rank (removed at exit only if empty). */
+const char *wr_test_tmpdir(void);
+/* 1 when cond holds on every rank (MPI_Allreduce MIN). */
+int wr_ck_all(int cond);
+
+#define WR_CK_ALL(cond)                                                                            \
+    ck_assert_msg(wr_ck_all(!!(cond)), "collective check failed on at least one rank: %s", #cond)
+
+#endif /* WR_TESTS_HARNESS_H */
