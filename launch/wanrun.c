@@ -35,19 +35,26 @@ enum {
 
 static int exit_code_for(wr_status s) {
     switch (s) {
-    case WR_OK: return EXIT_OK;
-    case WR_ERR_INVALID_ARG: return EXIT_USAGE;
+    case WR_OK:
+        return EXIT_OK;
+    case WR_ERR_INVALID_ARG:
+        return EXIT_USAGE;
     case WR_ERR_IO:
     case WR_ERR_FORMAT:
     case WR_ERR_NOT_FOUND:
-    case WR_ERR_CONFIG: return EXIT_INPUT;
+    case WR_ERR_CONFIG:
+        return EXIT_INPUT;
     case WR_ERR_OOM_HOST:
-    case WR_ERR_OOM_DEVICE: return EXIT_OOM;
+    case WR_ERR_OOM_DEVICE:
+        return EXIT_OOM;
     case WR_ERR_NO_DEVICE:
     case WR_ERR_DEVICE:
-    case WR_ERR_COMM: return EXIT_DEVICE;
-    case WR_ERR_UNSUPPORTED: return EXIT_UNSUPPORTED;
-    default: return EXIT_INTERNAL;
+    case WR_ERR_COMM:
+        return EXIT_DEVICE;
+    case WR_ERR_UNSUPPORTED:
+        return EXIT_UNSUPPORTED;
+    default:
+        return EXIT_INTERNAL;
     }
 }
 
@@ -90,7 +97,8 @@ static void print_version(void) {
     if (s == WR_OK)
         printf("cuda: %d device(s); device 0: %s (sm_%d%d, %.1f GiB)\n", di.count, di.name,
                di.cc_major, di.cc_minor, (double)di.total_bytes / (1024.0 * 1024 * 1024));
-    else printf("cuda: unavailable (%s)\n", wr_error_detail());
+    else
+        printf("cuda: unavailable (%s)\n", wr_error_detail());
     wr_error_clear();
 }
 
@@ -214,21 +222,25 @@ static wr_status cmd_inspect(int argc, char **argv, int rank) {
     inspect_opts o = {0, 0, rank == 0};
     const char *path = NULL;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) o.json = 1;
-        else if (strcmp(argv[i], "--summary") == 0) o.summary = 1;
+        if (strcmp(argv[i], "--json") == 0)
+            o.json = 1;
+        else if (strcmp(argv[i], "--summary") == 0)
+            o.summary = 1;
         else if (argv[i][0] == '-')
             return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: unknown option '%s' (see wanrun --help)",
                            argv[i]);
-        else if (path == NULL) path = argv[i];
-        else return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: takes one PATH, got '%s' and '%s'",
-                            path, argv[i]);
+        else if (path == NULL)
+            path = argv[i];
+        else
+            return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: takes one PATH, got '%s' and '%s'", path,
+                           argv[i]);
     }
     if (path == NULL)
         return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: missing PATH (a .safetensors file, an index, "
                                            "or a model directory)");
     struct stat sb;
-    if (stat(path, &sb) != 0) return WR_FAIL(WR_ERR_NOT_FOUND, "%s: no such file or directory",
-                                             path);
+    if (stat(path, &sb) != 0)
+        return WR_FAIL(WR_ERR_NOT_FOUND, "%s: no such file or directory", path);
     wr_status st = WR_OK;
     cJSON *root = o.json ? cJSON_CreateObject() : NULL;
     cJSON *arr = o.json ? cJSON_AddArrayToObject(root, "components") : NULL;
@@ -299,8 +311,10 @@ int main(int argc, char **argv) {
         st = WR_FAIL(WR_ERR_INVALID_ARG, "no command given (see wanrun --help)");
         goto out;
     }
-    if (strcmp(argv[i], "inspect") == 0) st = cmd_inspect(argc - i - 1, argv + i + 1, rank);
-    else st = WR_FAIL(WR_ERR_INVALID_ARG, "unknown command '%s' (see wanrun --help)", argv[i]);
+    if (strcmp(argv[i], "inspect") == 0)
+        st = cmd_inspect(argc - i - 1, argv + i + 1, rank);
+    else
+        st = WR_FAIL(WR_ERR_INVALID_ARG, "unknown command '%s' (see wanrun --help)", argv[i]);
 
 out:
     if (st != WR_OK) {

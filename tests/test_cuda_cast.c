@@ -25,7 +25,8 @@ START_TEST(test_casts_match_cpu) {
     const wr_st_tensor *e = wr_st_find(tab, "edge_f32");
     int64_t ne = e->nelem;
     const int64_t n = ne > 65536 ? ne : 65536;
-    float *h_f = malloc((size_t)n * 4), *h_back = malloc((size_t)n * 4), *cpu_f = malloc((size_t)n * 4);
+    float *h_f = malloc((size_t)n * 4), *h_back = malloc((size_t)n * 4),
+          *cpu_f = malloc((size_t)n * 4);
     uint8_t *h_narrow = malloc((size_t)n * 2), *cpu_narrow = malloc((size_t)n * 2);
     void *d_narrow = dev((size_t)n * 2);
     float *d_f = dev((size_t)n * 4);
@@ -36,8 +37,10 @@ START_TEST(test_casts_match_cpu) {
         int64_t np = sz == 2 ? 65536 : 256;
         /* every narrow pattern -> f32 */
         for (int64_t i = 0; i < np; i++) {
-            if (sz == 2) ((uint16_t *)h_narrow)[i] = (uint16_t)i;
-            else h_narrow[i] = (uint8_t)i;
+            if (sz == 2)
+                ((uint16_t *)h_narrow)[i] = (uint16_t)i;
+            else
+                h_narrow[i] = (uint8_t)i;
         }
         cudaMemcpy(d_narrow, h_narrow, (size_t)np * sz, cudaMemcpyHostToDevice);
         ck_assert_int_eq(wr_cuda_convert(d_f, WR_DTYPE_F32, d_narrow, d, np), WR_OK);

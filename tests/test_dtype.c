@@ -45,8 +45,8 @@ static float from_bits(uint32_t u) {
         for (int64_t i = 0; i < (count); i++) {                                                    \
             uint32_t e_ = (uint32_t)(expected_expr), g_ = (uint32_t)(got_expr);                    \
             if (e_ != g_ && bad_++ < 5)                                                            \
-                fprintf(stderr, "%s[%lld]: expected 0x%08x got 0x%08x\n", label, (long long)i,    \
-                        e_, g_);                                                                   \
+                fprintf(stderr, "%s[%lld]: expected 0x%08x got 0x%08x\n", label, (long long)i, e_, \
+                        g_);                                                                       \
         }                                                                                          \
         ck_assert_msg(bad_ == 0, "%s: %lld of %lld patterns differ from PyTorch", label,           \
                       (long long)bad_, (long long)(count));                                        \

@@ -75,8 +75,9 @@ static void expect_error(const char *text, wr_status code, const char *needle) {
 
 START_TEST(test_errors) {
     expect_error("{\"eps\": 1}", WR_ERR_NOT_FOUND, "missing required field 'layers'");
-    expect_error("{\"layers\": \"30\"}", WR_ERR_FORMAT, "field 'layers' must be an integer, got a "
-                                                       "string");
+    expect_error("{\"layers\": \"30\"}", WR_ERR_FORMAT,
+                 "field 'layers' must be an integer, got a "
+                 "string");
     expect_error("{\"layers\": 1.5}", WR_ERR_FORMAT, "field 'layers' must be an integer");
     expect_error("{\"layers\": 1, \"flag\": 1}", WR_ERR_FORMAT, "field 'flag' must be a boolean");
     expect_error("{\"layers\": 1, \"dims\": [1, \"a\"]}", WR_ERR_FORMAT, "field 'dims'[1]");

@@ -31,7 +31,8 @@ static const char *DIT_CONFIG =
     " \"rope_max_seq_len\": 1024, \"text_dim\": 4096}\n";
 
 static const char *T5_CONFIG =
-    "{\"architectures\": [\"UMT5EncoderModel\"], \"d_ff\": 10240, \"d_kv\": 64, \"d_model\": 4096,\n"
+    "{\"architectures\": [\"UMT5EncoderModel\"], \"d_ff\": 10240, \"d_kv\": 64, \"d_model\": "
+    "4096,\n"
     " \"decoder_start_token_id\": 0, \"dense_act_fn\": \"gelu_new\", \"dropout_rate\": 0.1,\n"
     " \"eos_token_id\": 1, \"feed_forward_proj\": \"gated-gelu\", \"is_gated_act\": true,\n"
     " \"layer_norm_epsilon\": 1e-06, \"model_type\": \"umt5\", \"num_decoder_layers\": 24,\n"
@@ -166,8 +167,9 @@ START_TEST(test_broken) {
     make_model(16); /* a field of the wrong type */
     put("transformer/config.json", "{\"num_attention_heads\": 12, \"attention_head_dim\": 128, "
                                    "\"ffn_dim\": 8960, \"num_layers\": \"30\"}");
-    open_expect(md, WR_ERR_FORMAT, "transformer/config.json: field 'num_layers' must be an "
-                                   "integer, got a string");
+    open_expect(md, WR_ERR_FORMAT,
+                "transformer/config.json: field 'num_layers' must be an "
+                "integer, got a string");
     rm_rf(g_root);
 
     make_model(16); /* a required field missing */

@@ -45,8 +45,12 @@ static int check_values(const wr_st_tensor *t) {
         double got;
         switch (t->dtype) {
         case WR_DTYPE_BOOL:
-        case WR_DTYPE_U8: got = (uint8_t)p[i]; break;
-        case WR_DTYPE_I8: got = (int8_t)p[i]; break;
+        case WR_DTYPE_U8:
+            got = (uint8_t)p[i];
+            break;
+        case WR_DTYPE_I8:
+            got = (int8_t)p[i];
+            break;
         case WR_DTYPE_I16: {
             int16_t v;
             memcpy(&v, p + 2 * i, 2);
@@ -65,7 +69,9 @@ static int check_values(const wr_st_tensor *t) {
             got = (double)v;
             break;
         }
-        default: got = f[i]; break;
+        default:
+            got = f[i];
+            break;
         }
         double want = fixture_value(t->dtype, i);
         if (got != want) {
@@ -113,8 +119,7 @@ START_TEST(test_good_manifest) {
         const cJSON *meta = cJSON_GetObjectItem(fe, "metadata"), *me;
         cJSON_ArrayForEach(me, meta) {
             const char *v = wr_st_metadata(wr_st_set_file(set, 0), me->string);
-            CHECK(v != NULL && strcmp(v, me->valuestring) == 0, "%s: metadata %s", rel,
-                  me->string);
+            CHECK(v != NULL && strcmp(v, me->valuestring) == 0, "%s: metadata %s", rel, me->string);
         }
         wr_st_set_close(set);
         nfiles++;
@@ -130,7 +135,8 @@ static int contains_ci(const char *hay, const char *needle) {
     size_t n = strlen(needle);
     for (; *hay; hay++) {
         size_t i = 0;
-        while (i < n && hay[i] && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
+        while (i < n && hay[i] &&
+               tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
             i++;
         if (i == n) return 1;
     }
@@ -162,8 +168,7 @@ START_TEST(test_bad_corpus) {
         if (slash) slash[1] = '\0';
         int named = strstr(wr_error_detail(), path) != NULL ||
                     (slash && strstr(wr_error_detail(), folder) != NULL);
-        if (strcmp(wr_status_name(s), want) != 0 || !contains_ci(wr_error_detail(), kw) ||
-            !named) {
+        if (strcmp(wr_status_name(s), want) != 0 || !contains_ci(wr_error_detail(), kw) || !named) {
             fprintf(stderr, "bad/%s: expected %s with '%s', got %s: %s\n", path, want, kw,
                     wr_status_name(s), wr_error_detail());
             bad++;

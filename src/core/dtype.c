@@ -23,12 +23,12 @@ static const struct {
     size_t size;
     int is_float;
 } dtype_info[WR_DTYPE_COUNT] = {
-    [WR_DTYPE_F32] = {"F32", 4, 1},     [WR_DTYPE_F16] = {"F16", 2, 1},
-    [WR_DTYPE_BF16] = {"BF16", 2, 1},   [WR_DTYPE_F8_E4M3] = {"F8_E4M3", 1, 1},
+    [WR_DTYPE_F32] = {"F32", 4, 1},         [WR_DTYPE_F16] = {"F16", 2, 1},
+    [WR_DTYPE_BF16] = {"BF16", 2, 1},       [WR_DTYPE_F8_E4M3] = {"F8_E4M3", 1, 1},
     [WR_DTYPE_F8_E5M2] = {"F8_E5M2", 1, 1}, [WR_DTYPE_F64] = {"F64", 8, 1},
-    [WR_DTYPE_I64] = {"I64", 8, 0},     [WR_DTYPE_I32] = {"I32", 4, 0},
-    [WR_DTYPE_I16] = {"I16", 2, 0},     [WR_DTYPE_I8] = {"I8", 1, 0},
-    [WR_DTYPE_U8] = {"U8", 1, 0},       [WR_DTYPE_BOOL] = {"BOOL", 1, 0},
+    [WR_DTYPE_I64] = {"I64", 8, 0},         [WR_DTYPE_I32] = {"I32", 4, 0},
+    [WR_DTYPE_I16] = {"I16", 2, 0},         [WR_DTYPE_I8] = {"I8", 1, 0},
+    [WR_DTYPE_U8] = {"U8", 1, 0},           [WR_DTYPE_BOOL] = {"BOOL", 1, 0},
 };
 
 size_t wr_dtype_size(wr_dtype t) {
@@ -129,7 +129,7 @@ uint16_t wr_f32_to_f16(float f) {
     uint32_t a = u & 0x7FFFFFFFu;
     if (a > 0x7F800000u) return (uint16_t)(sign | 0x7E00u | ((a >> 13) & 0x3FFu));
     if (a >= 0x47800000u) return sign | 0x7C00u; /* >= 65536 (and inf) */
-    uint32_t r = round_to_format(a, 10, 15);      /* 65520..65535 carries into 0x7C00 = inf */
+    uint32_t r = round_to_format(a, 10, 15);     /* 65520..65535 carries into 0x7C00 = inf */
     return (uint16_t)(sign | r);
 }
 
@@ -175,13 +175,20 @@ uint8_t wr_f32_to_e5m2(float f) {
 
 static float load_f32(const void *src, wr_dtype st, int64_t i) {
     switch (st) {
-    case WR_DTYPE_F32: return ((const float *)src)[i];
-    case WR_DTYPE_F16: return wr_f16_to_f32(((const uint16_t *)src)[i]);
-    case WR_DTYPE_BF16: return wr_bf16_to_f32(((const uint16_t *)src)[i]);
-    case WR_DTYPE_F8_E4M3: return wr_e4m3_to_f32(((const uint8_t *)src)[i]);
-    case WR_DTYPE_F8_E5M2: return wr_e5m2_to_f32(((const uint8_t *)src)[i]);
-    case WR_DTYPE_F64: return (float)((const double *)src)[i];
-    default: return NAN;
+    case WR_DTYPE_F32:
+        return ((const float *)src)[i];
+    case WR_DTYPE_F16:
+        return wr_f16_to_f32(((const uint16_t *)src)[i]);
+    case WR_DTYPE_BF16:
+        return wr_bf16_to_f32(((const uint16_t *)src)[i]);
+    case WR_DTYPE_F8_E4M3:
+        return wr_e4m3_to_f32(((const uint8_t *)src)[i]);
+    case WR_DTYPE_F8_E5M2:
+        return wr_e5m2_to_f32(((const uint8_t *)src)[i]);
+    case WR_DTYPE_F64:
+        return (float)((const double *)src)[i];
+    default:
+        return NAN;
     }
 }
 
@@ -232,7 +239,8 @@ wr_status wr_dtype_convert(void *dst, wr_dtype dt, const void *src, wr_dtype st,
         for (int64_t i = 0; i < n; i++) d[i] = wr_f32_to_e5m2(load_f32(src, st, i));
         break;
     }
-    default: return WR_FAIL(WR_ERR_INTERNAL, "unhandled dtype %s", wr_dtype_name(dt));
+    default:
+        return WR_FAIL(WR_ERR_INTERNAL, "unhandled dtype %s", wr_dtype_name(dt));
     }
     return WR_OK;
 }

@@ -41,8 +41,8 @@ wr_status wr_json_load(wr_json_doc *out, const char *path) {
     memset(out, 0, sizeof *out);
     FILE *fp = fopen(path, "rb");
     if (fp == NULL)
-        return WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO, "%s: cannot open: %s",
-                       path, strerror(errno));
+        return WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO, "%s: cannot open: %s", path,
+                       strerror(errno));
     size_t cap = 65536, n = 0;
     char *buf = malloc(cap);
     wr_status st = WR_OK;
@@ -63,8 +63,10 @@ wr_status wr_json_load(wr_json_doc *out, const char *path) {
         buf = nb;
         cap *= 2;
     }
-    if (buf == NULL) st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", path);
-    else if (st == WR_OK && ferror(fp)) st = WR_FAIL(WR_ERR_IO, "%s: read error", path);
+    if (buf == NULL)
+        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", path);
+    else if (st == WR_OK && ferror(fp))
+        st = WR_FAIL(WR_ERR_IO, "%s: read error", path);
     fclose(fp);
     if (st == WR_OK) st = wr_json_parse(out, buf, n, path);
     free(buf);
@@ -121,8 +123,10 @@ static wr_status read_array(void *dst, const wr_json_doc *doc, const wr_json_fie
         }
         i++;
     }
-    if (f->kind == WR_JSON_DOUBLE_ARRAY) ((wr_json_double_array *)dst)->n = n;
-    else ((wr_json_int_array *)dst)->n = n;
+    if (f->kind == WR_JSON_DOUBLE_ARRAY)
+        ((wr_json_double_array *)dst)->n = n;
+    else
+        ((wr_json_int_array *)dst)->n = n;
     return WR_OK;
 }
 
@@ -167,8 +171,11 @@ wr_status wr_json_read_fields(void *out, const wr_json_doc *doc, const cJSON *ob
         }
         case WR_JSON_INT_ARRAY:
         case WR_JSON_DOUBLE_ARRAY:
-        case WR_JSON_BOOL_ARRAY: WR_TRY(read_array(dst, doc, f, v)); break;
-        default: return WR_FAIL(WR_ERR_INTERNAL, "bad field kind for '%s'", f->name);
+        case WR_JSON_BOOL_ARRAY:
+            WR_TRY(read_array(dst, doc, f, v));
+            break;
+        default:
+            return WR_FAIL(WR_ERR_INTERNAL, "bad field kind for '%s'", f->name);
         }
         if (f->present_offset_plus1) {
             int one = 1;

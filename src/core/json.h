@@ -34,13 +34,13 @@ wr_status wr_json_parse(wr_json_doc *out, const char *text, size_t len, const ch
 void wr_json_free(wr_json_doc *doc);
 
 typedef enum wr_json_kind {
-    WR_JSON_INT,        /* int64_t */
-    WR_JSON_DOUBLE,     /* double; integers accepted */
-    WR_JSON_BOOL,       /* int (0/1) */
-    WR_JSON_STRING,     /* char[WR_JSON_STR_CAP]; longer strings are an error */
-    WR_JSON_INT_ARRAY,  /* wr_json_int_array */
+    WR_JSON_INT,          /* int64_t */
+    WR_JSON_DOUBLE,       /* double; integers accepted */
+    WR_JSON_BOOL,         /* int (0/1) */
+    WR_JSON_STRING,       /* char[WR_JSON_STR_CAP]; longer strings are an error */
+    WR_JSON_INT_ARRAY,    /* wr_json_int_array */
     WR_JSON_DOUBLE_ARRAY, /* wr_json_double_array */
-    WR_JSON_BOOL_ARRAY, /* wr_json_int_array holding 0/1 */
+    WR_JSON_BOOL_ARRAY,   /* wr_json_int_array holding 0/1 */
     WR_JSON_KIND_COUNT
 } wr_json_kind;
 

@@ -27,9 +27,12 @@ void wr_log_init(void) {
     if (env == NULL) return;
     int lv = wr_log_level_parse(env);
     if (lv < 0)
-        wr_log(WR_LOG_WARN, "WR_LOG_LEVEL=%s is not one of error|warn|info|debug|trace|0..4; "
-                            "using info", env);
-    else g_level = (wr_log_level)lv;
+        wr_log(WR_LOG_WARN,
+               "WR_LOG_LEVEL=%s is not one of error|warn|info|debug|trace|0..4; "
+               "using info",
+               env);
+    else
+        g_level = (wr_log_level)lv;
 }
 
 void wr_log_set_rank(int rank, int size) {
@@ -52,8 +55,10 @@ int wr_log_rank(void) {
 static void vlog(wr_log_level level, const char *fmt, va_list ap) {
     char msg[4096];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    if (level == WR_LOG_INFO) fprintf(stderr, "[%d/%d] %s\n", g_rank, g_size, msg);
-    else fprintf(stderr, "[%d/%d] %s: %s\n", g_rank, g_size, level_words[level], msg);
+    if (level == WR_LOG_INFO)
+        fprintf(stderr, "[%d/%d] %s\n", g_rank, g_size, msg);
+    else
+        fprintf(stderr, "[%d/%d] %s: %s\n", g_rank, g_size, level_words[level], msg);
 }
 
 void wr_log(wr_log_level level, const char *fmt, ...) {

@@ -50,8 +50,8 @@ void wr_t5_config_default(wr_t5_config *c) {
 }
 
 /* Wan2.1 latent statistics (spec §4.2), the AutoencoderKLWan defaults. */
-static const double wan_latents_mean[16] = {-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653,
-                                            -0.1517, 1.5508,  0.4134,  -0.0715, 0.5517, -0.3632,
+static const double wan_latents_mean[16] = {-0.7571, -0.7089, -0.9113, 0.1075,  -0.1745, 0.9653,
+                                            -0.1517, 1.5508,  0.4134,  -0.0715, 0.5517,  -0.3632,
                                             -0.1922, -0.9497, 0.2503,  -0.2921};
 static const double wan_latents_std[16] = {2.8184, 1.4541, 2.3275, 2.6558, 1.2196, 1.7708,
                                            2.6052, 2.0743, 3.2687, 2.1526, 2.8652, 1.5579,
@@ -98,7 +98,8 @@ void wr_sched_config_default(wr_sched_config *c) {
 
 /* ---- field tables ---- */
 
-#define F(T, name, kind, req) {#name, kind, offsetof(T, name), req, 0}
+#define F(T, name, kind, req)                                                                      \
+    { #name, kind, offsetof(T, name), req, 0 }
 
 static const wr_json_field dit_fields[] = {
     F(wr_dit_config, patch_size, WR_JSON_INT_ARRAY, 0),
@@ -183,8 +184,9 @@ static wr_status read_config(void *out, const char *path, const wr_json_field *f
 }
 
 static wr_status positive(const char *path, const char *field, int64_t v) {
-    if (v <= 0) return WR_FAIL(WR_ERR_CONFIG, "%s: field '%s' must be positive, got %lld", path,
-                               field, (long long)v);
+    if (v <= 0)
+        return WR_FAIL(WR_ERR_CONFIG, "%s: field '%s' must be positive, got %lld", path, field,
+                       (long long)v);
     return WR_OK;
 }
 
@@ -200,15 +202,18 @@ wr_status wr_dit_config_read(wr_dit_config *out, const char *path) {
     WR_TRY(positive(path, "text_dim", out->text_dim));
     WR_TRY(positive(path, "freq_dim", out->freq_dim));
     if (out->attention_head_dim % 2 != 0)
-        return WR_FAIL(WR_ERR_CONFIG, "%s: field 'attention_head_dim' must be even for RoPE, got "
-                                      "%lld", path, (long long)out->attention_head_dim);
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: field 'attention_head_dim' must be even for RoPE, got "
+                       "%lld",
+                       path, (long long)out->attention_head_dim);
     if (out->patch_size.n != 3)
         return WR_FAIL(WR_ERR_CONFIG, "%s: field 'patch_size' must have 3 elements, got %d", path,
                        out->patch_size.n);
     for (int i = 0; i < 3; i++) WR_TRY(positive(path, "patch_size", out->patch_size.v[i]));
     if (out->image_dim > 0 || out->added_kv_proj_dim > 0)
-        return WR_FAIL(WR_ERR_CONFIG, "%s: an image-to-video transformer (image_dim / "
-                                      "added_kv_proj_dim set) is not supported; wanrun runs T2V",
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: an image-to-video transformer (image_dim / "
+                       "added_kv_proj_dim set) is not supported; wanrun runs T2V",
                        path);
     return WR_OK;
 }
@@ -224,8 +229,10 @@ wr_status wr_t5_config_read(wr_t5_config *out, const char *path) {
     WR_TRY(positive(path, "d_ff", out->d_ff));
     WR_TRY(positive(path, "relative_attention_num_buckets", out->relative_attention_num_buckets));
     if (strcmp(out->feed_forward_proj, "gated-gelu") != 0)
-        return WR_FAIL(WR_ERR_CONFIG, "%s: field 'feed_forward_proj' is \"%s\"; only \"gated-gelu\" "
-                                      "(UMT5) is supported", path, out->feed_forward_proj);
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: field 'feed_forward_proj' is \"%s\"; only \"gated-gelu\" "
+                       "(UMT5) is supported",
+                       path, out->feed_forward_proj);
     return WR_OK;
 }
 
@@ -239,19 +246,23 @@ wr_status wr_vae_config_read(wr_vae_config *out, const char *path) {
     if (out->dim_mult.n < 1)
         return WR_FAIL(WR_ERR_CONFIG, "%s: field 'dim_mult' must not be empty", path);
     if (out->temperal_downsample.n != out->dim_mult.n - 1)
-        return WR_FAIL(WR_ERR_CONFIG, "%s: field 'temperal_downsample' has %d entries; dim_mult "
-                                      "has %d, so it needs %d", path, out->temperal_downsample.n,
-                       out->dim_mult.n, out->dim_mult.n - 1);
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: field 'temperal_downsample' has %d entries; dim_mult "
+                       "has %d, so it needs %d",
+                       path, out->temperal_downsample.n, out->dim_mult.n, out->dim_mult.n - 1);
     if (out->latents_mean.n != out->z_dim || out->latents_std.n != out->z_dim)
-        return WR_FAIL(WR_ERR_CONFIG, "%s: fields 'latents_mean'/'latents_std' have %d/%d values; "
-                                      "z_dim is %lld", path, out->latents_mean.n,
-                       out->latents_std.n, (long long)out->z_dim);
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: fields 'latents_mean'/'latents_std' have %d/%d values; "
+                       "z_dim is %lld",
+                       path, out->latents_mean.n, out->latents_std.n, (long long)out->z_dim);
     for (int i = 0; i < out->latents_std.n; i++)
         if (!(out->latents_std.v[i] > 0.0))
             return WR_FAIL(WR_ERR_CONFIG, "%s: field 'latents_std'[%d] must be positive", path, i);
     if (out->is_residual)
-        return WR_FAIL(WR_ERR_CONFIG, "%s: is_residual=true is the Wan2.2 VAE; wanrun runs the "
-                                      "Wan2.1 VAE", path);
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: is_residual=true is the Wan2.2 VAE; wanrun runs the "
+                       "Wan2.1 VAE",
+                       path);
     return WR_OK;
 }
 
@@ -260,8 +271,9 @@ wr_status wr_sched_config_read(wr_sched_config *out, const char *path) {
     WR_TRY(read_config(out, path, sched_fields, NFIELDS(sched_fields)));
     if (strcmp(out->class_name, "UniPCMultistepScheduler") != 0 &&
         strcmp(out->class_name, "FlowMatchEulerDiscreteScheduler") != 0)
-        return WR_FAIL(WR_ERR_CONFIG, "%s: scheduler class \"%s\" is not supported (use "
-                                      "UniPCMultistepScheduler or FlowMatchEulerDiscreteScheduler)",
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: scheduler class \"%s\" is not supported (use "
+                       "UniPCMultistepScheduler or FlowMatchEulerDiscreteScheduler)",
                        path, out->class_name);
     WR_TRY(positive(path, "num_train_timesteps", out->num_train_timesteps));
     return WR_OK;
@@ -293,12 +305,13 @@ static wr_status read_index(wr_model_dir *md, const char *path) {
     WR_TRY(wr_json_load(&doc, path));
     wr_status st = WR_OK;
     const cJSON *cls = cJSON_GetObjectItemCaseSensitive(doc.root, "_class_name");
-    if (cJSON_IsString(cls)) snprintf(md->pipeline_class, sizeof md->pipeline_class, "%s",
-                                      cls->valuestring);
+    if (cJSON_IsString(cls))
+        snprintf(md->pipeline_class, sizeof md->pipeline_class, "%s", cls->valuestring);
     if (strcmp(md->pipeline_class, "WanPipeline") != 0) {
-        st = WR_FAIL(WR_ERR_CONFIG, "%s: _class_name is \"%s\"; wanrun loads \"WanPipeline\" "
-                                    "(Wan2.1 text-to-video) directories", path,
-                     md->pipeline_class);
+        st = WR_FAIL(WR_ERR_CONFIG,
+                     "%s: _class_name is \"%s\"; wanrun loads \"WanPipeline\" "
+                     "(Wan2.1 text-to-video) directories",
+                     path, md->pipeline_class);
         goto done;
     }
     for (int c = 0; c < WR_COMP_COUNT; c++) {
@@ -332,13 +345,14 @@ static wr_status check_consistency(const wr_model_dir *md) {
                        (long long)md->dit.in_channels, (long long)md->vae.z_dim);
     if (md->has[WR_COMP_TRANSFORMER] && md->has[WR_COMP_VAE] &&
         md->dit.out_channels != md->vae.z_dim)
-        return WR_FAIL(WR_ERR_CONFIG, "%s: transformer out_channels (%lld) != vae z_dim (%lld)",
-                       r, (long long)md->dit.out_channels, (long long)md->vae.z_dim);
+        return WR_FAIL(WR_ERR_CONFIG, "%s: transformer out_channels (%lld) != vae z_dim (%lld)", r,
+                       (long long)md->dit.out_channels, (long long)md->vae.z_dim);
     if (md->has[WR_COMP_TRANSFORMER] && md->has[WR_COMP_TEXT_ENCODER] &&
         md->dit.text_dim != md->t5.d_model)
-        return WR_FAIL(WR_ERR_CONFIG, "%s: transformer text_dim (%lld) != text_encoder d_model "
-                                      "(%lld)", r, (long long)md->dit.text_dim,
-                       (long long)md->t5.d_model);
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: transformer text_dim (%lld) != text_encoder d_model "
+                       "(%lld)",
+                       r, (long long)md->dit.text_dim, (long long)md->t5.d_model);
     return WR_OK;
 }
 
@@ -367,16 +381,20 @@ wr_status wr_model_dir_open(wr_model_dir *out, const char *path) {
             any |= listed[c];
         }
         if (!any)
-            return WR_FAIL(WR_ERR_NOT_FOUND, "%s: not a model directory (no model_index.json and "
-                                             "none of transformer/, text_encoder/, vae/)", path);
+            return WR_FAIL(WR_ERR_NOT_FOUND,
+                           "%s: not a model directory (no model_index.json and "
+                           "none of transformer/, text_encoder/, vae/)",
+                           path);
     }
     for (int c = 0; c < WR_COMP_COUNT; c++) {
         if (!listed[c]) continue;
         char d[WR_PATH_CAP + 64];
         snprintf(d, sizeof d, "%s/%s", path, comp_names[c]);
         if (!is_dir(d))
-            return WR_FAIL(WR_ERR_NOT_FOUND, "%s: component folder listed in model_index.json is "
-                                             "missing", d);
+            return WR_FAIL(WR_ERR_NOT_FOUND,
+                           "%s: component folder listed in model_index.json is "
+                           "missing",
+                           d);
         wr_status st = WR_OK;
         switch ((wr_component)c) {
         case WR_COMP_TRANSFORMER:
@@ -397,10 +415,10 @@ wr_status wr_model_dir_open(wr_model_dir *out, const char *path) {
             break;
         case WR_COMP_TOKENIZER:
             snprintf(p, sizeof p, "%s/spiece.model", d);
-            if (!is_file(p))
-                st = WR_FAIL(WR_ERR_NOT_FOUND, "%s: tokenizer model not found", p);
+            if (!is_file(p)) st = WR_FAIL(WR_ERR_NOT_FOUND, "%s: tokenizer model not found", p);
             break;
-        default: break;
+        default:
+            break;
         }
         if (st != WR_OK) return st;
         out->has[c] = 1;
@@ -413,8 +431,8 @@ wr_status wr_model_dir_weights(wr_st_set **out, const wr_model_dir *md, wr_compo
     if (c != WR_COMP_TRANSFORMER && c != WR_COMP_TEXT_ENCODER && c != WR_COMP_VAE)
         return WR_FAIL(WR_ERR_INVALID_ARG, "component '%s' has no weights", wr_component_name(c));
     if (!md->has[c])
-        return WR_FAIL(WR_ERR_NOT_FOUND, "%s: the model directory has no %s/ component",
-                       md->root, wr_component_name(c));
+        return WR_FAIL(WR_ERR_NOT_FOUND, "%s: the model directory has no %s/ component", md->root,
+                       wr_component_name(c));
     char d[WR_PATH_CAP + 64];
     snprintf(d, sizeof d, "%s/%s", md->root, wr_component_name(c));
     return wr_st_set_open(out, d);

@@ -24,8 +24,8 @@
 /* transformer/config.json (diffusers WanTransformer3DModel) */
 typedef struct wr_dit_config {
     wr_json_int_array patch_size; /* [t, h, w] = [1, 2, 2] */
-    int64_t num_attention_heads;   /* NH */
-    int64_t attention_head_dim;    /* HD; D = NH * HD */
+    int64_t num_attention_heads;  /* NH */
+    int64_t attention_head_dim;   /* HD; D = NH * HD */
     int64_t in_channels, out_channels;
     int64_t text_dim;
     int64_t freq_dim;
@@ -84,7 +84,7 @@ typedef enum wr_component {
 
 typedef struct wr_model_dir {
     char root[WR_PATH_CAP];
-    int has[WR_COMP_COUNT];             /* folder present and config read */
+    int has[WR_COMP_COUNT];                          /* folder present and config read */
     char class_name[WR_COMP_COUNT][WR_JSON_STR_CAP]; /* from model_index.json */
     char pipeline_class[WR_JSON_STR_CAP];
     wr_dit_config dit;

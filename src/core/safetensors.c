@@ -19,7 +19,7 @@
 
 struct wr_st_file {
     char *path;
-    int fd;            /* -1 for an in-memory image */
+    int fd;              /* -1 for an in-memory image */
     const uint8_t *base; /* whole file: mmap'd, or the in-memory copy */
     size_t map_len;
     int mapped;
@@ -71,8 +71,8 @@ static int cmp_by_offset(const void *a, const void *b) {
 /* ---- header parsing and validation ---- */
 
 /* Parses one tensor entry into *t (name already set). data_size bounds the offsets. */
-static wr_status parse_entry(wr_st_tensor *t, const cJSON *e, const char *path,
-                             uint64_t data_size, uint64_t data_start) {
+static wr_status parse_entry(wr_st_tensor *t, const cJSON *e, const char *path, uint64_t data_size,
+                             uint64_t data_start) {
     const char *name = t->name;
     if (!cJSON_IsObject(e))
         return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': header entry is not a JSON object", path,
@@ -90,8 +90,8 @@ static wr_status parse_entry(wr_st_tensor *t, const cJSON *e, const char *path,
                        name);
     int nd = cJSON_GetArraySize(js);
     if (nd > WR_MAX_DIMS)
-        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': shape has %d dimensions (at most %d)",
-                       path, name, nd, WR_MAX_DIMS);
+        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': shape has %d dimensions (at most %d)", path,
+                       name, nd, WR_MAX_DIMS);
     t->ndim = nd;
     int64_t nelem = 1;
     int i = 0;
@@ -100,12 +100,14 @@ static wr_status parse_entry(wr_st_tensor *t, const cJSON *e, const char *path,
         uint64_t d;
         if (!json_uint(it, &d))
             return WR_FAIL(WR_ERR_FORMAT,
-                           "%s: tensor '%s': shape dimension %d is not a non-negative integer",
+                           "%s: tensor '%s': shape dimension %d is not an integer in [0, 2^53]",
                            path, name, i);
         t->shape[i++] = (int64_t)d;
         if (__builtin_mul_overflow(nelem, (int64_t)d, &nelem))
-            return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': element count of the shape overflows "
-                                          "64 bits", path, name);
+            return WR_FAIL(WR_ERR_FORMAT,
+                           "%s: tensor '%s': element count of the shape overflows "
+                           "64 bits",
+                           path, name);
     }
     t->nelem = nelem;
     size_t nbytes;
@@ -118,14 +120,17 @@ static wr_status parse_entry(wr_st_tensor *t, const cJSON *e, const char *path,
     uint64_t b, en;
     if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2 ||
         !json_uint(cJSON_GetArrayItem(jo, 0), &b) || !json_uint(cJSON_GetArrayItem(jo, 1), &en))
-        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': \"data_offsets\" must be two non-negative "
-                                      "integers [begin, end]", path, name);
+        return WR_FAIL(WR_ERR_FORMAT,
+                       "%s: tensor '%s': \"data_offsets\" must be two non-negative "
+                       "integers [begin, end]",
+                       path, name);
     if (b > en)
         return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': data_offsets begin %llu > end %llu", path,
                        name, (unsigned long long)b, (unsigned long long)en);
     if (en > data_size)
-        return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': data_offsets end %llu is past the end of "
-                                      "the data region (%llu bytes; file truncated?)",
+        return WR_FAIL(WR_ERR_FORMAT,
+                       "%s: tensor '%s': data_offsets end %llu is past the end of "
+                       "the data region (%llu bytes; file truncated?)",
                        path, name, (unsigned long long)en, (unsigned long long)data_size);
     if (en - b != nbytes) {
         char sh[160];
@@ -149,8 +154,8 @@ static wr_status parse_metadata(wr_st_file *f, const cJSON *m) {
     const cJSON *it;
     cJSON_ArrayForEach(it, m) {
         if (!cJSON_IsString(it))
-            return WR_FAIL(WR_ERR_FORMAT, "%s: __metadata__ value of '%s' is not a string",
-                           f->path, it->string);
+            return WR_FAIL(WR_ERR_FORMAT, "%s: __metadata__ value of '%s' is not a string", f->path,
+                           it->string);
         int64_t k = f->nmeta;
         f->meta_keys[k] = xstrdup(it->string);
         f->meta_vals[k] = xstrdup(it->valuestring);
@@ -167,13 +172,15 @@ static wr_status parse_header(wr_st_file *f, const char *hdr, size_t hlen) {
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, hlen, &end, 0);
     if (root == NULL)
-        return WR_FAIL(WR_ERR_FORMAT, "%s: header is invalid JSON (near byte %lld of %zu)",
-                       f->path, end ? (long long)(end - hdr) : -1LL, hlen);
+        return WR_FAIL(WR_ERR_FORMAT, "%s: header is invalid JSON (near byte %lld of %zu)", f->path,
+                       end ? (long long)(end - hdr) : -1LL, hlen);
     for (const char *p = end; p < hdr + hlen; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
             cJSON_Delete(root);
-            return WR_FAIL(WR_ERR_FORMAT, "%s: header is invalid JSON (trailing bytes after the "
-                                          "object at byte %lld)", f->path, (long long)(p - hdr));
+            return WR_FAIL(WR_ERR_FORMAT,
+                           "%s: header is invalid JSON (trailing bytes after the "
+                           "object at byte %lld)",
+                           f->path, (long long)(p - hdr));
         }
     }
     if (!cJSON_IsObject(root)) {
@@ -218,24 +225,26 @@ static wr_status parse_header(wr_st_file *f, const char *hdr, size_t hlen) {
     for (int64_t i = 0; i < f->count; i++) {
         const wr_st_tensor *t = &f->tensors[i];
         if (t->offset < pos) {
-            st = WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': its bytes [%llu, %llu) overlap the "
-                                        "previous tensor '%s'", f->path, t->name,
-                         (unsigned long long)(t->offset - f->data_start),
+            st = WR_FAIL(WR_ERR_FORMAT,
+                         "%s: tensor '%s': its bytes [%llu, %llu) overlap the "
+                         "previous tensor '%s'",
+                         f->path, t->name, (unsigned long long)(t->offset - f->data_start),
                          (unsigned long long)(t->offset - f->data_start + t->nbytes),
                          f->tensors[i - 1].name);
             goto done;
         }
         if (t->offset > pos) {
-            st = WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': gap of %llu unused bytes before it in "
-                                        "the data region", f->path, t->name,
-                         (unsigned long long)(t->offset - pos));
+            st = WR_FAIL(WR_ERR_FORMAT,
+                         "%s: tensor '%s': gap of %llu unused bytes before it in "
+                         "the data region",
+                         f->path, t->name, (unsigned long long)(t->offset - pos));
             goto done;
         }
         pos = t->offset + t->nbytes;
     }
     if (pos != f->file_size) {
-        st = WR_FAIL(WR_ERR_FORMAT, "%s: %llu trailing bytes after the last tensor's data",
-                     f->path, (unsigned long long)(f->file_size - pos));
+        st = WR_FAIL(WR_ERR_FORMAT, "%s: %llu trailing bytes after the last tensor's data", f->path,
+                     (unsigned long long)(f->file_size - pos));
         goto done;
     }
     for (int64_t i = 0; i < f->count; i++) f->by_name[i] = i;
@@ -259,13 +268,15 @@ static wr_status check_prefix(wr_st_file *f, const uint8_t prefix[8], uint64_t *
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = (n << 8) | prefix[i];
     if (n > WR_ST_MAX_HEADER)
-        return WR_FAIL(WR_ERR_FORMAT, "%s: header length %llu exceeds the %llu-byte limit "
-                                      "(not a safetensors file?)", f->path, (unsigned long long)n,
-                       (unsigned long long)WR_ST_MAX_HEADER);
+        return WR_FAIL(WR_ERR_FORMAT,
+                       "%s: header length %llu exceeds the %llu-byte limit "
+                       "(not a safetensors file?)",
+                       f->path, (unsigned long long)n, (unsigned long long)WR_ST_MAX_HEADER);
     if (n > f->file_size - 8)
-        return WR_FAIL(WR_ERR_FORMAT, "%s: header length %llu is larger than the file (%llu bytes; "
-                                      "truncated?)", f->path, (unsigned long long)n,
-                       (unsigned long long)f->file_size);
+        return WR_FAIL(WR_ERR_FORMAT,
+                       "%s: header length %llu is larger than the file (%llu bytes; "
+                       "truncated?)",
+                       f->path, (unsigned long long)n, (unsigned long long)f->file_size);
     *hlen = n;
     f->data_start = 8 + n;
     return WR_OK;
@@ -278,8 +289,7 @@ static wr_status pread_full(int fd, void *dst, size_t n, uint64_t off, const cha
         size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
         ssize_t r = pread(fd, p, chunk, (off_t)off);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0)
-            return WR_FAIL(WR_ERR_IO, "%s: reading %s: %s", path, what, strerror(errno));
+        if (r < 0) return WR_FAIL(WR_ERR_IO, "%s: reading %s: %s", path, what, strerror(errno));
         if (r == 0)
             return WR_FAIL(WR_ERR_IO, "%s: reading %s: unexpected end of file at byte %llu", path,
                            what, (unsigned long long)off);
@@ -393,8 +403,10 @@ fail:
 void wr_st_close(wr_st_file *f) {
     if (f == NULL) return;
     if (f->base) {
-        if (f->mapped) munmap((void *)f->base, f->map_len);
-        else free((void *)f->base);
+        if (f->mapped)
+            munmap((void *)f->base, f->map_len);
+        else
+            free((void *)f->base);
     }
     if (f->fd >= 0) close(f->fd);
     for (int64_t i = 0; i < f->count; i++) free((char *)f->tensors[i].name);
@@ -432,8 +444,10 @@ const wr_st_tensor *wr_st_find(const wr_st_file *f, const char *name) {
         const wr_st_tensor *t = &f->tensors[f->by_name[mid]];
         int c = strcmp(name, t->name);
         if (c == 0) return t;
-        if (c < 0) hi = mid - 1;
-        else lo = mid + 1;
+        if (c < 0)
+            hi = mid - 1;
+        else
+            lo = mid + 1;
     }
     return NULL;
 }
@@ -466,16 +480,17 @@ wr_tensor wr_st_tensor_view(const wr_st_tensor *t) {
 
 wr_status wr_st_read_range(const wr_st_tensor *t, uint64_t offset, size_t nbytes, void *dst) {
     if (offset > t->nbytes || nbytes > t->nbytes - offset)
-        return WR_FAIL(WR_ERR_INVALID_ARG, "%s: tensor '%s': range [%llu, +%zu) outside its %zu "
-                                           "bytes", t->file->path, t->name,
-                       (unsigned long long)offset, nbytes, t->nbytes);
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "%s: tensor '%s': range [%llu, +%zu) outside its %zu "
+                       "bytes",
+                       t->file->path, t->name, (unsigned long long)offset, nbytes, t->nbytes);
     if (nbytes == 0) return WR_OK;
     if (t->file->fd < 0) {
         memcpy(dst, t->file->base + t->offset + offset, nbytes);
         return WR_OK;
     }
-    wr_status st = pread_full(t->file->fd, dst, nbytes, t->offset + offset, t->file->path,
-                              "tensor data");
+    wr_status st =
+        pread_full(t->file->fd, dst, nbytes, t->offset + offset, t->file->path, "tensor data");
     if (st != WR_OK) wr_error_prefix("tensor '%s'", t->name);
     return st;
 }
@@ -545,8 +560,8 @@ static wr_status read_small_file(char **out, size_t *len, const char *path, size
     *out = NULL;
     FILE *fp = fopen(path, "rb");
     if (fp == NULL)
-        return WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO, "%s: cannot open: %s",
-                       path, strerror(errno));
+        return WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO, "%s: cannot open: %s", path,
+                       strerror(errno));
     char *buf = NULL;
     size_t n = 0, cap = 0;
     for (;;) {
@@ -645,8 +660,10 @@ static wr_status open_index(wr_st_set *s, const char *index_path) {
         }
         const char *shard = it->valuestring;
         if (strchr(shard, '/') != NULL || strcmp(shard, "..") == 0 || strcmp(shard, ".") == 0) {
-            st = WR_FAIL(WR_ERR_FORMAT, "%s: weight_map entry '%s': shard '%s' must be a file name "
-                                        "in the index's folder", index_path, it->string, shard);
+            st = WR_FAIL(WR_ERR_FORMAT,
+                         "%s: weight_map entry '%s': shard '%s' must be a file name "
+                         "in the index's folder",
+                         index_path, it->string, shard);
             goto done;
         }
         map[k].tensor = it->string;
@@ -689,8 +706,10 @@ static wr_status open_index(wr_st_set *s, const char *index_path) {
         for (int64_t j = 0; j < s->nfiles; j++)
             if (strcmp(strrchr(s->files[j]->path, '/') + 1, map[i].shard) == 0) f = s->files[j];
         if (f == NULL || wr_st_find(f, map[i].tensor) == NULL) {
-            st = WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s' is mapped to shard '%s', which does not "
-                                        "contain it", index_path, map[i].tensor, map[i].shard);
+            st = WR_FAIL(WR_ERR_FORMAT,
+                         "%s: tensor '%s' is mapped to shard '%s', which does not "
+                         "contain it",
+                         index_path, map[i].tensor, map[i].shard);
             goto done;
         }
     }
@@ -701,9 +720,10 @@ static wr_status open_index(wr_st_set *s, const char *index_path) {
             map_entry key = {wr_st_at(s->files[j], t)->name, NULL};
             const map_entry *m = bsearch(&key, map, (size_t)k, sizeof *map, cmp_map_entry);
             if (m == NULL || strcmp(m->shard, base) != 0) {
-                st = WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s' is not listed for this shard in the "
-                                            "weight_map of %s", s->files[j]->path, key.tensor,
-                             index_path);
+                st = WR_FAIL(WR_ERR_FORMAT,
+                             "%s: tensor '%s' is not listed for this shard in the "
+                             "weight_map of %s",
+                             s->files[j]->path, key.tensor, index_path);
                 goto done;
             }
         }
@@ -737,17 +757,23 @@ static wr_status resolve_dir(char **out, const char *dir) {
     closedir(d);
     wr_status st = WR_OK;
     const char *pick = NULL;
-    if (nindex == 1) pick = index;
+    if (nindex == 1)
+        pick = index;
     else if (nindex > 1)
-        st = WR_FAIL(WR_ERR_CONFIG, "%s: holds %d *.safetensors.index.json files; pass the one to "
-                                    "use", dir, nindex);
-    else if (nsingle == 1) pick = single;
+        st = WR_FAIL(WR_ERR_CONFIG,
+                     "%s: holds %d *.safetensors.index.json files; pass the one to "
+                     "use",
+                     dir, nindex);
+    else if (nsingle == 1)
+        pick = single;
     else if (nsingle > 1)
-        st = WR_FAIL(WR_ERR_CONFIG, "%s: holds %d *.safetensors files and no index; pass the one to "
-                                    "use", dir, nsingle);
+        st = WR_FAIL(WR_ERR_CONFIG,
+                     "%s: holds %d *.safetensors files and no index; pass the one to "
+                     "use",
+                     dir, nsingle);
     else
-        st = WR_FAIL(WR_ERR_NOT_FOUND, "%s: no *.safetensors or *.safetensors.index.json file",
-                     dir);
+        st =
+            WR_FAIL(WR_ERR_NOT_FOUND, "%s: no *.safetensors or *.safetensors.index.json file", dir);
     if (pick != NULL) {
         *out = path_join(dir, pick);
         if (*out == NULL) st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
@@ -833,16 +859,17 @@ const wr_st_tensor *wr_st_set_find(const wr_st_set *s, const char *name) {
         int64_t mid = lo + (hi - lo) / 2;
         int c = strcmp(name, s->sorted[mid]->name);
         if (c == 0) return s->sorted[mid];
-        if (c < 0) hi = mid - 1;
-        else lo = mid + 1;
+        if (c < 0)
+            hi = mid - 1;
+        else
+            lo = mid + 1;
     }
     return NULL;
 }
 
 wr_status wr_st_set_get(const wr_st_tensor **out, const wr_st_set *s, const char *name) {
     *out = wr_st_set_find(s, name);
-    if (*out == NULL)
-        return WR_FAIL(WR_ERR_NOT_FOUND, "%s: tensor '%s' not found", s->path, name);
+    if (*out == NULL) return WR_FAIL(WR_ERR_NOT_FOUND, "%s: tensor '%s' not found", s->path, name);
     return WR_OK;
 }
 

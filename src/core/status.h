@@ -17,18 +17,18 @@
 
 typedef enum wr_status {
     WR_OK = 0,
-    WR_ERR_INVALID_ARG,  /* a bad flag, option or argument value */
-    WR_ERR_IO,           /* open/read/write/mmap failed (errno text in the detail) */
-    WR_ERR_FORMAT,       /* a file's content is malformed (safetensors, JSON, config) */
-    WR_ERR_NOT_FOUND,    /* a required file, tensor or field is absent */
-    WR_ERR_CONFIG,       /* a config is well-formed but inconsistent or unsupported */
-    WR_ERR_UNSUPPORTED,  /* a valid request this build or backend cannot do */
-    WR_ERR_OOM_HOST,     /* host allocation failed */
-    WR_ERR_OOM_DEVICE,   /* device allocation or budget exceeded */
-    WR_ERR_NO_DEVICE,    /* no usable GPU (no driver, no device) */
-    WR_ERR_DEVICE,       /* a CUDA / cuBLAS call failed */
-    WR_ERR_COMM,         /* an MPI / NCCL call failed or a peer rank failed */
-    WR_ERR_INTERNAL,     /* should not happen; a bug reported as a status */
+    WR_ERR_INVALID_ARG, /* a bad flag, option or argument value */
+    WR_ERR_IO,          /* open/read/write/mmap failed (errno text in the detail) */
+    WR_ERR_FORMAT,      /* a file's content is malformed (safetensors, JSON, config) */
+    WR_ERR_NOT_FOUND,   /* a required file, tensor or field is absent */
+    WR_ERR_CONFIG,      /* a config is well-formed but inconsistent or unsupported */
+    WR_ERR_UNSUPPORTED, /* a valid request this build or backend cannot do */
+    WR_ERR_OOM_HOST,    /* host allocation failed */
+    WR_ERR_OOM_DEVICE,  /* device allocation or budget exceeded */
+    WR_ERR_NO_DEVICE,   /* no usable GPU (no driver, no device) */
+    WR_ERR_DEVICE,      /* a CUDA / cuBLAS call failed */
+    WR_ERR_COMM,        /* an MPI / NCCL call failed or a peer rank failed */
+    WR_ERR_INTERNAL,    /* should not happen; a bug reported as a status */
     WR_STATUS_COUNT
 } wr_status;
 

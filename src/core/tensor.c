@@ -71,8 +71,8 @@ char *wr_shape_str(char *buf, size_t cap, int ndim, const int64_t *shape) {
     buf[0] = '\0';
     used += (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < ndim && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, i ? ", %lld" : "%lld",
-                                 (long long)shape[i]);
+        used +=
+            (size_t)snprintf(buf + used, cap - used, i ? ", %lld" : "%lld", (long long)shape[i]);
     if (used < cap) snprintf(buf + used, cap - used, "]");
     return buf;
 }
@@ -96,8 +96,8 @@ wr_status wr_tensor_slice0(wr_tensor *out, const wr_tensor *t, int64_t start, in
 }
 
 wr_status wr_tensor_select(wr_tensor *out, const wr_tensor *t, int k, const int64_t *idx) {
-    if (k < 0 || k > t->ndim) return WR_FAIL(WR_ERR_INVALID_ARG, "select of %d dims from %d", k,
-                                             t->ndim);
+    if (k < 0 || k > t->ndim)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "select of %d dims from %d", k, t->ndim);
     int64_t off = 0;
     for (int i = 0; i < k; i++) {
         if (idx[i] < 0 || idx[i] >= t->shape[i])
@@ -119,16 +119,20 @@ wr_status wr_tensor_reshape(wr_tensor *out, const wr_tensor *t, int ndim, const 
     int64_t s[WR_MAX_DIMS];
     for (int i = 0; i < ndim; i++) {
         s[i] = shape[i];
-        if (s[i] == -1 && infer < 0) infer = i;
-        else if (s[i] < 0) return WR_FAIL(WR_ERR_INVALID_ARG, "reshape: bad dimension %lld",
-                                          (long long)s[i]);
-        else known *= s[i];
+        if (s[i] == -1 && infer < 0)
+            infer = i;
+        else if (s[i] < 0)
+            return WR_FAIL(WR_ERR_INVALID_ARG, "reshape: bad dimension %lld", (long long)s[i]);
+        else
+            known *= s[i];
     }
     int64_t n = wr_tensor_nelem(t);
     if (infer >= 0) {
         if (known == 0 || n % known != 0)
-            return WR_FAIL(WR_ERR_INVALID_ARG, "reshape: cannot infer a dimension for %lld "
-                                               "elements", (long long)n);
+            return WR_FAIL(WR_ERR_INVALID_ARG,
+                           "reshape: cannot infer a dimension for %lld "
+                           "elements",
+                           (long long)n);
         s[infer] = n / known;
         known *= s[infer];
     }

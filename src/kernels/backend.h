@@ -19,8 +19,8 @@ typedef enum wr_backend_kind {
 } wr_backend_kind;
 
 typedef struct wr_device_info {
-    int count;          /* CUDA devices visible */
-    char name[128];     /* device 0's name */
+    int count;      /* CUDA devices visible */
+    char name[128]; /* device 0's name */
     int cc_major, cc_minor;
     size_t total_bytes; /* device 0's memory */
 } wr_device_info;

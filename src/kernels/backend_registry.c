@@ -17,9 +17,12 @@ int wr_backend_compiled(wr_backend_kind kind) {
 
 const char *wr_backend_name(wr_backend_kind kind) {
     switch (kind) {
-    case WR_BACKEND_CPU: return "cpu";
-    case WR_BACKEND_CUDA: return "cuda";
-    default: return "?";
+    case WR_BACKEND_CPU:
+        return "cpu";
+    case WR_BACKEND_CUDA:
+        return "cuda";
+    default:
+        return "?";
     }
 }
 

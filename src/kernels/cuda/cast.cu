@@ -43,9 +43,12 @@ __device__ __forceinline__ float f16_to_f32(uint16_t h) {
 
 __device__ __forceinline__ float load_as_f32(const void *src, int dtype, int64_t i) {
     switch (dtype) {
-    case WR_DTYPE_BF16: return __uint_as_float((uint32_t)((const uint16_t *)src)[i] << 16);
-    case WR_DTYPE_F16: return f16_to_f32(((const uint16_t *)src)[i]);
-    case WR_DTYPE_F8_E5M2: return f16_to_f32((uint16_t)(((const uint8_t *)src)[i] << 8));
+    case WR_DTYPE_BF16:
+        return __uint_as_float((uint32_t)((const uint16_t *)src)[i] << 16);
+    case WR_DTYPE_F16:
+        return f16_to_f32(((const uint16_t *)src)[i]);
+    case WR_DTYPE_F8_E5M2:
+        return f16_to_f32((uint16_t)(((const uint8_t *)src)[i] << 8));
     case WR_DTYPE_F8_E4M3: {
         uint8_t v = ((const uint8_t *)src)[i];
         uint32_t sign = (uint32_t)(v & 0x80u) << 24, e = (v >> 3) & 0xFu, m = v & 0x7u;
@@ -56,7 +59,8 @@ __device__ __forceinline__ float load_as_f32(const void *src, int dtype, int64_t
         }
         return __uint_as_float(sign | ((e + 120u) << 23) | (m << 20));
     }
-    default: return __uint_as_float(0x7FC00000u);
+    default:
+        return __uint_as_float(0x7FC00000u);
     }
 }
 
@@ -69,7 +73,7 @@ __device__ __forceinline__ void store_from_f32(void *dst, int dtype, int64_t i, 
         break;
     case WR_DTYPE_F16: {
         uint16_t s = (uint16_t)((u >> 16) & 0x8000u);
-        uint16_t r = a > 0x7F800000u   ? (uint16_t)(0x7E00u | ((a >> 13) & 0x3FFu))
+        uint16_t r = a > 0x7F800000u    ? (uint16_t)(0x7E00u | ((a >> 13) & 0x3FFu))
                      : a >= 0x47800000u ? (uint16_t)0x7C00u
                                         : (uint16_t)round_to_format(a, 10, 15);
         ((uint16_t *)dst)[i] = s | r;
@@ -83,13 +87,14 @@ __device__ __forceinline__ void store_from_f32(void *dst, int dtype, int64_t i, 
     }
     case WR_DTYPE_F8_E5M2: {
         uint8_t s = (uint8_t)((u >> 24) & 0x80u);
-        uint8_t r = a > 0x7F800000u   ? 0x7Fu
+        uint8_t r = a > 0x7F800000u    ? 0x7Fu
                     : a >= 0x47800000u ? 0x7Cu
                                        : (uint8_t)round_to_format(a, 2, 15);
         ((uint8_t *)dst)[i] = s | r;
         break;
     }
-    default: break;
+    default:
+        break;
     }
 }
 
