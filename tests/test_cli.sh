@@ -70,6 +70,32 @@ has "$err" "no/such.safetensors" "missing path is named"
 expect 3 "inspect a missing shard" -- "$WANRUN" inspect "$DATA/bad/index_missing_shard"
 has "$err" "ERR_NOT_FOUND" "missing shard status"
 
+# a model directory: configs summarised, each component's weights totalled
+model=$(mktemp -d)
+trap 'rm -f "$out" "$err"; rm -rf "$model"' EXIT
+mkdir -p "$model/transformer" "$model/vae"
+cat >"$model/model_index.json" <<'JSON'
+{"_class_name": "WanPipeline", "transformer": ["diffusers", "WanTransformer3DModel"],
+ "vae": ["diffusers", "AutoencoderKLWan"]}
+JSON
+cat >"$model/transformer/config.json" <<'JSON'
+{"num_attention_heads": 2, "attention_head_dim": 16, "ffn_dim": 64, "num_layers": 2,
+ "text_dim": 32, "freq_dim": 16, "in_channels": 16, "out_channels": 16}
+JSON
+echo '{"base_dim": 8, "z_dim": 16}' >"$model/vae/config.json"
+cp "$DATA"/good/sharded/* "$model/transformer/"
+cp "$DATA/good/all_dtypes.safetensors" "$model/vae/diffusion_pytorch_model.safetensors"
+expect 0 "inspect a model directory" -- "$WANRUN" inspect --summary "$model"
+has "$out" "^transformer: 2 layers, 2 heads x 16 \(D=32\)" "transformer config summary"
+has "$out" "^vae: base_dim 8, z_dim 16" "vae config summary"
+has "$out" "^transformer: .*\(2 files\)" "transformer weights"
+expect 0 "inspect a model directory as JSON" -- "$WANRUN" inspect --json "$model"
+has "$out" '"component":[[:space:]]*"vae"' "json lists the vae"
+echo '{"base_dim": 8, "z_dim": 4, "latents_mean": [0,0,0,0], "latents_std": [1,1,1,1]}' \
+    >"$model/vae/config.json"
+expect 3 "inspect an inconsistent model directory" -- "$WANRUN" inspect "$model"
+has "$err" "ERR_CONFIG: .*in_channels \(16\) != vae z_dim \(4\)" "disagreeing components named"
+
 # WR_LOG_LEVEL=error hides nothing that is an error; --verbose shows where it failed
 WR_LOG_LEVEL=error expect 3 "quiet error" -- "$WANRUN" inspect "$DATA/bad/empty.safetensors"
 has "$err" "too small" "error still printed at level error"

@@ -639,8 +639,12 @@ static wr_status run(bench *b) {
     wr_st_set_close(s);
     s = NULL;
 
-    printf("mode %s, %d thread(s), %s, chunk %.1f MiB, %d repeat(s)%s%s%s%s\n", mode_name(o->mode),
-           o->threads, o->cold ? "cold" : "hot", (double)o->chunk / 1048576.0, o->repeat,
+    printf("mode %s, %d thread(s), %s%s, chunk %.1f MiB, %d repeat(s), prefetch %.0f MiB%s%s%s%s\n",
+           mode_name(o->mode), o->threads, o->cold ? "cold" : "hot",
+           o->cold || o->mode == MODE_MEMCPY ? ""
+           : o->warm_self                    ? " (warm: self)"
+                                             : " (warm: cat)",
+           (double)o->chunk / 1048576.0, o->repeat, (double)o->prefetch / 1048576.0,
            o->hugepages ? ", THP arena" : "", o->fadvise_willneed ? ", fadvise WILLNEED" : "",
            o->madvise == MADV_OPT_SEQ        ? ", madvise SEQUENTIAL"
            : o->madvise == MADV_OPT_WILLNEED ? ", madvise WILLNEED"

@@ -73,7 +73,7 @@ field() { grep '^RESULT' | tail -1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 # cat_time DIR hot|cold -> median seconds on stdout, details to the log
 cat_time() {
     local dir=$1 temp=$2 t0 t1
-    if [ "$temp" = hot ]; then cat "$dir"/*.safetensors >/dev/null; fi # warm-up
+    if [ "$temp" = hot ]; then "$BL" "$dir" --warm-only >>"$LOG"; fi # evict, read like cat
     for _ in $(seq "$REPEAT"); do
         if [ "$temp" = cold ]; then "$BL" "$dir" --evict-only >>"$LOG"; fi
         t0=$(now)

@@ -18,8 +18,11 @@ next to nothing. Both are reported; load_file's own time and the touch time are 
 separately.
 
 --cold evicts the shards from the page cache before each repeat (drop_caches, else
-posix_fadvise DONTNEED), exactly like bench_load --cold. Without --cold, one untimed warm-up
-repeat fills the cache. The dictionaries of the previous repeat are freed before the next.
+posix_fadvise DONTNEED), exactly like bench_load --cold. Without --cold the cache is prepared
+as for every hot measurement of bench_load.sh: evict, then `cat` the shards once (the folio
+sizes the first reader leaves in the page cache change the cost of mapping it ~10x, see
+bench_load.c), then one untimed load_file repeat. The dictionaries of the previous repeat are
+freed before the next.
 
 Prints a summary and one line per backend:
     RESULT tool=python backend=B cold=0|1 bytes=N best_s=.. median_s=.. best_gbs=.. median_gbs=..
@@ -32,6 +35,7 @@ import inspect
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -113,6 +117,8 @@ def main():
           f"{len(paths)} file(s), {'cold' if a.cold else 'hot'}")
     for backend in backends:
         if not a.cold:
+            how = evict(paths)
+            subprocess.run(["cat", *paths], stdout=subprocess.DEVNULL, check=True)
             w = one_repeat(paths, backend)
             print(f"[{backend}] warm-up: {w[0]:.3f} s")
         times = []
