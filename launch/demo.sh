@@ -7,8 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash launch/deps.sh
-bash launch/build.sh "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWR_BUILD_TESTS=OFF \
-    -DWR_BUILD_BENCH=OFF >/dev/null
+WR_TARGET=wanrun bash launch/build.sh "$root/build" >/dev/null
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 

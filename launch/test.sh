@@ -24,13 +24,14 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
 
 echo "== build (build/)"
-bash launch/build.sh "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+bash launch/build.sh "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWR_BUILD_TESTS=ON \
+    -DWR_SANITIZE=
 echo "== tests (build/)"
 (cd build && ctest --output-on-failure --timeout 300)
 
 echo "== sanitizers: address + undefined (build-asan/)"
 bash launch/build.sh "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DWR_CUDA=OFF \
-    -DWR_SANITIZE=address,undefined -DWR_BUILD_BENCH=OFF
+    -DWR_SANITIZE=address,undefined -DWR_BUILD_TESTS=ON -DWR_BUILD_BENCH=OFF
 # Leak detection is off for the MPI programs: Open MPI leaves allocations at exit inside
 # plugins it has already unloaded, so LeakSanitizer reports them with no usable stack to
 # suppress. Leaks in our parser are still caught: the fuzzer below runs LeakSanitizer on

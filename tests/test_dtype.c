@@ -18,12 +18,29 @@
 
 static wr_st_file *g_tables;
 
-static const int32_t *table(const char *name, int64_t *n) {
+/* A table of bit patterns: I32 (f32 results), I16 (f16/bf16) or U8 (fp8), zero-extended. */
+typedef struct dtable {
+    const void *p;
+    wr_dtype dtype;
+} dtable;
+
+static uint32_t at(dtable t, int64_t i) {
+    switch (t.dtype) {
+    case WR_DTYPE_I32:
+        return ((const uint32_t *)t.p)[i];
+    case WR_DTYPE_I16:
+        return ((const uint16_t *)t.p)[i];
+    default:
+        return ((const uint8_t *)t.p)[i];
+    }
+}
+
+static dtable table(const char *name, int64_t *n) {
     const wr_st_tensor *t = wr_st_find(g_tables, name);
     ck_assert_msg(t != NULL, "table %s missing from dtype_tables.safetensors", name);
-    ck_assert_int_eq(t->dtype, WR_DTYPE_I32);
+    ck_assert(t->dtype == WR_DTYPE_I32 || t->dtype == WR_DTYPE_I16 || t->dtype == WR_DTYPE_U8);
     *n = t->nelem;
-    return wr_st_tensor_data(t);
+    return (dtable){wr_st_tensor_data(t), t->dtype};
 }
 
 static uint32_t bits(float f) {
@@ -54,57 +71,57 @@ static float from_bits(uint32_t u) {
 
 START_TEST(test_to_f32_all_patterns) {
     int64_t n;
-    const int32_t *t = table("bf16_to_f32", &n);
+    dtable t = table("bf16_to_f32", &n);
     ck_assert_int_eq(n, 65536);
-    EXPECT_TABLE("bf16_to_f32", n, t[i], bits(wr_bf16_to_f32((uint16_t)i)));
+    EXPECT_TABLE("bf16_to_f32", n, at(t, i), bits(wr_bf16_to_f32((uint16_t)i)));
     t = table("f16_to_f32", &n);
     ck_assert_int_eq(n, 65536);
-    EXPECT_TABLE("f16_to_f32", n, t[i], bits(wr_f16_to_f32((uint16_t)i)));
+    EXPECT_TABLE("f16_to_f32", n, at(t, i), bits(wr_f16_to_f32((uint16_t)i)));
     t = table("e4m3_to_f32", &n);
     ck_assert_int_eq(n, 256);
-    EXPECT_TABLE("e4m3_to_f32", n, t[i], bits(wr_e4m3_to_f32((uint8_t)i)));
+    EXPECT_TABLE("e4m3_to_f32", n, at(t, i), bits(wr_e4m3_to_f32((uint8_t)i)));
     t = table("e5m2_to_f32", &n);
     ck_assert_int_eq(n, 256);
-    EXPECT_TABLE("e5m2_to_f32", n, t[i], bits(wr_e5m2_to_f32((uint8_t)i)));
+    EXPECT_TABLE("e5m2_to_f32", n, at(t, i), bits(wr_e5m2_to_f32((uint8_t)i)));
 }
 END_TEST
 
 START_TEST(test_roundtrip_all_patterns) {
     int64_t n;
-    const int32_t *t = table("bf16_roundtrip", &n);
-    EXPECT_TABLE("bf16_roundtrip", n, t[i], wr_f32_to_bf16(wr_bf16_to_f32((uint16_t)i)));
+    dtable t = table("bf16_roundtrip", &n);
+    EXPECT_TABLE("bf16_roundtrip", n, at(t, i), wr_f32_to_bf16(wr_bf16_to_f32((uint16_t)i)));
     t = table("f16_roundtrip", &n);
-    EXPECT_TABLE("f16_roundtrip", n, t[i], wr_f32_to_f16(wr_f16_to_f32((uint16_t)i)));
+    EXPECT_TABLE("f16_roundtrip", n, at(t, i), wr_f32_to_f16(wr_f16_to_f32((uint16_t)i)));
     t = table("e4m3_roundtrip", &n);
-    EXPECT_TABLE("e4m3_roundtrip", n, t[i], wr_f32_to_e4m3(wr_e4m3_to_f32((uint8_t)i)));
+    EXPECT_TABLE("e4m3_roundtrip", n, at(t, i), wr_f32_to_e4m3(wr_e4m3_to_f32((uint8_t)i)));
     t = table("e5m2_roundtrip", &n);
-    EXPECT_TABLE("e5m2_roundtrip", n, t[i], wr_f32_to_e5m2(wr_e5m2_to_f32((uint8_t)i)));
+    EXPECT_TABLE("e5m2_roundtrip", n, at(t, i), wr_f32_to_e5m2(wr_e5m2_to_f32((uint8_t)i)));
 }
 END_TEST
 
 START_TEST(test_f32_edges) {
     int64_t n, m;
-    const int32_t *x = table("edge_f32", &n);
+    dtable x = table("edge_f32", &n);
     ck_assert_int_gt(n, 10000);
-    const int32_t *t = table("edge_to_bf16", &m);
+    dtable t = table("edge_to_bf16", &m);
     ck_assert_int_eq(m, n);
-    EXPECT_TABLE("edge_to_bf16", n, t[i], wr_f32_to_bf16(from_bits((uint32_t)x[i])));
+    EXPECT_TABLE("edge_to_bf16", n, at(t, i), wr_f32_to_bf16(from_bits(at(x, i))));
     t = table("edge_to_f16", &m);
-    EXPECT_TABLE("edge_to_f16", n, t[i], wr_f32_to_f16(from_bits((uint32_t)x[i])));
+    EXPECT_TABLE("edge_to_f16", n, at(t, i), wr_f32_to_f16(from_bits(at(x, i))));
     t = table("edge_to_e4m3", &m);
-    EXPECT_TABLE("edge_to_e4m3", n, t[i], wr_f32_to_e4m3(from_bits((uint32_t)x[i])));
+    EXPECT_TABLE("edge_to_e4m3", n, at(t, i), wr_f32_to_e4m3(from_bits(at(x, i))));
     t = table("edge_to_e5m2", &m);
-    EXPECT_TABLE("edge_to_e5m2", n, t[i], wr_f32_to_e5m2(from_bits((uint32_t)x[i])));
+    EXPECT_TABLE("edge_to_e5m2", n, at(t, i), wr_f32_to_e5m2(from_bits(at(x, i))));
 }
 END_TEST
 
 /* The bulk converter must agree with the scalar functions for every pair and pattern. */
 START_TEST(test_bulk_matches_scalar) {
     int64_t n;
-    const int32_t *x = table("edge_f32", &n);
+    dtable x = table("edge_f32", &n);
     float *src = malloc((size_t)n * 4), *back = malloc((size_t)n * 4);
     uint8_t *narrow = malloc((size_t)n * 2);
-    for (int64_t i = 0; i < n; i++) src[i] = from_bits((uint32_t)x[i]);
+    for (int64_t i = 0; i < n; i++) src[i] = from_bits(at(x, i));
     const wr_dtype kinds[] = {WR_DTYPE_BF16, WR_DTYPE_F16, WR_DTYPE_F8_E4M3, WR_DTYPE_F8_E5M2};
     for (int k = 0; k < 4; k++) {
         wr_dtype d = kinds[k];

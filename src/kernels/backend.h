@@ -1,16 +1,27 @@
 /*
- * backend.h — which compute backends this build has and whether a device is usable.
+ * backend.h — the compute backend interface (one vtable per backend, after ggml-backend) and
+ * the registry of compiled backends.
  *
- * The full backend vtable (struct wr_backend_iface, the wr_op_* wrappers) arrives with the
- * DiT work (issue #3); this module is the registry it will live in: the only place outside
- * the CUDA backend and the tests that tests WR_HAVE_CUDA.
+ * A backend owns "device" memory (host memory on the CPU backend) and implements the ops.
+ * Callers use the wr_op_* wrappers (ops.h), which check shapes and dtypes once and then call
+ * the slot. A NULL slot means "unsupported on this backend" and is WR_ERR_UNSUPPORTED naming
+ * the op and the backend — never a silent host fallback.
+ *
+ * Activations are f32, contiguous, row-major. Weights given to matmul / patch_embed may be
+ * f32, bf16, f16, f8_e4m3 or f8_e5m2; backends convert them per use (never keeping a second
+ * copy).
+ *
+ * Threading: one backend object is used by one thread at a time; ops may use threads inside
+ * (OpenMP on the CPU backend, streams on CUDA).
  */
 #ifndef WR_KERNELS_BACKEND_H
 #define WR_KERNELS_BACKEND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/status.h"
+#include "core/tensor.h"
 
 typedef enum wr_backend_kind {
     WR_BACKEND_CPU = 0,
@@ -25,9 +36,78 @@ typedef struct wr_device_info {
     size_t total_bytes; /* device 0's memory */
 } wr_device_info;
 
+typedef struct wr_backend wr_backend;
+
+/* Attention parameters (see wr_op_attention). */
+typedef struct wr_attn_params {
+    float scale;             /* usually 1/sqrt(HD) */
+    const uint8_t *key_mask; /* [Lk] host bytes, 1 = attend, 0 = masked; NULL = all keys */
+    int64_t q_chunk;         /* queries per chunk (0: backend default) */
+    int64_t k_chunk;         /* keys per online-softmax block (0: backend default) */
+} wr_attn_params;
+
+typedef struct wr_backend_iface {
+    /* ---- memory ---- */
+    wr_status (*alloc)(wr_backend *be, void **out, size_t nbytes);
+    void (*free)(wr_backend *be, void *p);
+    wr_status (*upload)(wr_backend *be, void *dst, const void *host_src, size_t nbytes);
+    wr_status (*download)(wr_backend *be, void *host_dst, const void *src, size_t nbytes);
+    wr_status (*copy)(wr_backend *be, void *dst, const void *src, size_t nbytes);
+    wr_status (*memset0)(wr_backend *be, void *dst, size_t nbytes);
+    wr_status (*sync)(wr_backend *be);
+
+    /* ---- ops (shapes already checked by the wrappers in ops.c) ---- */
+    /* y[M,N] = x[M,K] . w[N,K]^T (+ b[N]) */
+    wr_status (*matmul)(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                        const wr_tensor *b);
+    /* over the last dim: (x - mean) / sqrt(var + eps) (* w + b when given) */
+    wr_status (*layer_norm)(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                            const wr_tensor *b, float eps);
+    /* over the last dim: x / sqrt(mean(x^2) + eps) * w */
+    wr_status (*rms_norm)(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                          float eps);
+    wr_status (*gelu_tanh)(wr_backend *be, wr_tensor *y, const wr_tensor *x);
+    wr_status (*silu)(wr_backend *be, wr_tensor *y, const wr_tensor *x);
+    /* y = a + b, y = a * b; b either a's shape or a's last dim (broadcast over rows) */
+    wr_status (*add)(wr_backend *be, wr_tensor *y, const wr_tensor *a, const wr_tensor *b);
+    wr_status (*mul)(wr_backend *be, wr_tensor *y, const wr_tensor *a, const wr_tensor *b);
+    /* y[r,:] = x[r,:] * (1 + scale) + shift; scale, shift [D] */
+    wr_status (*modulate)(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *scale,
+                          const wr_tensor *shift);
+    /* x[r,:] += a[r,:] * gate (gate [D], or NULL for a plain residual add) */
+    wr_status (*gated_residual)(wr_backend *be, wr_tensor *x, const wr_tensor *a,
+                                const wr_tensor *gate);
+    /* interleaved-pair rotation in place: x [L, NH, HD], cos/sin [L, HD/2] */
+    wr_status (*rope)(wr_backend *be, wr_tensor *x, const wr_tensor *cos, const wr_tensor *sin);
+    /* out[Lq,NH,HD] = softmax(q k^T * scale, masked) v per head; lse [NH, Lq] optional */
+    wr_status (*attention)(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr_tensor *q,
+                           const wr_tensor *k, const wr_tensor *v, const wr_attn_params *p);
+    /* conv3d with kernel = stride: x [C, F, H, W], w [D, C, pt, ph, pw], b [D] -> y [L, D] */
+    wr_status (*patch_embed)(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                             const wr_tensor *b);
+    /* y [L, pt*ph*pw*C] -> out [C, F, H, W] */
+    wr_status (*unpatchify)(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,
+                            int pw);
+} wr_backend_iface;
+
+struct wr_backend {
+    const wr_backend_iface *iface;
+    wr_backend_kind kind;
+    int threads; /* CPU: worker threads for OpenMP and OpenBLAS */
+    void *impl;  /* backend-private state */
+};
+
 /* 1 when the backend was compiled into this build. */
 int wr_backend_compiled(wr_backend_kind kind);
 const char *wr_backend_name(wr_backend_kind kind);
+
+/*
+ * Creates a backend. threads <= 0 takes OMP_NUM_THREADS, else the number of cores (CPU).
+ * Failures: WR_ERR_UNSUPPORTED (not compiled), WR_ERR_NO_DEVICE (CUDA without a GPU).
+ * The caller owns *out (wr_backend_free).
+ */
+wr_status wr_backend_create(wr_backend **out, wr_backend_kind kind, int threads);
+void wr_backend_free(wr_backend *be);
 
 /*
  * Asks the CUDA runtime for devices. WR_ERR_UNSUPPORTED when built without CUDA,
@@ -36,4 +116,6 @@ const char *wr_backend_name(wr_backend_kind kind);
  */
 wr_status wr_backend_probe_cuda(wr_device_info *out);
 
+/* Backend constructors (registry use only). */
+wr_status wr_backend_cpu_init(wr_backend *be, int threads);
 #endif /* WR_KERNELS_BACKEND_H */

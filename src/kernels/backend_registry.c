@@ -1,6 +1,8 @@
-/* backend_registry.c — compiled backends and the CUDA probe switch. */
+/* backend_registry.c — compiled backends, creation, and the CUDA probe switch. The only file
+ * outside the CUDA backend and the tests that tests WR_HAVE_CUDA. */
 #include "kernels/backend.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "wr_build_config.h"
@@ -34,4 +36,40 @@ wr_status wr_backend_probe_cuda(wr_device_info *out) {
     return WR_FAIL(WR_ERR_UNSUPPORTED, "this wanrun was built without CUDA (WR_CUDA=OFF or no "
                                        "nvcc at configure time)");
 #endif
+}
+
+wr_status wr_backend_create(wr_backend **out, wr_backend_kind kind, int threads) {
+    *out = NULL;
+    wr_backend *be = calloc(1, sizeof *be);
+    if (be == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    wr_status st;
+    switch (kind) {
+    case WR_BACKEND_CPU:
+        st = wr_backend_cpu_init(be, threads);
+        break;
+    case WR_BACKEND_CUDA:
+#if WR_HAVE_CUDA
+        st = wr_backend_cuda_init(be, threads);
+#else
+        st = WR_FAIL(WR_ERR_UNSUPPORTED, "the CUDA backend is not compiled into this wanrun");
+#endif
+        break;
+    default:
+        st = WR_FAIL(WR_ERR_INVALID_ARG, "unknown backend %d", (int)kind);
+        break;
+    }
+    if (st != WR_OK) {
+        free(be);
+        return st;
+    }
+    *out = be;
+    return WR_OK;
+}
+
+void wr_backend_free(wr_backend *be) {
+    if (be == NULL) return;
+#if WR_HAVE_CUDA
+    if (be->kind == WR_BACKEND_CUDA) wr_backend_cuda_release(be);
+#endif
+    free(be);
 }

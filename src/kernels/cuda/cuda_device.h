@@ -18,6 +18,12 @@ extern "C" {
 /* See wr_backend_probe_cuda. */
 wr_status wr_cuda_probe(wr_device_info *out);
 
+/* Fills the CUDA backend (device 0 for now; the parallel layer picks the local rank's GPU):
+ * memory slots are implemented; op slots are NULL until the CUDA kernels land (issue #9
+ * onwards), so a model run on it fails with WR_ERR_UNSUPPORTED naming the op. */
+wr_status wr_backend_cuda_init(wr_backend *be, int threads);
+void wr_backend_cuda_release(wr_backend *be);
+
 /*
  * Converts n elements on the device (dst and src are device pointers) from st to dt, with the
  * same bit-exact rules as wr_dtype_convert (f32 <-> bf16/f16/e4m3/e5m2). Launches on the

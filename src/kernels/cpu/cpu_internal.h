@@ -1,0 +1,33 @@
+/*
+ * cpu_internal.h — the CPU backend's op implementations (one file per op family, each
+ * function suffixed _cpu). Only backend_cpu.c puts them in the vtable; nothing else calls them.
+ * All compute is f32; weights in narrower types are converted per use in bounded panels.
+ */
+#ifndef WR_KERNELS_CPU_CPU_INTERNAL_H
+#define WR_KERNELS_CPU_CPU_INTERNAL_H
+
+#include "kernels/backend.h"
+
+wr_status matmul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                     const wr_tensor *b);
+wr_status layer_norm_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                         const wr_tensor *b, float eps);
+wr_status rms_norm_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                       float eps);
+wr_status gelu_tanh_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x);
+wr_status silu_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x);
+wr_status add_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *a, const wr_tensor *b);
+wr_status mul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *a, const wr_tensor *b);
+wr_status modulate_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *scale,
+                       const wr_tensor *shift);
+wr_status gated_residual_cpu(wr_backend *be, wr_tensor *x, const wr_tensor *a,
+                             const wr_tensor *gate);
+wr_status rope_cpu(wr_backend *be, wr_tensor *x, const wr_tensor *cos, const wr_tensor *sin);
+wr_status attention_cpu(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr_tensor *q,
+                        const wr_tensor *k, const wr_tensor *v, const wr_attn_params *p);
+wr_status patch_embed_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                          const wr_tensor *b);
+wr_status unpatchify_cpu(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,
+                         int pw);
+
+#endif /* WR_KERNELS_CPU_CPU_INTERNAL_H */

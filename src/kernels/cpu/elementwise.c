@@ -1,0 +1,93 @@
+/* elementwise.c — activations, broadcasts, AdaLN modulation and gated residuals (f32). */
+#include <math.h>
+
+#include "kernels/cpu/cpu_internal.h"
+#include "kernels/ops.h"
+
+wr_status gelu_tanh_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x) {
+    (void)be;
+    const int64_t n = wr_tensor_nelem(x);
+    const float *xd = x->data;
+    float *yd = y->data;
+    const float k0 = 0.7978845608028654f; /* sqrt(2/pi) */
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float v = xd[i];
+        yd[i] = 0.5f * v * (1.0f + tanhf(k0 * (v + 0.044715f * v * v * v)));
+    }
+    return WR_OK;
+}
+
+wr_status silu_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x) {
+    (void)be;
+    const int64_t n = wr_tensor_nelem(x);
+    const float *xd = x->data;
+    float *yd = y->data;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) yd[i] = xd[i] / (1.0f + expf(-xd[i]));
+    return WR_OK;
+}
+
+/* y = a op b with b full-size or a row vector broadcast over a's rows. */
+static void binary(float *y, const float *a, const float *b, int64_t n, int64_t bn, int mul) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        float bv = b[bn == n ? i : i % bn];
+        y[i] = mul ? a[i] * bv : a[i] + bv;
+    }
+}
+
+wr_status add_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *a, const wr_tensor *b) {
+    (void)be;
+    binary(y->data, a->data, b->data, wr_tensor_nelem(a), wr_tensor_nelem(b), 0);
+    return WR_OK;
+}
+
+wr_status mul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *a, const wr_tensor *b) {
+    (void)be;
+    binary(y->data, a->data, b->data, wr_tensor_nelem(a), wr_tensor_nelem(b), 1);
+    return WR_OK;
+}
+
+wr_status modulate_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *scale,
+                       const wr_tensor *shift) {
+    (void)be;
+    const int64_t R = wr_rows(x), D = wr_cols(x);
+    const float *xd = x->data, *sc = scale->data, *sh = shift->data;
+    float *yd = y->data;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t i = 0; i < D; i++) yd[r * D + i] = xd[r * D + i] * (1.0f + sc[i]) + sh[i];
+    return WR_OK;
+}
+
+wr_status gated_residual_cpu(wr_backend *be, wr_tensor *x, const wr_tensor *a,
+                             const wr_tensor *gate) {
+    (void)be;
+    const int64_t R = wr_rows(x), D = wr_cols(x);
+    float *xd = x->data;
+    const float *ad = a->data, *g = gate ? gate->data : NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t i = 0; i < D; i++) xd[r * D + i] += g ? ad[r * D + i] * g[i] : ad[r * D + i];
+    return WR_OK;
+}
+
+wr_status rope_cpu(wr_backend *be, wr_tensor *x, const wr_tensor *cos, const wr_tensor *sin) {
+    (void)be;
+    const int64_t L = x->shape[0], NH = x->shape[1], HD = x->shape[2], P = HD / 2;
+    float *xd = x->data;
+    const float *c = cos->data, *s = sin->data;
+#pragma omp parallel for schedule(static)
+    for (int64_t l = 0; l < L; l++) {
+        for (int64_t h = 0; h < NH; h++) {
+            float *v = xd + (l * NH + h) * HD;
+            for (int64_t p = 0; p < P; p++) {
+                float x1 = v[2 * p], x2 = v[2 * p + 1], cc = c[l * P + p], ss = s[l * P + p];
+                v[2 * p] = x1 * cc - x2 * ss;
+                v[2 * p + 1] = x1 * ss + x2 * cc;
+            }
+        }
+    }
+    return WR_OK;
+}

@@ -1,0 +1,58 @@
+/*
+ * matmul.c — y[M,N] = x[M,K] . w[N,K]^T + b[N] through OpenBLAS sgemm.
+ *
+ * f32 weights go to sgemm straight from where they live (e.g. the mmap'd checkpoint). Weights
+ * stored narrower (bf16/f16/fp8) are converted to f32 in panels of rows of w, at most
+ * WR_MATMUL_PANEL_BYTES at a time, so no second full-size copy of a weight ever exists; each
+ * panel fills the matching column block of y (ldc = N).
+ */
+#include <cblas.h>
+#include <stdlib.h>
+
+#include "core/dtype.h"
+#include "kernels/cpu/cpu_internal.h"
+#include "kernels/ops.h"
+
+#define WR_MATMUL_PANEL_BYTES ((size_t)16 << 20)
+
+static void add_bias(float *y, const float *b, int64_t M, int64_t N) {
+#pragma omp parallel for schedule(static)
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t n = 0; n < N; n++) y[m * N + n] += b[n];
+}
+
+wr_status matmul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                     const wr_tensor *b) {
+    (void)be;
+    const int64_t M = wr_rows(x), K = wr_cols(x), N = w->shape[0];
+    float *yd = y->data;
+    const float *xd = x->data;
+    if (M == 0 || N == 0) return WR_OK;
+    if (w->dtype == WR_DTYPE_F32) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, xd,
+                    (int)K, (const float *)w->data, (int)K, 0.0f, yd, (int)N);
+    } else {
+        int64_t rows = (int64_t)(WR_MATMUL_PANEL_BYTES / ((size_t)K * sizeof(float)));
+        if (rows < 16) rows = 16;
+        if (rows > N) rows = N;
+        float *panel = malloc((size_t)rows * (size_t)K * sizeof(float));
+        if (panel == NULL)
+            return WR_FAIL(WR_ERR_OOM_HOST, "matmul: no memory for a %lld x %lld weight panel",
+                           (long long)rows, (long long)K);
+        const size_t esz = wr_dtype_size(w->dtype);
+        for (int64_t n0 = 0; n0 < N; n0 += rows) {
+            int64_t nb = N - n0 < rows ? N - n0 : rows;
+            const char *src = (const char *)w->data + (size_t)(n0 * K) * esz;
+            /* convert the panel in parallel, one row of w per iteration */
+#pragma omp parallel for schedule(static)
+            for (int64_t r = 0; r < nb; r++)
+                wr_dtype_convert(panel + r * K, WR_DTYPE_F32, src + (size_t)(r * K) * esz, w->dtype,
+                                 K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nb, (int)K, 1.0f, xd,
+                        (int)K, panel, (int)K, 0.0f, yd + n0, (int)N);
+        }
+        free(panel);
+    }
+    if (b) add_bias(yd, b->data, M, N);
+    return WR_OK;
+}

@@ -1,0 +1,61 @@
+/*
+ * patch.c — patch embedding (conv3d with kernel = stride) and its inverse layout.
+ *
+ * patch_embed: y[n, d] = b[d] + sum_{c,a,i,j} w[d, c, a, i, j] * x[c, pt*f + a, ph*h + i, pw*w + j]
+ * with token n = (f * H' + h) * W' + w. Implemented as a gather into patches [L, C*pt*ph*pw]
+ * (the weight's own order) followed by one matmul against w viewed as [D, C*pt*ph*pw].
+ *
+ * unpatchify: out[c, pt*f + a, ph*h + i, pw*w + j] = y[n(f, h, w), ((a*ph + i)*pw + j)*C + c]
+ * (channel fastest), diffusers' reshape/permute of WanTransformer3DModel.
+ */
+#include <stdlib.h>
+
+#include "kernels/cpu/cpu_internal.h"
+#include "kernels/ops.h"
+
+wr_status patch_embed_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                          const wr_tensor *b) {
+    const int64_t C = x->shape[0], F = x->shape[1], H = x->shape[2], W = x->shape[3];
+    const int64_t D = w->shape[0], pt = w->shape[2], ph = w->shape[3], pw = w->shape[4];
+    const int64_t Fp = F / pt, Hp = H / ph, Wp = W / pw, L = Fp * Hp * Wp;
+    const int64_t P = C * pt * ph * pw;
+    float *patches = malloc(sizeof(float) * (size_t)(L * P));
+    if (patches == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "patch_embed: no memory for patches");
+    const float *xd = x->data;
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < L; n++) {
+        const int64_t f = n / (Hp * Wp), h = (n / Wp) % Hp, ww = n % Wp;
+        float *row = patches + n * P;
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t a = 0; a < pt; a++)
+                for (int64_t i = 0; i < ph; i++)
+                    for (int64_t j = 0; j < pw; j++)
+                        *row++ = xd[((c * F + f * pt + a) * H + h * ph + i) * W + ww * pw + j];
+    }
+    const int64_t pshape[2] = {L, P}, wshape[2] = {D, P};
+    wr_tensor pt_t = wr_tensor_make(patches, WR_DTYPE_F32, 2, pshape);
+    wr_tensor w2 = wr_tensor_make(w->data, w->dtype, 2, wshape);
+    wr_status st = matmul_cpu(be, y, &pt_t, &w2, b);
+    free(patches);
+    return st;
+}
+
+wr_status unpatchify_cpu(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,
+                         int pw) {
+    (void)be;
+    const int64_t C = out->shape[0], F = out->shape[1], H = out->shape[2], W = out->shape[3];
+    const int64_t Hp = H / ph, Wp = W / pw, L = y->shape[0], P = y->shape[1];
+    const float *yd = y->data;
+    float *od = out->data;
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < L; n++) {
+        const int64_t f = n / (Hp * Wp), h = (n / Wp) % Hp, w = n % Wp;
+        for (int64_t a = 0; a < pt; a++)
+            for (int64_t i = 0; i < ph; i++)
+                for (int64_t j = 0; j < pw; j++)
+                    for (int64_t c = 0; c < C; c++)
+                        od[((c * F + f * pt + a) * H + h * ph + i) * W + w * pw + j] =
+                            yd[n * P + ((a * ph + i) * pw + j) * C + c];
+    }
+    return WR_OK;
+}

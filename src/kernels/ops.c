@@ -1,0 +1,187 @@
+/* ops.c — shape checks and dispatch for the wr_op_* wrappers. */
+#include "kernels/ops.h"
+
+#include <stdio.h>
+
+#include "core/log.h"
+
+int64_t wr_rows(const wr_tensor *t) {
+    int64_t r = 1;
+    for (int i = 0; i + 1 < t->ndim; i++) r *= t->shape[i];
+    return r;
+}
+
+int64_t wr_cols(const wr_tensor *t) {
+    return t->ndim ? t->shape[t->ndim - 1] : 1;
+}
+
+/* Our own bug when shapes disagree: report both and abort (STYLE.md error policy). */
+static void shape_fail(const char *op, const char *what, const wr_tensor *a, const wr_tensor *b) {
+    char sa[160], sb[160];
+    wr_error("%s: %s: %s vs %s", op, what, wr_shape_str(sa, sizeof sa, a->ndim, a->shape),
+             b ? wr_shape_str(sb, sizeof sb, b->ndim, b->shape) : "-");
+    wr_assert_fail(what, __FILE__, __LINE__);
+}
+
+#define EXPECT(cond, op, what, a, b)                                                               \
+    do {                                                                                           \
+        if (!(cond)) shape_fail(op, what, a, b);                                                   \
+    } while (0)
+
+#define SLOT(be, name)                                                                             \
+    do {                                                                                           \
+        if ((be)->iface->name == NULL)                                                             \
+            return WR_FAIL(WR_ERR_UNSUPPORTED, "op %s is not implemented on the %s backend",       \
+                           #name, wr_backend_name((be)->kind));                                    \
+    } while (0)
+
+static void expect_f32(const char *op, const wr_tensor *t) {
+    EXPECT(t->dtype == WR_DTYPE_F32, op, "activation must be F32", t, NULL);
+}
+
+static void expect_vec(const char *op, const wr_tensor *v, int64_t n, const wr_tensor *x) {
+    EXPECT(v->dtype == WR_DTYPE_F32 && wr_tensor_nelem(v) == n, op, "vector length", v, x);
+}
+
+wr_status wr_op_matmul(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                       const wr_tensor *b) {
+    expect_f32("matmul", x);
+    expect_f32("matmul", y);
+    EXPECT(w->ndim == 2 && wr_dtype_is_float(w->dtype) && w->dtype != WR_DTYPE_F64, "matmul",
+           "weight must be a 2-D float tensor", w, x);
+    EXPECT(wr_cols(x) == w->shape[1], "matmul", "x last dim != w in-features", x, w);
+    EXPECT(wr_cols(y) == w->shape[0] && wr_rows(y) == wr_rows(x), "matmul", "y shape", y, x);
+    if (b) expect_vec("matmul", b, w->shape[0], w);
+    SLOT(be, matmul);
+    return be->iface->matmul(be, y, x, w, b);
+}
+
+wr_status wr_op_layer_norm(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                           const wr_tensor *b, float eps) {
+    expect_f32("layer_norm", x);
+    EXPECT(wr_tensor_same_shape(x, y), "layer_norm", "y shape", y, x);
+    if (w) expect_vec("layer_norm", w, wr_cols(x), x);
+    if (b) expect_vec("layer_norm", b, wr_cols(x), x);
+    SLOT(be, layer_norm);
+    return be->iface->layer_norm(be, y, x, w, b, eps);
+}
+
+wr_status wr_op_rms_norm(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                         float eps) {
+    expect_f32("rms_norm", x);
+    EXPECT(wr_tensor_same_shape(x, y), "rms_norm", "y shape", y, x);
+    if (w) expect_vec("rms_norm", w, wr_cols(x), x);
+    SLOT(be, rms_norm);
+    return be->iface->rms_norm(be, y, x, w, eps);
+}
+
+wr_status wr_op_gelu_tanh(wr_backend *be, wr_tensor *y, const wr_tensor *x) {
+    expect_f32("gelu_tanh", x);
+    EXPECT(wr_tensor_nelem(x) == wr_tensor_nelem(y), "gelu_tanh", "y size", y, x);
+    SLOT(be, gelu_tanh);
+    return be->iface->gelu_tanh(be, y, x);
+}
+
+wr_status wr_op_silu(wr_backend *be, wr_tensor *y, const wr_tensor *x) {
+    expect_f32("silu", x);
+    EXPECT(wr_tensor_nelem(x) == wr_tensor_nelem(y), "silu", "y size", y, x);
+    SLOT(be, silu);
+    return be->iface->silu(be, y, x);
+}
+
+static void check_binary(const char *op, const wr_tensor *y, const wr_tensor *a,
+                         const wr_tensor *b) {
+    expect_f32(op, a);
+    expect_f32(op, b);
+    EXPECT(wr_tensor_nelem(y) == wr_tensor_nelem(a), op, "y size", y, a);
+    EXPECT(wr_tensor_nelem(b) == wr_tensor_nelem(a) || wr_tensor_nelem(b) == wr_cols(a), op,
+           "b must match a or its last dim", b, a);
+}
+
+wr_status wr_op_add(wr_backend *be, wr_tensor *y, const wr_tensor *a, const wr_tensor *b) {
+    check_binary("add", y, a, b);
+    SLOT(be, add);
+    return be->iface->add(be, y, a, b);
+}
+
+wr_status wr_op_mul(wr_backend *be, wr_tensor *y, const wr_tensor *a, const wr_tensor *b) {
+    check_binary("mul", y, a, b);
+    SLOT(be, mul);
+    return be->iface->mul(be, y, a, b);
+}
+
+wr_status wr_op_modulate(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *scale,
+                         const wr_tensor *shift) {
+    expect_f32("modulate", x);
+    EXPECT(wr_tensor_nelem(x) == wr_tensor_nelem(y), "modulate", "y size", y, x);
+    expect_vec("modulate", scale, wr_cols(x), x);
+    expect_vec("modulate", shift, wr_cols(x), x);
+    SLOT(be, modulate);
+    return be->iface->modulate(be, y, x, scale, shift);
+}
+
+wr_status wr_op_gated_residual(wr_backend *be, wr_tensor *x, const wr_tensor *a,
+                               const wr_tensor *gate) {
+    expect_f32("gated_residual", x);
+    EXPECT(wr_tensor_nelem(x) == wr_tensor_nelem(a) && wr_cols(x) == wr_cols(a), "gated_residual",
+           "a shape", a, x);
+    if (gate) expect_vec("gated_residual", gate, wr_cols(x), x);
+    SLOT(be, gated_residual);
+    return be->iface->gated_residual(be, x, a, gate);
+}
+
+wr_status wr_op_rope(wr_backend *be, wr_tensor *x, const wr_tensor *cos, const wr_tensor *sin) {
+    expect_f32("rope", x);
+    EXPECT(x->ndim == 3 && x->shape[2] % 2 == 0, "rope", "x must be [L, NH, HD], HD even", x, NULL);
+    EXPECT(cos->ndim == 2 && cos->shape[0] == x->shape[0] && cos->shape[1] == x->shape[2] / 2 &&
+               wr_tensor_same_shape(cos, sin),
+           "rope", "cos/sin must be [L, HD/2]", cos, x);
+    SLOT(be, rope);
+    return be->iface->rope(be, x, cos, sin);
+}
+
+wr_status wr_op_attention(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr_tensor *q,
+                          const wr_tensor *k, const wr_tensor *v, const wr_attn_params *p) {
+    expect_f32("attention", q);
+    EXPECT(q->ndim == 3 && k->ndim == 3 && v->ndim == 3, "attention", "q/k/v must be [L, NH, HD]",
+           q, k);
+    EXPECT(wr_tensor_same_shape(k, v), "attention", "k and v shapes", k, v);
+    EXPECT(q->shape[1] == k->shape[1] && q->shape[2] == k->shape[2], "attention",
+           "q and k heads/head dim", q, k);
+    EXPECT(wr_tensor_same_shape(out, q), "attention", "out shape", out, q);
+    if (lse)
+        EXPECT(lse->ndim == 2 && lse->shape[0] == q->shape[1] && lse->shape[1] == q->shape[0],
+               "attention", "lse must be [NH, Lq]", lse, q);
+    SLOT(be, attention);
+    return be->iface->attention(be, out, lse, q, k, v, p);
+}
+
+wr_status wr_op_patch_embed(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                            const wr_tensor *b) {
+    expect_f32("patch_embed", x);
+    EXPECT(x->ndim == 4 && w->ndim == 5 && w->shape[1] == x->shape[0], "patch_embed",
+           "x [C,F,H,W] and w [D,C,pt,ph,pw]", x, w);
+    EXPECT(x->shape[1] % w->shape[2] == 0 && x->shape[2] % w->shape[3] == 0 &&
+               x->shape[3] % w->shape[4] == 0,
+           "patch_embed", "x not divisible by the patch", x, w);
+    int64_t L =
+        (x->shape[1] / w->shape[2]) * (x->shape[2] / w->shape[3]) * (x->shape[3] / w->shape[4]);
+    EXPECT(y->ndim == 2 && y->shape[0] == L && y->shape[1] == w->shape[0], "patch_embed",
+           "y must be [L, D]", y, w);
+    if (b) expect_vec("patch_embed", b, w->shape[0], w);
+    SLOT(be, patch_embed);
+    return be->iface->patch_embed(be, y, x, w, b);
+}
+
+wr_status wr_op_unpatchify(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,
+                           int pw) {
+    expect_f32("unpatchify", y);
+    EXPECT(out->ndim == 4 && y->ndim == 2, "unpatchify", "out [C,F,H,W], y [L, P*C]", out, y);
+    int64_t C = out->shape[0];
+    EXPECT(out->shape[1] % pt == 0 && out->shape[2] % ph == 0 && out->shape[3] % pw == 0 &&
+               y->shape[1] == (int64_t)pt * ph * pw * C &&
+               y->shape[0] == (out->shape[1] / pt) * (out->shape[2] / ph) * (out->shape[3] / pw),
+           "unpatchify", "shapes", out, y);
+    SLOT(be, unpatchify);
+    return be->iface->unpatchify(be, out, y, pt, ph, pw);
+}

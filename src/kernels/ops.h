@@ -1,0 +1,51 @@
+/*
+ * ops.h — the op wrappers every model calls: check shapes and dtypes once (a mismatch is our
+ * own bug: WR_ASSERT with both shapes), then dispatch to the backend's slot. A NULL slot is
+ * WR_ERR_UNSUPPORTED naming the op and backend. Tensors are backend memory; activations f32.
+ *
+ * Shapes (PyTorch order, rows = all leading dims flattened):
+ *   matmul        y [.., N]  = x [.., K] . w [N, K]^T + b [N]      (w: any float dtype)
+ *   layer_norm    y = LN(x) over the last dim, w/b [D] or NULL
+ *   rms_norm      y = x * rsqrt(mean(x^2) + eps) * w over the last dim (the full width)
+ *   gelu_tanh, silu: elementwise, y same shape as x (may alias)
+ *   add, mul      y = a op b; b has a's shape or is [D] broadcast over rows (y may alias a)
+ *   modulate      y = x * (1 + scale) + shift; scale, shift [D]
+ *   gated_residual x += a * gate; gate [D] or NULL
+ *   rope          x [L, NH, HD] rotated in place by cos/sin [L, HD/2] (pairs (2p, 2p+1))
+ *   attention     q [Lq, NH, HD], k/v [Lk, NH, HD] -> out [Lq, NH, HD]; lse [NH, Lq] or NULL
+ *   patch_embed   x [C, F, H, W], w [D, C, pt, ph, pw], b [D] -> y [(F/pt)(H/ph)(W/pw), D]
+ *   unpatchify    y [L, pt*ph*pw*C] -> out [C, F, H, W]
+ */
+#ifndef WR_KERNELS_OPS_H
+#define WR_KERNELS_OPS_H
+
+#include "kernels/backend.h"
+
+wr_status wr_op_matmul(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                       const wr_tensor *b);
+wr_status wr_op_layer_norm(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                           const wr_tensor *b, float eps);
+wr_status wr_op_rms_norm(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                         float eps);
+wr_status wr_op_gelu_tanh(wr_backend *be, wr_tensor *y, const wr_tensor *x);
+wr_status wr_op_silu(wr_backend *be, wr_tensor *y, const wr_tensor *x);
+wr_status wr_op_add(wr_backend *be, wr_tensor *y, const wr_tensor *a, const wr_tensor *b);
+wr_status wr_op_mul(wr_backend *be, wr_tensor *y, const wr_tensor *a, const wr_tensor *b);
+wr_status wr_op_modulate(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *scale,
+                         const wr_tensor *shift);
+wr_status wr_op_gated_residual(wr_backend *be, wr_tensor *x, const wr_tensor *a,
+                               const wr_tensor *gate);
+wr_status wr_op_rope(wr_backend *be, wr_tensor *x, const wr_tensor *cos, const wr_tensor *sin);
+wr_status wr_op_attention(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr_tensor *q,
+                          const wr_tensor *k, const wr_tensor *v, const wr_attn_params *p);
+wr_status wr_op_patch_embed(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                            const wr_tensor *b);
+wr_status wr_op_unpatchify(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,
+                           int pw);
+
+/* Rows of a tensor for row-wise ops: product of all dims but the last. */
+int64_t wr_rows(const wr_tensor *t);
+/* Last dimension (1 for a scalar). */
+int64_t wr_cols(const wr_tensor *t);
+
+#endif /* WR_KERNELS_OPS_H */

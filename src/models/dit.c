@@ -1,0 +1,645 @@
+/*
+ * dit.c — Wan2.1 DiT: loading (diffusers or original names), the block accessor, and the
+ * fp32 forward written straight-line after diffusers' WanTransformer3DModel.
+ */
+#include "models/dit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "kernels/ops.h"
+
+/* ---- expected tensors ---- */
+
+typedef void (*tensor_fn)(void *ctx, const char *name, int ndim, const int64_t *shape);
+
+static void emit(tensor_fn fn, void *ctx, int64_t *count, int64_t *params, const char *name,
+                 int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    *params += n;
+    (*count)++;
+    if (fn) fn(ctx, name, ndim, shape);
+}
+
+int64_t wr_dit_expected_tensors(const wr_dit_config *c, int64_t *params_out, tensor_fn fn,
+                                void *ctx) {
+    const int64_t D = c->num_attention_heads * c->attention_head_dim, FF = c->ffn_dim;
+    const int64_t pt = c->patch_size.v[0], ph = c->patch_size.v[1], pw = c->patch_size.v[2];
+    int64_t count = 0, params = 0;
+    char name[128];
+#define V1(n, a)    emit(fn, ctx, &count, &params, n, 1, (const int64_t[]){a})
+#define V2(n, a, b) emit(fn, ctx, &count, &params, n, 2, (const int64_t[]){a, b})
+#define LIN(prefix, out, in)                                                                       \
+    do {                                                                                           \
+        snprintf(name, sizeof name, "%s.weight", prefix);                                          \
+        V2(name, out, in);                                                                         \
+        snprintf(name, sizeof name, "%s.bias", prefix);                                            \
+        V1(name, out);                                                                             \
+    } while (0)
+    emit(fn, ctx, &count, &params, "patch_embedding.weight", 5,
+         (const int64_t[]){D, c->in_channels, pt, ph, pw});
+    V1("patch_embedding.bias", D);
+    LIN("condition_embedder.time_embedder.linear_1", D, c->freq_dim);
+    LIN("condition_embedder.time_embedder.linear_2", D, D);
+    LIN("condition_embedder.time_proj", 6 * D, D);
+    LIN("condition_embedder.text_embedder.linear_1", D, c->text_dim);
+    LIN("condition_embedder.text_embedder.linear_2", D, D);
+    for (int64_t i = 0; i < c->num_layers; i++) {
+        char p[96];
+        snprintf(name, sizeof name, "blocks.%lld.scale_shift_table", (long long)i);
+        emit(fn, ctx, &count, &params, name, 3, (const int64_t[]){1, 6, D});
+        for (int a = 1; a <= 2; a++) {
+            const char *proj[4] = {"to_q", "to_k", "to_v", "to_out.0"};
+            for (int j = 0; j < 4; j++) {
+                snprintf(p, sizeof p, "blocks.%lld.attn%d.%s", (long long)i, a, proj[j]);
+                LIN(p, D, D);
+            }
+            snprintf(name, sizeof name, "blocks.%lld.attn%d.norm_q.weight", (long long)i, a);
+            V1(name, D);
+            snprintf(name, sizeof name, "blocks.%lld.attn%d.norm_k.weight", (long long)i, a);
+            V1(name, D);
+        }
+        snprintf(name, sizeof name, "blocks.%lld.norm2.weight", (long long)i);
+        V1(name, D);
+        snprintf(name, sizeof name, "blocks.%lld.norm2.bias", (long long)i);
+        V1(name, D);
+        snprintf(p, sizeof p, "blocks.%lld.ffn.net.0.proj", (long long)i);
+        LIN(p, FF, D);
+        snprintf(p, sizeof p, "blocks.%lld.ffn.net.2", (long long)i);
+        LIN(p, D, FF);
+    }
+    LIN("proj_out", c->out_channels * pt * ph * pw, D);
+    emit(fn, ctx, &count, &params, "scale_shift_table", 3, (const int64_t[]){1, 2, D});
+#undef V1
+#undef V2
+#undef LIN
+    if (params_out) *params_out = params;
+    return count;
+}
+
+/* ---- original Wan names (spec §2.7) ---- */
+
+static const struct {
+    const char *diffusers, *original;
+} rename_table[] = {
+    {"condition_embedder.time_embedder.linear_1.", "time_embedding.0."},
+    {"condition_embedder.time_embedder.linear_2.", "time_embedding.2."},
+    {"condition_embedder.time_proj.", "time_projection.1."},
+    {"condition_embedder.text_embedder.linear_1.", "text_embedding.0."},
+    {"condition_embedder.text_embedder.linear_2.", "text_embedding.2."},
+    {".attn1.to_q.", ".self_attn.q."},
+    {".attn1.to_k.", ".self_attn.k."},
+    {".attn1.to_v.", ".self_attn.v."},
+    {".attn1.to_out.0.", ".self_attn.o."},
+    {".attn1.norm_q.", ".self_attn.norm_q."},
+    {".attn1.norm_k.", ".self_attn.norm_k."},
+    {".attn2.to_q.", ".cross_attn.q."},
+    {".attn2.to_k.", ".cross_attn.k."},
+    {".attn2.to_v.", ".cross_attn.v."},
+    {".attn2.to_out.0.", ".cross_attn.o."},
+    {".attn2.norm_q.", ".cross_attn.norm_q."},
+    {".attn2.norm_k.", ".cross_attn.norm_k."},
+    {".norm2.", ".norm3."}, /* the affine cross-attention LayerNorm (deliberate swap) */
+    {".ffn.net.0.proj.", ".ffn.0."},
+    {".ffn.net.2.", ".ffn.2."},
+    {".scale_shift_table", ".modulation"}, /* blocks.N. */
+    {"proj_out.", "head.head."},
+};
+
+void wr_dit_original_name(char *out, size_t cap, const char *name) {
+    if (strcmp(name, "scale_shift_table") == 0) {
+        snprintf(out, cap, "head.modulation");
+        return;
+    }
+    for (size_t i = 0; i < sizeof rename_table / sizeof rename_table[0]; i++) {
+        const char *hit = strstr(name, rename_table[i].diffusers);
+        if (hit) {
+            snprintf(out, cap, "%.*s%s%s", (int)(hit - name), name, rename_table[i].original,
+                     hit + strlen(rename_table[i].diffusers));
+            return;
+        }
+    }
+    snprintf(out, cap, "%s", name);
+}
+
+/* ---- the model ---- */
+
+struct wr_dit {
+    wr_backend *be;
+    wr_dit_config cfg;
+    char dir[WR_PATH_CAP];
+    wr_st_set *weights;
+    int original_names;
+    int64_t D, NH, HD, FF;
+    /* top-level weights */
+    struct {
+        wr_tensor weight, bias;
+    } patch_embedding;
+    struct {
+        struct {
+            wr_linear linear_1, linear_2;
+        } time_embedder, text_embedder;
+        wr_linear time_proj;
+    } condition_embedder;
+    wr_dit_block *blocks;
+    wr_linear proj_out;
+    wr_tensor scale_shift_table; /* [1, 2, D] */
+    /* f32 copies of 1-D tensors, one arena */
+    float *vec_arena;
+    size_t vec_used, vec_cap; /* floats */
+    /* taps */
+    wr_dit_tap_fn tap;
+    void *tap_ctx;
+    /* workspace */
+    void *ws;
+    size_t ws_bytes;
+};
+
+typedef struct load_ctx {
+    wr_dit *m;
+    int problems;
+    char report[768];
+    size_t vec_floats;
+} load_ctx;
+
+static void add_problem(load_ctx *lc, const char *fmt, const char *name, const char *extra) {
+    if (lc->problems++ < 5) {
+        size_t n = strlen(lc->report);
+        snprintf(lc->report + n, sizeof lc->report - n, "%s", lc->problems > 1 ? "; " : "");
+        n = strlen(lc->report);
+        snprintf(lc->report + n, sizeof lc->report - n, fmt, name, extra);
+    }
+}
+
+/* Looks a diffusers name up in the weight set (through the rename table if needed) and checks
+ * its shape. Returns NULL (and records a problem) when absent or mis-shaped. */
+static const wr_st_tensor *lookup(load_ctx *lc, const char *name, int ndim, const int64_t *shape) {
+    char alt[160];
+    const char *key = name;
+    if (lc->m->original_names) {
+        wr_dit_original_name(alt, sizeof alt, name);
+        key = alt;
+    }
+    const wr_st_tensor *t = wr_st_set_find(lc->m->weights, key);
+    if (t == NULL) {
+        add_problem(lc, "%s missing%s", key, "");
+        return NULL;
+    }
+    int ok = t->ndim == ndim && wr_dtype_is_float(t->dtype) && t->dtype != WR_DTYPE_F64;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) {
+        char want[160], got[200];
+        wr_shape_str(want, sizeof want, ndim, shape);
+        char gs[160];
+        snprintf(got, sizeof got, "%s %s, expected F32/BF16/F16/F8 %s", wr_dtype_name(t->dtype),
+                 wr_shape_str(gs, sizeof gs, t->ndim, t->shape), want);
+        add_problem(lc, "%s is %s", key, got);
+        return NULL;
+    }
+    return t;
+}
+
+static void count_vectors(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    load_ctx *lc = ctx;
+    (void)name;
+    if (ndim != 2 && ndim != 5) {
+        int64_t n = 1;
+        for (int i = 0; i < ndim; i++) n *= shape[i];
+        lc->vec_floats += (size_t)((n + 15) & ~(int64_t)15);
+    }
+}
+
+/* Resolves one expected tensor into its struct field. */
+static wr_tensor *field_for(wr_dit *m, const char *name) {
+    long long bi;
+    int a, n = 0;
+    char rest[96];
+    if (strcmp(name, "patch_embedding.weight") == 0) return &m->patch_embedding.weight;
+    if (strcmp(name, "patch_embedding.bias") == 0) return &m->patch_embedding.bias;
+    if (strcmp(name, "scale_shift_table") == 0) return &m->scale_shift_table;
+    if (strcmp(name, "proj_out.weight") == 0) return &m->proj_out.weight;
+    if (strcmp(name, "proj_out.bias") == 0) return &m->proj_out.bias;
+    const struct {
+        const char *prefix;
+        wr_linear *lin;
+    } top[] = {
+        {"condition_embedder.time_embedder.linear_1.",
+         &m->condition_embedder.time_embedder.linear_1},
+        {"condition_embedder.time_embedder.linear_2.",
+         &m->condition_embedder.time_embedder.linear_2},
+        {"condition_embedder.time_proj.", &m->condition_embedder.time_proj},
+        {"condition_embedder.text_embedder.linear_1.",
+         &m->condition_embedder.text_embedder.linear_1},
+        {"condition_embedder.text_embedder.linear_2.",
+         &m->condition_embedder.text_embedder.linear_2},
+    };
+    for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
+        size_t pl = strlen(top[i].prefix);
+        if (strncmp(name, top[i].prefix, pl) == 0)
+            return strcmp(name + pl, "weight") == 0 ? &top[i].lin->weight : &top[i].lin->bias;
+    }
+    if (sscanf(name, "blocks.%lld.%n", &bi, &n) != 1 || n == 0) return NULL;
+    wr_dit_block *b = &m->blocks[bi];
+    const char *r = name + n;
+    if (strcmp(r, "scale_shift_table") == 0) return &b->scale_shift_table;
+    if (strcmp(r, "norm2.weight") == 0) return &b->norm2.weight;
+    if (strcmp(r, "norm2.bias") == 0) return &b->norm2.bias;
+    int isw = strlen(r) > 7 && strcmp(r + strlen(r) - 7, ".weight") == 0;
+    if (strncmp(r, "ffn.net.0.proj.", 15) == 0)
+        return isw ? &b->ffn.net_0_proj.weight : &b->ffn.net_0_proj.bias;
+    if (strncmp(r, "ffn.net.2.", 10) == 0) return isw ? &b->ffn.net_2.weight : &b->ffn.net_2.bias;
+    if (sscanf(r, "attn%d.%95s", &a, rest) == 2) {
+        wr_dit_attn *at = a == 1 ? &b->attn1 : &b->attn2;
+        if (strcmp(rest, "norm_q.weight") == 0) return &at->norm_q;
+        if (strcmp(rest, "norm_k.weight") == 0) return &at->norm_k;
+        wr_linear *lin = strncmp(rest, "to_q.", 5) == 0   ? &at->to_q
+                         : strncmp(rest, "to_k.", 5) == 0 ? &at->to_k
+                         : strncmp(rest, "to_v.", 5) == 0 ? &at->to_v
+                                                          : &at->to_out;
+        return isw ? &lin->weight : &lin->bias;
+    }
+    return NULL;
+}
+
+typedef struct bind_ctx {
+    load_ctx *lc;
+    wr_status st;
+} bind_ctx;
+
+static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    bind_ctx *bc = ctx;
+    load_ctx *lc = bc->lc;
+    wr_dit *m = lc->m;
+    if (bc->st != WR_OK) return;
+    const wr_st_tensor *t = lookup(lc, name, ndim, shape);
+    if (t == NULL) return;
+    wr_tensor *dst = field_for(m, name);
+    WR_ASSERT(dst != NULL);
+    if (ndim == 2 || ndim == 5) {
+        /* matrices: used in place, storage dtype (the backend converts per use) */
+        *dst = wr_st_tensor_view(t);
+        return;
+    }
+    /* vectors and modulation tables: f32 copies */
+    float *v = m->vec_arena + m->vec_used;
+    m->vec_used += (size_t)((t->nelem + 15) & ~(int64_t)15);
+    WR_ASSERT(m->vec_used <= m->vec_cap);
+    bc->st = wr_st_read_as(t, WR_DTYPE_F32, v, (size_t)t->nelem * sizeof(float));
+    *dst = wr_tensor_make(v, WR_DTYPE_F32, ndim, shape);
+}
+
+wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir) {
+    *out = NULL;
+    wr_status st = WR_OK;
+    if (be->kind != WR_BACKEND_CPU)
+        return WR_FAIL(WR_ERR_UNSUPPORTED, "the DiT runs on the CPU backend only so far (the "
+                                           "CUDA kernels are issue #9)");
+    wr_dit *m = calloc(1, sizeof *m);
+    if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    m->be = be;
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    char path[WR_PATH_CAP + 32];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    WR_TRY_GOTO(st, wr_dit_config_read(&m->cfg, path), fail);
+    m->NH = m->cfg.num_attention_heads;
+    m->HD = m->cfg.attention_head_dim;
+    m->D = m->NH * m->HD;
+    m->FF = m->cfg.ffn_dim;
+    WR_TRY_GOTO(st, wr_st_set_open(&m->weights, dir), fail);
+    m->original_names = wr_st_set_find(m->weights, "time_embedding.0.weight") != NULL ||
+                        wr_st_set_find(m->weights, "head.head.weight") != NULL;
+    m->blocks = calloc((size_t)m->cfg.num_layers, sizeof *m->blocks);
+    load_ctx lc = {.m = m};
+    wr_dit_expected_tensors(&m->cfg, NULL, count_vectors, &lc);
+    m->vec_cap = lc.vec_floats;
+    m->vec_arena = malloc(m->vec_cap * sizeof(float) + 64);
+    if (m->blocks == NULL || m->vec_arena == NULL) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", dir);
+        goto fail;
+    }
+    bind_ctx bc = {&lc, WR_OK};
+    int64_t n = wr_dit_expected_tensors(&m->cfg, NULL, bind_one, &bc);
+    if (bc.st != WR_OK) {
+        st = bc.st;
+        goto fail;
+    }
+    if (lc.problems) {
+        st =
+            WR_FAIL(WR_ERR_FORMAT, "%s: %d of %lld transformer tensors missing or mis-shaped: %s%s",
+                    dir, lc.problems, (long long)n, lc.report, lc.problems > 5 ? "; ..." : "");
+        goto fail;
+    }
+    if (wr_st_set_count(m->weights) != n)
+        wr_warn("%s: %lld tensors in the checkpoint, %lld used (extra tensors ignored)", dir,
+                (long long)wr_st_set_count(m->weights), (long long)n);
+    wr_debug("%s: DiT loaded: %lld layers, D=%lld (%lld x %lld), FF=%lld, %s names", dir,
+             (long long)m->cfg.num_layers, (long long)m->D, (long long)m->NH, (long long)m->HD,
+             (long long)m->FF, m->original_names ? "original Wan" : "diffusers");
+    *out = m;
+    return WR_OK;
+fail:
+    wr_dit_free(m);
+    return st;
+}
+
+void wr_dit_free(wr_dit *m) {
+    if (m == NULL) return;
+    if (m->ws) m->be->iface->free(m->be, m->ws);
+    free(m->vec_arena);
+    free(m->blocks);
+    wr_st_set_close(m->weights);
+    free(m);
+}
+
+const wr_dit_config *wr_dit_config_of(const wr_dit *m) {
+    return &m->cfg;
+}
+
+wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out) {
+    WR_ASSERT(i >= 0 && i < m->cfg.num_layers);
+    *out = &m->blocks[i]; /* everything resident (streaming: the vram layer, issue #8) */
+    return WR_OK;
+}
+
+void wr_dit_release(wr_dit *m, int64_t i) {
+    (void)m;
+    (void)i;
+}
+
+void wr_dit_set_tap(wr_dit *m, wr_dit_tap_fn fn, void *ctx) {
+    m->tap = fn;
+    m->tap_ctx = ctx;
+}
+
+static void tap(wr_dit *m, const char *name, const wr_tensor *t) {
+    if (m->tap) m->tap(m->tap_ctx, name, t);
+}
+
+/* ---- forward ---- */
+
+/* Carves f32 tensors from the workspace. */
+typedef struct carve {
+    float *base;
+    size_t used, cap; /* floats */
+} carve;
+
+static wr_tensor take(carve *c, int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    float *p = c->base ? c->base + c->used : NULL;
+    c->used += (size_t)((n + 15) & ~(int64_t)15);
+    WR_ASSERT(c->base == NULL || c->used <= c->cap);
+    return wr_tensor_make(p, WR_DTYPE_F32, ndim, shape);
+}
+#define TAKE(c, ...)                                                                               \
+    take((c), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
+
+#define FFN_CHUNK 1024
+
+/* Every activation of one forward, in one workspace. */
+typedef struct dit_acts {
+    wr_tensor x, h, q, k, v, a;   /* [L, D] */
+    wr_tensor ffn;                /* [min(L, FFN_CHUNK), FF] */
+    wr_tensor ctx, kc, vc, th;    /* [S, D] */
+    wr_tensor sinus;              /* [freq_dim] */
+    wr_tensor temb, temb_act, t1; /* [D] */
+    wr_tensor e6;                 /* [6, D] */
+    wr_tensor mod;                /* [6, D] per block */
+    wr_tensor mod_out;            /* [2, D] */
+    wr_tensor cos, sin;           /* [L, HD/2] */
+    wr_tensor head;               /* [L, Cout*pt*ph*pw] */
+} dit_acts;
+
+static void plan(carve *c, const wr_dit *m, int64_t L, int64_t S, dit_acts *a) {
+    const int64_t D = m->D, P = m->cfg.out_channels * m->cfg.patch_size.v[0] *
+                                m->cfg.patch_size.v[1] * m->cfg.patch_size.v[2];
+    a->x = TAKE(c, L, D);
+    a->h = TAKE(c, L, D);
+    a->q = TAKE(c, L, D);
+    a->k = TAKE(c, L, D);
+    a->v = TAKE(c, L, D);
+    a->a = TAKE(c, L, D);
+    a->ffn = TAKE(c, L < FFN_CHUNK ? L : FFN_CHUNK, m->FF);
+    a->ctx = TAKE(c, S, D);
+    a->kc = TAKE(c, S, D);
+    a->vc = TAKE(c, S, D);
+    a->th = TAKE(c, S, D);
+    a->sinus = TAKE(c, m->cfg.freq_dim);
+    a->temb = TAKE(c, D);
+    a->temb_act = TAKE(c, D);
+    a->t1 = TAKE(c, D);
+    a->e6 = TAKE(c, 6, D);
+    a->mod = TAKE(c, 6, D);
+    a->mod_out = TAKE(c, 2, D);
+    a->cos = TAKE(c, L, m->HD / 2);
+    a->sin = TAKE(c, L, m->HD / 2);
+    a->head = TAKE(c, L, P);
+}
+
+/* diffusers get_timestep_embedding(t, freq_dim, flip_sin_to_cos=True, downscale_freq_shift=0),
+ * computed in f32 as PyTorch does: [cos(t*w_j), sin(t*w_j)], w_j = exp(-ln(1e4) * j / half). */
+static void timestep_sinusoid(float *s, int64_t dim, float t) {
+    const int64_t half = dim / 2;
+    const float neg_log = -(float)log(10000.0);
+    for (int64_t j = 0; j < half; j++) {
+        float w = expf(neg_log * (float)j / (float)half);
+        float arg = t * w;
+        s[j] = cosf(arg);
+        s[half + j] = sinf(arg);
+    }
+    if (dim % 2) s[dim - 1] = 0.0f;
+}
+
+/* RoPE tables for the token grid (diffusers WanRotaryPosEmbed): head dim split into
+ * t : h : w = HD - 4*(HD/6) : 2*(HD/6) : 2*(HD/6) real dims; pair p of the t part rotates by
+ * f * 10000^(-2p / t_dim), computed in double and stored as f32. */
+static void rope_tables(float *cosv, float *sinv, int64_t HD, int64_t Fp, int64_t Hp, int64_t Wp) {
+    const int64_t hdim = 2 * (HD / 6), tdim = HD - 2 * hdim, P = HD / 2;
+    const int64_t L = Fp * Hp * Wp;
+    for (int64_t n = 0; n < L; n++) {
+        const int64_t pos[3] = {n / (Hp * Wp), (n / Wp) % Hp, n % Wp};
+        for (int64_t p = 0; p < P; p++) {
+            int axis, j;
+            int64_t dim;
+            if (p < tdim / 2)
+                axis = 0, j = (int)p, dim = tdim;
+            else if (p < tdim / 2 + hdim / 2)
+                axis = 1, j = (int)(p - tdim / 2), dim = hdim;
+            else
+                axis = 2, j = (int)(p - tdim / 2 - hdim / 2), dim = hdim;
+            double inv = 1.0 / pow(10000.0, (double)(2 * j) / (double)dim);
+            double ang = (double)pos[axis] * inv;
+            cosv[n * P + p] = (float)cos(ang);
+            sinv[n * P + p] = (float)sin(ang);
+        }
+    }
+}
+
+/* y = linear(x) */
+static wr_status lin(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_linear *l) {
+    return wr_op_matmul(be, y, x, &l->weight, &l->bias);
+}
+
+static wr_tensor as_heads(const wr_tensor *t, int64_t NH, int64_t HD) {
+    return wr_tensor_make(t->data, WR_DTYPE_F32, 3, (int64_t[]){t->shape[0], NH, HD});
+}
+
+static wr_tensor row(const wr_tensor *t, int64_t r) {
+    wr_tensor v;
+    WR_ASSERT(wr_tensor_select(&v, t, 1, (int64_t[]){r}) == WR_OK);
+    return v;
+}
+
+/* diffusers WanTransformerBlock.forward */
+static wr_status block_forward(wr_dit *m, const wr_dit_block *b, dit_acts *a) {
+    wr_backend *be = m->be;
+    const float eps = (float)m->cfg.eps;
+    const wr_attn_params ap = {.scale = 1.0f / sqrtf((float)m->HD)};
+    /* m = scale_shift_table + e6                          [6, D] */
+    wr_tensor sst =
+        wr_tensor_make(b->scale_shift_table.data, WR_DTYPE_F32, 2, (int64_t[]){6, m->D});
+    WR_TRY(wr_op_add(be, &a->mod, &sst, &a->e6));
+    wr_tensor shift1 = row(&a->mod, 0), scale1 = row(&a->mod, 1), gate1 = row(&a->mod, 2);
+    wr_tensor shift2 = row(&a->mod, 3), scale2 = row(&a->mod, 4), gate2 = row(&a->mod, 5);
+
+    /* (a) self-attention */
+    WR_TRY(wr_op_layer_norm(be, &a->h, &a->x, NULL, NULL, eps));     /* h: [L, D] norm1 */
+    WR_TRY(wr_op_modulate(be, &a->h, &a->h, &scale1, &shift1));      /* h*(1+scale1)+shift1 */
+    WR_TRY(lin(be, &a->q, &a->h, &b->attn1.to_q));                   /* q: [L, D] */
+    WR_TRY(lin(be, &a->k, &a->h, &b->attn1.to_k));                   /* k: [L, D] */
+    WR_TRY(lin(be, &a->v, &a->h, &b->attn1.to_v));                   /* v: [L, D] */
+    WR_TRY(wr_op_rms_norm(be, &a->q, &a->q, &b->attn1.norm_q, eps)); /* over the full D */
+    WR_TRY(wr_op_rms_norm(be, &a->k, &a->k, &b->attn1.norm_k, eps));
+    wr_tensor qh = as_heads(&a->q, m->NH, m->HD), kh = as_heads(&a->k, m->NH, m->HD);
+    wr_tensor vh = as_heads(&a->v, m->NH, m->HD), oh = as_heads(&a->a, m->NH, m->HD);
+    WR_TRY(wr_op_rope(be, &qh, &a->cos, &a->sin)); /* q, k: [L, NH, HD] */
+    WR_TRY(wr_op_rope(be, &kh, &a->cos, &a->sin));
+    WR_TRY(wr_op_attention(be, &oh, NULL, &qh, &kh, &vh, &ap)); /* a: [L, NH, HD] */
+    WR_TRY(lin(be, &a->h, &a->a, &b->attn1.to_out));            /* h: [L, D] */
+    WR_TRY(wr_op_gated_residual(be, &a->x, &a->h, &gate1));     /* x += h * gate1 */
+
+    /* (b) cross-attention: keys and values from the text rows, no mask, no RoPE */
+    WR_TRY(wr_op_layer_norm(be, &a->h, &a->x, &b->norm2.weight, &b->norm2.bias, eps));
+    WR_TRY(lin(be, &a->q, &a->h, &b->attn2.to_q));    /* q: [L, D] */
+    WR_TRY(lin(be, &a->kc, &a->ctx, &b->attn2.to_k)); /* kc: [S, D] */
+    WR_TRY(lin(be, &a->vc, &a->ctx, &b->attn2.to_v)); /* vc: [S, D] */
+    WR_TRY(wr_op_rms_norm(be, &a->q, &a->q, &b->attn2.norm_q, eps));
+    WR_TRY(wr_op_rms_norm(be, &a->kc, &a->kc, &b->attn2.norm_k, eps));
+    wr_tensor kch = as_heads(&a->kc, m->NH, m->HD), vch = as_heads(&a->vc, m->NH, m->HD);
+    WR_TRY(wr_op_attention(be, &oh, NULL, &qh, &kch, &vch, &ap)); /* a: [L, NH, HD] */
+    WR_TRY(lin(be, &a->h, &a->a, &b->attn2.to_out));              /* h: [L, D] */
+    WR_TRY(wr_op_gated_residual(be, &a->x, &a->h, NULL));         /* x += h */
+
+    /* (c) feed-forward, in token chunks so the [*, FF] activation stays bounded */
+    WR_TRY(wr_op_layer_norm(be, &a->h, &a->x, NULL, NULL, eps)); /* norm3 */
+    WR_TRY(wr_op_modulate(be, &a->h, &a->h, &scale2, &shift2));
+    const int64_t L = a->x.shape[0];
+    for (int64_t r0 = 0; r0 < L; r0 += a->ffn.shape[0]) {
+        const int64_t nr = L - r0 < a->ffn.shape[0] ? L - r0 : a->ffn.shape[0];
+        wr_tensor hin, fout, hid;
+        WR_TRY(wr_tensor_slice0(&hin, &a->h, r0, nr));  /* [nr, D] */
+        WR_TRY(wr_tensor_slice0(&fout, &a->a, r0, nr)); /* [nr, D] */
+        WR_TRY(wr_tensor_slice0(&hid, &a->ffn, 0, nr)); /* [nr, FF] */
+        WR_TRY(lin(be, &hid, &hin, &b->ffn.net_0_proj));
+        WR_TRY(wr_op_gelu_tanh(be, &hid, &hid));
+        WR_TRY(lin(be, &fout, &hid, &b->ffn.net_2));
+    }
+    WR_TRY(wr_op_gated_residual(be, &a->x, &a->a, &gate2)); /* x += f * gate2 */
+    return WR_OK;
+}
+
+wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, float timestep,
+                         const wr_tensor *enc) {
+    wr_backend *be = m->be;
+    const wr_dit_config *c = &m->cfg;
+    const int64_t pt = c->patch_size.v[0], ph = c->patch_size.v[1], pw = c->patch_size.v[2];
+    if (latent->ndim != 4 || latent->shape[0] != c->in_channels || latent->shape[1] % pt ||
+        latent->shape[2] % ph || latent->shape[3] % pw)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "DiT input must be [%lld, F, H, W] with F, H, W "
+                       "multiples of the patch (%lld, %lld, %lld)",
+                       (long long)c->in_channels, (long long)pt, (long long)ph, (long long)pw);
+    if (enc->ndim != 2 || enc->shape[1] != c->text_dim)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "DiT text input must be [S, %lld]",
+                       (long long)c->text_dim);
+    if (out->ndim != 4 || out->shape[0] != c->out_channels || out->shape[1] != latent->shape[1] ||
+        out->shape[2] != latent->shape[2] || out->shape[3] != latent->shape[3])
+        return WR_FAIL(WR_ERR_INVALID_ARG, "DiT output must be [%lld, F, H, W] like the input",
+                       (long long)c->out_channels);
+    const int64_t Fp = latent->shape[1] / pt, Hp = latent->shape[2] / ph,
+                  Wp = latent->shape[3] / pw;
+    const int64_t L = Fp * Hp * Wp, S = enc->shape[0];
+
+    /* the workspace, planned from the shapes (grown only when a larger shape comes) */
+    carve c0 = {0};
+    dit_acts a;
+    plan(&c0, m, L, S, &a);
+    if (c0.used * sizeof(float) > m->ws_bytes) {
+        if (m->ws) be->iface->free(be, m->ws);
+        m->ws = NULL;
+        m->ws_bytes = 0;
+        WR_TRY(be->iface->alloc(be, &m->ws, c0.used * sizeof(float)));
+        m->ws_bytes = c0.used * sizeof(float);
+    }
+    carve cw = {m->ws, 0, m->ws_bytes / sizeof(float)};
+    plan(&cw, m, L, S, &a);
+
+    /* (1) RoPE tables and (2) patch embedding                       x: [L, D] */
+    rope_tables(a.cos.data, a.sin.data, m->HD, Fp, Hp, Wp);
+    WR_TRY(
+        wr_op_patch_embed(be, &a.x, latent, &m->patch_embedding.weight, &m->patch_embedding.bias));
+    tap(m, "patch_embed", &a.x);
+
+    /* (3) time embedding: temb = linear_2(silu(linear_1(sinusoid)))  temb: [D] */
+    timestep_sinusoid(a.sinus.data, c->freq_dim, timestep);
+    const wr_tensor s2 = wr_tensor_make(a.sinus.data, WR_DTYPE_F32, 2, (int64_t[]){1, c->freq_dim});
+    wr_tensor t1 = wr_tensor_make(a.t1.data, WR_DTYPE_F32, 2, (int64_t[]){1, m->D});
+    wr_tensor temb = wr_tensor_make(a.temb.data, WR_DTYPE_F32, 2, (int64_t[]){1, m->D});
+    WR_TRY(lin(be, &t1, &s2, &m->condition_embedder.time_embedder.linear_1));
+    WR_TRY(wr_op_silu(be, &t1, &t1));
+    WR_TRY(lin(be, &temb, &t1, &m->condition_embedder.time_embedder.linear_2));
+    tap(m, "temb", &temb);
+    /* e6 = time_proj(silu(temb))                                     e6: [6, D] */
+    wr_tensor tact = wr_tensor_make(a.temb_act.data, WR_DTYPE_F32, 2, (int64_t[]){1, m->D});
+    wr_tensor e6 = wr_tensor_make(a.e6.data, WR_DTYPE_F32, 2, (int64_t[]){1, 6 * m->D});
+    WR_TRY(wr_op_silu(be, &tact, &temb));
+    WR_TRY(lin(be, &e6, &tact, &m->condition_embedder.time_proj));
+    tap(m, "timestep_proj", &a.e6);
+
+    /* (4) text projection: ctx = linear_2(gelu_tanh(linear_1(enc)))  ctx: [S, D] */
+    WR_TRY(lin(be, &a.th, enc, &m->condition_embedder.text_embedder.linear_1));
+    WR_TRY(wr_op_gelu_tanh(be, &a.th, &a.th));
+    WR_TRY(lin(be, &a.ctx, &a.th, &m->condition_embedder.text_embedder.linear_2));
+    tap(m, "text_proj", &a.ctx);
+
+    /* (5) the blocks */
+    for (int64_t i = 0; i < c->num_layers; i++) {
+        const wr_dit_block *b;
+        WR_TRY(wr_dit_acquire(m, i, &b));
+        wr_status st = block_forward(m, b, &a);
+        wr_dit_release(m, i);
+        WR_TRY(st);
+        char name[32];
+        snprintf(name, sizeof name, "block.%lld", (long long)i);
+        tap(m, name, &a.x);
+    }
+
+    /* (6) head: shift, scale = scale_shift_table[1,2,D] + temb; proj_out(LN(x)*(1+scale)+shift) */
+    wr_tensor sst =
+        wr_tensor_make(m->scale_shift_table.data, WR_DTYPE_F32, 2, (int64_t[]){2, m->D});
+    WR_TRY(wr_op_add(be, &a.mod_out, &sst, &a.temb));
+    wr_tensor shift = row(&a.mod_out, 0), scale = row(&a.mod_out, 1);
+    WR_TRY(wr_op_layer_norm(be, &a.h, &a.x, NULL, NULL, (float)c->eps)); /* norm_out */
+    WR_TRY(wr_op_modulate(be, &a.h, &a.h, &scale, &shift));
+    WR_TRY(lin(be, &a.head, &a.h, &m->proj_out)); /* head: [L, Cout*pt*ph*pw] */
+    tap(m, "head", &a.head);
+
+    /* (7) unpatchify                                                  out: [Cout, F, H, W] */
+    WR_TRY(wr_op_unpatchify(be, out, &a.head, (int)pt, (int)ph, (int)pw));
+    tap(m, "output", out);
+    return WR_OK;
+}

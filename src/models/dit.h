@@ -1,0 +1,92 @@
+/*
+ * dit.h — the Wan2.1 diffusion transformer (diffusers WanTransformer3DModel), fp32 compute.
+ *
+ * Loading reads transformer/ (a single file or a sharded index; F32/BF16/F16/F8 per tensor;
+ * diffusers key names or the original Wan names through the rename table of spec §2.7) and
+ * checks every expected tensor's presence and shape, reporting the first few problems.
+ * Weights are reached through wr_dit_acquire/wr_dit_release per block; today every block is
+ * resident (on the CPU backend, matrices are used in place from the mapped checkpoint in their
+ * storage dtype; 1-D tensors are converted to f32 once). The forward plans one activation
+ * workspace up front from the shapes.
+ *
+ * Dimension letters: D = NH * HD width, NH heads, HD head dim, FF ffn dim, L tokens,
+ * S text rows, C latent channels, F/H/W latent frames/height/width.
+ *
+ * Lifetime: a wr_dit owns its converted vectors, its weight set (the mapping) and its
+ * workspace; the backend is borrowed and must outlive it. Not thread-safe.
+ */
+#ifndef WR_MODELS_DIT_H
+#define WR_MODELS_DIT_H
+
+#include <stdint.h>
+
+#include "core/modeldir.h"
+#include "core/safetensors.h"
+#include "kernels/backend.h"
+
+typedef struct wr_linear {
+    wr_tensor weight; /* [out, in], storage dtype */
+    wr_tensor bias;   /* [out], f32 */
+} wr_linear;
+
+/* diffusers WanAttention (attn1 = self, attn2 = cross) */
+typedef struct wr_dit_attn {
+    wr_linear to_q, to_k, to_v, to_out; /* to_out = to_out.0 */
+    wr_tensor norm_q, norm_k;           /* [D] RMSNorm weights, f32 */
+} wr_dit_attn;
+
+/* diffusers WanTransformerBlock */
+typedef struct wr_dit_block {
+    wr_tensor scale_shift_table; /* [1, 6, D] f32 */
+    wr_dit_attn attn1, attn2;
+    struct {
+        wr_tensor weight, bias; /* [D] f32: the affine LayerNorm before cross-attention */
+    } norm2;
+    struct {
+        wr_linear net_0_proj; /* ffn.net.0.proj: D -> FF */
+        wr_linear net_2;      /* ffn.net.2: FF -> D */
+    } ffn;
+} wr_dit_block;
+
+typedef struct wr_dit wr_dit;
+
+/* Called with each named tap ("patch_embed", "temb", "timestep_proj", "text_proj",
+ * "block.<i>", "head", "output"); t is backend memory, valid only during the call. */
+typedef void (*wr_dit_tap_fn)(void *ctx, const char *name, const wr_tensor *t);
+
+/* Enumerates every tensor a config implies, in diffusers order: fn(ctx, name, ndim, shape).
+ * Returns the count; *params (optional) receives the parameter total. */
+int64_t wr_dit_expected_tensors(const wr_dit_config *cfg, int64_t *params,
+                                void (*fn)(void *ctx, const char *name, int ndim,
+                                           const int64_t *shape),
+                                void *ctx);
+
+/* The original Wan name of a diffusers DiT key (spec §2.7); writes it into out. */
+void wr_dit_original_name(char *out, size_t cap, const char *diffusers_name);
+
+/*
+ * Loads the transformer from `dir` (a transformer/ folder holding config.json and weights).
+ * Failures: WR_ERR_NOT_FOUND / WR_ERR_FORMAT naming the folder and the first few missing or
+ * mis-shaped tensors; WR_ERR_CONFIG for an unsupported config; WR_ERR_OOM_*.
+ */
+wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir);
+void wr_dit_free(wr_dit *m);
+
+const wr_dit_config *wr_dit_config_of(const wr_dit *m);
+
+/* Weights of block i, resident for the duration (acquire/release pair). */
+wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out);
+void wr_dit_release(wr_dit *m, int64_t i);
+
+void wr_dit_set_tap(wr_dit *m, wr_dit_tap_fn fn, void *ctx);
+
+/*
+ * One forward pass (batch 1): latent [C, F, H, W], timestep (the scheduler's value),
+ * enc [S, text_dim] (UMT5 output, padded rows zero) -> out [C_out, F, H, W], the flow
+ * velocity. All tensors f32 in backend memory. F, H, W must be multiples of the patch size
+ * (WR_ERR_INVALID_ARG otherwise).
+ */
+wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, float timestep,
+                         const wr_tensor *enc);
+
+#endif /* WR_MODELS_DIT_H */
