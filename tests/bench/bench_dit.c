@@ -1,0 +1,167 @@
+/*
+ * bench_dit.c — one DiT forward on the CPU backend, timed per block through the taps.
+ *
+ *   bench_dit TRANSFORMER_DIR IO.safetensors [--threads N] [--repeat K]
+ *
+ * IO.safetensors holds input.hidden_states [1,16,F,H,W], input.timestep [1],
+ * input.encoder_hidden_states [1,S,text_dim] and (optionally) ref.output, diffusers' output for
+ * the same weights and inputs (written by bench_dit_diffusers.py): the NMSE against it is
+ * printed, so a fast but wrong run shows. Also measures this machine's sgemm peak (OpenBLAS,
+ * the same threads) on the forward's largest GEMM shape, for the GFLOP/s ratio.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "core/safetensors.h"
+#include "kernels/backend.h"
+#include "models/dit.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct timing {
+    double t0, last, blocks_total;
+    double block[64];
+    int nblocks;
+} timing;
+
+static void on_tap(void *ctx, const char *name, const wr_tensor *t) {
+    timing *tm = ctx;
+    (void)t;
+    double n = now();
+    if (strcmp(name, "text_proj") == 0) tm->last = n; /* blocks start after the text projection */
+    if (strncmp(name, "block.", 6) == 0 && tm->nblocks < 64) {
+        tm->block[tm->nblocks++] = n - tm->last;
+        tm->blocks_total += n - tm->last;
+        tm->last = n;
+    }
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double sgemm_gflops(int64_t M, int64_t N, int64_t K) {
+    float *a = malloc(sizeof(float) * (size_t)(M * K)), *b = malloc(sizeof(float) * (size_t)(N * K));
+    float *c = malloc(sizeof(float) * (size_t)(M * N));
+    for (int64_t i = 0; i < M * K; i++) a[i] = (float)(i % 7) * 0.1f;
+    for (int64_t i = 0; i < N * K; i++) b[i] = (float)(i % 5) * 0.1f;
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, a,
+                    (int)K, b, (int)K, 0.0f, c, (int)N);
+        t = now() - t;
+        if (t < best) best = t;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * (double)M * (double)N * (double)K / best / 1e9;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: bench_dit TRANSFORMER_DIR IO.safetensors [--threads N] "
+                        "[--repeat K]\n");
+        return 2;
+    }
+    int threads = 0, repeat = 3;
+    for (int i = 3; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--repeat") == 0) repeat = atoi(argv[i + 1]);
+    }
+    wr_log_init();
+    wr_backend *be = NULL;
+    wr_dit *m = NULL;
+    wr_st_file *io = NULL;
+    wr_status st = wr_backend_create(&be, WR_BACKEND_CPU, threads);
+    if (st == WR_OK) st = wr_dit_load(&m, be, argv[1]);
+    if (st == WR_OK) st = wr_st_open(&io, argv[2]);
+    if (st != WR_OK) {
+        fprintf(stderr, "bench_dit: %s: %s\n", wr_status_name(st), wr_error_detail());
+        return 1;
+    }
+    const wr_st_tensor *lat = wr_st_find(io, "input.hidden_states");
+    const wr_st_tensor *ts = wr_st_find(io, "input.timestep");
+    const wr_st_tensor *enc = wr_st_find(io, "input.encoder_hidden_states");
+    const wr_st_tensor *ref = wr_st_find(io, "ref.output");
+    if (!lat || !ts || !enc) {
+        fprintf(stderr, "bench_dit: %s lacks input tensors\n", argv[2]);
+        return 1;
+    }
+    const wr_dit_config *c = wr_dit_config_of(m);
+    const int64_t *ls = lat->shape;
+    wr_tensor x = wr_tensor_make((void *)wr_st_tensor_data(lat), WR_DTYPE_F32, 4,
+                                 (int64_t[]){ls[1], ls[2], ls[3], ls[4]});
+    wr_tensor e = wr_tensor_make((void *)wr_st_tensor_data(enc), WR_DTYPE_F32, 2,
+                                 (int64_t[]){enc->shape[1], enc->shape[2]});
+    float *outbuf = malloc(sizeof(float) * (size_t)(c->out_channels * ls[2] * ls[3] * ls[4]));
+    wr_tensor out = wr_tensor_make(outbuf, WR_DTYPE_F32, 4,
+                                   (int64_t[]){c->out_channels, ls[2], ls[3], ls[4]});
+    const int64_t D = c->num_attention_heads * c->attention_head_dim, FF = c->ffn_dim;
+    const int64_t L = (ls[2] / c->patch_size.v[0]) * (ls[3] / c->patch_size.v[1]) *
+                      (ls[4] / c->patch_size.v[2]);
+    const int64_t S = enc->shape[1];
+    /* FLOPs of one block (2 per multiply-add): self-attn q,k,v,o projections; QK^T and PV;
+     * cross-attn q,o over L and k,v over S; its QK^T and PV; the FFN */
+    const double fl_block = 2.0 * (4.0 * L * D * D + 2.0 * L * L * D + 2.0 * L * D * D +
+                                   2.0 * S * D * D + 2.0 * L * S * D + 2.0 * L * D * FF);
+    timing tm;
+    wr_dit_set_tap(m, on_tap, &tm);
+    double *tot = calloc((size_t)repeat + 1, sizeof(double)),
+           *blk = calloc((size_t)repeat + 1, sizeof(double));
+    float t = ((const float *)wr_st_tensor_data(ts))[0];
+    for (int r = 0; r <= repeat; r++) { /* run 0 is a warm-up (page faults of the weights) */
+        memset(&tm, 0, sizeof tm);
+        double t0 = now();
+        st = wr_dit_forward(m, &out, &x, t, &e);
+        double dt = now() - t0;
+        if (st != WR_OK) {
+            fprintf(stderr, "bench_dit: forward: %s\n", wr_error_detail());
+            return 1;
+        }
+        if (r > 0) {
+            tot[r - 1] = dt;
+            blk[r - 1] = tm.blocks_total / tm.nblocks;
+        }
+    }
+    qsort(tot, (size_t)repeat, sizeof(double), cmp_d);
+    qsort(blk, (size_t)repeat, sizeof(double), cmp_d);
+    double nmse = -1;
+    if (ref && ref->nelem == wr_tensor_nelem(&out)) {
+        const float *b = wr_st_tensor_data(ref);
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < ref->nelem; i++) {
+            num += ((double)outbuf[i] - b[i]) * ((double)outbuf[i] - b[i]);
+            den += (double)b[i] * b[i];
+        }
+        nmse = num / den;
+    }
+    double peak = sgemm_gflops(L, FF, D);
+    printf("wanrun: L=%lld S=%lld D=%lld FF=%lld blocks=%lld threads=%d\n", (long long)L,
+           (long long)S, (long long)D, (long long)FF, (long long)c->num_layers, be->threads);
+    printf("wanrun: forward %.3f s (median of %d), %.3f s per block, %.1f GFLOP/s per block, "
+           "sgemm peak %.1f GFLOP/s (%.0f %%), nmse vs diffusers %.2e\n",
+           tot[repeat / 2], repeat, blk[repeat / 2], fl_block / blk[repeat / 2] / 1e9, peak,
+           100.0 * fl_block / blk[repeat / 2] / 1e9 / peak, nmse);
+    printf("RESULT forward_s=%.4f block_s=%.4f gflops=%.2f peak=%.2f nmse=%.3e\n",
+           tot[repeat / 2], blk[repeat / 2], fl_block / blk[repeat / 2] / 1e9, peak, nmse);
+    free(tot);
+    free(blk);
+    free(outbuf);
+    wr_st_close(io);
+    wr_dit_free(m);
+    wr_backend_free(be);
+    return 0;
+}
