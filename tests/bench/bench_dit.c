@@ -52,7 +52,8 @@ static int cmp_d(const void *a, const void *b) {
 }
 
 static double sgemm_gflops(int64_t M, int64_t N, int64_t K) {
-    float *a = malloc(sizeof(float) * (size_t)(M * K)), *b = malloc(sizeof(float) * (size_t)(N * K));
+    float *a = malloc(sizeof(float) * (size_t)(M * K)),
+          *b = malloc(sizeof(float) * (size_t)(N * K));
     float *c = malloc(sizeof(float) * (size_t)(M * N));
     for (int64_t i = 0; i < M * K; i++) a[i] = (float)(i % 7) * 0.1f;
     for (int64_t i = 0; i < N * K; i++) b[i] = (float)(i % 5) * 0.1f;
@@ -78,8 +79,10 @@ int main(int argc, char **argv) {
     }
     int threads = 0, repeat = 3;
     for (int i = 3; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--repeat") == 0) repeat = atoi(argv[i + 1]);
+        if (strcmp(argv[i], "--threads") == 0)
+            threads = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--repeat") == 0)
+            repeat = atoi(argv[i + 1]);
     }
     wr_log_init();
     wr_backend *be = NULL;
@@ -107,11 +110,11 @@ int main(int argc, char **argv) {
     wr_tensor e = wr_tensor_make((void *)wr_st_tensor_data(enc), WR_DTYPE_F32, 2,
                                  (int64_t[]){enc->shape[1], enc->shape[2]});
     float *outbuf = malloc(sizeof(float) * (size_t)(c->out_channels * ls[2] * ls[3] * ls[4]));
-    wr_tensor out = wr_tensor_make(outbuf, WR_DTYPE_F32, 4,
-                                   (int64_t[]){c->out_channels, ls[2], ls[3], ls[4]});
+    wr_tensor out =
+        wr_tensor_make(outbuf, WR_DTYPE_F32, 4, (int64_t[]){c->out_channels, ls[2], ls[3], ls[4]});
     const int64_t D = c->num_attention_heads * c->attention_head_dim, FF = c->ffn_dim;
-    const int64_t L = (ls[2] / c->patch_size.v[0]) * (ls[3] / c->patch_size.v[1]) *
-                      (ls[4] / c->patch_size.v[2]);
+    const int64_t L =
+        (ls[2] / c->patch_size.v[0]) * (ls[3] / c->patch_size.v[1]) * (ls[4] / c->patch_size.v[2]);
     const int64_t S = enc->shape[1];
     /* FLOPs of one block (2 per multiply-add): self-attn q,k,v,o projections; QK^T and PV;
      * cross-attn q,o over L and k,v over S; its QK^T and PV; the FFN */
@@ -155,8 +158,8 @@ int main(int argc, char **argv) {
            "sgemm peak %.1f GFLOP/s (%.0f %%), nmse vs diffusers %.2e\n",
            tot[repeat / 2], repeat, blk[repeat / 2], fl_block / blk[repeat / 2] / 1e9, peak,
            100.0 * fl_block / blk[repeat / 2] / 1e9 / peak, nmse);
-    printf("RESULT forward_s=%.4f block_s=%.4f gflops=%.2f peak=%.2f nmse=%.3e\n",
-           tot[repeat / 2], blk[repeat / 2], fl_block / blk[repeat / 2] / 1e9, peak, nmse);
+    printf("RESULT forward_s=%.4f block_s=%.4f gflops=%.2f peak=%.2f nmse=%.3e\n", tot[repeat / 2],
+           blk[repeat / 2], fl_block / blk[repeat / 2] / 1e9, peak, nmse);
     free(tot);
     free(blk);
     free(outbuf);
