@@ -2,6 +2,11 @@
  * bench_dit.c — one DiT forward on the CPU backend, timed per block through the taps.
  *
  *   bench_dit TRANSFORMER_DIR IO.safetensors [--threads N] [--repeat K]
+ *   bench_dit TRANSFORMER_DIR --random F,H,W,S [--threads N] [--repeat K]
+ *
+ * The second form runs on seeded random inputs (latent [16,F,H,W], S text rows): it shows a
+ * full-size checkpoint (e.g. the generated 1.3B one of bench_load.sh) loads and runs, and
+ * prints the load time.
  *
  * IO.safetensors holds input.hidden_states [1,16,F,H,W], input.timestep [1],
  * input.encoder_hidden_states [1,S,text_dim] and (optionally) ref.output, diffusers' output for
@@ -73,49 +78,91 @@ static double sgemm_gflops(int64_t M, int64_t N, int64_t K) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_dit TRANSFORMER_DIR IO.safetensors [--threads N] "
-                        "[--repeat K]\n");
+        fprintf(stderr, "usage: bench_dit TRANSFORMER_DIR (IO.safetensors | --random F,H,W,S) "
+                        "[--threads N] [--repeat K]\n");
         return 2;
     }
     int threads = 0, repeat = 3;
-    for (int i = 3; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--threads") == 0)
-            threads = atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--repeat") == 0)
-            repeat = atoi(argv[i + 1]);
+    int64_t rnd[4] = {0, 0, 0, 0};
+    const char *io_path = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            threads = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
+            repeat = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--random") == 0 && i + 1 < argc) {
+            long long a, b, c2, d;
+            if (sscanf(argv[++i], "%lld,%lld,%lld,%lld", &a, &b, &c2, &d) != 4) {
+                fprintf(stderr, "bench_dit: --random needs F,H,W,S\n");
+                return 2;
+            }
+            rnd[0] = a, rnd[1] = b, rnd[2] = c2, rnd[3] = d;
+        } else {
+            io_path = argv[i];
+        }
     }
+    if (repeat < 1) repeat = 1;
     wr_log_init();
     wr_backend *be = NULL;
     wr_dit *m = NULL;
     wr_st_file *io = NULL;
     wr_status st = wr_backend_create(&be, WR_BACKEND_CPU, threads);
+    double tl = now();
     if (st == WR_OK) st = wr_dit_load(&m, be, argv[1]);
-    if (st == WR_OK) st = wr_st_open(&io, argv[2]);
+    tl = now() - tl;
+    if (st == WR_OK && io_path) st = wr_st_open(&io, io_path);
     if (st != WR_OK) {
         fprintf(stderr, "bench_dit: %s: %s\n", wr_status_name(st), wr_error_detail());
         return 1;
     }
-    const wr_st_tensor *lat = wr_st_find(io, "input.hidden_states");
-    const wr_st_tensor *ts = wr_st_find(io, "input.timestep");
-    const wr_st_tensor *enc = wr_st_find(io, "input.encoder_hidden_states");
-    const wr_st_tensor *ref = wr_st_find(io, "ref.output");
-    if (!lat || !ts || !enc) {
-        fprintf(stderr, "bench_dit: %s lacks input tensors\n", argv[2]);
-        return 1;
-    }
     const wr_dit_config *c = wr_dit_config_of(m);
-    const int64_t *ls = lat->shape;
-    wr_tensor x = wr_tensor_make((void *)wr_st_tensor_data(lat), WR_DTYPE_F32, 4,
-                                 (int64_t[]){ls[1], ls[2], ls[3], ls[4]});
-    wr_tensor e = wr_tensor_make((void *)wr_st_tensor_data(enc), WR_DTYPE_F32, 2,
-                                 (int64_t[]){enc->shape[1], enc->shape[2]});
+    const wr_st_tensor *lat = NULL, *ts = NULL, *enc = NULL, *ref = NULL;
+    int64_t ls[5], es[3];
+    float *xbuf = NULL, *ebuf = NULL, tval = 500.0f;
+    if (io) {
+        lat = wr_st_find(io, "input.hidden_states");
+        ts = wr_st_find(io, "input.timestep");
+        enc = wr_st_find(io, "input.encoder_hidden_states");
+        ref = wr_st_find(io, "ref.output");
+        if (!lat || !ts || !enc || lat->ndim != 5 || enc->ndim != 3) {
+            fprintf(stderr, "bench_dit: %s lacks input tensors\n", io_path);
+            return 1;
+        }
+        memcpy(ls, lat->shape, sizeof ls);
+        memcpy(es, enc->shape, sizeof es);
+        xbuf = (float *)wr_st_tensor_data(lat);
+        ebuf = (float *)wr_st_tensor_data(enc);
+        tval = ((const float *)wr_st_tensor_data(ts))[0];
+    } else {
+        if (rnd[0] <= 0) {
+            fprintf(stderr, "bench_dit: give IO.safetensors or --random F,H,W,S\n");
+            return 2;
+        }
+        const int64_t l5[5] = {1, c->in_channels, rnd[0], rnd[1], rnd[2]};
+        const int64_t e3[3] = {1, rnd[3], c->text_dim};
+        memcpy(ls, l5, sizeof ls);
+        memcpy(es, e3, sizeof es);
+        xbuf = malloc(sizeof(float) * (size_t)(ls[1] * ls[2] * ls[3] * ls[4]));
+        ebuf = malloc(sizeof(float) * (size_t)(es[1] * es[2]));
+        uint64_t r = 12345;
+        for (int64_t i = 0; i < ls[1] * ls[2] * ls[3] * ls[4]; i++)
+            xbuf[i] = (float)((r = r * 6364136223846793005ull + 1442695040888963407ull) >> 40) /
+                          8388608.0f -
+                      1.0f;
+        for (int64_t i = 0; i < es[1] * es[2]; i++)
+            ebuf[i] = (float)((r = r * 6364136223846793005ull + 1442695040888963407ull) >> 40) /
+                          8388608.0f -
+                      1.0f;
+    }
+    wr_tensor x = wr_tensor_make(xbuf, WR_DTYPE_F32, 4, (int64_t[]){ls[1], ls[2], ls[3], ls[4]});
+    wr_tensor e = wr_tensor_make(ebuf, WR_DTYPE_F32, 2, (int64_t[]){es[1], es[2]});
     float *outbuf = malloc(sizeof(float) * (size_t)(c->out_channels * ls[2] * ls[3] * ls[4]));
     wr_tensor out =
         wr_tensor_make(outbuf, WR_DTYPE_F32, 4, (int64_t[]){c->out_channels, ls[2], ls[3], ls[4]});
     const int64_t D = c->num_attention_heads * c->attention_head_dim, FF = c->ffn_dim;
     const int64_t L =
         (ls[2] / c->patch_size.v[0]) * (ls[3] / c->patch_size.v[1]) * (ls[4] / c->patch_size.v[2]);
-    const int64_t S = enc->shape[1];
+    const int64_t S = es[1];
     /* FLOPs of one block (2 per multiply-add): self-attn q,k,v,o projections; QK^T and PV;
      * cross-attn q,o over L and k,v over S; its QK^T and PV; the FFN */
     const double fl_block = 2.0 * (4.0 * L * D * D + 2.0 * L * L * D + 2.0 * L * D * D +
@@ -124,7 +171,7 @@ int main(int argc, char **argv) {
     wr_dit_set_tap(m, on_tap, &tm);
     double *tot = calloc((size_t)repeat + 1, sizeof(double)),
            *blk = calloc((size_t)repeat + 1, sizeof(double));
-    float t = ((const float *)wr_st_tensor_data(ts))[0];
+    const float t = tval;
     for (int r = 0; r <= repeat; r++) { /* run 0 is a warm-up (page faults of the weights) */
         memset(&tm, 0, sizeof tm);
         double t0 = now();
@@ -152,8 +199,9 @@ int main(int argc, char **argv) {
         nmse = num / den;
     }
     double peak = sgemm_gflops(L, FF, D);
-    printf("wanrun: L=%lld S=%lld D=%lld FF=%lld blocks=%lld threads=%d\n", (long long)L,
-           (long long)S, (long long)D, (long long)FF, (long long)c->num_layers, be->threads);
+    printf("wanrun: L=%lld S=%lld D=%lld FF=%lld blocks=%lld threads=%d, load %.3f s\n",
+           (long long)L, (long long)S, (long long)D, (long long)FF, (long long)c->num_layers,
+           be->threads, tl);
     printf("wanrun: forward %.3f s (median of %d), %.3f s per block, %.1f GFLOP/s per block, "
            "sgemm peak %.1f GFLOP/s (%.0f %%), nmse vs diffusers %.2e\n",
            tot[repeat / 2], repeat, blk[repeat / 2], fl_block / blk[repeat / 2] / 1e9, peak,
@@ -163,6 +211,10 @@ int main(int argc, char **argv) {
     free(tot);
     free(blk);
     free(outbuf);
+    if (!io) {
+        free(xbuf);
+        free(ebuf);
+    }
     wr_st_close(io);
     wr_dit_free(m);
     wr_backend_free(be);
