@@ -10,7 +10,7 @@ packages=(
     build-essential cmake pkg-config git
     libopenmpi-dev openmpi-bin
     check libsubunit-dev
-    libopenblas-dev libcjson-dev libsentencepiece-dev
+    libopenblas-dev libopenblas-openmp-dev libcjson-dev libsentencepiece-dev
     libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libpng-dev
     clang libclang-rt-dev clang-format
 )

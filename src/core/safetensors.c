@@ -340,7 +340,7 @@ wr_status wr_st_open(wr_st_file **out, const char *path) {
         goto fail;
     }
     uint8_t prefix[8];
-    uint64_t hlen;
+    uint64_t hlen = 0;
     WR_TRY_GOTO(st, pread_full(f->fd, prefix, 8, 0, path, "the header length"), fail);
     WR_TRY_GOTO(st, check_prefix(f, prefix, &hlen), fail);
     hdr = malloc(hlen + 1);
@@ -382,7 +382,7 @@ wr_status wr_st_open_memory(wr_st_file **out, const void *bytes, size_t nbytes, 
                      name, nbytes);
         goto fail;
     }
-    uint64_t hlen;
+    uint64_t hlen = 0;
     WR_TRY_GOTO(st, check_prefix(f, bytes, &hlen), fail);
     WR_TRY_GOTO(st, parse_header(f, (const char *)bytes + 8, hlen), fail);
     uint8_t *copy = malloc(nbytes);

@@ -8,9 +8,9 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-#if WR_HAVE_OPENBLAS
 #include <cblas.h>
-#endif
+
+#include "core/log.h"
 
 static wr_status alloc_cpu(wr_backend *be, void **out, size_t nbytes) {
     (void)be;
@@ -83,8 +83,10 @@ wr_status wr_backend_cpu_init(wr_backend *be, int threads) {
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
-#if WR_HAVE_OPENBLAS
     openblas_set_num_threads(threads);
-#endif
+    /* 1 = pthreads build: its spinning pool competes with our OpenMP loops */
+    if (openblas_get_parallel() == 1 && threads > 1)
+        wr_warn("the loaded OpenBLAS uses its own pthreads, not OpenMP: CPU ops will run several "
+                "times slower (install libopenblas-openmp-dev and rebuild)");
     return WR_OK;
 }
