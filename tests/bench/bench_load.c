@@ -1,16 +1,17 @@
 /*
  * bench_load.c — how fast does a safetensors set load into host memory? (issue #2)
  *
- *   bench_load PATH [--mode pread|mmap|touch|memcpy] [--memcpy] [--threads N] [--cold]
- *              [--repeat K] [--chunk MiB] [--evict auto|drop|fadvise] [--fadvise none|willneed]
- *              [--madvise none|seq|willneed|populate] [--prefetch MiB] [--hugepages]
- *              [--warm cat|self] [--verify]
+ *   bench_load PATH [--mode pread|mmap|touch|direct|memcpy] [--memcpy] [--threads N] [--cold]
+ *              [--repeat K] [--chunk MiB] [--pair-memcpy] [--fresh-arena] [--hugepages]
+ *              [--evict auto|drop|fadvise] [--warm cat|self] [--fadvise none|willneed]
+ *              [--madvise none|seq|willneed|populate] [--prefetch MiB] [--verify]
  *   bench_load PATH --evict-only | --warm-only [--evict auto|drop|fadvise]
  *
  * PATH is what wr_st_set_open takes: a directory, a *.index.json or one .safetensors file.
  * One destination arena holds every tensor (64-byte aligned slots, tensors in name order). It
  * is allocated and pre-touched once and reused by every repeat, so the page faults of the
- * destination cost nothing in any mode. One repeat, the timed region, is:
+ * destination cost nothing in any mode (--hugepages: the arena is MADV_HUGEPAGE). One repeat,
+ * the timed region, is:
  *
  *   wr_st_set_open(PATH)  (header parse + validation + mmap)  and then every tensor byte:
  *   pread   wr_st_read_range(tensor, off, n, arena + slot + off)
@@ -18,6 +19,11 @@
  *   touch   no copy: one byte of every 4 KiB page of wr_st_tensor_data(tensor) is read, so
  *           every page is mapped and resident (the zero-copy path, and what
  *           safetensors.torch.load_file's default mmap backend delivers once touched)
+ *   direct  not the library's read path: bench_load opens each shard itself with O_DIRECT and
+ *           preads the whole file, in --chunk pieces, into the arena (laid out as the file
+ *           images, each rounded up to a whole chunk; a tensor then sits at its file offset).
+ *           The page cache is bypassed: no page cache pages to allocate, no second copy.
+ *           (The library's header parse and validation still run, in wr_st_set_open.)
  *   memcpy  memcpy(arena + slot + off, source + slot + off, n) from a pre-touched source
  *           buffer of the same size (the bandwidth ceiling; no file involved)
  *
@@ -27,18 +33,20 @@
  * repeat outside the timed region, so every mmap repeat pays its page faults like a fresh
  * process would.
  *
- * --cold evicts the shard files from the page cache before each repeat: "drop" writes 3 to
- * /proc/sys/vm/drop_caches (needs root), "fadvise" calls posix_fadvise(DONTNEED) on every
- * shard; "auto" (default) tries drop, then fadvise. After evicting, mincore() on a fresh
- * mapping measures how much of the files is still resident, and the run says so.
+ * --cold evicts the shard files from the page cache before each repeat: "fadvise" calls
+ * posix_fadvise(DONTNEED) on every shard, "drop" writes 3 to /proc/sys/vm/drop_caches (needs
+ * root), "auto" (default) does fadvise and falls back to drop_caches when more than 0.1 % of
+ * the pages stay resident. After evicting, mincore() on a fresh mapping measures how much of
+ * the files is still resident, and the run prints it.
  *
  * Hot (no --cold): the files are evicted and read once sequentially the way `cat` reads them
  * (128 KiB read()s after POSIX_FADV_SEQUENTIAL; --warm cat, the default), then one untimed
  * repeat of the method itself runs before the timed ones. Why not warm with the method alone:
- * on this kernel the page cache keeps whatever folio sizes the first reader created (read-
- * ahead builds 2 MiB folios, 4 KiB mmap faults do not), and mapping 2 MiB folios is ~10x
- * cheaper than 4 KiB ones, so the warm-up would decide the result. Every hot measurement of
- * bench_load.sh (cat, bench_load, load_file) starts from the same cat-warmed cache.
+ * the page cache keeps the folio sizes its first reader's I/O path created (large folios,
+ * up to 2 MiB, on this 6.18 kernel), and the cost of mapping a cached file changes with them
+ * by an order of magnitude (a PMD-mapped 2 MiB folio is one fault instead of 512), so the
+ * warm-up method would decide the hot result. Every hot measurement of bench_load.sh (cat,
+ * bench_load, load_file) starts from the same cat-warmed cache.
  * --warm self skips the eviction and the cat pass. --warm-only / --evict-only do just that
  * step and exit (bench_load.sh uses them before `cat` and python).
  *
@@ -47,9 +55,20 @@
  * requests that many MiB ahead of the copying threads; --madvise applies to the mappings in
  * mmap/touch modes.
  *
+ * --fresh-arena: the arena is mmap'd (not touched) inside each timed repeat and unmapped after
+ * it, so the destination's page faults are paid like a loader that allocates its tensors
+ * (safetensors.torch.load_file does); not with --pair-memcpy.
+ *
+ * --pair-memcpy (hot only): after each timed repeat, the same items are memcpy'd from a
+ * pre-touched source buffer into the same arena with the same threads, and the ratio of the
+ * two is reported per repeat: a measurement that drifts with the machine's load is compared
+ * with a baseline taken seconds apart, not minutes.
+ *
  * Output: a human-readable summary on stdout and one line
  *   RESULT mode=.. threads=.. cold=.. bytes=.. best_s=.. median_s=.. best_gbs=.. median_gbs=..
- * for scripts. GB/s are 1e9 bytes (the tensor bytes of the set) per second.
+ *          [memcpy_median_gbs=.. pct_of_memcpy=..]
+ * for scripts. GB/s are 1e9 bytes (the tensor bytes of the set) per second. --verify compares
+ * the arena with the file bytes after the last repeat (untimed).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -72,7 +91,7 @@
 #define ARENA_ALIGN 64
 #define MAX_REPEAT  64
 
-enum mode { MODE_PREAD, MODE_MMAP, MODE_TOUCH, MODE_MEMCPY };
+enum mode { MODE_PREAD, MODE_MMAP, MODE_TOUCH, MODE_DIRECT, MODE_MEMCPY };
 enum evict { EVICT_AUTO, EVICT_DROP, EVICT_FADVISE };
 enum madv { MADV_OPT_NONE, MADV_OPT_SEQ, MADV_OPT_WILLNEED, MADV_OPT_POPULATE };
 
@@ -92,6 +111,8 @@ typedef struct opts {
     int warm_only;
     int warm_self;   /* --warm self */
     size_t prefetch; /* bytes ahead; 0: off */
+    int pair_memcpy;
+    int fresh_arena;
 } opts;
 
 /* One piece of one tensor. */
@@ -113,6 +134,7 @@ typedef struct job {
     const unsigned char *src; /* memcpy mode */
     size_t prefetch;          /* the prefetch thread's lead in bytes; 0: no thread */
     const int *fds;           /* per file of the set, for readahead */
+    const int *dfds;          /* direct mode: O_DIRECT fds per file */
     atomic_llong next;
     atomic_int failed;
     atomic_ullong checksum; /* touch mode: keeps the reads alive */
@@ -130,6 +152,12 @@ static double now_s(void) {
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+/* Sorts v[0..n) in place and returns its median. */
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof(double), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static int cmp_item(const void *a, const void *b) {
@@ -195,6 +223,29 @@ static wr_status make_items(item **out, int64_t *nout, const wr_st_set *s, const
     return WR_OK;
 }
 
+/* Direct mode: every file whole, in chunk pieces (chunk is a multiple of 4096, so offsets,
+ * lengths and destinations stay O_DIRECT-aligned); file j lands at arena + base[j]. */
+static wr_status make_direct_items(item **out, int64_t *nout, const wr_st_set *s,
+                                   const size_t *base, size_t chunk) {
+    int64_t nfiles = wr_st_set_nfiles(s), cap = 0, k = 0;
+    for (int64_t j = 0; j < nfiles; j++)
+        cap += (int64_t)((wr_st_file_size(wr_st_set_file(s, j)) + chunk - 1) / chunk);
+    item *v = malloc((size_t)(cap ? cap : 1) * sizeof(*v));
+    if (!v) return WR_FAIL(WR_ERR_OOM_HOST, "%" PRId64 " work items", cap);
+    uint64_t pos = 0;
+    for (int64_t j = 0; j < nfiles; j++) {
+        uint64_t size = wr_st_file_size(wr_st_set_file(s, j));
+        for (uint64_t off = 0; off < size; off += chunk) {
+            v[k++] =
+                (item){.file = (int)j, .foff = off, .n = chunk, .dst = base[j] + off, .pos = pos};
+            pos += chunk;
+        }
+    }
+    *out = v;
+    *nout = k;
+    return WR_OK;
+}
+
 /* Anonymous, optionally THP-backed, pre-touched memory. */
 static wr_status alloc_touched(unsigned char **out, size_t nbytes, int hugepages, int fill) {
     void *p = mmap(NULL, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -252,11 +303,22 @@ static int fadvise_all(char **paths, int64_t n, int advice) {
     return rc;
 }
 
-/* Evicts the files; returns the method used ("drop_caches", "fadvise") or NULL. */
-static const char *evict(char **paths, int64_t n, enum evict how) {
-    if (how != EVICT_FADVISE && drop_caches() == 0) return "drop_caches";
-    if (how == EVICT_DROP) return NULL;
-    return fadvise_all(paths, n, POSIX_FADV_DONTNEED) == 0 ? "fadvise(DONTNEED)" : NULL;
+static double resident_all(char **paths, int64_t n);
+
+/* Evicts the files; returns the method used or NULL, and the fraction still resident. "auto"
+ * first drops just these files (fadvise DONTNEED: the files are clean and, with the set
+ * closed, unmapped), and only when pages stay resident drops the whole page cache: on a
+ * shared machine drop_caches throws away every other process's cache too. */
+static const char *evict(char **paths, int64_t n, enum evict how, double *resident) {
+    const char *used = NULL;
+    if (how != EVICT_DROP && fadvise_all(paths, n, POSIX_FADV_DONTNEED) == 0)
+        used = "fadvise(DONTNEED)";
+    *resident = resident_all(paths, n);
+    if (how == EVICT_DROP || (how == EVICT_AUTO && (!used || *resident > 0.001))) {
+        used = drop_caches() == 0 ? (used ? "fadvise(DONTNEED)+drop_caches" : "drop_caches") : used;
+        *resident = resident_all(paths, n);
+    }
+    return used;
 }
 
 /* Reads every file once, sequentially, as `cat` does (coreutils 9: fadvise SEQUENTIAL, 128 KiB
@@ -365,6 +427,28 @@ static void *worker(void *arg) {
             }
         } else if (jb->mode == MODE_MMAP) {
             memcpy(dst, (const unsigned char *)wr_st_tensor_data(it->t) + it->off, it->n);
+        } else if (jb->mode == MODE_DIRECT) {
+            size_t done = 0;
+            while (done < it->n) {
+                ssize_t r =
+                    pread(jb->dfds[it->file], dst + done, it->n - done, (off_t)(it->foff + done));
+                if (r < 0 && errno == EINTR) continue;
+                if (r <= 0) { /* 0: end of file, the last piece is rounded up */
+                    if (r < 0) {
+                        pthread_mutex_lock(&jb->lock);
+                        if (!atomic_load(&jb->failed)) {
+                            jb->st = WR_ERR_IO;
+                            snprintf(jb->detail, sizeof(jb->detail),
+                                     "O_DIRECT pread of file %d at %llu: %s", it->file,
+                                     (unsigned long long)(it->foff + done), strerror(errno));
+                        }
+                        atomic_store(&jb->failed, 1);
+                        pthread_mutex_unlock(&jb->lock);
+                    }
+                    break;
+                }
+                done += (size_t)r;
+            }
         } else if (jb->mode == MODE_TOUCH) {
             const volatile unsigned char *p =
                 (const unsigned char *)wr_st_tensor_data(it->t) + it->off;
@@ -412,19 +496,20 @@ typedef struct bench {
     int64_t nfixed;
     char **paths;
     int64_t npaths;
-    int *fds; /* our own read-only fds of the shards, for readahead(2) */
+    int *fds;          /* our own read-only fds of the shards, for readahead(2) */
+    size_t *file_base; /* direct mode: where each file image starts in the arena */
     const char *evicted_with;
 } bench;
 
 /* Evicts the shards from the page cache (and says how, and what is left), then with `warm`
  * reads them once like `cat`. */
 static wr_status evict_and_warm(bench *b, int warm) {
-    b->evicted_with = evict(b->paths, b->npaths, b->o.evict);
+    double resident;
+    b->evicted_with = evict(b->paths, b->npaths, b->o.evict, &resident);
     if (!b->evicted_with)
         return WR_FAIL(WR_ERR_IO, "cannot evict the files from the page cache (drop_caches and "
                                   "fadvise both failed)");
-    printf("evicted with %s: %.1f%% still resident\n", b->evicted_with,
-           100.0 * resident_all(b->paths, b->npaths));
+    printf("evicted with %s: %.1f%% still resident\n", b->evicted_with, 100.0 * resident);
     if (!warm) return WR_OK;
     double t0 = now_s();
     if (read_like_cat(b->paths, b->npaths) != 0)
@@ -440,6 +525,7 @@ static wr_status one_repeat(bench *b, double *secs, double *open_secs, int verif
     wr_st_set *s = NULL;
     item *items = NULL;
     int64_t nitems = 0;
+    int *dfds = NULL;
     wr_status st = WR_OK;
     job jb = {.mode = b->o.mode,
               .arena = b->arena,
@@ -449,6 +535,16 @@ static wr_status one_repeat(bench *b, double *secs, double *open_secs, int verif
     pthread_mutex_init(&jb.lock, NULL);
 
     double t0 = now_s();
+    if (b->o.fresh_arena) {
+        void *p = mmap(NULL, b->arena_bytes ? b->arena_bytes : 1, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            st = WR_FAIL(WR_ERR_OOM_HOST, "mmap %zu bytes", b->arena_bytes);
+            goto done;
+        }
+        if (b->o.hugepages) madvise(p, b->arena_bytes, MADV_HUGEPAGE);
+        b->arena = jb.arena = p;
+    }
     if (b->o.mode == MODE_MEMCPY) {
         jb.items = b->fixed_items;
         jb.nitems = b->nfixed;
@@ -457,7 +553,26 @@ static wr_status one_repeat(bench *b, double *secs, double *open_secs, int verif
         if (b->o.fadvise_willneed) fadvise_all(b->paths, b->npaths, POSIX_FADV_WILLNEED);
         WR_TRY_GOTO(st, wr_st_set_open(&s, b->o.path), done);
         *open_secs = now_s() - t0;
-        WR_TRY_GOTO(st, make_items(&items, &nitems, s, b->slots, b->o.chunk), done);
+        if (b->o.mode == MODE_DIRECT) {
+            dfds = malloc((size_t)b->npaths * sizeof(*dfds));
+            if (!dfds) {
+                st = WR_FAIL(WR_ERR_OOM_HOST, "fd list");
+                goto done;
+            }
+            for (int64_t j = 0; j < b->npaths; j++) dfds[j] = -1;
+            for (int64_t j = 0; j < b->npaths; j++) {
+                dfds[j] = open(b->paths[j], O_RDONLY | O_DIRECT | O_CLOEXEC);
+                if (dfds[j] < 0) {
+                    st = WR_FAIL(WR_ERR_IO, "%s: open with O_DIRECT: %s", b->paths[j],
+                                 strerror(errno));
+                    goto done;
+                }
+            }
+            jb.dfds = dfds;
+            WR_TRY_GOTO(st, make_direct_items(&items, &nitems, s, b->file_base, b->o.chunk), done);
+        } else {
+            WR_TRY_GOTO(st, make_items(&items, &nitems, s, b->slots, b->o.chunk), done);
+        }
         if (b->o.mode == MODE_MMAP || b->o.mode == MODE_TOUCH) advise_mappings(s, b->o.madvise);
         jb.items = items;
         jb.nitems = nitems;
@@ -469,7 +584,11 @@ static wr_status one_repeat(bench *b, double *secs, double *open_secs, int verif
         b->o.mode != MODE_TOUCH) { /* untimed: the arena must equal the file's bytes */
         for (int64_t i = 0; i < wr_st_set_count(s); i++) {
             const wr_st_tensor *t = wr_st_set_at(s, i);
-            if (t->nbytes && memcmp(b->arena + b->slots[i], wr_st_tensor_data(t), t->nbytes)) {
+            size_t at = b->slots[i];
+            if (b->o.mode == MODE_DIRECT)
+                for (int64_t j = 0; j < b->npaths; j++)
+                    if (wr_st_set_file(s, j) == t->file) at = b->file_base[j] + t->offset;
+            if (t->nbytes && memcmp(b->arena + at, wr_st_tensor_data(t), t->nbytes)) {
                 st = WR_FAIL(WR_ERR_INTERNAL, "verify: tensor %s differs from the file", t->name);
                 goto done;
             }
@@ -477,6 +596,13 @@ static wr_status one_repeat(bench *b, double *secs, double *open_secs, int verif
         printf("verify: all %" PRId64 " tensors equal the file bytes\n", wr_st_set_count(s));
     }
 done:
+    if (b->o.fresh_arena && b->arena) {
+        munmap(b->arena, b->arena_bytes ? b->arena_bytes : 1);
+        b->arena = NULL;
+    }
+    for (int64_t j = 0; dfds && j < b->npaths; j++)
+        if (dfds[j] >= 0) close(dfds[j]);
+    free(dfds);
     free(items);
     wr_st_set_close(s);
     pthread_mutex_destroy(&jb.lock);
@@ -486,14 +612,14 @@ done:
 /* ---- main ---- */
 
 static void usage(void) {
-    fprintf(stderr,
-            "usage: bench_load PATH [--mode pread|mmap|touch|memcpy] [--memcpy] [--threads N] "
-            "[--cold]\n"
-            "       [--repeat K] [--chunk MiB] [--evict auto|drop|fadvise] "
-            "[--fadvise none|willneed]\n"
-            "       [--madvise none|seq|willneed|populate] [--prefetch MiB] [--hugepages]\n"
-            "       [--warm cat|self] [--verify]\n"
-            "       bench_load PATH --evict-only | --warm-only [--evict auto|drop|fadvise]\n");
+    fprintf(
+        stderr,
+        "usage: bench_load PATH [--mode pread|mmap|touch|direct|memcpy] [--memcpy] [--threads N]\n"
+        "         [--cold] [--repeat K] [--chunk MiB] [--pair-memcpy] [--fresh-arena] "
+        "[--hugepages]\n"
+        "         [--evict auto|drop|fadvise] [--warm cat|self] [--fadvise none|willneed]\n"
+        "         [--madvise none|seq|willneed|populate] [--prefetch MiB] [--verify]\n"
+        "       bench_load PATH --evict-only | --warm-only [--evict auto|drop|fadvise]\n");
 }
 
 static int parse_args(opts *o, int argc, char **argv) {
@@ -508,6 +634,8 @@ static int parse_args(opts *o, int argc, char **argv) {
                 o->mode = MODE_MMAP;
             else if (!strcmp(v, "touch"))
                 o->mode = MODE_TOUCH;
+            else if (!strcmp(v, "direct"))
+                o->mode = MODE_DIRECT;
             else if (!strcmp(v, "memcpy"))
                 o->mode = MODE_MEMCPY;
             else
@@ -558,6 +686,10 @@ static int parse_args(opts *o, int argc, char **argv) {
             o->hugepages = 1;
         } else if (!strcmp(a, "--verify")) {
             o->verify = 1;
+        } else if (!strcmp(a, "--fresh-arena")) {
+            o->fresh_arena = 1;
+        } else if (!strcmp(a, "--pair-memcpy")) {
+            o->pair_memcpy = 1;
         } else if (!strcmp(a, "--evict-only")) {
             o->evict_only = 1;
         } else if (!strcmp(a, "--warm-only")) {
@@ -582,16 +714,17 @@ static int parse_args(opts *o, int argc, char **argv) {
 }
 
 static const char *mode_name(enum mode m) {
-    return m == MODE_PREAD   ? "pread"
-           : m == MODE_MMAP  ? "mmap"
-           : m == MODE_TOUCH ? "touch"
-                             : "memcpy";
+    return m == MODE_PREAD    ? "pread"
+           : m == MODE_MMAP   ? "mmap"
+           : m == MODE_TOUCH  ? "touch"
+           : m == MODE_DIRECT ? "direct"
+                              : "memcpy";
 }
 
 static wr_status run(bench *b) {
     wr_st_set *s = NULL;
     wr_status st = WR_OK;
-    double secs[MAX_REPEAT], opens[MAX_REPEAT];
+    double secs[MAX_REPEAT], opens[MAX_REPEAT], msecs[MAX_REPEAT], ratio[MAX_REPEAT];
     const opts *o = &b->o;
 
     /* Untimed setup: the layout, the shard paths, the arena (and the memcpy source). */
@@ -628,13 +761,38 @@ static wr_status run(bench *b) {
     WR_TRY_GOTO(st, wr_st_set_open(&s, o->path), done);
     printf("set %s: %" PRId64 " tensors in %" PRId64 " file(s), %" PRIu64 " bytes of data\n",
            o->path, wr_st_set_count(s), b->npaths, b->data_bytes);
-    WR_TRY_GOTO(st, alloc_touched(&b->arena, b->arena_bytes ? b->arena_bytes : 1, o->hugepages, 0),
-                done);
-    if (o->mode == MODE_MEMCPY) {
+    if (o->fresh_arena && (o->pair_memcpy || o->mode == MODE_MEMCPY)) {
+        st = WR_FAIL(WR_ERR_INVALID_ARG, "--fresh-arena does not go with memcpy or --pair-memcpy");
+        goto done;
+    }
+    if (o->mode == MODE_DIRECT) { /* the arena holds the file images, chunk-rounded */
+        b->file_base = malloc((size_t)b->npaths * sizeof(*b->file_base));
+        if (!b->file_base) {
+            st = WR_FAIL(WR_ERR_OOM_HOST, "file list");
+            goto done;
+        }
+        size_t base = 0;
+        for (int64_t j = 0; j < b->npaths; j++) {
+            b->file_base[j] = base;
+            base += align_up((size_t)wr_st_file_size(wr_st_set_file(s, j)), o->chunk);
+        }
+        b->arena_bytes = base;
+    }
+    int pair = o->pair_memcpy && !o->cold && o->mode != MODE_MEMCPY;
+    if (!o->fresh_arena && (o->mode != MODE_TOUCH || pair)) /* touch mode copies nothing */
+        WR_TRY_GOTO(st,
+                    alloc_touched(&b->arena, b->arena_bytes ? b->arena_bytes : 1, o->hugepages, 0),
+                    done);
+    if (o->mode == MODE_MEMCPY || pair) {
         WR_TRY_GOTO(st,
                     alloc_touched(&b->src, b->arena_bytes ? b->arena_bytes : 1, o->hugepages, 0x5a),
                     done);
-        WR_TRY_GOTO(st, make_items(&b->fixed_items, &b->nfixed, s, b->slots, o->chunk), done);
+        if (o->mode == MODE_DIRECT)
+            WR_TRY_GOTO(st,
+                        make_direct_items(&b->fixed_items, &b->nfixed, s, b->file_base, o->chunk),
+                        done);
+        else
+            WR_TRY_GOTO(st, make_items(&b->fixed_items, &b->nfixed, s, b->slots, o->chunk), done);
     }
     wr_st_set_close(s);
     s = NULL;
@@ -645,7 +803,10 @@ static wr_status run(bench *b) {
            : o->warm_self                    ? " (warm: self)"
                                              : " (warm: cat)",
            (double)o->chunk / 1048576.0, o->repeat, (double)o->prefetch / 1048576.0,
-           o->hugepages ? ", THP arena" : "", o->fadvise_willneed ? ", fadvise WILLNEED" : "",
+           o->fresh_arena ? (o->hugepages ? ", fresh THP arena" : ", fresh arena")
+           : o->hugepages ? ", THP arena"
+                          : "",
+           o->fadvise_willneed ? ", fadvise WILLNEED" : "",
            o->madvise == MADV_OPT_SEQ        ? ", madvise SEQUENTIAL"
            : o->madvise == MADV_OPT_WILLNEED ? ", madvise WILLNEED"
            : o->madvise == MADV_OPT_POPULATE ? ", madvise POPULATE_READ"
@@ -667,17 +828,36 @@ static wr_status run(bench *b) {
         WR_TRY_GOTO(st, one_repeat(b, &secs[r], &opens[r], o->verify && r == o->repeat - 1), done);
         printf("repeat %d: %.3f s (open %.1f ms), %.2f GB/s\n", r + 1, secs[r], 1e3 * opens[r],
                (double)b->data_bytes / secs[r] / 1e9);
+        if (pair) {
+            job mj = {.mode = MODE_MEMCPY,
+                      .arena = b->arena,
+                      .src = b->src,
+                      .items = b->fixed_items,
+                      .nitems = b->nfixed};
+            pthread_mutex_init(&mj.lock, NULL);
+            double t0 = now_s();
+            st = run_job(&mj, o->threads);
+            msecs[r] = now_s() - t0;
+            pthread_mutex_destroy(&mj.lock);
+            if (st != WR_OK) goto done;
+            ratio[r] = msecs[r] / secs[r];
+            printf("  paired memcpy: %.3f s, %.2f GB/s; %s = %.1f %% of memcpy\n", msecs[r],
+                   (double)b->data_bytes / msecs[r] / 1e9, mode_name(o->mode), 100.0 * ratio[r]);
+        }
     }
-    qsort(secs, (size_t)o->repeat, sizeof(double), cmp_double);
-    double best = secs[0];
-    double med =
-        o->repeat % 2 ? secs[o->repeat / 2] : 0.5 * (secs[o->repeat / 2 - 1] + secs[o->repeat / 2]);
+    double med = median(secs, o->repeat), best = secs[0]; /* sorted by median() */
     printf("best %.2f GB/s, median %.2f GB/s\n", (double)b->data_bytes / best / 1e9,
            (double)b->data_bytes / med / 1e9);
     printf("RESULT mode=%s threads=%d cold=%d evict=%s bytes=%" PRIu64
-           " best_s=%.4f median_s=%.4f best_gbs=%.3f median_gbs=%.3f\n",
+           " best_s=%.4f median_s=%.4f best_gbs=%.3f median_gbs=%.3f",
            mode_name(o->mode), o->threads, o->cold, o->cold ? how : "none", b->data_bytes, best,
            med, (double)b->data_bytes / best / 1e9, (double)b->data_bytes / med / 1e9);
+    if (pair) {
+        double mmed = median(msecs, o->repeat), rmed = median(ratio, o->repeat);
+        printf(" memcpy_median_gbs=%.3f pct_of_memcpy=%.1f", (double)b->data_bytes / mmed / 1e9,
+               100.0 * rmed);
+    }
+    printf("\n");
 done:
     wr_st_set_close(s);
     return st;
@@ -698,6 +878,7 @@ int main(int argc, char **argv) {
         if (b.fds && b.fds[j] >= 0) close(b.fds[j]);
     }
     free(b.fds);
+    free(b.file_base);
     free(b.paths);
     free(b.slots);
     free(b.fixed_items);

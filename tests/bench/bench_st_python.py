@@ -18,9 +18,9 @@ next to nothing. Both are reported; load_file's own time and the touch time are 
 separately.
 
 --cold evicts the shards from the page cache before each repeat (drop_caches, else
-posix_fadvise DONTNEED), exactly like bench_load --cold. Without --cold the cache is prepared
-as for every hot measurement of bench_load.sh: evict, then `cat` the shards once (the folio
-sizes the first reader leaves in the page cache change the cost of mapping it ~10x, see
+posix_fadvise DONTNEED), like bench_load --cold. Without --cold the cache is prepared as for
+every hot measurement of bench_load.sh: evict, then `cat` the shards once (the folio sizes the
+first reader leaves in the page cache change the cost of mapping it by up to ~10x, see
 bench_load.c), then one untimed load_file repeat. The dictionaries of the previous repeat are
 freed before the next.
 
@@ -62,17 +62,28 @@ def shard_paths(path):
     return [path]
 
 
-def evict(paths):
+def resident(paths):
+    """Percent of the shards' bytes in the page cache, from util-linux fincore; None without it."""
     try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3")
-        return "drop_caches"
-    except OSError:
+        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", *paths],
+                             capture_output=True, text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return 100.0 * sum(int(x) for x in out) / sum(os.path.getsize(p) for p in paths)
+
+
+def evict(paths):
+    """As bench_load --evict auto: fadvise(DONTNEED) on the shards, else drop_caches."""
+    try:
         for p in paths:
             fd = os.open(p, os.O_RDONLY)
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             os.close(fd)
         return "fadvise(DONTNEED)"
+    except OSError:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
+        return "drop_caches"
 
 
 def touch_all(tensors):
@@ -120,16 +131,18 @@ def main():
             how = evict(paths)
             subprocess.run(["cat", *paths], stdout=subprocess.DEVNULL, check=True)
             w = one_repeat(paths, backend)
-            print(f"[{backend}] warm-up: {w[0]:.3f} s")
+            print(f"[{backend}] evicted with {how}, read once with cat, warm-up: {w[0]:.3f} s")
         times = []
         for r in range(a.repeat):
             if a.cold:
                 how = evict(paths)
+                frac = resident(paths)
+                res = "residency unknown" if frac is None else f"{frac:.1f} % still resident"
             total, load, touch, nbytes, n, check = one_repeat(paths, backend)
             times.append(total)
             print(f"[{backend}] repeat {r + 1}: {total:.3f} s (load_file {load:.3f} s + touch "
                   f"{touch:.3f} s), {nbytes / total / 1e9:.2f} GB/s, {n} tensors, "
-                  f"checksum {check}" + (f", evicted with {how}" if a.cold else ""))
+                  f"checksum {check}" + (f", evicted with {how} ({res})" if a.cold else ""))
         best, med = min(times), statistics.median(times)
         print(f"RESULT tool=python backend={backend} cold={int(a.cold)} bytes={nbytes} "
               f"best_s={best:.4f} median_s={med:.4f} best_gbs={nbytes / best / 1e9:.3f} "

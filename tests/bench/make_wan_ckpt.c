@@ -1,7 +1,7 @@
 /*
  * make_wan_ckpt.c — writes a full-size random Wan2.1 transformer checkpoint (issue #2).
  *
- *   make_wan_ckpt OUTDIR --dtype f32|bf16 [--preset 1.3b|14b] [--seed S]
+ *   make_wan_ckpt OUTDIR --dtype f32|bf16 [--preset 1.3b|14b] [--seed S] [--dry-run]
  *
  * Produces OUTDIR/transformer/ laid out like the diffusers repository
  * (wan21-spec.md §1.1): config.json (§1.3) and either one diffusion_pytorch_model.safetensors
@@ -18,6 +18,8 @@
  * The values are random floats in [-0.05, 0.05] (then rounded to bf16 for --dtype bf16). One
  * buffer the size of the largest tensor is filled once and passed for every tensor (the writer
  * allows that), so the generator needs ~55 MB of memory for 1.3B fp32, not 5.7 GB.
+ *
+ * --dry-run checks the layout and prints the shard plan without writing anything.
  *
  * Stale outputs of an earlier run in OUTDIR/transformer (the single file, the index, shards)
  * are removed first so that the directory always holds exactly one checkpoint.
@@ -337,10 +339,10 @@ static void fill_random(void *buf, wr_dtype dt, int64_t nelem, uint64_t seed) {
 
 static void usage(void) {
     fprintf(stderr, "usage: make_wan_ckpt OUTDIR --dtype f32|bf16 [--preset 1.3b|14b] "
-                    "[--seed S]\n");
+                    "[--seed S] [--dry-run]\n");
 }
 
-static wr_status run(const char *outdir, wr_dtype dt, const preset *p, uint64_t seed) {
+static wr_status run(const char *outdir, wr_dtype dt, const preset *p, uint64_t seed, int dry_run) {
     tlist l = {0};
     tdesc **sorted = NULL;
     void *data = NULL;
@@ -367,6 +369,23 @@ static wr_status run(const char *outdir, wr_dtype dt, const preset *p, uint64_t 
         goto done;
     }
     int nshards = assign_shards(&l, MAX_SHARD_BYTES);
+    if (dry_run) {
+        for (int k = 0; k < nshards; k++) {
+            uint64_t bytes = 0;
+            int64_t count = 0;
+            const char *first = NULL, *last = NULL;
+            for (int64_t i = 0; i < l.n; i++) {
+                if (l.v[i].shard != k) continue;
+                if (!first) first = l.v[i].name;
+                last = l.v[i].name;
+                bytes += l.v[i].nbytes;
+                count++;
+            }
+            printf("  shard %d of %d: %" PRId64 " tensors, %" PRIu64 " bytes (%s ... %s)\n", k + 1,
+                   nshards, count, bytes, first, last);
+        }
+        goto done;
+    }
 
     sorted = malloc((size_t)l.n * sizeof(*sorted));
     data = malloc(maxbytes);
@@ -399,11 +418,14 @@ done:
 int main(int argc, char **argv) {
     const char *outdir = NULL, *dtype = NULL, *pname = "1.3b";
     uint64_t seed = 42;
+    int dry_run = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dtype") && i + 1 < argc)
             dtype = argv[++i];
         else if (!strcmp(argv[i], "--preset") && i + 1 < argc)
             pname = argv[++i];
+        else if (!strcmp(argv[i], "--dry-run"))
+            dry_run = 1;
         else if (!strcmp(argv[i], "--seed") && i + 1 < argc)
             seed = strtoull(argv[++i], NULL, 10);
         else if (argv[i][0] != '-' && !outdir)
@@ -433,7 +455,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "make_wan_ckpt: --preset must be 1.3b or 14b, not '%s'\n", pname);
         return 2;
     }
-    wr_status st = run(outdir, dt, p, seed);
+    wr_status st = run(outdir, dt, p, seed, dry_run);
     if (st != WR_OK) {
         fprintf(stderr, "make_wan_ckpt: %s: %s\n", wr_status_name(st), wr_error_detail());
         return 1;
