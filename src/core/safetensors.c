@@ -54,7 +54,7 @@ static int json_uint(const cJSON *item, uint64_t *out) {
     return 1;
 }
 
-static const wr_st_file *g_sort_file; /* qsort has no context argument in C11 */
+static _Thread_local const wr_st_file *g_sort_file; /* qsort has no context argument in C11 */
 
 static int cmp_by_name(const void *a, const void *b) {
     const wr_st_tensor *t = g_sort_file->tensors;
