@@ -110,10 +110,6 @@ typedef struct inspect_opts {
     int print; /* rank 0 prints; every rank validates */
 } inspect_opts;
 
-static int64_t tensor_params(const wr_st_tensor *t) {
-    return t->nelem;
-}
-
 /* One set: text lines or a JSON object appended to `arr`. */
 static wr_status inspect_set(const char *label, const char *path, const inspect_opts *o,
                              cJSON *arr) {
@@ -124,7 +120,7 @@ static wr_status inspect_set(const char *label, const char *path, const inspect_
     int64_t per_dtype[WR_DTYPE_COUNT] = {0};
     for (int64_t i = 0; i < n; i++) {
         const wr_st_tensor *t = wr_st_set_at(s, i);
-        params += tensor_params(t);
+        params += t->nelem;
         per_dtype[t->dtype]++;
     }
     if (!o->print) {

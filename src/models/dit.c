@@ -12,6 +12,8 @@
 #include "core/log.h"
 #include "kernels/ops.h"
 
+#define WR_DIT_MAX_PAIRS 512 /* RoPE pairs per head: head dim up to 1024 */
+
 /* ---- expected tensors ---- */
 
 typedef void (*tensor_fn)(void *ctx, const char *name, int ndim, const int64_t *shape);
@@ -157,6 +159,9 @@ struct wr_dit {
     /* workspace */
     void *ws;
     size_t ws_bytes;
+    /* (F', H', W', S) the RoPE tables in the workspace were built for (S too: the text
+     * activations precede them in the plan, so S moves them); [0] = 0: none */
+    int64_t rope_key[4];
 };
 
 typedef struct load_ctx {
@@ -309,6 +314,11 @@ wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir) {
     m->HD = m->cfg.attention_head_dim;
     m->D = m->NH * m->HD;
     m->FF = m->cfg.ffn_dim;
+    if (m->HD / 2 > WR_DIT_MAX_PAIRS) {
+        st = WR_FAIL(WR_ERR_CONFIG, "%s: attention_head_dim %lld is larger than supported (%d)",
+                     path, (long long)m->HD, 2 * WR_DIT_MAX_PAIRS);
+        goto fail;
+    }
     WR_TRY_GOTO(st, wr_st_set_open(&m->weights, dir), fail);
     m->original_names = wr_st_set_find(m->weights, "time_embedding.0.weight") != NULL ||
                         wr_st_set_find(m->weights, "head.head.weight") != NULL;
@@ -460,19 +470,22 @@ static void timestep_sinusoid(float *s, int64_t dim, float t) {
 static void rope_tables(float *cosv, float *sinv, int64_t HD, int64_t Fp, int64_t Hp, int64_t Wp) {
     const int64_t hdim = 2 * (HD / 6), tdim = HD - 2 * hdim, P = HD / 2;
     const int64_t L = Fp * Hp * Wp;
+    double inv[WR_DIT_MAX_PAIRS];
+    int axis[WR_DIT_MAX_PAIRS];
+    for (int64_t p = 0; p < P; p++) { /* per pair: which axis, and its inverse frequency */
+        int64_t j, dim;
+        if (p < tdim / 2)
+            axis[p] = 0, j = p, dim = tdim;
+        else if (p < tdim / 2 + hdim / 2)
+            axis[p] = 1, j = p - tdim / 2, dim = hdim;
+        else
+            axis[p] = 2, j = p - tdim / 2 - hdim / 2, dim = hdim;
+        inv[p] = 1.0 / pow(10000.0, (double)(2 * j) / (double)dim);
+    }
     for (int64_t n = 0; n < L; n++) {
         const int64_t pos[3] = {n / (Hp * Wp), (n / Wp) % Hp, n % Wp};
         for (int64_t p = 0; p < P; p++) {
-            int axis, j;
-            int64_t dim;
-            if (p < tdim / 2)
-                axis = 0, j = (int)p, dim = tdim;
-            else if (p < tdim / 2 + hdim / 2)
-                axis = 1, j = (int)(p - tdim / 2), dim = hdim;
-            else
-                axis = 2, j = (int)(p - tdim / 2 - hdim / 2), dim = hdim;
-            double inv = 1.0 / pow(10000.0, (double)(2 * j) / (double)dim);
-            double ang = (double)pos[axis] * inv;
+            double ang = (double)pos[axis[p]] * inv[p];
             cosv[n * P + p] = (float)cos(ang);
             sinv[n * P + p] = (float)sin(ang);
         }
@@ -582,6 +595,7 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
         if (m->ws) be->iface->free(be, m->ws);
         m->ws = NULL;
         m->ws_bytes = 0;
+        m->rope_key[0] = 0;
         WR_TRY(be->iface->alloc(be, &m->ws, c0.used * sizeof(float)));
         m->ws_bytes = c0.used * sizeof(float);
     }
@@ -589,7 +603,11 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
     plan(&cw, m, L, S, &a);
 
     /* (1) RoPE tables and (2) patch embedding                       x: [L, D] */
-    rope_tables(a.cos.data, a.sin.data, m->HD, Fp, Hp, Wp);
+    if (m->rope_key[0] != Fp || m->rope_key[1] != Hp || m->rope_key[2] != Wp ||
+        m->rope_key[3] != S) { /* the same every denoising step: built once */
+        rope_tables(a.cos.data, a.sin.data, m->HD, Fp, Hp, Wp);
+        m->rope_key[0] = Fp, m->rope_key[1] = Hp, m->rope_key[2] = Wp, m->rope_key[3] = S;
+    }
     WR_TRY(
         wr_op_patch_embed(be, &a.x, latent, &m->patch_embedding.weight, &m->patch_embedding.bias));
     tap(m, "patch_embed", &a.x);

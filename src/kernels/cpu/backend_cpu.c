@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
-#include "wr_build_config.h"
 
 #ifdef _OPENMP
 #include <omp.h>
