@@ -2,8 +2,9 @@
  * test_ops.c — CPU backend ops on paths the DiT goldens do not reach: attention with a key
  * mask, the log-sum-exp output, chunk sizes that do not divide the lengths, fully masked
  * rows; matmul with every weight dtype and odd panel splits; patch embedding and unpatchify
- * as exact inverses. References are plain float64 loops written here (the straight
- * definition of each op); model math itself is checked against PyTorch in test_dit.c.
+ * as exact inverses; the vectorised exp behind GELU, SiLU and softmax (vmath.h) over its whole
+ * range, and GELU/SiLU in their tails. References are plain float64 loops written here (the
+ * straight definition of each op); model math itself is checked against PyTorch in test_dit.c.
  */
 #include <math.h>
 #include <stdint.h>
@@ -13,6 +14,7 @@
 #include "core/dtype.h"
 #include "harness.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/vmath.h"
 #include "kernels/ops.h"
 
 static wr_backend *g_be;
@@ -179,6 +181,62 @@ START_TEST(test_patchify_roundtrip) {
 }
 END_TEST
 
+/* distance in units in the last place of the float nearest to ref */
+static double ulps(float y, double ref) {
+    float r = (float)ref;
+    double ulp = (double)nextafterf(r, INFINITY) - (double)r;
+    return fabs((double)y - ref) / ulp;
+}
+
+START_TEST(test_vexpf) {
+    /* every 97th float in [-87, 88] (~10 M values, all binades): < 1 ulp of the exact e^x */
+    double worst = 0;
+    float at = 0;
+    for (float x = -87.0f; x <= 88.0f;) {
+        double e = ulps(wr_vexpf(x), exp((double)x));
+        if (e > worst) worst = e, at = x;
+        uint32_t u;
+        memcpy(&u, &x, sizeof u);
+        u = x < 0 ? (u > 97u + 0x80000000u ? u - 97u : 0u) : u + 97u;
+        memcpy(&x, &u, sizeof x);
+    }
+    ck_assert_msg(worst < 1.0, "wr_vexpf: %.3f ulp at %a", worst, (double)at);
+    ck_assert_float_eq(wr_vexpf(0.0f), 1.0f);
+    ck_assert(isnan(wr_vexpf(NAN)));
+    /* outside the clamp: a tiny positive floor below, e^88 above, never inf or a denormal */
+    ck_assert(wr_vexpf(-1000.0f) > 0.0f && wr_vexpf(-1000.0f) < 2e-38f);
+    ck_assert(wr_vexpf(-INFINITY) > 0.0f && wr_vexpf(-INFINITY) < 2e-38f);
+    ck_assert_float_eq(wr_vexpf(1000.0f), wr_vexpf(88.0f));
+    ck_assert(isfinite(wr_vexpf(INFINITY)));
+}
+END_TEST
+
+START_TEST(test_gelu_silu_range) {
+    /* the ops run the vectorised loops; compare with the textbook float64 formulas */
+    const int64_t n = 40001;
+    float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) x[i] = -20.0f + 40.0f * (float)i / (float)(n - 1);
+    x[0] = -1e4f, x[1] = 1e4f, x[2] = -0.0f, x[3] = 1e-30f;
+    wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 1, (int64_t[]){n});
+    wr_tensor yt = wr_tensor_make(y, WR_DTYPE_F32, 1, (int64_t[]){n});
+    for (int op = 0; op < 2; op++) {
+        ck_assert_int_eq(op ? wr_op_silu(g_be, &yt, &xt) : wr_op_gelu_tanh(g_be, &yt, &xt), WR_OK);
+        for (int64_t i = 0; i < n; i++) {
+            double v = x[i];
+            double ref =
+                op ? v / (1.0 + exp(-v))
+                   : 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+            /* relative 1e-6: the float rounding of the exp argument, amplified by |2u| <= 87 in
+               the negative tail; absolute 1e-7 where the value is below float's resolution */
+            ck_assert_msg(fabs(y[i] - ref) <= 1e-6 * fabs(ref) + 1e-7, "%s(%a) = %a, want %a",
+                          op ? "silu" : "gelu_tanh", v, (double)y[i], ref);
+        }
+    }
+    free(x);
+    free(y);
+}
+END_TEST
+
 START_TEST(test_unsupported_slot) {
     /* a backend without a slot answers WR_ERR_UNSUPPORTED naming the op, never a fallback */
     wr_backend_iface partial = *g_be->iface;
@@ -208,6 +266,8 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_matmul_weight_dtypes);
     tcase_add_test(tc, test_patchify_roundtrip);
     tcase_add_test(tc, test_unsupported_slot);
+    tcase_add_test(tc, test_vexpf);
+    tcase_add_test(tc, test_gelu_silu_range);
     suite_add_tcase(s, tc);
     return s;
 }

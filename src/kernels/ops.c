@@ -2,8 +2,56 @@
 #include "kernels/ops.h"
 
 #include <stdio.h>
+#include <string.h>
+#include <time.h>
 
 #include "core/log.h"
+
+/* Per-op wall time, on while wr_op_profile_start() is in effect (see ops.h). */
+#define WR_PROF_SLOTS 24
+static struct {
+    int on;
+    struct {
+        const char *name;
+        double seconds;
+        long calls;
+    } op[WR_PROF_SLOTS];
+} g_prof;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void prof_add(const char *name, double s) {
+    for (int i = 0; i < WR_PROF_SLOTS; i++) {
+        if (g_prof.op[i].name == NULL) g_prof.op[i].name = name;
+        if (strcmp(g_prof.op[i].name, name) == 0) {
+            g_prof.op[i].seconds += s;
+            g_prof.op[i].calls++;
+            return;
+        }
+    }
+}
+
+void wr_op_profile_start(void) {
+    memset(&g_prof, 0, sizeof g_prof);
+    g_prof.on = 1;
+}
+
+void wr_op_profile_stop(void) {
+    g_prof.on = 0;
+}
+
+void wr_op_profile_log(void) {
+    double total = 0.0;
+    for (int i = 0; i < WR_PROF_SLOTS && g_prof.op[i].name; i++) total += g_prof.op[i].seconds;
+    for (int i = 0; i < WR_PROF_SLOTS && g_prof.op[i].name; i++)
+        wr_info("op %-16s %7ld calls %9.3f s %5.1f %%", g_prof.op[i].name, g_prof.op[i].calls,
+                g_prof.op[i].seconds, total > 0.0 ? 100.0 * g_prof.op[i].seconds / total : 0.0);
+    wr_info("op %-16s %7s       %9.3f s", "total", "", total);
+}
 
 int64_t wr_rows(const wr_tensor *t) {
     int64_t r = 1;
@@ -35,6 +83,18 @@ static void shape_fail(const char *op, const char *what, const wr_tensor *a, con
                            #name, wr_backend_name((be)->kind));                                    \
     } while (0)
 
+/* Dispatch to the slot; while profiling, time the call up to a backend sync. */
+#define CALL(be, name, ...)                                                                        \
+    do {                                                                                           \
+        SLOT(be, name);                                                                            \
+        if (!g_prof.on) return (be)->iface->name((be), __VA_ARGS__);                               \
+        double t0_ = now_s();                                                                      \
+        wr_status st_ = (be)->iface->name((be), __VA_ARGS__);                                      \
+        if ((be)->iface->sync) (void)(be)->iface->sync(be);                                        \
+        prof_add(#name, now_s() - t0_);                                                            \
+        return st_;                                                                                \
+    } while (0)
+
 static void expect_f32(const char *op, const wr_tensor *t) {
     EXPECT(t->dtype == WR_DTYPE_F32, op, "activation must be F32", t, NULL);
 }
@@ -52,8 +112,7 @@ wr_status wr_op_matmul(wr_backend *be, wr_tensor *y, const wr_tensor *x, const w
     EXPECT(wr_cols(x) == w->shape[1], "matmul", "x last dim != w in-features", x, w);
     EXPECT(wr_cols(y) == w->shape[0] && wr_rows(y) == wr_rows(x), "matmul", "y shape", y, x);
     if (b) expect_vec("matmul", b, w->shape[0], w);
-    SLOT(be, matmul);
-    return be->iface->matmul(be, y, x, w, b);
+    CALL(be, matmul, y, x, w, b);
 }
 
 wr_status wr_op_layer_norm(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
@@ -62,8 +121,7 @@ wr_status wr_op_layer_norm(wr_backend *be, wr_tensor *y, const wr_tensor *x, con
     EXPECT(wr_tensor_same_shape(x, y), "layer_norm", "y shape", y, x);
     if (w) expect_vec("layer_norm", w, wr_cols(x), x);
     if (b) expect_vec("layer_norm", b, wr_cols(x), x);
-    SLOT(be, layer_norm);
-    return be->iface->layer_norm(be, y, x, w, b, eps);
+    CALL(be, layer_norm, y, x, w, b, eps);
 }
 
 wr_status wr_op_rms_norm(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
@@ -71,22 +129,19 @@ wr_status wr_op_rms_norm(wr_backend *be, wr_tensor *y, const wr_tensor *x, const
     expect_f32("rms_norm", x);
     EXPECT(wr_tensor_same_shape(x, y), "rms_norm", "y shape", y, x);
     if (w) expect_vec("rms_norm", w, wr_cols(x), x);
-    SLOT(be, rms_norm);
-    return be->iface->rms_norm(be, y, x, w, eps);
+    CALL(be, rms_norm, y, x, w, eps);
 }
 
 wr_status wr_op_gelu_tanh(wr_backend *be, wr_tensor *y, const wr_tensor *x) {
     expect_f32("gelu_tanh", x);
     EXPECT(wr_tensor_nelem(x) == wr_tensor_nelem(y), "gelu_tanh", "y size", y, x);
-    SLOT(be, gelu_tanh);
-    return be->iface->gelu_tanh(be, y, x);
+    CALL(be, gelu_tanh, y, x);
 }
 
 wr_status wr_op_silu(wr_backend *be, wr_tensor *y, const wr_tensor *x) {
     expect_f32("silu", x);
     EXPECT(wr_tensor_nelem(x) == wr_tensor_nelem(y), "silu", "y size", y, x);
-    SLOT(be, silu);
-    return be->iface->silu(be, y, x);
+    CALL(be, silu, y, x);
 }
 
 static void check_binary(const char *op, const wr_tensor *y, const wr_tensor *a,
@@ -100,14 +155,12 @@ static void check_binary(const char *op, const wr_tensor *y, const wr_tensor *a,
 
 wr_status wr_op_add(wr_backend *be, wr_tensor *y, const wr_tensor *a, const wr_tensor *b) {
     check_binary("add", y, a, b);
-    SLOT(be, add);
-    return be->iface->add(be, y, a, b);
+    CALL(be, add, y, a, b);
 }
 
 wr_status wr_op_mul(wr_backend *be, wr_tensor *y, const wr_tensor *a, const wr_tensor *b) {
     check_binary("mul", y, a, b);
-    SLOT(be, mul);
-    return be->iface->mul(be, y, a, b);
+    CALL(be, mul, y, a, b);
 }
 
 wr_status wr_op_modulate(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *scale,
@@ -116,8 +169,7 @@ wr_status wr_op_modulate(wr_backend *be, wr_tensor *y, const wr_tensor *x, const
     EXPECT(wr_tensor_nelem(x) == wr_tensor_nelem(y), "modulate", "y size", y, x);
     expect_vec("modulate", scale, wr_cols(x), x);
     expect_vec("modulate", shift, wr_cols(x), x);
-    SLOT(be, modulate);
-    return be->iface->modulate(be, y, x, scale, shift);
+    CALL(be, modulate, y, x, scale, shift);
 }
 
 wr_status wr_op_gated_residual(wr_backend *be, wr_tensor *x, const wr_tensor *a,
@@ -126,8 +178,7 @@ wr_status wr_op_gated_residual(wr_backend *be, wr_tensor *x, const wr_tensor *a,
     EXPECT(wr_tensor_nelem(x) == wr_tensor_nelem(a) && wr_cols(x) == wr_cols(a), "gated_residual",
            "a shape", a, x);
     if (gate) expect_vec("gated_residual", gate, wr_cols(x), x);
-    SLOT(be, gated_residual);
-    return be->iface->gated_residual(be, x, a, gate);
+    CALL(be, gated_residual, x, a, gate);
 }
 
 wr_status wr_op_rope(wr_backend *be, wr_tensor *x, const wr_tensor *cos, const wr_tensor *sin) {
@@ -136,8 +187,7 @@ wr_status wr_op_rope(wr_backend *be, wr_tensor *x, const wr_tensor *cos, const w
     EXPECT(cos->ndim == 2 && cos->shape[0] == x->shape[0] && cos->shape[1] == x->shape[2] / 2 &&
                wr_tensor_same_shape(cos, sin),
            "rope", "cos/sin must be [L, HD/2]", cos, x);
-    SLOT(be, rope);
-    return be->iface->rope(be, x, cos, sin);
+    CALL(be, rope, x, cos, sin);
 }
 
 wr_status wr_op_attention(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr_tensor *q,
@@ -152,8 +202,7 @@ wr_status wr_op_attention(wr_backend *be, wr_tensor *out, wr_tensor *lse, const 
     if (lse)
         EXPECT(lse->ndim == 2 && lse->shape[0] == q->shape[1] && lse->shape[1] == q->shape[0],
                "attention", "lse must be [NH, Lq]", lse, q);
-    SLOT(be, attention);
-    return be->iface->attention(be, out, lse, q, k, v, p);
+    CALL(be, attention, out, lse, q, k, v, p);
 }
 
 wr_status wr_op_patch_embed(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
@@ -169,8 +218,7 @@ wr_status wr_op_patch_embed(wr_backend *be, wr_tensor *y, const wr_tensor *x, co
     EXPECT(y->ndim == 2 && y->shape[0] == L && y->shape[1] == w->shape[0], "patch_embed",
            "y must be [L, D]", y, w);
     if (b) expect_vec("patch_embed", b, w->shape[0], w);
-    SLOT(be, patch_embed);
-    return be->iface->patch_embed(be, y, x, w, b);
+    CALL(be, patch_embed, y, x, w, b);
 }
 
 wr_status wr_op_unpatchify(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,
@@ -182,6 +230,5 @@ wr_status wr_op_unpatchify(wr_backend *be, wr_tensor *out, const wr_tensor *y, i
                y->shape[1] == (int64_t)pt * ph * pw * C &&
                y->shape[0] == (out->shape[1] / pt) * (out->shape[2] / ph) * (out->shape[3] / pw),
            "unpatchify", "shapes", out, y);
-    SLOT(be, unpatchify);
-    return be->iface->unpatchify(be, out, y, pt, ph, pw);
+    CALL(be, unpatchify, out, y, pt, ph, pw);
 }

@@ -43,6 +43,15 @@ wr_status wr_op_patch_embed(wr_backend *be, wr_tensor *y, const wr_tensor *x, co
 wr_status wr_op_unpatchify(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,
                            int pw);
 
+/*
+ * Op profiling: between start and stop every wr_op_* call is timed (wall clock, up to a backend
+ * sync) and summed per op; _log prints the table at info level. Process-wide, for one thread
+ * issuing ops (the model's forward); start clears the previous totals.
+ */
+void wr_op_profile_start(void);
+void wr_op_profile_stop(void);
+void wr_op_profile_log(void);
+
 /* Rows of a tensor for row-wise ops: product of all dims but the last. */
 int64_t wr_rows(const wr_tensor *t);
 /* Last dimension (1 for a scalar). */

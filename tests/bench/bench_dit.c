@@ -1,8 +1,8 @@
 /*
  * bench_dit.c — one DiT forward on the CPU backend, timed per block through the taps.
  *
- *   bench_dit TRANSFORMER_DIR IO.safetensors [--threads N] [--repeat K]
- *   bench_dit TRANSFORMER_DIR --random F,H,W,S [--threads N] [--repeat K]
+ *   bench_dit TRANSFORMER_DIR IO.safetensors [--threads N] [--repeat K] [--profile]
+ *   bench_dit TRANSFORMER_DIR --random F,H,W,S [--threads N] [--repeat K] [--profile]
  *
  * The second form runs on seeded random inputs (latent [16,F,H,W], S text rows): it shows a
  * full-size checkpoint (e.g. the generated 1.3B one of bench_load.sh) loads and runs, and
@@ -12,7 +12,8 @@
  * input.encoder_hidden_states [1,S,text_dim] and (optionally) ref.output, diffusers' output for
  * the same weights and inputs (written by bench_dit_diffusers.py): the NMSE against it is
  * printed, so a fast but wrong run shows. Also measures this machine's sgemm peak (OpenBLAS,
- * the same threads) on the forward's largest GEMM shape, for the GFLOP/s ratio.
+ * the same threads) on the forward's largest GEMM shape, for the GFLOP/s ratio. --profile adds
+ * one more forward, untimed, that logs the time per op (wr_op_profile_*).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
@@ -25,6 +26,7 @@
 #include "core/log.h"
 #include "core/safetensors.h"
 #include "kernels/backend.h"
+#include "kernels/ops.h"
 #include "models/dit.h"
 
 static double now(void) {
@@ -79,10 +81,10 @@ static double sgemm_gflops(int64_t M, int64_t N, int64_t K) {
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: bench_dit TRANSFORMER_DIR (IO.safetensors | --random F,H,W,S) "
-                        "[--threads N] [--repeat K]\n");
+                        "[--threads N] [--repeat K] [--profile]\n");
         return 2;
     }
-    int threads = 0, repeat = 3;
+    int threads = 0, repeat = 3, profile = 0;
     int64_t rnd[4] = {0, 0, 0, 0};
     const char *io_path = NULL;
     for (int i = 2; i < argc; i++) {
@@ -90,6 +92,8 @@ int main(int argc, char **argv) {
             threads = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
             repeat = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--profile") == 0) {
+            profile = 1;
         } else if (strcmp(argv[i], "--random") == 0 && i + 1 < argc) {
             long long a, b, c2, d;
             if (sscanf(argv[++i], "%lld,%lld,%lld,%lld", &a, &b, &c2, &d) != 4) {
@@ -185,6 +189,16 @@ int main(int argc, char **argv) {
             tot[r - 1] = dt;
             blk[r - 1] = tm.blocks_total / tm.nblocks;
         }
+    }
+    if (profile) {
+        wr_op_profile_start();
+        st = wr_dit_forward(m, &out, &x, t, &e);
+        wr_op_profile_stop();
+        if (st != WR_OK) {
+            fprintf(stderr, "bench_dit: forward: %s\n", wr_error_detail());
+            return 1;
+        }
+        wr_op_profile_log();
     }
     qsort(tot, (size_t)repeat, sizeof(double), cmp_d);
     qsort(blk, (size_t)repeat, sizeof(double), cmp_d);

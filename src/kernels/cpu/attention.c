@@ -3,10 +3,12 @@
  *
  * Queries are processed in chunks of qc rows and keys in blocks of kc with an online softmax
  * (running max m, running sum l, rescaled accumulator o), so the working set per step is
- * qc x kc scores and qc x HD outputs — never an Lq x Lk matrix. Both products per block are
- * OpenBLAS sgemm calls on strided head slices (ld = NH*HD); the softmax update is an OpenMP
- * loop over the chunk's rows. Optionally writes the log-sum-exp per (head, query) for merging
- * partial attentions (ring attention).
+ * qc x kc scores and qc x HD outputs — never an Lq x Lk matrix. The (head, query chunk) tasks
+ * are spread over the OpenMP threads, each with its own scratch; both products per block are
+ * OpenBLAS sgemm calls on strided head slices (ld = NH*HD), which OpenBLAS's OpenMP build runs
+ * single-threaded inside a parallel region, so the threads never wait on each other between
+ * the small GEMMs. The softmax update vectorises (vmath.h). Optionally writes the log-sum-exp
+ * per (head, query) for merging partial attentions (ring attention).
  */
 #include <cblas.h>
 #include <math.h>
@@ -14,9 +16,48 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/vmath.h"
 
-#define WR_ATTN_QC 256
+#define WR_ATTN_QC 128
 #define WR_ATTN_KC 512
+
+typedef struct {
+    float *s; /* [qc, kc] scores, then probabilities */
+    float *o; /* [qc, HD] unnormalised output */
+    float *m; /* [qc] running max */
+    float *l; /* [qc] running sum */
+} attn_scratch;
+
+/*
+ * One online-softmax step for row si[0..nk): fold the block into (m, l), turn si into
+ * e^(s - m_new), and return the factor the row's accumulator must be scaled by.
+ */
+WR_VMATH_CLONES static float softmax_step(float *si, int64_t nk, const uint8_t *mask, float *m,
+                                          float *l) {
+    float mx = *m;
+    if (mask) {
+        for (int64_t j = 0; j < nk; j++)
+            if (!mask[j]) si[j] = -INFINITY;
+    }
+#pragma omp simd reduction(max : mx)
+    for (int64_t j = 0; j < nk; j++) mx = si[j] > mx ? si[j] : mx;
+    if (mx == -INFINITY) { /* every key so far masked: keep zeros, nothing to accumulate */
+        memset(si, 0, sizeof(float) * (size_t)nk);
+        return 1.0f;
+    }
+    const float alpha = *m == -INFINITY ? 0.0f : wr_vexpf(*m - mx);
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < nk; j++) {
+        /* a masked key (-inf) is exactly 0, not wr_vexpf's floor e^(-87) */
+        float e = si[j] == -INFINITY ? 0.0f : wr_vexpf(si[j] - mx);
+        si[j] = e;
+        sum += e;
+    }
+    *l = *l * alpha + sum;
+    *m = mx;
+    return alpha;
+}
 
 wr_status attention_cpu(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr_tensor *q,
                         const wr_tensor *k, const wr_tensor *v, const wr_attn_params *p) {
@@ -29,70 +70,68 @@ wr_status attention_cpu(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr
     const uint8_t *mask = p ? p->key_mask : NULL;
     const float *qd = q->data, *kd = k->data, *vd = v->data;
     float *od = out->data, *ld_out = lse ? lse->data : NULL;
+    const int64_t nchunks = (Lq + qc - 1) / qc, ntasks = NH * nchunks;
+    int oom = 0;
 
-    float *s = malloc(sizeof(float) * (size_t)(qc * kc));
-    float *o = malloc(sizeof(float) * (size_t)(qc * HD));
-    float *m = malloc(sizeof(float) * (size_t)qc);
-    float *l = malloc(sizeof(float) * (size_t)qc);
-    if (!s || !o || !m || !l) {
-        free(s);
-        free(o);
-        free(m);
-        free(l);
-        return WR_FAIL(WR_ERR_OOM_HOST, "attention: no memory for a %lld x %lld block",
-                       (long long)qc, (long long)kc);
-    }
-    for (int64_t h = 0; h < NH; h++) {
-        for (int64_t i0 = 0; i0 < Lq; i0 += qc) {
+#pragma omp parallel
+    {
+        attn_scratch w;
+        w.s = malloc(sizeof(float) * (size_t)(qc * kc));
+        w.o = malloc(sizeof(float) * (size_t)(qc * HD));
+        w.m = malloc(sizeof(float) * (size_t)qc);
+        w.l = malloc(sizeof(float) * (size_t)qc);
+        if (!w.s || !w.o || !w.m || !w.l) {
+#pragma omp atomic write
+            oom = 1;
+        }
+#pragma omp barrier
+        int failed;
+#pragma omp atomic read
+        failed = oom;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < ntasks; t++) {
+            if (failed) continue;
+            const int64_t h = t / nchunks, i0 = (t % nchunks) * qc;
             const int64_t nq = Lq - i0 < qc ? Lq - i0 : qc;
             for (int64_t i = 0; i < nq; i++) {
-                m[i] = -INFINITY;
-                l[i] = 0.0f;
+                w.m[i] = -INFINITY;
+                w.l[i] = 0.0f;
             }
-            memset(o, 0, sizeof(float) * (size_t)(nq * HD));
+            memset(w.o, 0, sizeof(float) * (size_t)(nq * HD));
             for (int64_t j0 = 0; j0 < Lk; j0 += kc) {
                 const int64_t nk = Lk - j0 < kc ? Lk - j0 : kc;
                 /* s[nq, nk] = scale * q_h[i0:] . k_h[j0:]^T */
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nq, (int)nk, (int)HD,
                             scale, qd + i0 * ld + h * HD, (int)ld, kd + j0 * ld + h * HD, (int)ld,
-                            0.0f, s, (int)nk);
-#pragma omp parallel for schedule(static)
+                            0.0f, w.s, (int)nk);
                 for (int64_t i = 0; i < nq; i++) {
-                    float *si = s + i * nk;
-                    float mx = m[i];
-                    for (int64_t j = 0; j < nk; j++) {
-                        if (mask && !mask[j0 + j]) si[j] = -INFINITY;
-                        if (si[j] > mx) mx = si[j];
+                    float alpha =
+                        softmax_step(w.s + i * nk, nk, mask ? mask + j0 : NULL, &w.m[i], &w.l[i]);
+                    if (alpha != 1.0f) {
+                        float *oi = w.o + i * HD;
+#pragma omp simd
+                        for (int64_t d = 0; d < HD; d++) oi[d] *= alpha;
                     }
-                    /* all keys so far masked: keep zeros, nothing to accumulate */
-                    const float alpha = mx == -INFINITY ? 1.0f : expf(m[i] - mx);
-                    float sum = 0.0f;
-                    for (int64_t j = 0; j < nk; j++) {
-                        float e = mx == -INFINITY ? 0.0f : expf(si[j] - mx);
-                        si[j] = e;
-                        sum += e;
-                    }
-                    l[i] = l[i] * alpha + sum;
-                    m[i] = mx;
-                    float *oi = o + i * HD;
-                    for (int64_t d = 0; d < HD; d++) oi[d] *= alpha;
                 }
                 /* o[nq, HD] += p[nq, nk] . v_h[j0:, :] */
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nq, (int)HD, (int)nk,
-                            1.0f, s, (int)nk, vd + j0 * ld + h * HD, (int)ld, 1.0f, o, (int)HD);
+                            1.0f, w.s, (int)nk, vd + j0 * ld + h * HD, (int)ld, 1.0f, w.o, (int)HD);
             }
-#pragma omp parallel for schedule(static)
             for (int64_t i = 0; i < nq; i++) {
-                const float inv = l[i] > 0.0f ? 1.0f / l[i] : 0.0f;
+                const float inv = w.l[i] > 0.0f ? 1.0f / w.l[i] : 0.0f;
                 float *dst = od + (i0 + i) * ld + h * HD;
-                for (int64_t d = 0; d < HD; d++) dst[d] = o[i * HD + d] * inv;
-                if (ld_out) ld_out[h * Lq + i0 + i] = l[i] > 0.0f ? m[i] + logf(l[i]) : -INFINITY;
+                for (int64_t d = 0; d < HD; d++) dst[d] = w.o[i * HD + d] * inv;
+                if (ld_out)
+                    ld_out[h * Lq + i0 + i] = w.l[i] > 0.0f ? w.m[i] + logf(w.l[i]) : -INFINITY;
             }
         }
+        free(w.s);
+        free(w.o);
+        free(w.m);
+        free(w.l);
     }
-    free(s);
-    free(o);
-    free(m);
-    free(l);
+    if (oom)
+        return WR_FAIL(WR_ERR_OOM_HOST, "attention: no memory for a %lld x %lld block per thread",
+                       (long long)qc, (long long)kc);
     return WR_OK;
 }

@@ -4,10 +4,12 @@
  * f32 weights go to sgemm straight from where they live (e.g. the mmap'd checkpoint). Weights
  * stored narrower (bf16/f16/fp8) are converted to f32 in panels of rows of w, at most
  * WR_MATMUL_PANEL_BYTES at a time, so no second full-size copy of a weight ever exists; each
- * panel fills the matching column block of y (ldc = N).
+ * panel fills the matching column block of y (ldc = N). With a bias, y is first filled with it
+ * and sgemm accumulates (beta = 1): one pass over y instead of sgemm's zeroing plus an add.
  */
 #include <cblas.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/dtype.h"
 #include "kernels/cpu/cpu_internal.h"
@@ -15,10 +17,9 @@
 
 #define WR_MATMUL_PANEL_BYTES ((size_t)16 << 20)
 
-static void add_bias(float *y, const float *b, int64_t M, int64_t N) {
+static void fill_bias(float *y, const float *b, int64_t M, int64_t N) {
 #pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t n = 0; n < N; n++) y[m * N + n] += b[n];
+    for (int64_t m = 0; m < M; m++) memcpy(y + m * N, b, sizeof(float) * (size_t)N);
 }
 
 wr_status matmul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
@@ -28,9 +29,11 @@ wr_status matmul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_
     float *yd = y->data;
     const float *xd = x->data;
     if (M == 0 || N == 0) return WR_OK;
+    const float beta = b ? 1.0f : 0.0f;
+    if (b) fill_bias(yd, b->data, M, N);
     if (w->dtype == WR_DTYPE_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, xd,
-                    (int)K, (const float *)w->data, (int)K, 0.0f, yd, (int)N);
+                    (int)K, (const float *)w->data, (int)K, beta, yd, (int)N);
     } else {
         int64_t rows = (int64_t)(WR_MATMUL_PANEL_BYTES / ((size_t)K * sizeof(float)));
         if (rows < 16) rows = 16;
@@ -49,10 +52,9 @@ wr_status matmul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_
                 wr_dtype_convert(panel + r * K, WR_DTYPE_F32, src + (size_t)(r * K) * esz, w->dtype,
                                  K);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nb, (int)K, 1.0f, xd,
-                        (int)K, panel, (int)K, 0.0f, yd + n0, (int)N);
+                        (int)K, panel, (int)K, beta, yd + n0, (int)N);
         }
         free(panel);
     }
-    if (b) add_bias(yd, b->data, M, N);
     return WR_OK;
 }
