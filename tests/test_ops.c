@@ -42,10 +42,11 @@ static double nmse(const float *a, const double *b, int64_t n) {
     return den > 0 ? num / den : num;
 }
 
-/* float64 reference attention with mask; lse [NH, Lq] */
+/* float64 reference attention with mask and position bias pb [NH, Lq + Lk - 1] (j - i + Lq - 1)
+ * or NULL; lse [NH, Lq] */
 static void attn_ref(double *out, double *lse, const float *q, const float *k, const float *v,
-                     const uint8_t *mask, int64_t Lq, int64_t Lk, int64_t NH, int64_t HD,
-                     double scale) {
+                     const uint8_t *mask, const float *pb, int64_t Lq, int64_t Lk, int64_t NH,
+                     int64_t HD, double scale) {
     double *s = malloc(sizeof(double) * (size_t)Lk);
     for (int64_t h = 0; h < NH; h++)
         for (int64_t i = 0; i < Lq; i++) {
@@ -54,7 +55,8 @@ static void attn_ref(double *out, double *lse, const float *q, const float *k, c
                 double d = 0;
                 for (int64_t e = 0; e < HD; e++)
                     d += (double)q[(i * NH + h) * HD + e] * k[(j * NH + h) * HD + e];
-                s[j] = mask && !mask[j] ? -INFINITY : d * scale;
+                double bias = pb ? pb[h * (Lq + Lk - 1) + j - i + Lq - 1] : 0.0;
+                s[j] = mask && !mask[j] ? -INFINITY : d * scale + bias;
                 if (s[j] > mx) mx = s[j];
             }
             double sum = 0;
@@ -78,9 +80,15 @@ START_TEST(test_attention_mask_chunks_lse) {
     double *ro = malloc(sizeof(double) * (size_t)(Lq * NH * HD)),
            *rl = malloc(sizeof(double) * (size_t)(NH * Lq));
     const double scale = 1.0 / sqrt((double)HD);
-    attn_ref(ro, rl, q, k, v, mask, Lq, Lk, NH, HD, scale);
+    float *pb = randv(NH * (Lq + Lk - 1));
+    wr_tensor pbt = wr_tensor_make(pb, WR_DTYPE_F32, 2, (int64_t[]){NH, Lq + Lk - 1});
     const int64_t chunks[][2] = {{0, 0}, {1, 1}, {5, 7}, {16, 64}, {64, 3}};
-    for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+    for (size_t c = 0; c < 2 * sizeof chunks / sizeof chunks[0]; c++) {
+        /* the first pass without, the second with a relative position bias */
+        const int with_bias = c >= sizeof chunks / sizeof chunks[0];
+        const int64_t *ch = chunks[c % (sizeof chunks / sizeof chunks[0])];
+        if (c == 0 || c == sizeof chunks / sizeof chunks[0])
+            attn_ref(ro, rl, q, k, v, mask, with_bias ? pb : NULL, Lq, Lk, NH, HD, scale);
         float *o = calloc((size_t)(Lq * NH * HD), sizeof(float));
         float *l = calloc((size_t)(NH * Lq), sizeof(float));
         wr_tensor qt = wr_tensor_make(q, WR_DTYPE_F32, 3, (int64_t[]){Lq, NH, HD});
@@ -88,12 +96,13 @@ START_TEST(test_attention_mask_chunks_lse) {
         wr_tensor vt = wr_tensor_make(v, WR_DTYPE_F32, 3, (int64_t[]){Lk, NH, HD});
         wr_tensor ot = wr_tensor_make(o, WR_DTYPE_F32, 3, (int64_t[]){Lq, NH, HD});
         wr_tensor lt = wr_tensor_make(l, WR_DTYPE_F32, 2, (int64_t[]){NH, Lq});
-        wr_attn_params p = {(float)scale, mask, chunks[c][0], chunks[c][1]};
+        wr_attn_params p = {(float)scale, mask, ch[0], ch[1], with_bias ? &pbt : NULL};
         ck_assert_int_eq(wr_op_attention(g_be, &ot, &lt, &qt, &kt, &vt, &p), WR_OK);
         double e_o = nmse(o, ro, Lq * NH * HD), e_l = nmse(l, rl, NH * Lq);
         /* f32 vs f64 of the same sums: measured ~1e-14; 1e-10 leaves room for BLAS kernels */
-        ck_assert_msg(e_o < 1e-10 && e_l < 1e-10, "chunks %lld/%lld: nmse out %.3e lse %.3e",
-                      (long long)chunks[c][0], (long long)chunks[c][1], e_o, e_l);
+        ck_assert_msg(e_o < 1e-10 && e_l < 1e-10,
+                      "chunks %lld/%lld bias %d: nmse out %.3e lse %.3e", (long long)ch[0],
+                      (long long)ch[1], with_bias, e_o, e_l);
         free(o);
         free(l);
     }
@@ -106,7 +115,7 @@ START_TEST(test_attention_mask_chunks_lse) {
     wr_tensor vt = wr_tensor_make(v, WR_DTYPE_F32, 3, (int64_t[]){Lk, NH, HD});
     wr_tensor ot = wr_tensor_make(o, WR_DTYPE_F32, 3, (int64_t[]){Lq, NH, HD});
     wr_tensor lt = wr_tensor_make(l, WR_DTYPE_F32, 2, (int64_t[]){NH, Lq});
-    wr_attn_params p = {(float)scale, mask, 4, 4};
+    wr_attn_params p = {(float)scale, mask, 4, 4, &pbt};
     ck_assert_int_eq(wr_op_attention(g_be, &ot, &lt, &qt, &kt, &vt, &p), WR_OK);
     for (int64_t i = 0; i < Lq * NH * HD; i++) ck_assert(o[i] == 0.0f);
     for (int64_t i = 0; i < NH * Lq; i++) ck_assert(isinf(l[i]) && l[i] < 0);
@@ -117,6 +126,7 @@ START_TEST(test_attention_mask_chunks_lse) {
     free(v);
     free(ro);
     free(rl);
+    free(pb);
 }
 END_TEST
 

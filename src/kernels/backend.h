@@ -44,6 +44,9 @@ typedef struct wr_attn_params {
     const uint8_t *key_mask; /* [Lk] host bytes, 1 = attend, 0 = masked; NULL = all keys */
     int64_t q_chunk;         /* queries per chunk (0: backend default) */
     int64_t k_chunk;         /* keys per online-softmax block (0: backend default) */
+    /* [NH, Lq + Lk - 1] f32 backend memory, or NULL: added to score (i, j) of head h after the
+     * scale, at [h, j - i + Lq - 1] (T5's relative position bias, a function of j - i) */
+    const wr_tensor *pos_bias;
 } wr_attn_params;
 
 typedef struct wr_backend_iface {

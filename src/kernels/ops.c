@@ -199,6 +199,11 @@ wr_status wr_op_attention(wr_backend *be, wr_tensor *out, wr_tensor *lse, const 
     EXPECT(q->shape[1] == k->shape[1] && q->shape[2] == k->shape[2], "attention",
            "q and k heads/head dim", q, k);
     EXPECT(wr_tensor_same_shape(out, q), "attention", "out shape", out, q);
+    if (p && p->pos_bias)
+        EXPECT(p->pos_bias->dtype == WR_DTYPE_F32 && p->pos_bias->ndim == 2 &&
+                   p->pos_bias->shape[0] == q->shape[1] &&
+                   p->pos_bias->shape[1] == q->shape[0] + k->shape[0] - 1,
+               "attention", "pos_bias must be [NH, Lq + Lk - 1] F32", p->pos_bias, q);
     if (lse)
         EXPECT(lse->ndim == 2 && lse->shape[0] == q->shape[1] && lse->shape[1] == q->shape[0],
                "attention", "lse must be [NH, Lq]", lse, q);

@@ -12,7 +12,8 @@
  *   modulate      y = x * (1 + scale) + shift; scale, shift [D]
  *   gated_residual x += a * gate; gate [D] or NULL
  *   rope          x [L, NH, HD] rotated in place by cos/sin [L, HD/2] (pairs (2p, 2p+1))
- *   attention     q [Lq, NH, HD], k/v [Lk, NH, HD] -> out [Lq, NH, HD]; lse [NH, Lq] or NULL
+ *   attention     q [Lq, NH, HD], k/v [Lk, NH, HD] -> out [Lq, NH, HD]; lse [NH, Lq] or NULL;
+ *                 optional key mask and relative position bias (wr_attn_params)
  *   patch_embed   x [C, F, H, W], w [D, C, pt, ph, pw], b [D] -> y [(F/pt)(H/ph)(W/pw), D]
  *   unpatchify    y [L, pt*ph*pw*C] -> out [C, F, H, W]
  */

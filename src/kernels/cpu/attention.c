@@ -29,12 +29,17 @@ typedef struct {
 } attn_scratch;
 
 /*
- * One online-softmax step for row si[0..nk): fold the block into (m, l), turn si into
- * e^(s - m_new), and return the factor the row's accumulator must be scaled by.
+ * One online-softmax step for row si[0..nk): add the position bias row (if any), fold the block
+ * into (m, l), turn si into e^(s - m_new), and return the factor the row's accumulator must be
+ * scaled by.
  */
-WR_VMATH_CLONES static float softmax_step(float *si, int64_t nk, const uint8_t *mask, float *m,
-                                          float *l) {
+WR_VMATH_CLONES static float softmax_step(float *si, int64_t nk, const float *bias,
+                                          const uint8_t *mask, float *m, float *l) {
     float mx = *m;
+    if (bias) {
+#pragma omp simd
+        for (int64_t j = 0; j < nk; j++) si[j] += bias[j];
+    }
     if (mask) {
         for (int64_t j = 0; j < nk; j++)
             if (!mask[j]) si[j] = -INFINITY;
@@ -68,6 +73,8 @@ wr_status attention_cpu(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr
     const int64_t kc = p && p->k_chunk > 0 ? p->k_chunk : WR_ATTN_KC;
     const float scale = p ? p->scale : 1.0f / sqrtf((float)HD);
     const uint8_t *mask = p ? p->key_mask : NULL;
+    const float *pb = p && p->pos_bias ? p->pos_bias->data : NULL;
+    const int64_t nb = Lq + Lk - 1; /* bias entries per head */
     const float *qd = q->data, *kd = k->data, *vd = v->data;
     float *od = out->data, *ld_out = lse ? lse->data : NULL;
     const int64_t nchunks = (Lq + qc - 1) / qc, ntasks = NH * nchunks;
@@ -105,8 +112,10 @@ wr_status attention_cpu(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr
                             scale, qd + i0 * ld + h * HD, (int)ld, kd + j0 * ld + h * HD, (int)ld,
                             0.0f, w.s, (int)nk);
                 for (int64_t i = 0; i < nq; i++) {
-                    float alpha =
-                        softmax_step(w.s + i * nk, nk, mask ? mask + j0 : NULL, &w.m[i], &w.l[i]);
+                    /* bias of (i0 + i, j0 + j) sits at j0 + j - (i0 + i) + Lq - 1 */
+                    const float *bi = pb ? pb + h * nb + (j0 - (i0 + i) + Lq - 1) : NULL;
+                    float alpha = softmax_step(w.s + i * nk, nk, bi, mask ? mask + j0 : NULL,
+                                               &w.m[i], &w.l[i]);
                     if (alpha != 1.0f) {
                         float *oi = w.o + i * HD;
 #pragma omp simd

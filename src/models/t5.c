@@ -1,0 +1,479 @@
+/*
+ * t5.c — UMT5 encoder: loading, the relative-position bucket table, and the fp32 forward
+ * written straight-line after transformers' UMT5Stack / UMT5Block.
+ */
+#include "models/t5.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dtype.h"
+#include "core/log.h"
+#include "kernels/ops.h"
+
+#define WR_T5_FFN_CHUNK 512 /* rows of the [*, FF] activations at a time */
+
+/* ---- expected tensors ---- */
+
+typedef void (*tensor_fn)(void *ctx, const char *name, int ndim, const int64_t *shape);
+
+static void emit(tensor_fn fn, void *ctx, int64_t *count, int64_t *params, const char *name,
+                 int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    *params += n;
+    (*count)++;
+    if (fn) fn(ctx, name, ndim, shape);
+}
+
+int64_t wr_t5_expected_tensors(const wr_t5_config *c, int64_t *params_out, tensor_fn fn,
+                               void *ctx) {
+    const int64_t D = c->d_model, I = c->num_heads * c->d_kv, FF = c->d_ff;
+    int64_t count = 0, params = 0;
+    char name[128];
+#define T(n, ...)                                                                                  \
+    emit(fn, ctx, &count, &params, n, (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),   \
+         (const int64_t[]){__VA_ARGS__})
+#define BT(suffix, ...)                                                                            \
+    do {                                                                                           \
+        snprintf(name, sizeof name, "encoder.block.%lld.%s", (long long)l, suffix);                \
+        T(name, __VA_ARGS__);                                                                      \
+    } while (0)
+    T("shared.weight", c->vocab_size, D);
+    for (int64_t l = 0; l < c->num_layers; l++) {
+        BT("layer.0.layer_norm.weight", D);
+        BT("layer.0.SelfAttention.q.weight", I, D);
+        BT("layer.0.SelfAttention.k.weight", I, D);
+        BT("layer.0.SelfAttention.v.weight", I, D);
+        BT("layer.0.SelfAttention.o.weight", D, I);
+        BT("layer.0.SelfAttention.relative_attention_bias.weight",
+           c->relative_attention_num_buckets, c->num_heads);
+        BT("layer.1.layer_norm.weight", D);
+        BT("layer.1.DenseReluDense.wi_0.weight", FF, D);
+        BT("layer.1.DenseReluDense.wi_1.weight", FF, D);
+        BT("layer.1.DenseReluDense.wo.weight", D, FF);
+    }
+    T("encoder.final_layer_norm.weight", D);
+#undef T
+#undef BT
+    if (params_out) *params_out = params;
+    return count;
+}
+
+/* ---- the model ---- */
+
+struct wr_t5 {
+    wr_backend *be;
+    wr_t5_config cfg;
+    char dir[WR_PATH_CAP];
+    wr_st_set *weights;
+    int64_t D, NH, DK, I, FF;
+    wr_tensor shared;    /* [V, D] storage dtype, in the mapping: rows gathered per forward */
+    wr_t5_block *blocks; /* [num_layers] */
+    wr_tensor final_ln;  /* [D] f32 */
+    float *vec_arena;    /* f32 copies of the norms and bias tables */
+    size_t vec_used, vec_cap;
+    /* bucket of distance n = |j - i| for n < max_distance, without the direction offset */
+    int *bucket_lut;
+    /* taps */
+    wr_t5_tap_fn tap;
+    void *tap_ctx;
+    /* workspace */
+    void *ws;
+    size_t ws_bytes;
+};
+
+/*
+ * transformers UMT5Attention._relative_position_bucket, bidirectional, for n = |j - i| (the
+ * direction offset is added by the caller). torch evaluates the large-distance branch in
+ * float32: log(n / max_exact) / log(max_distance / max_exact) * (buckets/2 - max_exact), the
+ * Python scalars rounded to float, then truncates. n = 16, 32, 64 sit exactly on bucket
+ * boundaries for the real (32, 128) parameters, which is why this runs once, here, in the
+ * same arithmetic, and the golden test compares the whole table with transformers'.
+ */
+static int bucket_of_distance(int64_t n, int64_t num_buckets, int64_t max_distance) {
+    const int64_t half = num_buckets / 2, max_exact = half / 2;
+    if (n < max_exact) return (int)n;
+    const float ratio = (float)n / (float)max_exact;
+    const float denom = (float)log((double)max_distance / (double)max_exact);
+    const float v = logf(ratio) / denom * (float)(half - max_exact);
+    int64_t large = max_exact + (int64_t)v;
+    return (int)(large < half - 1 ? large : half - 1);
+}
+
+int wr_t5_bucket(const wr_t5 *m, int64_t rel) {
+    const int64_t half = m->cfg.relative_attention_num_buckets / 2;
+    const int64_t n = rel < 0 ? -rel : rel;
+    const int base = rel > 0 ? (int)half : 0;
+    return base + (n < m->cfg.relative_attention_max_distance ? m->bucket_lut[n] : (int)half - 1);
+}
+
+typedef struct load_ctx {
+    wr_t5 *m;
+    int problems;
+    char report[768];
+    size_t vec_floats;
+    wr_status st;
+} load_ctx;
+
+static void add_problem(load_ctx *lc, const char *fmt, const char *name, const char *extra) {
+    if (lc->problems++ < 5) {
+        size_t n = strlen(lc->report);
+        snprintf(lc->report + n, sizeof lc->report - n, "%s", lc->problems > 1 ? "; " : "");
+        n = strlen(lc->report);
+        snprintf(lc->report + n, sizeof lc->report - n, fmt, name, extra);
+    }
+}
+
+/* Every tensor but the embedding and the 2-D weight matrices is kept as an f32 copy. */
+static int is_f32_copy(const char *name, int ndim) {
+    return ndim == 1 || strstr(name, "relative_attention_bias") != NULL;
+}
+
+static void count_vectors(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    load_ctx *lc = ctx;
+    if (is_f32_copy(name, ndim)) {
+        int64_t n = 1;
+        for (int i = 0; i < ndim; i++) n *= shape[i];
+        lc->vec_floats += (size_t)((n + 15) & ~(int64_t)15);
+    }
+}
+
+static wr_tensor *field_for(wr_t5 *m, const char *name) {
+    long long l;
+    int n = 0;
+    if (strcmp(name, "shared.weight") == 0) return &m->shared;
+    if (strcmp(name, "encoder.final_layer_norm.weight") == 0) return &m->final_ln;
+    if (sscanf(name, "encoder.block.%lld.%n", &l, &n) != 1 || n == 0) return NULL;
+    wr_t5_block *b = &m->blocks[l];
+    const char *r = name + n;
+    const struct {
+        const char *suffix;
+        wr_tensor *t;
+    } map[] = {
+        {"layer.0.layer_norm.weight", &b->ln0},
+        {"layer.0.SelfAttention.q.weight", &b->q},
+        {"layer.0.SelfAttention.k.weight", &b->k},
+        {"layer.0.SelfAttention.v.weight", &b->v},
+        {"layer.0.SelfAttention.o.weight", &b->o},
+        {"layer.0.SelfAttention.relative_attention_bias.weight", &b->rel_bias},
+        {"layer.1.layer_norm.weight", &b->ln1},
+        {"layer.1.DenseReluDense.wi_0.weight", &b->wi_0},
+        {"layer.1.DenseReluDense.wi_1.weight", &b->wi_1},
+        {"layer.1.DenseReluDense.wo.weight", &b->wo},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(r, map[i].suffix) == 0) return map[i].t;
+    return NULL;
+}
+
+static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    load_ctx *lc = ctx;
+    wr_t5 *m = lc->m;
+    if (lc->st != WR_OK) return;
+    const wr_st_tensor *t = wr_st_set_find(m->weights, name);
+    if (t == NULL && strcmp(name, "shared.weight") == 0) /* the tied alias some files keep */
+        t = wr_st_set_find(m->weights, "encoder.embed_tokens.weight");
+    if (t == NULL) {
+        add_problem(lc, "%s missing%s", name, "");
+        return;
+    }
+    int ok = t->ndim == ndim && wr_dtype_is_float(t->dtype) && t->dtype != WR_DTYPE_F64;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) {
+        char want[160], got[200], gs[160];
+        wr_shape_str(want, sizeof want, ndim, shape);
+        snprintf(got, sizeof got, "%s %s, expected F32/BF16/F16/F8 %s", wr_dtype_name(t->dtype),
+                 wr_shape_str(gs, sizeof gs, t->ndim, t->shape), want);
+        add_problem(lc, "%s is %s", name, got);
+        return;
+    }
+    wr_tensor *dst = field_for(m, name);
+    WR_ASSERT(dst != NULL);
+    if (!is_f32_copy(name, ndim)) {
+        *dst = wr_st_tensor_view(t); /* used in place, storage dtype */
+        return;
+    }
+    float *v = m->vec_arena + m->vec_used;
+    m->vec_used += (size_t)((t->nelem + 15) & ~(int64_t)15);
+    WR_ASSERT(m->vec_used <= m->vec_cap);
+    lc->st = wr_st_read_as(t, WR_DTYPE_F32, v, (size_t)t->nelem * sizeof(float));
+    *dst = wr_tensor_make(v, WR_DTYPE_F32, ndim, shape);
+}
+
+static wr_status check_config(const wr_t5_config *c, const char *path) {
+    if (strcmp(c->model_type, "umt5") != 0)
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: model_type is \"%s\"; wanrun runs the UMT5 encoder (\"umt5\": a "
+                       "relative position bias in every layer), as Wan2.1 ships",
+                       path, c->model_type);
+    if (!c->is_gated_act || (strcmp(c->dense_act_fn, "gelu_new") != 0 &&
+                             strcmp(c->dense_act_fn, "gelu_pytorch_tanh") != 0))
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: the FFN must be gated GELU-tanh (dense_act_fn \"gelu_new\"), got "
+                       "dense_act_fn \"%s\"",
+                       path, c->dense_act_fn);
+    if (c->relative_attention_num_buckets < 4 || c->relative_attention_num_buckets % 2 ||
+        c->relative_attention_max_distance <= c->relative_attention_num_buckets / 4)
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: relative_attention_num_buckets %lld / max_distance %lld: need an even "
+                       "bucket count >= 4 and max_distance > buckets / 4",
+                       path, (long long)c->relative_attention_num_buckets,
+                       (long long)c->relative_attention_max_distance);
+    return WR_OK;
+}
+
+wr_status wr_t5_load(wr_t5 **out, wr_backend *be, const char *dir) {
+    *out = NULL;
+    wr_status st = WR_OK;
+    if (be->kind != WR_BACKEND_CPU)
+        return WR_FAIL(WR_ERR_UNSUPPORTED, "the text encoder runs on the CPU backend only so far "
+                                           "(the CUDA kernels are issue #9)");
+    wr_t5 *m = calloc(1, sizeof *m);
+    if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    m->be = be;
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    char path[WR_PATH_CAP + 32];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    WR_TRY_GOTO(st, wr_t5_config_read(&m->cfg, path), fail);
+    WR_TRY_GOTO(st, check_config(&m->cfg, path), fail);
+    m->D = m->cfg.d_model;
+    m->NH = m->cfg.num_heads;
+    m->DK = m->cfg.d_kv;
+    m->I = m->NH * m->DK;
+    m->FF = m->cfg.d_ff;
+    WR_TRY_GOTO(st, wr_st_set_open(&m->weights, dir), fail);
+    m->blocks = calloc((size_t)m->cfg.num_layers, sizeof *m->blocks);
+    m->bucket_lut = malloc(sizeof(int) * (size_t)m->cfg.relative_attention_max_distance);
+    load_ctx lc = {.m = m};
+    wr_t5_expected_tensors(&m->cfg, NULL, count_vectors, &lc);
+    m->vec_cap = lc.vec_floats;
+    m->vec_arena = malloc(m->vec_cap * sizeof(float) + 64);
+    if (m->blocks == NULL || m->vec_arena == NULL || m->bucket_lut == NULL) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", dir);
+        goto fail;
+    }
+    for (int64_t n = 0; n < m->cfg.relative_attention_max_distance; n++)
+        m->bucket_lut[n] = bucket_of_distance(n, m->cfg.relative_attention_num_buckets,
+                                              m->cfg.relative_attention_max_distance);
+    int64_t n = wr_t5_expected_tensors(&m->cfg, NULL, bind_one, &lc);
+    if (lc.st != WR_OK) {
+        st = lc.st;
+        goto fail;
+    }
+    if (lc.problems) {
+        st = WR_FAIL(WR_ERR_FORMAT,
+                     "%s: %d of %lld text encoder tensors missing or mis-shaped: %s%s", dir,
+                     lc.problems, (long long)n, lc.report, lc.problems > 5 ? "; ..." : "");
+        goto fail;
+    }
+    int64_t have = wr_st_set_count(m->weights);
+    if (wr_st_set_find(m->weights, "shared.weight") &&
+        wr_st_set_find(m->weights, "encoder.embed_tokens.weight"))
+        have--; /* both names of the tied embedding */
+    if (have != n)
+        wr_warn("%s: %lld tensors in the checkpoint, %lld used (extra tensors ignored)", dir,
+                (long long)have, (long long)n);
+    wr_debug("%s: UMT5 loaded: %lld layers, D=%lld, %lld x %lld heads, FF=%lld, vocab %lld", dir,
+             (long long)m->cfg.num_layers, (long long)m->D, (long long)m->NH, (long long)m->DK,
+             (long long)m->FF, (long long)m->cfg.vocab_size);
+    *out = m;
+    return WR_OK;
+fail:
+    wr_t5_free(m);
+    return st;
+}
+
+void wr_t5_free(wr_t5 *m) {
+    if (m == NULL) return;
+    if (m->ws) m->be->iface->free(m->be, m->ws);
+    free(m->vec_arena);
+    free(m->bucket_lut);
+    free(m->blocks);
+    wr_st_set_close(m->weights);
+    free(m);
+}
+
+const wr_t5_config *wr_t5_config_of(const wr_t5 *m) {
+    return &m->cfg;
+}
+
+wr_status wr_t5_acquire(wr_t5 *m, int64_t i, const wr_t5_block **out) {
+    WR_ASSERT(i >= 0 && i < m->cfg.num_layers);
+    *out = &m->blocks[i]; /* everything resident (streaming: the vram layer, issue #8) */
+    return WR_OK;
+}
+
+void wr_t5_release(wr_t5 *m, int64_t i) {
+    (void)m;
+    (void)i;
+}
+
+void wr_t5_set_tap(wr_t5 *m, wr_t5_tap_fn fn, void *ctx) {
+    m->tap = fn;
+    m->tap_ctx = ctx;
+}
+
+static void tap(wr_t5 *m, const char *name, const wr_tensor *t) {
+    if (m->tap) m->tap(m->tap_ctx, name, t);
+}
+
+/* ---- forward ---- */
+
+typedef struct carve {
+    float *base;
+    size_t used, cap; /* floats */
+} carve;
+
+static wr_tensor take(carve *c, int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    float *p = c->base ? c->base + c->used : NULL;
+    c->used += (size_t)((n + 15) & ~(int64_t)15);
+    WR_ASSERT(c->base == NULL || c->used <= c->cap);
+    return wr_tensor_make(p, WR_DTYPE_F32, ndim, shape);
+}
+#define TAKE(c, ...)                                                                               \
+    take((c), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
+
+typedef struct t5_acts {
+    wr_tensor h;       /* [L, D] normed input of a sub-layer, then its output */
+    wr_tensor q, k, v; /* [L, I] */
+    wr_tensor a;       /* [L, I] attention output */
+    wr_tensor g, u;    /* [min(L, chunk), FF] gate and linear branches */
+    wr_tensor pb;      /* [NH, 2L - 1] position bias of the current layer */
+} t5_acts;
+
+static void plan(carve *c, const wr_t5 *m, int64_t L, t5_acts *a) {
+    const int64_t R = L < WR_T5_FFN_CHUNK ? L : WR_T5_FFN_CHUNK;
+    a->h = TAKE(c, L, m->D);
+    a->q = TAKE(c, L, m->I);
+    a->k = TAKE(c, L, m->I);
+    a->v = TAKE(c, L, m->I);
+    a->a = TAKE(c, L, m->I);
+    a->g = TAKE(c, R, m->FF);
+    a->u = TAKE(c, R, m->FF);
+    a->pb = TAKE(c, m->NH, 2 * L - 1);
+}
+
+/* pb[h, r + L - 1] = rel_bias[bucket(r), h] for r = j - i in [-(L-1), L-1]; host memory (CPU). */
+static void fill_pos_bias(const wr_t5 *m, float *pb, const float *rel_bias, int64_t L) {
+    for (int64_t r = -(L - 1); r <= L - 1; r++) {
+        const float *row = rel_bias + (int64_t)wr_t5_bucket(m, r) * m->NH;
+        for (int64_t h = 0; h < m->NH; h++) pb[h * (2 * L - 1) + r + L - 1] = row[h];
+    }
+}
+
+static wr_tensor as_heads(const wr_tensor *t, int64_t NH, int64_t DK) {
+    return wr_tensor_make(t->data, WR_DTYPE_F32, 3, (int64_t[]){t->shape[0], NH, DK});
+}
+
+/* transformers UMT5Block.forward (encoder, eval) */
+static wr_status block_forward(wr_t5 *m, const wr_t5_block *b, wr_tensor *x, const uint8_t *mask,
+                               t5_acts *a) {
+    wr_backend *be = m->be;
+    const float eps = (float)m->cfg.layer_norm_epsilon;
+    const int64_t L = x->shape[0];
+    /* (a) self-attention: no 1/sqrt(d_kv), relative position bias, padded keys masked */
+    fill_pos_bias(m, a->pb.data, b->rel_bias.data, L);
+    const wr_attn_params ap = {.scale = 1.0f, .key_mask = mask, .pos_bias = &a->pb};
+    WR_TRY(wr_op_rms_norm(be, &a->h, x, &b->ln0, eps));  /* h: [L, D] */
+    WR_TRY(wr_op_matmul(be, &a->q, &a->h, &b->q, NULL)); /* q: [L, I] */
+    WR_TRY(wr_op_matmul(be, &a->k, &a->h, &b->k, NULL)); /* k: [L, I] */
+    WR_TRY(wr_op_matmul(be, &a->v, &a->h, &b->v, NULL)); /* v: [L, I] */
+    wr_tensor qh = as_heads(&a->q, m->NH, m->DK), kh = as_heads(&a->k, m->NH, m->DK);
+    wr_tensor vh = as_heads(&a->v, m->NH, m->DK), oh = as_heads(&a->a, m->NH, m->DK);
+    WR_TRY(wr_op_attention(be, &oh, NULL, &qh, &kh, &vh, &ap)); /* a: [L, NH, DK] */
+    WR_TRY(wr_op_matmul(be, &a->h, &a->a, &b->o, NULL));        /* h: [L, D] */
+    WR_TRY(wr_op_gated_residual(be, x, &a->h, NULL));           /* x += h */
+
+    /* (b) gated-GELU FFN in row chunks: h = (gelu_tanh(h wi_0^T) * (h wi_1^T)) wo^T */
+    WR_TRY(wr_op_rms_norm(be, &a->h, x, &b->ln1, eps));
+    for (int64_t r0 = 0; r0 < L; r0 += a->g.shape[0]) {
+        const int64_t nr = L - r0 < a->g.shape[0] ? L - r0 : a->g.shape[0];
+        wr_tensor hin, g, u;
+        WR_TRY(wr_tensor_slice0(&hin, &a->h, r0, nr)); /* [nr, D] */
+        WR_TRY(wr_tensor_slice0(&g, &a->g, 0, nr));    /* [nr, FF] */
+        WR_TRY(wr_tensor_slice0(&u, &a->u, 0, nr));    /* [nr, FF] */
+        WR_TRY(wr_op_matmul(be, &g, &hin, &b->wi_0, NULL));
+        WR_TRY(wr_op_gelu_tanh(be, &g, &g));
+        WR_TRY(wr_op_matmul(be, &u, &hin, &b->wi_1, NULL));
+        WR_TRY(wr_op_mul(be, &g, &g, &u));
+        /* the chunk's rows of h are consumed: its FFN output goes in their place */
+        WR_TRY(wr_op_matmul(be, &hin, &g, &b->wo, NULL));
+    }
+    WR_TRY(wr_op_gated_residual(be, x, &a->h, NULL)); /* x += ffn */
+    return WR_OK;
+}
+
+wr_status wr_t5_forward(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint8_t *mask,
+                        int64_t L) {
+    wr_backend *be = m->be;
+    const wr_t5_config *c = &m->cfg;
+    if (L < 1)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "text encoder: %lld tokens; need at least one",
+                       (long long)L);
+    if (out->ndim != 2 || out->shape[0] != L || out->shape[1] != m->D || out->dtype != WR_DTYPE_F32)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "text encoder output must be F32 [%lld, %lld]",
+                       (long long)L, (long long)m->D);
+    for (int64_t l = 0; l < L; l++)
+        if (ids[l] < 0 || ids[l] >= c->vocab_size)
+            return WR_FAIL(WR_ERR_INVALID_ARG,
+                           "token id %d at position %lld is outside the text encoder's "
+                           "vocabulary [0, %lld) (%s): tokenizer and encoder do not match",
+                           (int)ids[l], (long long)l, (long long)c->vocab_size, m->dir);
+
+    /* the workspace, planned from L (grown only when a longer input comes) */
+    carve c0 = {0};
+    t5_acts a;
+    plan(&c0, m, L, &a);
+    if (c0.used * sizeof(float) > m->ws_bytes) {
+        if (m->ws) be->iface->free(be, m->ws);
+        m->ws = NULL;
+        m->ws_bytes = 0;
+        WR_TRY(be->iface->alloc(be, &m->ws, c0.used * sizeof(float)));
+        m->ws_bytes = c0.used * sizeof(float);
+    }
+    carve cw = {m->ws, 0, m->ws_bytes / sizeof(float)};
+    plan(&cw, m, L, &a);
+
+    /* (1) x = shared[ids]: only these rows of the table are read (pages of the mapping) */
+    const size_t esz = wr_dtype_size(m->shared.dtype);
+    float *x = out->data;
+    for (int64_t l = 0; l < L; l++)
+        wr_dtype_convert(x + l * m->D, WR_DTYPE_F32,
+                         (const char *)m->shared.data + (size_t)ids[l] * (size_t)m->D * esz,
+                         m->shared.dtype, m->D);
+    tap(m, "embed", out);
+
+    /* (2) the layers, residual stream in out */
+    for (int64_t i = 0; i < c->num_layers; i++) {
+        const wr_t5_block *b;
+        WR_TRY(wr_t5_acquire(m, i, &b));
+        wr_status st = block_forward(m, b, out, mask, &a);
+        wr_t5_release(m, i);
+        WR_TRY(st);
+        char name[32];
+        snprintf(name, sizeof name, "block.%lld", (long long)i);
+        tap(m, name, out);
+    }
+
+    /* (3) final RMS norm, in place */
+    WR_TRY(wr_op_rms_norm(be, out, out, &m->final_ln, (float)c->layer_norm_epsilon));
+    tap(m, "final_norm", out);
+    return WR_OK;
+}
+
+wr_status wr_t5_encode(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint8_t *mask, int64_t L,
+                       int64_t *n_real) {
+    WR_TRY(wr_t5_forward(m, out, ids, mask, L));
+    int64_t n = 0;
+    for (int64_t l = 0; l < L; l++) n += mask == NULL || mask[l] != 0;
+    if (n < L)
+        WR_TRY(m->be->iface->memset0(m->be, (float *)out->data + n * m->D,
+                                     sizeof(float) * (size_t)((L - n) * m->D)));
+    if (n_real) *n_real = n;
+    return WR_OK;
+}

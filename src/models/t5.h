@@ -1,0 +1,92 @@
+/*
+ * t5.h — the UMT5 text encoder (transformers UMT5EncoderModel, encoder only), fp32 compute.
+ *
+ * Loading reads text_encoder/ (config.json + a single file or a sharded index; F32/BF16/F16/F8
+ * per tensor; HF key names, spec §3.4) and checks every expected tensor's presence and shape,
+ * reporting the first few problems. The token embedding (256,384 x 4,096 in the real model,
+ * 2.1 GB in bf16) is never read whole: the forward gathers the rows of the prompt's ids
+ * straight from the mapped file. Matrices are used in place in their storage dtype; the norm
+ * weights and the per-layer relative-position-bias tables are converted to f32 once.
+ *
+ * The relative position bucket of every distance is computed once at load into a table
+ * (transformers' float32 formula, evaluated the way torch evaluates it), never with log at run
+ * time; each forward expands it to a [NH, 2L - 1] bias per layer for the attention op.
+ *
+ * Dimension letters: D = d_model, NH heads, DK = d_kv, I = NH * DK inner width, FF = d_ff,
+ * L tokens (512 in the pipeline), V vocab rows.
+ *
+ * Lifetime: a wr_t5 owns its f32 vectors, its weight set (the mapping) and its workspace; the
+ * backend is borrowed and must outlive it. Not thread-safe.
+ */
+#ifndef WR_MODELS_T5_H
+#define WR_MODELS_T5_H
+
+#include <stdint.h>
+
+#include "core/modeldir.h"
+#include "core/safetensors.h"
+#include "kernels/backend.h"
+
+/* transformers UMT5Block: layer.0 (self-attention) and layer.1 (gated-GELU FFN) */
+typedef struct wr_t5_block {
+    wr_tensor ln0;      /* layer.0.layer_norm.weight [D] f32 */
+    wr_tensor q, k, v;  /* SelfAttention.{q,k,v}.weight [I, D], storage dtype */
+    wr_tensor o;        /* SelfAttention.o.weight [D, I] */
+    wr_tensor rel_bias; /* SelfAttention.relative_attention_bias.weight [buckets, NH] f32 */
+    wr_tensor ln1;      /* layer.1.layer_norm.weight [D] f32 */
+    wr_tensor wi_0;     /* DenseReluDense.wi_0.weight [FF, D]: the GELU branch */
+    wr_tensor wi_1;     /* DenseReluDense.wi_1.weight [FF, D]: the linear branch */
+    wr_tensor wo;       /* DenseReluDense.wo.weight [D, FF] */
+} wr_t5_block;
+
+typedef struct wr_t5 wr_t5;
+
+/* Called with each named tap ("embed", "block.<i>", "final_norm"); t is backend memory
+ * [L, D], valid only during the call. */
+typedef void (*wr_t5_tap_fn)(void *ctx, const char *name, const wr_tensor *t);
+
+/* Enumerates every tensor a config implies, in HF order: fn(ctx, name, ndim, shape) (fn may be
+ * NULL). Returns the count; *params (optional) receives the parameter total. */
+int64_t wr_t5_expected_tensors(const wr_t5_config *cfg, int64_t *params,
+                               void (*fn)(void *ctx, const char *name, int ndim,
+                                          const int64_t *shape),
+                               void *ctx);
+
+/*
+ * Loads the encoder from `dir` (a text_encoder/ folder holding config.json and weights).
+ * Failures: WR_ERR_NOT_FOUND / WR_ERR_FORMAT naming the folder and the first few missing or
+ * mis-shaped tensors; WR_ERR_CONFIG for a config wanrun does not run (not UMT5, not gated
+ * GELU-tanh); WR_ERR_UNSUPPORTED on a non-CPU backend (so far); WR_ERR_OOM_*.
+ */
+wr_status wr_t5_load(wr_t5 **out, wr_backend *be, const char *dir);
+void wr_t5_free(wr_t5 *m);
+
+const wr_t5_config *wr_t5_config_of(const wr_t5 *m);
+
+/* transformers' bidirectional _relative_position_bucket of j - i, from the load-time table. */
+int wr_t5_bucket(const wr_t5 *m, int64_t rel);
+
+/* Weights of block i, resident for the duration (acquire/release pair). */
+wr_status wr_t5_acquire(wr_t5 *m, int64_t i, const wr_t5_block **out);
+void wr_t5_release(wr_t5 *m, int64_t i);
+
+void wr_t5_set_tap(wr_t5 *m, wr_t5_tap_fn fn, void *ctx);
+
+/*
+ * The encoder (UMT5EncoderModel(ids, mask).last_hidden_state, batch 1): ids [L] and mask [L]
+ * (1 = real token, 0 = padding: padded keys are masked, padded query rows still computed; NULL:
+ * all real) in host memory; out [L, D] f32 backend memory. An id outside [0, vocab_size) is
+ * WR_ERR_INVALID_ARG naming its position.
+ */
+wr_status wr_t5_forward(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint8_t *mask,
+                        int64_t L);
+
+/*
+ * What WanPipeline feeds the transformer (_get_t5_prompt_embeds): the forward, then rows
+ * [n, L) set to exact zeros, n = the number of nonzero mask entries (the real tokens, which
+ * the tokenizer puts first). *n_real (optional) receives n.
+ */
+wr_status wr_t5_encode(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint8_t *mask, int64_t L,
+                       int64_t *n_real);
+
+#endif /* WR_MODELS_T5_H */
