@@ -49,6 +49,13 @@ typedef struct wr_attn_params {
     const wr_tensor *pos_bias;
 } wr_attn_params;
 
+/* Convolution parameters (see wr_op_conv3d). */
+typedef struct wr_conv_params {
+    int64_t pad_t; /* zero frames in front (after nothing, before the cache) */
+    int64_t pad_h; /* zero rows above and below */
+    int64_t pad_w; /* zero columns left and right */
+} wr_conv_params;
+
 typedef struct wr_backend_iface {
     /* ---- memory ---- */
     wr_status (*alloc)(wr_backend *be, void **out, size_t nbytes);
@@ -91,6 +98,21 @@ typedef struct wr_backend_iface {
     /* y [L, pt*ph*pw*C] -> out [C, F, H, W] */
     wr_status (*unpatchify)(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,
                             int pw);
+    /* causal conv3d, stride 1 (see wr_op_conv3d): frames [pad_t zeros | cache | x] */
+    wr_status (*conv3d)(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
+                        const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p);
+    /* y [C, T, 2H, 2W] = nearest x2 of x [C, T, H, W] in H and W */
+    wr_status (*upsample2x)(wr_backend *be, wr_tensor *y, const wr_tensor *x);
+    /* y[c, p] = x[c, p] / max(||x[:, p]||_2, 1e-12) * sqrt(C) * gamma[c]; x [C, P] */
+    wr_status (*rms_norm_channels)(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                                   const wr_tensor *gamma);
+    /* y [N, M] = x [M, N]^T */
+    wr_status (*transpose)(wr_backend *be, wr_tensor *y, const wr_tensor *x);
+    /* y = min(max(x, lo), hi) */
+    wr_status (*clamp)(wr_backend *be, wr_tensor *y, const wr_tensor *x, float lo, float hi);
+    /* y[c, :] = x[c, :] * scale[c] + shift[c]; x [C, P] */
+    wr_status (*channel_affine)(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                                const wr_tensor *scale, const wr_tensor *shift);
 } wr_backend_iface;
 
 struct wr_backend {

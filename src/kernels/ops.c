@@ -237,3 +237,70 @@ wr_status wr_op_unpatchify(wr_backend *be, wr_tensor *out, const wr_tensor *y, i
            "unpatchify", "shapes", out, y);
     CALL(be, unpatchify, out, y, pt, ph, pw);
 }
+
+wr_status wr_op_conv3d(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
+                       const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p) {
+    expect_f32("conv3d", x);
+    expect_f32("conv3d", y);
+    EXPECT(x->ndim == 4 && y->ndim == 4, "conv3d", "x and y must be [C, T, H, W]", x, y);
+    EXPECT((w->ndim == 5 || w->ndim == 4) && wr_dtype_is_float(w->dtype) &&
+               w->dtype != WR_DTYPE_F64 && w->shape[1] == x->shape[0],
+           "conv3d", "w must be [Co, Ci, (kt,) kh, kw] with Ci = x channels", w, x);
+    const int64_t kt = w->ndim == 5 ? w->shape[2] : 1, kh = w->shape[w->ndim - 2],
+                  kw = w->shape[w->ndim - 1];
+    const int64_t Tc = cache ? cache->shape[1] : 0;
+    if (cache) {
+        expect_f32("conv3d", cache);
+        EXPECT(cache->ndim == 4 && cache->shape[0] == x->shape[0] &&
+                   cache->shape[2] == x->shape[2] && cache->shape[3] == x->shape[3],
+               "conv3d", "cache must be [Ci, Tc, H, W] like x", cache, x);
+    }
+    EXPECT(p->pad_t >= 0 && p->pad_h >= 0 && p->pad_w >= 0, "conv3d", "negative padding", x, w);
+    EXPECT(y->shape[0] == w->shape[0] && y->shape[1] == p->pad_t + Tc + x->shape[1] - kt + 1 &&
+               y->shape[2] == x->shape[2] + 2 * p->pad_h - kh + 1 &&
+               y->shape[3] == x->shape[3] + 2 * p->pad_w - kw + 1,
+           "conv3d", "y shape", y, x);
+    if (b) expect_vec("conv3d", b, w->shape[0], w);
+    CALL(be, conv3d, y, x, cache, w, b, p);
+}
+
+wr_status wr_op_upsample2x(wr_backend *be, wr_tensor *y, const wr_tensor *x) {
+    expect_f32("upsample2x", x);
+    EXPECT(x->ndim == 4 && y->ndim == 4 && y->shape[0] == x->shape[0] &&
+               y->shape[1] == x->shape[1] && y->shape[2] == 2 * x->shape[2] &&
+               y->shape[3] == 2 * x->shape[3],
+           "upsample2x", "x [C, T, H, W] -> y [C, T, 2H, 2W]", y, x);
+    CALL(be, upsample2x, y, x);
+}
+
+wr_status wr_op_rms_norm_channels(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                                  const wr_tensor *gamma) {
+    expect_f32("rms_norm_channels", x);
+    EXPECT(wr_tensor_same_shape(x, y) && x->ndim >= 2, "rms_norm_channels", "y shape", y, x);
+    expect_vec("rms_norm_channels", gamma, x->shape[0], x);
+    CALL(be, rms_norm_channels, y, x, gamma);
+}
+
+wr_status wr_op_transpose(wr_backend *be, wr_tensor *y, const wr_tensor *x) {
+    expect_f32("transpose", x);
+    EXPECT(x->ndim == 2 && y->ndim == 2 && y->shape[0] == x->shape[1] &&
+               y->shape[1] == x->shape[0] && y->data != x->data,
+           "transpose", "x [M, N] -> y [N, M], not in place", y, x);
+    CALL(be, transpose, y, x);
+}
+
+wr_status wr_op_clamp(wr_backend *be, wr_tensor *y, const wr_tensor *x, float lo, float hi) {
+    expect_f32("clamp", x);
+    EXPECT(wr_tensor_nelem(x) == wr_tensor_nelem(y) && lo <= hi, "clamp", "y size or lo > hi", y,
+           x);
+    CALL(be, clamp, y, x, lo, hi);
+}
+
+wr_status wr_op_channel_affine(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                               const wr_tensor *scale, const wr_tensor *shift) {
+    expect_f32("channel_affine", x);
+    EXPECT(wr_tensor_same_shape(x, y), "channel_affine", "y shape", y, x);
+    expect_vec("channel_affine", scale, x->shape[0], x);
+    expect_vec("channel_affine", shift, x->shape[0], x);
+    CALL(be, channel_affine, y, x, scale, shift);
+}

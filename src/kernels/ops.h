@@ -16,6 +16,16 @@
  *                 optional key mask and relative position bias (wr_attn_params)
  *   patch_embed   x [C, F, H, W], w [D, C, pt, ph, pw], b [D] -> y [(F/pt)(H/ph)(W/pw), D]
  *   unpatchify    y [L, pt*ph*pw*C] -> out [C, F, H, W]
+ *   conv3d        x [Ci, Tx, H, W], cache [Ci, Tc, H, W] or NULL, w [Co, Ci, kt, kh, kw] (or
+ *                 [Co, Ci, kh, kw]: kt = 1; any float dtype), b [Co] or NULL -> y [Co, To, Ho, Wo];
+ *                 the input frames are pad_t zero frames, then the cache, then x (a causal conv
+ *                 with its previous frames); H and W padded with zeros by pad_h / pad_w;
+ *                 To = pad_t + Tc + Tx - kt + 1, Ho = H + 2 pad_h - kh + 1, stride 1
+ *   upsample2x    x [C, T, H, W] -> y [C, T, 2H, 2W], nearest (pixel duplication)
+ *   rms_norm_channels x [C, P] -> y: per position p, x / max(||x[:, p]||, 1e-12) * sqrt(C) * g
+ *   transpose     x [M, N] -> y [N, M]
+ *   clamp         y = min(max(x, lo), hi) (may alias)
+ *   channel_affine x [C, P] -> y = x * scale[c] + shift[c] (may alias)
  */
 #ifndef WR_KERNELS_OPS_H
 #define WR_KERNELS_OPS_H
@@ -52,6 +62,16 @@ wr_status wr_op_unpatchify(wr_backend *be, wr_tensor *out, const wr_tensor *y, i
 void wr_op_profile_start(void);
 void wr_op_profile_stop(void);
 void wr_op_profile_log(void);
+
+wr_status wr_op_conv3d(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
+                       const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p);
+wr_status wr_op_upsample2x(wr_backend *be, wr_tensor *y, const wr_tensor *x);
+wr_status wr_op_rms_norm_channels(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                                  const wr_tensor *gamma);
+wr_status wr_op_transpose(wr_backend *be, wr_tensor *y, const wr_tensor *x);
+wr_status wr_op_clamp(wr_backend *be, wr_tensor *y, const wr_tensor *x, float lo, float hi);
+wr_status wr_op_channel_affine(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                               const wr_tensor *scale, const wr_tensor *shift);
 
 /* Rows of a tensor for row-wise ops: product of all dims but the last. */
 int64_t wr_rows(const wr_tensor *t);

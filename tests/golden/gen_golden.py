@@ -6,6 +6,8 @@ the engine, its build nor CI runs this script.
 
     python3 tests/golden/gen_golden.py dtype      # tests/data/dtype/dtype_tables.safetensors
     python3 tests/golden/gen_golden.py dit        # tests/data/dit/NAME/ (transformer/, io)
+    python3 tests/golden/gen_golden.py t5         # tests/data/t5/NAME/ (text_encoder/, io)
+    python3 tests/golden/gen_golden.py vae        # tests/data/vae/NAME/ (vae/, io)
 
 Each subcommand writes small safetensors files under tests/data/ whose __metadata__ records the
 torch version and what was generated.
@@ -455,11 +457,209 @@ def gen_dit(args):
     dit_orig_case(DIT_ORIG_CASE[0], DIT_ORIG_CASE[1], models[DIT_ORIG_CASE[1]], out_dir)
 
 
+# ---- UMT5 text encoder (issue #4) ----
+
+T5_COMMON = dict(feed_forward_proj="gated-gelu", dense_act_fn="gelu_new", is_gated_act=True,
+                 layer_norm_epsilon=1e-6, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+                 tie_word_embeddings=False, scalable_attention=True, dropout_rate=0.1)
+# tiny_a: the real bucket parameters (32, 128), the vocab padded past the tokenizer's 1,800 ids
+# like the real 256,384 rows; tiny_b: inner width (heads x d_kv = 18) != d_model (24), d_ff not a
+# multiple of 8, other bucket parameters, bf16 weights on disk.
+T5_CASES = {
+    "tiny_a": dict(seed=501, bf16=False, tap_len=64, long_prompt=True,
+                   cfg=dict(vocab_size=1856, d_model=32, d_kv=8, num_heads=4, num_layers=2,
+                            d_ff=48, relative_attention_num_buckets=32,
+                            relative_attention_max_distance=128)),
+    "tiny_b": dict(seed=502, bf16=True, tap_len=48, long_prompt=False,
+                   cfg=dict(vocab_size=1800, d_model=24, d_kv=6, num_heads=3, num_layers=3,
+                            d_ff=36, relative_attention_num_buckets=16,
+                            relative_attention_max_distance=40)),
+}
+T5_TAP_PROMPT = "A red fox runs through  fresh snow at dawn, cinematic &amp; slow motion"
+T5_PIPE_PROMPTS = [
+    "A cat walks on the grass, realistic",
+    "",
+    "一只可爱的小猫在草地上奔跑，阳光明媚。",
+    "Café au lait &lt;3 — très bien!  \t Ça va? 🎬",
+]
+T5_LONG_PROMPT = " ".join("scene %d: a drone flies over mountains, rivers and old towns." % i
+                          for i in range(120))
+T5_INIT = ("every parameter re-initialised from torch.Generator().manual_seed(seed) in sorted "
+           "name order: matrices N(0,1)/sqrt(fan_in), RMS-norm weights 1+0.1*N(0,1), the token "
+           "embedding N(0,1), relative attention bias tables 0.5*N(0,1)")
+T5_BUCKET_RANGE = 600  # buckets recorded for j - i in [-600, 600]
+
+
+def t5_tokenizer():
+    from transformers import T5TokenizerFast
+    spm = os.environ.get("WR_GOLDEN_SPM") or os.path.join(DATA, "tokenizer", "spiece.model")
+    if not os.path.exists(spm):
+        sys.exit("gen_golden t5: %s missing; run `gen_golden.py tokenizer` first" % spm)
+    return T5TokenizerFast(vocab_file=spm, extra_ids=300)
+
+
+def t5_reinit(model, gen):
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            r = torch.randn(p.shape, generator=gen, dtype=torch.float32)
+            if "relative_attention_bias" in name:
+                v = 0.5 * r
+            elif name in ("shared.weight", "encoder.embed_tokens.weight"):
+                v = r
+            elif p.ndim == 1:
+                v = 1.0 + 0.1 * r
+            elif p.ndim == 2:
+                v = r / math.sqrt(p.shape[1])
+            else:
+                raise ValueError("no init rule for %s %s" % (name, tuple(p.shape)))
+            p.copy_(v)
+
+
+def t5_taps(model, ids, mask):
+    taps, hooks = {}, []
+    enc = model.encoder
+    hooks.append(enc.embed_tokens.register_forward_hook(
+        lambda m, a, o: taps.update({"embed": o[0]})))
+    for i, blk in enumerate(enc.block):
+        hooks.append(blk.register_forward_hook(
+            lambda m, a, o, i=i: taps.update({"block.%d" % i: (o[0] if isinstance(o, tuple) else o)[0]})))
+    hooks.append(enc.final_layer_norm.register_forward_hook(
+        lambda m, a, o: taps.update({"final_norm": o[0]})))
+    try:
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    finally:
+        for h in hooks:
+            h.remove()
+    assert torch.equal(out[0], taps["final_norm"])
+    order = ["embed"] + ["block.%d" % i for i in range(len(enc.block))] + ["final_norm"]
+    assert sorted(order) == sorted(taps), sorted(taps)
+    return {k: taps[k].detach().clone().contiguous() for k in order}
+
+
+def t5_pipeline_embeds(model, tok, prompt):
+    """diffusers WanPipeline._get_t5_prompt_embeds itself, on a stand-in pipeline object."""
+    from types import SimpleNamespace
+    from diffusers import WanPipeline
+    ns = SimpleNamespace(tokenizer=tok, text_encoder=model)
+    text = tok([__import__("diffusers").pipelines.wan.pipeline_wan.prompt_clean(prompt)],
+               padding="max_length", max_length=512, truncation=True, add_special_tokens=True,
+               return_attention_mask=True, return_tensors="pt")
+    with torch.no_grad():
+        emb = WanPipeline._get_t5_prompt_embeds(ns, prompt=prompt, num_videos_per_prompt=1,
+                                               max_sequence_length=512,
+                                               device=torch.device("cpu"), dtype=torch.float32)
+    return text.input_ids[0], text.attention_mask[0], emb[0]
+
+
+def t5_case(name, case, tok, out_dir):
+    import transformers
+    from transformers import UMT5Config, UMT5EncoderModel
+    gen = torch.Generator().manual_seed(case["seed"])
+    config = UMT5Config(**T5_COMMON, **case["cfg"])
+    model = UMT5EncoderModel(config).eval()
+    t5_reinit(model, gen)
+    if case["bf16"]:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.to(torch.bfloat16).to(torch.float32))
+    assert len(tok) <= config.vocab_size, (len(tok), config.vocab_size)
+
+    # taps: one prompt padded to tap_len (so padded keys and queries are exercised)
+    t = tok([T5_TAP_PROMPT], padding="max_length", max_length=case["tap_len"], truncation=True,
+            add_special_tokens=True, return_attention_mask=True, return_tensors="pt")
+    ids, mask = t.input_ids, t.attention_mask
+    assert 0 < int(mask.sum()) < case["tap_len"], "the tap prompt must leave padding"
+    taps = t5_taps(model, ids, mask)
+    m64 = copy.deepcopy(model).double()
+    ref = t5_taps(m64, ids, mask)
+    errs = {k: (nmse(v, ref[k]), (v.double() - ref[k]).abs().max().item()) for k, v in taps.items()}
+
+    # the pipeline's processed output for several prompts at max_length 512
+    prompts = list(T5_PIPE_PROMPTS) + ([T5_LONG_PROMPT] if case["long_prompt"] else [])
+    pipe = []
+    for k, pr in enumerate(prompts):
+        pids, pmask, emb = t5_pipeline_embeds(model, tok, pr)
+        n = int(pmask.sum())
+        assert torch.equal(pmask[:n], torch.ones(n, dtype=pmask.dtype)) and int(pmask[n:].sum()) == 0
+        assert torch.count_nonzero(emb[n:]) == 0
+        pipe.append((pr, pids, pmask, emb[:n].contiguous(), n))
+
+    case_dir = os.path.join(out_dir, name)
+    shutil.rmtree(case_dir, ignore_errors=True)
+    tdir = os.path.join(case_dir, "text_encoder")
+    save = copy.deepcopy(model).to(torch.bfloat16) if case["bf16"] else model
+    save.save_pretrained(tdir, safe_serialization=True)
+
+    # the bucket function itself, for these parameters
+    rel = torch.arange(-T5_BUCKET_RANGE, T5_BUCKET_RANGE + 1)
+    buckets = model.encoder.block[0].layer[0].SelfAttention._relative_position_bucket(rel)
+
+    meta = {"torch": torch.__version__, "transformers": transformers.__version__,
+            "generator": "tests/golden/gen_golden.py t5", "case": name,
+            "class": "transformers.UMT5EncoderModel",
+            "attn_implementation": str(model.config._attn_implementation),
+            "config": json.dumps(config.to_diff_dict(), sort_keys=True),
+            "seed": str(case["seed"]), "init": T5_INIT,
+            "weights": ("bf16 on disk; taps from an fp32 run with the parameters rounded to bf16")
+            if case["bf16"] else "fp32",
+            "tap_prompt": T5_TAP_PROMPT, "tap_len": str(case["tap_len"]),
+            "taps": json.dumps(list(taps)),
+            "pipe_prompts": json.dumps(prompts, ensure_ascii=False),
+            "pipe": "pipe.K.ids/mask: the tokenizer's input (max_length 512) for prompt K; "
+                    "pipe.K.out: rows [0, n) of WanPipeline._get_t5_prompt_embeds (the rest are "
+                    "exact zeros)",
+            "buckets": "_relative_position_bucket(j - i) for j - i in [-%d, %d]"
+                       % (T5_BUCKET_RANGE, T5_BUCKET_RANGE),
+            "f64_reference": "the same model deep-copied and .double(); nmse = "
+                             "sum((fp32-f64)^2)/sum(f64^2)"}
+    for k in taps:
+        meta["nmse_fp32_vs_f64." + k] = "%.3e" % errs[k][0]
+        meta["maxabs_fp32_vs_f64." + k] = "%.3e" % errs[k][1]
+    tensors = {"input.ids": ids[0].to(torch.int32), "input.mask": mask[0].to(torch.uint8),
+               "buckets": buckets.to(torch.int32)}
+    tensors.update({"tap." + k: v for k, v in taps.items()})
+    for k, (pr, pids, pmask, emb, n) in enumerate(pipe):
+        tensors["pipe.%d.ids" % k] = pids.to(torch.int32)
+        tensors["pipe.%d.mask" % k] = pmask.to(torch.uint8)
+        tensors["pipe.%d.out" % k] = emb
+    save_file_sorted_meta(tensors, os.path.join(case_dir, "io.safetensors"), meta)
+    print("%s: %s, attn %s" % (name, json.dumps(case["cfg"], sort_keys=True),
+                               model.config._attn_implementation))
+    print("  weights: %s" % sorted(os.listdir(tdir)))
+    for k, v in taps.items():
+        print("  tap.%-12s %-12s nmse_vs_f64 %.3e  maxabs %.3e" % (k, list(v.shape), *errs[k]))
+    for k, (pr, pids, pmask, emb, n) in enumerate(pipe):
+        print("  pipe.%d: %d real tokens, prompt %r" % (k, n, pr[:40]))
+
+
+def gen_t5(args):
+    import transformers
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    transformers.logging.set_verbosity_error()
+    tok = t5_tokenizer()
+    out_dir = os.path.join(DATA, "t5")
+    os.makedirs(out_dir, exist_ok=True)
+    for name, case in T5_CASES.items():
+        t5_case(name, case, tok, out_dir)
+
+
+def gen_vae(args):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import golden_vae
+    golden_vae.generate(DATA, save_file_sorted_meta)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("dtype", help="dtype conversion tables").set_defaults(fn=gen_dtype)
     sub.add_parser("dit", help="WanTransformer3DModel weights, inputs, taps").set_defaults(fn=gen_dit)
+    sub.add_parser("t5", help="UMT5EncoderModel weights, inputs, taps, pipeline outputs").set_defaults(
+        fn=gen_t5)
+    sub.add_parser("vae", help="AutoencoderKLWan decoder weights, latents, frames, taps "
+                   "(tests/golden/golden_vae.py)").set_defaults(fn=gen_vae)
     args = ap.parse_args()
     args.fn(args)
 

@@ -65,6 +65,12 @@ static const wr_backend_iface cpu_iface = {
     .attention = attention_cpu,
     .patch_embed = patch_embed_cpu,
     .unpatchify = unpatchify_cpu,
+    .conv3d = conv3d_cpu,
+    .upsample2x = upsample2x_cpu,
+    .rms_norm_channels = rms_norm_channels_cpu,
+    .transpose = transpose_cpu,
+    .clamp = clamp_cpu,
+    .channel_affine = channel_affine_cpu,
 };
 
 wr_status wr_backend_cpu_init(wr_backend *be, int threads) {

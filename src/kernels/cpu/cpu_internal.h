@@ -29,5 +29,14 @@ wr_status patch_embed_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, cons
                           const wr_tensor *b);
 wr_status unpatchify_cpu(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,
                          int pw);
+wr_status conv3d_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
+                     const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p);
+wr_status upsample2x_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x);
+wr_status rms_norm_channels_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                                const wr_tensor *gamma);
+wr_status transpose_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x);
+wr_status clamp_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, float lo, float hi);
+wr_status channel_affine_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                             const wr_tensor *scale, const wr_tensor *shift);
 
 #endif /* WR_KERNELS_CPU_CPU_INTERNAL_H */

@@ -100,3 +100,42 @@ wr_status rope_cpu(wr_backend *be, wr_tensor *x, const wr_tensor *cos, const wr_
     }
     return WR_OK;
 }
+
+wr_status transpose_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x) {
+    (void)be;
+    const int64_t M = x->shape[0], N = x->shape[1], B = 32;
+    const float *xd = x->data;
+    float *yd = y->data;
+#pragma omp parallel for schedule(static)
+    for (int64_t i0 = 0; i0 < M; i0 += B)
+        for (int64_t j0 = 0; j0 < N; j0 += B)
+            for (int64_t i = i0; i < M && i < i0 + B; i++)
+                for (int64_t j = j0; j < N && j < j0 + B; j++) yd[j * M + i] = xd[i * N + j];
+    return WR_OK;
+}
+
+wr_status clamp_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, float lo, float hi) {
+    (void)be;
+    const int64_t n = wr_tensor_nelem(x);
+    const float *xd = x->data;
+    float *yd = y->data;
+#pragma omp parallel for simd schedule(static)
+    for (int64_t i = 0; i < n; i++) { /* torch.clamp: NaN stays NaN */
+        float v = xd[i];
+        v = v < lo ? lo : v;
+        yd[i] = v > hi ? hi : v;
+    }
+    return WR_OK;
+}
+
+wr_status channel_affine_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                             const wr_tensor *scale, const wr_tensor *shift) {
+    (void)be;
+    const int64_t C = x->shape[0], P = wr_tensor_nelem(x) / C;
+    const float *xd = x->data, *a = scale->data, *b = shift->data;
+    float *yd = y->data;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t i = 0; i < P; i++) yd[c * P + i] = xd[c * P + i] * a[c] + b[c];
+    return WR_OK;
+}

@@ -53,3 +53,34 @@ wr_status rms_norm_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const w
     }
     return WR_OK;
 }
+
+wr_status rms_norm_channels_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                                const wr_tensor *gamma) {
+    (void)be;
+    const int64_t C = x->shape[0], P = wr_tensor_nelem(x) / C;
+    const float *xd = x->data, *g = gamma->data;
+    float *yd = y->data;
+    const float scale = sqrtf((float)C);
+    const int64_t blk = 256; /* positions per task: channel-strided reads stay in cache lines */
+#pragma omp parallel for schedule(static)
+    for (int64_t p0 = 0; p0 < P; p0 += blk) {
+        const int64_t n = P - p0 < blk ? P - p0 : blk;
+        double ss[256];
+        for (int64_t j = 0; j < n; j++) ss[j] = 0.0;
+        for (int64_t c = 0; c < C; c++) {
+            const float *r = xd + c * P + p0;
+            for (int64_t j = 0; j < n; j++) ss[j] += (double)r[j] * r[j];
+        }
+        float inv[256];
+        for (int64_t j = 0; j < n; j++) { /* F.normalize: x / max(||x||, 1e-12) */
+            float nrm = (float)sqrt(ss[j]);
+            inv[j] = nrm > 1e-12f ? nrm : 1e-12f;
+        }
+        for (int64_t c = 0; c < C; c++) {
+            const float *r = xd + c * P + p0;
+            float *o = yd + c * P + p0;
+            for (int64_t j = 0; j < n; j++) o[j] = r[j] / inv[j] * scale * g[c];
+        }
+    }
+    return WR_OK;
+}

@@ -1,0 +1,136 @@
+/*
+ * conv.c — causal conv3d (stride 1) as an implicit GEMM, and nearest x2 upsampling (f32).
+ *
+ * conv3d: the input time axis is [pad_t zero frames | cache frames | x frames]; output frame t
+ * reads input frames t .. t + kt - 1. Per output frame, the output pixels are taken in
+ * column blocks; each block's receptive fields are gathered into col [K, n] (K = Ci*kt*kh*kw in
+ * the weight's own (ci, dt, dh, dw) order, zeros where the padding is) and one sgemm computes
+ * y[:, t, block] = w [Co, K] . col [K, n] onto the bias already in y (beta = 1). col is bounded
+ * by WR_CONV_COL_BYTES, so memory does not grow with the image. 1x1x1 convs without padding or
+ * cache need no gather: one sgemm over all frames. Weights stored narrower than f32 are
+ * converted once per call ([Co, K], at most a few tens of MB for the Wan VAE).
+ */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dtype.h"
+#include "kernels/cpu/cpu_internal.h"
+#include "kernels/ops.h"
+
+#define WR_CONV_COL_BYTES ((size_t)8 << 20)
+
+/* y[c, :] = b[c] (or 0) over rows of length n, channel stride ld */
+static void fill_bias_rows(float *y, const float *b, int64_t C, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        float v = b ? b[c] : 0.0f;
+        float *r = y + c * n;
+        for (int64_t i = 0; i < n; i++) r[i] = v;
+    }
+}
+
+wr_status conv3d_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
+                     const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p) {
+    (void)be;
+    const int64_t Ci = x->shape[0], Tx = x->shape[1], H = x->shape[2], W = x->shape[3];
+    const int64_t Co = w->shape[0], kt = w->ndim == 5 ? w->shape[2] : 1, kh = w->shape[w->ndim - 2],
+                  kw = w->shape[w->ndim - 1];
+    const int64_t Tc = cache ? cache->shape[1] : 0;
+    const int64_t To = y->shape[1], Ho = y->shape[2], Wo = y->shape[3];
+    const int64_t K = Ci * kt * kh * kw, HWi = H * W, HWo = Ho * Wo;
+    const float *xd = x->data, *cd = cache ? cache->data : NULL;
+    float *yd = y->data;
+    if (To == 0 || HWo == 0 || Co == 0) return WR_OK;
+
+    float *wconv = NULL;
+    const float *wf = w->data;
+    if (w->dtype != WR_DTYPE_F32) {
+        wconv = malloc(sizeof(float) * (size_t)(Co * K));
+        if (wconv == NULL)
+            return WR_FAIL(WR_ERR_OOM_HOST, "conv3d: no memory for a [%lld, %lld] f32 weight",
+                           (long long)Co, (long long)K);
+        wr_dtype_convert(wconv, WR_DTYPE_F32, w->data, w->dtype, Co * K);
+        wf = wconv;
+    }
+    fill_bias_rows(yd, b ? b->data : NULL, Co, To * HWo);
+
+    if (K == Ci && p->pad_t == 0 && p->pad_h == 0 && p->pad_w == 0 && Tc == 0) {
+        /* 1x1x1: y [Co, Tx*HW] += w [Co, Ci] . x [Ci, Tx*HW] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)(Tx * HWi), (int)Ci,
+                    1.0f, wf, (int)Ci, xd, (int)(Tx * HWi), 1.0f, yd, (int)(Tx * HWi));
+        free(wconv);
+        return WR_OK;
+    }
+
+    int64_t n = (int64_t)(WR_CONV_COL_BYTES / (sizeof(float) * (size_t)K));
+    if (n < 64) n = 64;
+    if (n > HWo) n = HWo;
+    float *col = malloc(sizeof(float) * (size_t)(K * n));
+    if (col == NULL) {
+        free(wconv);
+        return WR_FAIL(WR_ERR_OOM_HOST, "conv3d: no memory for a [%lld, %lld] column block",
+                       (long long)K, (long long)n);
+    }
+    for (int64_t t = 0; t < To; t++) {
+        for (int64_t p0 = 0; p0 < HWo; p0 += n) {
+            const int64_t nb = HWo - p0 < n ? HWo - p0 : n;
+#pragma omp parallel for schedule(static)
+            for (int64_t k = 0; k < K; k++) {
+                const int64_t dw = k % kw, dh = (k / kw) % kh, dt = (k / (kw * kh)) % kt,
+                              ci = k / (kw * kh * kt);
+                const int64_t f = t + dt; /* frame in [pad | cache | x] */
+                const float *src = NULL;
+                if (f >= p->pad_t && f < p->pad_t + Tc)
+                    src = cd + ci * Tc * HWi + (f - p->pad_t) * HWi;
+                else if (f >= p->pad_t + Tc)
+                    src = xd + ci * Tx * HWi + (f - p->pad_t - Tc) * HWi;
+                float *row = col + k * nb;
+                if (src == NULL) {
+                    memset(row, 0, sizeof(float) * (size_t)nb);
+                    continue;
+                }
+                /* walk the block's output rows: valid input columns are a contiguous run */
+                const int64_t ow_lo = p->pad_w - dw > 0 ? p->pad_w - dw : 0;
+                const int64_t ow_hi = W + p->pad_w - dw < Wo ? W + p->pad_w - dw : Wo;
+                for (int64_t j = 0; j < nb;) {
+                    const int64_t pp = p0 + j, oh = pp / Wo, ow0 = pp % Wo;
+                    const int64_t run = Wo - ow0 < nb - j ? Wo - ow0 : nb - j;
+                    const int64_t ih = oh + dh - p->pad_h;
+                    float *dst = row + j;
+                    if (ih < 0 || ih >= H) {
+                        memset(dst, 0, sizeof(float) * (size_t)run);
+                    } else {
+                        const float *s = src + ih * W - p->pad_w + dw;
+                        for (int64_t o = 0; o < run; o++) {
+                            const int64_t ow = ow0 + o;
+                            dst[o] = ow >= ow_lo && ow < ow_hi ? s[ow] : 0.0f;
+                        }
+                    }
+                    j += run;
+                }
+            }
+            /* y[:, t, p0:p0+nb] += w [Co, K] . col [K, nb] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)nb, (int)K, 1.0f,
+                        wf, (int)K, col, (int)nb, 1.0f, yd + t * HWo + p0, (int)(To * HWo));
+        }
+    }
+    free(col);
+    free(wconv);
+    return WR_OK;
+}
+
+wr_status upsample2x_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x) {
+    (void)be;
+    const int64_t CT = x->shape[0] * x->shape[1], H = x->shape[2], W = x->shape[3];
+    const float *xd = x->data;
+    float *yd = y->data;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < CT * H; r++) { /* one input row -> two output rows */
+        const float *s = xd + r * W;
+        float *d0 = yd + (r / H) * 4 * H * W + (r % H) * 2 * (2 * W);
+        for (int64_t i = 0; i < W; i++) d0[2 * i] = d0[2 * i + 1] = s[i];
+        memcpy(d0 + 2 * W, d0, sizeof(float) * (size_t)(2 * W));
+    }
+    return WR_OK;
+}

@@ -1,0 +1,880 @@
+/*
+ * vae.c — Wan2.1 VAE decoder: loading, the per-latent-frame causal decode with its feature
+ * cache, and tiled decode, written after diffusers' AutoencoderKLWan / WanDecoder3d.
+ */
+#include "models/vae.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/dtype.h"
+#include "core/log.h"
+#include "kernels/ops.h"
+
+#define WR_VAE_MAX_UP  8 /* up blocks (len(dim_mult)) */
+#define WR_VAE_MAX_RES 8 /* resnets per up block (num_res_blocks + 1) */
+#define WR_VAE_NBUF    5 /* workspace buffers */
+
+/* A cached causal conv's previous input frames: [C, n, H, W] compact, n in 0..2. rep: the
+ * upsample3d time_conv state "Rep" (diffusers marks the slot on latent frame 0). */
+typedef struct vae_cache {
+    float *buf;
+    size_t cap; /* floats */
+    int n, rep;
+} vae_cache;
+
+typedef struct vae_conv {
+    wr_tensor w, b; /* weight in storage dtype (in the mapping), bias f32 */
+    vae_cache cache;
+} vae_conv;
+
+typedef struct vae_resnet {
+    int64_t cin, cout;
+    wr_tensor norm1, norm2; /* gammas, f32 [cin] / [cout] */
+    vae_conv conv1, conv2;
+    int has_sc;
+    vae_conv sc; /* conv_shortcut, 1x1x1 */
+} vae_resnet;
+
+enum { UP_NONE = 0, UP_2D = 2, UP_3D = 3 };
+
+typedef struct vae_up {
+    int nres, mode;
+    int64_t dim; /* out_dim: the resnets' width and the upsampler's input */
+    vae_resnet res[WR_VAE_MAX_RES];
+    vae_conv resample;  /* upsamplers.0.resample.1: Conv2d dim -> dim/2, 3x3 */
+    vae_conv time_conv; /* upsamplers.0.time_conv: (3,1,1) dim -> 2 dim (upsample3d) */
+} vae_up;
+
+struct wr_vae {
+    wr_backend *be;
+    wr_vae_config cfg;
+    char dir[WR_PATH_CAP];
+    wr_st_set *weights;
+    int64_t z, r, out_ch;
+    int nup, ntime; /* up blocks; temporal upsamplers */
+    vae_conv post_quant, conv_in, conv_out;
+    vae_resnet mid[2];
+    struct {
+        wr_tensor norm; /* [C] f32 */
+        vae_conv qkv, proj;
+    } attn;
+    vae_up up[WR_VAE_MAX_UP];
+    wr_tensor norm_out;
+    wr_tensor std_t, mean_t; /* [z] f32: de-normalisation */
+    float *vec_arena;
+    size_t vec_used, vec_cap;
+    wr_vae_tap_fn tap;
+    void *tap_ctx;
+    int tapping; /* taps fire (latent frame 0 of an untiled decode or of the first tile) */
+    /* workspace: WR_VAE_NBUF buffers of buf_cap floats each */
+    float *buf[WR_VAE_NBUF];
+    size_t buf_cap;
+    /* bytes held: [0] the decoder (workspace, caches, the tile being decoded), [1] the tile
+     * blending margins; and their peaks */
+    size_t live[2], peak[2];
+};
+
+/* ---- tracked allocations ---- */
+
+enum { MEM_DECODER = 0, MEM_BLEND = 1 };
+
+static wr_status vae_alloc_kind(wr_vae *m, float **p, size_t floats, int kind) {
+    *p = NULL;
+    if (floats == 0) return WR_OK;
+    WR_TRY(m->be->iface->alloc(m->be, (void **)p, floats * sizeof(float)));
+    m->live[kind] += floats * sizeof(float);
+    if (m->live[kind] > m->peak[kind]) m->peak[kind] = m->live[kind];
+    return WR_OK;
+}
+
+static void vae_release_kind(wr_vae *m, float **p, size_t floats, int kind) {
+    if (*p == NULL) return;
+    m->be->iface->free(m->be, *p);
+    m->live[kind] -= floats * sizeof(float);
+    *p = NULL;
+}
+
+static wr_status vae_alloc(wr_vae *m, float **p, size_t floats) {
+    return vae_alloc_kind(m, p, floats, MEM_DECODER);
+}
+
+static void vae_release(wr_vae *m, float **p, size_t floats) {
+    vae_release_kind(m, p, floats, MEM_DECODER);
+}
+
+size_t wr_vae_peak_bytes(const wr_vae *m) {
+    return m->peak[MEM_DECODER];
+}
+
+size_t wr_vae_blend_peak_bytes(const wr_vae *m) {
+    return m->peak[MEM_BLEND];
+}
+
+void wr_vae_reset_peak(wr_vae *m) {
+    m->peak[0] = m->live[0];
+    m->peak[1] = m->live[1];
+}
+
+/* ---- the tensor inventory (and binding) ---- */
+
+typedef void (*walk_fn)(void *ctx, const char *name, int ndim, const int64_t *shape,
+                        wr_tensor *dst);
+
+typedef struct walker {
+    walk_fn fn;
+    void *ctx;
+    int64_t count, params;
+} walker;
+
+static void emit(walker *wk, wr_tensor *dst, const char *name, int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    wk->params += n;
+    wk->count++;
+    if (wk->fn) wk->fn(wk->ctx, name, ndim, shape, dst);
+}
+
+/* prefix.weight [co, ci, kt, kh, kw] (kt = 0: a 4-D Conv2d weight [co, ci, kh, kw]) and .bias */
+static void emit_conv(walker *wk, vae_conv *cv, const char *prefix, int64_t co, int64_t ci,
+                      int64_t kt, int64_t kh, int64_t kw) {
+    char name[160];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    if (kt > 0)
+        emit(wk, cv ? &cv->w : NULL, name, 5, (const int64_t[]){co, ci, kt, kh, kw});
+    else
+        emit(wk, cv ? &cv->w : NULL, name, 4, (const int64_t[]){co, ci, kh, kw});
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    emit(wk, cv ? &cv->b : NULL, name, 1, (const int64_t[]){co});
+}
+
+static void emit_resnet(walker *wk, vae_resnet *rs, const char *prefix, int64_t ci, int64_t co) {
+    char name[160];
+    if (rs) {
+        rs->cin = ci;
+        rs->cout = co;
+        rs->has_sc = ci != co;
+    }
+    snprintf(name, sizeof name, "%s.norm1.gamma", prefix);
+    emit(wk, rs ? &rs->norm1 : NULL, name, 4, (const int64_t[]){ci, 1, 1, 1});
+    snprintf(name, sizeof name, "%s.conv1", prefix);
+    emit_conv(wk, rs ? &rs->conv1 : NULL, name, co, ci, 3, 3, 3);
+    snprintf(name, sizeof name, "%s.norm2.gamma", prefix);
+    emit(wk, rs ? &rs->norm2 : NULL, name, 4, (const int64_t[]){co, 1, 1, 1});
+    snprintf(name, sizeof name, "%s.conv2", prefix);
+    emit_conv(wk, rs ? &rs->conv2 : NULL, name, co, co, 3, 3, 3);
+    if (ci != co) {
+        snprintf(name, sizeof name, "%s.conv_shortcut", prefix);
+        emit_conv(wk, rs ? &rs->sc : NULL, name, co, ci, 1, 1, 1);
+    }
+}
+
+/* Walks diffusers' WanDecoder3d (Wan2.1, is_residual False) for config c; with m, also fills
+ * the layer structure (widths, modes) and hands each tensor's destination to fn. */
+static void walk(const wr_vae_config *c, wr_vae *m, walker *wk) {
+    const int64_t z = c->z_dim, dim = c->decoder_base_dim, nm = c->dim_mult.n;
+    int64_t dims[WR_VAE_MAX_UP + 1];
+    dims[0] = dim * c->dim_mult.v[nm - 1];
+    for (int64_t i = 0; i < nm; i++) dims[i + 1] = dim * c->dim_mult.v[nm - 1 - i];
+    char p[128];
+    emit_conv(wk, m ? &m->post_quant : NULL, "post_quant_conv", z, z, 1, 1, 1);
+    emit_conv(wk, m ? &m->conv_in : NULL, "decoder.conv_in", dims[0], z, 3, 3, 3);
+    emit_resnet(wk, m ? &m->mid[0] : NULL, "decoder.mid_block.resnets.0", dims[0], dims[0]);
+    emit(wk, m ? &m->attn.norm : NULL, "decoder.mid_block.attentions.0.norm.gamma", 3,
+         (const int64_t[]){dims[0], 1, 1});
+    emit_conv(wk, m ? &m->attn.qkv : NULL, "decoder.mid_block.attentions.0.to_qkv", 3 * dims[0],
+              dims[0], 0, 1, 1);
+    emit_conv(wk, m ? &m->attn.proj : NULL, "decoder.mid_block.attentions.0.proj", dims[0], dims[0],
+              0, 1, 1);
+    emit_resnet(wk, m ? &m->mid[1] : NULL, "decoder.mid_block.resnets.1", dims[0], dims[0]);
+    if (m) m->ntime = 0;
+    for (int64_t i = 0; i < nm; i++) {
+        int64_t in = i > 0 ? dims[i] / 2 : dims[i];
+        const int64_t out = dims[i + 1];
+        /* temperal_upsample = temperal_downsample reversed */
+        const int up_flag = i != nm - 1;
+        const int mode = !up_flag ? UP_NONE : c->temperal_downsample.v[nm - 2 - i] ? UP_3D : UP_2D;
+        vae_up *u = m ? &m->up[i] : NULL;
+        if (u) {
+            u->nres = (int)c->num_res_blocks + 1;
+            u->mode = mode;
+            u->dim = out;
+            if (mode == UP_3D) m->ntime++;
+        }
+        for (int64_t j = 0; j < c->num_res_blocks + 1; j++) {
+            snprintf(p, sizeof p, "decoder.up_blocks.%lld.resnets.%lld", (long long)i,
+                     (long long)j);
+            emit_resnet(wk, u ? &u->res[j] : NULL, p, in, out);
+            in = out;
+        }
+        if (mode != UP_NONE) {
+            snprintf(p, sizeof p, "decoder.up_blocks.%lld.upsamplers.0.resample.1", (long long)i);
+            emit_conv(wk, u ? &u->resample : NULL, p, out / 2, out, 0, 3, 3);
+        }
+        if (mode == UP_3D) {
+            snprintf(p, sizeof p, "decoder.up_blocks.%lld.upsamplers.0.time_conv", (long long)i);
+            emit_conv(wk, u ? &u->time_conv : NULL, p, 2 * out, out, 3, 1, 1);
+        }
+    }
+    emit(wk, m ? &m->norm_out : NULL, "decoder.norm_out.gamma", 4,
+         (const int64_t[]){dims[nm], 1, 1, 1});
+    emit_conv(wk, m ? &m->conv_out : NULL, "decoder.conv_out", c->out_channels, dims[nm], 3, 3, 3);
+    if (m) m->nup = (int)nm;
+}
+
+typedef struct count_ctx {
+    void (*fn)(void *ctx, const char *name, int ndim, const int64_t *shape);
+    void *ctx;
+} count_ctx;
+
+static void forward_public(void *ctx, const char *name, int ndim, const int64_t *shape,
+                           wr_tensor *dst) {
+    count_ctx *cc = ctx;
+    (void)dst;
+    if (cc->fn) cc->fn(cc->ctx, name, ndim, shape);
+}
+
+int64_t wr_vae_expected_tensors(const wr_vae_config *cfg, int64_t *params,
+                                void (*fn)(void *ctx, const char *name, int ndim,
+                                           const int64_t *shape),
+                                void *ctx) {
+    count_ctx cc = {fn, ctx};
+    walker wk = {forward_public, &cc, 0, 0};
+    walk(cfg, NULL, &wk);
+    if (params) *params = wk.params;
+    return wk.count;
+}
+
+/* ---- loading ---- */
+
+typedef struct load_ctx {
+    wr_vae *m;
+    int problems;
+    char report[768];
+    size_t vec_floats;
+    wr_status st;
+} load_ctx;
+
+static void add_problem(load_ctx *lc, const char *fmt, const char *name, const char *extra) {
+    if (lc->problems++ < 5) {
+        size_t n = strlen(lc->report);
+        snprintf(lc->report + n, sizeof lc->report - n, "%s", lc->problems > 1 ? "; " : "");
+        n = strlen(lc->report);
+        snprintf(lc->report + n, sizeof lc->report - n, fmt, name, extra);
+    }
+}
+
+/* Conv weights stay in place; biases and RMS gammas ([C], [C,1,1], [C,1,1,1]) become f32 [C]. */
+static int is_vector(const char *name) {
+    const size_t n = strlen(name);
+    return (n > 5 && strcmp(name + n - 5, ".bias") == 0) ||
+           (n > 6 && strcmp(name + n - 6, ".gamma") == 0);
+}
+
+static void count_vectors(void *ctx, const char *name, int ndim, const int64_t *shape,
+                          wr_tensor *dst) {
+    load_ctx *lc = ctx;
+    (void)ndim;
+    (void)dst;
+    if (is_vector(name)) lc->vec_floats += (size_t)((shape[0] + 15) & ~(int64_t)15);
+}
+
+static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape, wr_tensor *dst) {
+    load_ctx *lc = ctx;
+    wr_vae *m = lc->m;
+    if (lc->st != WR_OK) return;
+    const wr_st_tensor *t = wr_st_set_find(m->weights, name);
+    if (t == NULL) {
+        add_problem(lc, "%s missing%s", name, "");
+        return;
+    }
+    int ok = t->ndim == ndim && wr_dtype_is_float(t->dtype) && t->dtype != WR_DTYPE_F64;
+    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
+    if (!ok) {
+        char want[160], got[200], gs[160];
+        wr_shape_str(want, sizeof want, ndim, shape);
+        snprintf(got, sizeof got, "%s %s, expected F32/BF16/F16 %s", wr_dtype_name(t->dtype),
+                 wr_shape_str(gs, sizeof gs, t->ndim, t->shape), want);
+        add_problem(lc, "%s is %s", name, got);
+        return;
+    }
+    if (!is_vector(name)) {
+        *dst = wr_st_tensor_view(t);
+        return;
+    }
+    float *v = m->vec_arena + m->vec_used;
+    m->vec_used += (size_t)((shape[0] + 15) & ~(int64_t)15);
+    WR_ASSERT(m->vec_used <= m->vec_cap);
+    lc->st = wr_st_read_as(t, WR_DTYPE_F32, v, (size_t)shape[0] * sizeof(float));
+    *dst = wr_tensor_make(v, WR_DTYPE_F32, 1, (int64_t[]){shape[0]});
+}
+
+static wr_status check_config(const wr_vae_config *c, const char *path) {
+    if (c->attn_scales.n > 0)
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: attn_scales is not empty; the Wan2.1 VAE has no attention in the "
+                       "up blocks and wanrun does not implement it",
+                       path);
+    if (c->dim_mult.n > WR_VAE_MAX_UP || c->num_res_blocks + 1 > WR_VAE_MAX_RES)
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: dim_mult has %d entries / num_res_blocks %lld; at most "
+                       "%d / %d supported",
+                       path, c->dim_mult.n, (long long)c->num_res_blocks, WR_VAE_MAX_UP,
+                       WR_VAE_MAX_RES - 1);
+    for (int i = 0; i < c->dim_mult.n; i++)
+        if (c->dim_mult.v[i] < 1)
+            return WR_FAIL(WR_ERR_CONFIG, "%s: dim_mult[%d] = %lld; must be positive", path, i,
+                           (long long)c->dim_mult.v[i]);
+    if (c->scale_factor_spatial < 1)
+        return WR_FAIL(WR_ERR_CONFIG, "%s: scale_factor_spatial must be positive", path);
+    return WR_OK;
+}
+
+wr_status wr_vae_load(wr_vae **out, wr_backend *be, const char *dir) {
+    *out = NULL;
+    wr_status st = WR_OK;
+    if (be->kind != WR_BACKEND_CPU)
+        return WR_FAIL(WR_ERR_UNSUPPORTED, "the VAE runs on the CPU backend only so far (the "
+                                           "CUDA kernels are issue #9)");
+    wr_vae *m = calloc(1, sizeof *m);
+    if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    m->be = be;
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    char path[WR_PATH_CAP + 32];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    WR_TRY_GOTO(st, wr_vae_config_read(&m->cfg, path), fail);
+    if (m->cfg.scale_factor_spatial <= 0) m->cfg.scale_factor_spatial = 8;
+    WR_TRY_GOTO(st, check_config(&m->cfg, path), fail);
+    m->z = m->cfg.z_dim;
+    m->r = m->cfg.scale_factor_spatial;
+    m->out_ch = m->cfg.out_channels > 0 ? m->cfg.out_channels : 3;
+    m->cfg.out_channels = m->out_ch;
+    WR_TRY_GOTO(st, wr_st_set_open(&m->weights, dir), fail);
+    load_ctx lc = {.m = m};
+    walker wk = {count_vectors, &lc, 0, 0};
+    walk(&m->cfg, NULL, &wk);
+    m->vec_cap = lc.vec_floats + 2 * (size_t)((m->z + 15) & ~(int64_t)15);
+    m->vec_arena = malloc(m->vec_cap * sizeof(float) + 64);
+    if (m->vec_arena == NULL) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", dir);
+        goto fail;
+    }
+    walker wb = {bind_one, &lc, 0, 0};
+    walk(&m->cfg, m, &wb);
+    if (lc.st != WR_OK) {
+        st = lc.st;
+        goto fail;
+    }
+    if (lc.problems) {
+        st = WR_FAIL(WR_ERR_FORMAT,
+                     "%s: %d of %lld VAE decoder tensors missing or mis-shaped: %s%s", dir,
+                     lc.problems, (long long)wb.count, lc.report, lc.problems > 5 ? "; ..." : "");
+        goto fail;
+    }
+    /* de-normalisation z * std + mean (WanPipeline: latents / (1 / std) + mean) */
+    float *sd = m->vec_arena + m->vec_used, *mn = sd + ((m->z + 15) & ~(int64_t)15);
+    for (int64_t c = 0; c < m->z; c++) {
+        sd[c] = 1.0f / (1.0f / (float)m->cfg.latents_std.v[c]);
+        mn[c] = (float)m->cfg.latents_mean.v[c];
+    }
+    m->std_t = wr_tensor_make(sd, WR_DTYPE_F32, 1, (int64_t[]){m->z});
+    m->mean_t = wr_tensor_make(mn, WR_DTYPE_F32, 1, (int64_t[]){m->z});
+    wr_debug("%s: VAE decoder loaded: z=%lld, base %lld, %d up blocks (%d temporal), %lld tensors",
+             dir, (long long)m->z, (long long)m->cfg.decoder_base_dim, m->nup, m->ntime,
+             (long long)wb.count);
+    *out = m;
+    return WR_OK;
+fail:
+    wr_vae_free(m);
+    return st;
+}
+
+static void free_caches(wr_vae *m);
+
+void wr_vae_free(wr_vae *m) {
+    if (m == NULL) return;
+    free_caches(m);
+    for (int i = 0; i < WR_VAE_NBUF; i++) vae_release(m, &m->buf[i], m->buf_cap);
+    free(m->vec_arena);
+    wr_st_set_close(m->weights);
+    free(m);
+}
+
+const wr_vae_config *wr_vae_config_of(const wr_vae *m) {
+    return &m->cfg;
+}
+
+int64_t wr_vae_frames(const wr_vae *m, int64_t t) {
+    return t < 1 ? 0 : 1 + ((int64_t)1 << m->ntime) * (t - 1);
+}
+
+void wr_vae_set_tap(wr_vae *m, wr_vae_tap_fn fn, void *ctx) {
+    m->tap = fn;
+    m->tap_ctx = ctx;
+}
+
+static void tap(wr_vae *m, const char *name, const wr_tensor *t) {
+    if (m->tap && m->tapping) m->tap(m->tap_ctx, name, t);
+}
+
+wr_vae_tiling wr_vae_tiling_default(void) {
+    wr_vae_tiling t = {1, 256, 256, 192, 192};
+    return t;
+}
+
+/* ---- feature caches ---- */
+
+#define FOR_EACH_CONV(m, X)                                                                        \
+    do {                                                                                           \
+        X(&(m)->conv_in);                                                                          \
+        X(&(m)->conv_out);                                                                         \
+        for (int r_ = 0; r_ < 2; r_++) {                                                           \
+            X(&(m)->mid[r_].conv1);                                                                \
+            X(&(m)->mid[r_].conv2);                                                                \
+        }                                                                                          \
+        for (int u_ = 0; u_ < (m)->nup; u_++) {                                                    \
+            for (int r_ = 0; r_ < (m)->up[u_].nres; r_++) {                                        \
+                X(&(m)->up[u_].res[r_].conv1);                                                     \
+                X(&(m)->up[u_].res[r_].conv2);                                                     \
+            }                                                                                      \
+            X(&(m)->up[u_].time_conv);                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* diffusers clear_cache(): every slot empty (keeps the buffers) */
+static void clear_caches(wr_vae *m) {
+#define CLEAR(cv) ((cv)->cache.n = 0, (cv)->cache.rep = 0)
+    FOR_EACH_CONV(m, CLEAR);
+#undef CLEAR
+}
+
+static void free_caches(wr_vae *m) {
+#define FREE(cv) vae_release(m, &(cv)->cache.buf, (cv)->cache.cap)
+    FOR_EACH_CONV(m, FREE);
+#undef FREE
+}
+
+/*
+ * The slot takes the last two frames of x ([C, T, H, W]); with T = 1 the previous last frame
+ * (or, for a "Rep" time_conv slot, a zero frame) goes in front of it (diffusers' cache_x rule).
+ */
+static wr_status cache_update(wr_vae *m, vae_cache *c, const wr_tensor *x, int rep_zero) {
+    wr_backend *be = m->be;
+    const int64_t C = x->shape[0], T = x->shape[1], HW = x->shape[2] * x->shape[3];
+    const size_t need = (size_t)(2 * C * HW);
+    if (c->cap < need) {
+        vae_release(m, &c->buf, c->cap);
+        c->cap = 0;
+        WR_TRY(vae_alloc(m, &c->buf, need));
+        c->cap = need;
+        if (c->n > 0) return WR_FAIL(WR_ERR_INTERNAL, "VAE cache grew while holding frames");
+    }
+    const float *xd = x->data;
+    const size_t fb = sizeof(float) * (size_t)HW;
+    if (T >= 2) {
+        for (int64_t ch = 0; ch < C; ch++)
+            WR_TRY(be->iface->copy(be, c->buf + ch * 2 * HW, xd + (ch * T + T - 2) * HW, 2 * fb));
+        c->n = 2;
+    } else if (rep_zero) {
+        for (int64_t ch = 0; ch < C; ch++) {
+            WR_TRY(be->iface->memset0(be, c->buf + ch * 2 * HW, fb));
+            WR_TRY(be->iface->copy(be, c->buf + ch * 2 * HW + HW, xd + ch * HW, fb));
+        }
+        c->n = 2;
+    } else if (c->n == 0) {
+        WR_TRY(be->iface->copy(be, c->buf, xd, (size_t)C * fb));
+        c->n = 1;
+    } else {
+        /* [C, n, HW] -> [C, 2, HW]: frame 0 = the old last frame, frame 1 = x. Channels are
+         * moved from the last down, so no source is overwritten before it is read. */
+        for (int64_t ch = C - 1; ch >= 0; ch--) {
+            const float *last = c->buf + (ch * c->n + c->n - 1) * HW;
+            if (last != c->buf + ch * 2 * HW)
+                WR_TRY(be->iface->copy(be, c->buf + ch * 2 * HW, last, fb));
+            WR_TRY(be->iface->copy(be, c->buf + ch * 2 * HW + HW, xd + ch * HW, fb));
+        }
+        c->n = 2;
+    }
+    return WR_OK;
+}
+
+/* y = the causal conv of x after the slot's frames (2 - n zero frames in front); then the
+ * slot takes x's last frames. */
+static wr_status cached_conv(wr_vae *m, vae_conv *cv, wr_tensor *y, const wr_tensor *x,
+                             int64_t pad_hw) {
+    wr_tensor cache;
+    const wr_tensor *cp = NULL;
+    if (cv->cache.n > 0) {
+        cache = wr_tensor_make(cv->cache.buf, WR_DTYPE_F32, 4,
+                               (int64_t[]){x->shape[0], cv->cache.n, x->shape[2], x->shape[3]});
+        cp = &cache;
+    }
+    const wr_conv_params p = {2 - cv->cache.n, pad_hw, pad_hw};
+    WR_TRY(wr_op_conv3d(m->be, y, x, cp, &cv->w, &cv->b, &p));
+    return cache_update(m, &cv->cache, x, 0);
+}
+
+/* ---- the decoder, one latent frame ---- */
+
+static wr_tensor view4(float *p, int64_t c, int64_t t, int64_t h, int64_t w) {
+    return wr_tensor_make(p, WR_DTYPE_F32, 4, (int64_t[]){c, t, h, w});
+}
+
+static wr_tensor flat2(const wr_tensor *t) { /* [C, T*H*W] */
+    return wr_tensor_make(t->data, WR_DTYPE_F32, 2,
+                          (int64_t[]){t->shape[0], wr_tensor_nelem(t) / t->shape[0]});
+}
+
+static void swap(float **a, float **b) {
+    float *t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* diffusers WanResidualBlock: x in P[0] -> result in P[0] (buffers P[1..3] used) */
+static wr_status resnet_forward(wr_vae *m, vae_resnet *rs, float **P, wr_tensor *x) {
+    wr_backend *be = m->be;
+    const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3];
+    wr_tensor a = view4(P[1], rs->cin, T, H, W), b = view4(P[2], rs->cout, T, H, W);
+    wr_tensor s = *x; /* shortcut */
+    if (rs->has_sc) {
+        s = view4(P[3], rs->cout, T, H, W);
+        const wr_conv_params p0 = {0, 0, 0};
+        WR_TRY(wr_op_conv3d(be, &s, x, NULL, &rs->sc.w, &rs->sc.b, &p0));
+    }
+    wr_tensor af = flat2(&a), xf = flat2(x), bf = flat2(&b);
+    WR_TRY(wr_op_rms_norm_channels(be, &af, &xf, &rs->norm1)); /* a = silu(norm1(x)) */
+    WR_TRY(wr_op_silu(be, &af, &af));
+    WR_TRY(cached_conv(m, &rs->conv1, &b, &a, 1)); /* b = conv1(a) [cout] */
+    a = view4(P[1], rs->cout, T, H, W);
+    af = flat2(&a);
+    WR_TRY(wr_op_rms_norm_channels(be, &af, &bf, &rs->norm2)); /* a = silu(norm2(b)) */
+    WR_TRY(wr_op_silu(be, &af, &af));
+    WR_TRY(cached_conv(m, &rs->conv2, &b, &a, 1)); /* b = conv2(a) */
+    WR_TRY(wr_op_add(be, &b, &b, &s));             /* b += shortcut */
+    swap(&P[0], &P[2]);
+    *x = view4(P[0], rs->cout, T, H, W);
+    return WR_OK;
+}
+
+/* diffusers WanAttentionBlock on a single frame (T = 1): x in P[0] -> P[0] */
+static wr_status attention_forward(wr_vae *m, float **P, wr_tensor *x) {
+    wr_backend *be = m->be;
+    const int64_t C = x->shape[0], H = x->shape[2], W = x->shape[3], L = H * W;
+    WR_ASSERT(x->shape[1] == 1);
+    wr_tensor xf = flat2(x), h = wr_tensor_make(P[1], WR_DTYPE_F32, 2, (int64_t[]){C, L});
+    WR_TRY(wr_op_rms_norm_channels(be, &h, &xf, &m->attn.norm));
+    wr_tensor h4 = view4(P[1], C, 1, H, W), qkv = view4(P[2], 3 * C, 1, H, W);
+    const wr_conv_params p0 = {0, 0, 0};
+    WR_TRY(wr_op_conv3d(be, &qkv, &h4, NULL, &m->attn.qkv.w, &m->attn.qkv.b, &p0));
+    /* q, k, v: channel blocks of qkv, each [C, L] -> token-major [L, C] */
+    wr_tensor tq[3];
+    for (int i = 0; i < 3; i++) {
+        wr_tensor src = wr_tensor_make(P[2] + i * C * L, WR_DTYPE_F32, 2, (int64_t[]){C, L});
+        tq[i] = wr_tensor_make(P[3] + i * C * L, WR_DTYPE_F32, 2, (int64_t[]){L, C});
+        WR_TRY(wr_op_transpose(be, &tq[i], &src));
+    }
+    wr_tensor q = wr_tensor_make(tq[0].data, WR_DTYPE_F32, 3, (int64_t[]){L, 1, C});
+    wr_tensor k = wr_tensor_make(tq[1].data, WR_DTYPE_F32, 3, (int64_t[]){L, 1, C});
+    wr_tensor v = wr_tensor_make(tq[2].data, WR_DTYPE_F32, 3, (int64_t[]){L, 1, C});
+    wr_tensor o = wr_tensor_make(P[4], WR_DTYPE_F32, 3, (int64_t[]){L, 1, C});
+    const wr_attn_params ap = {.scale = 1.0f / sqrtf((float)C)};
+    WR_TRY(wr_op_attention(be, &o, NULL, &q, &k, &v, &ap));
+    wr_tensor o2 = wr_tensor_make(P[4], WR_DTYPE_F32, 2, (int64_t[]){L, C});
+    wr_tensor a = wr_tensor_make(P[1], WR_DTYPE_F32, 2, (int64_t[]){C, L});
+    WR_TRY(wr_op_transpose(be, &a, &o2)); /* back to [C, L] */
+    wr_tensor a4 = view4(P[1], C, 1, H, W), y = view4(P[2], C, 1, H, W);
+    WR_TRY(wr_op_conv3d(be, &y, &a4, NULL, &m->attn.proj.w, &m->attn.proj.b, &p0));
+    WR_TRY(wr_op_add(be, &y, &y, x)); /* + identity */
+    swap(&P[0], &P[2]);
+    *x = view4(P[0], C, 1, H, W);
+    return WR_OK;
+}
+
+/* diffusers WanResample (upsample2d / upsample3d): x in P[0] -> P[0] */
+static wr_status upsample_forward(wr_vae *m, vae_up *u, float **P, wr_tensor *x) {
+    wr_backend *be = m->be;
+    const int64_t C = x->shape[0], H = x->shape[2], W = x->shape[3];
+    int64_t T = x->shape[1];
+    if (u->mode == UP_3D) {
+        vae_conv *tc = &u->time_conv;
+        if (tc->cache.n == 0 && !tc->cache.rep) {
+            tc->cache.rep = 1; /* latent frame 0: "Rep", no temporal upsampling */
+        } else {
+            wr_tensor y = view4(P[1], 2 * C, T, H, W);
+            if (tc->cache.rep) { /* frame 1: no cache (2 zero frames); cache [0, x] */
+                const wr_conv_params p = {2, 0, 0};
+                WR_TRY(wr_op_conv3d(be, &y, x, NULL, &tc->w, &tc->b, &p));
+                WR_TRY(cache_update(m, &tc->cache, x, 1));
+                tc->cache.rep = 0;
+            } else {
+                WR_TRY(cached_conv(m, tc, &y, x, 0));
+            }
+            /* [2, C, T] -> [C, T, 2]: channel block k of frame t becomes frame 2t + k */
+            const size_t fb = sizeof(float) * (size_t)(H * W);
+            for (int64_t c = 0; c < C; c++)
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t k = 0; k < 2; k++)
+                        WR_TRY(be->iface->copy(be, P[2] + ((c * 2 * T) + 2 * t + k) * H * W,
+                                               P[1] + ((k * C + c) * T + t) * H * W, fb));
+            T *= 2;
+            swap(&P[0], &P[2]);
+            *x = view4(P[0], C, T, H, W);
+        }
+    }
+    /* per frame: nearest x2, then Conv2d 3x3 (pad 1) to C/2 */
+    wr_tensor up = view4(P[1], C, T, 2 * H, 2 * W), y = view4(P[2], C / 2, T, 2 * H, 2 * W);
+    WR_TRY(wr_op_upsample2x(be, &up, x));
+    const wr_conv_params p = {0, 1, 1};
+    WR_TRY(wr_op_conv3d(be, &y, &up, NULL, &u->resample.w, &u->resample.b, &p));
+    swap(&P[0], &P[2]);
+    *x = view4(P[0], C / 2, T, 2 * H, 2 * W);
+    return WR_OK;
+}
+
+/* WanDecoder3d.forward for one latent frame: x [z, 1, h, w] in P[0] -> frames [out, Tc, rh, rw]
+ * written into dst (channel stride N*rh*rw) from frame f0. */
+static wr_status decoder_chunk(wr_vae *m, wr_tensor *x, wr_tensor *dst, int64_t f0) {
+    wr_backend *be = m->be;
+    float **P = m->buf;
+    const int64_t H = x->shape[2], W = x->shape[3];
+    wr_tensor y = view4(P[1], m->up[0].res[0].cin, 1, H, W);
+    WR_TRY(cached_conv(m, &m->conv_in, &y, x, 1));
+    swap(&P[0], &P[1]);
+    *x = view4(P[0], y.shape[0], 1, H, W);
+    tap(m, "decoder.conv_in", x);
+    WR_TRY(resnet_forward(m, &m->mid[0], P, x));
+    tap(m, "decoder.mid_block.resnets.0", x);
+    WR_TRY(attention_forward(m, P, x));
+    tap(m, "decoder.mid_block.attentions.0", x);
+    WR_TRY(resnet_forward(m, &m->mid[1], P, x));
+    tap(m, "decoder.mid_block", x);
+    for (int i = 0; i < m->nup; i++) {
+        vae_up *u = &m->up[i];
+        for (int j = 0; j < u->nres; j++) WR_TRY(resnet_forward(m, &u->res[j], P, x));
+        char name[64];
+        snprintf(name, sizeof name, "decoder.up_blocks.%d.resnets", i);
+        tap(m, name, x);
+        if (u->mode != UP_NONE) WR_TRY(upsample_forward(m, u, P, x));
+        snprintf(name, sizeof name, "decoder.up_blocks.%d", i);
+        tap(m, name, x);
+    }
+    /* head: conv_out(silu(norm_out(x))) */
+    const int64_t C = x->shape[0], T = x->shape[1], Hs = x->shape[2], Ws = x->shape[3];
+    wr_tensor a = view4(P[1], C, T, Hs, Ws), af = flat2(&a), xf = flat2(x);
+    WR_TRY(wr_op_rms_norm_channels(be, &af, &xf, &m->norm_out));
+    WR_TRY(wr_op_silu(be, &af, &af));
+    wr_tensor o = view4(P[2], m->out_ch, T, Hs, Ws);
+    WR_TRY(cached_conv(m, &m->conv_out, &o, &a, 1));
+    /* frames into dst [out, N, Hs, Ws]: per channel one contiguous run of T frames */
+    const int64_t N = dst->shape[1];
+    WR_ASSERT(dst->shape[2] == Hs && dst->shape[3] == Ws && f0 + T <= N);
+    for (int64_t c = 0; c < m->out_ch; c++)
+        WR_TRY(be->iface->copy(be, (float *)dst->data + (c * N + f0) * Hs * Ws,
+                               P[2] + c * T * Hs * Ws, sizeof(float) * (size_t)(T * Hs * Ws)));
+    return WR_OK;
+}
+
+/* Largest buffer (floats) a latent tile of h x w needs, walking the shapes of a chunk whose
+ * frames double at each temporal upsampler (latent frames >= 1). */
+static size_t plan_floats(const wr_vae *m, int64_t h, int64_t w) {
+    size_t mx = 0;
+#define MAXE(v)                                                                                    \
+    do {                                                                                           \
+        size_t v_ = (size_t)(v);                                                                   \
+        if (v_ > mx) mx = v_;                                                                      \
+    } while (0)
+    int64_t T = 1, H = h, W = w, C = m->up[0].res[0].cin;
+    MAXE(m->z * H * W);
+    MAXE(3 * C * H * W); /* attention qkv and its token-major copies */
+    for (int i = 0; i < m->nup; i++) {
+        const vae_up *u = &m->up[i];
+        MAXE(u->res[0].cin * T * H * W);
+        C = u->dim;
+        MAXE(C * T * H * W);
+        if (u->mode == UP_3D) {
+            MAXE(2 * C * T * H * W);
+            T *= 2;
+        }
+        if (u->mode != UP_NONE) {
+            MAXE(C * T * 4 * H * W);
+            H *= 2;
+            W *= 2;
+            C /= 2;
+        }
+    }
+    MAXE(C * T * H * W);
+    MAXE(m->out_ch * T * H * W);
+#undef MAXE
+    return mx;
+}
+
+static wr_status ensure_workspace(wr_vae *m, int64_t h, int64_t w) {
+    size_t need = plan_floats(m, h, w);
+    if (need <= m->buf_cap) return WR_OK;
+    for (int i = 0; i < WR_VAE_NBUF; i++) vae_release(m, &m->buf[i], m->buf_cap);
+    m->buf_cap = 0;
+    for (int i = 0; i < WR_VAE_NBUF; i++) WR_TRY(vae_alloc(m, &m->buf[i], need));
+    m->buf_cap = need;
+    return WR_OK;
+}
+
+/* Decodes every latent frame of z[:, :, y0:y0+h, x0:x0+w] with a fresh cache into dst
+ * [out, N, r*h, r*w] (unclamped). */
+static wr_status decode_region(wr_vae *m, wr_tensor *dst, const wr_tensor *z, int64_t y0,
+                               int64_t x0, int64_t h, int64_t w, int taps) {
+    wr_backend *be = m->be;
+    const int64_t T = z->shape[1], Hz = z->shape[2], Wz = z->shape[3];
+    WR_TRY(ensure_workspace(m, h, w));
+    clear_caches(m);
+    for (int64_t k = 0; k < T; k++) {
+        m->tapping = taps && k == 0;
+        /* latent frame k of the region -> P[1] [z, 1, h, w] (rows copied one by one) */
+        for (int64_t c = 0; c < m->z; c++)
+            for (int64_t i = 0; i < h; i++)
+                WR_TRY(
+                    be->iface->copy(be, m->buf[1] + (c * h + i) * w,
+                                    (const float *)z->data + ((c * T + k) * Hz + y0 + i) * Wz + x0,
+                                    sizeof(float) * (size_t)w));
+        wr_tensor lat = view4(m->buf[1], m->z, 1, h, w), lf = flat2(&lat);
+        WR_TRY(wr_op_channel_affine(be, &lf, &lf, &m->std_t, &m->mean_t)); /* z*std + mean */
+        tap(m, "latent_vae", &lat);
+        wr_tensor x = view4(m->buf[0], m->z, 1, h, w);
+        const wr_conv_params p0 = {0, 0, 0};
+        WR_TRY(wr_op_conv3d(be, &x, &lat, NULL, &m->post_quant.w, &m->post_quant.b, &p0));
+        tap(m, "post_quant_conv", &x);
+        const int64_t f0 = k == 0 ? 0 : 1 + ((int64_t)1 << m->ntime) * (k - 1);
+        WR_TRY(decoder_chunk(m, &x, dst, f0));
+    }
+    m->tapping = 0;
+    clear_caches(m);
+    return WR_OK;
+}
+
+/* ---- tiled decode ---- */
+
+/* Blends rows [0, e) of the tile b ([C, N, bh, bw], in place) with the last e rows of a
+ * ([C, N, ah, bw]): b[y] = a[ah - e + y] (1 - y/e) + b[y] (y/e) (diffusers blend_v). */
+static void blend_v(float *b, int64_t bh, const float *a, int64_t ah, int64_t CN, int64_t bw,
+                    int64_t e) {
+    for (int64_t y = 0; y < e; y++) {
+        const float wa = (float)(1.0 - (double)y / (double)e), wb = (float)((double)y / (double)e);
+        for (int64_t cn = 0; cn < CN; cn++) {
+            float *br = b + (cn * bh + y) * bw;
+            const float *ar = a + (cn * ah + ah - e + y) * bw;
+            for (int64_t x = 0; x < bw; x++) br[x] = ar[x] * wa + br[x] * wb;
+        }
+    }
+}
+
+/* Columns [0, e) of b ([C, N, bh, bw]) with the last e columns of a ([C, N, bh, aw]). */
+static void blend_h(float *b, int64_t bw, const float *a, int64_t aw, int64_t CNH, int64_t e) {
+    for (int64_t x = 0; x < e; x++) {
+        const float wa = (float)(1.0 - (double)x / (double)e), wb = (float)((double)x / (double)e);
+        for (int64_t r = 0; r < CNH; r++)
+            b[r * bw + x] = a[r * aw + aw - e + x] * wa + b[r * bw + x] * wb;
+    }
+}
+
+static wr_status decode_tiled(wr_vae *m, wr_tensor *out, const wr_tensor *z,
+                              const wr_vae_tiling *t) {
+    wr_status st = WR_OK;
+    const int64_t r = m->r, Hz = z->shape[2], Wz = z->shape[3], N = out->shape[1];
+    const int64_t C = m->out_ch, Hs = Hz * r, Ws = Wz * r;
+    const int64_t tlh = t->tile_h / r, tlw = t->tile_w / r, slh = t->stride_h / r,
+                  slw = t->stride_w / r;
+    const int64_t bh = t->tile_h - t->stride_h, bw = t->tile_w - t->stride_w; /* blend, px */
+    const int64_t ncol = (Wz + slw - 1) / slw;
+    /* tile output, the left tile's right margin, and the previous row's bottom margins */
+    float *tile = NULL, *left = NULL, *above = NULL;
+    const size_t tile_f = (size_t)(C * N * tlh * r * tlw * r);
+    const size_t left_f = (size_t)(C * N * tlh * r * bw),
+                 above_f = (size_t)(C * N * bh * ncol * tlw * r);
+    int64_t *above_h = calloc((size_t)ncol, sizeof(int64_t)); /* rows kept per column */
+    int64_t left_w = 0;
+    if (above_h == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "VAE tiling: out of host memory");
+    WR_TRY_GOTO(st, vae_alloc(m, &tile, tile_f), done);
+    WR_TRY_GOTO(st, vae_alloc_kind(m, &left, left_f, MEM_BLEND), done);
+    WR_TRY_GOTO(st, vae_alloc_kind(m, &above, above_f, MEM_BLEND), done);
+    for (int64_t i0 = 0, ri = 0; i0 < Hz; i0 += slh, ri++) {
+        for (int64_t j0 = 0, cj = 0; j0 < Wz; j0 += slw, cj++) {
+            const int64_t h = Hz - i0 < tlh ? Hz - i0 : tlh, w = Wz - j0 < tlw ? Wz - j0 : tlw;
+            const int64_t th = h * r, tw = w * r, CN = C * N;
+            wr_tensor tt = view4(tile, C, N, th, tw);
+            WR_TRY_GOTO(st, decode_region(m, &tt, z, i0, j0, h, w, ri == 0 && cj == 0), done);
+            float *ab = above + (size_t)(cj * CN * bh * tlw * r); /* this column's margin */
+            if (ri > 0) {
+                const int64_t e =
+                    above_h[cj] < th ? (above_h[cj] < bh ? above_h[cj] : bh) : (th < bh ? th : bh);
+                blend_v(tile, th, ab, above_h[cj], CN, tw, e);
+            }
+            if (cj > 0) {
+                const int64_t e = left_w < tw ? (left_w < bw ? left_w : bw) : (tw < bw ? tw : bw);
+                blend_h(tile, tw, left, left_w, CN * th, e);
+            }
+            /* keep the margins the next tiles read: the last rows and the last columns */
+            const int64_t kr = th < bh ? th : bh, kc = tw < bw ? tw : bw;
+            for (int64_t cn = 0; cn < CN; cn++) {
+                memcpy(ab + cn * kr * tw, tile + (cn * th + th - kr) * tw,
+                       sizeof(float) * (size_t)(kr * tw));
+                for (int64_t y = 0; y < th; y++)
+                    memcpy(left + (cn * th + y) * kc, tile + (cn * th + y) * tw + tw - kc,
+                           sizeof(float) * (size_t)kc);
+            }
+            above_h[cj] = kr;
+            left_w = kc;
+            /* the cropped tile [:stride_h, :stride_w] into out at (ri*stride_h, cj*stride_w) */
+            const int64_t oy = ri * t->stride_h, ox = cj * t->stride_w;
+            const int64_t ch = th < t->stride_h ? th : t->stride_h,
+                          cw = tw < t->stride_w ? tw : t->stride_w;
+            for (int64_t cn = 0; cn < CN; cn++)
+                for (int64_t y = 0; y < ch && oy + y < Hs; y++)
+                    memcpy((float *)out->data + (cn * Hs + oy + y) * Ws + ox,
+                           tile + (cn * th + y) * tw,
+                           sizeof(float) * (size_t)(ox + cw <= Ws ? cw : Ws - ox));
+        }
+    }
+done:
+    vae_release(m, &tile, tile_f);
+    vae_release_kind(m, &left, left_f, MEM_BLEND);
+    vae_release_kind(m, &above, above_f, MEM_BLEND);
+    free(above_h);
+    return st;
+}
+
+/* ---- decode ---- */
+
+wr_status wr_vae_decode(wr_vae *m, wr_tensor *out, const wr_tensor *z,
+                        const wr_vae_tiling *tiling) {
+    const int64_t r = m->r;
+    if (z->ndim != 4 || z->shape[0] != m->z || z->dtype != WR_DTYPE_F32 || z->shape[1] < 1 ||
+        z->shape[2] < 1 || z->shape[3] < 1)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "VAE input must be an F32 latent [%lld, T, H, W]",
+                       (long long)m->z);
+    const int64_t N = wr_vae_frames(m, z->shape[1]);
+    if (out->ndim != 4 || out->dtype != WR_DTYPE_F32 || out->shape[0] != m->out_ch ||
+        out->shape[1] != N || out->shape[2] != r * z->shape[2] || out->shape[3] != r * z->shape[3])
+        return WR_FAIL(WR_ERR_INVALID_ARG, "VAE output must be F32 [%lld, %lld, %lld, %lld]",
+                       (long long)m->out_ch, (long long)N, (long long)(r * z->shape[2]),
+                       (long long)(r * z->shape[3]));
+    int tiled = 0;
+    if (tiling && tiling->enabled) {
+        const wr_vae_tiling *t = tiling;
+        if (t->tile_h < r || t->tile_w < r || t->tile_h % r || t->tile_w % r || t->stride_h < r ||
+            t->stride_w < r || t->stride_h % r || t->stride_w % r || t->stride_h > t->tile_h ||
+            t->stride_w > t->tile_w)
+            return WR_FAIL(WR_ERR_INVALID_ARG,
+                           "VAE tiling %lldx%lld stride %lldx%lld: tile and stride must be "
+                           "positive multiples of %lld with stride <= tile",
+                           (long long)t->tile_h, (long long)t->tile_w, (long long)t->stride_h,
+                           (long long)t->stride_w, (long long)r);
+        tiled = z->shape[2] > t->tile_h / r || z->shape[3] > t->tile_w / r;
+    }
+    if (tiled)
+        WR_TRY(decode_tiled(m, out, z, tiling));
+    else
+        WR_TRY(decode_region(m, out, z, 0, 0, z->shape[2], z->shape[3], 1));
+    return wr_op_clamp(m->be, out, out, -1.0f, 1.0f);
+}
