@@ -2,6 +2,7 @@
  * wanrun.c — the command-line tool: the only main() and the only place that exits.
  *
  *   wanrun [--verbose] [--log-level L] inspect PATH [--json] [--summary]
+ *   wanrun [...] encode --model DIR --prompt TEXT --out FILE [--threads N]
  *   wanrun --version | --help
  *
  * Exit codes (also in --help): 0 success; 1 internal error; 2 bad usage (flag, value);
@@ -21,6 +22,8 @@
 #include "core/safetensors.h"
 #include "core/status.h"
 #include "kernels/backend.h"
+#include "models/t5.h"
+#include "models/tokenizer.h"
 #include "wr_build_config.h"
 
 enum {
@@ -70,6 +73,15 @@ static const char usage_text[] =
     "                      validated; a malformed one is reported by file and tensor)\n"
     "      --json          machine-readable output on stdout\n"
     "      --summary       totals only, no per-tensor lines\n"
+    "  encode              run the text encoder on one prompt as WanPipeline does (clean,\n"
+    "                      tokenize to 512, UMT5, padded rows zeroed) and write the result\n"
+    "      --model DIR     model directory with tokenizer/spiece.model and text_encoder/\n"
+    "      --prompt TEXT   the prompt (UTF-8; may be empty)\n"
+    "      --out FILE      .safetensors to write (atomically): prompt_embeds F32 [512, D],\n"
+    "                      attention_mask U8 [512], input_ids I32 [512]; metadata: the prompt,\n"
+    "                      the cleaned prompt, the token count\n"
+    "      --threads N     CPU threads (default: $OMP_NUM_THREADS or all cores)\n"
+    "                      Under mpirun, rank 0 encodes; the other ranks have nothing to do.\n"
     "\n"
     "Global options:\n"
     "  --verbose           debug logging (same as --log-level debug)\n"
@@ -79,6 +91,7 @@ static const char usage_text[] =
     "\n"
     "Environment:\n"
     "  WR_LOG_LEVEL        default log level (as --log-level)\n"
+    "  OMP_NUM_THREADS     default CPU thread count\n"
     "\n"
     "Exit codes:\n"
     "  0 success            1 internal error        2 bad usage (flag or value)\n"
@@ -269,6 +282,123 @@ static wr_status cmd_inspect(int argc, char **argv, int rank) {
     return st;
 }
 
+/* ---- encode ---- */
+
+#define WR_TEXT_LEN 512 /* WanPipeline's max_sequence_length */
+
+/* Value of option argv[*i] (advancing *i), or an error naming the option. */
+static wr_status opt_value(int argc, char **argv, int *i, const char *cmd, const char **out) {
+    if (*i + 1 >= argc)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "%s: option %s needs a value", cmd, argv[*i]);
+    *out = argv[++*i];
+    return WR_OK;
+}
+
+static wr_status parse_threads(const char *cmd, const char *v, int *out) {
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    if (end == v || *end != '\0' || n < 1 || n > 4096)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "%s: --threads must be a whole number in [1, 4096], "
+                       "got '%s'",
+                       cmd, v);
+    *out = (int)n;
+    return WR_OK;
+}
+
+static wr_status cmd_encode(int argc, char **argv, int rank) {
+    const char *model = NULL, *prompt = NULL, *out_path = NULL;
+    int threads = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--model") == 0)
+            WR_TRY(opt_value(argc, argv, &i, "encode", &model));
+        else if (strcmp(argv[i], "--prompt") == 0)
+            WR_TRY(opt_value(argc, argv, &i, "encode", &prompt));
+        else if (strcmp(argv[i], "--out") == 0)
+            WR_TRY(opt_value(argc, argv, &i, "encode", &out_path));
+        else if (strcmp(argv[i], "--threads") == 0) {
+            const char *v = NULL;
+            WR_TRY(opt_value(argc, argv, &i, "encode", &v));
+            WR_TRY(parse_threads("encode", v, &threads));
+        } else
+            return WR_FAIL(WR_ERR_INVALID_ARG, "encode: unknown option '%s' (see wanrun --help)",
+                           argv[i]);
+    }
+    if (model == NULL || prompt == NULL || out_path == NULL)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "encode: %s is required (see wanrun --help)",
+                       model == NULL    ? "--model DIR"
+                       : prompt == NULL ? "--prompt TEXT"
+                                        : "--out FILE");
+    if (rank != 0) return WR_OK;
+
+    char spm[WR_PATH_CAP + 64], te[WR_PATH_CAP + 64];
+    snprintf(spm, sizeof spm, "%s/tokenizer/spiece.model", model);
+    snprintf(te, sizeof te, "%s/text_encoder", model);
+    wr_status st = WR_OK;
+    wr_tokenizer *tok = NULL;
+    wr_backend *be = NULL;
+    wr_t5 *t5 = NULL;
+    wr_st_writer *w = NULL;
+    char *clean = NULL;
+    float *emb = NULL;
+    int32_t ids[WR_TEXT_LEN];
+    uint8_t mask[WR_TEXT_LEN];
+    int n_tok = 0;
+    WR_TRY_GOTO(st, wr_tokenizer_open(&tok, spm), done);
+    WR_TRY_GOTO(st, wr_prompt_clean(prompt, &clean), done);
+    WR_TRY_GOTO(st, wr_tokenizer_encode(tok, prompt, WR_TEXT_LEN, ids, mask, &n_tok), done);
+    WR_TRY_GOTO(st, wr_backend_create(&be, WR_BACKEND_CPU, threads), done);
+    WR_TRY_GOTO(st, wr_t5_load(&t5, be, te), done);
+    const int64_t D = wr_t5_config_of(t5)->d_model;
+    if (wr_tokenizer_vocab_size(tok) > wr_t5_config_of(t5)->vocab_size) {
+        st = WR_FAIL(WR_ERR_CONFIG,
+                     "%s has %lld ids but %s/config.json a vocabulary of %lld: tokenizer and "
+                     "text encoder are not from the same model",
+                     spm, (long long)wr_tokenizer_vocab_size(tok), te,
+                     (long long)wr_t5_config_of(t5)->vocab_size);
+        goto done;
+    }
+    emb = malloc(sizeof(float) * (size_t)(WR_TEXT_LEN * D));
+    if (emb == NULL) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "encode: no memory for a [%d, %lld] embedding", WR_TEXT_LEN,
+                     (long long)D);
+        goto done;
+    }
+    wr_tensor et = wr_tensor_make(emb, WR_DTYPE_F32, 2, (int64_t[]){WR_TEXT_LEN, D});
+    int64_t n_real = 0;
+    wr_log_rank0("encode: %d tokens (of %d), %lld-layer UMT5, d_model %lld", n_tok, WR_TEXT_LEN,
+                 (long long)wr_t5_config_of(t5)->num_layers, (long long)D);
+    WR_TRY_GOTO(st, wr_t5_encode(t5, &et, ids, mask, WR_TEXT_LEN, &n_real), done);
+
+    char num[32];
+    snprintf(num, sizeof num, "%lld", (long long)n_real);
+    WR_TRY_GOTO(st, wr_st_writer_init(&w), done);
+    WR_TRY_GOTO(
+        st, wr_st_writer_add(w, "prompt_embeds", WR_DTYPE_F32, 2, (int64_t[]){WR_TEXT_LEN, D}, emb),
+        done);
+    WR_TRY_GOTO(
+        st, wr_st_writer_add(w, "attention_mask", WR_DTYPE_U8, 1, (int64_t[]){WR_TEXT_LEN}, mask),
+        done);
+    WR_TRY_GOTO(
+        st, wr_st_writer_add(w, "input_ids", WR_DTYPE_I32, 1, (int64_t[]){WR_TEXT_LEN}, ids), done);
+    WR_TRY_GOTO(st, wr_st_writer_meta(w, "prompt", prompt), done);
+    WR_TRY_GOTO(st, wr_st_writer_meta(w, "prompt_clean", clean), done);
+    WR_TRY_GOTO(st, wr_st_writer_meta(w, "tokens", num), done);
+    WR_TRY_GOTO(st, wr_st_writer_meta(w, "model", model), done);
+    WR_TRY_GOTO(st, wr_st_writer_meta(w, "wanrun", WR_VERSION_STRING), done);
+    WR_TRY_GOTO(st, wr_st_writer_write(w, out_path), done);
+    wr_log_rank0("encode: wrote %s (prompt_embeds [%d, %lld], %lld real rows)", out_path,
+                 WR_TEXT_LEN, (long long)D, (long long)n_real);
+done:
+    wr_st_writer_free(w);
+    free(emb);
+    free(clean);
+    wr_t5_free(t5);
+    wr_backend_free(be);
+    wr_tokenizer_free(tok);
+    return st;
+}
+
 int main(int argc, char **argv) {
     int provided = 0, rank = 0, size = 1;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
@@ -309,6 +439,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[i], "inspect") == 0)
         st = cmd_inspect(argc - i - 1, argv + i + 1, rank);
+    else if (strcmp(argv[i], "encode") == 0)
+        st = cmd_encode(argc - i - 1, argv + i + 1, rank);
     else
         st = WR_FAIL(WR_ERR_INVALID_ARG, "unknown command '%s' (see wanrun --help)", argv[i]);
 

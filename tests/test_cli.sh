@@ -102,6 +102,35 @@ has "$err" "too small" "error still printed at level error"
 expect 3 "verbose error" -- "$WANRUN" --verbose inspect "$DATA/bad/empty.safetensors"
 has "$err" "debug: failed at .*safetensors.c:[0-9]+" "--verbose shows the source position"
 
+# encode: the tiny tokenizer and text encoder of the goldens, as a model directory
+enc=$(mktemp -d)
+trap 'rm -f "$out" "$err"; rm -rf "$model" "$enc"' EXIT
+mkdir -p "$enc/m"
+ln -s "$DATA/tokenizer" "$enc/m/tokenizer"
+ln -s "$DATA/t5/tiny_a/text_encoder" "$enc/m/text_encoder"
+expect 0 "encode" -- "$WANRUN" encode --model "$enc/m" --prompt "A cat walks on the grass, realistic" \
+    --out "$enc/e.safetensors" --threads 1
+has "$err" "encode: 21 tokens" "encode reports the token count"
+expect 0 "inspect the encoding" -- "$WANRUN" inspect "$enc/e.safetensors"
+has "$out" "prompt_embeds +F32 +\[512, 32\]" "prompt_embeds [512, D]"
+has "$out" "attention_mask +U8 +\[512\]" "attention mask"
+expect 2 "encode without --prompt" -- "$WANRUN" encode --model "$enc/m" --out "$enc/x.safetensors"
+has "$err" "--prompt TEXT is required" "missing flag named"
+expect 2 "encode with a bad --threads" -- "$WANRUN" encode --model "$enc/m" --prompt a \
+    --out "$enc/x.safetensors" --threads many
+has "$err" "--threads" "bad threads named"
+echo "keep me" >"$enc/keep.safetensors"
+expect 3 "encode with a model without a tokenizer" -- "$WANRUN" encode --model "$DATA/t5/tiny_a" \
+    --prompt a --out "$enc/keep.safetensors"
+has "$err" "tiny_a/tokenizer/spiece.model" "missing tokenizer named"
+if [ "$(cat "$enc/keep.safetensors")" = "keep me" ]; then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL: a failed encode touched the existing --out file"; fi
+expect 2 "encode invalid UTF-8" -- "$WANRUN" encode --model "$enc/m" --prompt $'bad \xff byte' \
+    --out "$enc/x.safetensors"
+has "$err" "UTF-8" "invalid UTF-8 reported"
+if [ -e "$enc/x.safetensors" ]; then fail=$((fail + 1)); echo "FAIL: failed encodes left a file"; else
+    pass=$((pass + 1)); fi
+
 # two ranks: both validate, rank 0 prints once, both exit with the same code
 if command -v mpiexec >/dev/null; then
     expect 0 "inspect under mpiexec -n 2" -- mpiexec -n 2 --oversubscribe "$WANRUN" inspect \
@@ -111,6 +140,9 @@ if command -v mpiexec >/dev/null; then
     expect 3 "malformed under mpiexec -n 2" -- mpiexec -n 2 --oversubscribe "$WANRUN" inspect \
         "$DATA/bad/name_twice.safetensors"
     has "$err" "\[1/2\] error: ERR_FORMAT" "rank 1 reports the error too"
+    expect 0 "encode under mpiexec -n 2" -- mpiexec -n 2 --oversubscribe "$WANRUN" encode \
+        --model "$enc/m" --prompt "two ranks" --out "$enc/e2.safetensors" --threads 1
+    has "$err" "^\[0/2\] .*wrote" "rank 0 writes the encoding"
 fi
 
 echo "cli: $pass passed, $fail failed"

@@ -11,6 +11,7 @@
  * sizes); this test prints ours against PyTorch fp32 (ctest --verbose), of the same order. A
  * wrong op (a 1/sqrt(d) scale, a bucket off by one, the mask ignored) gives NMSE > 1e-3.
  */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "harness.h"
 #include "kernels/backend.h"
 #include "models/t5.h"
+#include "models/tokenizer.h"
 
 static wr_backend *g_be;
 
@@ -175,6 +177,57 @@ static void run_case(const char *name) {
     wr_t5_free(m);
 }
 
+/* End to end as `wanrun encode`: the golden prompts through wanrun's own tokenizer (the tiny
+ * spiece.model the goldens were made with) and encoder, against the pipeline's output. */
+static void run_end_to_end(const char *name) {
+    char dir[4300], io_path[4300], spm[4300];
+    snprintf(dir, sizeof dir, "%s/text_encoder", wr_test_data(name));
+    snprintf(io_path, sizeof io_path, "%s/io.safetensors", wr_test_data(name));
+    snprintf(spm, sizeof spm, "%s", wr_test_data("tokenizer/spiece.model"));
+    wr_t5 *m = NULL;
+    wr_tokenizer *tok = NULL;
+    wr_st_file *io = NULL;
+    ck_assert_int_eq(wr_t5_load(&m, g_be, dir), WR_OK);
+    ck_assert_msg(wr_tokenizer_open(&tok, spm) == WR_OK, "%s", wr_error_detail());
+    ck_assert_int_eq(wr_st_open(&io, io_path), WR_OK);
+    cJSON *prompts = cJSON_Parse(wr_st_metadata(io, "pipe_prompts"));
+    ck_assert_ptr_nonnull(prompts);
+    const int64_t D = wr_t5_config_of(m)->d_model;
+    float *e = malloc(sizeof(float) * (size_t)(512 * D));
+    for (int k = 0; k < cJSON_GetArraySize(prompts); k++) {
+        const char *prompt = cJSON_GetArrayItem(prompts, k)->valuestring;
+        int32_t ids[512];
+        uint8_t mask[512];
+        int n = 0;
+        ck_assert_int_eq(wr_tokenizer_encode(tok, prompt, 512, ids, mask, &n), WR_OK);
+        char key[64];
+        snprintf(key, sizeof key, "pipe.%d.ids", k);
+        ck_assert_msg(memcmp(ids, wr_st_tensor_data(need(io, key, WR_DTYPE_I32)), sizeof ids) == 0,
+                      "%s prompt %d: ids differ from the tokenizer the golden used", name, k);
+        wr_tensor et = wr_tensor_make(e, WR_DTYPE_F32, 2, (int64_t[]){512, D});
+        int64_t n_real = 0;
+        ck_assert_int_eq(wr_t5_encode(m, &et, ids, mask, 512, &n_real), WR_OK);
+        snprintf(key, sizeof key, "pipe.%d.out", k);
+        const wr_st_tensor *po = need(io, key, WR_DTYPE_F32);
+        ck_assert_int_eq(n_real, po->shape[0]);
+        double maxabs;
+        int nan;
+        double err = nmse_f32(e, wr_st_tensor_data(po), n_real * D, &maxabs, &nan);
+        ck_assert_msg(!nan && err <= 1e-6, "%s prompt %d: nmse %.3e", name, k, err);
+    }
+    free(e);
+    cJSON_Delete(prompts);
+    wr_st_close(io);
+    wr_tokenizer_free(tok);
+    wr_t5_free(m);
+}
+
+START_TEST(test_end_to_end_prompts) {
+    run_end_to_end("t5/tiny_a");
+    run_end_to_end("t5/tiny_b");
+}
+END_TEST
+
 START_TEST(test_tiny_a) {
     run_case("t5/tiny_a");
 }
@@ -301,6 +354,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_inventory_umt5_xxl);
     tcase_add_test(tc, test_tiny_a);
     tcase_add_test(tc, test_tiny_b_bf16_inner_width);
+    tcase_add_test(tc, test_end_to_end_prompts);
     tcase_add_test(tc, test_missing_tensor_and_alias);
     tcase_add_test(tc, test_unsupported_configs);
     suite_add_tcase(s, tc);

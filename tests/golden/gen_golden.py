@@ -6,6 +6,7 @@ the engine, its build nor CI runs this script.
 
     python3 tests/golden/gen_golden.py dtype      # tests/data/dtype/dtype_tables.safetensors
     python3 tests/golden/gen_golden.py dit        # tests/data/dit/NAME/ (transformer/, io)
+    python3 tests/golden/gen_golden.py tokenizer  # tests/data/tokenizer/ (spiece.model, ids)
     python3 tests/golden/gen_golden.py t5         # tests/data/t5/NAME/ (text_encoder/, io)
     python3 tests/golden/gen_golden.py vae        # tests/data/vae/NAME/ (vae/, io)
 
@@ -491,11 +492,19 @@ T5_BUCKET_RANGE = 600  # buckets recorded for j - i in [-600, 600]
 
 
 def t5_tokenizer():
+    """T5TokenizerFast.from_pretrained(a folder holding spiece.model, extra_ids=300), as
+    golden_tokenizer.py builds it (the vocab_file= constructor of transformers 5 does not read
+    the SentencePiece model)."""
+    import tempfile
     from transformers import T5TokenizerFast
-    spm = os.environ.get("WR_GOLDEN_SPM") or os.path.join(DATA, "tokenizer", "spiece.model")
+    spm = os.path.join(DATA, "tokenizer", "spiece.model")
     if not os.path.exists(spm):
         sys.exit("gen_golden t5: %s missing; run `gen_golden.py tokenizer` first" % spm)
-    return T5TokenizerFast(vocab_file=spm, extra_ids=300)
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(spm, os.path.join(tmp, "spiece.model"))
+        tok = T5TokenizerFast.from_pretrained(tmp, extra_ids=300)
+    assert len(tok) == 1800 and tok.convert_tokens_to_ids("<extra_id_0>") == 1799, len(tok)
+    return tok
 
 
 def t5_reinit(model, gen):
@@ -645,6 +654,15 @@ def gen_t5(args):
         t5_case(name, case, tok, out_dir)
 
 
+def gen_tokenizer(args):
+    """tests/golden/golden_tokenizer.py writes tests/data/tokenizer (spiece.model is trained only
+    when absent)."""
+    import subprocess
+    subprocess.check_call([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                        "golden_tokenizer.py"),
+                           os.path.join(DATA, "tokenizer")])
+
+
 def gen_vae(args):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import golden_vae
@@ -656,6 +674,8 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("dtype", help="dtype conversion tables").set_defaults(fn=gen_dtype)
     sub.add_parser("dit", help="WanTransformer3DModel weights, inputs, taps").set_defaults(fn=gen_dit)
+    sub.add_parser("tokenizer", help="SentencePiece model, prompts, T5TokenizerFast ids "
+                   "(tests/golden/golden_tokenizer.py)").set_defaults(fn=gen_tokenizer)
     sub.add_parser("t5", help="UMT5EncoderModel weights, inputs, taps, pipeline outputs").set_defaults(
         fn=gen_t5)
     sub.add_parser("vae", help="AutoencoderKLWan decoder weights, latents, frames, taps "

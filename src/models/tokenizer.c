@@ -1,0 +1,1152 @@
+/*
+ * tokenizer.c — the UMT5 prompt tokenizer (see tokenizer.h), a re-implementation of what
+ * diffusers 0.42 WanPipeline + transformers 5.23 T5TokenizerFast + tokenizers 0.23 do.
+ *
+ * Why not libsentencepiece's own Encode: the fast tokenizer is not SentencePiece. It cuts added
+ * tokens out of the raw text, applies the model's precompiled char map per *grapheme cluster*
+ * (tokenizers' `Precompiled`, which e.g. maps "ﬁ" + U+0301 to "fi", dropping the accent, and
+ * does not compose half-width "ｶﾞ" into "ガ"), and its unigram vocabulary contains the control
+ * pieces and the 300 sentinels as ordinary pieces of score 0 (so a full-width "＜／ｓ＞" in a
+ * prompt normalizes to "</s>" and becomes id 1). libsentencepiece differs on all of these
+ * (tests/test_tokenizer.c keeps such cases), and 0.1.97 also breaks exact Viterbi ties the
+ * other way ("555" as "55" "5", not "5" "55"). So this file uses the library to load and
+ * validate the model and to read the vocabulary and scores, and reproduces the fast
+ * tokenizer's pipeline itself, stage by stage, each above the Rust/Python code it follows.
+ */
+#include "models/tokenizer.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "models/spm_shim.h"
+
+struct wr_cp_range {
+    unsigned lo, hi;
+};
+
+#include "models/html_entities.inc"
+#include "models/unicode_tables.inc"
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Python's default sys.get_int_max_str_digits(): int() of a longer decimal string raises. */
+#define PY_INT_MAX_STR_DIGITS 4300
+
+/* The piece types of sentencepiece_model.proto (ModelProto.SentencePiece.Type). */
+enum { SPM_NORMAL = 1, SPM_UNKNOWN = 2, SPM_CONTROL = 3, SPM_USER_DEFINED = 4 };
+
+struct wr_tokenizer {
+    char *path;
+    wr_spm *spm;
+    int32_t n_sp;    /* pieces in spiece.model */
+    int32_t n_vocab; /* n_sp + WR_TOKENIZER_EXTRA_IDS */
+    char *arena;     /* every piece, NUL-terminated */
+    size_t *off;     /* [n_vocab] piece offsets in arena */
+    uint32_t *len;   /* [n_vocab] piece byte lengths */
+    double *score;   /* [n_vocab] unigram scores (f32 in the model, f64 in tokenizers) */
+    uint8_t *added;  /* [n_vocab] 1 for added tokens (matched in the raw text) */
+    int32_t *slots;  /* open-addressing hash: piece bytes -> id; -1 empty */
+    size_t slot_mask;
+    size_t max_piece; /* longest piece, bytes */
+    double min_score;
+    uint8_t added_first[256]; /* first bytes of added tokens */
+    size_t *added_lens;       /* distinct added-token lengths, longest first */
+    size_t n_added_lens;
+    uint32_t *units; /* precompiled charsmap: darts-clone double array */
+    size_t n_units;  /* 0: the model has no char map (no normalizer) */
+    char *norm;      /* the map's NUL-separated replacement strings */
+    size_t norm_len;
+};
+
+/* ---- UTF-8 ---- */
+
+/* Length (1..4) of the well-formed UTF-8 sequence at s[0..n) and its code point in *cp; 0 when
+ * ill-formed (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF). */
+static int utf8_next(const uint8_t *s, size_t n, uint32_t *cp) {
+    const uint8_t b0 = s[0];
+    if (b0 < 0x80) {
+        *cp = b0;
+        return 1;
+    }
+    int len;
+    uint32_t c, min;
+    if (b0 >= 0xC2 && b0 <= 0xDF) {
+        len = 2, c = b0 & 0x1Fu, min = 0x80;
+    } else if ((b0 & 0xF0) == 0xE0) {
+        len = 3, c = b0 & 0x0Fu, min = 0x800;
+    } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+        len = 4, c = b0 & 0x07u, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if ((size_t)len > n) return 0;
+    for (int i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        c = (c << 6) | (s[i] & 0x3Fu);
+    }
+    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return 0;
+    *cp = c;
+    return len;
+}
+
+/* Byte offset of the first ill-formed sequence in s[0..n), or n when all is well-formed. */
+static size_t utf8_check(const uint8_t *s, size_t n) {
+    size_t i = 0;
+    uint32_t cp;
+    while (i < n) {
+        const int l = utf8_next(s + i, n - i, &cp);
+        if (!l) return i;
+        i += (size_t)l;
+    }
+    return n;
+}
+
+static int utf8_put(uint32_t cp, char out[4]) {
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+static bool in_ranges(const struct wr_cp_range *r, size_t n, uint32_t cp) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (cp < r[mid].lo)
+            hi = mid;
+        else if (cp > r[mid].hi)
+            lo = mid + 1;
+        else
+            return true;
+    }
+    return false;
+}
+
+/* ---- a growable byte buffer; an allocation failure sticks in `oom` ---- */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const void *src, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = true;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->len, src, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_cp(sbuf *b, uint32_t cp) {
+    char u[4];
+    sb_put(b, u, (size_t)utf8_put(cp, u));
+}
+
+/* ---- html.unescape (CPython 3.11 Lib/html/__init__.py) ----
+ *
+ * _charref = re.compile(r'&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[^\t\n\f <&#;]{1,32};?)'),
+ * replaced left to right by _replace_charref; text between matches is copied. */
+
+static int entity_cmp(const char *a, size_t na, const char *b, size_t nb) {
+    const int c = memcmp(a, b, na < nb ? na : nb);
+    if (c) return c;
+    return (na > nb) - (na < nb);
+}
+
+static const struct wr_html_entity *entity_find(const char *s, size_t n) {
+    if (n == 0 || n > WR_HTML_ENTITY_MAX_NAME + 1) return NULL;
+    size_t lo = 0, hi = NELEM(wr_html_entities);
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        const struct wr_html_entity *e = &wr_html_entities[mid];
+        const int c = entity_cmp(s, n, e->name, e->name_len);
+        if (c < 0)
+            hi = mid;
+        else if (c > 0)
+            lo = mid + 1;
+        else
+            return e;
+    }
+    return NULL;
+}
+
+/* The numeric branch of _replace_charref; num is saturated at 0x110000. */
+static void numeric_charref(sbuf *out, uint32_t num) {
+    for (size_t i = 0; i < NELEM(wr_html_invalid_charrefs); i++) {
+        if (wr_html_invalid_charrefs[i].cp == num) {
+            sb_put(out, wr_html_invalid_charrefs[i].value,
+                   strlen(wr_html_invalid_charrefs[i].value));
+            return;
+        }
+    }
+    if ((num >= 0xD800 && num <= 0xDFFF) || num > 0x10FFFF) {
+        sb_cp(out, 0xFFFD);
+        return;
+    }
+    if (in_ranges(wr_html_dropped_codepoints, NELEM(wr_html_dropped_codepoints), num)) return;
+    sb_cp(out, num);
+}
+
+static bool is_dec(uint8_t c) {
+    return c >= '0' && c <= '9';
+}
+
+static bool is_hex(uint8_t c) {
+    return is_dec(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static uint32_t hex_val(uint8_t c) {
+    return is_dec(c) ? (uint32_t)(c - '0') : (uint32_t)((c | 0x20) - 'a' + 10);
+}
+
+/* Tries _charref at s[a] == '&'. On a match, writes the replacement and sets *end past it;
+ * otherwise *end = a. `pass` (1 or 2) only labels messages. */
+static wr_status charref_at(const uint8_t *s, size_t n, size_t a, sbuf *out, size_t *end,
+                            int pass) {
+    *end = a;
+    size_t j = a + 1;
+    if (j < n && s[j] == '#') {
+        j++;
+        uint32_t num = 0;
+        if (j < n && is_dec(s[j])) {
+            const size_t d0 = j;
+            while (j < n && is_dec(s[j])) {
+                if (num <= 0x10FFFF) num = num * 10 + (uint32_t)(s[j] - '0');
+                j++;
+            }
+            if (j - d0 > PY_INT_MAX_STR_DIGITS)
+                return WR_FAIL(WR_ERR_INVALID_ARG,
+                               "the prompt has a decimal character reference of %zu digits (byte "
+                               "%zu, html.unescape pass %d); Python's int() (so the diffusers "
+                               "pipeline) raises on more than %d: shorten it",
+                               j - d0, a, pass, PY_INT_MAX_STR_DIGITS);
+        } else if (j + 1 < n && (s[j] == 'x' || s[j] == 'X') && is_hex(s[j + 1])) {
+            j++;
+            while (j < n && is_hex(s[j])) {
+                if (num <= 0x10FFFF) num = num * 16 + hex_val(s[j]);
+                j++;
+            }
+        } else {
+            return WR_OK; /* "&#" not followed by a number: no match ('#' ends a name too) */
+        }
+        if (num > 0x10FFFF) num = 0x110000;
+        if (j < n && s[j] == ';') j++;
+        numeric_charref(out, num);
+        *end = j;
+        return WR_OK;
+    }
+    /* named: [^\t\n\f <&#;]{1,32};? — 32 code points at most */
+    size_t cps[34]; /* code point offsets within the name, relative to a + 1 */
+    int ncp = 0;
+    while (j < n && ncp < 32) {
+        const uint8_t c = s[j];
+        if (c == '\t' || c == '\n' || c == '\f' || c == ' ' || c == '<' || c == '&' || c == '#' ||
+            c == ';')
+            break;
+        uint32_t cp;
+        const int l = utf8_next(s + j, n - j, &cp);
+        cps[ncp++] = j - (a + 1);
+        j += (size_t)(l ? l : 1);
+    }
+    if (ncp == 0) return WR_OK;
+    if (j < n && s[j] == ';') {
+        cps[ncp++] = j - (a + 1);
+        j++;
+    }
+    cps[ncp] = j - (a + 1);
+    const char *name = (const char *)s + a + 1;
+    const size_t nlen = j - (a + 1);
+    const struct wr_html_entity *e = entity_find(name, nlen);
+    if (e) {
+        sb_put(out, e->value, strlen(e->value));
+        *end = j;
+        return WR_OK;
+    }
+    /* the longest prefix of at least 2 code points that is a name (those without ';') */
+    for (int x = ncp - 1; x > 1; x--) {
+        e = entity_find(name, cps[x]);
+        if (e) {
+            sb_put(out, e->value, strlen(e->value));
+            sb_put(out, name + cps[x], nlen - cps[x]);
+            *end = j;
+            return WR_OK;
+        }
+    }
+    sb_put(out, s + a, j - a); /* '&' + s: unchanged */
+    *end = j;
+    return WR_OK;
+}
+
+/* html.unescape(s) appended to out. */
+static wr_status html_unescape(const uint8_t *s, size_t n, sbuf *out, int pass) {
+    size_t i = 0;
+    while (i < n) {
+        const uint8_t *amp = memchr(s + i, '&', n - i);
+        if (!amp) {
+            sb_put(out, s + i, n - i);
+            break;
+        }
+        const size_t a = (size_t)(amp - s);
+        sb_put(out, s + i, a - i);
+        size_t end;
+        WR_TRY(charref_at(s, n, a, out, &end, pass));
+        if (end == a) {
+            sb_put(out, "&", 1);
+            i = a + 1;
+        } else {
+            i = end;
+        }
+    }
+    return WR_OK;
+}
+
+/* ---- prompt_clean (diffusers pipeline_wan.py) ----
+ *
+ * basic_clean: [ftfy.fix_text only if installed: not done], html.unescape(html.unescape(t)),
+ * t.strip(); whitespace_clean: re.sub(r"\s+", " ", t).strip(). The module imports
+ * `regex as re`, whose \s is Unicode White_Space, while str.strip() removes str.isspace()
+ * characters, which also include U+001C..U+001F: so those four are stripped at the ends but
+ * kept (not collapsed) inside. White_Space is a subset of isspace, so after the first strip
+ * the ends hold no White_Space and the second strip has nothing left to do. */
+
+static wr_status prompt_clean_n(const char *prompt, size_t n, sbuf *out) {
+    const size_t bad = utf8_check((const uint8_t *)prompt, n);
+    if (bad != n)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "the prompt is not valid UTF-8 (byte %zu: 0x%02X); pass UTF-8 text", bad,
+                       (unsigned)(uint8_t)prompt[bad]);
+    wr_status st = WR_OK;
+    sbuf u1 = {0}, u2 = {0};
+    st = html_unescape((const uint8_t *)prompt, n, &u1, 1);
+    if (st == WR_OK && !u1.oom) st = html_unescape((const uint8_t *)u1.p, u1.len, &u2, 2);
+    if (st == WR_OK && (u1.oom || u2.oom))
+        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory cleaning a %zu-byte prompt", n);
+    if (st == WR_OK) {
+        /* strip: [b, e) without leading/trailing isspace code points */
+        const uint8_t *u = (const uint8_t *)u2.p;
+        size_t b = 0, e = u2.len, last_end = 0;
+        uint32_t cp;
+        while (b < e) {
+            const int l = utf8_next(u + b, e - b, &cp);
+            WR_ASSERT(l > 0); /* the unescaper only writes well-formed UTF-8 */
+            if (!in_ranges(wr_py_isspace, NELEM(wr_py_isspace), cp)) break;
+            b += (size_t)l;
+        }
+        for (size_t i = b; i < e;) { /* find the end of the last non-isspace code point */
+            const int l = utf8_next(u + i, e - i, &cp);
+            WR_ASSERT(l > 0);
+            i += (size_t)l;
+            if (!in_ranges(wr_py_isspace, NELEM(wr_py_isspace), cp)) last_end = i;
+        }
+        e = b < e ? last_end : b;
+        /* collapse White_Space runs */
+        bool pending = false;
+        for (size_t i = b; i < e;) {
+            const int l = utf8_next(u + i, e - i, &cp);
+            if (in_ranges(wr_regex_space, NELEM(wr_regex_space), cp)) {
+                pending = true;
+            } else {
+                if (pending) sb_put(out, " ", 1);
+                pending = false;
+                sb_put(out, u + i, (size_t)l);
+            }
+            i += (size_t)l;
+        }
+        if (!out->p) sb_put(out, "", 0);
+        if (out->oom) st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory cleaning a prompt");
+    }
+    free(u1.p);
+    free(u2.p);
+    return st;
+}
+
+wr_status wr_prompt_clean(const char *prompt, char **out) {
+    WR_ASSERT(prompt && out);
+    *out = NULL;
+    sbuf b = {0};
+    const wr_status st = prompt_clean_n(prompt, strlen(prompt), &b);
+    if (st != WR_OK) {
+        free(b.p);
+        return st;
+    }
+    *out = b.p;
+    return WR_OK;
+}
+
+/* ---- vocabulary hash (tokenizers' Unigram token_to_ids) ---- */
+
+#define FNV_BASIS      1469598103934665603ull
+#define FNV_STEP(h, c) (((h) ^ (uint8_t)(c)) * 1099511628211ull)
+
+static uint64_t fnv1a(const char *s, size_t n) {
+    uint64_t h = FNV_BASIS;
+    for (size_t i = 0; i < n; i++) h = FNV_STEP(h, s[i]);
+    return h;
+}
+
+/* The id of the piece with exactly these bytes (whose fnv1a is h), or -1. */
+static int32_t vocab_find_h(const wr_tokenizer *t, const char *s, size_t n, uint64_t h) {
+    if (n == 0 || n > t->max_piece) return -1;
+    for (size_t i = (size_t)h & t->slot_mask;; i = (i + 1) & t->slot_mask) {
+        const int32_t id = t->slots[i];
+        if (id < 0) return -1;
+        if (t->len[id] == n && memcmp(t->arena + t->off[id], s, n) == 0) return id;
+    }
+}
+
+static int32_t vocab_find(const wr_tokenizer *t, const char *s, size_t n) {
+    return vocab_find_h(t, s, n, fnv1a(s, n));
+}
+
+/* Inserts id; a later piece with the same bytes takes the slot (a Rust HashMap insert). */
+static void vocab_insert(wr_tokenizer *t, int32_t id) {
+    const char *s = t->arena + t->off[id];
+    const size_t n = t->len[id];
+    for (size_t i = (size_t)fnv1a(s, n) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
+        const int32_t cur = t->slots[i];
+        if (cur < 0 || (t->len[cur] == n && memcmp(t->arena + t->off[cur], s, n) == 0)) {
+            t->slots[i] = id;
+            return;
+        }
+    }
+}
+
+/* ---- reading spiece.model ---- */
+
+static wr_status read_file(const char *path, uint8_t **out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO,
+                       "%s: cannot open the tokenizer model: %s; pass the spiece.model from the "
+                       "checkpoint's tokenizer/ folder",
+                       path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return WR_FAIL(WR_ERR_IO, "%s: not a regular file; pass the tokenizer/spiece.model file",
+                       path);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO,
+                       "%s: cannot open the tokenizer model: %s", path, strerror(errno));
+    const size_t size = (size_t)sb.st_size;
+    uint8_t *buf = malloc(size ? size : 1);
+    if (!buf) {
+        fclose(f);
+        return WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory (%zu bytes)", path, size);
+    }
+    const size_t got = fread(buf, 1, size, f);
+    const int err = ferror(f) ? errno : 0;
+    fclose(f);
+    if (got != size) {
+        free(buf);
+        return WR_FAIL(WR_ERR_IO, "%s: read %zu of %zu bytes: %s", path, got, size,
+                       err ? strerror(err) : "file shrank while reading");
+    }
+    *out = buf;
+    *n = size;
+    return WR_OK;
+}
+
+/* Protocol-buffer wire format, just enough to read piece types and the normalizer's char map
+ * (the Debian package ships no sentencepiece_model.pb.h). */
+typedef struct pbr {
+    const uint8_t *p, *end;
+} pbr;
+
+static bool pb_varint(pbr *r, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; shift < 64 && r->p < r->end; shift += 7) {
+        const uint8_t b = *r->p++;
+        *v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) return true;
+    }
+    return false;
+}
+
+/* Reads a field key; for length-delimited fields also the payload bounds into *sub. */
+static bool pb_field(pbr *r, uint32_t *field, uint32_t *wire, pbr *sub, uint64_t *val) {
+    uint64_t key;
+    if (!pb_varint(r, &key)) return false;
+    *field = (uint32_t)(key >> 3);
+    *wire = (uint32_t)(key & 7);
+    switch (*wire) {
+    case 0:
+        return pb_varint(r, val);
+    case 1:
+        if (r->end - r->p < 8) return false;
+        r->p += 8;
+        return true;
+    case 2: {
+        uint64_t n;
+        if (!pb_varint(r, &n) || n > (uint64_t)(r->end - r->p)) return false;
+        sub->p = r->p;
+        sub->end = r->p + n;
+        r->p += n;
+        return true;
+    }
+    case 5:
+        if (r->end - r->p < 4) return false;
+        r->p += 4;
+        return true;
+    default:
+        return false; /* groups are not used by sentencepiece_model.proto */
+    }
+}
+
+/* ModelProto: 1 = repeated SentencePiece {1 piece, 2 score, 3 type}, 3 = NormalizerSpec
+ * {2 precompiled_charsmap}. types[n_sp] receives each piece's type (NORMAL when absent). */
+static wr_status parse_model_proto(const uint8_t *buf, size_t n, int32_t n_sp, uint8_t *types,
+                                   const uint8_t **charsmap, size_t *charsmap_len,
+                                   const char *path) {
+    pbr r = {buf, buf + n}, sub = {0};
+    int32_t k = 0;
+    *charsmap = NULL;
+    *charsmap_len = 0;
+    while (r.p < r.end) {
+        uint32_t field, wire;
+        uint64_t val;
+        if (!pb_field(&r, &field, &wire, &sub, &val)) goto bad;
+        if (field == 1 && wire == 2) {
+            if (k >= n_sp) goto bad;
+            types[k] = SPM_NORMAL;
+            while (sub.p < sub.end) {
+                pbr unused;
+                uint32_t f2, w2;
+                uint64_t v2 = 0;
+                if (!pb_field(&sub, &f2, &w2, &unused, &v2)) goto bad;
+                if (f2 == 3 && w2 == 0) types[k] = (uint8_t)(v2 < 255 ? v2 : 255);
+            }
+            k++;
+        } else if (field == 3 && wire == 2) {
+            while (sub.p < sub.end) {
+                pbr bytes = {0};
+                uint32_t f2, w2;
+                uint64_t v2;
+                if (!pb_field(&sub, &f2, &w2, &bytes, &v2)) goto bad;
+                if (f2 == 2 && w2 == 2) {
+                    *charsmap = bytes.p;
+                    *charsmap_len = (size_t)(bytes.end - bytes.p);
+                }
+            }
+        }
+    }
+    if (k != n_sp) goto bad;
+    return WR_OK;
+bad:
+    return WR_FAIL(WR_ERR_FORMAT,
+                   "%s: the SentencePiece model's protobuf could not be read back (%d of %d "
+                   "pieces); the file is corrupt: take spiece.model from the checkpoint again",
+                   path, (int)k, (int)n_sp);
+}
+
+/* spm_precompiled::Precompiled::from: le u32 trie byte size, the trie's u32 units, then the
+ * replacement strings (must be UTF-8). */
+static wr_status parse_charsmap(wr_tokenizer *t, const uint8_t *p, size_t n) {
+    if (n == 0) return WR_OK; /* no map: T5Tokenizer sets no normalizer */
+    if (n < 4) goto bad;
+    const uint32_t trie_bytes =
+        (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    const size_t nu = trie_bytes / 4;
+    if (nu == 0 || nu > (n - 4) / 4) goto bad;
+    t->units = malloc(nu * sizeof(uint32_t));
+    t->norm_len = n - 4 - nu * 4;
+    t->norm = malloc(t->norm_len + 1);
+    if (!t->units || !t->norm)
+        return WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory for the char map", t->path);
+    for (size_t i = 0; i < nu; i++) {
+        const uint8_t *q = p + 4 + 4 * i;
+        t->units[i] =
+            (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+    }
+    t->n_units = nu;
+    memcpy(t->norm, p + 4 + nu * 4, t->norm_len);
+    t->norm[t->norm_len] = '\0';
+    if (utf8_check((const uint8_t *)t->norm, t->norm_len) != t->norm_len) goto bad;
+    return WR_OK;
+bad:
+    return WR_FAIL(WR_ERR_FORMAT,
+                   "%s: the normalizer's precompiled_charsmap (%zu bytes) is malformed; the file "
+                   "is corrupt: take spiece.model from the checkpoint again",
+                   t->path, n);
+}
+
+static wr_status add_piece(wr_tokenizer *t, sbuf *arena, int32_t id, const char *s, size_t n,
+                           double score) {
+    t->off[id] = arena->len;
+    t->len[id] = (uint32_t)n;
+    t->score[id] = score;
+    sb_put(arena, s, n);
+    sb_put(arena, "", 1);
+    if (n > t->max_piece) t->max_piece = n;
+    return arena->oom ? WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory", t->path) : WR_OK;
+}
+
+wr_status wr_tokenizer_open(wr_tokenizer **out, const char *spiece_model_path) {
+    WR_ASSERT(out && spiece_model_path);
+    *out = NULL;
+    wr_status st = WR_OK;
+    uint8_t *buf = NULL, *types = NULL;
+    size_t nbuf = 0;
+    sbuf arena = {0};
+    wr_tokenizer *t = calloc(1, sizeof(*t));
+    if (!t) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    t->path = strdup(spiece_model_path);
+    if (!t->path) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        goto fail;
+    }
+    WR_TRY_GOTO(st, read_file(t->path, &buf, &nbuf), fail);
+    WR_TRY_GOTO(st, wr_spm_load(&t->spm, buf, nbuf, t->path), fail);
+
+    t->n_sp = wr_spm_piece_count(t->spm);
+    static const char *const t5_specials[3] = {"<pad>", "</s>", "<unk>"};
+    for (int i = 0; i < 3; i++) {
+        size_t n = 0;
+        const char *p = i < t->n_sp ? wr_spm_id_to_piece(t->spm, i, &n) : NULL;
+        if (!p || n != strlen(t5_specials[i]) || memcmp(p, t5_specials[i], n) != 0) {
+            st = WR_FAIL(WR_ERR_FORMAT,
+                         "%s: piece %d is not '%s': not a T5/UMT5 tokenizer model (<pad>=0, "
+                         "</s>=1, <unk>=2); pass the text encoder's tokenizer/spiece.model",
+                         t->path, i, t5_specials[i]);
+            goto fail;
+        }
+    }
+    if (wr_spm_unk_id(t->spm) != 2) {
+        st = WR_FAIL(WR_ERR_FORMAT, "%s: the unknown piece is id %d, not 2: not a T5/UMT5 model",
+                     t->path, (int)wr_spm_unk_id(t->spm));
+        goto fail;
+    }
+    types = malloc((size_t)t->n_sp);
+    if (!types) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory", t->path);
+        goto fail;
+    }
+    const uint8_t *cmap;
+    size_t cmap_len;
+    WR_TRY_GOTO(st, parse_model_proto(buf, nbuf, t->n_sp, types, &cmap, &cmap_len, t->path), fail);
+    WR_TRY_GOTO(st, parse_charsmap(t, cmap, cmap_len), fail);
+
+    /* the vocabulary: T5Converter.convert_from_spm appends <extra_id_299> .. <extra_id_0> */
+    t->n_vocab = t->n_sp + WR_TOKENIZER_EXTRA_IDS;
+    const size_t nv = (size_t)t->n_vocab;
+    t->off = malloc(nv * sizeof(*t->off));
+    t->len = malloc(nv * sizeof(*t->len));
+    t->score = malloc(nv * sizeof(*t->score));
+    t->added = calloc(nv, 1);
+    size_t nslots = 1;
+    while (nslots < 2 * nv) nslots *= 2;
+    t->slots = malloc(nslots * sizeof(*t->slots));
+    if (!t->off || !t->len || !t->score || !t->added || !t->slots) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory (%d pieces)", t->path,
+                     (int)t->n_vocab);
+        goto fail;
+    }
+    t->slot_mask = nslots - 1;
+    memset(t->slots, 0xFF, nslots * sizeof(*t->slots));
+    t->min_score = 0.0;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        char name[32];
+        const char *p;
+        size_t n;
+        double sc;
+        if (id < t->n_sp) {
+            p = wr_spm_id_to_piece(t->spm, id, &n);
+            WR_ASSERT(p != NULL);
+            sc = (double)wr_spm_score(t->spm, id);
+            /* added tokens: <pad> </s> <unk> (T5Tokenizer's special tokens) and the model's
+             * control and user-defined pieces (SentencePieceExtractor.extract) */
+            t->added[id] = id < 3 || types[id] == SPM_CONTROL || types[id] == SPM_USER_DEFINED;
+        } else {
+            n = (size_t)snprintf(name, sizeof(name), "<extra_id_%d>",
+                                 WR_TOKENIZER_EXTRA_IDS - 1 - (id - t->n_sp));
+            p = name;
+            sc = 0.0;
+            t->added[id] = 1;
+        }
+        WR_TRY_GOTO(st, add_piece(t, &arena, id, p, n, sc), fail);
+        if (id == 0 || sc < t->min_score) t->min_score = sc;
+    }
+    t->arena = arena.p;
+    arena.p = NULL;
+    for (int32_t id = 0; id < t->n_vocab; id++) vocab_insert(t, id);
+    /* the distinct lengths of the added tokens, longest first (leftmost-longest matching) */
+    t->added_lens = calloc(t->max_piece + 1, sizeof(*t->added_lens));
+    if (!t->added_lens) {
+        st = WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory", t->path);
+        goto fail;
+    }
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        if (!t->added[id] || t->len[id] == 0) continue;
+        t->added_first[(uint8_t)t->arena[t->off[id]]] = 1;
+        t->added_lens[t->len[id]] = 1; /* a flag per length for now */
+    }
+    for (size_t l = t->max_piece; l > 0; l--)
+        if (t->added_lens[l]) t->added_lens[t->n_added_lens++] = l;
+    free(buf);
+    free(types);
+    *out = t;
+    return WR_OK;
+fail:
+    free(buf);
+    free(types);
+    free(arena.p);
+    wr_tokenizer_free(t);
+    return st;
+}
+
+void wr_tokenizer_free(wr_tokenizer *t) {
+    if (!t) return;
+    wr_spm_free(t->spm);
+    free(t->path);
+    free(t->arena);
+    free(t->off);
+    free(t->len);
+    free(t->score);
+    free(t->added);
+    free(t->slots);
+    free(t->added_lens);
+    free(t->units);
+    free(t->norm);
+    free(t);
+}
+
+int64_t wr_tokenizer_vocab_size(const wr_tokenizer *t) {
+    return t->n_vocab;
+}
+
+const char *wr_tokenizer_piece(const wr_tokenizer *t, int64_t id) {
+    if (id < 0 || id >= t->n_vocab) return NULL;
+    return t->arena + t->off[id];
+}
+
+/* ---- Precompiled normalizer (tokenizers normalizers/precompiled.rs, spm_precompiled 0.1) ---- */
+
+/* spm_precompiled::DoubleArray::common_prefix_search(key)[0] — the SHORTEST key prefix in the
+ * map — and the replacement it points at. Returns 1 (found), 0 (none), -1 (corrupt map: the
+ * Rust code would panic on an out-of-range index). */
+static int charsmap_first(const wr_tokenizer *t, const uint8_t *key, size_t n, const char **rep,
+                          size_t *rep_len) {
+    const uint32_t *a = t->units;
+#define UNIT_OFFSET(u)   (((u) >> 10) << (((u) & (1u << 9)) >> 6))
+#define UNIT_LABEL(u)    ((u) & ((1u << 31) | 0xFFu))
+#define UNIT_HAS_LEAF(u) (((u) >> 8) & 1u)
+#define UNIT_VALUE(u)    ((u) & ((1u << 31) - 1))
+    size_t pos = UNIT_OFFSET(a[0]);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t c = key[i];
+        if (c == 0) break;
+        pos ^= c;
+        if (pos >= t->n_units) return -1;
+        const uint32_t u = a[pos];
+        if (UNIT_LABEL(u) != c) return 0;
+        pos ^= UNIT_OFFSET(u);
+        if (UNIT_HAS_LEAF(u)) {
+            if (pos >= t->n_units) return -1;
+            const size_t idx = UNIT_VALUE(a[pos]);
+            if (idx > t->norm_len) return -1;
+            if (idx < t->norm_len && ((uint8_t)t->norm[idx] & 0xC0) == 0x80) return -1;
+            size_t e = idx;
+            while (e < t->norm_len && t->norm[e] != '\0') e++;
+            *rep = t->norm + idx;
+            *rep_len = e - idx;
+            return 1;
+        }
+    }
+    return 0;
+#undef UNIT_OFFSET
+#undef UNIT_LABEL
+#undef UNIT_HAS_LEAF
+#undef UNIT_VALUE
+}
+
+/* Grapheme cluster category of cp as the unicode-segmentation crate looks it up. */
+static uint8_t gc_of(uint32_t cp) {
+    if (cp <= 0x7E) {
+        if (cp >= 0x20) return WR_GC_Any;
+        return cp == '\n' ? WR_GC_LF : cp == '\r' ? WR_GC_CR : WR_GC_Control;
+    }
+    size_t lo = 0, hi = NELEM(wr_gc_table);
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (cp < wr_gc_table[mid].lo)
+            hi = mid;
+        else if (cp > wr_gc_table[mid].hi)
+            lo = mid + 1;
+        else
+            return wr_gc_table[mid].cat;
+    }
+    return WR_GC_Any;
+}
+
+static bool gc_is_control(uint8_t c) {
+    return c == WR_GC_Control || c == WR_GC_CR || c == WR_GC_LF;
+}
+
+/* Is there an extended grapheme cluster boundary between cp[i-1] and cp[i] (0 < i < n)?
+ * unicode-segmentation 1.13 GraphemeCursor::is_boundary / check_pair, rule by rule. */
+static bool grapheme_break(const uint32_t *cp, const uint8_t *cat, size_t i) {
+    const uint8_t b = cat[i - 1], a = cat[i];
+    if (b == WR_GC_CR && a == WR_GC_LF) return false;      /* GB3 */
+    if (gc_is_control(b) || gc_is_control(a)) return true; /* GB4, GB5 */
+    if (b == WR_GC_L && (a == WR_GC_L || a == WR_GC_V || a == WR_GC_LV || a == WR_GC_LVT))
+        return false;                                                                    /* GB6 */
+    if ((b == WR_GC_LV || b == WR_GC_V) && (a == WR_GC_V || a == WR_GC_T)) return false; /* GB7 */
+    if ((b == WR_GC_LVT || b == WR_GC_T) && a == WR_GC_T) return false;                  /* GB8 */
+    if (a == WR_GC_Extend || a == WR_GC_ZWJ) return false;                               /* GB9 */
+    if (a == WR_GC_SpacingMark) return false;                                            /* GB9a */
+    if (b == WR_GC_Prepend) return false;                                                /* GB9b */
+    if (a == WR_GC_InCB_Consonant) { /* GB9c: Consonant [Extend Linker]* Linker [..]* x */
+        size_t linkers = 0;
+        for (size_t j = i; j-- > 0;) {
+            if (in_ranges(wr_incb_linker, NELEM(wr_incb_linker), cp[j]))
+                linkers++;
+            else if (!in_ranges(wr_incb_extend, NELEM(wr_incb_extend), cp[j]))
+                return !(linkers > 0 && cat[j] == WR_GC_InCB_Consonant);
+        }
+        return true;
+    }
+    if (b == WR_GC_ZWJ && a == WR_GC_Extended_Pictographic) { /* GB11: ExtPict Extend* ZWJ x */
+        for (size_t j = i - 1; j-- > 0;) {
+            if (cat[j] == WR_GC_Extend) continue;
+            return cat[j] != WR_GC_Extended_Pictographic;
+        }
+        return true;
+    }
+    if (b == WR_GC_Regional_Indicator && a == WR_GC_Regional_Indicator) { /* GB12, GB13 */
+        size_t ris = 0;
+        for (size_t j = i; j-- > 0 && cat[j] == WR_GC_Regional_Indicator;) ris++;
+        return ris % 2 == 0;
+    }
+    return true; /* GB999 */
+}
+
+/* Per-encode scratch space. */
+typedef struct enc {
+    const wr_tokenizer *t;
+    int32_t *toks; /* [limit] */
+    size_t ntok, limit;
+    sbuf norm, word;
+    uint32_t *cp;  /* code points of the segment being normalized */
+    uint8_t *cat;  /* their grapheme categories */
+    size_t *cpoff; /* their byte offsets (+ 1 sentinel) */
+    size_t cp_cap;
+    double *vscore;  /* Viterbi: best score of a path ending at each byte */
+    int64_t *vstart; /* ... where its last piece starts (-1: no path yet) */
+    int32_t *vid;    /* ... that piece's id */
+    int32_t *vtmp;   /* backtracking stack */
+    size_t v_cap;
+} enc;
+
+static bool enc_grow(enc *e, size_t ncp, size_t nbytes) {
+    if (ncp + 1 > e->cp_cap) {
+        size_t cap = e->cp_cap ? e->cp_cap : 64;
+        while (cap < ncp + 1) cap *= 2;
+        uint32_t *cp = realloc(e->cp, cap * sizeof(*cp));
+        if (cp) e->cp = cp;
+        uint8_t *cat = realloc(e->cat, cap);
+        if (cat) e->cat = cat;
+        size_t *off = realloc(e->cpoff, cap * sizeof(*off));
+        if (off) e->cpoff = off;
+        if (!cp || !cat || !off) return false;
+        e->cp_cap = cap;
+    }
+    if (nbytes + 1 > e->v_cap) {
+        size_t cap = e->v_cap ? e->v_cap : 64;
+        while (cap < nbytes + 1) cap *= 2;
+        double *s = realloc(e->vscore, cap * sizeof(*s));
+        if (s) e->vscore = s;
+        int64_t *st = realloc(e->vstart, cap * sizeof(*st));
+        if (st) e->vstart = st;
+        int32_t *id = realloc(e->vid, cap * sizeof(*id));
+        if (id) e->vid = id;
+        int32_t *tmp = realloc(e->vtmp, cap * sizeof(*tmp));
+        if (tmp) e->vtmp = tmp;
+        if (!s || !st || !id || !tmp) return false;
+        e->v_cap = cap;
+    }
+    return true;
+}
+
+/* normalizers::Precompiled::normalize on seg[0..n) into e->norm (reset first):
+ *   for each extended grapheme g: if len(g) < 6 bytes and the map has a prefix of g, g is
+ *   replaced WHOLE by the shortest prefix's replacement (the rest of g is dropped); otherwise
+ *   each char of g is replaced by its own entry or kept. */
+static wr_status normalize_segment(enc *e, const uint8_t *seg, size_t n) {
+    const wr_tokenizer *t = e->t;
+    e->norm.len = 0;
+    if (t->n_units == 0) {
+        sb_put(&e->norm, seg, n);
+        return WR_OK;
+    }
+    size_t m = 0;
+    if (!enc_grow(e, n, n)) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory (tokenizer)");
+    for (size_t i = 0; i < n;) {
+        uint32_t c;
+        const int l = utf8_next(seg + i, n - i, &c);
+        WR_ASSERT(l > 0);
+        e->cp[m] = c;
+        e->cat[m] = gc_of(c);
+        e->cpoff[m++] = i;
+        i += (size_t)l;
+    }
+    e->cpoff[m] = n;
+    size_t g0 = 0;
+    while (g0 < m) {
+        size_t g1 = g0 + 1;
+        while (g1 < m && !grapheme_break(e->cp, e->cat, g1)) g1++;
+        const size_t b0 = e->cpoff[g0], b1 = e->cpoff[g1];
+        const char *rep;
+        size_t rep_len;
+        int r = 0;
+        if (b1 - b0 < 6) r = charsmap_first(t, seg + b0, b1 - b0, &rep, &rep_len);
+        if (r == 1) {
+            sb_put(&e->norm, rep, rep_len);
+        } else {
+            for (size_t k = g0; k < g1 && r >= 0; k++) {
+                const size_t c0 = e->cpoff[k], c1 = e->cpoff[k + 1];
+                r = charsmap_first(t, seg + c0, c1 - c0, &rep, &rep_len);
+                if (r == 1)
+                    sb_put(&e->norm, rep, rep_len);
+                else
+                    sb_put(&e->norm, seg + c0, c1 - c0);
+            }
+        }
+        if (r < 0)
+            return WR_FAIL(WR_ERR_FORMAT,
+                           "%s: the normalizer's precompiled_charsmap has an entry pointing "
+                           "outside the map; the file is corrupt: take spiece.model again",
+                           t->path);
+        g0 = g1;
+    }
+    if (e->norm.oom) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory (tokenizer)");
+    return WR_OK;
+}
+
+static void emit(enc *e, int32_t id) {
+    if (e->ntok < e->limit) e->toks[e->ntok++] = id;
+}
+
+/* ---- Unigram (tokenizers models/unigram/model.rs encode_optimized + tokenize) ----
+ *
+ * Viterbi over the bytes of one pre-token: from each char start (left to right), every vocab
+ * piece that is a prefix there (shortest first) offers score + best-so-far to the position it
+ * ends at, replacing the incumbent only when strictly better (or when none); when no piece is
+ * exactly that one char, an <unk> of score min_score - 10 is offered for it. Backtracking
+ * fuses consecutive <unk> nodes into one string, which is then looked up again (it becomes
+ * that piece's id if it happens to be one, else <unk>). */
+static void unigram(enc *e, const char *w, size_t size) {
+    const wr_tokenizer *t = e->t;
+    const double unk_score = t->min_score - 10.0;
+    const int32_t unk = 2;
+    for (size_t i = 0; i <= size; i++) {
+        e->vscore[i] = 0.0;
+        e->vstart[i] = -1;
+        e->vid[i] = 0;
+    }
+    for (size_t s = 0; s < size;) {
+        const double here = e->vscore[s];
+        uint32_t c;
+        const int mb = utf8_next((const uint8_t *)w + s, size - s, &c);
+        WR_ASSERT(mb > 0);
+        bool single = false;
+        const size_t maxl = size - s < t->max_piece ? size - s : t->max_piece;
+        uint64_t h = FNV_BASIS; /* of w[s .. s + l), grown byte by byte */
+        for (size_t l = 1; l <= maxl; l++) {
+            h = FNV_STEP(h, w[s + l - 1]);
+            const int32_t id = vocab_find_h(t, w + s, l, h);
+            if (id < 0) continue;
+            const double cand = t->score[id] + here;
+            if (e->vstart[s + l] < 0 || cand > e->vscore[s + l]) {
+                e->vscore[s + l] = cand;
+                e->vstart[s + l] = (int64_t)s;
+                e->vid[s + l] = id;
+            }
+            if (l == (size_t)mb) single = true;
+        }
+        if (!single) {
+            const double cand = unk_score + here;
+            if (e->vstart[s + mb] < 0 || cand > e->vscore[s + mb]) {
+                e->vscore[s + mb] = cand;
+                e->vstart[s + mb] = (int64_t)s;
+                e->vid[s + mb] = unk;
+            }
+        }
+        s += (size_t)mb;
+    }
+    /* backtrack into vtmp (reversed), fusing runs of <unk> */
+    size_t nt = 0, end = size;
+    while (end > 0) {
+        const size_t start = (size_t)e->vstart[end];
+        if (e->vid[end] == unk) {
+            size_t run_start = start;
+            while (run_start > 0 && e->vid[run_start] == unk)
+                run_start = (size_t)e->vstart[run_start];
+            const int32_t id = vocab_find(t, w + run_start, end - run_start);
+            e->vtmp[nt++] = id >= 0 ? id : unk;
+            end = run_start;
+        } else {
+            e->vtmp[nt++] = e->vid[end];
+            end = start;
+        }
+    }
+    while (nt > 0) emit(e, e->vtmp[--nt]);
+}
+
+/* Rust char::is_whitespace (Unicode White_Space): what pre_tokenizers::WhitespaceSplit cuts. */
+static bool rust_whitespace(uint32_t c) {
+    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+           c == 0x205F || c == 0x3000;
+}
+
+static const char META[] = "\xE2\x96\x81"; /* U+2581 '▁' */
+
+/* One text segment (between added tokens): Precompiled, then pre_tokenizers Sequence[
+ * WhitespaceSplit, Metaspace(replacement '▁', prepend_scheme always, split true)], then the
+ * unigram model on every piece. */
+static wr_status encode_segment(enc *e, const uint8_t *seg, size_t n) {
+    WR_TRY(normalize_segment(e, seg, n));
+    const char *s = e->norm.p ? e->norm.p : "";
+    const size_t ns = e->norm.len;
+    size_t i = 0;
+    while (i < ns && e->ntok < e->limit) {
+        /* WhitespaceSplit: skip whitespace, take the next run of non-whitespace */
+        uint32_t c;
+        int l = utf8_next((const uint8_t *)s + i, ns - i, &c);
+        WR_ASSERT(l > 0);
+        if (rust_whitespace(c)) {
+            i += (size_t)l;
+            continue;
+        }
+        size_t j = i;
+        while (j < ns) {
+            l = utf8_next((const uint8_t *)s + j, ns - j, &c);
+            WR_ASSERT(l > 0);
+            if (rust_whitespace(c)) break;
+            j += (size_t)l;
+        }
+        /* Metaspace: ' ' -> '▁' (none left here), prepend '▁' unless the word starts with
+         * one, then split before every '▁' (MergedWithNext). */
+        e->word.len = 0;
+        if (j - i < 3 || memcmp(s + i, META, 3) != 0) sb_put(&e->word, META, 3);
+        sb_put(&e->word, s + i, j - i);
+        if (e->word.oom) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory (tokenizer)");
+        if (!enc_grow(e, 0, e->word.len))
+            return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory (tokenizer)");
+        const char *w = e->word.p;
+        const size_t wn = e->word.len;
+        size_t p0 = 0;
+        while (p0 < wn && e->ntok < e->limit) {
+            size_t p1 = p0 + 3;
+            while (p1 < wn && !(wn - p1 >= 3 && memcmp(w + p1, META, 3) == 0)) p1++;
+            unigram(e, w + p0, p1 - p0);
+            p0 = p1;
+        }
+        i = j;
+    }
+    return WR_OK;
+}
+
+wr_status wr_tokenizer_encode(const wr_tokenizer *t, const char *prompt, int max_len, int32_t *ids,
+                              uint8_t *mask, int *n_real) {
+    WR_ASSERT(t && prompt && ids && mask && n_real);
+    if (max_len < 1)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "max_len %d: the token budget must be at least 1 (room for </s>); the "
+                       "pipeline uses %d",
+                       max_len, WR_TOKENIZER_MAX_LEN);
+    wr_status st = WR_OK;
+    enc e = {0};
+    e.t = t;
+    e.limit = (size_t)max_len - 1;
+    sbuf clean = {0};
+    WR_TRY_GOTO(st, prompt_clean_n(prompt, strlen(prompt), &clean), done);
+    if (e.limit > 0) {
+        e.toks = malloc(e.limit * sizeof(*e.toks));
+        if (!e.toks) {
+            st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory (%d tokens)", max_len);
+            goto done;
+        }
+    }
+    /* AddedVocabulary::extract_and_normalize: added tokens are cut out of the raw (cleaned)
+     * text, leftmost-longest, with no lstrip/rstrip; the text between goes on. */
+    const uint8_t *s = (const uint8_t *)(clean.p ? clean.p : "");
+    const size_t n = clean.len;
+    size_t seg = 0, p = 0;
+    while (p < n && e.ntok < e.limit) {
+        int32_t hit = -1;
+        size_t hit_len = 0;
+        if (t->added_first[s[p]]) {
+            for (size_t k = 0; k < t->n_added_lens && hit < 0; k++) {
+                const size_t L = t->added_lens[k];
+                if (L > n - p) continue;
+                const int32_t id = vocab_find(t, (const char *)s + p, L);
+                if (id >= 0 && t->added[id]) hit = id, hit_len = L;
+            }
+        }
+        if (hit < 0) {
+            p++;
+            continue;
+        }
+        WR_TRY_GOTO(st, encode_segment(&e, s + seg, p - seg), done);
+        emit(&e, hit);
+        p += hit_len;
+        seg = p;
+    }
+    if (e.ntok < e.limit) WR_TRY_GOTO(st, encode_segment(&e, s + seg, n - seg), done);
+
+    /* TemplateProcessing "$A </s>" after truncation to max_len - 1, then pad to max_len */
+    const int32_t eos = 1, pad = 0;
+    for (size_t i = 0; i < e.ntok; i++) ids[i] = e.toks[i];
+    ids[e.ntok] = eos;
+    for (int i = 0; i < max_len; i++) {
+        if ((size_t)i > e.ntok) ids[i] = pad;
+        mask[i] = (size_t)i <= e.ntok;
+    }
+    *n_real = (int)e.ntok + 1;
+done:
+    free(clean.p);
+    free(e.toks);
+    free(e.norm.p);
+    free(e.word.p);
+    free(e.cp);
+    free(e.cat);
+    free(e.cpoff);
+    free(e.vscore);
+    free(e.vstart);
+    free(e.vid);
+    free(e.vtmp);
+    return st;
+}
