@@ -3,7 +3,8 @@
 #   1. formatting of src/, launch/, tests/ (clang-format, .clang-format at the root);
 #   2. the normal build (CUDA compiled where nvcc exists) and its CTest suite;
 #   3. an AddressSanitizer + UndefinedBehaviorSanitizer build and the same suite;
-#   4. the safetensors header fuzzer (libFuzzer) for WR_FUZZ_SECONDS (default 30).
+#   4. the libFuzzer targets (safetensors headers, prompt tokenization), WR_FUZZ_SECONDS each
+#      (default 30).
 # Exit status is non-zero when any step fails. Build folders: build/, build-asan/, build-fuzz/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# run_fuzz.sh [SECONDS] [BUILD_DIR] — builds tests/fuzz/fuzz_st_header with clang (libFuzzer,
-# ASan, UBSan) and fuzzes the safetensors header validator for SECONDS (default 30).
+# run_fuzz.sh [SECONDS] [BUILD_DIR] — builds the libFuzzer targets with clang (ASan, UBSan) and
+# runs each for SECONDS (default 30): fuzz_st_header (the safetensors header validator) and
+# fuzz_tokenizer (prompt cleaning and tokenization).
 #
 # BUILD_DIR defaults to build-fuzz under the repository root. The seed corpus is every file
 # under tests/data/bad and tests/data/good (flattened, the .tsv/.json manifests skipped),
 # copied into a fresh temporary directory, so the repository is never written to (apart from
 # BUILD_DIR). On a crash the reproducer is kept, its path printed, and the script exits 1;
-# replay it with `BUILD_DIR/tests/fuzz/fuzz_st_header PATH`.
+# replay it with `BUILD_DIR/tests/fuzz/<target> PATH`.
 set -euo pipefail
 
 seconds="${1:-30}"
@@ -29,44 +30,61 @@ cleanup() {
 trap cleanup EXIT
 
 cd "$root"
-if ! CC=clang cmake -S . -B "$build" -DWR_CUDA=OFF -DWR_BUILD_FUZZ=ON -DWR_BUILD_TESTS=OFF \
+# a build dir configured with another C++ compiler (before the library had a C++ file) cannot
+# be switched in place: start it afresh
+if [ -f "$build/CMakeCache.txt" ] && ! grep -q "^CMAKE_CXX_COMPILER:.*clang++" "$build/CMakeCache.txt"; then
+    rm -rf "$build"
+fi
+if ! CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang \
+    -DCMAKE_CXX_COMPILER=clang++ -DWR_CUDA=OFF -DWR_BUILD_FUZZ=ON -DWR_BUILD_TESTS=OFF \
     -DWR_BUILD_BENCH=OFF -DWR_SANITIZE=address,undefined >"$work/configure.log" 2>&1; then
     cat "$work/configure.log" >&2
     echo "configure failed" >&2
     exit 1
 fi
-cmake --build "$build" --target fuzz_st_header -j "$(nproc)"
-fuzzer="$build/tests/fuzz/fuzz_st_header"
+cmake --build "$build" --target fuzz_st_header fuzz_tokenizer -j "$(nproc)"
 
-# Flatten: tests/data/bad/index_wrong_shard/x.safetensors -> bad__index_wrong_shard__x.safetensors
+# fuzz TARGET CORPUS_DIR: runs one target for $seconds; on a failure keeps the reproducer
+fuzz() {
+    local name=$1 corpus=$2 fuzzer="$build/tests/fuzz/$1" log="$artifacts/$1.log" rc=0
+    "$fuzzer" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
+        -artifact_prefix="$artifacts/$name-" "$corpus" >"$log" 2>&1 || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        keep=1
+        tail -n 60 "$log" >&2
+        echo "$name FAILED (exit $rc); full log: $log" >&2
+        local found=0 a
+        for a in "$artifacts/$name"-crash-* "$artifacts/$name"-leak-* "$artifacts/$name"-timeout-* \
+            "$artifacts/$name"-oom-* "$artifacts/$name"-slow-unit-*; do
+            [ -e "$a" ] || continue
+            echo "reproducer: $a" >&2
+            echo "replay:     $fuzzer $a" >&2
+            found=1
+        done
+        [ "$found" -eq 1 ] || echo "no reproducer was written; see the log" >&2
+        exit 1
+    fi
+    local runs
+    runs="$(sed -n 's/^Done \([0-9][0-9]*\) runs.*/\1/p' "$log" | tail -n 1)"
+    echo "$name OK: ${runs:-?} executions in ${seconds}s, no crash"
+}
+
+# safetensors headers. Flatten: tests/data/bad/index_wrong_shard/x.safetensors ->
+# bad__index_wrong_shard__x.safetensors
 nseeds=0
 while IFS= read -r -d '' f; do
     rel="${f#tests/data/}"
     cp "$f" "$corpus/${rel//\//__}"
     nseeds=$((nseeds + 1))
 done < <(find tests/data/bad tests/data/good -type f ! -name '*.tsv' ! -name '*.json' -print0)
-echo "seed corpus: $nseeds files; fuzzing for ${seconds}s"
+echo "fuzz_st_header: seed corpus $nseeds files; fuzzing for ${seconds}s"
+fuzz fuzz_st_header "$corpus"
 
-log="$artifacts/fuzz.log"
-rc=0
-"$fuzzer" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
-    -artifact_prefix="$artifacts/" "$corpus" >"$log" 2>&1 || rc=$?
-
-if [ "$rc" -ne 0 ]; then
-    keep=1
-    tail -n 60 "$log" >&2
-    echo "fuzz_st_header FAILED (exit $rc); full log: $log" >&2
-    found=0
-    for a in "$artifacts"/crash-* "$artifacts"/leak-* "$artifacts"/timeout-* \
-        "$artifacts"/oom-* "$artifacts"/slow-unit-*; do
-        [ -e "$a" ] || continue
-        echo "reproducer: $a" >&2
-        echo "replay:     $fuzzer $a" >&2
-        found=1
-    done
-    [ "$found" -eq 1 ] || echo "no reproducer was written; see the log" >&2
-    exit 1
-fi
-
-runs="$(sed -n 's/^Done \([0-9][0-9]*\) runs.*/\1/p' "$log" | tail -n 1)"
-echo "fuzz_st_header OK: ${runs:-?} executions in ${seconds}s, no crash"
+# prompts: the golden prompt list as one seed, plus a few hand-made ones
+tcorpus="$work/prompts"
+mkdir "$tcorpus"
+cp tests/data/tokenizer/prompts.json "$tcorpus/prompts.json"
+printf 'A cat &amp;lt;3 <extra_id_5> dances\t\n' >"$tcorpus/p1"
+printf '\xe4\xb8\x80\xe5\x8f\xaa\xe7\x8c\xab &#x1F3AC; &nGt; \xef\xbc\x9c\xef\xbc\x8f\xef\xbd\x93\xef\xbc\x9e' >"$tcorpus/p2"
+echo "fuzz_tokenizer: seed corpus 3 files; fuzzing for ${seconds}s"
+fuzz fuzz_tokenizer "$tcorpus"
