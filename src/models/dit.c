@@ -11,6 +11,7 @@
 
 #include "core/log.h"
 #include "kernels/ops.h"
+#include "models/loader.h"
 
 #define WR_DIT_MAX_PAIRS 512 /* RoPE pairs per head: head dim up to 1024 */
 
@@ -166,19 +167,9 @@ struct wr_dit {
 
 typedef struct load_ctx {
     wr_dit *m;
-    int problems;
-    char report[768];
+    wr_load_report rep;
     size_t vec_floats;
 } load_ctx;
-
-static void add_problem(load_ctx *lc, const char *fmt, const char *name, const char *extra) {
-    if (lc->problems++ < 5) {
-        size_t n = strlen(lc->report);
-        snprintf(lc->report + n, sizeof lc->report - n, "%s", lc->problems > 1 ? "; " : "");
-        n = strlen(lc->report);
-        snprintf(lc->report + n, sizeof lc->report - n, fmt, name, extra);
-    }
-}
 
 /* Looks a diffusers name up in the weight set (through the rename table if needed) and checks
  * its shape. Returns NULL (and records a problem) when absent or mis-shaped. */
@@ -189,23 +180,7 @@ static const wr_st_tensor *lookup(load_ctx *lc, const char *name, int ndim, cons
         wr_dit_original_name(alt, sizeof alt, name);
         key = alt;
     }
-    const wr_st_tensor *t = wr_st_set_find(lc->m->weights, key);
-    if (t == NULL) {
-        add_problem(lc, "%s missing%s", key, "");
-        return NULL;
-    }
-    int ok = t->ndim == ndim && wr_dtype_is_float(t->dtype) && t->dtype != WR_DTYPE_F64;
-    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
-    if (!ok) {
-        char want[160], got[200];
-        wr_shape_str(want, sizeof want, ndim, shape);
-        char gs[160];
-        snprintf(got, sizeof got, "%s %s, expected F32/BF16/F16/F8 %s", wr_dtype_name(t->dtype),
-                 wr_shape_str(gs, sizeof gs, t->ndim, t->shape), want);
-        add_problem(lc, "%s is %s", key, got);
-        return NULL;
-    }
-    return t;
+    return wr_load_expect(&lc->rep, lc->m->weights, key, ndim, shape);
 }
 
 static void count_vectors(void *ctx, const char *name, int ndim, const int64_t *shape) {
@@ -337,10 +312,8 @@ wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir) {
         st = bc.st;
         goto fail;
     }
-    if (lc.problems) {
-        st =
-            WR_FAIL(WR_ERR_FORMAT, "%s: %d of %lld transformer tensors missing or mis-shaped: %s%s",
-                    dir, lc.problems, (long long)n, lc.report, lc.problems > 5 ? "; ..." : "");
+    if (lc.rep.problems) {
+        st = wr_load_fail(&lc.rep, dir, n, "transformer");
         goto fail;
     }
     if (wr_st_set_count(m->weights) != n)
@@ -391,23 +364,6 @@ static void tap(wr_dit *m, const char *name, const wr_tensor *t) {
 
 /* ---- forward ---- */
 
-/* Carves f32 tensors from the workspace. */
-typedef struct carve {
-    float *base;
-    size_t used, cap; /* floats */
-} carve;
-
-static wr_tensor take(carve *c, int ndim, const int64_t *shape) {
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    float *p = c->base ? c->base + c->used : NULL;
-    c->used += (size_t)((n + 15) & ~(int64_t)15);
-    WR_ASSERT(c->base == NULL || c->used <= c->cap);
-    return wr_tensor_make(p, WR_DTYPE_F32, ndim, shape);
-}
-#define TAKE(c, ...)                                                                               \
-    take((c), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
-
 #define FFN_CHUNK 1024
 
 /* Every activation of one forward, in one workspace. */
@@ -424,30 +380,30 @@ typedef struct dit_acts {
     wr_tensor head;               /* [L, Cout*pt*ph*pw] */
 } dit_acts;
 
-static void plan(carve *c, const wr_dit *m, int64_t L, int64_t S, dit_acts *a) {
+static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t S, dit_acts *a) {
     const int64_t D = m->D, P = m->cfg.out_channels * m->cfg.patch_size.v[0] *
                                 m->cfg.patch_size.v[1] * m->cfg.patch_size.v[2];
-    a->x = TAKE(c, L, D);
-    a->h = TAKE(c, L, D);
-    a->q = TAKE(c, L, D);
-    a->k = TAKE(c, L, D);
-    a->v = TAKE(c, L, D);
-    a->a = TAKE(c, L, D);
-    a->ffn = TAKE(c, L < FFN_CHUNK ? L : FFN_CHUNK, m->FF);
-    a->ctx = TAKE(c, S, D);
-    a->kc = TAKE(c, S, D);
-    a->vc = TAKE(c, S, D);
-    a->th = TAKE(c, S, D);
-    a->sinus = TAKE(c, m->cfg.freq_dim);
-    a->temb = TAKE(c, D);
-    a->temb_act = TAKE(c, D);
-    a->t1 = TAKE(c, D);
-    a->e6 = TAKE(c, 6, D);
-    a->mod = TAKE(c, 6, D);
-    a->mod_out = TAKE(c, 2, D);
-    a->cos = TAKE(c, L, m->HD / 2);
-    a->sin = TAKE(c, L, m->HD / 2);
-    a->head = TAKE(c, L, P);
+    a->x = WR_TAKE(c, L, D);
+    a->h = WR_TAKE(c, L, D);
+    a->q = WR_TAKE(c, L, D);
+    a->k = WR_TAKE(c, L, D);
+    a->v = WR_TAKE(c, L, D);
+    a->a = WR_TAKE(c, L, D);
+    a->ffn = WR_TAKE(c, L < FFN_CHUNK ? L : FFN_CHUNK, m->FF);
+    a->ctx = WR_TAKE(c, S, D);
+    a->kc = WR_TAKE(c, S, D);
+    a->vc = WR_TAKE(c, S, D);
+    a->th = WR_TAKE(c, S, D);
+    a->sinus = WR_TAKE(c, m->cfg.freq_dim);
+    a->temb = WR_TAKE(c, D);
+    a->temb_act = WR_TAKE(c, D);
+    a->t1 = WR_TAKE(c, D);
+    a->e6 = WR_TAKE(c, 6, D);
+    a->mod = WR_TAKE(c, 6, D);
+    a->mod_out = WR_TAKE(c, 2, D);
+    a->cos = WR_TAKE(c, L, m->HD / 2);
+    a->sin = WR_TAKE(c, L, m->HD / 2);
+    a->head = WR_TAKE(c, L, P);
 }
 
 /* diffusers get_timestep_embedding(t, freq_dim, flip_sin_to_cos=True, downscale_freq_shift=0),
@@ -588,7 +544,7 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
     const int64_t L = Fp * Hp * Wp, S = enc->shape[0];
 
     /* the workspace, planned from the shapes (grown only when a larger shape comes) */
-    carve c0 = {0};
+    wr_carve c0 = {0};
     dit_acts a;
     plan(&c0, m, L, S, &a);
     if (c0.used * sizeof(float) > m->ws_bytes) {
@@ -599,7 +555,7 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
         WR_TRY(be->iface->alloc(be, &m->ws, c0.used * sizeof(float)));
         m->ws_bytes = c0.used * sizeof(float);
     }
-    carve cw = {m->ws, 0, m->ws_bytes / sizeof(float)};
+    wr_carve cw = {m->ws, 0, m->ws_bytes / sizeof(float)};
     plan(&cw, m, L, S, &a);
 
     /* (1) RoPE tables and (2) patch embedding                       x: [L, D] */

@@ -12,6 +12,7 @@
 #include "core/dtype.h"
 #include "core/log.h"
 #include "kernels/ops.h"
+#include "models/loader.h"
 
 #define WR_T5_FFN_CHUNK 512 /* rows of the [*, FF] activations at a time */
 
@@ -112,20 +113,10 @@ int wr_t5_bucket(const wr_t5 *m, int64_t rel) {
 
 typedef struct load_ctx {
     wr_t5 *m;
-    int problems;
-    char report[768];
+    wr_load_report rep;
     size_t vec_floats;
     wr_status st;
 } load_ctx;
-
-static void add_problem(load_ctx *lc, const char *fmt, const char *name, const char *extra) {
-    if (lc->problems++ < 5) {
-        size_t n = strlen(lc->report);
-        snprintf(lc->report + n, sizeof lc->report - n, "%s", lc->problems > 1 ? "; " : "");
-        n = strlen(lc->report);
-        snprintf(lc->report + n, sizeof lc->report - n, fmt, name, extra);
-    }
-}
 
 /* Every tensor but the embedding and the 2-D weight matrices is kept as an f32 copy. */
 static int is_f32_copy(const char *name, int ndim) {
@@ -173,23 +164,12 @@ static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape
     load_ctx *lc = ctx;
     wr_t5 *m = lc->m;
     if (lc->st != WR_OK) return;
-    const wr_st_tensor *t = wr_st_set_find(m->weights, name);
-    if (t == NULL && strcmp(name, "shared.weight") == 0) /* the tied alias some files keep */
-        t = wr_st_set_find(m->weights, "encoder.embed_tokens.weight");
-    if (t == NULL) {
-        add_problem(lc, "%s missing%s", name, "");
-        return;
-    }
-    int ok = t->ndim == ndim && wr_dtype_is_float(t->dtype) && t->dtype != WR_DTYPE_F64;
-    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
-    if (!ok) {
-        char want[160], got[200], gs[160];
-        wr_shape_str(want, sizeof want, ndim, shape);
-        snprintf(got, sizeof got, "%s %s, expected F32/BF16/F16/F8 %s", wr_dtype_name(t->dtype),
-                 wr_shape_str(gs, sizeof gs, t->ndim, t->shape), want);
-        add_problem(lc, "%s is %s", name, got);
-        return;
-    }
+    const char *key = name; /* the embedding may be stored under its tied alias */
+    if (strcmp(name, "shared.weight") == 0 && wr_st_set_find(m->weights, name) == NULL &&
+        wr_st_set_find(m->weights, "encoder.embed_tokens.weight") != NULL)
+        key = "encoder.embed_tokens.weight";
+    const wr_st_tensor *t = wr_load_expect(&lc->rep, m->weights, key, ndim, shape);
+    if (t == NULL) return;
     wr_tensor *dst = field_for(m, name);
     WR_ASSERT(dst != NULL);
     if (!is_f32_copy(name, ndim)) {
@@ -263,10 +243,8 @@ wr_status wr_t5_load(wr_t5 **out, wr_backend *be, const char *dir) {
         st = lc.st;
         goto fail;
     }
-    if (lc.problems) {
-        st = WR_FAIL(WR_ERR_FORMAT,
-                     "%s: %d of %lld text encoder tensors missing or mis-shaped: %s%s", dir,
-                     lc.problems, (long long)n, lc.report, lc.problems > 5 ? "; ..." : "");
+    if (lc.rep.problems) {
+        st = wr_load_fail(&lc.rep, dir, n, "text encoder");
         goto fail;
     }
     int64_t have = wr_st_set_count(m->weights);
@@ -322,22 +300,6 @@ static void tap(wr_t5 *m, const char *name, const wr_tensor *t) {
 
 /* ---- forward ---- */
 
-typedef struct carve {
-    float *base;
-    size_t used, cap; /* floats */
-} carve;
-
-static wr_tensor take(carve *c, int ndim, const int64_t *shape) {
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    float *p = c->base ? c->base + c->used : NULL;
-    c->used += (size_t)((n + 15) & ~(int64_t)15);
-    WR_ASSERT(c->base == NULL || c->used <= c->cap);
-    return wr_tensor_make(p, WR_DTYPE_F32, ndim, shape);
-}
-#define TAKE(c, ...)                                                                               \
-    take((c), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
-
 typedef struct t5_acts {
     wr_tensor h;       /* [L, D] normed input of a sub-layer, then its output */
     wr_tensor q, k, v; /* [L, I] */
@@ -346,16 +308,16 @@ typedef struct t5_acts {
     wr_tensor pb;      /* [NH, 2L - 1] position bias of the current layer */
 } t5_acts;
 
-static void plan(carve *c, const wr_t5 *m, int64_t L, t5_acts *a) {
+static void plan(wr_carve *c, const wr_t5 *m, int64_t L, t5_acts *a) {
     const int64_t R = L < WR_T5_FFN_CHUNK ? L : WR_T5_FFN_CHUNK;
-    a->h = TAKE(c, L, m->D);
-    a->q = TAKE(c, L, m->I);
-    a->k = TAKE(c, L, m->I);
-    a->v = TAKE(c, L, m->I);
-    a->a = TAKE(c, L, m->I);
-    a->g = TAKE(c, R, m->FF);
-    a->u = TAKE(c, R, m->FF);
-    a->pb = TAKE(c, m->NH, 2 * L - 1);
+    a->h = WR_TAKE(c, L, m->D);
+    a->q = WR_TAKE(c, L, m->I);
+    a->k = WR_TAKE(c, L, m->I);
+    a->v = WR_TAKE(c, L, m->I);
+    a->a = WR_TAKE(c, L, m->I);
+    a->g = WR_TAKE(c, R, m->FF);
+    a->u = WR_TAKE(c, R, m->FF);
+    a->pb = WR_TAKE(c, m->NH, 2 * L - 1);
 }
 
 /* pb[h, r + L - 1] = rel_bias[bucket(r), h] for r = j - i in [-(L-1), L-1]; host memory (CPU). */
@@ -426,7 +388,7 @@ wr_status wr_t5_forward(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint
                            (int)ids[l], (long long)l, (long long)c->vocab_size, m->dir);
 
     /* the workspace, planned from L (grown only when a longer input comes) */
-    carve c0 = {0};
+    wr_carve c0 = {0};
     t5_acts a;
     plan(&c0, m, L, &a);
     if (c0.used * sizeof(float) > m->ws_bytes) {
@@ -436,7 +398,7 @@ wr_status wr_t5_forward(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint
         WR_TRY(be->iface->alloc(be, &m->ws, c0.used * sizeof(float)));
         m->ws_bytes = c0.used * sizeof(float);
     }
-    carve cw = {m->ws, 0, m->ws_bytes / sizeof(float)};
+    wr_carve cw = {m->ws, 0, m->ws_bytes / sizeof(float)};
     plan(&cw, m, L, &a);
 
     /* (1) x = shared[ids]: only these rows of the table are read (pages of the mapping) */

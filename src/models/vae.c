@@ -12,6 +12,7 @@
 #include "core/dtype.h"
 #include "core/log.h"
 #include "kernels/ops.h"
+#include "models/loader.h"
 
 #define WR_VAE_MAX_UP  8 /* up blocks (len(dim_mult)) */
 #define WR_VAE_MAX_RES 8 /* resnets per up block (num_res_blocks + 1) */
@@ -251,20 +252,10 @@ int64_t wr_vae_expected_tensors(const wr_vae_config *cfg, int64_t *params,
 
 typedef struct load_ctx {
     wr_vae *m;
-    int problems;
-    char report[768];
+    wr_load_report rep;
     size_t vec_floats;
     wr_status st;
 } load_ctx;
-
-static void add_problem(load_ctx *lc, const char *fmt, const char *name, const char *extra) {
-    if (lc->problems++ < 5) {
-        size_t n = strlen(lc->report);
-        snprintf(lc->report + n, sizeof lc->report - n, "%s", lc->problems > 1 ? "; " : "");
-        n = strlen(lc->report);
-        snprintf(lc->report + n, sizeof lc->report - n, fmt, name, extra);
-    }
-}
 
 /* Conv weights stay in place; biases and RMS gammas ([C], [C,1,1], [C,1,1,1]) become f32 [C]. */
 static int is_vector(const char *name) {
@@ -285,21 +276,8 @@ static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape
     load_ctx *lc = ctx;
     wr_vae *m = lc->m;
     if (lc->st != WR_OK) return;
-    const wr_st_tensor *t = wr_st_set_find(m->weights, name);
-    if (t == NULL) {
-        add_problem(lc, "%s missing%s", name, "");
-        return;
-    }
-    int ok = t->ndim == ndim && wr_dtype_is_float(t->dtype) && t->dtype != WR_DTYPE_F64;
-    for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == shape[i];
-    if (!ok) {
-        char want[160], got[200], gs[160];
-        wr_shape_str(want, sizeof want, ndim, shape);
-        snprintf(got, sizeof got, "%s %s, expected F32/BF16/F16 %s", wr_dtype_name(t->dtype),
-                 wr_shape_str(gs, sizeof gs, t->ndim, t->shape), want);
-        add_problem(lc, "%s is %s", name, got);
-        return;
-    }
+    const wr_st_tensor *t = wr_load_expect(&lc->rep, m->weights, name, ndim, shape);
+    if (t == NULL) return;
     if (!is_vector(name)) {
         *dst = wr_st_tensor_view(t);
         return;
@@ -367,10 +345,8 @@ wr_status wr_vae_load(wr_vae **out, wr_backend *be, const char *dir) {
         st = lc.st;
         goto fail;
     }
-    if (lc.problems) {
-        st = WR_FAIL(WR_ERR_FORMAT,
-                     "%s: %d of %lld VAE decoder tensors missing or mis-shaped: %s%s", dir,
-                     lc.problems, (long long)wb.count, lc.report, lc.problems > 5 ? "; ..." : "");
+    if (lc.rep.problems) {
+        st = wr_load_fail(&lc.rep, dir, wb.count, "VAE decoder");
         goto fail;
     }
     /* de-normalisation z * std + mean (WanPipeline: latents / (1 / std) + mean) */

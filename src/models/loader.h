@@ -1,0 +1,45 @@
+/*
+ * loader.h — what the model loaders share: looking tensors up with a shape and dtype check
+ * that collects the first few problems into one report (so a broken checkpoint is described
+ * in one error, not one run per tensor), and carving a forward's activations out of one
+ * workspace planned from the shapes.
+ */
+#ifndef WR_MODELS_LOADER_H
+#define WR_MODELS_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/safetensors.h"
+#include "core/tensor.h"
+
+#define WR_LOAD_SHOWN 5 /* problems spelled out in the report; the rest are counted */
+
+typedef struct wr_load_report {
+    int problems;
+    char text[768];
+} wr_load_report;
+
+/* Records one problem (printf format); the first WR_LOAD_SHOWN are kept, "; "-separated. */
+void wr_load_problem(wr_load_report *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The tensor `key` of `set` if present, a float type other than F64, and of the given shape;
+ * else NULL and a problem ("KEY missing", "KEY is BF16 [7], expected F32/BF16/F16/F8 [8]"). */
+const wr_st_tensor *wr_load_expect(wr_load_report *r, const wr_st_set *set, const char *key,
+                                   int ndim, const int64_t *shape);
+
+/* WR_ERR_FORMAT: "DIR: N of TOTAL WHAT tensors missing or mis-shaped: first problems". */
+wr_status wr_load_fail(const wr_load_report *r, const char *dir, int64_t total, const char *what);
+
+/* Activations carved from one f32 workspace; with base NULL only counts (the plan pass). */
+typedef struct wr_carve {
+    float *base;
+    size_t used, cap; /* floats */
+} wr_carve;
+
+wr_tensor wr_carve_take(wr_carve *c, int ndim, const int64_t *shape);
+#define WR_TAKE(c, ...)                                                                            \
+    wr_carve_take((c), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                  \
+                  (int64_t[]){__VA_ARGS__})
+
+#endif /* WR_MODELS_LOADER_H */
