@@ -9,6 +9,7 @@ the engine, its build nor CI runs this script.
     python3 tests/golden/gen_golden.py tokenizer  # tests/data/tokenizer/ (spiece.model, ids)
     python3 tests/golden/gen_golden.py t5         # tests/data/t5/NAME/ (text_encoder/, io)
     python3 tests/golden/gen_golden.py vae        # tests/data/vae/NAME/ (vae/, io)
+    python3 tests/golden/gen_golden.py sched      # tests/data/sched/ (tables, runs)
 
 Each subcommand writes small safetensors files under tests/data/ whose __metadata__ records the
 torch version and what was generated.
@@ -663,6 +664,12 @@ def gen_tokenizer(args):
                            os.path.join(DATA, "tokenizer")])
 
 
+def gen_sched(args):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import golden_sched
+    golden_sched.generate(DATA, save_file_sorted_meta)
+
+
 def gen_vae(args):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import golden_vae
@@ -678,6 +685,8 @@ def main():
                    "(tests/golden/golden_tokenizer.py)").set_defaults(fn=gen_tokenizer)
     sub.add_parser("t5", help="UMT5EncoderModel weights, inputs, taps, pipeline outputs").set_defaults(
         fn=gen_t5)
+    sub.add_parser("sched", help="UniPC / flow-match Euler tables and sampling runs "
+                   "(tests/golden/golden_sched.py)").set_defaults(fn=gen_sched)
     sub.add_parser("vae", help="AutoencoderKLWan decoder weights, latents, frames, taps "
                    "(tests/golden/golden_vae.py)").set_defaults(fn=gen_vae)
     args = ap.parse_args()
