@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # demo.sh — installs what is missing, builds wanrun, and runs it on the bundled data: the
-# version and build capabilities, `wanrun inspect` on a bundled sharded checkpoint, and
-# `wanrun encode` of a prompt with the bundled tiny tokenizer and text encoder (the
-# text-to-video pipeline arrives with issue #6; then this runs a generation on the bundled
-# tiny model), once on one rank and once under `mpirun -np 2`.
+# version and build capabilities, `wanrun inspect` on a bundled sharded checkpoint, `wanrun
+# encode` of a prompt, and a whole text-to-video generation on the bundled tiny random model
+# (tests/data/wan-tiny: the real architecture at toy size, so the video is colourful noise),
+# leaving a playable MP4 at demo-output/tiny.mp4 (WR_DEMO_OUT to change); also under
+# `mpirun -np 2`. A real Wan2.1 diffusers directory works the same way with --model.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -27,3 +28,11 @@ build/wanrun encode --model "$demo/model" --prompt "A red fox runs through fresh
 build/wanrun inspect "$demo/emb.safetensors"
 mpirun -np 2 build/wanrun encode --model "$demo/model" --prompt "二匹の猫が踊る" \
     --out "$demo/emb2.safetensors"
+out_dir="${WR_DEMO_OUT:-$root/demo-output}"
+mkdir -p "$out_dir"
+build/wanrun --prompt "A red fox runs through fresh snow at dawn" --size 64x64 --frames 17 \
+    --steps 8 --seed 42 --out "$out_dir/tiny.mp4"
+mpirun -np 2 build/wanrun --prompt "Two cats dance in the rain" --size 32x32 --frames 5 \
+    --steps 4 --scheduler euler --out "$out_dir/tiny-euler.y4m"
+set +x
+echo "demo: the video is at $out_dir/tiny.mp4 (and $out_dir/tiny-euler.y4m)"

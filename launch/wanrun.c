@@ -3,6 +3,7 @@
  *
  *   wanrun [--verbose] [--log-level L] inspect PATH [--json] [--summary]
  *   wanrun [...] encode --model DIR --prompt TEXT --out FILE [--threads N]
+ *   wanrun [options] --prompt TEXT --out FILE       (generate; see usage_text)
  *   wanrun --version | --help
  *
  * Exit codes (also in --help): 0 success; 1 internal error; 2 bad usage (flag, value);
@@ -22,8 +23,11 @@
 #include "core/safetensors.h"
 #include "core/status.h"
 #include "kernels/backend.h"
+#include "io/video.h"
+#include "models/sched.h"
 #include "models/t5.h"
 #include "models/tokenizer.h"
+#include "wanrun.h"
 #include "wr_build_config.h"
 
 enum {
@@ -62,10 +66,41 @@ static int exit_code_for(wr_status s) {
 }
 
 static const char usage_text[] =
-    "usage: wanrun [global options] COMMAND [command options]\n"
+    "usage: wanrun [options] --prompt TEXT --out FILE      generate a video\n"
+    "       wanrun [global options] inspect PATH [--json] [--summary]\n"
+    "       wanrun [global options] encode --model DIR --prompt TEXT --out FILE\n"
     "\n"
-    "wanrun runs Wan2.1 text-to-video diffusion (1.3B, 14B) in C and CUDA, on one GPU or many\n"
-    "(one MPI rank per GPU), or on the CPU.\n"
+    "wanrun runs Wan2.1 text-to-video diffusion (1.3B, 14B) in C, as diffusers' WanPipeline\n"
+    "does: prompt -> UMT5 text encoder -> DiT denoising with classifier-free guidance -> VAE.\n"
+    "So far everything runs on the CPU; the CUDA kernels, multi-GPU execution and the vram\n"
+    "layer are being built (issues #7-#9).\n"
+    "\n"
+    "Generation options (defaults as diffusers' WanPipeline):\n"
+    "  --model DIR            diffusers model directory (model_index.json, tokenizer/,\n"
+    "                         text_encoder/, transformer/, vae/, scheduler/); default: the\n"
+    "                         bundled tiny random model (tests/data/wan-tiny)\n"
+    "  --prompt TEXT          the prompt (UTF-8), required\n"
+    "  --negative-prompt TEXT default \"\"\n"
+    "  --size WxH             multiples of 16 (default 832x480)\n"
+    "  --frames N             4k+1 (default 81)\n"
+    "  --steps N              denoising steps (default 50)\n"
+    "  --guidance G           classifier-free guidance scale; <= 1 turns it off (default 5.0)\n"
+    "  --shift S              flow shift (default: the scheduler config's, 3.0 for Wan2.1)\n"
+    "  --scheduler unipc|euler  default: the scheduler config's (UniPC for Wan2.1)\n"
+    "  --seed N               initial noise seed (wanrun's generator, not PyTorch's; default 0)\n"
+    "  --init-noise FILE      start from the tensor \"noise\" [16, (N-1)/4+1, H/8, W/8] of a\n"
+    "                         .safetensors file instead\n"
+    "  --out FILE             .mp4 (H.264), .y4m, or a directory for PNG frames; written\n"
+    "                         atomically (a failed run leaves nothing)\n"
+    "  --fps F                frames per second of the video (default 16)\n"
+    "  --save-latents FILE    also write the final latents (tensor \"latents\") as .safetensors\n"
+    "  --backend auto|cpu|cuda  default auto (= cpu until the CUDA kernels exist)\n"
+    "  --threads N            CPU threads (default: $OMP_NUM_THREADS or all cores)\n"
+    "  --low-mem-level L      0..3: 1 decodes the video in tiles (less memory); 2 and 3 offload\n"
+    "                         the text encoder / stream DiT blocks on a GPU (no effect on CPU)\n"
+    "  --vram-limit SIZE      e.g. 20GiB: GPU memory budget per rank (no effect on CPU)\n"
+    "  --config FILE          JSON object of options ({\"prompt\": \"...\", \"steps\": 30});\n"
+    "                         flags on the command line override it\n"
     "\n"
     "Commands:\n"
     "  inspect PATH        list the tensors of a .safetensors file, a *.safetensors.index.json,\n"
@@ -99,7 +134,8 @@ static const char usage_text[] =
     "  4 out of memory      5 device or communication failure\n"
     "  6 not supported by this build\n"
     "\n"
-    "Diagnostics go to stderr, prefixed [rank/size]; results go to stdout.\n";
+    "Diagnostics go to stderr, prefixed [rank/size]; results go to stdout. Under mpirun, rank 0\n"
+    "generates (context-parallel execution over ranks is issue #7).\n";
 
 static void print_version(void) {
     printf("wanrun %s\n", WR_VERSION_STRING);
@@ -399,6 +435,268 @@ done:
     return st;
 }
 
+/* ---- generate (the default command) ---- */
+
+typedef struct gen_opts {
+    const char *model, *prompt, *negative, *out, *save_latents, *init_noise;
+    int64_t width, height, frames, steps;
+    double guidance, shift, fps;
+    uint64_t seed;
+    int scheduler, threads, low_mem_level;
+    int64_t vram_limit;
+    char backend[8];
+} gen_opts;
+
+static wr_status parse_i64(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out) {
+    char *end = NULL;
+    long long n = strtoll(v, &end, 10);
+    if (end == v || *end != '\0' || n < lo || n > hi)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "--%s must be a whole number in [%lld, %lld], got '%s'",
+                       flag, (long long)lo, (long long)hi, v);
+    *out = n;
+    return WR_OK;
+}
+
+static wr_status parse_f64(const char *flag, const char *v, double lo, double hi, double *out) {
+    char *end = NULL;
+    double d = strtod(v, &end);
+    if (end == v || *end != '\0' || !(d >= lo && d <= hi))
+        return WR_FAIL(WR_ERR_INVALID_ARG, "--%s must be a number in [%g, %g], got '%s'", flag, lo,
+                       hi, v);
+    *out = d;
+    return WR_OK;
+}
+
+/* "20GiB", "512MiB", "8G", "1000000" (bytes) */
+static wr_status parse_bytes(const char *flag, const char *v, int64_t *out) {
+    char *end = NULL;
+    double d = strtod(v, &end);
+    double mul = 1;
+    if (end != v && (!strcmp(end, "GiB") || !strcmp(end, "G") || !strcmp(end, "GB")))
+        mul = 1024.0 * 1024 * 1024;
+    else if (end != v && (!strcmp(end, "MiB") || !strcmp(end, "M") || !strcmp(end, "MB")))
+        mul = 1024.0 * 1024;
+    else if (end != v && *end != '\0')
+        end = (char *)v;
+    if (end == v || !(d > 0) || d * mul > 9.0e18)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "--%s must be a size like 20GiB, 512MiB or a byte count, got '%s'", flag, v);
+    *out = (int64_t)(d * mul);
+    return WR_OK;
+}
+
+/* One option (name without the dashes) with its value; shared by the command line and
+ * --config. */
+static wr_status gen_apply(gen_opts *g, const char *name, const char *v) {
+    if (!strcmp(name, "model"))
+        g->model = v;
+    else if (!strcmp(name, "prompt"))
+        g->prompt = v;
+    else if (!strcmp(name, "negative-prompt"))
+        g->negative = v;
+    else if (!strcmp(name, "out"))
+        g->out = v;
+    else if (!strcmp(name, "save-latents"))
+        g->save_latents = v;
+    else if (!strcmp(name, "init-noise"))
+        g->init_noise = v;
+    else if (!strcmp(name, "size")) {
+        long long w, h;
+        char tail;
+        if (sscanf(v, "%lldx%lld%c", &w, &h, &tail) != 2 || w < 1 || h < 1)
+            return WR_FAIL(WR_ERR_INVALID_ARG,
+                           "--size must be WIDTHxHEIGHT (e.g. 832x480), got '%s'", v);
+        g->width = w, g->height = h;
+    } else if (!strcmp(name, "frames"))
+        WR_TRY(parse_i64(name, v, 1, 4001, &g->frames));
+    else if (!strcmp(name, "steps"))
+        WR_TRY(parse_i64(name, v, 1, 1000, &g->steps));
+    else if (!strcmp(name, "guidance"))
+        WR_TRY(parse_f64(name, v, 0.0, 100.0, &g->guidance));
+    else if (!strcmp(name, "shift"))
+        WR_TRY(parse_f64(name, v, 1e-3, 1000.0, &g->shift));
+    else if (!strcmp(name, "fps"))
+        WR_TRY(parse_f64(name, v, 0.1, 1000.0, &g->fps));
+    else if (!strcmp(name, "seed")) {
+        int64_t s;
+        WR_TRY(parse_i64(name, v, 0, INT64_MAX, &s));
+        g->seed = (uint64_t)s;
+    } else if (!strcmp(name, "scheduler")) {
+        wr_sched_kind k;
+        WR_TRY(wr_sched_kind_parse(v, &k));
+        g->scheduler = (int)k;
+    } else if (!strcmp(name, "threads"))
+        WR_TRY(parse_threads("generate", v, &g->threads));
+    else if (!strcmp(name, "low-mem-level")) {
+        int64_t l;
+        WR_TRY(parse_i64(name, v, 0, 3, &l));
+        g->low_mem_level = (int)l;
+    } else if (!strcmp(name, "vram-limit"))
+        WR_TRY(parse_bytes(name, v, &g->vram_limit));
+    else if (!strcmp(name, "backend")) {
+        if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "cuda"))
+            return WR_FAIL(WR_ERR_INVALID_ARG, "--backend must be auto, cpu or cuda, got '%s'", v);
+        snprintf(g->backend, sizeof g->backend, "%s", v);
+    } else
+        return WR_FAIL(WR_ERR_INVALID_ARG, "unknown option '--%s' (see wanrun --help)", name);
+    return WR_OK;
+}
+
+/* --config FILE: a JSON object whose keys are option names ("prompt", "size", "steps", ...);
+ * strings, numbers and booleans are taken as the option's text. Flags given on the command
+ * line are applied after it and win. The cJSON document is kept alive in *doc (values borrow). */
+static wr_status gen_config(gen_opts *g, const char *path, cJSON **doc) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return WR_FAIL(WR_ERR_NOT_FOUND, "--config %s: cannot open it", path);
+    char *text = NULL;
+    size_t cap = 0, len = 0;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            char *t = realloc(text, cap = cap * 2 + 8192);
+            if (t == NULL) {
+                free(text);
+                fclose(f);
+                return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", path);
+            }
+            text = t;
+        }
+        size_t n = fread(text + len, 1, 4096, f);
+        len += n;
+        if (n < 4096) break;
+    }
+    fclose(f);
+    text[len] = '\0';
+    *doc = cJSON_Parse(text);
+    free(text);
+    if (*doc == NULL || !cJSON_IsObject(*doc))
+        return WR_FAIL(WR_ERR_FORMAT, "--config %s: not a JSON object", path);
+    static char numbuf[64][32];
+    int nb = 0;
+    for (cJSON *it = (*doc)->child; it; it = it->next) {
+        const char *v = NULL;
+        if (cJSON_IsString(it)) {
+            v = it->valuestring;
+        } else if (cJSON_IsNumber(it) && nb < 64) {
+            if (it->valuedouble == (double)(long long)it->valuedouble)
+                snprintf(numbuf[nb], sizeof numbuf[nb], "%lld", (long long)it->valuedouble);
+            else
+                snprintf(numbuf[nb], sizeof numbuf[nb], "%.17g", it->valuedouble);
+            v = numbuf[nb++];
+        } else {
+            return WR_FAIL(WR_ERR_INVALID_ARG, "--config %s: \"%s\" must be a string or a number",
+                           path, it->string);
+        }
+        wr_status st = gen_apply(g, it->string, v);
+        if (st != WR_OK) return WR_FAIL(st, "--config %s: %s", path, wr_error_detail());
+    }
+    return WR_OK;
+}
+
+static void on_progress(void *ctx, int64_t step, int64_t steps, float t, double sec, double eta) {
+    (void)ctx;
+    wr_log_rank0("step %lld/%lld  t=%.1f  %.2f s  ETA %d:%02d", (long long)step, (long long)steps,
+                 (double)t, sec, (int)(eta / 60), (int)eta % 60);
+}
+
+static wr_status cmd_generate(int argc, char **argv, int rank) {
+    gen_opts g = {0};
+    g.width = 832, g.height = 480, g.frames = 81, g.steps = 50, g.guidance = 5.0, g.fps = 16.0;
+    g.scheduler = -1;
+    g.model = WR_DEFAULT_MODEL;
+    snprintf(g.backend, sizeof g.backend, "auto");
+    cJSON *doc = NULL;
+    wr_status st = WR_OK;
+    /* --config first, wherever it stands, so that the other flags override it */
+    for (int i = 0; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--config")) {
+            st = gen_config(&g, argv[i + 1], &doc);
+            if (st != WR_OK) goto done;
+        }
+    for (int i = 0; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) != 0) {
+            st = WR_FAIL(WR_ERR_INVALID_ARG, "unknown command '%s' (see wanrun --help)", argv[i]);
+            goto done;
+        }
+        const char *name = argv[i] + 2, *v = NULL;
+        if (!strcmp(name, "verbose")) {
+            wr_log_set_level(WR_LOG_DEBUG);
+            continue;
+        }
+        static const char *const known[] = {
+            "model", "prompt",    "negative-prompt", "out",           "save-latents", "init-noise",
+            "size",  "frames",    "steps",           "guidance",      "shift",        "fps",
+            "seed",  "scheduler", "threads",         "low-mem-level", "vram-limit",   "backend",
+            "config"};
+        int ok = 0;
+        for (size_t j = 0; j < sizeof known / sizeof known[0]; j++) ok |= !strcmp(name, known[j]);
+        if (!ok) {
+            st = WR_FAIL(WR_ERR_INVALID_ARG, "unknown option '%s' (see wanrun --help)", argv[i]);
+            goto done;
+        }
+        if (i + 1 >= argc) {
+            st =
+                WR_FAIL(WR_ERR_INVALID_ARG, "option %s needs a value (see wanrun --help)", argv[i]);
+            goto done;
+        }
+        v = argv[++i];
+        if (!strcmp(name, "config")) continue;
+        if ((st = gen_apply(&g, name, v)) != WR_OK) goto done;
+    }
+    if (g.prompt == NULL) {
+        st = WR_FAIL(WR_ERR_INVALID_ARG, "--prompt TEXT is required (see wanrun --help)");
+        goto done;
+    }
+    if (g.out == NULL) {
+        st = WR_FAIL(WR_ERR_INVALID_ARG, "--out FILE is required: a .mp4, a .y4m or a directory "
+                                         "for PNG frames");
+        goto done;
+    }
+    if (!strcmp(g.backend, "cuda")) {
+        st = WR_FAIL(WR_ERR_UNSUPPORTED, "--backend cuda: the CUDA op kernels are not written "
+                                         "yet (issue #9); use --backend cpu");
+        goto done;
+    }
+    /* a bad --out fails now, not after the run */
+    if ((st = wr_video_check(g.out, WR_VIDEO_AUTO, g.height, g.width)) != WR_OK) goto done;
+    if (rank != 0) goto done; /* context-parallel execution over ranks is issue #7 */
+    if (g.low_mem_level >= 2 || g.vram_limit > 0)
+        wr_log_rank0("note: --low-mem-level %d / --vram-limit concern GPU memory; on the CPU "
+                     "backend only level 1 (tiled VAE decode) changes anything",
+                     g.low_mem_level);
+    wr_options opt;
+    wr_options_defaults(&opt);
+    opt.threads = g.threads;
+    opt.low_mem_level = g.low_mem_level;
+    wr_request req;
+    wr_request_defaults(&req);
+    req.prompt = g.prompt;
+    req.negative_prompt = g.negative;
+    req.width = g.width, req.height = g.height, req.frames = g.frames, req.steps = g.steps;
+    req.guidance = g.guidance, req.shift = g.shift, req.scheduler = g.scheduler;
+    req.seed = g.seed, req.init_noise = g.init_noise, req.save_latents = g.save_latents;
+    req.progress = on_progress;
+    wr_video_format fmt = wr_video_format_of(g.out);
+    wr_context *ctx = NULL;
+    wr_video vid = {0};
+    st = wr_context_create(&ctx, g.model, &opt);
+    if (st == WR_OK) st = wr_request_check(ctx, &req);
+    if (st == WR_OK) {
+        wr_log_rank0("generating %lld frames of %lldx%lld, %lld steps, guidance %g, seed %llu",
+                     (long long)g.frames, (long long)g.width, (long long)g.height,
+                     (long long)g.steps, g.guidance, (unsigned long long)g.seed);
+        st = wr_generate(ctx, &req, &vid);
+    }
+    if (st == WR_OK) st = wr_video_write(g.out, fmt, vid.frames, vid.n, vid.h, vid.w, g.fps);
+    if (st == WR_OK)
+        wr_log_rank0("wrote %s (%lld frames, %lldx%lld, %g fps)", g.out, (long long)vid.n,
+                     (long long)vid.w, (long long)vid.h, g.fps);
+    wr_video_free(&vid);
+    wr_context_free(ctx);
+done:
+    cJSON_Delete(doc);
+    return st;
+}
+
 int main(int argc, char **argv) {
     int provided = 0, rank = 0, size = 1;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
@@ -429,8 +727,7 @@ int main(int argc, char **argv) {
             wr_log_set_level((wr_log_level)lv);
             i++;
         } else {
-            st = WR_FAIL(WR_ERR_INVALID_ARG, "unknown option '%s' (see wanrun --help)", argv[i]);
-            goto out;
+            break; /* a generation option: the rest is the default command's */
         }
     }
     if (i >= argc) {
@@ -442,7 +739,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "encode") == 0)
         st = cmd_encode(argc - i - 1, argv + i + 1, rank);
     else
-        st = WR_FAIL(WR_ERR_INVALID_ARG, "unknown command '%s' (see wanrun --help)", argv[i]);
+        st = cmd_generate(argc - i, argv + i, rank);
 
 out:
     if (st != WR_OK) {

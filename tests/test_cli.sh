@@ -131,6 +131,45 @@ has "$err" "UTF-8" "invalid UTF-8 reported"
 if [ -e "$enc/x.safetensors" ]; then fail=$((fail + 1)); echo "FAIL: failed encodes left a file"; else
     pass=$((pass + 1)); fi
 
+# generate: the bundled tiny model end to end, each output format
+gen=$(mktemp -d)
+trap 'rm -f "$out" "$err"; rm -rf "$model" "$enc" "$gen"' EXIT
+tiny="$DATA/wan-tiny"
+expect 0 "generate an mp4" -- "$WANRUN" --model "$tiny" --prompt "a red fox" --size 32x32 \
+    --frames 5 --steps 3 --out "$gen/a.mp4" --save-latents "$gen/lat.safetensors" --threads 1
+has "$err" "step 3/3 " "a progress line per step"
+has "$err" "wrote .*a.mp4 \(5 frames, 32x32, 16 fps\)" "the video is reported"
+if [ -s "$gen/a.mp4" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: no mp4"; fi
+expect 0 "the saved latents" -- "$WANRUN" inspect "$gen/lat.safetensors"
+has "$out" "latents +F32 +\[16, 2, 4, 4\]" "latents [16, T, H/8, W/8]"
+cat >"$gen/cfg.json" <<'JSON'
+{"prompt": "from the config", "size": "16x16", "frames": 1, "steps": 50, "scheduler": "euler"}
+JSON
+expect 0 "generate y4m from --config, flags override" -- "$WANRUN" --config "$gen/cfg.json" \
+    --steps 2 --out "$gen/b.y4m"
+has "$err" "1 frames of 16x16, 2 steps" "--config values with the flag's override"
+head -c 9 "$gen/b.y4m" >"$out"
+has "$out" "YUV4MPEG2" "a y4m file"
+expect 0 "generate png frames" -- "$WANRUN" --prompt p --size 16x16 --frames 5 --steps 1 \
+    --guidance 1 --out "$gen/frames"
+n=$(ls "$gen/frames" | grep -c '^frame_0000[0-4].png$')
+if [ "$n" -eq 5 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $n png frames"; fi
+expect 2 "generate with a bad size" -- "$WANRUN" --prompt p --size 30x32 --out "$gen/c.mp4"
+has "$err" "multiples of 16" "size rule named"
+expect 2 "generate with a bad frame count" -- "$WANRUN" --prompt p --frames 6 --out "$gen/c.mp4"
+has "$err" "4k \+ 1" "frame rule named"
+expect 2 "generate without --out" -- "$WANRUN" --prompt p
+expect 2 "generate to an unknown format" -- "$WANRUN" --prompt p --out "$gen/c.avi"
+expect 2 "generate with a bad scheduler" -- "$WANRUN" --prompt p --scheduler ddim --out "$gen/c.mp4"
+expect 3 "generate from a directory missing a component" -- "$WANRUN" --model "$enc/m" \
+    --prompt p --size 16x16 --frames 1 --steps 1 --out "$gen/c.mp4"
+has "$err" "model_index.json|transformer" "the missing part is named"
+expect 6 "generate on cuda" -- "$WANRUN" --prompt p --backend cuda --out "$gen/c.mp4"
+expect 3 "generate with init noise of the wrong shape" -- "$WANRUN" --prompt p --size 16x16 \
+    --frames 5 --steps 1 --init-noise "$gen/lat.safetensors" --out "$gen/c.mp4"
+if [ -e "$gen/c.mp4" ] || ls "$gen" | grep -q '\.tmp\.'; then fail=$((fail + 1)); \
+    echo "FAIL: a failed generation left output behind"; else pass=$((pass + 1)); fi
+
 # two ranks: both validate, rank 0 prints once, both exit with the same code
 if command -v mpiexec >/dev/null; then
     expect 0 "inspect under mpiexec -n 2" -- mpiexec -n 2 --oversubscribe "$WANRUN" inspect \

@@ -10,6 +10,7 @@ the engine, its build nor CI runs this script.
     python3 tests/golden/gen_golden.py t5         # tests/data/t5/NAME/ (text_encoder/, io)
     python3 tests/golden/gen_golden.py vae        # tests/data/vae/NAME/ (vae/, io)
     python3 tests/golden/gen_golden.py sched      # tests/data/sched/ (tables, runs)
+    python3 tests/golden/gen_golden.py pipeline   # tests/data/wan-tiny/ (model dir, golden runs)
 
 Each subcommand writes small safetensors files under tests/data/ whose __metadata__ records the
 torch version and what was generated.
@@ -670,6 +671,12 @@ def gen_sched(args):
     golden_sched.generate(DATA, save_file_sorted_meta)
 
 
+def gen_pipeline(args):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import golden_pipeline
+    golden_pipeline.generate(DATA, save_file_sorted_meta)
+
+
 def gen_vae(args):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import golden_vae
@@ -687,6 +694,9 @@ def main():
         fn=gen_t5)
     sub.add_parser("sched", help="UniPC / flow-match Euler tables and sampling runs "
                    "(tests/golden/golden_sched.py)").set_defaults(fn=gen_sched)
+    sub.add_parser("pipeline", help="tests/data/wan-tiny: a tiny model directory and WanPipeline "
+                   "runs on it (tests/golden/golden_pipeline.py; after the others)").set_defaults(
+        fn=gen_pipeline)
     sub.add_parser("vae", help="AutoencoderKLWan decoder weights, latents, frames, taps "
                    "(tests/golden/golden_vae.py)").set_defaults(fn=gen_vae)
     args = ap.parse_args()

@@ -1,0 +1,74 @@
+/*
+ * wanrun.h — the library's public C API: text-to-video as diffusers' WanPipeline does it.
+ *
+ *   wr_options opt;  wr_options_defaults(&opt);
+ *   wr_context *ctx; wr_context_create(&ctx, "Wan2.1-T2V-1.3B-Diffusers", &opt);
+ *   wr_request req;  wr_request_defaults(&req);  req.prompt = "a red fox in the snow";
+ *   wr_video v;      wr_generate(ctx, &req, &v);   ... v.frames [3, n, h, w] in [0, 1]
+ *   wr_video_free(&v); wr_context_free(ctx);
+ *
+ * A context opens a diffusers model directory (model_index.json, tokenizer/, text_encoder/,
+ * transformer/, vae/, scheduler/) and loads its components (weights mapped lazily). Each
+ * wr_generate: clean + tokenize + encode the prompt (and the negative prompt when guidance
+ * > 1), draw the initial noise (seeded, or from a file), denoise with classifier-free
+ * guidance and the scheduler, decode with the VAE, and map [-1, 1] to [0, 1]. Errors are
+ * wr_status values with a detail naming the file, tensor or option (core/status.h).
+ * Not thread-safe: one generation at a time per context.
+ */
+#ifndef WR_WANRUN_H
+#define WR_WANRUN_H
+
+#include <stdint.h>
+
+#include "core/status.h"
+#include "models/vae.h"
+
+typedef struct wr_context wr_context;
+
+typedef struct wr_options {
+    int threads;          /* CPU threads; 0: $OMP_NUM_THREADS or all cores */
+    int low_mem_level;    /* 0..3; >= 1 decodes the video in tiles (the VAE's enable_tiling) */
+    wr_vae_tiling tiling; /* the tiles for low_mem_level >= 1 (default 256/192 px) */
+} wr_options;
+
+typedef void (*wr_progress_fn)(void *ctx, int64_t step, int64_t steps, float timestep,
+                               double step_seconds, double eta_seconds);
+
+typedef struct wr_request {
+    const char *prompt;          /* UTF-8; required ("" allowed) */
+    const char *negative_prompt; /* NULL: "" (diffusers' default) */
+    int64_t width, height;       /* multiples of 16; default 832 x 480 */
+    int64_t frames;              /* 4k + 1; default 81 */
+    int64_t steps;               /* default 50 */
+    double guidance;             /* default 5.0; <= 1: no classifier-free guidance */
+    double shift;                /* <= 0: the scheduler config's (Wan2.1: 3.0) */
+    int scheduler;               /* -1: the config's; else a wr_sched_kind (models/sched.h) */
+    uint64_t seed;               /* for the initial noise (wanrun's own generator) */
+    const char *init_noise;      /* NULL, or a .safetensors with tensor "noise" [16, T, H/8, W/8] */
+    const float *noise;          /* or the initial noise itself, [16, T, H/8, W/8] (wins) */
+    float *latents_out;          /* NULL, or [16, T, H/8, W/8] to receive the final latents */
+    const char *save_latents;    /* NULL, or a .safetensors to write the final latents to */
+    wr_progress_fn progress;     /* called after every denoising step (NULL: none) */
+    void *progress_ctx;
+} wr_request;
+
+typedef struct wr_video {
+    float *frames; /* [3, n, h, w] RGB in [0, 1] */
+    int64_t n, h, w;
+} wr_video;
+
+void wr_options_defaults(wr_options *o);
+void wr_request_defaults(wr_request *r);
+
+/* WR_ERR_NOT_FOUND / FORMAT / CONFIG naming the directory, component or file. */
+wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_options *opt);
+void wr_context_free(wr_context *ctx);
+
+/* Checks a request against the model (sizes, frame count, steps, guidance): WR_ERR_INVALID_ARG
+ * with a one-line reason naming the option. wr_generate calls it first. */
+wr_status wr_request_check(const wr_context *ctx, const wr_request *r);
+
+wr_status wr_generate(wr_context *ctx, const wr_request *r, wr_video *out);
+void wr_video_free(wr_video *v);
+
+#endif /* WR_WANRUN_H */
