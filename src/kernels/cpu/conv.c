@@ -2,13 +2,15 @@
  * conv.c — causal conv3d (stride 1) as an implicit GEMM, and nearest x2 upsampling (f32).
  *
  * conv3d: the input time axis is [pad_t zero frames | cache frames | x frames]; output frame t
- * reads input frames t .. t + kt - 1. Per output frame, the output pixels are taken in
- * column blocks; each block's receptive fields are gathered into col [K, n] (K = Ci*kt*kh*kw in
- * the weight's own (ci, dt, dh, dw) order, zeros where the padding is) and one sgemm computes
- * y[:, t, block] = w [Co, K] . col [K, n] onto the bias already in y (beta = 1). col is bounded
- * by WR_CONV_COL_BYTES, so memory does not grow with the image. 1x1x1 convs without padding or
- * cache need no gather: one sgemm over all frames. Weights stored narrower than f32 are
- * converted once per call ([Co, K], at most a few tens of MB for the Wan VAE).
+ * reads input frames t .. t + kt - 1. The output pixels are taken in column blocks; for each
+ * block, every real input frame's spatial receptive fields are gathered once into
+ * col [frame, K2, n] (K2 = Ci*kh*kw in the weight's (ci, dh, dw) order, zeros where the
+ * padding is); frames being consecutive there, each output frame is one sgemm over its taps,
+ * y[:, t, block] += w [Co, taps*K2] . col[t + dt0 ..], onto the bias already in y (beta = 1),
+ * the taps on zero frames left out. A frame is gathered once however many output frames use it,
+ * and col is bounded by WR_CONV_COL_BYTES, so memory does not grow with the image. 1x1x1 convs
+ * without padding or cache need no gather: one sgemm over all frames. The weight is rearranged
+ * per call to [Co, kt, K2] (f32, a few tens of MB at most for the Wan VAE).
  */
 #include <cblas.h>
 #include <stdlib.h>
@@ -18,7 +20,7 @@
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/ops.h"
 
-#define WR_CONV_COL_BYTES ((size_t)8 << 20)
+#define WR_CONV_COL_BYTES ((size_t)16 << 20)
 
 /* y[c, :] = b[c] (or 0) over rows of length n, channel stride ld */
 static void fill_bias_rows(float *y, const float *b, int64_t C, int64_t n) {
@@ -63,60 +65,78 @@ wr_status conv3d_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_
         return WR_OK;
     }
 
-    int64_t n = (int64_t)(WR_CONV_COL_BYTES / (sizeof(float) * (size_t)K));
+    /* The weight as [Co, kt, K2] (K2 = Ci*kh*kw): the taps of an output row side by side. */
+    const int64_t K2 = Ci * kh * kw;
+    float *wt = malloc(sizeof(float) * (size_t)(Co * K));
+    if (wt == NULL) {
+        free(wconv);
+        return WR_FAIL(WR_ERR_OOM_HOST, "conv3d: no memory for a [%lld, %lld] weight",
+                       (long long)Co, (long long)K);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t co = 0; co < Co; co++)
+        for (int64_t ci = 0; ci < Ci; ci++)
+            for (int64_t dt = 0; dt < kt; dt++)
+                memcpy(wt + (co * kt + dt) * K2 + ci * kh * kw,
+                       wf + ((co * Ci + ci) * kt + dt) * kh * kw,
+                       sizeof(float) * (size_t)(kh * kw));
+    free(wconv);
+
+    /* The real input frames (cache, then x; the pad_t zero frames contribute nothing): each is
+     * gathered once per column block into colf [Tin, K2, n] and used by every output frame
+     * whose window covers it. */
+    const int64_t Tin = Tc + Tx;
+    int64_t n = (int64_t)(WR_CONV_COL_BYTES / (sizeof(float) * (size_t)(K2 * Tin)));
     if (n < 64) n = 64;
     if (n > HWo) n = HWo;
-    float *col = malloc(sizeof(float) * (size_t)(K * n));
+    float *col = malloc(sizeof(float) * (size_t)(Tin * K2 * n));
     if (col == NULL) {
-        free(wconv);
-        return WR_FAIL(WR_ERR_OOM_HOST, "conv3d: no memory for a [%lld, %lld] column block",
-                       (long long)K, (long long)n);
+        free(wt);
+        return WR_FAIL(WR_ERR_OOM_HOST, "conv3d: no memory for a [%lld, %lld, %lld] column block",
+                       (long long)Tin, (long long)K2, (long long)n);
     }
-    for (int64_t t = 0; t < To; t++) {
-        for (int64_t p0 = 0; p0 < HWo; p0 += n) {
-            const int64_t nb = HWo - p0 < n ? HWo - p0 : n;
+    for (int64_t p0 = 0; p0 < HWo; p0 += n) {
+        const int64_t nb = HWo - p0 < n ? HWo - p0 : n;
 #pragma omp parallel for schedule(static)
-            for (int64_t k = 0; k < K; k++) {
-                const int64_t dw = k % kw, dh = (k / kw) % kh, dt = (k / (kw * kh)) % kt,
-                              ci = k / (kw * kh * kt);
-                const int64_t f = t + dt; /* frame in [pad | cache | x] */
-                const float *src = NULL;
-                if (f >= p->pad_t && f < p->pad_t + Tc)
-                    src = cd + ci * Tc * HWi + (f - p->pad_t) * HWi;
-                else if (f >= p->pad_t + Tc)
-                    src = xd + ci * Tx * HWi + (f - p->pad_t - Tc) * HWi;
-                float *row = col + k * nb;
-                if (src == NULL) {
-                    memset(row, 0, sizeof(float) * (size_t)nb);
-                    continue;
-                }
-                /* walk the block's output rows: valid input columns are a contiguous run */
-                const int64_t ow_lo = p->pad_w - dw > 0 ? p->pad_w - dw : 0;
-                const int64_t ow_hi = W + p->pad_w - dw < Wo ? W + p->pad_w - dw : Wo;
-                for (int64_t j = 0; j < nb;) {
-                    const int64_t pp = p0 + j, oh = pp / Wo, ow0 = pp % Wo;
-                    const int64_t run = Wo - ow0 < nb - j ? Wo - ow0 : nb - j;
-                    const int64_t ih = oh + dh - p->pad_h;
-                    float *dst = row + j;
-                    if (ih < 0 || ih >= H) {
-                        memset(dst, 0, sizeof(float) * (size_t)run);
-                    } else {
-                        const float *s = src + ih * W - p->pad_w + dw;
-                        for (int64_t o = 0; o < run; o++) {
-                            const int64_t ow = ow0 + o;
-                            dst[o] = ow >= ow_lo && ow < ow_hi ? s[ow] : 0.0f;
-                        }
+        for (int64_t fk = 0; fk < Tin * K2; fk++) {
+            const int64_t f = fk / K2, k = fk % K2;
+            const int64_t dw = k % kw, dh = (k / kw) % kh, ci = k / (kw * kh);
+            const float *src =
+                f < Tc ? cd + ci * Tc * HWi + f * HWi : xd + ci * Tx * HWi + (f - Tc) * HWi;
+            float *row = col + (f * K2 + k) * nb;
+            /* walk the block's output rows: valid input columns are a contiguous run */
+            const int64_t ow_lo = p->pad_w - dw > 0 ? p->pad_w - dw : 0;
+            const int64_t ow_hi = W + p->pad_w - dw < Wo ? W + p->pad_w - dw : Wo;
+            for (int64_t j = 0; j < nb;) {
+                const int64_t pp = p0 + j, oh = pp / Wo, ow0 = pp % Wo;
+                const int64_t run = Wo - ow0 < nb - j ? Wo - ow0 : nb - j;
+                const int64_t ih = oh + dh - p->pad_h;
+                float *dst = row + j;
+                if (ih < 0 || ih >= H) {
+                    memset(dst, 0, sizeof(float) * (size_t)run);
+                } else {
+                    const float *sr = src + ih * W - p->pad_w + dw;
+                    for (int64_t o = 0; o < run; o++) {
+                        const int64_t ow = ow0 + o;
+                        dst[o] = ow >= ow_lo && ow < ow_hi ? sr[ow] : 0.0f;
                     }
-                    j += run;
                 }
+                j += run;
             }
-            /* y[:, t, p0:p0+nb] += w [Co, K] . col [K, nb] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)nb, (int)K, 1.0f,
-                        wf, (int)K, col, (int)nb, 1.0f, yd + t * HWo + p0, (int)(To * HWo));
+        }
+        /* y[:, t, block] += w [Co, taps*K2] . col[frames t+dt0-pad_t ..] (taps dt0..kt-1 over
+         * the real frames: consecutive in col, so one GEMM per output frame) */
+        for (int64_t t = 0; t < To; t++) {
+            const int64_t dt0 = p->pad_t - t > 0 ? p->pad_t - t : 0; /* taps on zero frames */
+            if (dt0 >= kt) continue;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)nb,
+                        (int)((kt - dt0) * K2), 1.0f, wt + dt0 * K2, (int)(kt * K2),
+                        col + (t + dt0 - p->pad_t) * K2 * nb, (int)nb, 1.0f, yd + t * HWo + p0,
+                        (int)(To * HWo));
         }
     }
     free(col);
-    free(wconv);
+    free(wt);
     return WR_OK;
 }
 

@@ -27,13 +27,19 @@ wr_status gelu_tanh_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x) {
     return WR_OK;
 }
 
+WR_VMATH_CLONES static void silu_span(float *y, const float *x, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + wr_vexpf(-x[i]));
+}
+
 wr_status silu_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x) {
     (void)be;
-    const int64_t n = wr_tensor_nelem(x);
+    const int64_t n = wr_tensor_nelem(x), span = 4096;
     const float *xd = x->data;
     float *yd = y->data;
-#pragma omp parallel for simd schedule(static)
-    for (int64_t i = 0; i < n; i++) yd[i] = xd[i] / (1.0f + wr_vexpf(-xd[i]));
+#pragma omp parallel for schedule(static)
+    for (int64_t i0 = 0; i0 < n; i0 += span)
+        silu_span(yd + i0, xd + i0, n - i0 < span ? n - i0 : span);
     return WR_OK;
 }
 
