@@ -697,11 +697,26 @@ done:
     return st;
 }
 
+/* MPI is initialised only in a process an MPI launcher started (mpirun/mpiexec/srun set one
+ * of these) or when WR_FORCE_MPI is set: a plain `wanrun ...` then does not pay Open MPI's
+ * singleton start-up (0.2-0.4 s of transport probing), and behaves as rank 0 of 1. */
+static int launched_by_mpi(void) {
+    static const char *const vars[] = {
+        "OMPI_COMM_WORLD_SIZE", "PMIX_RANK",   "PMI_RANK", "PMI_SIZE",
+        "MPI_LOCALNRANKS",      "WR_FORCE_MPI"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int provided = 0, rank = 0, size = 1;
-    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    const int use_mpi = launched_by_mpi();
+    if (use_mpi) {
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+    }
     wr_log_set_rank(rank, size);
     wr_log_init();
 
@@ -748,6 +763,6 @@ out:
         code = exit_code_for(st);
     }
     fflush(stdout);
-    MPI_Finalize();
+    if (use_mpi) MPI_Finalize();
     return code;
 }
