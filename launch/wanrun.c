@@ -73,7 +73,7 @@ static const char usage_text[] =
     "wanrun runs Wan2.1 text-to-video diffusion (1.3B, 14B) in C, as diffusers' WanPipeline\n"
     "does: prompt -> UMT5 text encoder -> DiT denoising with classifier-free guidance -> VAE.\n"
     "So far everything runs on the CPU; the CUDA kernels, multi-GPU execution and the vram\n"
-    "layer are being built (issues #7-#9).\n"
+    "layer are being built (issues #7, #8 and the CUDA kernels).\n"
     "\n"
     "Generation options (defaults as diffusers' WanPipeline):\n"
     "  --model DIR            diffusers model directory (model_index.json, tokenizer/,\n"
@@ -653,7 +653,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     }
     if (!strcmp(g.backend, "cuda")) {
         st = WR_FAIL(WR_ERR_UNSUPPORTED, "--backend cuda: the CUDA op kernels are not written "
-                                         "yet (issue #9); use --backend cpu");
+                                         "yet ; use --backend cpu");
         goto done;
     }
     /* a bad --out fails now, not after the run */

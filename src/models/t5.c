@@ -210,7 +210,7 @@ wr_status wr_t5_load(wr_t5 **out, wr_backend *be, const char *dir) {
     wr_status st = WR_OK;
     if (be->kind != WR_BACKEND_CPU)
         return WR_FAIL(WR_ERR_UNSUPPORTED, "the text encoder runs on the CPU backend only so far "
-                                           "(the CUDA kernels are issue #9)");
+                                           "(the CUDA op kernels are not written yet)");
     wr_t5 *m = calloc(1, sizeof *m);
     if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     m->be = be;

@@ -315,7 +315,7 @@ wr_status wr_vae_load(wr_vae **out, wr_backend *be, const char *dir) {
     wr_status st = WR_OK;
     if (be->kind != WR_BACKEND_CPU)
         return WR_FAIL(WR_ERR_UNSUPPORTED, "the VAE runs on the CPU backend only so far (the "
-                                           "CUDA kernels are issue #9)");
+                                           "CUDA op kernels are not written yet)");
     wr_vae *m = calloc(1, sizeof *m);
     if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     m->be = be;

@@ -2,8 +2,8 @@
  * pipeline.c — WanPipeline.__call__ in C (spec §6.1): text -> UMT5 embeddings -> noise ->
  * classifier-free-guided denoising with the scheduler -> VAE decode -> frames in [0, 1].
  *
- * Everything runs on the CPU backend so far (the CUDA op kernels are issue #9); the vram layer
- * (low_mem_level 2/3, vram_limit) is issue #8. low_mem_level >= 1 tiles the VAE decode.
+ * Everything runs on the CPU backend so far (the CUDA op kernels are not written yet); the vram
+ * layer (low_mem_level 2/3, vram_limit) is issue #8. low_mem_level >= 1 tiles the VAE decode.
  */
 #include "wanrun.h"
 

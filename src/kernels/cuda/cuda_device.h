@@ -19,7 +19,7 @@ extern "C" {
 wr_status wr_cuda_probe(wr_device_info *out);
 
 /* Fills the CUDA backend (device 0 for now; the parallel layer picks the local rank's GPU):
- * memory slots are implemented; op slots are NULL until the CUDA kernels land (issue #9
+ * memory slots are implemented; op slots are NULL until the CUDA kernels land (a later issue
  * onwards), so a model run on it fails with WR_ERR_UNSUPPORTED naming the op. */
 wr_status wr_backend_cuda_init(wr_backend *be, int threads);
 void wr_backend_cuda_release(wr_backend *be);
