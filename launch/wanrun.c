@@ -653,7 +653,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     }
     if (!strcmp(g.backend, "cuda")) {
         st = WR_FAIL(WR_ERR_UNSUPPORTED, "--backend cuda: the CUDA op kernels are not written "
-                                         "yet ; use --backend cpu");
+                                         "yet; use --backend cpu");
         goto done;
     }
     /* a bad --out fails now, not after the run */
