@@ -88,7 +88,8 @@ wr_status wr_vae_decode(wr_vae *m, wr_tensor *out, const wr_tensor *z, const wr_
  * tiled decode's blending margins: the last (tile - stride) rows of the previous row of tiles
  * and the last columns of the left tile, out_channels * N * blend * width floats, a strip of
  * the output. Peaks since load or the last reset. The op-internal scratch of conv3d (at most
- * 8 MiB of columns plus one f32 copy of a narrower weight) is not counted.
+ * 16 MiB of columns, the weight rearranged in f32, and briefly an f32 copy of a narrower
+ * weight) is not counted.
  */
 size_t wr_vae_peak_bytes(const wr_vae *m);
 size_t wr_vae_blend_peak_bytes(const wr_vae *m);
