@@ -331,12 +331,15 @@ int main(int argc, char **argv) {
     wr_st_set *files = NULL;
     /* a second mapping of the weights, never touched: byte counts, and the files to evict */
     wr_status st = wr_st_set_open(&files, argv[1]);
-    for (int64_t i = 0; st == WR_OK && cold && i < wr_st_set_nfiles(files); i++) {
-        const char *path = wr_st_path(wr_st_set_file(files, i));
-        const int fd = open(path, O_RDONLY);
-        if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0)
-            fprintf(stderr, "bench_t5: cannot evict %s from the page cache\n", path);
-        if (fd >= 0) close(fd);
+    for (int pass = 0; st == WR_OK && cold && pass < 2; pass++) { /* best effort: twice */
+        if (pass) nanosleep(&(struct timespec){0, 200000000}, NULL);
+        for (int64_t i = 0; i < wr_st_set_nfiles(files); i++) {
+            const char *path = wr_st_path(wr_st_set_file(files, i));
+            const int fd = open(path, O_RDONLY);
+            if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0)
+                fprintf(stderr, "bench_t5: cannot evict %s from the page cache\n", path);
+            if (fd >= 0) close(fd);
+        }
     }
     if (st == WR_OK) st = wr_backend_create(&be, WR_BACKEND_CPU, threads);
     double tl = now();
@@ -424,10 +427,13 @@ int main(int argc, char **argv) {
            (long long)L, (long long)n_real, (long long)D, (long long)c->num_heads,
            (long long)c->d_kv, (long long)FF, (long long)c->num_layers, (long long)c->vocab_size,
            be->threads, tl);
-    printf("wanrun: runs (others' CPU share): %s; warm-up %.3f s (%s page cache), its gather of "
+    printf("wanrun: runs (others' CPU share): %s; warm-up %.3f s (%s), its gather of "
            "the embedding rows %.4f s reading %.1f MiB from storage\n",
-           runs_str(buf, sizeof buf, &rf), rf.first, cold ? "cold" : "warm", rf.first_embed_s,
+           runs_str(buf, sizeof buf, &rf), rf.first,
+           cold ? "weights evicted from the page cache" : "page cache as found", rf.first_embed_s,
            rf.first_embed_bytes >= 0 ? (double)rf.first_embed_bytes / 1048576.0 : -1.0);
+    if (cold && rf.first_embed_bytes == 0)
+        printf("wanrun: note: the gather read nothing from storage: the eviction did not take\n");
     printf("wanrun: forward %.3f s (median of %d), %.3f s per layer, %.1f GFLOP/s per layer, "
            "sgemm peak %.1f GFLOP/s%s (%.0f %%), nmse vs transformers %.2e (max abs %.2e)\n",
            t_med, repeat, l_med, gf, peak, peak_note, 100.0 * gf / peak, nmse, maxabs);

@@ -52,4 +52,4 @@ awk -v c="$(field "$cr" forward_s)" -v p="$(field "$pr" forward_s)" \
 # gather's time and the bytes it made the kernel read
 OMP_NUM_THREADS=$threads "$root/build-bench/tests/bench/bench_t5" "$work/text_encoder" \
     "$work/io.safetensors" --threads "$threads" --repeat 1 --cold |
-    sed -n 's/^wanrun: runs.*; warm-up/wanrun, cold: warm-up/p'
+    sed -n -e 's/^wanrun: runs.*; warm-up/wanrun, cold: warm-up/p' -e '/^wanrun: note/p'
