@@ -320,8 +320,6 @@ static wr_status cmd_inspect(int argc, char **argv, int rank) {
 
 /* ---- encode ---- */
 
-#define WR_TEXT_LEN 512 /* WanPipeline's max_sequence_length */
-
 /* Value of option argv[*i] (advancing *i), or an error naming the option. */
 static wr_status opt_value(int argc, char **argv, int *i, const char *cmd, const char **out) {
     if (*i + 1 >= argc)
@@ -377,12 +375,13 @@ static wr_status cmd_encode(int argc, char **argv, int rank) {
     wr_st_writer *w = NULL;
     char *clean = NULL;
     float *emb = NULL;
-    int32_t ids[WR_TEXT_LEN];
-    uint8_t mask[WR_TEXT_LEN];
+    int32_t ids[WR_TOKENIZER_MAX_LEN];
+    uint8_t mask[WR_TOKENIZER_MAX_LEN];
     int n_tok = 0;
     WR_TRY_GOTO(st, wr_tokenizer_open(&tok, spm), done);
     WR_TRY_GOTO(st, wr_prompt_clean(prompt, &clean), done);
-    WR_TRY_GOTO(st, wr_tokenizer_encode(tok, prompt, WR_TEXT_LEN, ids, mask, &n_tok), done);
+    WR_TRY_GOTO(st, wr_tokenizer_encode(tok, prompt, WR_TOKENIZER_MAX_LEN, ids, mask, &n_tok),
+                done);
     WR_TRY_GOTO(st, wr_backend_create(&be, WR_BACKEND_CPU, threads), done);
     WR_TRY_GOTO(st, wr_t5_load(&t5, be, te), done);
     const int64_t D = wr_t5_config_of(t5)->d_model;
@@ -394,29 +393,33 @@ static wr_status cmd_encode(int argc, char **argv, int rank) {
                      (long long)wr_t5_config_of(t5)->vocab_size);
         goto done;
     }
-    emb = malloc(sizeof(float) * (size_t)(WR_TEXT_LEN * D));
+    emb = malloc(sizeof(float) * (size_t)(WR_TOKENIZER_MAX_LEN * D));
     if (emb == NULL) {
-        st = WR_FAIL(WR_ERR_OOM_HOST, "encode: no memory for a [%d, %lld] embedding", WR_TEXT_LEN,
-                     (long long)D);
+        st = WR_FAIL(WR_ERR_OOM_HOST, "encode: no memory for a [%d, %lld] embedding",
+                     WR_TOKENIZER_MAX_LEN, (long long)D);
         goto done;
     }
-    wr_tensor et = wr_tensor_make(emb, WR_DTYPE_F32, 2, (int64_t[]){WR_TEXT_LEN, D});
+    wr_tensor et = wr_tensor_make(emb, WR_DTYPE_F32, 2, (int64_t[]){WR_TOKENIZER_MAX_LEN, D});
     int64_t n_real = 0;
-    wr_log_rank0("encode: %d tokens (of %d), %lld-layer UMT5, d_model %lld", n_tok, WR_TEXT_LEN,
-                 (long long)wr_t5_config_of(t5)->num_layers, (long long)D);
-    WR_TRY_GOTO(st, wr_t5_encode(t5, &et, ids, mask, WR_TEXT_LEN, &n_real), done);
+    wr_log_rank0("encode: %d tokens (of %d), %lld-layer UMT5, d_model %lld", n_tok,
+                 WR_TOKENIZER_MAX_LEN, (long long)wr_t5_config_of(t5)->num_layers, (long long)D);
+    WR_TRY_GOTO(st, wr_t5_encode(t5, &et, ids, mask, WR_TOKENIZER_MAX_LEN, &n_real), done);
 
     char num[32];
     snprintf(num, sizeof num, "%lld", (long long)n_real);
     WR_TRY_GOTO(st, wr_st_writer_init(&w), done);
+    WR_TRY_GOTO(st,
+                wr_st_writer_add(w, "prompt_embeds", WR_DTYPE_F32, 2,
+                                 (int64_t[]){WR_TOKENIZER_MAX_LEN, D}, emb),
+                done);
+    WR_TRY_GOTO(st,
+                wr_st_writer_add(w, "attention_mask", WR_DTYPE_U8, 1,
+                                 (int64_t[]){WR_TOKENIZER_MAX_LEN}, mask),
+                done);
     WR_TRY_GOTO(
-        st, wr_st_writer_add(w, "prompt_embeds", WR_DTYPE_F32, 2, (int64_t[]){WR_TEXT_LEN, D}, emb),
+        st,
+        wr_st_writer_add(w, "input_ids", WR_DTYPE_I32, 1, (int64_t[]){WR_TOKENIZER_MAX_LEN}, ids),
         done);
-    WR_TRY_GOTO(
-        st, wr_st_writer_add(w, "attention_mask", WR_DTYPE_U8, 1, (int64_t[]){WR_TEXT_LEN}, mask),
-        done);
-    WR_TRY_GOTO(
-        st, wr_st_writer_add(w, "input_ids", WR_DTYPE_I32, 1, (int64_t[]){WR_TEXT_LEN}, ids), done);
     WR_TRY_GOTO(st, wr_st_writer_meta(w, "prompt", prompt), done);
     WR_TRY_GOTO(st, wr_st_writer_meta(w, "prompt_clean", clean), done);
     WR_TRY_GOTO(st, wr_st_writer_meta(w, "tokens", num), done);
@@ -424,7 +427,7 @@ static wr_status cmd_encode(int argc, char **argv, int rank) {
     WR_TRY_GOTO(st, wr_st_writer_meta(w, "wanrun", WR_VERSION_STRING), done);
     WR_TRY_GOTO(st, wr_st_writer_write(w, out_path), done);
     wr_log_rank0("encode: wrote %s (prompt_embeds [%d, %lld], %lld real rows)", out_path,
-                 WR_TEXT_LEN, (long long)D, (long long)n_real);
+                 WR_TOKENIZER_MAX_LEN, (long long)D, (long long)n_real);
 done:
     wr_st_writer_free(w);
     free(emb);

@@ -23,8 +23,6 @@
 #include "models/t5.h"
 #include "models/tokenizer.h"
 
-#define WR_TEXT_LEN 512 /* WanPipeline's max_sequence_length */
-
 struct wr_context {
     wr_options opt;
     wr_model_dir md;
@@ -193,13 +191,13 @@ static double now_s(void) {
 
 /* prompt -> [512, D] embeddings as _get_t5_prompt_embeds (padded rows zero) */
 static wr_status encode_text(wr_context *c, const char *prompt, float *emb) {
-    int32_t ids[WR_TEXT_LEN];
-    uint8_t mask[WR_TEXT_LEN];
+    int32_t ids[WR_TOKENIZER_MAX_LEN];
+    uint8_t mask[WR_TOKENIZER_MAX_LEN];
     int n = 0;
-    WR_TRY(wr_tokenizer_encode(c->tok, prompt, WR_TEXT_LEN, ids, mask, &n));
+    WR_TRY(wr_tokenizer_encode(c->tok, prompt, WR_TOKENIZER_MAX_LEN, ids, mask, &n));
     const int64_t D = wr_t5_config_of(c->t5)->d_model;
-    wr_tensor et = wr_tensor_make(emb, WR_DTYPE_F32, 2, (int64_t[]){WR_TEXT_LEN, D});
-    return wr_t5_encode(c->t5, &et, ids, mask, WR_TEXT_LEN, NULL);
+    wr_tensor et = wr_tensor_make(emb, WR_DTYPE_F32, 2, (int64_t[]){WR_TOKENIZER_MAX_LEN, D});
+    return wr_t5_encode(c->t5, &et, ids, mask, WR_TOKENIZER_MAX_LEN, NULL);
 }
 
 wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
@@ -215,8 +213,8 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     wr_sched *s = NULL;
 
     /* (1) text */
-    emb = malloc(sizeof(float) * (size_t)(WR_TEXT_LEN * D));
-    emb_neg = cfg ? malloc(sizeof(float) * (size_t)(WR_TEXT_LEN * D)) : NULL;
+    emb = malloc(sizeof(float) * (size_t)(WR_TOKENIZER_MAX_LEN * D));
+    emb_neg = cfg ? malloc(sizeof(float) * (size_t)(WR_TOKENIZER_MAX_LEN * D)) : NULL;
     x = malloc(sizeof(float) * (size_t)nlat);
     v = malloc(sizeof(float) * (size_t)nlat);
     vu = cfg ? malloc(sizeof(float) * (size_t)nlat) : NULL;
@@ -253,8 +251,8 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 4, shape);
     wr_tensor vt = wr_tensor_make(v, WR_DTYPE_F32, 4, shape);
     wr_tensor vut = wr_tensor_make(vu, WR_DTYPE_F32, 4, shape);
-    wr_tensor et = wr_tensor_make(emb, WR_DTYPE_F32, 2, (int64_t[]){WR_TEXT_LEN, D});
-    wr_tensor ent = wr_tensor_make(emb_neg, WR_DTYPE_F32, 2, (int64_t[]){WR_TEXT_LEN, D});
+    wr_tensor et = wr_tensor_make(emb, WR_DTYPE_F32, 2, (int64_t[]){WR_TOKENIZER_MAX_LEN, D});
+    wr_tensor ent = wr_tensor_make(emb_neg, WR_DTYPE_F32, 2, (int64_t[]){WR_TOKENIZER_MAX_LEN, D});
     const float g = (float)r->guidance;
     const double loop0 = now_s();
     for (int64_t k = 0; k < r->steps; k++) {
