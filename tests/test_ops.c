@@ -3,17 +3,21 @@
  * mask, the log-sum-exp output, chunk sizes that do not divide the lengths, fully masked
  * rows; matmul with every weight dtype and odd panel splits; patch embedding and unpatchify
  * as exact inverses; the vectorised exp behind GELU, SiLU and softmax (vmath.h) over its whole
- * range, and GELU/SiLU in their tails. References are plain float64 loops written here (the
+ * range, and GELU/SiLU in their tails; conv3d (both CPU implementations: implicit GEMM and the
+ * direct AVX-512 kernel) over paddings, caches, zero frames, odd widths, channel counts off the
+ * kernel's tile and several row bands. References are plain float64 loops written here (the
  * straight definition of each op); model math itself is checked against PyTorch in test_dit.c.
  */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/dtype.h"
 #include "harness.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/conv_internal.h"
 #include "kernels/cpu/vmath.h"
 #include "kernels/ops.h"
 
@@ -247,6 +251,113 @@ START_TEST(test_gelu_silu_range) {
 }
 END_TEST
 
+typedef struct conv_case {
+    int64_t ci, co, tc, tx, h, w, kt, kh, kw, pad_t, ph, pw;
+    int w4d, bf16, bias;
+} conv_case;
+
+/* float64 reference: frames [pad_t zeros | cache | x], stride 1 */
+static void conv_ref(double *y, const float *x, const float *cache, const float *wt, const float *b,
+                     const conv_case *c, int64_t To, int64_t Ho, int64_t Wo) {
+    const int64_t Tin = c->pad_t + c->tc + c->tx;
+    for (int64_t o = 0; o < c->co; o++)
+        for (int64_t t = 0; t < To; t++)
+            for (int64_t oh = 0; oh < Ho; oh++)
+                for (int64_t ow = 0; ow < Wo; ow++) {
+                    double acc = b ? b[o] : 0.0;
+                    for (int64_t i = 0; i < c->ci; i++)
+                        for (int64_t dt = 0; dt < c->kt; dt++) {
+                            const int64_t f = t + dt;
+                            if (f < c->pad_t || f >= Tin) continue;
+                            const int64_t fr = f - c->pad_t;
+                            const float *src = fr < c->tc
+                                                   ? cache + (i * c->tc + fr) * c->h * c->w
+                                                   : x + (i * c->tx + fr - c->tc) * c->h * c->w;
+                            for (int64_t dh = 0; dh < c->kh; dh++)
+                                for (int64_t dw = 0; dw < c->kw; dw++) {
+                                    const int64_t ih = oh + dh - c->ph, iw = ow + dw - c->pw;
+                                    if (ih < 0 || ih >= c->h || iw < 0 || iw >= c->w) continue;
+                                    acc +=
+                                        (double)wt[(((o * c->ci + i) * c->kt + dt) * c->kh + dh) *
+                                                       c->kw +
+                                                   dw] *
+                                        src[ih * c->w + iw];
+                                }
+                        }
+                    y[((o * To) + t) * Ho * Wo + oh * Wo + ow] = acc;
+                }
+}
+
+START_TEST(test_conv3d_impls) {
+    static const conv_case cases[] = {
+        /* ci co tc tx h  w  kt kh kw pt ph pw w4d bf16 bias */
+        {5, 7, 0, 1, 6, 9, 3, 3, 3, 2, 1, 1, 0, 0, 1},     /* first frame: two zero frames */
+        {13, 25, 2, 1, 5, 37, 3, 3, 3, 0, 1, 1, 0, 1, 1},  /* cache, runs 16+16+5, 3 panels */
+        {8, 12, 2, 2, 3, 16, 3, 3, 3, 0, 1, 1, 0, 0, 1},   /* two output frames share inputs */
+        {16, 13, 1, 2, 4, 4, 3, 1, 1, 0, 0, 0, 0, 0, 0},   /* time conv, no bias */
+        {6, 5, 0, 3, 7, 5, 1, 3, 3, 0, 1, 1, 1, 0, 1},     /* 2-D weight over 3 frames */
+        {4, 3, 0, 2, 2, 2, 3, 3, 3, 4, 1, 1, 0, 0, 1},     /* frames with only zero taps */
+        {9, 14, 0, 2, 5, 5, 1, 1, 1, 0, 0, 0, 0, 1, 1},    /* pointwise */
+        {3, 2, 1, 1, 4, 33, 3, 3, 3, 1, 0, 2, 0, 0, 1},    /* unequal paddings, wide pad */
+        {64, 5, 2, 1, 40, 300, 3, 3, 3, 0, 1, 1, 0, 0, 1}, /* several row bands */
+        {7, 3, 2, 1, 9, 21, 3, 3, 3, 0, 1, 1, 0, 1, 1},    /* 3 channels: the 4 x 96 tile */
+        {5, 4, 0, 2, 3, 50, 3, 3, 3, 2, 1, 1, 0, 0, 0},    /* 4 channels, 4 runs per row */
+    };
+    const int impls[2] = {WR_CONV_GEMM, WR_CONV_DIRECT};
+    for (size_t ic = 0; ic < sizeof cases / sizeof cases[0]; ic++) {
+        const conv_case *c = &cases[ic];
+        const int64_t To = c->pad_t + c->tc + c->tx - c->kt + 1;
+        const int64_t Ho = c->h + 2 * c->ph - c->kh + 1, Wo = c->w + 2 * c->pw - c->kw + 1;
+        const int64_t K = c->ci * c->kt * c->kh * c->kw, ny = c->co * To * Ho * Wo;
+        float *x = randv(c->ci * c->tx * c->h * c->w);
+        float *cache = c->tc ? randv(c->ci * c->tc * c->h * c->w) : NULL;
+        float *wt = randv(c->co * K), *b = randv(c->co);
+        uint16_t *wb = malloc(sizeof(uint16_t) * (size_t)(c->co * K));
+        if (c->bf16) { /* the values the op must use */
+            wr_dtype_convert(wb, WR_DTYPE_BF16, wt, WR_DTYPE_F32, c->co * K);
+            wr_dtype_convert(wt, WR_DTYPE_F32, wb, WR_DTYPE_BF16, c->co * K);
+        }
+        double *ref = malloc(sizeof(double) * (size_t)ny);
+        conv_ref(ref, x, cache, wt, c->bias ? b : NULL, c, To, Ho, Wo);
+        float *out[2];
+        for (int m = 0; m < 2; m++) {
+            if (impls[m] == WR_CONV_DIRECT && !wr_conv_direct_supported()) {
+                out[m] = NULL;
+                continue;
+            }
+            wr_conv_set_impl(impls[m]);
+            out[m] = malloc(sizeof(float) * (size_t)ny);
+            for (int64_t i = 0; i < ny; i++) out[m][i] = NAN; /* every output must be written */
+            wr_tensor tx =
+                wr_tensor_make(x, WR_DTYPE_F32, 4, (int64_t[]){c->ci, c->tx, c->h, c->w});
+            wr_tensor tcache =
+                wr_tensor_make(cache, WR_DTYPE_F32, 4, (int64_t[]){c->ci, c->tc, c->h, c->w});
+            wr_tensor tw = c->w4d ? wr_tensor_make(c->bf16 ? (void *)wb : wt,
+                                                   c->bf16 ? WR_DTYPE_BF16 : WR_DTYPE_F32, 4,
+                                                   (int64_t[]){c->co, c->ci, c->kh, c->kw})
+                                  : wr_tensor_make(c->bf16 ? (void *)wb : wt,
+                                                   c->bf16 ? WR_DTYPE_BF16 : WR_DTYPE_F32, 5,
+                                                   (int64_t[]){c->co, c->ci, c->kt, c->kh, c->kw});
+            wr_tensor tb = wr_tensor_make(b, WR_DTYPE_F32, 1, (int64_t[]){c->co});
+            wr_tensor ty = wr_tensor_make(out[m], WR_DTYPE_F32, 4, (int64_t[]){c->co, To, Ho, Wo});
+            wr_conv_params p = {c->pad_t, c->ph, c->pw};
+            ck_assert_int_eq(
+                wr_op_conv3d(g_be, &ty, &tx, c->tc ? &tcache : NULL, &tw, c->bias ? &tb : NULL, &p),
+                WR_OK);
+            const double e = nmse(out[m], ref, ny);
+            ck_assert_msg(e <= 1e-11, "conv case %zu (%s): nmse %.3g", ic, m ? "direct" : "gemm",
+                          e);
+        }
+        wr_conv_set_impl(WR_CONV_AUTO);
+        for (int m = 0; m < 2; m++) free(out[m]);
+        free(x), free(cache), free(wt), free(b), free(wb), free(ref);
+    }
+    if (!wr_conv_direct_supported())
+        fprintf(stderr, "test_conv3d_impls: this CPU has no AVX-512F; the direct kernel was not "
+                        "tested\n");
+}
+END_TEST
+
 START_TEST(test_unsupported_slot) {
     /* a backend without a slot answers WR_ERR_UNSUPPORTED naming the op, never a fallback */
     wr_backend_iface partial = *g_be->iface;
@@ -278,6 +389,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_unsupported_slot);
     tcase_add_test(tc, test_vexpf);
     tcase_add_test(tc, test_gelu_silu_range);
+    tcase_add_test(tc, test_conv3d_impls);
     suite_add_tcase(s, tc);
     return s;
 }

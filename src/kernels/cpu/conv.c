@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/dtype.h"
+#include "kernels/cpu/conv_internal.h"
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/ops.h"
 
@@ -32,9 +33,41 @@ static void fill_bias_rows(float *y, const float *b, int64_t C, int64_t n) {
     }
 }
 
+static wr_status conv3d_gemm(wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
+                             const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p);
+
+static int g_impl = -1; /* WR_CONV_AUTO.. ; -1: not read from the environment yet */
+
+void wr_conv_set_impl(int impl) {
+    g_impl = impl;
+}
+
+static int conv_impl(void) {
+    if (g_impl < 0) {
+        const char *e = getenv("WR_CONV_IMPL");
+        g_impl = e && strcmp(e, "gemm") == 0     ? WR_CONV_GEMM
+                 : e && strcmp(e, "direct") == 0 ? WR_CONV_DIRECT
+                                                 : WR_CONV_AUTO;
+    }
+    return g_impl;
+}
+
 wr_status conv3d_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
                      const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p) {
     (void)be;
+    const int impl = conv_impl();
+    const int pointwise = w->shape[w->ndim - 1] == 1 && w->shape[w->ndim - 2] == 1 &&
+                          (w->ndim == 4 || w->shape[2] == 1) && p->pad_t == 0 && p->pad_h == 0 &&
+                          p->pad_w == 0 && cache == NULL;
+    if (impl == WR_CONV_DIRECT ||
+        (impl == WR_CONV_AUTO && !pointwise && wr_conv_direct_supported()))
+        return wr_conv3d_direct(y, x, cache, w, b, p);
+    return conv3d_gemm(y, x, cache, w, b, p);
+}
+
+/* The implicit GEMM over OpenBLAS (any CPU); 1x1x1 convolutions are one plain GEMM. */
+static wr_status conv3d_gemm(wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
+                             const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p) {
     const int64_t Ci = x->shape[0], Tx = x->shape[1], H = x->shape[2], W = x->shape[3];
     const int64_t Co = w->shape[0], kt = w->ndim == 5 ? w->shape[2] : 1, kh = w->shape[w->ndim - 2],
                   kw = w->shape[w->ndim - 1];
