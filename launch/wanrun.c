@@ -11,7 +11,6 @@
  * device); 5 device or communication failure; 6 unsupported in this build.
  */
 #include <cjson/cJSON.h>
-#include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include "core/status.h"
 #include "kernels/backend.h"
 #include "io/video.h"
+#include "models/dit.h"
 #include "models/sched.h"
 #include "models/t5.h"
 #include "models/tokenizer.h"
@@ -72,8 +72,9 @@ static const char usage_text[] =
     "\n"
     "wanrun runs Wan2.1 text-to-video diffusion (1.3B, 14B) in C, as diffusers' WanPipeline\n"
     "does: prompt -> UMT5 text encoder -> DiT denoising with classifier-free guidance -> VAE.\n"
-    "So far everything runs on the CPU; the CUDA kernels, multi-GPU execution and the vram\n"
-    "layer are being built (issues #7, #8 and the CUDA kernels).\n"
+    "Under mpirun the ranks share one generation (see Parallel options). So far everything\n"
+    "runs on the CPU; the CUDA kernels and the vram layer are being built (issue #8 and the\n"
+    "CUDA kernels).\n"
     "\n"
     "Generation options (defaults as diffusers' WanPipeline):\n"
     "  --model DIR            diffusers model directory (model_index.json, tokenizer/,\n"
@@ -101,6 +102,17 @@ static const char usage_text[] =
     "  --vram-limit SIZE      e.g. 20GiB: GPU memory budget per rank (no effect on CPU)\n"
     "  --config FILE          JSON object of options ({\"prompt\": \"...\", \"steps\": 30});\n"
     "                         flags on the command line override it\n"
+    "\n"
+    "Parallel options (under mpirun / srun; launch/run.sh and launch/slurm/wanrun.sbatch):\n"
+    "  --cfg-parallel 1|2     2: the conditional and unconditional passes on different ranks,\n"
+    "                         velocities exchanged once per step (default 1)\n"
+    "  --cp-size P            context-parallel ranks per replica: the DiT's tokens are split\n"
+    "                         over P ranks (default: all ranks / cfg-parallel)\n"
+    "  --cp auto|ulysses|ring how those ranks share attention: ulysses (all-to-all, needs the\n"
+    "                         heads to divide by P), ring (any P); auto: ulysses when it can\n"
+    "                         The job's ranks = replicas x cfg-parallel x cp-size; each replica\n"
+    "                         generates with seed + replica and writes OUT (and --save-latents)\n"
+    "                         with .rN before the extension when there are several.\n"
     "\n"
     "Commands:\n"
     "  inspect PATH        list the tensors of a .safetensors file, a *.safetensors.index.json,\n"
@@ -134,8 +146,10 @@ static const char usage_text[] =
     "  4 out of memory      5 device or communication failure\n"
     "  6 not supported by this build\n"
     "\n"
-    "Diagnostics go to stderr, prefixed [rank/size]; results go to stdout. Under mpirun, rank 0\n"
-    "generates (context-parallel execution over ranks is issue #7).\n";
+    "Diagnostics go to stderr, prefixed [rank/size]; results go to stdout. Under mpirun, each\n"
+    "replica's first rank alone loads the text encoder and the VAE, encodes, decodes and\n"
+    "writes; a failure on any rank is agreed, so every rank exits with the same code and\n"
+    "message; a rank that dies ends the job (mpirun).\n";
 
 static void print_version(void) {
     printf("wanrun %s\n", WR_VERSION_STRING);
@@ -448,6 +462,7 @@ typedef struct gen_opts {
     int scheduler, threads, low_mem_level;
     int64_t vram_limit;
     char backend[8];
+    int cfg_parallel, cp_size, cp_mode;
 } gen_opts;
 
 static wr_status parse_i64(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out) {
@@ -536,7 +551,20 @@ static wr_status gen_apply(gen_opts *g, const char *name, const char *v) {
         g->low_mem_level = (int)l;
     } else if (!strcmp(name, "vram-limit"))
         WR_TRY(parse_bytes(name, v, &g->vram_limit));
-    else if (!strcmp(name, "backend")) {
+    else if (!strcmp(name, "cfg-parallel")) {
+        int64_t n;
+        WR_TRY(parse_i64(name, v, 1, 2, &n));
+        g->cfg_parallel = (int)n;
+    } else if (!strcmp(name, "cp-size")) {
+        int64_t n;
+        WR_TRY(parse_i64(name, v, 1, 4096, &n));
+        g->cp_size = (int)n;
+    } else if (!strcmp(name, "cp")) {
+        const int m = wr_cp_mode_parse(v);
+        if (m < 0)
+            return WR_FAIL(WR_ERR_INVALID_ARG, "--cp must be auto, ulysses or ring, got '%s'", v);
+        g->cp_mode = m;
+    } else if (!strcmp(name, "backend")) {
         if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "cuda"))
             return WR_FAIL(WR_ERR_INVALID_ARG, "--backend must be auto, cpu or cuda, got '%s'", v);
         snprintf(g->backend, sizeof g->backend, "%s", v);
@@ -601,6 +629,17 @@ static void on_progress(void *ctx, int64_t step, int64_t steps, float t, double 
                  (double)t, sec, (int)(eta / 60), (int)eta % 60);
 }
 
+/* "clip.mp4" -> "clip.r2.mp4" (replica 2 of several); a directory (PNG frames) gets ".r2". */
+static void replica_path(char *dst, size_t cap, const char *path, int replica) {
+    const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
+    if (dot && (!slash || dot > slash + 1))
+        snprintf(dst, cap, "%.*s.r%d%s", (int)(dot - path), path, replica, dot);
+    else
+        snprintf(dst, cap, "%s.r%d", path, replica);
+}
+
+static wr_world g_world;
+
 static wr_status cmd_generate(int argc, char **argv, int rank) {
     gen_opts g = {0};
     g.width = 832, g.height = 480, g.frames = 81, g.steps = 50, g.guidance = 5.0, g.fps = 16.0;
@@ -625,11 +664,28 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
             wr_log_set_level(WR_LOG_DEBUG);
             continue;
         }
-        static const char *const known[] = {
-            "model", "prompt",    "negative-prompt", "out",           "save-latents", "init-noise",
-            "size",  "frames",    "steps",           "guidance",      "shift",        "fps",
-            "seed",  "scheduler", "threads",         "low-mem-level", "vram-limit",   "backend",
-            "config"};
+        static const char *const known[] = {"model",
+                                            "prompt",
+                                            "negative-prompt",
+                                            "out",
+                                            "save-latents",
+                                            "init-noise",
+                                            "size",
+                                            "frames",
+                                            "steps",
+                                            "guidance",
+                                            "shift",
+                                            "fps",
+                                            "seed",
+                                            "scheduler",
+                                            "threads",
+                                            "low-mem-level",
+                                            "vram-limit",
+                                            "backend",
+                                            "config",
+                                            "cfg-parallel",
+                                            "cp-size",
+                                            "cp"};
         int ok = 0;
         for (size_t j = 0; j < sizeof known / sizeof known[0]; j++) ok |= !strcmp(name, known[j]);
         if (!ok) {
@@ -661,7 +717,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     }
     /* a bad --out fails now, not after the run */
     if ((st = wr_video_check(g.out, WR_VIDEO_AUTO, g.height, g.width)) != WR_OK) goto done;
-    if (rank != 0) goto done; /* context-parallel execution over ranks is issue #7 */
+    (void)rank;
     if (g.low_mem_level >= 2 || g.vram_limit > 0)
         wr_log_rank0("note: --low-mem-level %d / --vram-limit concern GPU memory; on the CPU "
                      "backend only level 1 (tiled VAE decode) changes anything",
@@ -670,6 +726,10 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     wr_options_defaults(&opt);
     opt.threads = g.threads;
     opt.low_mem_level = g.low_mem_level;
+    opt.world = &g_world;
+    opt.cfg_parallel = g.cfg_parallel;
+    opt.cp_size = g.cp_size;
+    opt.cp_mode = g.cp_mode;
     wr_request req;
     wr_request_defaults(&req);
     req.prompt = g.prompt;
@@ -681,18 +741,39 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     wr_video_format fmt = wr_video_format_of(g.out);
     wr_context *ctx = NULL;
     wr_video vid = {0};
+    wr_role role = {0};
+    char out_path[4200], lat_path[4200];
     st = wr_context_create(&ctx, g.model, &opt);
-    if (st == WR_OK) st = wr_request_check(ctx, &req);
+    if (st == WR_OK) {
+        wr_context_role(ctx, &role);
+        snprintf(out_path, sizeof out_path, "%s", g.out);
+        if (role.replicas > 1) { /* every replica its own files (and seed + replica) */
+            replica_path(out_path, sizeof out_path, g.out, role.replica);
+            if (g.save_latents) {
+                replica_path(lat_path, sizeof lat_path, g.save_latents, role.replica);
+                req.save_latents = lat_path;
+            }
+        }
+        st = wr_request_check(ctx, &req);
+    }
     if (st == WR_OK) {
         wr_log_rank0("generating %lld frames of %lldx%lld, %lld steps, guidance %g, seed %llu",
                      (long long)g.frames, (long long)g.width, (long long)g.height,
                      (long long)g.steps, g.guidance, (unsigned long long)g.seed);
+        if (g_world.size > 1)
+            wr_log_rank0("%d ranks: %d replica(s) x cfg-parallel %d x context-parallel %d (%s)",
+                         g_world.size, role.replicas, role.cfg, role.cp,
+                         role.cp > 1 ? wr_cp_mode_name((wr_cp_mode)role.cp_mode) : "off");
         st = wr_generate(ctx, &req, &vid);
     }
-    if (st == WR_OK) st = wr_video_write(g.out, fmt, vid.frames, vid.n, vid.h, vid.w, g.fps);
-    if (st == WR_OK)
-        wr_log_rank0("wrote %s (%lld frames, %lldx%lld, %g fps)", g.out, (long long)vid.n,
-                     (long long)vid.w, (long long)vid.h, g.fps);
+    if (st == WR_OK && role.writer) {
+        st = wr_video_write(out_path, fmt, vid.frames, vid.n, vid.h, vid.w, g.fps);
+        if (st == WR_OK)
+            wr_info("wrote %s (%lld frames, %lldx%lld, %g fps)", out_path, (long long)vid.n,
+                    (long long)vid.w, (long long)vid.h, g.fps);
+    }
+    /* the writers' last steps (decode, write) are agreed too: one exit code for the job */
+    if (ctx) st = wr_context_agree(ctx, st);
     wr_video_free(&vid);
     wr_context_free(ctx);
 done:
@@ -700,32 +781,17 @@ done:
     return st;
 }
 
-/* MPI is initialised only in a process an MPI launcher started (mpirun/mpiexec/srun set one
- * of these) or when WR_FORCE_MPI is set: a plain `wanrun ...` then does not pay Open MPI's
- * singleton start-up (0.2-0.4 s of transport probing), and behaves as rank 0 of 1. */
-static int launched_by_mpi(void) {
-    static const char *const vars[] = {
-        "OMPI_COMM_WORLD_SIZE", "PMIX_RANK",   "PMI_RANK", "PMI_SIZE",
-        "MPI_LOCALNRANKS",      "WR_FORCE_MPI"};
-    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
-        if (getenv(vars[i])) return 1;
-    return 0;
-}
-
 int main(int argc, char **argv) {
-    int provided = 0, rank = 0, size = 1;
-    const int use_mpi = launched_by_mpi();
-    if (use_mpi) {
-        MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        MPI_Comm_size(MPI_COMM_WORLD, &size);
-    }
-    wr_log_set_rank(rank, size);
+    /* MPI starts only under an MPI launcher (mpirun/mpiexec/srun) or with WR_FORCE_MPI set: a
+     * plain `wanrun ...` does not pay Open MPI's singleton start-up and is rank 0 of 1. */
+    wr_status st = wr_world_init(&g_world, &argc, &argv);
+    const int rank = g_world.rank;
+    wr_log_set_rank(g_world.rank, g_world.size);
     wr_log_init();
 
-    wr_status st = WR_OK;
     int code = EXIT_OK;
     int i = 1;
+    if (st != WR_OK) goto out;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             if (rank == 0) fputs(usage_text, stdout);
@@ -766,6 +832,6 @@ out:
         code = exit_code_for(st);
     }
     fflush(stdout);
-    if (use_mpi) MPI_Finalize();
+    wr_world_finalize(&g_world);
     return code;
 }

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "parallel/comm.h"
 #include "models/vae.h"
 
 typedef struct wr_context wr_context;
@@ -29,7 +30,27 @@ typedef struct wr_options {
     int threads;          /* CPU threads; 0: $OMP_NUM_THREADS or all cores */
     int low_mem_level;    /* 0..3; >= 1 decodes the video in tiles (the VAE's enable_tiling) */
     wr_vae_tiling tiling; /* the tiles for low_mem_level >= 1 (default 256/192 px) */
+    /* Distributed execution (DESIGN.md §5). world NULL or of size 1: one process. Else
+     * wr_context_create is collective over the world, which is split into replicas x
+     * cfg_parallel x cp_size ranks (replicas = the rest; a layout that does not divide the
+     * world is WR_ERR_INVALID_ARG). Each replica generates the request with seed + replica;
+     * its ranks shard the DiT's tokens (cp_mode, a wr_cp_mode of models/dit.h) and, with
+     * cfg_parallel 2, split the conditional / unconditional passes. The text encoder and the
+     * VAE live only on each replica's first rank (the writer). */
+    const wr_world *world;
+    int cfg_parallel; /* 1 (default when 0) or 2 */
+    int cp_size;      /* 0: world size / cfg_parallel (one replica) */
+    int cp_mode;      /* WR_CP_AUTO (0), WR_CP_ULYSSES, WR_CP_RING */
 } wr_options;
+
+/* Where this process sits in the layout. */
+typedef struct wr_role {
+    int replica, replicas; /* this rank's replica group, and how many there are */
+    int writer;            /* 1 on the replica's first rank: it encodes, decodes, writes */
+    int cfg, cp;           /* the layout */
+    int cfg_rank, cp_rank;
+    int cp_mode; /* the wr_cp_mode in use (0 when cp == 1) */
+} wr_role;
 
 typedef void (*wr_progress_fn)(void *ctx, int64_t step, int64_t steps, float timestep,
                                double step_seconds, double eta_seconds);
@@ -63,11 +84,18 @@ void wr_request_defaults(wr_request *r);
 /* WR_ERR_NOT_FOUND / FORMAT / CONFIG naming the directory, component or file. */
 wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_options *opt);
 void wr_context_free(wr_context *ctx);
+void wr_context_role(const wr_context *ctx, wr_role *out);
+/* Agrees on a status over the whole world (wr_comm_agree); returns st alone. */
+wr_status wr_context_agree(wr_context *ctx, wr_status st);
 
 /* Checks a request against the model (sizes, frame count, steps, guidance): WR_ERR_INVALID_ARG
  * with a one-line reason naming the option. wr_generate calls it first. */
 wr_status wr_request_check(const wr_context *ctx, const wr_request *r);
 
+/* Collective over the world when distributed (every rank calls it with the same request); a
+ * failure on one rank is agreed, so every rank returns the same status and detail. Only the
+ * replica's writer gets frames (elsewhere out->frames stays NULL, n = 0); latents_out is
+ * filled on every rank, save_latents written by the writer only. */
 wr_status wr_generate(wr_context *ctx, const wr_request *r, wr_video *out);
 void wr_video_free(wr_video *v);
 

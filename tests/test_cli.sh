@@ -160,6 +160,12 @@ expect 2 "generate with a bad frame count" -- "$WANRUN" --prompt p --frames 6 --
 has "$err" "4k \+ 1" "frame rule named"
 expect 2 "generate without --out" -- "$WANRUN" --prompt p
 expect 2 "generate to an unknown format" -- "$WANRUN" --prompt p --out "$gen/c.avi"
+expect 2 "generate with a bad --cp" -- "$WANRUN" --prompt p --cp zigzag --out "$gen/c.mp4"
+has "$err" "auto, ulysses or ring" "the modes are named"
+expect 2 "generate with --cfg-parallel 3" -- "$WANRUN" --prompt p --cfg-parallel 3 --out "$gen/c.mp4"
+expect 2 "--cp-size without mpirun" -- "$WANRUN" --prompt p --size 16x16 --frames 1 --steps 1 \
+    --cp-size 2 --out "$gen/c.mp4"
+has "$err" "mpirun" "how to start the ranks is said"
 expect 2 "generate with a bad scheduler" -- "$WANRUN" --prompt p --scheduler ddim --out "$gen/c.mp4"
 expect 3 "generate from a directory missing a component" -- "$WANRUN" --model "$enc/m" \
     --prompt p --size 16x16 --frames 1 --steps 1 --out "$gen/c.mp4"
@@ -182,6 +188,35 @@ if command -v mpiexec >/dev/null; then
     expect 0 "encode under mpiexec -n 2" -- mpiexec -n 2 --oversubscribe "$WANRUN" encode \
         --model "$enc/m" --prompt "two ranks" --out "$enc/e2.safetensors" --threads 1
     has "$err" "^\[0/2\] .*wrote" "rank 0 writes the encoding"
+
+    # distributed generation (issue #7): the same video as one process, bit for bit
+    par=(--model "$tiny" --prompt "a red fox" --size 80x48 --frames 5 --steps 2 --seed 3 --threads 1)
+    expect 0 "generate alone" -- "$WANRUN" "${par[@]}" --out "$gen/p1.y4m"
+    expect 0 "generate context-parallel on 2 ranks" -- mpiexec -n 2 --oversubscribe "$WANRUN" \
+        "${par[@]}" --out "$gen/p2.y4m"
+    has "$err" "context-parallel 2 \(ulysses\)" "the layout is reported"
+    n=$(grep -c "step 2/2" "$err")
+    if [ "$n" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $n progress lines for the last step"; fi
+    if cmp -s "$gen/p1.y4m" "$gen/p2.y4m"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: 2 ranks (ulysses) differ from 1"; fi
+    expect 0 "generate CFG-parallel on 2 ranks" -- mpiexec -n 2 --oversubscribe "$WANRUN" \
+        "${par[@]}" --cfg-parallel 2 --out "$gen/p3.y4m"
+    if cmp -s "$gen/p1.y4m" "$gen/p3.y4m"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: CFG-parallel differs from 1 rank"; fi
+    expect 0 "generate 2 replicas" -- mpiexec -n 2 --oversubscribe "$WANRUN" "${par[@]}" \
+        --cp-size 1 --out "$gen/rep.y4m"
+    if cmp -s "$gen/p1.y4m" "$gen/rep.r0.y4m" && [ -s "$gen/rep.r1.y4m" ] && ! cmp -s "$gen/rep.r0.y4m" "$gen/rep.r1.y4m"; then
+        pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: replica files (r0 = 1 rank, r1 another seed)"; fi
+    expect 2 "a layout that does not divide the ranks" -- mpiexec -n 2 --oversubscribe "$WANRUN" \
+        "${par[@]}" --cp-size 3 --out "$gen/p4.y4m"
+    has "$err" "\[1/2\] error: .*does not divide" "every rank gives the reason"
+    # a rank killed mid-run ends the whole job, non-zero, well within 60 s
+    t0=$(date +%s)
+    mpiexec -n 2 --oversubscribe bash -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then (sleep 2; kill -9 $$) & fi; exec "$0" "$@"' \
+        "$WANRUN" --model "$tiny" --prompt p --size 256x256 --frames 41 --steps 1000 --threads 1 \
+        --out "$gen/killed.y4m" >"$out" 2>"$err" </dev/null
+    rc=$?
+    dt=$(( $(date +%s) - t0 ))
+    if [ "$rc" -ne 0 ] && [ "$dt" -lt 60 ] && [ ! -e "$gen/killed.y4m" ]; then pass=$((pass + 1)); else
+        fail=$((fail + 1)); echo "FAIL: killed rank: exit $rc after $dt s"; fi
 fi
 
 echo "cli: $pass passed, $fail failed"

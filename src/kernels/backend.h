@@ -92,9 +92,17 @@ typedef struct wr_backend_iface {
     /* out[Lq,NH,HD] = softmax(q k^T * scale, masked) v per head; lse [NH, Lq] optional */
     wr_status (*attention)(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr_tensor *q,
                            const wr_tensor *k, const wr_tensor *v, const wr_attn_params *p);
-    /* conv3d with kernel = stride: x [C, F, H, W], w [D, C, pt, ph, pw], b [D] -> y [L, D] */
+    /* conv3d with kernel = stride: x [C, F, H, W], w [D, C, pt, ph, pw], b [D] -> y [n, D],
+     * the tokens n0 .. n0 + n - 1 of the L = (F/pt)(H/ph)(W/pw) */
     wr_status (*patch_embed)(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
-                             const wr_tensor *b);
+                             const wr_tensor *b, int64_t n0);
+    /* o [Lq, NH, HD], lse [NH, Lq] := the softmax merge of (o, lse) and (o2, lse2), two
+     * attentions of the same queries over disjoint key sets (ring attention) */
+    wr_status (*attn_merge)(wr_backend *be, wr_tensor *o, wr_tensor *lse, const wr_tensor *o2,
+                            const wr_tensor *lse2);
+    /* rows x cols f32: dst[r * dld + c] = src[r * sld + c] (backend memory, no overlap) */
+    wr_status (*copy2d)(wr_backend *be, float *dst, int64_t dld, const float *src, int64_t sld,
+                        int64_t rows, int64_t cols);
     /* y [L, pt*ph*pw*C] -> out [C, F, H, W] */
     wr_status (*unpatchify)(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,
                             int pw);

@@ -210,8 +210,8 @@ wr_status wr_op_attention(wr_backend *be, wr_tensor *out, wr_tensor *lse, const 
     CALL(be, attention, out, lse, q, k, v, p);
 }
 
-wr_status wr_op_patch_embed(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
-                            const wr_tensor *b) {
+wr_status wr_op_patch_embed_rows(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                                 const wr_tensor *w, const wr_tensor *b, int64_t n0) {
     expect_f32("patch_embed", x);
     EXPECT(x->ndim == 4 && w->ndim == 5 && w->shape[1] == x->shape[0], "patch_embed",
            "x [C,F,H,W] and w [D,C,pt,ph,pw]", x, w);
@@ -220,10 +220,39 @@ wr_status wr_op_patch_embed(wr_backend *be, wr_tensor *y, const wr_tensor *x, co
            "patch_embed", "x not divisible by the patch", x, w);
     int64_t L =
         (x->shape[1] / w->shape[2]) * (x->shape[2] / w->shape[3]) * (x->shape[3] / w->shape[4]);
-    EXPECT(y->ndim == 2 && y->shape[0] == L && y->shape[1] == w->shape[0], "patch_embed",
-           "y must be [L, D]", y, w);
+    EXPECT(y->ndim == 2 && n0 >= 0 && n0 + y->shape[0] <= L && y->shape[1] == w->shape[0],
+           "patch_embed", "y must be [n, D] with n0 + n <= L", y, w);
     if (b) expect_vec("patch_embed", b, w->shape[0], w);
-    CALL(be, patch_embed, y, x, w, b);
+    CALL(be, patch_embed, y, x, w, b, n0);
+}
+
+wr_status wr_op_patch_embed(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                            const wr_tensor *b) {
+    if (x->ndim == 4 && w->ndim == 5 && w->shape[2] > 0 && w->shape[3] > 0 && w->shape[4] > 0)
+        EXPECT(y->ndim == 2 && y->shape[0] == (x->shape[1] / w->shape[2]) *
+                                                  (x->shape[2] / w->shape[3]) *
+                                                  (x->shape[3] / w->shape[4]),
+               "patch_embed", "y must be [L, D]", y, w);
+    return wr_op_patch_embed_rows(be, y, x, w, b, 0);
+}
+
+wr_status wr_op_attn_merge(wr_backend *be, wr_tensor *o, wr_tensor *lse, const wr_tensor *o2,
+                           const wr_tensor *lse2) {
+    expect_f32("attn_merge", o);
+    expect_f32("attn_merge", o2);
+    EXPECT(o->ndim == 3 && wr_tensor_same_shape(o, o2), "attn_merge", "o and o2 [Lq, NH, HD]", o,
+           o2);
+    EXPECT(lse->ndim == 2 && lse->shape[0] == o->shape[1] && lse->shape[1] == o->shape[0] &&
+               wr_tensor_same_shape(lse, lse2),
+           "attn_merge", "lse and lse2 [NH, Lq]", lse, o);
+    CALL(be, attn_merge, o, lse, o2, lse2);
+}
+
+wr_status wr_op_copy2d(wr_backend *be, float *dst, int64_t dld, const float *src, int64_t sld,
+                       int64_t rows, int64_t cols) {
+    WR_ASSERT(rows >= 0 && cols >= 0 && dld >= cols && sld >= cols);
+    if (rows == 0 || cols == 0) return WR_OK;
+    CALL(be, copy2d, dst, dld, src, sld, rows, cols);
 }
 
 wr_status wr_op_unpatchify(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,

@@ -14,7 +14,10 @@
  *   rope          x [L, NH, HD] rotated in place by cos/sin [L, HD/2] (pairs (2p, 2p+1))
  *   attention     q [Lq, NH, HD], k/v [Lk, NH, HD] -> out [Lq, NH, HD]; lse [NH, Lq] or NULL;
  *                 optional key mask and relative position bias (wr_attn_params)
- *   patch_embed   x [C, F, H, W], w [D, C, pt, ph, pw], b [D] -> y [(F/pt)(H/ph)(W/pw), D]
+ *   patch_embed   x [C, F, H, W], w [D, C, pt, ph, pw], b [D] -> y [(F/pt)(H/ph)(W/pw), D];
+ *                 _rows: y [n, D], the tokens n0 .. n0 + n - 1 only (a context-parallel shard)
+ *   attn_merge    (o, lse) := merge of (o, lse) and (o2, lse2): o [Lq, NH, HD], lse [NH, Lq]
+ *   copy2d        dst[r * dld + c] = src[r * sld + c], rows x cols f32
  *   unpatchify    y [L, pt*ph*pw*C] -> out [C, F, H, W]
  *   conv3d        x [Ci, Tx, H, W], cache [Ci, Tc, H, W] or NULL, w [Co, Ci, kt, kh, kw] (or
  *                 [Co, Ci, kh, kw]: kt = 1; any float dtype), b [Co] or NULL -> y [Co, To, Ho, Wo];
@@ -51,6 +54,12 @@ wr_status wr_op_attention(wr_backend *be, wr_tensor *out, wr_tensor *lse, const 
                           const wr_tensor *k, const wr_tensor *v, const wr_attn_params *p);
 wr_status wr_op_patch_embed(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
                             const wr_tensor *b);
+wr_status wr_op_patch_embed_rows(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                                 const wr_tensor *w, const wr_tensor *b, int64_t n0);
+wr_status wr_op_attn_merge(wr_backend *be, wr_tensor *o, wr_tensor *lse, const wr_tensor *o2,
+                           const wr_tensor *lse2);
+wr_status wr_op_copy2d(wr_backend *be, float *dst, int64_t dld, const float *src, int64_t sld,
+                       int64_t rows, int64_t cols);
 wr_status wr_op_unpatchify(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,
                            int pw);
 

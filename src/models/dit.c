@@ -160,9 +160,14 @@ struct wr_dit {
     /* workspace */
     void *ws;
     size_t ws_bytes;
-    /* (F', H', W', S) the RoPE tables in the workspace were built for (S too: the text
-     * activations precede them in the plan, so S moves them); [0] = 0: none */
-    int64_t rope_key[4];
+    /* (F', H', W', S, first token, tokens) the RoPE tables in the workspace were built for
+     * (S too: the text activations precede them in the plan, so S moves them); [0] = 0: none */
+    int64_t rope_key[6];
+    /* context parallelism (wr_dit_set_parallel): P ranks of cp, this one cp_rank */
+    wr_comm *cp;
+    int P, cp_rank;
+    wr_cp_mode mode;
+    wr_mem_where where;
 };
 
 typedef struct load_ctx {
@@ -281,6 +286,7 @@ wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir) {
     wr_dit *m = calloc(1, sizeof *m);
     if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     m->be = be;
+    m->P = 1;
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     char path[WR_PATH_CAP + 32];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -378,6 +384,14 @@ typedef struct dit_acts {
     wr_tensor mod_out;            /* [2, D] */
     wr_tensor cos, sin;           /* [L, HD/2] */
     wr_tensor head;               /* [L, Cout*pt*ph*pw] */
+    /* context parallelism (L above is this rank's Ls tokens) */
+    wr_tensor qg, kg, vg, og; /* Ulysses: [P * Ls, NH / P, HD] gathered by heads */
+    wr_tensor pack;           /* Ulysses: [Ls, D] all-to-all staging */
+    wr_tensor kv0, kv1;       /* ring: [2, Ls, D] K and V of the shard held / arriving */
+    wr_tensor o2;             /* ring: [Ls, D] one shard's attention */
+    wr_tensor lse, lse2;      /* ring: [NH, Ls] */
+    wr_tensor head_all;       /* [P * Ls, Cout*pt*ph*pw] every rank's head rows */
+    int64_t Lg, n0, nreal;    /* global tokens, this shard's first token and real tokens */
 } dit_acts;
 
 static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t S, dit_acts *a) {
@@ -404,6 +418,22 @@ static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t S, dit_acts *a
     a->cos = WR_TAKE(c, L, m->HD / 2);
     a->sin = WR_TAKE(c, L, m->HD / 2);
     a->head = WR_TAKE(c, L, P);
+    if (m->P > 1) {
+        if (m->mode == WR_CP_ULYSSES) {
+            a->qg = WR_TAKE(c, m->P * L, m->NH / m->P, m->HD);
+            a->kg = WR_TAKE(c, m->P * L, m->NH / m->P, m->HD);
+            a->vg = WR_TAKE(c, m->P * L, m->NH / m->P, m->HD);
+            a->og = WR_TAKE(c, m->P * L, m->NH / m->P, m->HD);
+            a->pack = WR_TAKE(c, L, D);
+        } else {
+            a->kv0 = WR_TAKE(c, 2, L, D);
+            a->kv1 = WR_TAKE(c, 2, L, D);
+            a->o2 = WR_TAKE(c, L, m->NH, m->HD);
+            a->lse = WR_TAKE(c, m->NH, L);
+            a->lse2 = WR_TAKE(c, m->NH, L);
+        }
+        a->head_all = WR_TAKE(c, m->P * L, P);
+    }
 }
 
 /* diffusers get_timestep_embedding(t, freq_dim, flip_sin_to_cos=True, downscale_freq_shift=0),
@@ -420,12 +450,13 @@ static void timestep_sinusoid(float *s, int64_t dim, float t) {
     if (dim % 2) s[dim - 1] = 0.0f;
 }
 
-/* RoPE tables for the token grid (diffusers WanRotaryPosEmbed): head dim split into
+/* RoPE tables for tokens n0 .. n0 + L - 1 of the grid (diffusers WanRotaryPosEmbed; tokens
+ * past the grid, a shard's padding, get positions past it): head dim split into
  * t : h : w = HD - 4*(HD/6) : 2*(HD/6) : 2*(HD/6) real dims; pair p of the t part rotates by
  * f * 10000^(-2p / t_dim), computed in double and stored as f32. */
-static void rope_tables(float *cosv, float *sinv, int64_t HD, int64_t Fp, int64_t Hp, int64_t Wp) {
+static void rope_tables(float *cosv, float *sinv, int64_t HD, int64_t Hp, int64_t Wp, int64_t n0,
+                        int64_t L) {
     const int64_t hdim = 2 * (HD / 6), tdim = HD - 2 * hdim, P = HD / 2;
-    const int64_t L = Fp * Hp * Wp;
     double inv[WR_DIT_MAX_PAIRS];
     int axis[WR_DIT_MAX_PAIRS];
     for (int64_t p = 0; p < P; p++) { /* per pair: which axis, and its inverse frequency */
@@ -438,12 +469,12 @@ static void rope_tables(float *cosv, float *sinv, int64_t HD, int64_t Fp, int64_
             axis[p] = 2, j = p - tdim / 2 - hdim / 2, dim = hdim;
         inv[p] = 1.0 / pow(10000.0, (double)(2 * j) / (double)dim);
     }
-    for (int64_t n = 0; n < L; n++) {
-        const int64_t pos[3] = {n / (Hp * Wp), (n / Wp) % Hp, n % Wp};
+    for (int64_t i = 0; i < L; i++) { /* tokens n0 .. n0 + L - 1: global positions */
+        const int64_t n = n0 + i, pos[3] = {n / (Hp * Wp), (n / Wp) % Hp, n % Wp};
         for (int64_t p = 0; p < P; p++) {
             double ang = (double)pos[axis[p]] * inv[p];
-            cosv[n * P + p] = (float)cos(ang);
-            sinv[n * P + p] = (float)sin(ang);
+            cosv[i * P + p] = (float)cos(ang);
+            sinv[i * P + p] = (float)sin(ang);
         }
     }
 }
@@ -461,6 +492,120 @@ static wr_tensor row(const wr_tensor *t, int64_t r) {
     wr_tensor v;
     WR_ASSERT(wr_tensor_select(&v, t, 1, (int64_t[]){r}) == WR_OK);
     return v;
+}
+
+/* ---- context parallelism ---- */
+
+const char *wr_cp_mode_name(wr_cp_mode mode) {
+    return mode == WR_CP_ULYSSES ? "ulysses" : mode == WR_CP_RING ? "ring" : "auto";
+}
+
+int wr_cp_mode_parse(const char *s) {
+    if (strcmp(s, "auto") == 0) return WR_CP_AUTO;
+    if (strcmp(s, "ulysses") == 0) return WR_CP_ULYSSES;
+    if (strcmp(s, "ring") == 0) return WR_CP_RING;
+    return -1;
+}
+
+wr_status wr_dit_set_parallel(wr_dit *m, wr_comm *cp, wr_cp_mode mode) {
+    const int P = cp ? wr_comm_size(cp) : 1;
+    if (mode == WR_CP_ULYSSES && m->NH % P != 0)
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "--cp ulysses needs the %lld attention heads to divide by the %d "
+                       "context-parallel ranks; use --cp ring (any rank count) or --cp auto",
+                       (long long)m->NH, P);
+    m->cp = P > 1 ? cp : NULL;
+    m->P = P;
+    m->cp_rank = P > 1 ? wr_comm_rank(cp) : 0;
+    m->mode = P == 1                                 ? WR_CP_AUTO
+              : mode == WR_CP_AUTO && m->NH % P == 0 ? WR_CP_ULYSSES
+              : mode == WR_CP_AUTO                   ? WR_CP_RING
+                                                     : mode;
+    m->where = m->be->kind == WR_BACKEND_CPU ? WR_MEM_HOST : WR_MEM_DEVICE;
+    /* the plan changes: rebuild the workspace on the next forward */
+    m->rope_key[0] = 0;
+    if (m->ws) m->be->iface->free(m->be, m->ws);
+    m->ws = NULL;
+    m->ws_bytes = 0;
+    return WR_OK;
+}
+
+wr_cp_mode wr_dit_cp_mode(const wr_dit *m) {
+    return m->mode;
+}
+
+/* Ulysses: q, k, v [Ls, NH, HD] token shards -> all-to-all -> [P * Ls, NH/P, HD] head shards
+ * over the whole (padded) sequence; attention over the L real keys and queries; all-to-all
+ * back into a [Ls, NH, HD]. Only data moves: the result is bitwise that of one rank. */
+static wr_status attention_ulysses(wr_dit *m, dit_acts *a, const wr_attn_params *ap) {
+    wr_backend *be = m->be;
+    const int64_t Ls = a->x.shape[0], D = m->D, P = m->P, NHr = m->NH / P, cw = NHr * m->HD;
+    const size_t block = sizeof(float) * (size_t)(Ls * cw);
+    wr_tensor *src[3] = {&a->q, &a->k, &a->v}, *dst[3] = {&a->qg, &a->kg, &a->vg};
+    for (int i = 0; i < 3; i++) {
+        float *pk = a->pack.data;
+        for (int64_t r = 0; r < P; r++) /* block r: heads r*NHr.. of every token */
+            WR_TRY(wr_op_copy2d(be, pk + r * Ls * cw, cw, (const float *)src[i]->data + r * cw, D,
+                                Ls, cw));
+        WR_TRY(wr_comm_alltoall(m->cp, dst[i]->data, pk, block, m->where));
+    }
+    const int64_t L = a->Lg;
+    wr_tensor q, k, v, o;
+    WR_TRY(wr_tensor_slice0(&q, &a->qg, 0, L));
+    WR_TRY(wr_tensor_slice0(&k, &a->kg, 0, L));
+    WR_TRY(wr_tensor_slice0(&v, &a->vg, 0, L));
+    WR_TRY(wr_tensor_slice0(&o, &a->og, 0, L));
+    WR_TRY(wr_op_attention(be, &o, NULL, &q, &k, &v, ap));
+    if (P * Ls > L) /* the padding's rows: defined values, never used */
+        WR_TRY(be->iface->memset0(be, (float *)a->og.data + L * cw,
+                                  sizeof(float) * (size_t)((P * Ls - L) * cw)));
+    float *pk = a->pack.data;
+    WR_TRY(wr_comm_alltoall(m->cp, pk, a->og.data, block, m->where));
+    for (int64_t r = 0; r < P; r++) /* from rank r: its heads of my tokens */
+        WR_TRY(wr_op_copy2d(be, (float *)a->a.data + r * cw, D, pk + r * Ls * cw, cw, Ls, cw));
+    return WR_OK;
+}
+
+/* Ring: K/V shards travel around the ring (to rank + 1, from rank - 1), the next one in flight
+ * while this one is used; each shard's attention (over its real keys only) is merged into the
+ * running output by log-sum-exp. Any P; the result equals one rank's to rounding. */
+static wr_status attention_ring(wr_dit *m, dit_acts *a, const wr_attn_params *ap) {
+    wr_backend *be = m->be;
+    const int64_t Ls = a->x.shape[0], D = m->D, P = m->P, L = a->Lg;
+    const size_t half = sizeof(float) * (size_t)(Ls * D);
+    float *cur = a->kv0.data, *next = a->kv1.data;
+    WR_TRY(be->iface->copy(be, cur, a->k.data, half));
+    WR_TRY(be->iface->copy(be, cur + Ls * D, a->v.data, half));
+    const int dst = (int)((m->cp_rank + 1) % P), srcr = (int)((m->cp_rank + P - 1) % P);
+    wr_tensor qh = as_heads(&a->q, m->NH, m->HD), oh = as_heads(&a->a, m->NH, m->HD);
+    wr_tensor o2 = as_heads(&a->o2, m->NH, m->HD);
+    int have = 0;
+    for (int64_t j = 0; j < P; j++) {
+        const int64_t s = (m->cp_rank - j + P) % P; /* the shard held now came from rank s */
+        wr_comm_req *req = NULL;
+        if (j < P - 1)
+            WR_TRY(wr_comm_isendrecv(m->cp, cur, dst, next, srcr, 2 * half, m->where, &req));
+        const int64_t ns = L - s * Ls < 0 ? 0 : L - s * Ls < Ls ? L - s * Ls : Ls;
+        wr_status st = WR_OK;
+        if (ns > 0) {
+            wr_tensor k = wr_tensor_make(cur, WR_DTYPE_F32, 3, (int64_t[]){ns, m->NH, m->HD});
+            wr_tensor v =
+                wr_tensor_make(cur + Ls * D, WR_DTYPE_F32, 3, (int64_t[]){ns, m->NH, m->HD});
+            if (!have) {
+                st = wr_op_attention(be, &oh, &a->lse, &qh, &k, &v, ap);
+                have = 1;
+            } else {
+                st = wr_op_attention(be, &o2, &a->lse2, &qh, &k, &v, ap);
+                if (st == WR_OK) st = wr_op_attn_merge(be, &oh, &a->lse, &o2, &a->lse2);
+            }
+        }
+        wr_status sw = wr_comm_wait(req);
+        WR_TRY(st);
+        WR_TRY(sw);
+        float *t = cur;
+        cur = next, next = t;
+    }
+    return WR_OK;
 }
 
 /* diffusers WanTransformerBlock.forward */
@@ -487,9 +632,14 @@ static wr_status block_forward(wr_dit *m, const wr_dit_block *b, dit_acts *a) {
     wr_tensor vh = as_heads(&a->v, m->NH, m->HD), oh = as_heads(&a->a, m->NH, m->HD);
     WR_TRY(wr_op_rope(be, &qh, &a->cos, &a->sin)); /* q, k: [L, NH, HD] */
     WR_TRY(wr_op_rope(be, &kh, &a->cos, &a->sin));
-    WR_TRY(wr_op_attention(be, &oh, NULL, &qh, &kh, &vh, &ap)); /* a: [L, NH, HD] */
-    WR_TRY(lin(be, &a->h, &a->a, &b->attn1.to_out));            /* h: [L, D] */
-    WR_TRY(wr_op_gated_residual(be, &a->x, &a->h, &gate1));     /* x += h * gate1 */
+    if (m->P == 1)
+        WR_TRY(wr_op_attention(be, &oh, NULL, &qh, &kh, &vh, &ap)); /* a: [L, NH, HD] */
+    else if (m->mode == WR_CP_ULYSSES)
+        WR_TRY(attention_ulysses(m, a, &ap));
+    else
+        WR_TRY(attention_ring(m, a, &ap));
+    WR_TRY(lin(be, &a->h, &a->a, &b->attn1.to_out));        /* h: [L, D] */
+    WR_TRY(wr_op_gated_residual(be, &a->x, &a->h, &gate1)); /* x += h * gate1 */
 
     /* (b) cross-attention: keys and values from the text rows, no mask, no RoPE */
     WR_TRY(wr_op_layer_norm(be, &a->h, &a->x, &b->norm2.weight, &b->norm2.bias, eps));
@@ -541,31 +691,47 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
                        (long long)c->out_channels);
     const int64_t Fp = latent->shape[1] / pt, Hp = latent->shape[2] / ph,
                   Wp = latent->shape[3] / pw;
-    const int64_t L = Fp * Hp * Wp, S = enc->shape[0];
+    const int64_t Lg = Fp * Hp * Wp, S = enc->shape[0];
+    /* this rank's shard: tokens [n0, n0 + L) of the Lg, the real ones nreal, padding after */
+    const int64_t L = (Lg + m->P - 1) / m->P, n0 = m->cp_rank * L;
+    const int64_t nreal = Lg - n0 < 0 ? 0 : Lg - n0 < L ? Lg - n0 : L;
 
     /* the workspace, planned from the shapes (grown only when a larger shape comes) */
     wr_carve c0 = {0};
     dit_acts a;
     plan(&c0, m, L, S, &a);
+    wr_status st = WR_OK;
     if (c0.used * sizeof(float) > m->ws_bytes) {
         if (m->ws) be->iface->free(be, m->ws);
         m->ws = NULL;
         m->ws_bytes = 0;
         m->rope_key[0] = 0;
-        WR_TRY(be->iface->alloc(be, &m->ws, c0.used * sizeof(float)));
-        m->ws_bytes = c0.used * sizeof(float);
+        st = be->iface->alloc(be, &m->ws, c0.used * sizeof(float));
+        if (st == WR_OK) m->ws_bytes = c0.used * sizeof(float);
     }
+    if (m->cp) st = wr_comm_agree(m->cp, st); /* nobody waits in a collective for a failed rank */
+    WR_TRY(st);
     wr_carve cw = {m->ws, 0, m->ws_bytes / sizeof(float)};
     plan(&cw, m, L, S, &a);
+    a.Lg = Lg, a.n0 = n0, a.nreal = nreal;
 
     /* (1) RoPE tables and (2) patch embedding                       x: [L, D] */
     if (m->rope_key[0] != Fp || m->rope_key[1] != Hp || m->rope_key[2] != Wp ||
-        m->rope_key[3] != S) { /* the same every denoising step: built once */
-        rope_tables(a.cos.data, a.sin.data, m->HD, Fp, Hp, Wp);
+        m->rope_key[3] != S || m->rope_key[4] != n0 ||
+        m->rope_key[5] != L) { /* the same every denoising step: built once */
+        rope_tables(a.cos.data, a.sin.data, m->HD, Hp, Wp, n0, L);
         m->rope_key[0] = Fp, m->rope_key[1] = Hp, m->rope_key[2] = Wp, m->rope_key[3] = S;
+        m->rope_key[4] = n0, m->rope_key[5] = L;
     }
-    WR_TRY(
-        wr_op_patch_embed(be, &a.x, latent, &m->patch_embedding.weight, &m->patch_embedding.bias));
+    if (nreal < L) /* padding tokens: zero rows, carried along and dropped at the end */
+        WR_TRY(be->iface->memset0(be, (float *)a.x.data + nreal * m->D,
+                                  sizeof(float) * (size_t)((L - nreal) * m->D)));
+    if (nreal > 0) {
+        wr_tensor xr;
+        WR_TRY(wr_tensor_slice0(&xr, &a.x, 0, nreal));
+        WR_TRY(wr_op_patch_embed_rows(be, &xr, latent, &m->patch_embedding.weight,
+                                      &m->patch_embedding.bias, n0));
+    }
     tap(m, "patch_embed", &a.x);
 
     /* (3) time embedding: temb = linear_2(silu(linear_1(sinusoid)))  temb: [D] */
@@ -594,7 +760,7 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
     for (int64_t i = 0; i < c->num_layers; i++) {
         const wr_dit_block *b;
         WR_TRY(wr_dit_acquire(m, i, &b));
-        wr_status st = block_forward(m, b, &a);
+        st = block_forward(m, b, &a);
         wr_dit_release(m, i);
         WR_TRY(st);
         char name[32];
@@ -612,8 +778,15 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
     WR_TRY(lin(be, &a.head, &a.h, &m->proj_out)); /* head: [L, Cout*pt*ph*pw] */
     tap(m, "head", &a.head);
 
-    /* (7) unpatchify                                                  out: [Cout, F, H, W] */
-    WR_TRY(wr_op_unpatchify(be, out, &a.head, (int)pt, (int)ph, (int)pw));
+    /* (7) unpatchify (context-parallel: every rank's head rows first, the padding dropped)
+     *                                                                 out: [Cout, F, H, W] */
+    wr_tensor head = a.head;
+    if (m->P > 1) {
+        WR_TRY(wr_comm_allgather(m->cp, a.head_all.data, a.head.data, wr_tensor_nbytes(&a.head),
+                                 m->where));
+        WR_TRY(wr_tensor_slice0(&head, &a.head_all, 0, Lg));
+    }
+    WR_TRY(wr_op_unpatchify(be, out, &head, (int)pt, (int)ph, (int)pw));
     tap(m, "output", out);
     return WR_OK;
 }

@@ -23,6 +23,7 @@
 #include "core/modeldir.h"
 #include "core/safetensors.h"
 #include "kernels/backend.h"
+#include "parallel/comm.h"
 
 typedef struct wr_linear {
     wr_tensor weight; /* [out, in], storage dtype */
@@ -51,7 +52,8 @@ typedef struct wr_dit_block {
 typedef struct wr_dit wr_dit;
 
 /* Called with each named tap ("patch_embed", "temb", "timestep_proj", "text_proj",
- * "block.<i>", "head", "output"); t is backend memory, valid only during the call. */
+ * "block.<i>", "head", "output"); t is backend memory, valid only during the call. Under
+ * context parallelism the token taps are this rank's shard. */
 typedef void (*wr_dit_tap_fn)(void *ctx, const char *name, const wr_tensor *t);
 
 /* Enumerates every tensor a config implies, in diffusers order: fn(ctx, name, ndim, shape).
@@ -79,6 +81,24 @@ wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out);
 void wr_dit_release(wr_dit *m, int64_t i);
 
 void wr_dit_set_tap(wr_dit *m, wr_dit_tap_fn fn, void *ctx);
+
+/* Context parallelism over the ranks of `cp` (DESIGN.md §5): each rank holds ceil(L/P)
+ * contiguous tokens (the last ranks padded at the end; padded keys never enter self-attention,
+ * so the output does not depend on P); only self-attention communicates. */
+typedef enum wr_cp_mode {
+    WR_CP_AUTO = 0, /* Ulysses when the heads divide by P, else ring */
+    WR_CP_ULYSSES,  /* all-to-all tokens -> heads and back (heads % P == 0) */
+    WR_CP_RING      /* K/V shards around the ring, log-sum-exp merge (any P) */
+} wr_cp_mode;
+const char *wr_cp_mode_name(wr_cp_mode mode);
+/* Parses "auto" | "ulysses" | "ring"; -1 otherwise. */
+int wr_cp_mode_parse(const char *s);
+/* cp NULL or of size 1: no context parallelism. WR_ERR_CONFIG for Ulysses when the heads do not
+ * divide by P. The communicator is borrowed. Every rank of cp must call wr_dit_forward with the
+ * same inputs; each gets the whole output. */
+wr_status wr_dit_set_parallel(wr_dit *m, wr_comm *cp, wr_cp_mode mode);
+/* The mode in use (WR_CP_ULYSSES / WR_CP_RING; WR_CP_AUTO when not parallel). */
+wr_cp_mode wr_dit_cp_mode(const wr_dit *m);
 
 /*
  * One forward pass (batch 1): latent [C, F, H, W], timestep (the scheduler's value),

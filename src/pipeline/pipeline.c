@@ -4,6 +4,14 @@
  *
  * Everything runs on the CPU backend so far (the CUDA op kernels are not written yet); the vram
  * layer (low_mem_level 2/3, vram_limit) is issue #8. low_mem_level >= 1 tiles the VAE decode.
+ *
+ * Distributed (wr_options.world of size > 1, DESIGN.md §5): the world is split into replica
+ * groups of cfg x cp ranks. In a group, rank 0 (the writer) alone loads the tokenizer, the text
+ * encoder and the VAE; it encodes and broadcasts the embeddings; every rank denoises its token
+ * shard (the DiT's context parallelism over the cp communicator), the two CFG branches on
+ * different ranks exchange their velocities once per step (an all-gather over cfg), and every
+ * rank holds the whole latent, so the writer decodes without a gather. Every failure another
+ * rank could wait on is agreed (wr_comm_agree) first.
  */
 #include "wanrun.h"
 
@@ -22,15 +30,19 @@
 #include "models/sched.h"
 #include "models/t5.h"
 #include "models/tokenizer.h"
+#include "parallel/comm.h"
 
 struct wr_context {
     wr_options opt;
     wr_model_dir md;
     wr_backend *be;
-    wr_tokenizer *tok;
-    wr_t5 *t5;
+    wr_tokenizer *tok; /* writer only */
+    wr_t5 *t5;         /* writer only */
     wr_dit *dit;
-    wr_vae *vae;
+    wr_vae *vae; /* writer only */
+    int distributed;
+    wr_groups groups;
+    wr_role role;
 };
 
 void wr_options_defaults(wr_options *o) {
@@ -50,6 +62,51 @@ void wr_request_defaults(wr_request *r) {
     r->scheduler = -1;
 }
 
+/* This rank's share of the model: all of it alone; in a replica group the DiT everywhere,
+ * the tokenizer, text encoder and VAE on the writer only. */
+static wr_status load_components(wr_context *c, const char *model_dir) {
+    WR_TRY(wr_model_dir_open(&c->md, model_dir));
+    const wr_component need[] = {WR_COMP_TRANSFORMER, WR_COMP_TEXT_ENCODER, WR_COMP_VAE,
+                                 WR_COMP_SCHEDULER, WR_COMP_TOKENIZER};
+    char path[WR_PATH_CAP + 64];
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        if (!c->md.has[need[i]]) {
+            wr_model_dir_path(path, sizeof path, &c->md, need[i]);
+            return WR_FAIL(WR_ERR_NOT_FOUND,
+                           "%s: the model directory has no %s component; a text-to-video run "
+                           "needs tokenizer/, text_encoder/, transformer/, vae/ and scheduler/",
+                           path, wr_component_name(need[i]));
+        }
+    }
+    WR_TRY(wr_backend_create(&c->be, WR_BACKEND_CPU, c->opt.threads));
+    if (c->role.writer) {
+        wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TOKENIZER);
+        strncat(path, "/spiece.model", sizeof path - strlen(path) - 1);
+        WR_TRY(wr_tokenizer_open(&c->tok, path));
+        wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TEXT_ENCODER);
+        WR_TRY(wr_t5_load(&c->t5, c->be, path));
+        if (wr_tokenizer_vocab_size(c->tok) > wr_t5_config_of(c->t5)->vocab_size)
+            return WR_FAIL(WR_ERR_CONFIG,
+                           "%s: the tokenizer has %lld ids, the text encoder's vocabulary %lld: "
+                           "they are not from the same model",
+                           model_dir, (long long)wr_tokenizer_vocab_size(c->tok),
+                           (long long)wr_t5_config_of(c->t5)->vocab_size);
+        if (wr_t5_config_of(c->t5)->d_model != c->md.dit.text_dim)
+            return WR_FAIL(WR_ERR_CONFIG,
+                           "%s: the text encoder's width %lld is not the transformer's text_dim "
+                           "%lld",
+                           model_dir, (long long)wr_t5_config_of(c->t5)->d_model,
+                           (long long)c->md.dit.text_dim);
+    }
+    wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TRANSFORMER);
+    WR_TRY(wr_dit_load(&c->dit, c->be, path));
+    if (c->role.writer) {
+        wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_VAE);
+        WR_TRY(wr_vae_load(&c->vae, c->be, path));
+    }
+    return WR_OK;
+}
+
 wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_options *opt) {
     *out = NULL;
     wr_status st = WR_OK;
@@ -59,43 +116,59 @@ wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_op
         c->opt = *opt;
     else
         wr_options_defaults(&c->opt);
-    WR_TRY_GOTO(st, wr_model_dir_open(&c->md, model_dir), fail);
-    const wr_component need[] = {WR_COMP_TRANSFORMER, WR_COMP_TEXT_ENCODER, WR_COMP_VAE,
-                                 WR_COMP_SCHEDULER, WR_COMP_TOKENIZER};
-    char path[WR_PATH_CAP + 64];
-    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
-        if (!c->md.has[need[i]]) {
-            wr_model_dir_path(path, sizeof path, &c->md, need[i]);
-            st = WR_FAIL(WR_ERR_NOT_FOUND,
-                         "%s: the model directory has no %s component; a text-to-video run "
-                         "needs tokenizer/, text_encoder/, transformer/, vae/ and scheduler/",
-                         path, wr_component_name(need[i]));
+    if (c->opt.cfg_parallel <= 0) c->opt.cfg_parallel = 1;
+    c->role = (wr_role){.replicas = 1, .writer = 1, .cfg = 1, .cp = 1};
+    const wr_world *w = c->opt.world;
+    if (w && w->size > 1) {
+        const int cfg = c->opt.cfg_parallel;
+        const int cp = c->opt.cp_size > 0 ? c->opt.cp_size : (cfg > 0 ? w->size / cfg : 0);
+        if (cfg != 1 && cfg != 2) {
+            st = WR_FAIL(WR_ERR_INVALID_ARG, "--cfg-parallel %d: must be 1 or 2", cfg);
             goto fail;
         }
-    }
-    WR_TRY_GOTO(st, wr_backend_create(&c->be, WR_BACKEND_CPU, c->opt.threads), fail);
-    wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TOKENIZER);
-    strncat(path, "/spiece.model", sizeof path - strlen(path) - 1);
-    WR_TRY_GOTO(st, wr_tokenizer_open(&c->tok, path), fail);
-    wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TEXT_ENCODER);
-    WR_TRY_GOTO(st, wr_t5_load(&c->t5, c->be, path), fail);
-    if (wr_tokenizer_vocab_size(c->tok) > wr_t5_config_of(c->t5)->vocab_size) {
-        st = WR_FAIL(WR_ERR_CONFIG,
-                     "%s: the tokenizer has %lld ids, the text encoder's vocabulary %lld: they "
-                     "are not from the same model",
-                     model_dir, (long long)wr_tokenizer_vocab_size(c->tok),
-                     (long long)wr_t5_config_of(c->t5)->vocab_size);
+        if (cp < 1 || w->size % (cfg * cp) != 0) {
+            st = WR_FAIL(WR_ERR_INVALID_ARG,
+                         "--cfg-parallel %d x --cp-size %d = %d ranks per replica does not "
+                         "divide the %d ranks of the job; pick sizes whose product divides it",
+                         cfg, cp, cfg * cp, w->size);
+            goto fail;
+        }
+        WR_TRY_GOTO(st, wr_groups_create(&c->groups, w, (wr_layout){cfg, cp}, -1), fail);
+        c->distributed = 1;
+        c->role.replica = c->groups.replica;
+        c->role.replicas = c->groups.replicas;
+        c->role.writer = wr_comm_rank(c->groups.group) == 0;
+        c->role.cfg = cfg, c->role.cp = cp;
+        c->role.cfg_rank = c->groups.cfg_rank, c->role.cp_rank = c->groups.cp_rank;
+    } else if (c->opt.cfg_parallel != 1 || c->opt.cp_size > 1) {
+        st = WR_FAIL(WR_ERR_INVALID_ARG,
+                     "--cfg-parallel %d / --cp-size %d need that many ranks: start wanrun with "
+                     "mpirun -np N (see launch/run.sh)",
+                     c->opt.cfg_parallel, c->opt.cp_size);
         goto fail;
     }
-    wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TRANSFORMER);
-    WR_TRY_GOTO(st, wr_dit_load(&c->dit, c->be, path), fail);
-    wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_VAE);
-    WR_TRY_GOTO(st, wr_vae_load(&c->vae, c->be, path), fail);
+    /* every rank loads its part; the outcome is agreed before anyone goes on */
+    st = load_components(c, model_dir);
+    if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+    if (st != WR_OK) goto fail;
+    if (c->role.cp > 1) {
+        WR_TRY_GOTO(st, wr_dit_set_parallel(c->dit, c->groups.cp, (wr_cp_mode)c->opt.cp_mode),
+                    fail);
+        c->role.cp_mode = wr_dit_cp_mode(c->dit);
+    }
     *out = c;
     return WR_OK;
 fail:
     wr_context_free(c);
     return st;
+}
+
+void wr_context_role(const wr_context *c, wr_role *out) {
+    *out = c->role;
+}
+
+wr_status wr_context_agree(wr_context *c, wr_status st) {
+    return c->distributed ? wr_comm_agree(c->groups.world, st) : st;
 }
 
 void wr_context_free(wr_context *c) {
@@ -105,6 +178,7 @@ void wr_context_free(wr_context *c) {
     wr_t5_free(c->t5);
     wr_tokenizer_free(c->tok);
     wr_backend_free(c->be);
+    if (c->distributed) wr_groups_free(&c->groups);
     free(c);
 }
 
@@ -200,15 +274,37 @@ static wr_status encode_text(wr_context *c, const char *prompt, float *emb) {
     return wr_t5_encode(c->t5, &et, ids, mask, WR_TOKENIZER_MAX_LEN, NULL);
 }
 
+/* The writer encodes (after agreeing that it could), then broadcasts to its group. */
+static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, float *emb,
+                                 float *emb_neg, int64_t D) {
+    wr_status st = WR_OK;
+    const double t0 = now_s();
+    if (c->role.writer) {
+        st = encode_text(c, r->prompt, emb);
+        if (st == WR_OK && cfg)
+            st = encode_text(c, r->negative_prompt ? r->negative_prompt : "", emb_neg);
+        wr_debug("text encoded in %.2f s%s", now_s() - t0,
+                 cfg ? " (prompt and negative prompt)" : "");
+    }
+    if (!c->distributed) return st;
+    WR_TRY(wr_comm_agree(c->groups.group, st));
+    const size_t bytes = sizeof(float) * (size_t)(WR_TOKENIZER_MAX_LEN * D);
+    WR_TRY(wr_comm_bcast(c->groups.group, emb, bytes, 0, WR_MEM_HOST));
+    if (cfg) WR_TRY(wr_comm_bcast(c->groups.group, emb_neg, bytes, 0, WR_MEM_HOST));
+    return WR_OK;
+}
+
 wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     memset(out, 0, sizeof *out);
     WR_TRY(wr_request_check(c, r));
     wr_status st = WR_OK;
-    const int64_t C = c->md.dit.in_channels, D = wr_t5_config_of(c->t5)->d_model;
+    const int64_t C = c->md.dit.in_channels, D = c->md.dit.text_dim;
     const int64_t r8 = c->md.vae.scale_factor_spatial > 0 ? c->md.vae.scale_factor_spatial : 8;
     const int64_t T = (r->frames - 1) / 4 + 1, Hl = r->height / r8, Wl = r->width / r8;
     const int64_t shape[4] = {C, T, Hl, Wl}, nlat = C * T * Hl * Wl;
     const int cfg = r->guidance > 1.0;
+    /* CFG-parallel: this rank runs one branch (0 conditional, 1 unconditional) */
+    const int split = cfg && c->role.cfg == 2;
     float *emb = NULL, *emb_neg = NULL, *x = NULL, *v = NULL, *vu = NULL;
     wr_sched *s = NULL;
 
@@ -216,18 +312,15 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     emb = malloc(sizeof(float) * (size_t)(WR_TOKENIZER_MAX_LEN * D));
     emb_neg = cfg ? malloc(sizeof(float) * (size_t)(WR_TOKENIZER_MAX_LEN * D)) : NULL;
     x = malloc(sizeof(float) * (size_t)nlat);
-    v = malloc(sizeof(float) * (size_t)nlat);
+    v = malloc(sizeof(float) * (size_t)(split ? 2 * nlat : nlat));
     vu = cfg ? malloc(sizeof(float) * (size_t)nlat) : NULL;
-    if (!emb || !x || !v || (cfg && (!emb_neg || !vu))) {
-        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for the latents and text embeddings");
-        goto done;
-    }
+    st = !emb || !x || !v || (cfg && (!emb_neg || !vu))
+             ? WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for the latents and text embeddings")
+             : WR_OK;
+    if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+    if (st != WR_OK) goto done;
     double t0 = now_s();
-    WR_TRY_GOTO(st, encode_text(c, r->prompt, emb), done);
-    if (cfg)
-        WR_TRY_GOTO(st, encode_text(c, r->negative_prompt ? r->negative_prompt : "", emb_neg),
-                    done);
-    wr_debug("text encoded in %.2f s%s", now_s() - t0, cfg ? " (prompt and negative prompt)" : "");
+    WR_TRY_GOTO(st, text_embeddings(c, r, cfg, emb, emb_neg, D), done);
 
     /* (2) scheduler: the config's sampler and shift unless overridden */
     wr_sched_kind kind;
@@ -244,8 +337,8 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         memcpy(x, r->noise, sizeof(float) * (size_t)nlat);
     else if (r->init_noise)
         WR_TRY_GOTO(st, load_noise(x, r->init_noise, shape), done);
-    else
-        seeded_noise(x, nlat, r->seed);
+    else /* each replica its own seed */
+        seeded_noise(x, nlat, r->seed + (uint64_t)c->role.replica);
 
     /* (4) denoising with classifier-free guidance: v = v_u + g (v_c - v_u) */
     wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 4, shape);
@@ -258,10 +351,22 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     for (int64_t k = 0; k < r->steps; k++) {
         const double ts = now_s();
         const float t = wr_sched_timestep(s, k);
-        WR_TRY_GOTO(st, wr_dit_forward(c->dit, &vt, &xt, t, &et), done);
-        if (cfg) {
-            WR_TRY_GOTO(st, wr_dit_forward(c->dit, &vut, &xt, t, &ent), done);
-            for (int64_t i = 0; i < nlat; i++) v[i] = vu[i] + g * (v[i] - vu[i]);
+        if (split) { /* my branch, then both branches' velocities on both ranks: v | vu */
+            st = wr_dit_forward(c->dit, &vut, &xt, t, c->role.cfg_rank == 0 ? &et : &ent);
+            st = wr_comm_agree(c->groups.group, st);
+            if (st == WR_OK)
+                st = wr_comm_allgather(c->groups.cfg, v, vu, sizeof(float) * (size_t)nlat,
+                                       WR_MEM_HOST);
+            if (st != WR_OK) goto done;
+            const float *vc = v, *vn = v + nlat;
+            for (int64_t i = 0; i < nlat; i++) v[i] = vn[i] + g * (vc[i] - vn[i]);
+        } else {
+            st = wr_dit_forward(c->dit, &vt, &xt, t, &et);
+            if (st == WR_OK && cfg) st = wr_dit_forward(c->dit, &vut, &xt, t, &ent);
+            if (c->distributed) st = wr_comm_agree(c->groups.group, st);
+            if (st != WR_OK) goto done;
+            if (cfg)
+                for (int64_t i = 0; i < nlat; i++) v[i] = vu[i] + g * (v[i] - vu[i]);
         }
         WR_TRY_GOTO(st, wr_sched_step(s, x, v, nlat), done);
         const double dt = now_s() - ts, per = (now_s() - loop0) / (double)(k + 1);
@@ -271,6 +376,7 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
 
     /* (5) the final latents, if asked for */
     if (r->latents_out) memcpy(r->latents_out, x, sizeof(float) * (size_t)nlat);
+    if (!c->role.writer) goto done; /* the writer saves, decodes and returns the frames */
     if (r->save_latents) {
         wr_st_writer *w = NULL;
         WR_TRY_GOTO(st, wr_st_writer_init(&w), done);

@@ -144,3 +144,42 @@ wr_status attention_cpu(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr
                        (long long)qc, (long long)kc);
     return WR_OK;
 }
+
+/* Merges two partial attentions of the same queries over disjoint keys: with m = max(l1, l2),
+ * o = (o1 e^(l1 - m) + o2 e^(l2 - m)) / (e^(l1 - m) + e^(l2 - m)), l = m + log(sum). A side
+ * with lse = -inf (no keys) has weight 0. In double, then stored as f32. */
+wr_status attn_merge_cpu(wr_backend *be, wr_tensor *o, wr_tensor *lse, const wr_tensor *o2,
+                         const wr_tensor *lse2) {
+    (void)be;
+    const int64_t Lq = o->shape[0], NH = o->shape[1], HD = o->shape[2];
+    float *od = o->data, *ld = lse->data;
+    const float *o2d = o2->data, *l2d = lse2->data;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < Lq; i++)
+        for (int64_t h = 0; h < NH; h++) {
+            const double l1 = ld[h * Lq + i], l2 = l2d[h * Lq + i];
+            if (l2 == -INFINITY) continue;
+            float *a = od + (i * NH + h) * HD;
+            const float *b2 = o2d + (i * NH + h) * HD;
+            if (l1 == -INFINITY) {
+                memcpy(a, b2, sizeof(float) * (size_t)HD);
+                ld[h * Lq + i] = (float)l2;
+                continue;
+            }
+            const double m = l1 > l2 ? l1 : l2, w1 = exp(l1 - m), w2 = exp(l2 - m),
+                         inv = 1.0 / (w1 + w2);
+            for (int64_t e = 0; e < HD; e++)
+                a[e] = (float)(((double)a[e] * w1 + (double)b2[e] * w2) * inv);
+            ld[h * Lq + i] = (float)(m + log(w1 + w2));
+        }
+    return WR_OK;
+}
+
+wr_status copy2d_cpu(wr_backend *be, float *dst, int64_t dld, const float *src, int64_t sld,
+                     int64_t rows, int64_t cols) {
+    (void)be;
+#pragma omp parallel for schedule(static) if (rows * cols > 65536)
+    for (int64_t r = 0; r < rows; r++)
+        memcpy(dst + r * dld, src + r * sld, sizeof(float) * (size_t)cols);
+    return WR_OK;
+}

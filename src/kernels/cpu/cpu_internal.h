@@ -26,7 +26,11 @@ wr_status rope_cpu(wr_backend *be, wr_tensor *x, const wr_tensor *cos, const wr_
 wr_status attention_cpu(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr_tensor *q,
                         const wr_tensor *k, const wr_tensor *v, const wr_attn_params *p);
 wr_status patch_embed_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
-                          const wr_tensor *b);
+                          const wr_tensor *b, int64_t n0);
+wr_status attn_merge_cpu(wr_backend *be, wr_tensor *o, wr_tensor *lse, const wr_tensor *o2,
+                         const wr_tensor *lse2);
+wr_status copy2d_cpu(wr_backend *be, float *dst, int64_t dld, const float *src, int64_t sld,
+                     int64_t rows, int64_t cols);
 wr_status unpatchify_cpu(wr_backend *be, wr_tensor *out, const wr_tensor *y, int pt, int ph,
                          int pw);
 wr_status conv3d_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,

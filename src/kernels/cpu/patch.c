@@ -2,8 +2,9 @@
  * patch.c — patch embedding (conv3d with kernel = stride) and its inverse layout.
  *
  * patch_embed: y[n, d] = b[d] + sum_{c,a,i,j} w[d, c, a, i, j] * x[c, pt*f + a, ph*h + i, pw*w + j]
- * with token n = (f * H' + h) * W' + w. Implemented as a gather into patches [L, C*pt*ph*pw]
- * (the weight's own order) followed by one matmul against w viewed as [D, C*pt*ph*pw].
+ * with token n = (f * H' + h) * W' + w, for the tokens n0 .. n0 + rows - 1. Implemented as a gather
+ * into patches [L, C*pt*ph*pw] (the weight's own order) followed by one matmul against w viewed as
+ * [D, C*pt*ph*pw].
  *
  * unpatchify: out[c, pt*f + a, ph*h + i, pw*w + j] = y[n(f, h, w), ((a*ph + i)*pw + j)*C + c]
  * (channel fastest), diffusers' reshape/permute of WanTransformer3DModel.
@@ -14,18 +15,18 @@
 #include "kernels/ops.h"
 
 wr_status patch_embed_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
-                          const wr_tensor *b) {
+                          const wr_tensor *b, int64_t n0) {
     const int64_t C = x->shape[0], F = x->shape[1], H = x->shape[2], W = x->shape[3];
     const int64_t D = w->shape[0], pt = w->shape[2], ph = w->shape[3], pw = w->shape[4];
-    const int64_t Fp = F / pt, Hp = H / ph, Wp = W / pw, L = Fp * Hp * Wp;
+    const int64_t Hp = H / ph, Wp = W / pw, L = y->shape[0]; /* tokens n0 .. n0 + L - 1 */
     const int64_t P = C * pt * ph * pw;
     float *patches = malloc(sizeof(float) * (size_t)(L * P));
     if (patches == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "patch_embed: no memory for patches");
     const float *xd = x->data;
 #pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < L; n++) {
-        const int64_t f = n / (Hp * Wp), h = (n / Wp) % Hp, ww = n % Wp;
-        float *row = patches + n * P;
+    for (int64_t r = 0; r < L; r++) {
+        const int64_t n = n0 + r, f = n / (Hp * Wp), h = (n / Wp) % Hp, ww = n % Wp;
+        float *row = patches + r * P;
         for (int64_t c = 0; c < C; c++)
             for (int64_t a = 0; a < pt; a++)
                 for (int64_t i = 0; i < ph; i++)

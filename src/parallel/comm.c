@@ -1,0 +1,661 @@
+/*
+ * comm.c — the distributed layer's host side (comm.h): world bootstrap, the group layout,
+ * MPI collectives on host buffers, the single-process fallback (local copies), collective
+ * agreement on a status, and the byte counters. Device buffers are dispatched to comm_nccl.c.
+ *
+ * Conventions:
+ *   - MPI is "active" when MPI_Init has run (here or by the caller, e.g. the test harness) and
+ *     MPI_Finalize has not; otherwise every communicator has size 1 and MPI_COMM_NULL inside.
+ *   - Every communicator we create gets MPI_ERRORS_RETURN, so an MPI failure becomes
+ *     WR_ERR_COMM naming the call, the communicator and MPI's own text.
+ *   - Byte counts above INT_MAX (an MPI count is an int) travel as one derived datatype of
+ *     exactly `bytes` bytes; element counts above it (allreduce) in chunks.
+ *   - allgather accepts `send == recv + rank * bytes` (in place, MPI_IN_PLACE); for alltoall
+ *     and sendrecv the send and receive buffers must not overlap.
+ */
+#include "parallel/comm.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "parallel/comm_internal.h"
+
+/* Tag of every point-to-point message: MPI keeps messages with the same (source, tag,
+ * communicator) in order, so a ring's successive isendrecv calls match in posting order. */
+#define WR_COMM_TAG 0x5752
+
+static uint64_t g_bytes_sent;        /* only the main thread communicates */
+static size_t g_max_count = INT_MAX; /* see wr_comm_test_set_max_count */
+
+static int mpi_active(void) {
+    int up = 0, down = 0;
+    MPI_Initialized(&up);
+    if (up) MPI_Finalized(&down);
+    return up && !down;
+}
+
+static void count_sent(uint64_t bytes) {
+    g_bytes_sent += bytes;
+}
+
+uint64_t wr_comm_bytes_sent(void) {
+    return g_bytes_sent;
+}
+
+void wr_comm_bytes_reset(void) {
+    g_bytes_sent = 0;
+}
+
+void wr_comm_test_set_max_count(size_t max_count) {
+    g_max_count = max_count == 0 || max_count > INT_MAX ? (size_t)INT_MAX : max_count;
+}
+
+wr_status wr_comm_mpi_fail_at(const char *file, int line, const wr_comm *c, const char *what,
+                              int mpi_rc) {
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(mpi_rc, text, &len) != MPI_SUCCESS)
+        snprintf(text, sizeof text, "MPI error code %d", mpi_rc);
+    return wr_fail_at(file, line, WR_ERR_COMM, "%s on the %s communicator (size %d): %s", what,
+                      c ? c->name : "world", c ? c->size : 0, text);
+}
+
+/* ---- world ---- */
+
+/* Variables an MPI launcher sets (Open MPI's mpirun, PMIx/PMI launchers such as srun, MPICH's
+ * Hydra), plus WR_FORCE_MPI to ask for MPI anyway. */
+static int launched_by_mpi(void) {
+    static const char *const vars[] = {
+        "OMPI_COMM_WORLD_SIZE", "PMIX_RANK",   "PMI_RANK", "PMI_SIZE",
+        "MPI_LOCALNRANKS",      "WR_FORCE_MPI"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
+
+wr_status wr_world_init(wr_world *w, int *argc, char ***argv) {
+    WR_ASSERT(w != NULL);
+    memset(w, 0, sizeof *w);
+    w->size = 1;
+    w->local_size = 1;
+    if (gethostname(w->host, sizeof w->host) != 0) snprintf(w->host, sizeof w->host, "unknown");
+    w->host[sizeof w->host - 1] = '\0';
+
+    if (!mpi_active()) {
+        if (!launched_by_mpi()) {
+            wr_log_set_rank(0, 1);
+            return WR_OK;
+        }
+        int provided = 0;
+        int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        if (rc != MPI_SUCCESS)
+            return WR_FAIL(WR_ERR_COMM,
+                           "MPI_Init_thread failed (error %d): the MPI launcher's environment is "
+                           "set but MPI could not start; run without mpirun, or check the MPI "
+                           "installation",
+                           rc);
+        w->mpi = 1;
+        if (provided < MPI_THREAD_FUNNELED)
+            wr_warn("MPI provides thread level %d, below MPI_THREAD_FUNNELED; only the main "
+                    "thread calls MPI, but OpenMP threads exist",
+                    provided);
+    }
+    wr_comm wc = {.mpi = MPI_COMM_WORLD, .size = 0, .name = "world"};
+    int rc = MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(&wc, "MPI_Comm_set_errhandler", rc);
+    rc = MPI_Comm_rank(MPI_COMM_WORLD, &w->rank);
+    if (rc == MPI_SUCCESS) rc = MPI_Comm_size(MPI_COMM_WORLD, &w->size);
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(&wc, "MPI_Comm_rank/size", rc);
+    wc.size = w->size;
+    wr_log_set_rank(w->rank, w->size);
+
+    MPI_Comm local = MPI_COMM_NULL;
+    rc = MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, &local);
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(&wc, "MPI_Comm_split_type(SHARED)", rc);
+    MPI_Comm_set_errhandler(local, MPI_ERRORS_RETURN);
+    rc = MPI_Comm_rank(local, &w->local_rank);
+    if (rc == MPI_SUCCESS) rc = MPI_Comm_size(local, &w->local_size);
+    MPI_Comm_free(&local);
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(&wc, "MPI_Comm_rank/size (node-local)", rc);
+    return WR_OK;
+}
+
+void wr_world_finalize(wr_world *w) {
+    if (w == NULL) return;
+    if (w->mpi && mpi_active()) MPI_Finalize();
+    w->mpi = 0;
+}
+
+void wr_world_abort(const wr_world *w, int exit_code) {
+    (void)w;
+    fflush(stdout);
+    fflush(stderr);
+    if (mpi_active()) MPI_Abort(MPI_COMM_WORLD, exit_code);
+    /* Without MPI (or if MPI_Abort returned) this process is the whole job: end it with the
+     * same code. _Exit skips atexit handlers, as MPI_Abort would. */
+    _Exit(exit_code);
+}
+
+/* ---- communicators and groups ---- */
+
+static void comm_free(wr_comm *c) {
+    if (c == NULL) return;
+    wr_comm_dev_free(c);
+    if (c->mpi != MPI_COMM_NULL && mpi_active()) MPI_Comm_free(&c->mpi);
+    free(c);
+}
+
+/* Takes ownership of `m` (MPI_COMM_NULL: a single-process communicator). */
+static wr_status comm_wrap(wr_comm **out, MPI_Comm m, const char *name, const wr_world *w) {
+    *out = NULL;
+    wr_comm *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        if (m != MPI_COMM_NULL) MPI_Comm_free(&m);
+        return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory creating the %s communicator", name);
+    }
+    c->mpi = m;
+    c->rank = 0;
+    c->size = 1;
+    c->world_rank = w->rank;
+    c->world_size = w->size;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    if (m != MPI_COMM_NULL) {
+        int rc = MPI_Comm_set_errhandler(m, MPI_ERRORS_RETURN);
+        if (rc == MPI_SUCCESS) rc = MPI_Comm_rank(m, &c->rank);
+        if (rc == MPI_SUCCESS) rc = MPI_Comm_size(m, &c->size);
+        if (rc != MPI_SUCCESS) {
+            wr_status st = WR_COMM_MPI_FAIL(c, "MPI_Comm_set_errhandler/rank/size", rc);
+            comm_free(c);
+            return st;
+        }
+    }
+    *out = c;
+    return WR_OK;
+}
+
+static wr_status comm_split(wr_comm **out, const wr_world *w, int color, int key,
+                            const char *name) {
+    MPI_Comm m = MPI_COMM_NULL;
+    if (mpi_active()) {
+        int rc = MPI_Comm_split(MPI_COMM_WORLD, color, key, &m);
+        if (rc != MPI_SUCCESS) {
+            wr_comm wc = {.mpi = MPI_COMM_WORLD, .size = w->size, .name = "world"};
+            char what[64];
+            snprintf(what, sizeof what, "MPI_Comm_split (making the %s communicator)", name);
+            return WR_COMM_MPI_FAIL(&wc, what, rc);
+        }
+    }
+    return comm_wrap(out, m, name, w);
+}
+
+static wr_status layout_check(wr_layout layout, int world_size) {
+    if (layout.cfg != 1 && layout.cfg != 2)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "--cfg-parallel %d is not supported: use 1 (both guidance passes on each "
+                       "rank) or 2 (conditional and unconditional passes on different ranks)",
+                       layout.cfg);
+    if (layout.cp < 1)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "--cp-size %d is invalid: the context-parallel size must be at least 1",
+                       layout.cp);
+    if (world_size % (layout.cfg * layout.cp) != 0) {
+        const int per = layout.cfg * layout.cp;
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "--cfg-parallel %d x --cp-size %d = %d ranks per replica does not divide "
+                       "the %d rank%s of the job; use a world size that is a multiple of %d",
+                       layout.cfg, layout.cp, per, world_size, world_size == 1 ? "" : "s", per);
+    }
+    return WR_OK;
+}
+
+wr_status wr_groups_create(wr_groups *g, const wr_world *w, wr_layout layout, int cuda_device) {
+    WR_ASSERT(g != NULL && w != NULL);
+    memset(g, 0, sizeof *g);
+    if (mpi_active()) {
+        int size = 0;
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+        WR_ASSERT(size == w->size); /* w comes from wr_world_init */
+    } else {
+        WR_ASSERT(w->size == 1 && w->rank == 0);
+    }
+    WR_TRY(layout_check(layout, w->size));
+
+    const int cfg = layout.cfg, cp = layout.cp, r = w->rank;
+    g->layout = layout;
+    g->replicas = w->size / (cfg * cp);
+    g->replica = r / (cfg * cp);
+    g->cfg_rank = (r / cp) % cfg;
+    g->cp_rank = r % cp;
+
+    wr_status st = WR_OK;
+    MPI_Comm dup = MPI_COMM_NULL;
+    if (mpi_active()) {
+        /* our own copy of the world: our messages never match the caller's */
+        int rc = MPI_Comm_dup(MPI_COMM_WORLD, &dup);
+        if (rc != MPI_SUCCESS) {
+            wr_comm wc = {.mpi = MPI_COMM_WORLD, .size = w->size, .name = "world"};
+            return WR_COMM_MPI_FAIL(&wc, "MPI_Comm_dup", rc);
+        }
+    }
+    WR_TRY_GOTO(st, comm_wrap(&g->world, dup, "world", w), fail);
+    WR_TRY_GOTO(st, comm_split(&g->group, w, g->replica, r, "group"), fail);
+    WR_TRY_GOTO(st, comm_split(&g->cp, w, g->replica * cfg + g->cfg_rank, g->cp_rank, "cp"), fail);
+    WR_TRY_GOTO(st, comm_split(&g->cfg, w, g->replica * cp + g->cp_rank, g->cfg_rank, "cfg"), fail);
+
+    if (cuda_device >= 0) {
+        /* One at a time, in the same order on every rank, agreed after each: a rank that
+         * failed does not leave the others waiting in the next communicator's set-up. */
+        wr_comm *all[4] = {g->world, g->group, g->cp, g->cfg};
+        for (int i = 0; i < 4; i++) {
+            st = wr_comm_agree(g->world, wr_comm_dev_create(all[i], cuda_device));
+            if (st != WR_OK) goto fail;
+        }
+    }
+    wr_debug("groups: replica %d of %d, cfg_rank %d of %d, cp_rank %d of %d%s", g->replica,
+             g->replicas, g->cfg_rank, cfg, g->cp_rank, cp,
+             cuda_device >= 0 ? ", device communicators" : "");
+    return WR_OK;
+
+fail:
+    wr_groups_free(g);
+    return st;
+}
+
+void wr_groups_free(wr_groups *g) {
+    if (g == NULL) return;
+    comm_free(g->cfg);
+    comm_free(g->cp);
+    comm_free(g->group);
+    comm_free(g->world);
+    g->cfg = g->cp = g->group = g->world = NULL;
+}
+
+int wr_comm_rank(const wr_comm *c) {
+    WR_ASSERT(c != NULL);
+    return c->rank;
+}
+
+int wr_comm_size(const wr_comm *c) {
+    WR_ASSERT(c != NULL);
+    return c->size;
+}
+
+/* ---- byte counts as MPI (count, datatype) ---- */
+
+typedef struct byte_type {
+    MPI_Datatype type;
+    int count;
+    int owned; /* 1: a derived type to free */
+} byte_type;
+
+/* `bytes` as (count, type): MPI_BYTE up to g_max_count, else one derived type holding exactly
+ * `bytes` bytes with extent `bytes`, so that rank i's block still starts at i * bytes. */
+static wr_status byte_type_make(byte_type *bt, const wr_comm *c, const char *what, size_t bytes) {
+    bt->type = MPI_BYTE;
+    bt->count = 0;
+    bt->owned = 0;
+    if (bytes <= g_max_count) {
+        bt->count = (int)bytes;
+        return WR_OK;
+    }
+    const size_t q = bytes / g_max_count, rem = bytes % g_max_count;
+    if (q > INT_MAX || bytes > (size_t)PTRDIFF_MAX)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "%s on the %s communicator: %zu bytes per rank is more than one MPI "
+                       "message can describe",
+                       what, c->name, bytes);
+    MPI_Datatype chunk = MPI_DATATYPE_NULL, body = MPI_DATATYPE_NULL, sized = MPI_DATATYPE_NULL;
+    int rc = MPI_Type_contiguous((int)g_max_count, MPI_BYTE, &chunk);
+    if (rc == MPI_SUCCESS) {
+        int lens[2] = {(int)q, (int)rem};
+        MPI_Aint disps[2] = {0, (MPI_Aint)(q * g_max_count)};
+        MPI_Datatype types[2] = {chunk, MPI_BYTE};
+        rc = MPI_Type_create_struct(rem ? 2 : 1, lens, disps, types, &body);
+    }
+    if (rc == MPI_SUCCESS) rc = MPI_Type_create_resized(body, 0, (MPI_Aint)bytes, &sized);
+    if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&sized);
+    if (chunk != MPI_DATATYPE_NULL) MPI_Type_free(&chunk);
+    if (body != MPI_DATATYPE_NULL) MPI_Type_free(&body);
+    if (rc != MPI_SUCCESS) {
+        if (sized != MPI_DATATYPE_NULL) MPI_Type_free(&sized);
+        char w2[96];
+        snprintf(w2, sizeof w2, "%s (building a %zu-byte datatype)", what, bytes);
+        return WR_COMM_MPI_FAIL(c, w2, rc);
+    }
+    bt->type = sized;
+    bt->count = 1;
+    bt->owned = 1;
+    return WR_OK;
+}
+
+static void byte_type_free(byte_type *bt) {
+    if (bt->owned) MPI_Type_free(&bt->type);
+    bt->owned = 0;
+}
+
+static wr_status device_required(const wr_comm *c, const char *what) {
+    if (c->dev != NULL) return WR_OK;
+    return WR_FAIL(WR_ERR_UNSUPPORTED,
+                   "%s of device buffers on the %s communicator (size %d): the groups were made "
+                   "without a CUDA device (wr_groups_create cuda_device -1) or this build has no "
+                   "NCCL; use host buffers or a CUDA + NCCL build",
+                   what, c->name, c->size);
+}
+
+static void copy_bytes(void *dst, const void *src, size_t bytes) {
+    if (bytes > 0 && dst != src) memmove(dst, src, bytes);
+}
+
+/* ---- collectives ---- */
+
+static wr_status allgather_host(wr_comm *c, void *recv, const void *send, size_t bytes) {
+    if (bytes == 0) return WR_OK; /* the same on every rank: nothing to exchange */
+    char *mine = (char *)recv + (size_t)c->rank * bytes;
+    if (c->mpi == MPI_COMM_NULL) {
+        copy_bytes(mine, send, bytes);
+        return WR_OK;
+    }
+    byte_type bt;
+    WR_TRY(byte_type_make(&bt, c, "MPI_Allgather", bytes));
+    const void *sb = send == mine ? MPI_IN_PLACE : send;
+    int rc = MPI_Allgather(sb, bt.count, bt.type, recv, bt.count, bt.type, c->mpi);
+    byte_type_free(&bt);
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Allgather", rc);
+    return WR_OK;
+}
+
+wr_status wr_comm_allgather(wr_comm *c, void *recv, const void *send, size_t bytes,
+                            wr_mem_where where) {
+    WR_ASSERT(c != NULL);
+    WR_ASSERT(bytes == 0 || (recv != NULL && send != NULL));
+    WR_ASSERT(bytes <= SIZE_MAX / (size_t)c->size);
+    wr_status st;
+    if (where == WR_MEM_DEVICE) {
+        WR_TRY(device_required(c, "allgather"));
+        st = wr_comm_dev_allgather(c, recv, send, bytes);
+    } else {
+        st = allgather_host(c, recv, send, bytes);
+    }
+    if (st == WR_OK) count_sent((uint64_t)bytes * (uint64_t)(c->size - 1));
+    return st;
+}
+
+static wr_status alltoall_host(wr_comm *c, void *recv, const void *send, size_t bytes) {
+    if (c->mpi == MPI_COMM_NULL) {
+        copy_bytes(recv, send, bytes);
+        return WR_OK;
+    }
+    byte_type bt;
+    WR_TRY(byte_type_make(&bt, c, "MPI_Alltoall", bytes));
+    int rc = MPI_Alltoall(send, bt.count, bt.type, recv, bt.count, bt.type, c->mpi);
+    byte_type_free(&bt);
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Alltoall", rc);
+    return WR_OK;
+}
+
+wr_status wr_comm_alltoall(wr_comm *c, void *recv, const void *send, size_t bytes,
+                           wr_mem_where where) {
+    WR_ASSERT(c != NULL);
+    WR_ASSERT(bytes == 0 || (recv != NULL && send != NULL && recv != send));
+    WR_ASSERT(bytes <= SIZE_MAX / (size_t)c->size);
+    wr_status st;
+    if (where == WR_MEM_DEVICE) {
+        WR_TRY(device_required(c, "alltoall"));
+        st = wr_comm_dev_alltoall(c, recv, send, bytes);
+    } else {
+        st = alltoall_host(c, recv, send, bytes);
+    }
+    if (st == WR_OK) count_sent((uint64_t)bytes * (uint64_t)(c->size - 1));
+    return st;
+}
+
+wr_status wr_comm_bcast(wr_comm *c, void *buf, size_t bytes, int root, wr_mem_where where) {
+    WR_ASSERT(c != NULL);
+    WR_ASSERT(root >= 0 && root < c->size);
+    WR_ASSERT(bytes == 0 || buf != NULL);
+    wr_status st = WR_OK;
+    if (where == WR_MEM_DEVICE) {
+        WR_TRY(device_required(c, "bcast"));
+        st = wr_comm_dev_bcast(c, buf, bytes, root);
+    } else if (c->mpi != MPI_COMM_NULL) {
+        byte_type bt;
+        WR_TRY(byte_type_make(&bt, c, "MPI_Bcast", bytes));
+        int rc = MPI_Bcast(buf, bt.count, bt.type, root, c->mpi);
+        byte_type_free(&bt);
+        if (rc != MPI_SUCCESS) st = WR_COMM_MPI_FAIL(c, "MPI_Bcast", rc);
+    }
+    if (st == WR_OK && c->rank == root) count_sent((uint64_t)bytes * (uint64_t)(c->size - 1));
+    return st;
+}
+
+static MPI_Op mpi_op(wr_reduce_op op) {
+    switch (op) {
+    case WR_REDUCE_SUM:
+        return MPI_SUM;
+    case WR_REDUCE_MAX:
+        return MPI_MAX;
+    case WR_REDUCE_MIN:
+        return MPI_MIN;
+    }
+    WR_ASSERT(!"unknown wr_reduce_op");
+    return MPI_OP_NULL;
+}
+
+/* In place, in chunks of at most g_max_count elements (elementwise, so chunking is exact). */
+static wr_status allreduce_host(wr_comm *c, void *buf, size_t n, size_t elem, MPI_Datatype t,
+                                wr_reduce_op op, const char *what) {
+    MPI_Op mop = mpi_op(op);
+    if (c->mpi == MPI_COMM_NULL) return WR_OK;
+    for (size_t off = 0; off < n;) {
+        size_t k = n - off < g_max_count ? n - off : g_max_count;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * elem, (int)k, t, mop, c->mpi);
+        if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, what, rc);
+        off += k;
+    }
+    return WR_OK;
+}
+
+/* What a ring allreduce sends per rank: reduce-scatter plus all-gather, each (size-1)/size of
+ * the buffer. */
+static uint64_t ring_allreduce_bytes(const wr_comm *c, size_t nbytes) {
+    return 2u * (uint64_t)nbytes * (uint64_t)(c->size - 1) / (uint64_t)c->size;
+}
+
+wr_status wr_comm_allreduce_f32(wr_comm *c, float *buf, size_t n, wr_reduce_op op,
+                                wr_mem_where where) {
+    WR_ASSERT(c != NULL);
+    WR_ASSERT(n == 0 || buf != NULL);
+    wr_status st;
+    if (where == WR_MEM_DEVICE) {
+        WR_TRY(device_required(c, "allreduce"));
+        st = wr_comm_dev_allreduce_f32(c, buf, n, op);
+    } else {
+        st = allreduce_host(c, buf, n, sizeof(float), MPI_FLOAT, op, "MPI_Allreduce (f32)");
+    }
+    if (st == WR_OK) count_sent(ring_allreduce_bytes(c, n * sizeof(float)));
+    return st;
+}
+
+wr_status wr_comm_allreduce_i64(wr_comm *c, int64_t *buf, size_t n, wr_reduce_op op) {
+    WR_ASSERT(c != NULL);
+    WR_ASSERT(n == 0 || buf != NULL);
+    wr_status st =
+        allreduce_host(c, buf, n, sizeof(int64_t), MPI_INT64_T, op, "MPI_Allreduce (i64)");
+    if (st == WR_OK) count_sent(ring_allreduce_bytes(c, n * sizeof(int64_t)));
+    return st;
+}
+
+/* ---- point-to-point ---- */
+
+struct wr_comm_req {
+    wr_comm *c; /* borrowed: must outlive the request */
+    int n;      /* active MPI requests (0: completed already) */
+    MPI_Request r[2];
+};
+
+static void sendrecv_check(const wr_comm *c, const void *send, int dst, const void *recv, int src,
+                           size_t bytes) {
+    WR_ASSERT(c != NULL);
+    WR_ASSERT(dst >= 0 && dst < c->size && src >= 0 && src < c->size);
+    WR_ASSERT(bytes == 0 || (send != NULL && recv != NULL && send != recv));
+}
+
+wr_status wr_comm_sendrecv(wr_comm *c, const void *send, int dst, void *recv, int src, size_t bytes,
+                           wr_mem_where where) {
+    sendrecv_check(c, send, dst, recv, src, bytes);
+    wr_status st = WR_OK;
+    if (where == WR_MEM_DEVICE) {
+        WR_TRY(device_required(c, "sendrecv"));
+        st = wr_comm_dev_sendrecv(c, send, dst, recv, src, bytes);
+    } else if (c->mpi == MPI_COMM_NULL) {
+        copy_bytes(recv, send, bytes); /* size 1: dst == src == 0 */
+    } else {
+        byte_type bt;
+        WR_TRY(byte_type_make(&bt, c, "MPI_Sendrecv", bytes));
+        int rc = MPI_Sendrecv(send, bt.count, bt.type, dst, WR_COMM_TAG, recv, bt.count, bt.type,
+                              src, WR_COMM_TAG, c->mpi, MPI_STATUS_IGNORE);
+        byte_type_free(&bt);
+        if (rc != MPI_SUCCESS) st = WR_COMM_MPI_FAIL(c, "MPI_Sendrecv", rc);
+    }
+    if (st == WR_OK && dst != c->rank) count_sent(bytes);
+    return st;
+}
+
+wr_status wr_comm_isendrecv(wr_comm *c, const void *send, int dst, void *recv, int src,
+                            size_t bytes, wr_mem_where where, wr_comm_req **req) {
+    sendrecv_check(c, send, dst, recv, src, bytes);
+    WR_ASSERT(req != NULL);
+    *req = NULL;
+    wr_comm_req *q = calloc(1, sizeof *q);
+    if (q == NULL)
+        return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for a request on the %s communicator",
+                       c->name);
+    q->c = c;
+    q->r[0] = q->r[1] = MPI_REQUEST_NULL;
+    wr_status st = WR_OK;
+    if (where == WR_MEM_DEVICE || c->mpi == MPI_COMM_NULL) {
+        /* Device buffers: NCCL send/recv already run on the communicator's stream, but the
+         * call waits for completion (the blocking form), so nothing is left to wait for. */
+        st = wr_comm_sendrecv(c, send, dst, recv, src, bytes, where);
+        if (st != WR_OK) {
+            free(q);
+            return st;
+        }
+        *req = q;
+        return WR_OK;
+    }
+    byte_type bt;
+    st = byte_type_make(&bt, c, "MPI_Isend/MPI_Irecv", bytes);
+    if (st != WR_OK) {
+        free(q);
+        return st;
+    }
+    /* receive first, so the matching send never has to be buffered */
+    int rc = MPI_Irecv(recv, bt.count, bt.type, src, WR_COMM_TAG, c->mpi, &q->r[0]);
+    if (rc != MPI_SUCCESS) {
+        st = WR_COMM_MPI_FAIL(c, "MPI_Irecv", rc);
+    } else {
+        rc = MPI_Isend(send, bt.count, bt.type, dst, WR_COMM_TAG, c->mpi, &q->r[1]);
+        if (rc != MPI_SUCCESS) {
+            st = WR_COMM_MPI_FAIL(c, "MPI_Isend", rc);
+            MPI_Cancel(&q->r[0]);
+            MPI_Wait(&q->r[0], MPI_STATUS_IGNORE);
+        }
+    }
+    byte_type_free(&bt); /* pending operations keep their own reference */
+    if (st != WR_OK) {
+        free(q);
+        return st;
+    }
+    q->n = 2;
+    if (dst != c->rank) count_sent(bytes);
+    *req = q;
+    return WR_OK;
+}
+
+wr_status wr_comm_wait(wr_comm_req *req) {
+    if (req == NULL) return WR_OK;
+    wr_status st = WR_OK;
+    if (req->n > 0) {
+        int rc = MPI_Waitall(req->n, req->r, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS) st = WR_COMM_MPI_FAIL(req->c, "MPI_Waitall (isendrecv)", rc);
+    }
+    free(req);
+    return st;
+}
+
+wr_status wr_comm_barrier(wr_comm *c) {
+    WR_ASSERT(c != NULL);
+    if (c->mpi == MPI_COMM_NULL) return WR_OK;
+    int rc = MPI_Barrier(c->mpi);
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Barrier", rc);
+    return WR_OK;
+}
+
+/* ---- agreement ---- */
+
+/* What the lowest failing rank broadcasts: its status, world rank, error position and detail
+ * (wr_error_detail is at most 1023 bytes). */
+typedef struct agree_msg {
+    int32_t code;
+    int32_t world_rank;
+    char where[256];
+    char detail[1024];
+} agree_msg;
+
+/* 1 when `detail` starts with "rank <digits>: ", i.e. it was agreed before (possibly over a
+ * sub-communicator, or re-agreed by ranks that all carry the agreed failure). */
+static int names_a_rank(const char *detail) {
+    if (strncmp(detail, "rank ", 5) != 0) return 0;
+    const char *p = detail + 5;
+    if (*p < '0' || *p > '9') return 0;
+    while (*p >= '0' && *p <= '9') p++;
+    return p[0] == ':' && p[1] == ' ';
+}
+
+/* Installs the agreed error as this thread's detail: "rank R: <detail>" in a job of more than
+ * one process (a single process needs no rank), not prefixed again when the detail already
+ * names a rank (an error agreed over a sub-communicator, then over the world; or ranks that
+ * all pass on the agreed failure). The position is kept, so `--verbose` shows the same
+ * "failed at" on every rank. */
+static wr_status agree_install(const wr_comm *c, agree_msg *m) {
+    wr_status code =
+        m->code > WR_OK && m->code < WR_STATUS_COUNT ? (wr_status)m->code : WR_ERR_INTERNAL;
+    m->where[sizeof m->where - 1] = '\0';
+    m->detail[sizeof m->detail - 1] = '\0';
+    char prefix[32] = "";
+    if (c->world_size > 1 && !names_a_rank(m->detail))
+        snprintf(prefix, sizeof prefix, "rank %d: ", (int)m->world_rank);
+    const char *detail = m->detail[0] ? m->detail : "(no detail recorded)";
+    char *colon = strrchr(m->where, ':');
+    if (colon != NULL && colon != m->where) {
+        *colon = '\0';
+        return wr_fail_at(m->where, atoi(colon + 1), code, "%s%s", prefix, detail);
+    }
+    return wr_fail(code, "%s%s", prefix, detail);
+}
+
+wr_status wr_comm_agree(wr_comm *c, wr_status st) {
+    WR_ASSERT(c != NULL);
+    if (c->mpi == MPI_COMM_NULL) return st; /* the only rank: its own status and detail */
+    int mine = st == WR_OK ? c->size : c->rank, lowest = c->size;
+    int rc = MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, c->mpi);
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Allreduce (agreeing on a status)", rc);
+    if (lowest == c->size) return WR_OK;
+
+    agree_msg m;
+    memset(&m, 0, sizeof m);
+    if (c->rank == lowest) {
+        m.code = (int32_t)st;
+        m.world_rank = c->world_rank;
+        snprintf(m.where, sizeof m.where, "%s", wr_error_where());
+        snprintf(m.detail, sizeof m.detail, "%s", wr_error_detail());
+    }
+    rc = MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, lowest, c->mpi);
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Bcast (agreeing on a status)", rc);
+    return agree_install(c, &m);
+}

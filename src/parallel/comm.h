@@ -1,0 +1,120 @@
+/*
+ * comm.h — the distributed layer (DESIGN.md §5): world bootstrap, the group layout
+ * (replicas x CFG-parallel x context-parallel), one communicator per group, collectives on
+ * host buffers (MPI) and device buffers (NCCL), and collective agreement on failures.
+ *
+ * Layout: world = replicas x cfg x cp, world rank r = (replica * cfg + cfg_rank) * cp + cp_rank.
+ * A rank belongs to:
+ *   - group : the cfg * cp ranks of its replica (one generation);
+ *   - cp    : the cp ranks with the same replica and cfg_rank (one token sequence, sharded);
+ *   - cfg   : the cfg ranks with the same replica and cp_rank (exchange velocities);
+ *   - world : everybody.
+ * A layout that does not divide the world size is WR_ERR_INVALID_ARG naming the numbers.
+ *
+ * Without MPI (a plain `wanrun ...`, or world size 1) every communicator has size 1 and every
+ * collective is a local copy: callers never special-case it.
+ *
+ * Buffers: every collective takes a `where` (WR_MEM_HOST or WR_MEM_DEVICE). Host buffers go
+ * through MPI (so every path runs on the CPU backend too); device buffers through NCCL when
+ * the build has it and the communicator was created with a CUDA backend, else
+ * WR_ERR_UNSUPPORTED. Byte counts are per rank. All calls are collective over the
+ * communicator unless said otherwise. Errors are WR_ERR_COMM with the MPI/NCCL text.
+ */
+#ifndef WR_PARALLEL_COMM_H
+#define WR_PARALLEL_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef enum wr_mem_where { WR_MEM_HOST = 0, WR_MEM_DEVICE = 1 } wr_mem_where;
+
+typedef struct wr_comm wr_comm;
+
+/* Set once per process. */
+typedef struct wr_world {
+    int mpi;        /* 1: MPI was initialised by wr_world_init (and is finalised by _finalize) */
+    int rank, size; /* in MPI_COMM_WORLD (0, 1 without MPI) */
+    int local_rank; /* among the ranks on this node (MPI_Comm_split_type SHARED): picks the GPU */
+    int local_size;
+    char host[64]; /* this node's name */
+} wr_world;
+
+/*
+ * Initialises MPI when this process was started by an MPI launcher (mpirun/mpiexec/srun set
+ * OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_RANK, PMI_SIZE or MPI_LOCALNRANKS) or WR_FORCE_MPI is
+ * set; otherwise a single-process world. Thread level MPI_THREAD_FUNNELED (only the main thread
+ * calls MPI). Errors return (MPI_ERRORS_RETURN on every communicator), never abort silently.
+ */
+wr_status wr_world_init(wr_world *w, int *argc, char ***argv);
+void wr_world_finalize(wr_world *w);
+/* Ends every rank of the job now (MPI_Abort), e.g. after a failure that could not be agreed. */
+void wr_world_abort(const wr_world *w, int exit_code) __attribute__((noreturn));
+
+typedef struct wr_layout {
+    int cfg; /* 1 or 2 */
+    int cp;  /* >= 1 */
+} wr_layout;
+
+typedef struct wr_groups {
+    wr_layout layout;
+    int replicas; /* world size / (cfg * cp) */
+    int replica;  /* this rank's replica group */
+    int cfg_rank; /* 0: conditional pass, 1: unconditional (when cfg == 2) */
+    int cp_rank;
+    wr_comm *world; /* all ranks */
+    wr_comm *group; /* the ranks of this replica */
+    wr_comm *cp;    /* same replica and cfg_rank */
+    wr_comm *cfg;   /* same replica and cp_rank */
+} wr_groups;
+
+/* Builds the groups. `cuda_device` >= 0 also creates NCCL communicators on that device (unique
+ * id broadcast over MPI), -1 for host-only. Collective over the world. */
+wr_status wr_groups_create(wr_groups *g, const wr_world *w, wr_layout layout, int cuda_device);
+void wr_groups_free(wr_groups *g);
+
+int wr_comm_rank(const wr_comm *c);
+int wr_comm_size(const wr_comm *c);
+
+/* Every rank's `bytes` from `send` land at recv + rank * bytes (recv holds size * bytes). */
+wr_status wr_comm_allgather(wr_comm *c, void *recv, const void *send, size_t bytes,
+                            wr_mem_where where);
+/* Block j (bytes each) of `send` goes to rank j, landing at recv + my_rank * bytes there. */
+wr_status wr_comm_alltoall(wr_comm *c, void *recv, const void *send, size_t bytes,
+                           wr_mem_where where);
+wr_status wr_comm_bcast(wr_comm *c, void *buf, size_t bytes, int root, wr_mem_where where);
+
+typedef enum wr_reduce_op { WR_REDUCE_SUM = 0, WR_REDUCE_MAX, WR_REDUCE_MIN } wr_reduce_op;
+/* In place over n f32 values. */
+wr_status wr_comm_allreduce_f32(wr_comm *c, float *buf, size_t n, wr_reduce_op op,
+                                wr_mem_where where);
+/* In place over n int64 values (host only): sizes, byte counts, flags. */
+wr_status wr_comm_allreduce_i64(wr_comm *c, int64_t *buf, size_t n, wr_reduce_op op);
+
+/* Point-to-point for ring attention: sends `bytes` of `send` to rank dst and receives `bytes`
+ * from rank src into `recv` (send != recv). The nonblocking form returns a request to wait on,
+ * so compute can overlap the transfer. */
+typedef struct wr_comm_req wr_comm_req;
+wr_status wr_comm_sendrecv(wr_comm *c, const void *send, int dst, void *recv, int src, size_t bytes,
+                           wr_mem_where where);
+wr_status wr_comm_isendrecv(wr_comm *c, const void *send, int dst, void *recv, int src,
+                            size_t bytes, wr_mem_where where, wr_comm_req **req);
+wr_status wr_comm_wait(wr_comm_req *req); /* frees req; NULL is a no-op */
+
+wr_status wr_comm_barrier(wr_comm *c);
+
+/*
+ * Collective agreement on a status (DESIGN.md §5): every rank passes its own; all return the
+ * same result: WR_OK if every rank had WR_OK, else the status of the lowest failing rank, with
+ * that rank's error detail installed on every rank, prefixed "rank R: " (so every rank prints
+ * the same clear error). A communication failure here is WR_ERR_COMM.
+ */
+wr_status wr_comm_agree(wr_comm *c, wr_status st);
+
+/* Bytes this process has sent through collectives and point-to-point since the last reset
+ * (the benchmark's communication volume; counted by the sender, the own block excluded). */
+uint64_t wr_comm_bytes_sent(void);
+void wr_comm_bytes_reset(void);
+
+#endif /* WR_PARALLEL_COMM_H */

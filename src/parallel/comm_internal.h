@@ -1,0 +1,60 @@
+/*
+ * comm_internal.h — what comm.c (bootstrap, groups, MPI host paths, agreement, counters) and
+ * comm_nccl.c (NCCL device paths) share. Not part of the public API: only those two files and
+ * the tests include it.
+ *
+ * A wr_comm is one communicator: an MPI communicator (MPI_COMM_NULL in a process without MPI,
+ * where the communicator has size 1 and collectives are local copies), its short name for
+ * messages, and optionally a device side (a CUDA stream plus an NCCL communicator when the
+ * size is above 1). Only the main thread uses a wr_comm (MPI_THREAD_FUNNELED).
+ */
+#ifndef WR_PARALLEL_COMM_INTERNAL_H
+#define WR_PARALLEL_COMM_INTERNAL_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "parallel/comm.h"
+
+typedef struct wr_comm_dev wr_comm_dev; /* comm_nccl.c */
+
+struct wr_comm {
+    MPI_Comm mpi; /* owned (freed by wr_groups_free); MPI_COMM_NULL without MPI */
+    int rank, size;
+    int world_rank, world_size; /* of this process, for "rank R: " in agreed errors */
+    char name[8];               /* "world", "group", "cp", "cfg" */
+    wr_comm_dev *dev;           /* owned; NULL: host buffers only */
+};
+
+/* Records WR_ERR_COMM "<what> on the <name> communicator (size N): <MPI error text>". */
+wr_status wr_comm_mpi_fail_at(const char *file, int line, const wr_comm *c, const char *what,
+                              int mpi_rc);
+#define WR_COMM_MPI_FAIL(c, what, rc) wr_comm_mpi_fail_at(__FILE__, __LINE__, (c), (what), (rc))
+
+/*
+ * Device side (comm_nccl.c). With WR_HAVE_NCCL == 0, _create fails with WR_ERR_UNSUPPORTED
+ * and the others are never reached (c->dev stays NULL); _free(c) with c->dev == NULL does
+ * nothing.
+ *
+ * Device buffers must be ready with respect to the legacy default stream: the communicator's
+ * stream is a blocking stream, so it waits for work queued there. Every call returns once the
+ * transfer has completed (the stream is polled with the WR_NCCL_TIMEOUT_S timeout); on an NCCL
+ * error or a timeout the NCCL communicator is aborted and every later device call on it fails.
+ */
+wr_status wr_comm_dev_create(wr_comm *c, int cuda_device); /* collective over c */
+void wr_comm_dev_free(wr_comm *c);
+wr_status wr_comm_dev_allgather(wr_comm *c, void *recv, const void *send, size_t bytes);
+wr_status wr_comm_dev_alltoall(wr_comm *c, void *recv, const void *send, size_t bytes);
+wr_status wr_comm_dev_bcast(wr_comm *c, void *buf, size_t bytes, int root);
+wr_status wr_comm_dev_allreduce_f32(wr_comm *c, float *buf, size_t n, wr_reduce_op op);
+wr_status wr_comm_dev_sendrecv(wr_comm *c, const void *send, int dst, void *recv, int src,
+                               size_t bytes);
+
+/*
+ * Tests only: the largest count passed to one MPI call (default INT_MAX). Byte counts above it
+ * go through a derived datatype, element counts above it (allreduce) in chunks; a small value
+ * lets the tests cover those paths with small buffers. 0 restores the default.
+ */
+void wr_comm_test_set_max_count(size_t max_count);
+
+#endif /* WR_PARALLEL_COMM_INTERNAL_H */

@@ -1,0 +1,247 @@
+/*
+ * test_parallel.c — the whole pipeline distributed (issue #7), under mpiexec -n 1, 2, 3, 4,
+ * on the bundled tiny model (tests/data/wan-tiny: 2 heads). Every rank first generates alone
+ * (its own reference, seeds s and s + 1), then with every layout the world size allows:
+ * context parallelism over all ranks (Ulysses where the heads divide, ring always),
+ * CFG-parallel alone and with context parallelism, and 2 replica groups. The final latents
+ * must equal the reference of the replica's seed: bitwise where only data moves (Ulysses,
+ * CFG-parallel, replicas), NMSE <= 1e-7 with ring attention. Latents of 30 and 45 tokens
+ * (not divisible by 2 or 4) are used.
+ *
+ * Failures: a rank whose model directory is missing, or whose transformer config is corrupt,
+ * makes every rank return the same status with the same text naming that rank.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "models/dit.h"
+#include "parallel/comm.h"
+#include "wanrun.h"
+
+static wr_world g_world;
+
+static double nmse(const float *a, const float *b, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+typedef struct req_case {
+    int64_t w, h, frames;
+} req_case;
+
+static void make_request(wr_request *r, const req_case *rc, uint64_t seed, float *lat) {
+    wr_request_defaults(r);
+    r->prompt = "a red fox in the snow";
+    r->negative_prompt = "blurry";
+    r->width = rc->w, r->height = rc->h, r->frames = rc->frames;
+    r->steps = 3;
+    r->guidance = 4.0;
+    r->seed = seed;
+    r->latents_out = lat;
+}
+
+/* latents of one request on this rank alone */
+static void reference(const req_case *rc, uint64_t seed, float *lat) {
+    wr_options o;
+    wr_options_defaults(&o);
+    o.threads = 1;
+    wr_context *ctx = NULL;
+    ck_assert_msg(wr_context_create(&ctx, wr_test_data("wan-tiny"), &o) == WR_OK, "%s",
+                  wr_error_detail());
+    wr_request r;
+    make_request(&r, rc, seed, lat);
+    wr_video v;
+    ck_assert_msg(wr_generate(ctx, &r, &v) == WR_OK, "%s", wr_error_detail());
+    wr_video_free(&v);
+    wr_context_free(ctx);
+}
+
+static void run_layout(const req_case *rc, int64_t nlat, float *const ref[2], int cfg, int cp,
+                       wr_cp_mode mode) {
+    wr_options o;
+    wr_options_defaults(&o);
+    o.threads = 1;
+    o.world = &g_world;
+    o.cfg_parallel = cfg, o.cp_size = cp, o.cp_mode = mode;
+    wr_context *ctx = NULL;
+    wr_status st = wr_context_create(&ctx, wr_test_data("wan-tiny"), &o);
+    ck_assert_msg(st == WR_OK, "cfg %d cp %d %s: %s", cfg, cp, wr_cp_mode_name(mode),
+                  wr_error_detail());
+    wr_role role;
+    wr_context_role(ctx, &role);
+    ck_assert_int_eq(role.replicas, g_world.size / (cfg * cp));
+    ck_assert_int_eq(role.cfg, cfg);
+    ck_assert_int_eq(role.cp, cp);
+    float *lat = malloc(sizeof(float) * (size_t)nlat);
+    wr_request r;
+    make_request(&r, rc, 11, lat);
+    wr_video v;
+    st = wr_generate(ctx, &r, &v);
+    ck_assert_msg(st == WR_OK, "%s", wr_error_detail());
+    ck_assert_int_eq(v.frames != NULL, role.writer); /* only the writer decodes */
+    ck_assert(role.replica < 2);
+    const float *want = ref[role.replica];
+    const int exact = cp == 1 || role.cp_mode == WR_CP_ULYSSES;
+    const double e = nmse(lat, want, nlat);
+    if (exact)
+        ck_assert_msg(memcmp(lat, want, sizeof(float) * (size_t)nlat) == 0,
+                      "%lldx%lldx%lld cfg %d cp %d %s replica %d: not bitwise (nmse %.3g)",
+                      (long long)rc->w, (long long)rc->h, (long long)rc->frames, cfg, cp,
+                      wr_cp_mode_name((wr_cp_mode)role.cp_mode), role.replica, e);
+    else
+        ck_assert_msg(e <= 1e-7, "%lldx%lldx%lld cfg %d cp %d ring replica %d: nmse %.3g",
+                      (long long)rc->w, (long long)rc->h, (long long)rc->frames, cfg, cp,
+                      role.replica, e);
+    if (wr_test_rank() == 0)
+        fprintf(stderr, "%lldx%lldx%lld: %d replica(s) x cfg %d x cp %d (%s): nmse %.3g%s\n",
+                (long long)rc->w, (long long)rc->h, (long long)rc->frames, role.replicas, cfg, cp,
+                cp > 1 ? wr_cp_mode_name((wr_cp_mode)role.cp_mode) : "-", e,
+                exact ? ", bitwise" : "");
+    wr_video_free(&v);
+    free(lat);
+    wr_context_free(ctx);
+}
+
+START_TEST(test_layouts) {
+    const int N = g_world.size;
+    /* 48x80 x 5 frames: latent [16, 2, 6, 10], 30 tokens; 80x48 x 9 frames: 3x3x5 = 45 */
+    const req_case cases[2] = {{80, 48, 5}, {80, 48, 9}};
+    for (int k = 0; k < 2; k++) {
+        const req_case *rc = &cases[k];
+        const int64_t nlat = 16 * ((rc->frames - 1) / 4 + 1) * (rc->h / 8) * (rc->w / 8);
+        float *ref[2] = {malloc(sizeof(float) * (size_t)nlat),
+                         malloc(sizeof(float) * (size_t)nlat)};
+        reference(rc, 11, ref[0]);
+        reference(rc, 12, ref[1]); /* replica 1: seed + 1 */
+        /* context parallelism over everybody, each mode (Ulysses needs 2 heads % N == 0) */
+        run_layout(rc, nlat, ref, 1, N, WR_CP_AUTO);
+        run_layout(rc, nlat, ref, 1, N, WR_CP_RING);
+        if (N <= 2) run_layout(rc, nlat, ref, 1, N, WR_CP_ULYSSES);
+        if (N % 2 == 0) {
+            run_layout(rc, nlat, ref, 2, N / 2, WR_CP_AUTO); /* CFG-parallel (+ CP at 4) */
+            run_layout(rc, nlat, ref, 1, N / 2, WR_CP_AUTO); /* 2 replica groups */
+        }
+        if (N == 4) {
+            run_layout(rc, nlat, ref, 2, 2, WR_CP_RING);
+            run_layout(rc, nlat, ref, 2, 1, WR_CP_AUTO); /* CFG-parallel x 2 replicas */
+        }
+        free(ref[0]);
+        free(ref[1]);
+    }
+}
+END_TEST
+
+START_TEST(test_bad_layouts) {
+    const int N = g_world.size;
+    wr_options o;
+    wr_options_defaults(&o);
+    o.world = &g_world;
+    o.cp_size = N + 1; /* never divides N */
+    wr_context *ctx = NULL;
+    wr_status st = wr_context_create(&ctx, wr_test_data("wan-tiny"), &o);
+    if (N == 1) {
+        ck_assert_int_eq(st, WR_ERR_INVALID_ARG); /* needs that many ranks */
+        ck_assert_ptr_nonnull(strstr(wr_error_detail(), "mpirun"));
+    } else {
+        ck_assert_int_eq(st, WR_ERR_INVALID_ARG);
+        ck_assert_ptr_nonnull(strstr(wr_error_detail(), "does not divide"));
+    }
+    ck_assert_ptr_null(ctx);
+    if (N > 1 && 2 % N != 0) { /* Ulysses with heads that do not divide: a clear error */
+        o.cp_size = N;
+        o.cp_mode = WR_CP_ULYSSES;
+        st = wr_context_create(&ctx, wr_test_data("wan-tiny"), &o);
+        ck_assert_int_eq(st, WR_ERR_CONFIG);
+        ck_assert_ptr_nonnull(strstr(wr_error_detail(), "--cp ring"));
+    }
+}
+END_TEST
+
+/* a model directory whose transformer/config.json is not JSON, the rest linked to wan-tiny */
+static const char *bad_model_dir(void) {
+    static char dir[4200];
+    snprintf(dir, sizeof dir, "%s/badmodel", wr_test_tmpdir());
+    char p[4400], t[4400];
+    mkdir(dir, 0755);
+    const char *links[] = {"model_index.json", "scheduler", "text_encoder", "tokenizer", "vae"};
+    for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, links[i]);
+        snprintf(t, sizeof t, "%s/%s", wr_test_data("wan-tiny"), links[i]);
+        ck_assert_int_eq(symlink(t, p), 0);
+    }
+    snprintf(p, sizeof p, "%s/transformer", dir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/transformer/config.json", dir);
+    FILE *f = fopen(p, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"_class_name\": \"WanTransformer3DModel\", \"num_layers\": ", f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/transformer/diffusion_pytorch_model.safetensors", dir);
+    snprintf(t, sizeof t, "%s/transformer/diffusion_pytorch_model.safetensors",
+             wr_test_data("wan-tiny"));
+    ck_assert_int_eq(symlink(t, p), 0);
+    return dir;
+}
+
+START_TEST(test_agreed_failures) {
+    const int N = g_world.size, last = N - 1;
+    char detail[2][1100];
+    wr_status got[2];
+    for (int k = 0; k < 2; k++) {
+        /* the last rank alone gets a missing directory (k = 0) or a corrupt config (k = 1) */
+        const char *dir = wr_test_data("wan-tiny");
+        if (g_world.rank == last) dir = k == 0 ? "/nonexistent/wan-model" : bad_model_dir();
+        wr_options o;
+        wr_options_defaults(&o);
+        o.world = &g_world;
+        wr_context *ctx = NULL;
+        got[k] = wr_context_create(&ctx, dir, &o);
+        ck_assert_ptr_null(ctx);
+        snprintf(detail[k], sizeof detail[k], "%s", wr_error_detail());
+    }
+    ck_assert_int_eq(got[0], WR_ERR_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(detail[0], "/nonexistent/wan-model"));
+    ck_assert_ptr_nonnull(strstr(detail[1], "config.json"));
+    /* every rank holds the same text */
+    for (int k = 0; k < 2; k++) {
+        int64_t h = 1469598103934665603LL;
+        for (const char *c = detail[k]; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211LL;
+        int64_t lo = h, hi = h;
+        wr_groups g;
+        ck_assert_int_eq(wr_groups_create(&g, &g_world, (wr_layout){1, N}, -1), WR_OK);
+        ck_assert_int_eq(wr_comm_allreduce_i64(g.world, &lo, 1, WR_REDUCE_MIN), WR_OK);
+        ck_assert_int_eq(wr_comm_allreduce_i64(g.world, &hi, 1, WR_REDUCE_MAX), WR_OK);
+        wr_groups_free(&g);
+        ck_assert_msg(lo == hi, "ranks disagree on the error: %s", detail[k]);
+        if (N > 1) {
+            char want[32];
+            snprintf(want, sizeof want, "rank %d: ", last);
+            ck_assert_msg(strstr(detail[k], want) != NULL, "no '%s' in: %s", want, detail[k]);
+        }
+    }
+}
+END_TEST
+
+static void setup(void) {
+    ck_assert_int_eq(wr_world_init(&g_world, NULL, NULL), WR_OK);
+}
+
+Suite *wr_test_suite(void) {
+    Suite *s = suite_create("parallel");
+    TCase *tc = tcase_create("pipeline");
+    tcase_add_unchecked_fixture(tc, setup, NULL);
+    tcase_set_timeout(tc, 0);
+    tcase_add_test(tc, test_layouts);
+    tcase_add_test(tc, test_bad_layouts);
+    tcase_add_test(tc, test_agreed_failures);
+    suite_add_tcase(s, tc);
+    return s;
+}
