@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "core/dtype.h"
@@ -774,6 +775,10 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     }
     /* the writers' last steps (decode, write) are agreed too: one exit code for the job */
     if (ctx) st = wr_context_agree(ctx, st);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) /* each rank: what it loaded shows here */
+        wr_debug("peak host memory (RSS) of this rank: %.1f MiB%s", (double)ru.ru_maxrss / 1024.0,
+                 role.writer ? " (writer: text encoder and VAE loaded here)" : "");
     wr_video_free(&vid);
     wr_context_free(ctx);
 done:

@@ -208,6 +208,16 @@ if command -v mpiexec >/dev/null; then
     expect 2 "a layout that does not divide the ranks" -- mpiexec -n 2 --oversubscribe "$WANRUN" \
         "${par[@]}" --cp-size 3 --out "$gen/p4.y4m"
     has "$err" "\[1/2\] error: .*does not divide" "every rank gives the reason"
+    # one rank out of memory (its address space capped; not under ASan, whose shadow memory
+    # needs far more address space): every rank the same error, exit 4
+    if ! ldd "$WANRUN" | grep -q libasan; then
+    expect 4 "one rank out of memory" -- mpiexec -n 2 --oversubscribe bash -c \
+        'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then ulimit -v 1500000; fi; exec "$0" "$@"' \
+        "$WANRUN" --model "$tiny" --prompt p --size 4096x4096 --frames 121 --steps 1 --threads 1 \
+        --out "$gen/oom.y4m"
+    has "$err" "\[0/2\] error: ERR_OOM_HOST: rank 1: out of host memory" "rank 0 names rank 1"
+    has "$err" "\[1/2\] error: ERR_OOM_HOST: rank 1: out of host memory" "rank 1 says the same"
+    fi
     # a rank killed mid-run ends the whole job, non-zero, well within 60 s
     t0=$(date +%s)
     mpiexec -n 2 --oversubscribe bash -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then (sleep 2; kill -9 $$) & fi; exec "$0" "$@"' \
