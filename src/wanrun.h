@@ -28,7 +28,11 @@ typedef struct wr_context wr_context;
 
 typedef struct wr_options {
     int threads;          /* CPU threads; 0: $OMP_NUM_THREADS or all cores */
-    int low_mem_level;    /* 0..3; >= 1 decodes the video in tiles (the VAE's enable_tiling) */
+    int low_mem_level;    /* 0..3; >= 1 decodes the video in tiles (the VAE's enable_tiling);
+                             3 streams the DiT's blocks through the vram pool */
+    uint64_t vram_limit;  /* bytes of device memory per rank (0: none); at level 3 as many DiT
+                             blocks stay resident as fit beside two streaming slots and the
+                             activations */
     wr_vae_tiling tiling; /* the tiles for low_mem_level >= 1 (default 256/192 px) */
     /* Distributed execution (DESIGN.md §5). world NULL or of size 1: one process. Else
      * wr_context_create is collective over the world, which is split into replicas x

@@ -160,6 +160,18 @@ expect 2 "generate with a bad frame count" -- "$WANRUN" --prompt p --frames 6 --
 has "$err" "4k \+ 1" "frame rule named"
 expect 2 "generate without --out" -- "$WANRUN" --prompt p
 expect 2 "generate to an unknown format" -- "$WANRUN" --prompt p --out "$gen/c.avi"
+# level 3: the DiT's blocks stream (all of them, or as many resident as --vram-limit allows);
+# the video is the same bit for bit; a limit below the activations is a clear exit 4
+l3=(--model "$tiny" --prompt "a red fox" --size 80x48 --frames 5 --steps 2 --seed 3 --threads 1)
+expect 0 "generate at level 0" -- "$WANRUN" "${l3[@]}" --out "$gen/l0.y4m"
+expect 0 "generate at level 3" -- "$WANRUN" "${l3[@]}" --low-mem-level 3 --out "$gen/l3.y4m"
+expect 0 "generate at level 3 with a limit" -- "$WANRUN" "${l3[@]}" --low-mem-level 3 \
+    --vram-limit 2MiB --out "$gen/l3b.y4m"
+if cmp -s "$gen/l0.y4m" "$gen/l3.y4m" && cmp -s "$gen/l0.y4m" "$gen/l3b.y4m"; then
+    pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: level 3 output differs from level 0"; fi
+expect 4 "level 3 with a limit below the activations" -- "$WANRUN" "${l3[@]}" --low-mem-level 3 \
+    --vram-limit 100000 --out "$gen/l3c.y4m"
+has "$err" "ERR_OOM_DEVICE: --vram-limit" "the limit is named"
 expect 2 "generate with a bad --cp" -- "$WANRUN" --prompt p --cp zigzag --out "$gen/c.mp4"
 has "$err" "auto, ulysses or ring" "the modes are named"
 expect 2 "generate with --cfg-parallel 3" -- "$WANRUN" --prompt p --cfg-parallel 3 --out "$gen/c.mp4"
@@ -208,6 +220,10 @@ if command -v mpiexec >/dev/null; then
     expect 2 "a layout that does not divide the ranks" -- mpiexec -n 2 --oversubscribe "$WANRUN" \
         "${par[@]}" --cp-size 3 --out "$gen/p4.y4m"
     has "$err" "\[1/2\] error: .*does not divide" "every rank gives the reason"
+    # level 3 (DiT blocks streamed through the vram pool) on 2 ranks: the same video
+    expect 0 "generate at --low-mem-level 3 on 2 ranks" -- mpiexec -n 2 --oversubscribe "$WANRUN" \
+        "${par[@]}" --low-mem-level 3 --out "$gen/p5.y4m"
+    if cmp -s "$gen/p1.y4m" "$gen/p5.y4m"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: level 3 on 2 ranks differs"; fi
     # one rank out of memory (its address space capped; not under ASan, whose shadow memory
     # needs far more address space): every rank the same error, exit 4
     if ! ldd "$WANRUN" | grep -q libasan; then

@@ -168,6 +168,18 @@ struct wr_dit {
     int P, cp_rank;
     wr_cp_mode mode;
     wr_mem_where where;
+    /* the vram layer (wr_dit_set_vram): blocks [0, resident) copied into device memory once,
+     * the rest streamed through two slots, block i + 1 copied while block i computes */
+    wr_vram *vram;
+    int64_t resident;
+    size_t block_bytes;        /* the largest block's weights, 64-byte aligned pieces */
+    void *res_mem;             /* resident blocks, one after another */
+    wr_dit_block *res_blocks;  /* [resident] views into res_mem */
+    void *slot[2];             /* the streaming slots */
+    wr_dit_block slot_view[2]; /* the block a slot holds, as views into it */
+    int64_t slot_block[2];     /* which block (-1: none) */
+    uint64_t slot_ticket[2];   /* its copy */
+    int ws_from_vram;          /* the workspace came from the pool (activations) */
 };
 
 typedef struct load_ctx {
@@ -335,8 +347,11 @@ fail:
     return st;
 }
 
+static void vram_release_all(wr_dit *m);
+
 void wr_dit_free(wr_dit *m) {
     if (m == NULL) return;
+    vram_release_all(m);
     if (m->ws) m->be->iface->free(m->be, m->ws);
     free(m->vec_arena);
     free(m->blocks);
@@ -348,10 +363,163 @@ const wr_dit_config *wr_dit_config_of(const wr_dit *m) {
     return &m->cfg;
 }
 
+/* ---- the vram layer: resident and streamed blocks ---- */
+
+/* Every weight tensor of a block (absent ones have data NULL); returns the count. */
+static int block_tensors(wr_dit_block *b, wr_tensor **t) {
+    int n = 0;
+    t[n++] = &b->scale_shift_table;
+    wr_dit_attn *at[2] = {&b->attn1, &b->attn2};
+    for (int i = 0; i < 2; i++) {
+        wr_linear *l[4] = {&at[i]->to_q, &at[i]->to_k, &at[i]->to_v, &at[i]->to_out};
+        for (int j = 0; j < 4; j++) t[n++] = &l[j]->weight, t[n++] = &l[j]->bias;
+        t[n++] = &at[i]->norm_q;
+        t[n++] = &at[i]->norm_k;
+    }
+    t[n++] = &b->norm2.weight;
+    t[n++] = &b->norm2.bias;
+    t[n++] = &b->ffn.net_0_proj.weight, t[n++] = &b->ffn.net_0_proj.bias;
+    t[n++] = &b->ffn.net_2.weight, t[n++] = &b->ffn.net_2.bias;
+    return n;
+}
+#define BLOCK_TENSORS_MAX 32
+
+static size_t align64(size_t n) {
+    return (n + 63) & ~(size_t)63;
+}
+
+static size_t block_size(wr_dit_block *b) {
+    wr_tensor *t[BLOCK_TENSORS_MAX];
+    const int n = block_tensors(b, t);
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        if (t[i]->data) bytes += align64(wr_tensor_nbytes(t[i]));
+    return bytes;
+}
+
+/* Starts copying block i's weights into mem; *view gets the block with its tensors there. */
+static wr_status copy_block(wr_dit *m, int64_t i, void *mem, wr_dit_block *view, uint64_t *ticket) {
+    *view = m->blocks[i];
+    wr_tensor *src[BLOCK_TENSORS_MAX], *dst[BLOCK_TENSORS_MAX];
+    const int n = block_tensors(&m->blocks[i], src);
+    block_tensors(view, dst);
+    size_t off = 0;
+    *ticket = 0;
+    for (int k = 0; k < n; k++) {
+        if (src[k]->data == NULL) continue;
+        const size_t bytes = wr_tensor_nbytes(src[k]);
+        dst[k]->data = (char *)mem + off;
+        WR_TRY(wr_vram_copy_async(m->vram, dst[k]->data, src[k]->data, bytes, ticket));
+        off += align64(bytes);
+    }
+    return WR_OK;
+}
+
+static void vram_release_all(wr_dit *m) {
+    if (m->vram == NULL) return;
+    for (int s = 0; s < 2; s++) {
+        if (m->slot_block[s] >= 0) (void)wr_vram_copy_wait(m->vram, m->slot_ticket[s]);
+        wr_vram_free(m->vram, m->slot[s]);
+        m->slot[s] = NULL;
+        m->slot_block[s] = -1;
+    }
+    wr_vram_free(m->vram, m->res_mem);
+    m->res_mem = NULL;
+    free(m->res_blocks);
+    m->res_blocks = NULL;
+    if (m->ws_from_vram) {
+        wr_vram_free(m->vram, m->ws);
+        m->ws = NULL;
+        m->ws_bytes = 0;
+        m->ws_from_vram = 0;
+        m->rope_key[0] = 0;
+    }
+    m->vram = NULL;
+}
+
+size_t wr_dit_block_bytes(const wr_dit *m) {
+    size_t mx = 0;
+    for (int64_t i = 0; i < m->cfg.num_layers; i++) {
+        const size_t b = block_size(&m->blocks[i]);
+        if (b > mx) mx = b;
+    }
+    return mx;
+}
+
+wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident) {
+    vram_release_all(m);
+    if (m->ws) { /* the workspace moves into the pool's accounting on the next forward */
+        m->be->iface->free(m->be, m->ws);
+        m->ws = NULL;
+        m->ws_bytes = 0;
+        m->rope_key[0] = 0;
+    }
+    if (v == NULL) return WR_OK;
+    const int64_t L = m->cfg.num_layers;
+    if (resident < 0 || resident > L) resident = L;
+    m->vram = v;
+    m->resident = resident;
+    m->block_bytes = wr_dit_block_bytes(m);
+    m->slot_block[0] = m->slot_block[1] = -1;
+    wr_status st = WR_OK;
+    if (resident > 0) {
+        size_t total = 0;
+        for (int64_t i = 0; i < resident; i++) total += block_size(&m->blocks[i]);
+        m->res_blocks = calloc((size_t)resident, sizeof *m->res_blocks);
+        if (m->res_blocks == NULL) st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        if (st == WR_OK) st = wr_vram_alloc(v, WR_MEM_WEIGHTS_RESIDENT, total, &m->res_mem);
+        uint64_t t = 0;
+        size_t off = 0;
+        for (int64_t i = 0; st == WR_OK && i < resident; i++) {
+            st = copy_block(m, i, (char *)m->res_mem + off, &m->res_blocks[i], &t);
+            off += block_size(&m->blocks[i]);
+        }
+        if (st == WR_OK && t) st = wr_vram_copy_wait(v, t);
+    }
+    for (int s = 0; st == WR_OK && resident < L && s < 2; s++)
+        st = wr_vram_alloc(v, WR_MEM_WEIGHTS_STREAMING, m->block_bytes, &m->slot[s]);
+    if (st != WR_OK) vram_release_all(m);
+    return st;
+}
+
+/* The next streamed block after i, wrapping to the first (the next forward's). */
+static int64_t next_streamed(const wr_dit *m, int64_t i) {
+    const int64_t j = i + 1 < m->cfg.num_layers ? i + 1 : m->resident;
+    return j;
+}
+
+static wr_status stream_acquire(wr_dit *m, int64_t i, const wr_dit_block **out) {
+    int s = m->slot_block[0] == i ? 0 : m->slot_block[1] == i ? 1 : -1;
+    if (s < 0) { /* not prefetched (the first use): load it now into slot 0 */
+        s = 0;
+        if (m->slot_block[0] >= 0) WR_TRY(wr_vram_copy_wait(m->vram, m->slot_ticket[0]));
+        m->slot_block[0] = -1;
+        WR_TRY(copy_block(m, i, m->slot[0], &m->slot_view[0], &m->slot_ticket[0]));
+        m->slot_block[0] = i;
+    }
+    WR_TRY(wr_vram_copy_wait(m->vram, m->slot_ticket[s]));
+    const int64_t j = next_streamed(m, i);
+    const int o = 1 - s;
+    if (j != i && m->slot_block[o] != j) { /* the other slot is free: block i - 1 is done */
+        m->slot_block[o] = -1;
+        WR_TRY(copy_block(m, j, m->slot[o], &m->slot_view[o], &m->slot_ticket[o]));
+        m->slot_block[o] = j;
+    }
+    *out = &m->slot_view[s];
+    return WR_OK;
+}
+
 wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out) {
     WR_ASSERT(i >= 0 && i < m->cfg.num_layers);
-    *out = &m->blocks[i]; /* everything resident (streaming: the vram layer, issue #8) */
-    return WR_OK;
+    if (m->vram == NULL) {
+        *out = &m->blocks[i]; /* the checkpoint's own tensors (mapped), no copy */
+        return WR_OK;
+    }
+    if (i < m->resident) {
+        *out = &m->res_blocks[i];
+        return WR_OK;
+    }
+    return stream_acquire(m, i, out);
 }
 
 void wr_dit_release(wr_dit *m, int64_t i) {
@@ -434,6 +602,13 @@ static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t S, dit_acts *a
         }
         a->head_all = WR_TAKE(c, m->P * L, P);
     }
+}
+
+size_t wr_dit_workspace_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows) {
+    wr_carve c = {0};
+    dit_acts a;
+    plan(&c, m, (tokens + m->P - 1) / m->P, text_rows, &a);
+    return c.used * sizeof(float);
 }
 
 /* diffusers get_timestep_embedding(t, freq_dim, flip_sin_to_cos=True, downscale_freq_shift=0),
@@ -524,9 +699,13 @@ wr_status wr_dit_set_parallel(wr_dit *m, wr_comm *cp, wr_cp_mode mode) {
     m->where = m->be->kind == WR_BACKEND_CPU ? WR_MEM_HOST : WR_MEM_DEVICE;
     /* the plan changes: rebuild the workspace on the next forward */
     m->rope_key[0] = 0;
-    if (m->ws) m->be->iface->free(m->be, m->ws);
+    if (m->ws_from_vram)
+        wr_vram_free(m->vram, m->ws);
+    else if (m->ws)
+        m->be->iface->free(m->be, m->ws);
     m->ws = NULL;
     m->ws_bytes = 0;
+    m->ws_from_vram = 0;
     return WR_OK;
 }
 
@@ -702,11 +881,16 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
     plan(&c0, m, L, S, &a);
     wr_status st = WR_OK;
     if (c0.used * sizeof(float) > m->ws_bytes) {
-        if (m->ws) be->iface->free(be, m->ws);
+        if (m->ws_from_vram)
+            wr_vram_free(m->vram, m->ws);
+        else if (m->ws)
+            be->iface->free(be, m->ws);
         m->ws = NULL;
         m->ws_bytes = 0;
         m->rope_key[0] = 0;
-        st = be->iface->alloc(be, &m->ws, c0.used * sizeof(float));
+        m->ws_from_vram = m->vram != NULL;
+        st = m->vram ? wr_vram_alloc(m->vram, WR_MEM_ACTIVATIONS, c0.used * sizeof(float), &m->ws)
+                     : be->iface->alloc(be, &m->ws, c0.used * sizeof(float));
         if (st == WR_OK) m->ws_bytes = c0.used * sizeof(float);
     }
     if (m->cp) st = wr_comm_agree(m->cp, st); /* nobody waits in a collective for a failed rank */

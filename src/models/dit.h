@@ -24,6 +24,7 @@
 #include "core/safetensors.h"
 #include "kernels/backend.h"
 #include "parallel/comm.h"
+#include "vram/vram.h"
 
 typedef struct wr_linear {
     wr_tensor weight; /* [out, in], storage dtype */
@@ -76,6 +77,21 @@ void wr_dit_free(wr_dit *m);
 
 const wr_dit_config *wr_dit_config_of(const wr_dit *m);
 
+/*
+ * The vram layer (DESIGN.md §4): with a pool, blocks [0, resident) are copied into its device
+ * memory once (weights-resident) and the others stream through two slots of the largest
+ * block's size (weights-streaming): acquiring block i waits for its copy and starts copying
+ * the next streamed block (wrapping to the first, for the next forward) on the pool's copy
+ * thread, so copies overlap compute. resident < 0 or >= layers: all resident. The workspace
+ * is then allocated from the pool (activations). v NULL: back to the checkpoint's own tensors.
+ * The pool must outlive the model or be detached first.
+ */
+wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident);
+/* The largest block's weights in device memory (one streaming slot). */
+size_t wr_dit_block_bytes(const wr_dit *m);
+/* The activation workspace a forward of `tokens` tokens (this rank's share under context
+ * parallelism) and `text_rows` text rows allocates. */
+size_t wr_dit_workspace_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows);
 /* Weights of block i, resident for the duration (acquire/release pair). */
 wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out);
 void wr_dit_release(wr_dit *m, int64_t i);

@@ -2,8 +2,11 @@
  * pipeline.c — WanPipeline.__call__ in C (spec §6.1): text -> UMT5 embeddings -> noise ->
  * classifier-free-guided denoising with the scheduler -> VAE decode -> frames in [0, 1].
  *
- * Everything runs on the CPU backend so far (the CUDA op kernels are not written yet); the vram
- * layer (low_mem_level 2/3, vram_limit) is issue #8. low_mem_level >= 1 tiles the VAE decode.
+ * Everything runs on the CPU backend so far (the CUDA op kernels are not written yet).
+ * low_mem_level >= 1 tiles the VAE decode; 3 streams the DiT's blocks through a vram pool
+ * (src/vram: accounted "device" memory, a copy thread prefetching the next block) with as
+ * many blocks resident as --vram-limit allows. The rest of the vram layer (level 2's text
+ * encoder offload, disk offload, FP8 storage, the planner) is still to come (issue #8).
  *
  * Distributed (wr_options.world of size > 1, DESIGN.md §5): the world is split into replica
  * groups of cfg x cp ranks. In a group, rank 0 (the writer) alone loads the tokenizer, the text
@@ -31,6 +34,7 @@
 #include "models/t5.h"
 #include "models/tokenizer.h"
 #include "parallel/comm.h"
+#include "vram/vram.h"
 
 struct wr_context {
     wr_options opt;
@@ -39,7 +43,8 @@ struct wr_context {
     wr_tokenizer *tok; /* writer only */
     wr_t5 *t5;         /* writer only */
     wr_dit *dit;
-    wr_vae *vae; /* writer only */
+    wr_vae *vae;   /* writer only */
+    wr_vram *vram; /* low_mem_level 3: the DiT's blocks stream through it */
     int distributed;
     wr_groups groups;
     wr_role role;
@@ -175,6 +180,7 @@ void wr_context_free(wr_context *c) {
     if (c == NULL) return;
     wr_vae_free(c->vae);
     wr_dit_free(c->dit);
+    wr_vram_free_pool(c->vram);
     wr_t5_free(c->t5);
     wr_tokenizer_free(c->tok);
     wr_backend_free(c->be);
@@ -274,6 +280,34 @@ static wr_status encode_text(wr_context *c, const char *prompt, float *emb) {
     return wr_t5_encode(c->t5, &et, ids, mask, WR_TOKENIZER_MAX_LEN, NULL);
 }
 
+/* A pool for the DiT (once per context) and the resident block count for this request's token
+ * count: with a limit, what is left after the activations and two streaming slots, in whole
+ * blocks; without one, none (every block streams, the level's smallest footprint). */
+static wr_status setup_streaming(wr_context *c, int64_t tokens) {
+    if (c->vram == NULL) WR_TRY(wr_vram_create(&c->vram, c->be, c->opt.vram_limit));
+    WR_TRY(wr_dit_set_vram(c->dit, NULL, 0));
+    const uint64_t blk = wr_dit_block_bytes(c->dit);
+    const uint64_t act = wr_dit_workspace_bytes(c->dit, tokens, WR_TOKENIZER_MAX_LEN);
+    int64_t resident = 0;
+    if (c->opt.vram_limit) {
+        if (c->opt.vram_limit < act + 2 * blk)
+            return WR_FAIL(WR_ERR_OOM_DEVICE,
+                           "--vram-limit %.1f MiB cannot hold the DiT's activations (%.1f MiB for "
+                           "%lld tokens) and two streamed blocks (%.1f MiB each); raise it or use "
+                           "a smaller --size / --frames",
+                           (double)c->opt.vram_limit / 1048576.0, (double)act / 1048576.0,
+                           (long long)tokens, (double)blk / 1048576.0);
+        resident = (int64_t)((c->opt.vram_limit - act - 2 * blk) / (blk ? blk : 1));
+    }
+    WR_TRY(wr_dit_set_vram(c->dit, c->vram, resident));
+    wr_vram_reset_peaks(c->vram);
+    wr_debug("low_mem_level 3: %lld of %lld DiT blocks resident, %.1f MiB per block, "
+             "activations %.1f MiB",
+             (long long)(resident < c->md.dit.num_layers ? resident : c->md.dit.num_layers),
+             (long long)c->md.dit.num_layers, (double)blk / 1048576.0, (double)act / 1048576.0);
+    return WR_OK;
+}
+
 /* The writer encodes (after agreeing that it could), then broadcasts to its group. */
 static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, float *emb,
                                  float *emb_neg, int64_t D) {
@@ -340,6 +374,14 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     else /* each replica its own seed */
         seeded_noise(x, nlat, r->seed + (uint64_t)c->role.replica);
 
+    /* (3b) level 3: the DiT's blocks stream; as many stay resident as the limit allows */
+    if (c->opt.low_mem_level >= 3) {
+        st = setup_streaming(c, (T / c->md.dit.patch_size.v[0]) * (Hl / c->md.dit.patch_size.v[1]) *
+                                    (Wl / c->md.dit.patch_size.v[2]));
+        if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+        if (st != WR_OK) goto done;
+    }
+
     /* (4) denoising with classifier-free guidance: v = v_u + g (v_c - v_u) */
     wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 4, shape);
     wr_tensor vt = wr_tensor_make(v, WR_DTYPE_F32, 4, shape);
@@ -372,6 +414,17 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         const double dt = now_s() - ts, per = (now_s() - loop0) / (double)(k + 1);
         if (r->progress)
             r->progress(r->progress_ctx, k + 1, r->steps, t, dt, per * (double)(r->steps - k - 1));
+    }
+
+    if (c->vram) {
+        wr_vram_stats vs;
+        wr_vram_get_stats(c->vram, &vs);
+        wr_debug("device memory peaks while denoising: %.1f MiB in all (weights-resident %.1f, "
+                 "weights-streaming %.1f, activations %.1f MiB)",
+                 (double)vs.total_peak / 1048576.0,
+                 (double)vs.peak[WR_MEM_WEIGHTS_RESIDENT] / 1048576.0,
+                 (double)vs.peak[WR_MEM_WEIGHTS_STREAMING] / 1048576.0,
+                 (double)vs.peak[WR_MEM_ACTIVATIONS] / 1048576.0);
     }
 
     /* (5) the final latents, if asked for */

@@ -1,0 +1,221 @@
+/*
+ * vram.c — the accounting pool and the copy thread (see vram.h).
+ *
+ * Allocations are recorded in a small table (pointer, bytes, category): the engine makes a few
+ * dozen at most (workspaces, slots, resident blocks), so a linear search on free is fine.
+ * The copy thread takes jobs from a FIFO under a mutex; `done` counts finished jobs, and a
+ * waiter sleeps on a condition variable until done reaches its ticket.
+ */
+#include "vram/vram.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+
+typedef struct rec {
+    void *p;
+    size_t bytes;
+    wr_mem_cat cat;
+} rec;
+
+typedef struct job {
+    void *dst;
+    const void *src;
+    size_t bytes;
+    struct job *next;
+} job;
+
+struct wr_vram {
+    wr_backend *be;
+    uint64_t limit;
+    rec *recs;
+    size_t nrec, caprec;
+    uint64_t cur[WR_MEM_CAT_COUNT], peak[WR_MEM_CAT_COUNT], total, total_peak;
+    /* copy engine */
+    pthread_t thread;
+    int started, stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_job, cv_done;
+    job *head, *tail;
+    uint64_t submitted, done, copies, copy_bytes;
+    wr_status copy_status;
+    char copy_error[256];
+    double delay_s;
+};
+
+const char *wr_mem_cat_name(wr_mem_cat c) {
+    static const char *const names[WR_MEM_CAT_COUNT] = {
+        "weights-resident", "weights-streaming", "activations", "workspace", "comm", "vae"};
+    return c >= 0 && c < WR_MEM_CAT_COUNT ? names[c] : "?";
+}
+
+static void sleep_s(double s) {
+    if (s <= 0) return;
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0) {}
+}
+
+static void *copy_main(void *arg) {
+    wr_vram *v = arg;
+    pthread_mutex_lock(&v->mu);
+    for (;;) {
+        while (v->head == NULL && !v->stop) pthread_cond_wait(&v->cv_job, &v->mu);
+        if (v->head == NULL && v->stop) break;
+        job *j = v->head;
+        v->head = j->next;
+        if (v->head == NULL) v->tail = NULL;
+        const double delay = v->delay_s;
+        pthread_mutex_unlock(&v->mu);
+        sleep_s(delay);
+        wr_status st = v->be->iface->upload(v->be, j->dst, j->src, j->bytes);
+        pthread_mutex_lock(&v->mu);
+        if (st != WR_OK && v->copy_status == WR_OK) {
+            v->copy_status = st;
+            snprintf(v->copy_error, sizeof v->copy_error, "%s", wr_error_detail());
+        }
+        v->done++;
+        v->copies++;
+        v->copy_bytes += j->bytes;
+        free(j);
+        pthread_cond_broadcast(&v->cv_done);
+    }
+    pthread_mutex_unlock(&v->mu);
+    return NULL;
+}
+
+wr_status wr_vram_create(wr_vram **out, wr_backend *be, uint64_t limit_bytes) {
+    *out = NULL;
+    wr_vram *v = calloc(1, sizeof *v);
+    if (v == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    v->be = be;
+    v->limit = limit_bytes;
+    pthread_mutex_init(&v->mu, NULL);
+    pthread_cond_init(&v->cv_job, NULL);
+    pthread_cond_init(&v->cv_done, NULL);
+    *out = v;
+    return WR_OK;
+}
+
+void wr_vram_free_pool(wr_vram *v) {
+    if (v == NULL) return;
+    if (v->started) {
+        pthread_mutex_lock(&v->mu);
+        v->stop = 1;
+        pthread_cond_broadcast(&v->cv_job);
+        pthread_mutex_unlock(&v->mu);
+        pthread_join(v->thread, NULL);
+    }
+    WR_ASSERT(v->nrec == 0); /* every allocation returned */
+    pthread_mutex_destroy(&v->mu);
+    pthread_cond_destroy(&v->cv_job);
+    pthread_cond_destroy(&v->cv_done);
+    free(v->recs);
+    free(v);
+}
+
+wr_status wr_vram_alloc(wr_vram *v, wr_mem_cat cat, size_t bytes, void **out) {
+    *out = NULL;
+    WR_ASSERT(cat >= 0 && cat < WR_MEM_CAT_COUNT);
+    if (v->limit && v->total + bytes > v->limit)
+        return WR_FAIL(WR_ERR_OOM_DEVICE,
+                       "%s: %.1f MiB more would take the device memory to %.1f MiB, over the "
+                       "%.1f MiB limit (--vram-limit); in use: %.1f MiB; raise the limit or use "
+                       "a higher --low-mem-level",
+                       wr_mem_cat_name(cat), (double)bytes / 1048576.0,
+                       (double)(v->total + bytes) / 1048576.0, (double)v->limit / 1048576.0,
+                       (double)v->total / 1048576.0);
+    if (v->nrec == v->caprec) {
+        size_t cap = v->caprec ? 2 * v->caprec : 32;
+        rec *r = realloc(v->recs, cap * sizeof *r);
+        if (r == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        v->recs = r, v->caprec = cap;
+    }
+    WR_TRY(v->be->iface->alloc(v->be, out, bytes));
+    v->recs[v->nrec++] = (rec){*out, bytes, cat};
+    v->cur[cat] += bytes;
+    v->total += bytes;
+    if (v->cur[cat] > v->peak[cat]) v->peak[cat] = v->cur[cat];
+    if (v->total > v->total_peak) v->total_peak = v->total;
+    return WR_OK;
+}
+
+void wr_vram_free(wr_vram *v, void *p) {
+    if (p == NULL) return;
+    for (size_t i = 0; i < v->nrec; i++)
+        if (v->recs[i].p == p) {
+            v->cur[v->recs[i].cat] -= v->recs[i].bytes;
+            v->total -= v->recs[i].bytes;
+            v->recs[i] = v->recs[--v->nrec];
+            v->be->iface->free(v->be, p);
+            return;
+        }
+    WR_ASSERT(!"wr_vram_free: pointer not from this pool");
+}
+
+uint64_t wr_vram_available(const wr_vram *v) {
+    if (!v->limit) return UINT64_MAX;
+    return v->total < v->limit ? v->limit - v->total : 0;
+}
+
+void wr_vram_get_stats(const wr_vram *v, wr_vram_stats *out) {
+    memset(out, 0, sizeof *out);
+    memcpy(out->current, v->cur, sizeof v->cur);
+    memcpy(out->peak, v->peak, sizeof v->peak);
+    out->total = v->total;
+    out->total_peak = v->total_peak;
+    out->limit = v->limit;
+    pthread_mutex_lock((pthread_mutex_t *)&v->mu);
+    out->copies = v->copies;
+    out->copy_bytes = v->copy_bytes;
+    pthread_mutex_unlock((pthread_mutex_t *)&v->mu);
+}
+
+void wr_vram_reset_peaks(wr_vram *v) {
+    memcpy(v->peak, v->cur, sizeof v->cur);
+    v->total_peak = v->total;
+}
+
+wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t bytes,
+                             uint64_t *ticket) {
+    job *j = malloc(sizeof *j);
+    if (j == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    *j = (job){dst, host_src, bytes, NULL};
+    if (!v->started) {
+        if (pthread_create(&v->thread, NULL, copy_main, v) != 0) {
+            free(j);
+            return WR_FAIL(WR_ERR_INTERNAL, "could not start the copy thread");
+        }
+        v->started = 1;
+    }
+    pthread_mutex_lock(&v->mu);
+    if (v->tail)
+        v->tail->next = j;
+    else
+        v->head = j;
+    v->tail = j;
+    *ticket = ++v->submitted;
+    pthread_cond_signal(&v->cv_job);
+    pthread_mutex_unlock(&v->mu);
+    return WR_OK;
+}
+
+wr_status wr_vram_copy_wait(wr_vram *v, uint64_t ticket) {
+    pthread_mutex_lock(&v->mu);
+    while (v->done < ticket) pthread_cond_wait(&v->cv_done, &v->mu);
+    const wr_status st = v->copy_status;
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", v->copy_error);
+    pthread_mutex_unlock(&v->mu);
+    if (st != WR_OK) return WR_FAIL(st, "a copy to the device failed: %s", msg);
+    return WR_OK;
+}
+
+void wr_vram_set_copy_delay(wr_vram *v, double seconds) {
+    pthread_mutex_lock(&v->mu);
+    v->delay_s = seconds;
+    pthread_mutex_unlock(&v->mu);
+}

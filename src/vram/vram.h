@@ -1,0 +1,67 @@
+/*
+ * vram.h — the vram layer's accounting pool and copy engine (DESIGN.md §4).
+ *
+ * A wr_vram wraps one backend's "device" memory (host memory on the CPU backend, accounted the
+ * same way): every allocation names a category; the pool keeps the current and peak bytes per
+ * category and in total, and refuses an allocation that would pass the limit with
+ * WR_ERR_OOM_DEVICE and the numbers (never a crash).
+ *
+ * The copy engine runs copies into device memory on its own thread (the CPU backend's stand-in
+ * for a CUDA copy stream): wr_vram_copy_async returns a ticket; wr_vram_copy_wait blocks until
+ * that copy and every earlier one finished. Copies run in submission order.
+ *
+ * Not thread-safe except where said: one thread allocates and submits; the copy thread only
+ * copies.
+ */
+#ifndef WR_VRAM_VRAM_H
+#define WR_VRAM_VRAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "kernels/backend.h"
+
+typedef enum wr_mem_cat {
+    WR_MEM_WEIGHTS_RESIDENT = 0, /* weights that stay on the device for the whole phase */
+    WR_MEM_WEIGHTS_STREAMING,    /* the slots streamed blocks pass through */
+    WR_MEM_ACTIVATIONS,
+    WR_MEM_WORKSPACE,
+    WR_MEM_COMM,
+    WR_MEM_VAE,
+    WR_MEM_CAT_COUNT
+} wr_mem_cat;
+
+const char *wr_mem_cat_name(wr_mem_cat c);
+
+typedef struct wr_vram wr_vram;
+
+typedef struct wr_vram_stats {
+    uint64_t current[WR_MEM_CAT_COUNT], peak[WR_MEM_CAT_COUNT];
+    uint64_t total, total_peak; /* all categories together */
+    uint64_t limit;             /* 0: none */
+    uint64_t copies, copy_bytes;
+} wr_vram_stats;
+
+/* limit_bytes 0: no limit. The backend is borrowed. */
+wr_status wr_vram_create(wr_vram **out, wr_backend *be, uint64_t limit_bytes);
+/* Every allocation must have been freed (asserted); waits for the copy thread. */
+void wr_vram_free_pool(wr_vram *v);
+
+wr_status wr_vram_alloc(wr_vram *v, wr_mem_cat cat, size_t bytes, void **out);
+void wr_vram_free(wr_vram *v, void *p); /* NULL is a no-op */
+/* Bytes still allocatable under the limit (UINT64_MAX without one). */
+uint64_t wr_vram_available(const wr_vram *v);
+void wr_vram_get_stats(const wr_vram *v, wr_vram_stats *out);
+/* Peaks := current (a new phase's measurement starts here). */
+void wr_vram_reset_peaks(wr_vram *v);
+
+/* Copies host_src (host memory, must stay valid until waited) into device memory dst on the
+ * copy thread; *ticket orders it. */
+wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t bytes,
+                             uint64_t *ticket);
+wr_status wr_vram_copy_wait(wr_vram *v, uint64_t ticket);
+/* Tests and benchmarks: every copy also sleeps this long (the "slow link"). */
+void wr_vram_set_copy_delay(wr_vram *v, double seconds);
+
+#endif /* WR_VRAM_VRAM_H */

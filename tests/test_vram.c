@@ -1,0 +1,345 @@
+/*
+ * test_vram.c — the vram layer's first part (issue #8): the accounting pool, the copy thread,
+ * and the DiT's resident / streamed blocks on the CPU backend.
+ *   - the pool: per-category current and peak bytes, the limit refused with
+ *     WR_ERR_OOM_DEVICE and the numbers;
+ *   - copies: in order, waited by ticket, with an injected delay;
+ *   - the DiT (tests/data/dit/tiny3, 3 blocks): the output is bitwise the same with every
+ *     block resident, one resident, or all streamed (two forwards each: the second one starts
+ *     from the wrapped prefetch); the pool holds exactly the resident blocks and, when any
+ *     streams, two slots of the largest block;
+ *   - level 3's promise: the device peak of a 2-block and a 6-block model (random weights, same
+ *     width) is the same when every block streams;
+ *   - prefetch overlaps compute: with a copy delay chosen so copying all blocks takes as long
+ *     as computing them, a streamed forward takes well under copy + compute.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/safetensors.h"
+#include "harness.h"
+#include "kernels/backend.h"
+#include "models/dit.h"
+#include "vram/vram.h"
+
+static wr_backend *g_be;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+START_TEST(test_pool_accounting) {
+    wr_vram *v = NULL;
+    ck_assert_int_eq(wr_vram_create(&v, g_be, 10000), WR_OK);
+    void *a = NULL, *b = NULL, *c = NULL;
+    ck_assert_int_eq(wr_vram_alloc(v, WR_MEM_ACTIVATIONS, 4000, &a), WR_OK);
+    ck_assert_int_eq(wr_vram_alloc(v, WR_MEM_WEIGHTS_STREAMING, 3000, &b), WR_OK);
+    ck_assert_uint_eq(wr_vram_available(v), 3000);
+    /* over the limit: refused with the numbers, nothing allocated */
+    ck_assert_int_eq(wr_vram_alloc(v, WR_MEM_WORKSPACE, 3001, &c), WR_ERR_OOM_DEVICE);
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_nonnull(strstr(wr_error_detail(), "workspace"));
+    ck_assert_ptr_nonnull(strstr(wr_error_detail(), "--vram-limit"));
+    wr_vram_free(v, a);
+    ck_assert_int_eq(wr_vram_alloc(v, WR_MEM_WORKSPACE, 5000, &c), WR_OK);
+    wr_vram_stats s;
+    wr_vram_get_stats(v, &s);
+    ck_assert_uint_eq(s.current[WR_MEM_ACTIVATIONS], 0);
+    ck_assert_uint_eq(s.peak[WR_MEM_ACTIVATIONS], 4000);
+    ck_assert_uint_eq(s.current[WR_MEM_WORKSPACE], 5000);
+    ck_assert_uint_eq(s.total, 8000);
+    ck_assert_uint_eq(s.total_peak, 8000);
+    wr_vram_reset_peaks(v);
+    wr_vram_get_stats(v, &s);
+    ck_assert_uint_eq(s.peak[WR_MEM_ACTIVATIONS], 0);
+    wr_vram_free(v, b);
+    wr_vram_free(v, c);
+    wr_vram_free(v, NULL);
+    wr_vram_free_pool(v);
+    ck_assert_str_eq(wr_mem_cat_name(WR_MEM_WEIGHTS_RESIDENT), "weights-resident");
+}
+END_TEST
+
+START_TEST(test_copies) {
+    wr_vram *v = NULL;
+    ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+    enum { N = 8, BYTES = 1 << 16 };
+    unsigned char *src = malloc(N * BYTES);
+    void *dst = NULL;
+    ck_assert_int_eq(wr_vram_alloc(v, WR_MEM_WORKSPACE, N * BYTES, &dst), WR_OK);
+    for (int i = 0; i < N * BYTES; i++) src[i] = (unsigned char)(i * 7 + 3);
+    wr_vram_set_copy_delay(v, 0.01);
+    uint64_t t[N];
+    const double t0 = now_s();
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(
+            wr_vram_copy_async(v, (char *)dst + i * BYTES, src + i * BYTES, BYTES, &t[i]), WR_OK);
+    ck_assert_double_lt(now_s() - t0, 0.05); /* submitting does not wait */
+    ck_assert_int_eq(wr_vram_copy_wait(v, t[N / 2]), WR_OK);
+    ck_assert_int_eq(memcmp(dst, src, (size_t)(N / 2 + 1) * BYTES), 0); /* in order */
+    ck_assert_int_eq(wr_vram_copy_wait(v, t[N - 1]), WR_OK);
+    ck_assert_double_ge(now_s() - t0, N * 0.01 * 0.9); /* the delay applies per copy */
+    ck_assert_int_eq(memcmp(dst, src, N * BYTES), 0);
+    wr_vram_stats s;
+    wr_vram_get_stats(v, &s);
+    ck_assert_uint_eq(s.copies, N);
+    ck_assert_uint_eq(s.copy_bytes, (uint64_t)N * BYTES);
+    wr_vram_free(v, dst);
+    wr_vram_free_pool(v);
+    free(src);
+}
+END_TEST
+
+typedef struct dit_io {
+    wr_st_file *io;
+    wr_tensor x, e;
+    float t;
+    int64_t nout;
+} dit_io;
+
+static void open_io(dit_io *d, const char *name, const wr_dit *m) {
+    char p[4300];
+    snprintf(p, sizeof p, "%s/io.safetensors", wr_test_data(name));
+    ck_assert_int_eq(wr_st_open(&d->io, p), WR_OK);
+    const wr_st_tensor *lat = wr_st_find(d->io, "input.hidden_states");
+    const wr_st_tensor *ts = wr_st_find(d->io, "input.timestep");
+    const wr_st_tensor *enc = wr_st_find(d->io, "input.encoder_hidden_states");
+    ck_assert(lat && ts && enc);
+    const int64_t *ls = lat->shape;
+    d->x = wr_tensor_make((void *)wr_st_tensor_data(lat), WR_DTYPE_F32, 4,
+                          (int64_t[]){ls[1], ls[2], ls[3], ls[4]});
+    d->e = wr_tensor_make((void *)wr_st_tensor_data(enc), WR_DTYPE_F32, 2,
+                          (int64_t[]){enc->shape[1], enc->shape[2]});
+    d->t = ((const float *)wr_st_tensor_data(ts))[0];
+    d->nout = wr_dit_config_of(m)->out_channels * ls[2] * ls[3] * ls[4];
+}
+
+static void forward(wr_dit *m, const dit_io *d, float *out) {
+    wr_tensor o = wr_tensor_make(out, WR_DTYPE_F32, 4,
+                                 (int64_t[]){wr_dit_config_of(m)->out_channels, d->x.shape[1],
+                                             d->x.shape[2], d->x.shape[3]});
+    ck_assert_msg(wr_dit_forward(m, &o, &d->x, d->t, &d->e) == WR_OK, "%s", wr_error_detail());
+}
+
+START_TEST(test_dit_streaming_bitwise) {
+    char dir[4300];
+    snprintf(dir, sizeof dir, "%s/transformer", wr_test_data("dit/tiny3"));
+    wr_dit *m = NULL;
+    ck_assert_int_eq(wr_dit_load(&m, g_be, dir), WR_OK);
+    dit_io d;
+    open_io(&d, "dit/tiny3", m);
+    float *ref = malloc(sizeof(float) * (size_t)d.nout), *got = malloc(sizeof(float) * d.nout);
+    forward(m, &d, ref);
+    const int64_t L = wr_dit_config_of(m)->num_layers;
+    ck_assert_int_eq(L, 3);
+    const size_t blk = wr_dit_block_bytes(m);
+    for (int64_t resident = L; resident >= 0; resident -= (resident == L ? 2 : 1)) {
+        wr_vram *v = NULL;
+        ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+        ck_assert_int_eq(wr_dit_set_vram(m, v, resident), WR_OK);
+        for (int pass = 0; pass < 2; pass++) {
+            memset(got, 0, sizeof(float) * (size_t)d.nout);
+            forward(m, &d, got);
+            ck_assert_msg(memcmp(got, ref, sizeof(float) * (size_t)d.nout) == 0,
+                          "%lld of %lld blocks resident, pass %d: not bitwise", (long long)resident,
+                          (long long)L, pass);
+        }
+        wr_vram_stats s;
+        wr_vram_get_stats(v, &s);
+        ck_assert_uint_eq(s.peak[WR_MEM_WEIGHTS_STREAMING], resident < L ? 2 * blk : 0);
+        ck_assert(s.peak[WR_MEM_WEIGHTS_RESIDENT] <= (uint64_t)resident * blk);
+        ck_assert(s.peak[WR_MEM_WEIGHTS_RESIDENT] >= (uint64_t)(resident ? blk / 2 : 0));
+        ck_assert(s.peak[WR_MEM_ACTIVATIONS] > 0);
+        fprintf(stderr,
+                "tiny3, %lld/%lld resident: resident %llu B, streaming %llu B, "
+                "activations %llu B, %llu copies\n",
+                (long long)resident, (long long)L,
+                (unsigned long long)s.peak[WR_MEM_WEIGHTS_RESIDENT],
+                (unsigned long long)s.peak[WR_MEM_WEIGHTS_STREAMING],
+                (unsigned long long)s.peak[WR_MEM_ACTIVATIONS], (unsigned long long)s.copies);
+        ck_assert_int_eq(wr_dit_set_vram(m, NULL, 0), WR_OK);
+        wr_vram_free_pool(v); /* asserts that the model gave everything back */
+    }
+    /* a limit too small for the slots: a clear error, the model still usable */
+    wr_vram *v = NULL;
+    ck_assert_int_eq(wr_vram_create(&v, g_be, blk), WR_OK);
+    ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_ERR_OOM_DEVICE);
+    wr_vram_free_pool(v);
+    forward(m, &d, got);
+    ck_assert_int_eq(memcmp(got, ref, sizeof(float) * (size_t)d.nout), 0);
+    free(ref);
+    free(got);
+    wr_st_close(d.io);
+    wr_dit_free(m);
+}
+END_TEST
+
+/* ---- a random DiT of the tiny3 width with `layers` blocks ---- */
+
+typedef struct gen_ctx {
+    wr_st_writer *w;
+    float **bufs;
+    int n;
+    uint64_t rng;
+} gen_ctx;
+
+static void gen_tensor(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    gen_ctx *g = ctx;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    float *b = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        g->rng = g->rng * 6364136223846793005ull + 1442695040888963407ull;
+        b[i] = (float)((double)(g->rng >> 40) / 16777216.0 - 0.5) * 0.2f;
+    }
+    g->bufs = realloc(g->bufs, sizeof(float *) * (size_t)(g->n + 1));
+    g->bufs[g->n++] = b;
+    ck_assert_int_eq(wr_st_writer_add(g->w, name, WR_DTYPE_F32, ndim, shape, b), WR_OK);
+}
+
+static wr_dit *random_dit(int layers) {
+    char src[4300], dir[4300], p[4400];
+    snprintf(src, sizeof src, "%s/transformer/config.json", wr_test_data("dit/tiny3"));
+    snprintf(dir, sizeof dir, "%s/dit%d", wr_test_tmpdir(), layers);
+    mkdir(dir, 0755);
+    FILE *f = fopen(src, "r");
+    ck_assert_ptr_nonnull(f);
+    char cfg[4096];
+    size_t n = fread(cfg, 1, sizeof cfg - 1, f);
+    fclose(f);
+    cfg[n] = 0;
+    char *at = strstr(cfg, "\"num_layers\": 3");
+    ck_assert_ptr_nonnull(at);
+    at[strlen("\"num_layers\": ")] = (char)('0' + layers);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    f = fopen(p, "w");
+    fputs(cfg, f);
+    fclose(f);
+    wr_dit_config c;
+    ck_assert_int_eq(wr_dit_config_read(&c, p), WR_OK);
+    gen_ctx g = {0};
+    g.rng = 12345;
+    ck_assert_int_eq(wr_st_writer_init(&g.w), WR_OK);
+    wr_dit_expected_tensors(&c, NULL, gen_tensor, &g);
+    snprintf(p, sizeof p, "%s/diffusion_pytorch_model.safetensors", dir);
+    ck_assert_int_eq(wr_st_writer_write(g.w, p), WR_OK);
+    wr_st_writer_free(g.w);
+    for (int i = 0; i < g.n; i++) free(g.bufs[i]);
+    free(g.bufs);
+    wr_dit *m = NULL;
+    ck_assert_msg(wr_dit_load(&m, g_be, dir) == WR_OK, "%s", wr_error_detail());
+    return m;
+}
+
+START_TEST(test_level3_peak_independent_of_layers) {
+    uint64_t peak[2];
+    const int layers[2] = {2, 6};
+    for (int k = 0; k < 2; k++) {
+        wr_dit *m = random_dit(layers[k]);
+        dit_io d;
+        open_io(&d, "dit/tiny3", m);
+        float *out = malloc(sizeof(float) * (size_t)d.nout);
+        wr_vram *v = NULL;
+        ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+        ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_OK);
+        forward(m, &d, out);
+        forward(m, &d, out);
+        wr_vram_stats s;
+        wr_vram_get_stats(v, &s);
+        peak[k] = s.total_peak;
+        ck_assert_uint_eq(s.peak[WR_MEM_WEIGHTS_STREAMING], 2 * wr_dit_block_bytes(m));
+        ck_assert_uint_eq(s.peak[WR_MEM_WEIGHTS_RESIDENT], 0);
+        fprintf(stderr, "%d blocks, all streamed: device peak %llu B (streaming %llu)\n", layers[k],
+                (unsigned long long)s.total_peak,
+                (unsigned long long)s.peak[WR_MEM_WEIGHTS_STREAMING]);
+        wr_dit_set_vram(m, NULL, 0);
+        wr_vram_free_pool(v);
+        free(out);
+        wr_st_close(d.io);
+        wr_dit_free(m);
+    }
+    ck_assert_uint_eq(peak[0], peak[1]);
+}
+END_TEST
+
+START_TEST(test_prefetch_overlaps) {
+    wr_dit *m = random_dit(6);
+    dit_io d;
+    open_io(&d, "dit/tiny3", m);
+    /* a longer sequence, so a block's compute is measurable: [16, 5, 24, 40] = 1200 tokens */
+    const int64_t C = 16, F = 5, H = 24, W = 40, nx = C * F * H * W;
+    float *xb = malloc(sizeof(float) * (size_t)nx);
+    for (int64_t i = 0; i < nx; i++) xb[i] = (float)sin((double)i * 0.37);
+    d.x = wr_tensor_make(xb, WR_DTYPE_F32, 4, (int64_t[]){C, F, H, W});
+    d.nout = C * F * H * W;
+    float *ref = malloc(sizeof(float) * (size_t)d.nout), *got = malloc(sizeof(float) * d.nout);
+    forward(m, &d, ref); /* warm-up */
+    double tc = 1e30;
+    for (int r = 0; r < 3; r++) { /* compute alone, all blocks resident in the model */
+        const double t0 = now_s();
+        forward(m, &d, ref);
+        const double dt = now_s() - t0;
+        if (dt < tc) tc = dt;
+    }
+    const int64_t L = wr_dit_config_of(m)->num_layers;
+    /* each block's copy (its ~27 tensor copies) takes as long as a block's compute */
+    const double per_block = tc / (double)L, per_copy = per_block / 27.0;
+    wr_vram *v = NULL;
+    ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+    ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_OK);
+    wr_vram_set_copy_delay(v, per_copy);
+    forward(m, &d, got); /* warm: the first block is prefetched from here on */
+    double ts = 1e30;
+    for (int r = 0; r < 3; r++) {
+        const double t0 = now_s();
+        forward(m, &d, got);
+        const double dt = now_s() - t0;
+        if (dt < ts) ts = dt;
+    }
+    ck_assert_int_eq(memcmp(got, ref, sizeof(float) * (size_t)d.nout), 0);
+    wr_vram_stats s;
+    wr_vram_get_stats(v, &s);
+    const double tcopy = per_copy * (double)s.copies / 4.0; /* per forward (4 streamed ones) */
+    fprintf(stderr,
+            "prefetch: compute %.3f s, copies %.3f s per forward; streamed forward %.3f s "
+            "(sum %.3f, max %.3f)\n",
+            tc, tcopy, ts, tc + tcopy, tc > tcopy ? tc : tcopy);
+    ck_assert_msg(ts < 0.8 * (tc + tcopy), "no overlap: %.3f s streamed vs %.3f + %.3f s", ts, tc,
+                  tcopy);
+    wr_dit_set_vram(m, NULL, 0);
+    wr_vram_free_pool(v);
+    free(xb);
+    free(ref);
+    free(got);
+    wr_st_close(d.io);
+    wr_dit_free(m);
+}
+END_TEST
+
+static void setup(void) {
+    ck_assert_int_eq(wr_backend_create(&g_be, WR_BACKEND_CPU, 1), WR_OK);
+}
+
+static void teardown(void) {
+    wr_backend_free(g_be);
+}
+
+Suite *wr_test_suite(void) {
+    Suite *s = suite_create("vram");
+    TCase *tc = tcase_create("pool");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 0);
+    tcase_add_test(tc, test_pool_accounting);
+    tcase_add_test(tc, test_copies);
+    tcase_add_test(tc, test_dit_streaming_bitwise);
+    tcase_add_test(tc, test_level3_peak_independent_of_layers);
+    tcase_add_test(tc, test_prefetch_overlaps);
+    suite_add_tcase(s, tc);
+    return s;
+}
