@@ -28,6 +28,7 @@
 #include "models/sched.h"
 #include "models/t5.h"
 #include "models/tokenizer.h"
+#include "vram/plan.h"
 #include "wanrun.h"
 #include "wr_build_config.h"
 
@@ -70,6 +71,7 @@ static const char usage_text[] =
     "usage: wanrun [options] --prompt TEXT --out FILE      generate a video\n"
     "       wanrun [global options] inspect PATH [--json] [--summary]\n"
     "       wanrun [global options] encode --model DIR --prompt TEXT --out FILE\n"
+    "       wanrun plan (--model DIR | --preset 1.3b|14b) [--size WxH] [--frames N] [--np N] ...\n"
     "\n"
     "wanrun runs Wan2.1 text-to-video diffusion (1.3B, 14B) in C, as diffusers' WanPipeline\n"
     "does: prompt -> UMT5 text encoder -> DiT denoising with classifier-free guidance -> VAE.\n"
@@ -132,6 +134,16 @@ static const char usage_text[] =
     "                      the cleaned prompt, the token count\n"
     "      --threads N     CPU threads (default: $OMP_NUM_THREADS or all cores)\n"
     "                      Under mpirun, rank 0 encodes; the other ranks have nothing to do.\n"
+    "  plan (or --plan)    predict the per-rank peak device and host memory of a generation for\n"
+    "                      every --low-mem-level, by category, from the configs alone\n"
+    "      --model DIR | --preset 1.3b|14b   the model (presets: configs/)\n"
+    "      --size WxH --frames N             the request (default 832x480, 81)\n"
+    "      --np N --cfg-parallel N --cp MODE the ranks of one generation (default 1, 1, auto)\n"
+    "      --fp8           FP8 storage for the DiT and text encoder weights\n"
+    "      --dtype bf16|f32  weights and activations (default bf16, a GPU run; f32: the CPU\n"
+    "                      backend's activations)\n"
+    "      --vram SIZE     a per-rank budget: level 3 keeps as many DiT blocks resident as fit,\n"
+    "                      and the lowest level that fits is recommended\n"
     "\n"
     "Global options:\n"
     "  --verbose           debug logging (same as --log-level debug)\n"
@@ -632,6 +644,120 @@ static void on_progress(void *ctx, int64_t step, int64_t steps, float t, double 
                  (double)t, sec, (int)(eta / 60), (int)eta % 60);
 }
 
+/* ---- plan: the memory planner ---- */
+
+static wr_status cmd_plan(int argc, char **argv, int rank) {
+    const char *model = NULL, *preset = NULL;
+    int64_t width = 832, height = 480, frames = 81, np = 1, cfgp = 1, budget = 0;
+    int fp8 = 0, f32 = 0, cpm = WR_CP_AUTO;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--fp8")) {
+            fp8 = 1;
+            continue;
+        }
+        if (strncmp(a, "--", 2) != 0 || v == NULL)
+            return WR_FAIL(WR_ERR_INVALID_ARG, "plan: '%s' %s (see wanrun --help)", a,
+                           strncmp(a, "--", 2) ? "is not an option" : "needs a value");
+        i++;
+        if (!strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "--preset"))
+            preset = v;
+        else if (!strcmp(a, "--size")) {
+            long long w, h;
+            char tail;
+            if (sscanf(v, "%lldx%lld%c", &w, &h, &tail) != 2 || w < 16 || h < 16 || w % 16 ||
+                h % 16)
+                return WR_FAIL(WR_ERR_INVALID_ARG,
+                               "--size must be WIDTHxHEIGHT, multiples of 16, got '%s'", v);
+            width = w, height = h;
+        } else if (!strcmp(a, "--frames")) {
+            WR_TRY(parse_i64("frames", v, 1, 4001, &frames));
+            if ((frames - 1) % 4)
+                return WR_FAIL(WR_ERR_INVALID_ARG, "--frames %lld: must be 4k + 1",
+                               (long long)frames);
+        } else if (!strcmp(a, "--np"))
+            WR_TRY(parse_i64("np", v, 1, 4096, &np));
+        else if (!strcmp(a, "--cfg-parallel"))
+            WR_TRY(parse_i64("cfg-parallel", v, 1, 2, &cfgp));
+        else if (!strcmp(a, "--cp")) {
+            cpm = wr_cp_mode_parse(v);
+            if (cpm < 0)
+                return WR_FAIL(WR_ERR_INVALID_ARG, "--cp must be auto, ulysses or ring, got '%s'",
+                               v);
+        } else if (!strcmp(a, "--vram"))
+            WR_TRY(parse_bytes("vram", v, &budget));
+        else if (!strcmp(a, "--dtype")) {
+            if (strcmp(v, "bf16") && strcmp(v, "f32"))
+                return WR_FAIL(WR_ERR_INVALID_ARG, "--dtype must be bf16 or f32, got '%s'", v);
+            f32 = !strcmp(v, "f32");
+        } else
+            return WR_FAIL(WR_ERR_INVALID_ARG, "plan: unknown option '%s' (see wanrun --help)", a);
+    }
+    if (np % cfgp)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "--np %lld is not a multiple of --cfg-parallel %lld",
+                       (long long)np, (long long)cfgp);
+    wr_plan_in in;
+    memset(&in, 0, sizeof in);
+    if (model) {
+        wr_model_dir *md = calloc(1, sizeof *md);
+        if (md == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        wr_status st = wr_model_dir_open(md, model);
+        if (st == WR_OK) in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
+        free(md);
+        WR_TRY(st);
+    } else {
+        if (preset == NULL || (strcmp(preset, "1.3b") && strcmp(preset, "14b")))
+            return WR_FAIL(WR_ERR_INVALID_ARG, "plan needs --model DIR or --preset 1.3b|14b");
+        char p[4200];
+        snprintf(p, sizeof p, "%s/dit-%s.json", WR_CONFIG_DIR, preset);
+        WR_TRY(wr_dit_config_read(&in.dit, p));
+        snprintf(p, sizeof p, "%s/umt5-xxl.json", WR_CONFIG_DIR);
+        WR_TRY(wr_t5_config_read(&in.t5, p));
+        snprintf(p, sizeof p, "%s/vae-wan21.json", WR_CONFIG_DIR);
+        WR_TRY(wr_vae_config_read(&in.vae, p));
+    }
+    in.width = width, in.height = height, in.frames = frames;
+    in.cp = (int)(np / cfgp), in.cfg_parallel = (int)cfgp, in.cp_mode = (wr_cp_mode)cpm;
+    const int wb = f32 ? 4 : 2;
+    in.dit_wbytes = fp8 ? 1 : wb, in.t5_wbytes = fp8 ? 1 : wb, in.vae_wbytes = wb;
+    in.act_bytes = wb, in.fp8_upcast = fp8;
+    in.tiling = wr_vae_tiling_default();
+    if (rank != 0) return WR_OK;
+    printf("plan: %s, %lldx%lld, %lld frames, %lld rank(s) (cfg-parallel %lld x context-parallel "
+           "%d), weights %s, activations %s; per rank, MiB\n",
+           model ? model : preset, (long long)width, (long long)height, (long long)frames,
+           (long long)np, (long long)cfgp, in.cp,
+           fp8   ? "fp8"
+           : f32 ? "f32"
+                 : "bf16",
+           f32 ? "f32" : "bf16");
+    printf("%-5s %10s %-8s %10s %10s %10s %10s %10s %10s\n", "level", "device", "at", "w-resident",
+           "w-stream", "activ.", "vae", "latents", "host");
+    int recommended = -1;
+    for (int level = 0; level <= 3; level++) {
+        wr_plan_out o;
+        WR_TRY(wr_plan_level(&in, level, (uint64_t)budget, &o));
+        const uint64_t *c = o.dev[o.peak_phase];
+        const double M = 1048576.0;
+        printf("%-5d %10.0f %-8s %10.0f %10.0f %10.0f %10.0f %10.0f %10.0f", level,
+               (double)o.peak_device / M, wr_plan_phase_name(o.peak_phase),
+               (double)c[WR_MEM_WEIGHTS_RESIDENT] / M, (double)c[WR_MEM_WEIGHTS_STREAMING] / M,
+               (double)c[WR_MEM_ACTIVATIONS] / M, (double)c[WR_MEM_VAE] / M,
+               (double)c[WR_MEM_WORKSPACE] / M, (double)o.peak_host / M);
+        if (level == 3 && budget)
+            printf("  (%lld DiT blocks resident)", (long long)o.resident_blocks);
+        printf("\n");
+        if (recommended < 0 && budget && o.peak_device <= (uint64_t)budget) recommended = level;
+    }
+    if (budget)
+        printf(recommended >= 0 ? "recommended for %.1f GiB: --low-mem-level %d\n"
+                                : "no level fits %.1f GiB%.0d\n",
+               (double)budget / 1073741824.0, recommended >= 0 ? recommended : 0);
+    return WR_OK;
+}
+
 /* "clip.mp4" -> "clip.r2.mp4" (replica 2 of several); a directory (PNG frames) gets ".r2". */
 static void replica_path(char *dst, size_t cap, const char *path, int replica) {
     const char *slash = strrchr(path, '/'), *dot = strrchr(path, '.');
@@ -830,6 +956,8 @@ int main(int argc, char **argv) {
         st = cmd_inspect(argc - i - 1, argv + i + 1, rank);
     else if (strcmp(argv[i], "encode") == 0)
         st = cmd_encode(argc - i - 1, argv + i + 1, rank);
+    else if (strcmp(argv[i], "plan") == 0 || strcmp(argv[i], "--plan") == 0)
+        st = cmd_plan(argc - i - 1, argv + i + 1, rank);
     else
         st = cmd_generate(argc - i, argv + i, rank);
 

@@ -172,6 +172,16 @@ if cmp -s "$gen/l0.y4m" "$gen/l3.y4m" && cmp -s "$gen/l0.y4m" "$gen/l3b.y4m"; th
 expect 4 "level 3 with a limit below the activations" -- "$WANRUN" "${l3[@]}" --low-mem-level 3 \
     --vram-limit 100000 --out "$gen/l3c.y4m"
 has "$err" "ERR_OOM_DEVICE: --vram-limit" "the limit is named"
+# the planner
+expect 0 "plan a preset" -- "$WANRUN" plan --preset 1.3b
+n=$(grep -cE "^[0-3] +[0-9]+ (encode|denoise|decode)" "$out")
+if [ "$n" -eq 4 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: plan printed $n level rows"; fi
+expect 0 "plan 14B 720p FP8 for 12 GiB" -- "$WANRUN" --plan --preset 14b --size 1280x720 --fp8 \
+    --vram 12GiB
+has "$out" "recommended for 12.0 GiB: --low-mem-level 3" "a level is recommended"
+expect 0 "plan a model directory" -- "$WANRUN" plan --model "$tiny" --size 80x48 --frames 9 --np 2
+expect 2 "plan an unknown preset" -- "$WANRUN" plan --preset 7b
+expect 2 "plan a layout that does not divide" -- "$WANRUN" plan --preset 1.3b --np 3 --cfg-parallel 2
 expect 2 "generate with a bad --cp" -- "$WANRUN" --prompt p --cp zigzag --out "$gen/c.mp4"
 has "$err" "auto, ulysses or ring" "the modes are named"
 expect 2 "generate with --cfg-parallel 3" -- "$WANRUN" --prompt p --cfg-parallel 3 --out "$gen/c.mp4"

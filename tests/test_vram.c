@@ -11,7 +11,10 @@
  *   - level 3's promise: the device peak of a 2-block and a 6-block model (random weights, same
  *     width) is the same when every block streams;
  *   - prefetch overlaps compute: with a copy delay chosen so copying all blocks takes as long
- *     as computing them, a streamed forward takes well under copy + compute.
+ *     as computing them, a streamed forward takes well under copy + compute;
+ *   - the planner (src/vram/plan.c) against measurement on the bundled tiny model, f32: the
+ *     DiT's streaming slots and activations at level 3, and the VAE decode untiled (level 0)
+ *     and tiled (level 1), each equal to the measured peak (the issue allows 5 %).
  */
 #include <math.h>
 #include <stdio.h>
@@ -20,10 +23,13 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/modeldir.h"
 #include "core/safetensors.h"
 #include "harness.h"
 #include "kernels/backend.h"
 #include "models/dit.h"
+#include "models/vae.h"
+#include "vram/plan.h"
 #include "vram/vram.h"
 
 static wr_backend *g_be;
@@ -322,6 +328,90 @@ START_TEST(test_prefetch_overlaps) {
 }
 END_TEST
 
+START_TEST(test_plan_matches_measurement) {
+    const char *model = wr_test_data("wan-tiny");
+    wr_model_dir *md = calloc(1, sizeof *md);
+    ck_assert_int_eq(wr_model_dir_open(md, model), WR_OK);
+    wr_plan_in in;
+    memset(&in, 0, sizeof in);
+    in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
+    in.width = 80, in.height = 48, in.frames = 9; /* latent [16, 3, 6, 10], 45 tokens */
+    in.cp = 1, in.cfg_parallel = 1;
+    in.dit_wbytes = 4, in.t5_wbytes = 4, in.vae_wbytes = 4, in.act_bytes = 4; /* f32 files */
+    in.tiling = (wr_vae_tiling){1, 32, 32, 24, 24}; /* 2 x 3 tiles of 4 x 4 latent pixels */
+    const int64_t C = 16, T = 3, H = 6, W = 10, nz = C * T * H * W;
+    float *z = malloc(sizeof(float) * (size_t)nz);
+    for (int64_t i = 0; i < nz; i++) z[i] = (float)cos((double)i * 0.11);
+    wr_tensor zt = wr_tensor_make(z, WR_DTYPE_F32, 4, (int64_t[]){C, T, H, W});
+
+    /* the DiT at level 3: two slots and the activations */
+    char dir[4300];
+    snprintf(dir, sizeof dir, "%s/transformer", model);
+    wr_dit *m = NULL;
+    ck_assert_int_eq(wr_dit_load(&m, g_be, dir), WR_OK);
+    const int64_t S = 512, TD = md->dit.text_dim;
+    float *enc = calloc((size_t)(S * TD), sizeof(float)), *out = malloc(sizeof(float) * nz);
+    wr_tensor et = wr_tensor_make(enc, WR_DTYPE_F32, 2, (int64_t[]){S, TD});
+    wr_tensor ot = wr_tensor_make(out, WR_DTYPE_F32, 4, (int64_t[]){C, T, H, W});
+    wr_vram *v = NULL;
+    ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+    ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_OK);
+    ck_assert_int_eq(wr_dit_forward(m, &ot, &zt, 500.0f, &et), WR_OK);
+    wr_vram_stats s;
+    wr_vram_get_stats(v, &s);
+    wr_plan_out o;
+    ck_assert_int_eq(wr_plan_level(&in, 3, 0, &o), WR_OK);
+    ck_assert_int_eq(o.tokens, 45);
+    const uint64_t *pd = o.dev[WR_PLAN_DENOISE];
+    fprintf(stderr,
+            "plan vs measured, DiT level 3: streaming %llu / %llu B, activations %llu / %llu B\n",
+            (unsigned long long)pd[WR_MEM_WEIGHTS_STREAMING],
+            (unsigned long long)s.peak[WR_MEM_WEIGHTS_STREAMING],
+            (unsigned long long)pd[WR_MEM_ACTIVATIONS],
+            (unsigned long long)s.peak[WR_MEM_ACTIVATIONS]);
+    ck_assert_uint_eq(pd[WR_MEM_WEIGHTS_STREAMING], s.peak[WR_MEM_WEIGHTS_STREAMING]);
+    ck_assert_uint_eq(pd[WR_MEM_ACTIVATIONS], s.peak[WR_MEM_ACTIVATIONS]);
+    wr_dit_set_vram(m, NULL, 0);
+    wr_vram_free_pool(v);
+    wr_dit_free(m);
+
+    /* the VAE decode: untiled (level 0) and tiled (level 1) */
+    snprintf(dir, sizeof dir, "%s/vae", model);
+    float *frames = NULL;
+    for (int level = 0; level <= 1; level++) { /* a fresh decoder each: buffers are kept */
+        wr_vae *vae = NULL;
+        ck_assert_int_eq(wr_vae_load(&vae, g_be, dir), WR_OK);
+        const int64_t N = wr_vae_frames(vae, T);
+        frames = realloc(frames, sizeof(float) * (size_t)(3 * N * H * 8 * W * 8));
+        wr_tensor ft = wr_tensor_make(frames, WR_DTYPE_F32, 4, (int64_t[]){3, N, H * 8, W * 8});
+        ck_assert_int_eq(wr_vae_decode(vae, &ft, &zt, level ? &in.tiling : NULL), WR_OK);
+        const uint64_t meas = wr_vae_peak_bytes(vae) + wr_vae_blend_peak_bytes(vae);
+        ck_assert_int_eq(wr_plan_level(&in, level, 0, &o), WR_OK);
+        fprintf(stderr, "plan vs measured, VAE level %d: %llu / %llu B\n", level,
+                (unsigned long long)o.dev[WR_PLAN_DECODE][WR_MEM_VAE], (unsigned long long)meas);
+        ck_assert_uint_eq(o.dev[WR_PLAN_DECODE][WR_MEM_VAE], meas);
+        wr_vae_free(vae);
+    }
+    /* the levels keep their order and level 3's peak does not grow with the DiT's depth */
+    uint64_t prev = UINT64_MAX;
+    for (int level = 0; level <= 3; level++) {
+        ck_assert_int_eq(wr_plan_level(&in, level, 0, &o), WR_OK);
+        ck_assert_uint_le(o.peak_device, prev);
+        prev = o.peak_device;
+    }
+    wr_plan_out deep;
+    in.dit.num_layers *= 10;
+    ck_assert_int_eq(wr_plan_level(&in, 3, 0, &deep), WR_OK);
+    ck_assert_uint_eq(deep.dev[WR_PLAN_DENOISE][WR_MEM_WEIGHTS_STREAMING],
+                      o.dev[WR_PLAN_DENOISE][WR_MEM_WEIGHTS_STREAMING]);
+    free(frames);
+    free(enc);
+    free(out);
+    free(z);
+    free(md);
+}
+END_TEST
+
 static void setup(void) {
     ck_assert_int_eq(wr_backend_create(&g_be, WR_BACKEND_CPU, 1), WR_OK);
 }
@@ -340,6 +430,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_dit_streaming_bitwise);
     tcase_add_test(tc, test_level3_peak_independent_of_layers);
     tcase_add_test(tc, test_prefetch_overlaps);
+    tcase_add_test(tc, test_plan_matches_measurement);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -604,6 +604,44 @@ static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t S, dit_acts *a
     }
 }
 
+size_t wr_dit_plan_workspace(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows, int P,
+                             wr_cp_mode mode) {
+    wr_dit m = {0}; /* just the dimensions plan() reads */
+    m.cfg = *cfg;
+    m.NH = cfg->num_attention_heads, m.HD = cfg->attention_head_dim, m.D = m.NH * m.HD;
+    m.FF = cfg->ffn_dim;
+    m.P = P > 1 ? P : 1;
+    m.mode = P <= 1               ? WR_CP_AUTO
+             : mode == WR_CP_AUTO ? (m.NH % P == 0 ? WR_CP_ULYSSES : WR_CP_RING)
+                                  : mode;
+    return wr_dit_workspace_bytes(&m, tokens, text_rows);
+}
+
+typedef struct plan_w_ctx {
+    int wbytes;
+    size_t block, other;
+} plan_w_ctx;
+
+static void plan_w_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    plan_w_ctx *c = ctx;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    /* as the loader keeps them: matrices in the storage dtype, vectors as f32 */
+    const size_t bytes = (size_t)n * (size_t)(ndim == 2 || ndim == 5 ? c->wbytes : 4);
+    if (strncmp(name, "blocks.0.", 9) == 0)
+        c->block += align64(bytes);
+    else if (strncmp(name, "blocks.", 7) != 0)
+        c->other += bytes;
+}
+
+void wr_dit_plan_weights(const wr_dit_config *cfg, int wbytes, size_t *block_bytes,
+                         size_t *other_bytes) {
+    plan_w_ctx c = {wbytes, 0, 0};
+    wr_dit_expected_tensors(cfg, NULL, plan_w_one, &c);
+    *block_bytes = c.block;
+    *other_bytes = c.other;
+}
+
 size_t wr_dit_workspace_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows) {
     wr_carve c = {0};
     dit_acts a;

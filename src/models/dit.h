@@ -116,6 +116,13 @@ wr_status wr_dit_set_parallel(wr_dit *m, wr_comm *cp, wr_cp_mode mode);
 /* The mode in use (WR_CP_ULYSSES / WR_CP_RING; WR_CP_AUTO when not parallel). */
 wr_cp_mode wr_dit_cp_mode(const wr_dit *m);
 
+/* Planning from a config alone (the vram planner): the workspace of a forward, and one block's
+ * device bytes (a streaming slot; matrices in `wbytes` per element, vectors f32, 64-byte
+ * aligned tensors, as wr_dit_block_bytes measures) and the non-block weights' bytes. */
+size_t wr_dit_plan_workspace(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows, int P,
+                             wr_cp_mode mode);
+void wr_dit_plan_weights(const wr_dit_config *cfg, int wbytes, size_t *block_bytes,
+                         size_t *other_bytes);
 /*
  * One forward pass (batch 1): latent [C, F, H, W], timestep (the scheduler's value),
  * enc [S, text_dim] (UMT5 output, padded rows zero) -> out [C_out, F, H, W], the flow

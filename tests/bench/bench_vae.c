@@ -44,6 +44,7 @@
 #include "kernels/backend.h"
 #include "kernels/ops.h"
 #include "models/vae.h"
+#include "vram/plan.h"
 
 static double now(void) {
     struct timespec ts;
@@ -106,58 +107,11 @@ static float lcg_uniform(uint64_t *r) { /* [-1, 1) */
 /* ---- the memory formula ---- */
 
 typedef struct mem_plan {
-    int64_t ws_per_px;    /* floats per latent pixel of the largest workspace buffer */
-    int64_t cache_per_px; /* floats per latent pixel of all feature caches (T >= 2) */
-    int64_t time_per_px;  /* of which the time_conv caches (absent when T = 1) */
-    int64_t rh, rw;       /* the decoded region (latent) */
+    uint64_t per_px, per_px_t1; /* bytes per latent pixel of the decoded region: T >= 2, T = 1 */
+    int64_t rh, rw;             /* the decoded region (latent) */
     int tiled;
     size_t decoder_bytes, tile_bytes, blend_bytes;
 } mem_plan;
-
-/* Walks diffusers' WanDecoder3d for config c (Wan2.1 layout, as vae.c's walk()) at a 1 x 1
- * latent, so every term is per latent pixel. */
-static void plan_coefficients(mem_plan *p, const wr_vae_config *c) {
-    const int64_t nm = c->dim_mult.n, base = c->decoder_base_dim, z = c->z_dim;
-    int64_t dims[17];
-    dims[0] = base * c->dim_mult.v[nm - 1];
-    for (int64_t i = 0; i < nm; i++) dims[i + 1] = base * c->dim_mult.v[nm - 1 - i];
-    int64_t ws = 0, caches = 0, timec = 0, T = 1, A = 1, C = dims[0];
-#define MAXE(v) (ws = (v) > ws ? (v) : ws)
-    MAXE(z * A);
-    MAXE(3 * C * A);             /* mid-block attention: qkv and its token-major copies */
-    caches += 2 * z * A;         /* conv_in */
-    caches += 2 * 2 * 2 * C * A; /* mid block: 2 resnets x (conv1, conv2), width C */
-    for (int64_t i = 0; i < nm; i++) {
-        const int64_t out = dims[i + 1];
-        int64_t in = i > 0 ? dims[i] / 2 : dims[i];
-        const int up = i != nm - 1, up3d = up && c->temperal_downsample.v[nm - 2 - i];
-        MAXE(in * T * A);
-        for (int64_t j = 0; j <= c->num_res_blocks; j++) {
-            caches += 2 * in * A + 2 * out * A; /* conv1 reads the input width, conv2 out */
-            in = out;
-        }
-        MAXE(out * T * A);
-        if (up3d) {
-            timec += 2 * out * A;
-            MAXE(2 * out * T * A); /* time_conv output, 2 x channels */
-            T *= 2;
-        }
-        if (up) {
-            MAXE(out * T * 4 * A); /* nearest x2, before the 3x3 conv to out/2 */
-            A *= 4;
-            C = out / 2;
-        } else {
-            C = out;
-        }
-    }
-    MAXE(C * T * A);
-    MAXE(c->out_channels * T * A);
-#undef MAXE
-    caches += 2 * C * A; /* conv_out */
-    p->ws_per_px = ws;
-    p->cache_per_px = caches + timec;
-    p->time_per_px = timec;
-}
 
 /* output frames for T latent frames: 1 + 2^k (T - 1), k = the temporal upsamplers */
 static int64_t plan_frames(const wr_vae_config *c, int64_t T) {
@@ -167,37 +121,36 @@ static int64_t plan_frames(const wr_vae_config *c, int64_t T) {
     return T < 1 ? 0 : 1 + ((int64_t)1 << k) * (T - 1);
 }
 
+/* The formula is the planner's (src/vram/plan.c, wr_plan_vae); this adds the region and the
+ * per-pixel figures for printing. */
 static void plan_memory(mem_plan *p, const wr_vae_config *c, int64_t T, int64_t H, int64_t W,
                         const wr_vae_tiling *t) {
     memset(p, 0, sizeof *p);
-    plan_coefficients(p, c);
-    const int64_t r = c->scale_factor_spatial, oc = c->out_channels;
-    const int64_t N = plan_frames(c, T);
+    uint64_t none = 0;
+    wr_plan_vae(c, 2, 1, 1, NULL, &p->per_px, &none);
+    wr_plan_vae(c, 1, 1, 1, NULL, &p->per_px_t1, &none);
+    uint64_t dec = 0, blend = 0;
+    wr_plan_vae(c, T, H, W, t, &dec, &blend);
+    p->decoder_bytes = (size_t)dec;
+    p->blend_bytes = (size_t)blend;
+    const int64_t r = c->scale_factor_spatial;
     p->rh = H;
     p->rw = W;
     if (t && t->enabled && (H > t->tile_h / r || W > t->tile_w / r)) {
-        const int64_t tlh = t->tile_h / r, tlw = t->tile_w / r, slw = t->stride_w / r;
-        const int64_t bh = t->tile_h - t->stride_h, bw = t->tile_w - t->stride_w;
-        const int64_t ncol = (W + slw - 1) / slw;
         p->tiled = 1;
-        p->rh = H < tlh ? H : tlh;
-        p->rw = W < tlw ? W : tlw;
-        p->tile_bytes = sizeof(float) * (size_t)(oc * N * t->tile_h * t->tile_w);
-        p->blend_bytes =
-            sizeof(float) * (size_t)(oc * N * (t->tile_h * bw + bh * ncol * t->tile_w));
+        p->rh = H < t->tile_h / r ? H : t->tile_h / r;
+        p->rw = W < t->tile_w / r ? W : t->tile_w / r;
+        p->tile_bytes =
+            sizeof(float) * (size_t)(c->out_channels * plan_frames(c, T) * t->tile_h * t->tile_w);
     }
-    const int64_t A = p->rh * p->rw;
-    const int64_t cache = T >= 2 ? p->cache_per_px : p->cache_per_px - p->time_per_px;
-    p->decoder_bytes = sizeof(float) * (size_t)((5 * p->ws_per_px + cache) * A) + p->tile_bytes;
 }
 
 static void print_plan(const mem_plan *p, const wr_vae_config *c, int64_t T, int64_t H, int64_t W,
                        const wr_vae_tiling *t) {
     const int64_t r = c->scale_factor_spatial;
-    printf("formula: floats per latent pixel of the decoded region: workspace 5 x %lld, caches "
-           "%lld (%lld of them time_conv, T >= 2) -> %lld B per latent pixel\n",
-           (long long)p->ws_per_px, (long long)p->cache_per_px, (long long)p->time_per_px,
-           (long long)(4 * (5 * p->ws_per_px + p->cache_per_px)));
+    printf("formula (wr_plan_vae): %llu B per latent pixel of the decoded region (%llu with one "
+           "latent frame: no time_conv caches yet)\n",
+           (unsigned long long)p->per_px, (unsigned long long)p->per_px_t1);
     printf("formula: latent [%lld, %lld, %lld] (%lld x %lld px, %lld frames), %s: region %lld x "
            "%lld, decoder %.1f MiB (tile buffer %.1f MiB), blend margins %.1f MiB, total %.1f "
            "MiB\n",

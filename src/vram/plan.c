@@ -1,0 +1,203 @@
+/*
+ * plan.c — the memory planner (see plan.h).
+ */
+#include "vram/plan.h"
+
+#include <string.h>
+
+#include "models/t5.h"
+
+const char *wr_plan_phase_name(int phase) {
+    return phase == WR_PLAN_ENCODE    ? "encode"
+           : phase == WR_PLAN_DENOISE ? "denoise"
+           : phase == WR_PLAN_DECODE  ? "decode"
+                                      : "?";
+}
+
+/* ---- the VAE decoder (vae.c's buffers, per latent pixel of the decoded region) ---- */
+
+typedef struct vae_coef {
+    int64_t ws, caches, timec; /* floats per latent pixel */
+} vae_coef;
+
+/* Walks diffusers' WanDecoder3d for config c (Wan2.1 layout, as vae.c's walk()) at a 1 x 1
+ * latent: the largest workspace buffer (vae.c keeps 5 of them) and every feature cache (2
+ * frames of each causal conv's input; the time_conv ones exist from the second latent frame). */
+static vae_coef vae_coefficients(const wr_vae_config *c) {
+    const int64_t nm = c->dim_mult.n, base = c->decoder_base_dim, z = c->z_dim;
+    int64_t dims[17];
+    dims[0] = base * c->dim_mult.v[nm - 1];
+    for (int64_t i = 0; i < nm; i++) dims[i + 1] = base * c->dim_mult.v[nm - 1 - i];
+    int64_t ws = 0, caches = 0, timec = 0, T = 1, A = 1, C = dims[0];
+#define MAXE(v) (ws = (v) > ws ? (v) : ws)
+    MAXE(z * A);
+    MAXE(3 * C * A);             /* mid-block attention: qkv and its token-major copies */
+    caches += 2 * z * A;         /* conv_in */
+    caches += 2 * 2 * 2 * C * A; /* mid block: 2 resnets x (conv1, conv2), width C */
+    for (int64_t i = 0; i < nm; i++) {
+        const int64_t out = dims[i + 1];
+        int64_t in = i > 0 ? dims[i] / 2 : dims[i];
+        const int up = i != nm - 1, up3d = up && c->temperal_downsample.v[nm - 2 - i];
+        MAXE(in * T * A);
+        for (int64_t j = 0; j <= c->num_res_blocks; j++) {
+            caches += 2 * in * A + 2 * out * A; /* conv1 reads the input width, conv2 out */
+            in = out;
+        }
+        MAXE(out * T * A);
+        if (up3d) {
+            timec += 2 * out * A;
+            MAXE(2 * out * T * A); /* time_conv output, 2 x channels */
+            T *= 2;
+        }
+        if (up) {
+            MAXE(out * T * 4 * A); /* nearest x2, before the 3x3 conv to out/2 */
+            A *= 4;
+            C = out / 2;
+        } else {
+            C = out;
+        }
+    }
+    MAXE(C * T * A);
+    MAXE(c->out_channels * T * A);
+#undef MAXE
+    caches += 2 * C * A; /* conv_out */
+    return (vae_coef){ws, caches + timec, timec};
+}
+
+/* output frames for T latent frames: 1 + 2^k (T - 1), k = the temporal upsamplers */
+static int64_t vae_frames(const wr_vae_config *c, int64_t T) {
+    int k = 0;
+    for (int i = 0; i + 1 < c->dim_mult.n && i < c->temperal_downsample.n; i++)
+        k += c->temperal_downsample.v[i] != 0;
+    return T < 1 ? 0 : 1 + ((int64_t)1 << k) * (T - 1);
+}
+
+void wr_plan_vae(const wr_vae_config *c, int64_t T, int64_t H, int64_t W, const wr_vae_tiling *t,
+                 uint64_t *decoder_bytes, uint64_t *blend_bytes) {
+    const vae_coef k = vae_coefficients(c);
+    const int64_t r = c->scale_factor_spatial > 0 ? c->scale_factor_spatial : 8,
+                  oc = c->out_channels, N = vae_frames(c, T);
+    int64_t rh = H, rw = W;
+    uint64_t tile = 0, blend = 0;
+    if (t && t->enabled && (H > t->tile_h / r || W > t->tile_w / r)) {
+        const int64_t tlh = t->tile_h / r, tlw = t->tile_w / r, slw = t->stride_w / r;
+        const int64_t bh = t->tile_h - t->stride_h, bw = t->tile_w - t->stride_w;
+        const int64_t ncol = (W + slw - 1) / slw;
+        rh = H < tlh ? H : tlh;
+        rw = W < tlw ? W : tlw;
+        tile = sizeof(float) * (uint64_t)(oc * N * t->tile_h * t->tile_w);
+        blend = sizeof(float) * (uint64_t)(oc * N * (t->tile_h * bw + bh * ncol * t->tile_w));
+    }
+    const int64_t cache = T >= 2 ? k.caches : k.caches - k.timec;
+    *decoder_bytes = sizeof(float) * (uint64_t)((5 * k.ws + cache) * rh * rw) + tile;
+    *blend_bytes = blend;
+}
+
+/* ---- weights ---- */
+
+typedef struct t5_w {
+    int64_t vocab_d; /* the embedding table's elements */
+    int64_t layer;   /* one layer's elements */
+    int64_t other;   /* the rest (final norm, ...) */
+} t5_w;
+
+static void t5_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    t5_w *w = ctx;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    if (strstr(name, "embed_tokens") || strcmp(name, "shared.weight") == 0)
+        w->vocab_d += n;
+    else if (strncmp(name, "encoder.block.0.", 16) == 0)
+        w->layer += n;
+    else if (strncmp(name, "encoder.block.", 14) != 0)
+        w->other += n;
+}
+
+static void vae_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    int64_t *n = ctx, e = 1;
+    (void)name;
+    for (int i = 0; i < ndim; i++) e *= shape[i];
+    *n += e;
+}
+
+wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_plan_out *o) {
+    memset(o, 0, sizeof *o);
+    if (level < 0 || level > 3)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "low_mem_level %d: must be 0..3", level);
+    const wr_dit_config *d = &in->dit;
+    const int64_t r8 = in->vae.scale_factor_spatial > 0 ? in->vae.scale_factor_spatial : 8;
+    const int64_t T = (in->frames - 1) / 4 + 1, Hl = in->height / r8, Wl = in->width / r8;
+    const int64_t pt = d->patch_size.v[0], ph = d->patch_size.v[1], pw = d->patch_size.v[2];
+    const int64_t L = (T / pt) * (Hl / ph) * (Wl / pw);
+    const int cp = in->cp > 1 ? in->cp : 1;
+    o->tokens = L;
+
+    /* the DiT: blocks, the rest, the workspace of this rank's shard (f32 on the CPU backend:
+     * act_bytes / 4 scales it for another activation dtype) */
+    size_t blk = 0, dit_other = 0;
+    wr_dit_plan_weights(d, in->dit_wbytes, &blk, &dit_other);
+    const uint64_t dit_ws =
+        (uint64_t)wr_dit_plan_workspace(d, L, 512, cp, in->cp_mode) / 4 * (uint64_t)in->act_bytes;
+    const uint64_t upcast = in->fp8_upcast ? blk / (uint64_t)in->dit_wbytes * in->act_bytes : 0;
+    /* the text encoder: without the embedding table (gathered on the host) */
+    t5_w tw = {0};
+    wr_t5_expected_tensors(&in->t5, NULL, t5_one, &tw);
+    const int64_t t5L = in->t5.num_layers;
+    const uint64_t t5_layer = (uint64_t)tw.layer * (uint64_t)in->t5_wbytes;
+    const uint64_t t5_all = t5_layer * (uint64_t)t5L + (uint64_t)tw.other * in->t5_wbytes;
+    const int64_t D5 = in->t5.d_model, I5 = in->t5.num_heads * in->t5.d_kv, FF5 = in->t5.d_ff,
+                  S = 512, R = 512; /* t5.c's plan(): L = 512 tokens, FFN chunk 512 rows */
+    const uint64_t t5_ws =
+        (uint64_t)in->act_bytes * (uint64_t)(S * D5 + 4 * S * I5 + 2 * R * FF5 +
+                                             in->t5.num_heads * (2 * S - 1) + S * D5 /* output */);
+    /* the VAE */
+    int64_t vae_params = 0;
+    wr_vae_expected_tensors(&in->vae, NULL, vae_one, &vae_params);
+    const uint64_t vae_w = (uint64_t)vae_params * (uint64_t)in->vae_wbytes;
+    uint64_t vae_dec = 0, vae_blend = 0;
+    wr_plan_vae(&in->vae, T, Hl, Wl, level >= 1 ? &in->tiling : NULL, &vae_dec, &vae_blend);
+    vae_dec = vae_dec / 4 * (uint64_t)in->act_bytes; /* vae.c's buffers are f32 */
+    vae_blend = vae_blend / 4 * (uint64_t)in->act_bytes;
+    const uint64_t latent = 4 * (uint64_t)(d->in_channels * T * Hl * Wl);
+
+    const uint64_t dit_all = blk * (uint64_t)d->num_layers + dit_other;
+    for (int p = 0; p < WR_PLAN_PHASES; p++) {
+        uint64_t *c = o->dev[p];
+        /* weights present on the device during phase p */
+        if (level <= 1) c[WR_MEM_WEIGHTS_RESIDENT] += t5_all + dit_all + vae_w;
+        if (level == 2) c[WR_MEM_WEIGHTS_RESIDENT] += dit_all + vae_w;
+        if (level == 3) c[WR_MEM_WEIGHTS_RESIDENT] += vae_w + dit_other;
+        if (level >= 2 && p == WR_PLAN_ENCODE) c[WR_MEM_WEIGHTS_STREAMING] += 2 * t5_layer;
+        if (level >= 2) o->host[p] += p == WR_PLAN_ENCODE ? t5_all : 0;
+        /* activations of the phase */
+        if (p == WR_PLAN_ENCODE) c[WR_MEM_ACTIVATIONS] += t5_ws;
+        if (p == WR_PLAN_DENOISE) c[WR_MEM_ACTIVATIONS] += dit_ws;
+        if (p == WR_PLAN_DENOISE) c[WR_MEM_WORKSPACE] += 3 * latent; /* x, v, v_uncond */
+        if (p == WR_PLAN_DECODE) c[WR_MEM_VAE] += vae_dec + vae_blend;
+        if (p == WR_PLAN_DECODE) c[WR_MEM_WORKSPACE] += latent;
+    }
+    if (level == 3) { /* the DiT's blocks: two slots, and as many resident as the budget leaves
+                         in both phases they stay for (denoise and decode) */
+        o->dev[WR_PLAN_DENOISE][WR_MEM_WEIGHTS_STREAMING] += 2 * blk + upcast;
+        uint64_t used = 0;
+        for (int p = WR_PLAN_DENOISE; p <= WR_PLAN_DECODE; p++) {
+            uint64_t u = 0;
+            for (int k = 0; k < WR_MEM_CAT_COUNT; k++) u += o->dev[p][k];
+            if (u > used) used = u;
+        }
+        int64_t res = 0;
+        if (budget > used && blk > 0) res = (int64_t)((budget - used) / blk);
+        if (res > d->num_layers) res = d->num_layers;
+        o->resident_blocks = res;
+        for (int p = WR_PLAN_DENOISE; p <= WR_PLAN_DECODE; p++)
+            o->dev[p][WR_MEM_WEIGHTS_RESIDENT] += (uint64_t)res * blk;
+        for (int p = 0; p < WR_PLAN_PHASES; p++) /* the streamed blocks live on the host */
+            o->host[p] += (uint64_t)(d->num_layers - res) * blk;
+    }
+    for (int p = 0; p < WR_PLAN_PHASES; p++) {
+        for (int k = 0; k < WR_MEM_CAT_COUNT; k++) o->dev_total[p] += o->dev[p][k];
+        if (o->dev_total[p] > o->peak_device) o->peak_device = o->dev_total[p], o->peak_phase = p;
+        if (o->host[p] > o->peak_host) o->peak_host = o->host[p];
+    }
+    return WR_OK;
+}

@@ -1,0 +1,67 @@
+/*
+ * plan.h — the memory planner (DESIGN.md §4): per-rank device and host bytes of a generation,
+ * by category and phase, for each low_mem_level, from the model configs and the request alone.
+ *
+ * It walks the same schedule as the engine with shapes only, using the models' own planning
+ * functions (the DiT's workspace plan and block layout, the VAE decoder's buffers and caches),
+ * so the DiT and VAE terms equal what the pool and the VAE's counter measure (test_plan). What
+ * it assumes, per level (DESIGN.md's table):
+ *   0, 1  text encoder (without its embedding table, whose rows are gathered on the host),
+ *         DiT and VAE weights resident on the device for the whole run; 1 tiles the decode;
+ *   2     the text encoder on the host, its layers streamed through two device slots during
+ *         encoding, freed after; DiT and VAE resident; tiled decode;
+ *   3     as 2, and the DiT's blocks streamed through two slots (plus as many resident as the
+ *         budget allows, when one is given).
+ * Phases: encode (text encoder), denoise (DiT), decode (VAE); the peak is the largest. Host
+ * bytes count the weights a level keeps in host memory (offloaded), not the mapped files.
+ */
+#ifndef WR_VRAM_PLAN_H
+#define WR_VRAM_PLAN_H
+
+#include <stdint.h>
+
+#include "core/modeldir.h"
+#include "models/dit.h"
+#include "models/vae.h"
+#include "vram/vram.h"
+
+typedef struct wr_plan_in {
+    wr_dit_config dit;
+    wr_t5_config t5;
+    wr_vae_config vae;
+    int64_t width, height, frames;
+    int cp;           /* context-parallel ranks of one generation (>= 1) */
+    int cfg_parallel; /* 1 or 2 (does not change a rank's bytes: each runs one branch) */
+    wr_cp_mode cp_mode;
+    int dit_wbytes; /* bytes per DiT matrix element in device memory: 4 f32, 2 bf16, 1 fp8 */
+    int t5_wbytes;
+    int vae_wbytes;
+    int act_bytes;  /* activations: 4 on the CPU backend (f32) */
+    int fp8_upcast; /* FP8 storage: one extra block in the compute dtype (act_bytes) */
+    wr_vae_tiling tiling;
+} wr_plan_in;
+
+enum { WR_PLAN_ENCODE = 0, WR_PLAN_DENOISE, WR_PLAN_DECODE, WR_PLAN_PHASES };
+
+typedef struct wr_plan_out {
+    uint64_t dev[WR_PLAN_PHASES][WR_MEM_CAT_COUNT]; /* device bytes by phase and category */
+    uint64_t dev_total[WR_PLAN_PHASES];
+    uint64_t host[WR_PLAN_PHASES]; /* offloaded weights held in host memory */
+    uint64_t peak_device, peak_host;
+    int peak_phase;
+    int64_t resident_blocks; /* DiT blocks resident at level 3 */
+    int64_t tokens;          /* the DiT's sequence (whole, before sharding) */
+} wr_plan_out;
+
+const char *wr_plan_phase_name(int phase);
+
+/* The VAE decoder's buffers (vae.c), the formula bench_vae checks against its counter:
+ * decoder (workspace + caches + the tile buffer when tiled) and blend margins, in bytes, for a
+ * latent of T frames, Hl x Wl. */
+void wr_plan_vae(const wr_vae_config *c, int64_t T, int64_t Hl, int64_t Wl,
+                 const wr_vae_tiling *tiling, uint64_t *decoder_bytes, uint64_t *blend_bytes);
+
+/* budget: device bytes per rank (0: none; at level 3 it decides the resident blocks). */
+wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_plan_out *out);
+
+#endif /* WR_VRAM_PLAN_H */
