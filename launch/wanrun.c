@@ -105,6 +105,10 @@ static const char usage_text[] =
     "                         while one computes (2's text encoder offload: not built yet)\n"
     "  --vram-limit SIZE      e.g. 20GiB: device memory per rank; at level 3 as many DiT\n"
     "                         blocks stay resident as fit (CPU: the same accounting in RAM)\n"
+    "  --mem-profile DIR      per rank, DIR/memprof.rank<R>.json (a Chrome trace for Perfetto:\n"
+    "                         device memory by category and host memory over time, spans for\n"
+    "                         load, encode, each step, decode) and .svg (a plot); rank 0 prints\n"
+    "                         every rank's peaks and the phase of each\n"
     "  --config FILE          JSON object of options ({\"prompt\": \"...\", \"steps\": 30});\n"
     "                         flags on the command line override it\n"
     "\n"
@@ -478,6 +482,7 @@ typedef struct gen_opts {
     int64_t vram_limit;
     char backend[8];
     int cfg_parallel, cp_size, cp_mode;
+    const char *mem_profile;
 } gen_opts;
 
 static wr_status parse_i64(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out) {
@@ -566,6 +571,8 @@ static wr_status gen_apply(gen_opts *g, const char *name, const char *v) {
         g->low_mem_level = (int)l;
     } else if (!strcmp(name, "vram-limit"))
         WR_TRY(parse_bytes(name, v, &g->vram_limit));
+    else if (!strcmp(name, "mem-profile"))
+        g->mem_profile = v;
     else if (!strcmp(name, "cfg-parallel")) {
         int64_t n;
         WR_TRY(parse_i64(name, v, 1, 2, &n));
@@ -814,7 +821,8 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
                                             "config",
                                             "cfg-parallel",
                                             "cp-size",
-                                            "cp"};
+                                            "cp",
+                                            "mem-profile"};
         int ok = 0;
         for (size_t j = 0; j < sizeof known / sizeof known[0]; j++) ok |= !strcmp(name, known[j]);
         if (!ok) {
@@ -860,6 +868,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     opt.cfg_parallel = g.cfg_parallel;
     opt.cp_size = g.cp_size;
     opt.cp_mode = g.cp_mode;
+    opt.mem_profile_dir = g.mem_profile;
     wr_request req;
     wr_request_defaults(&req);
     req.prompt = g.prompt;

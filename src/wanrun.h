@@ -42,6 +42,10 @@ typedef struct wr_options {
      * cfg_parallel 2, split the conditional / unconditional passes. The text encoder and the
      * VAE live only on each replica's first rank (the writer). */
     const wr_world *world;
+    /* NULL, or a directory for the memory profile: per rank a Chrome trace and an SVG plot of
+     * device (by category) and host memory over time with the phases; rank 0 logs a table of
+     * every rank's peaks (src/vram/memprof.h) */
+    const char *mem_profile_dir;
     int cfg_parallel; /* 1 (default when 0) or 2 */
     int cp_size;      /* 0: world size / cfg_parallel (one replica) */
     int cp_mode;      /* WR_CP_AUTO (0), WR_CP_ULYSSES, WR_CP_RING */

@@ -12,10 +12,12 @@
  *     width) is the same when every block streams;
  *   - prefetch overlaps compute: with a copy delay chosen so copying all blocks takes as long
  *     as computing them, a streamed forward takes well under copy + compute;
+ *   - the memory profiler: the trace's device counters, spans and peaks against the pool;
  *   - the planner (src/vram/plan.c) against measurement on the bundled tiny model, f32: the
  *     DiT's streaming slots and activations at level 3, and the VAE decode untiled (level 0)
  *     and tiled (level 1), each equal to the measured peak (the issue allows 5 %).
  */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@
 #include "kernels/backend.h"
 #include "models/dit.h"
 #include "models/vae.h"
+#include "vram/memprof.h"
 #include "vram/plan.h"
 #include "vram/vram.h"
 
@@ -412,6 +415,86 @@ START_TEST(test_plan_matches_measurement) {
 }
 END_TEST
 
+START_TEST(test_memprof) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/prof", wr_test_tmpdir());
+    wr_memprof *p = NULL;
+    ck_assert_int_eq(wr_memprof_create(&p, dir, 3), WR_OK);
+    wr_vram *v = NULL;
+    ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+    wr_memprof_attach(p, v);
+    void *a = NULL, *b = NULL;
+    wr_memprof_begin(p, "load");
+    ck_assert_int_eq(wr_vram_alloc(v, WR_MEM_WEIGHTS_RESIDENT, 3000, &a), WR_OK);
+    wr_memprof_end(p);
+    wr_memprof_begin(p, "denoise");
+    wr_memprof_begin(p, "step 1");
+    ck_assert_int_eq(wr_vram_alloc(v, WR_MEM_ACTIVATIONS, 5000, &b), WR_OK); /* the peak */
+    wr_vram_free(v, b);
+    wr_memprof_end(p);
+    wr_memprof_end(p);
+    ck_assert_int_eq(wr_vram_account(v, WR_MEM_VAE, 1000), WR_OK);
+    ck_assert_int_eq(wr_vram_account(v, WR_MEM_VAE, -1000), WR_OK);
+    wr_memprof_peaks pk;
+    ck_assert_int_eq(wr_memprof_write(p, &pk), WR_OK);
+    ck_assert_uint_eq(pk.device, 8000);
+    ck_assert_str_eq(pk.device_at, "step 1");
+    ck_assert(pk.host > 0);
+    /* the trace: device counters whose largest total is the peak, and the three spans */
+    char path[4300];
+    snprintf(path, sizeof path, "%s/memprof.rank3.json", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)n + 1);
+    ck_assert_int_eq(fread(text, 1, (size_t)n, f), (size_t)n);
+    text[n] = 0;
+    fclose(f);
+    cJSON *root = cJSON_Parse(text);
+    ck_assert_ptr_nonnull(root);
+    const cJSON *ev = cJSON_GetObjectItem(root, "traceEvents"), *e;
+    double maxdev = 0;
+    int spans = 0, step1 = 0;
+    cJSON_ArrayForEach(e, ev) {
+        const char *ph = cJSON_GetStringValue(cJSON_GetObjectItem(e, "ph"));
+        const char *name = cJSON_GetStringValue(cJSON_GetObjectItem(e, "name"));
+        ck_assert(ph && name);
+        ck_assert_int_eq((int)cJSON_GetNumberValue(cJSON_GetObjectItem(e, "pid")), 3);
+        if (!strcmp(ph, "C") && !strcmp(name, "device memory")) {
+            double t = 0;
+            const cJSON *x;
+            cJSON_ArrayForEach(x, cJSON_GetObjectItem(e, "args")) t += cJSON_GetNumberValue(x);
+            if (t > maxdev) maxdev = t;
+        }
+        if (!strcmp(ph, "X")) {
+            spans++;
+            step1 += !strcmp(name, "step 1");
+            ck_assert(cJSON_GetNumberValue(cJSON_GetObjectItem(e, "dur")) >= 0);
+        }
+    }
+    ck_assert_double_eq(maxdev, 8000);
+    ck_assert_int_eq(spans, 3);
+    ck_assert_int_eq(step1, 1);
+    cJSON_Delete(root);
+    free(text);
+    snprintf(path, sizeof path, "%s/memprof.rank3.svg", dir);
+    f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char head[5] = {0};
+    ck_assert_int_eq(fread(head, 1, 4, f), 4);
+    ck_assert_str_eq(head, "<svg");
+    fclose(f);
+    wr_vram_free(v, a);
+    wr_vram_free_pool(v);
+    wr_memprof_free(p);
+    /* a path that is a file: a clear error */
+    ck_assert_int_eq(wr_memprof_create(&p, path, 0), WR_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(wr_error_detail(), "--mem-profile"));
+}
+END_TEST
+
 static void setup(void) {
     ck_assert_int_eq(wr_backend_create(&g_be, WR_BACKEND_CPU, 1), WR_OK);
 }
@@ -431,6 +514,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_level3_peak_independent_of_layers);
     tcase_add_test(tc, test_prefetch_overlaps);
     tcase_add_test(tc, test_plan_matches_measurement);
+    tcase_add_test(tc, test_memprof);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -180,6 +180,7 @@ struct wr_dit {
     int64_t slot_block[2];     /* which block (-1: none) */
     uint64_t slot_ticket[2];   /* its copy */
     int ws_from_vram;          /* the workspace came from the pool (activations) */
+    uint64_t res_accounted;    /* CPU: resident blocks used in place, counted in the pool */
 };
 
 typedef struct load_ctx {
@@ -425,6 +426,9 @@ static void vram_release_all(wr_dit *m) {
     }
     wr_vram_free(m->vram, m->res_mem);
     m->res_mem = NULL;
+    if (m->res_accounted)
+        (void)wr_vram_account(m->vram, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)m->res_accounted);
+    m->res_accounted = 0;
     free(m->res_blocks);
     m->res_blocks = NULL;
     if (m->ws_from_vram) {
@@ -462,7 +466,19 @@ wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident) {
     m->block_bytes = wr_dit_block_bytes(m);
     m->slot_block[0] = m->slot_block[1] = -1;
     wr_status st = WR_OK;
-    if (resident > 0) {
+    if (resident > 0 && m->be->kind == WR_BACKEND_CPU) {
+        /* the CPU backend's device memory is host memory, where the checkpoint is mapped: the
+         * resident blocks are used in place and counted */
+        size_t total = 0;
+        for (int64_t i = 0; i < resident; i++) total += block_size(&m->blocks[i]);
+        m->res_blocks = calloc((size_t)resident, sizeof *m->res_blocks);
+        if (m->res_blocks == NULL) st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        if (st == WR_OK) st = wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)total);
+        if (st == WR_OK) {
+            m->res_accounted = total;
+            memcpy(m->res_blocks, m->blocks, sizeof *m->res_blocks * (size_t)resident);
+        }
+    } else if (resident > 0) {
         size_t total = 0;
         for (int64_t i = 0; i < resident; i++) total += block_size(&m->blocks[i]);
         m->res_blocks = calloc((size_t)resident, sizeof *m->res_blocks);

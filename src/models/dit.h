@@ -83,7 +83,10 @@ const wr_dit_config *wr_dit_config_of(const wr_dit *m);
  * block's size (weights-streaming): acquiring block i waits for its copy and starts copying
  * the next streamed block (wrapping to the first, for the next forward) on the pool's copy
  * thread, so copies overlap compute. resident < 0 or >= layers: all resident. The workspace
- * is then allocated from the pool (activations). v NULL: back to the checkpoint's own tensors.
+ * is then allocated from the pool (activations). On the CPU backend, whose device memory is
+ * host memory, resident blocks are the checkpoint's mapped tensors used in place and only
+ * counted (weights-resident); streamed blocks are really copied into the slots. v NULL: back
+ * to the checkpoint's own tensors.
  * The pool must outlive the model or be detached first.
  */
 wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident);

@@ -76,6 +76,7 @@ struct wr_vae {
     /* bytes held: [0] the decoder (workspace, caches, the tile being decoded), [1] the tile
      * blending margins; and their peaks */
     size_t live[2], peak[2];
+    wr_vram *vram; /* when set, every buffer comes from it (category vae) */
 };
 
 /* ---- tracked allocations ---- */
@@ -85,7 +86,10 @@ enum { MEM_DECODER = 0, MEM_BLEND = 1 };
 static wr_status vae_alloc_kind(wr_vae *m, float **p, size_t floats, int kind) {
     *p = NULL;
     if (floats == 0) return WR_OK;
-    WR_TRY(m->be->iface->alloc(m->be, (void **)p, floats * sizeof(float)));
+    if (m->vram)
+        WR_TRY(wr_vram_alloc(m->vram, WR_MEM_VAE, floats * sizeof(float), (void **)p));
+    else
+        WR_TRY(m->be->iface->alloc(m->be, (void **)p, floats * sizeof(float)));
     m->live[kind] += floats * sizeof(float);
     if (m->live[kind] > m->peak[kind]) m->peak[kind] = m->live[kind];
     return WR_OK;
@@ -93,7 +97,10 @@ static wr_status vae_alloc_kind(wr_vae *m, float **p, size_t floats, int kind) {
 
 static void vae_release_kind(wr_vae *m, float **p, size_t floats, int kind) {
     if (*p == NULL) return;
-    m->be->iface->free(m->be, *p);
+    if (m->vram)
+        wr_vram_free(m->vram, *p);
+    else
+        m->be->iface->free(m->be, *p);
     m->live[kind] -= floats * sizeof(float);
     *p = NULL;
 }
@@ -376,6 +383,13 @@ void wr_vae_free(wr_vae *m) {
     free(m->vec_arena);
     wr_st_set_close(m->weights);
     free(m);
+}
+
+void wr_vae_set_vram(wr_vae *m, wr_vram *v) {
+    free_caches(m); /* buffers kept from an earlier decode go back where they came from */
+    for (int i = 0; i < WR_VAE_NBUF; i++) vae_release(m, &m->buf[i], m->buf_cap);
+    m->buf_cap = 0;
+    m->vram = v;
 }
 
 const wr_vae_config *wr_vae_config_of(const wr_vae *m) {

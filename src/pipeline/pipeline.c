@@ -34,6 +34,7 @@
 #include "models/t5.h"
 #include "models/tokenizer.h"
 #include "parallel/comm.h"
+#include "vram/memprof.h"
 #include "vram/vram.h"
 
 struct wr_context {
@@ -43,8 +44,9 @@ struct wr_context {
     wr_tokenizer *tok; /* writer only */
     wr_t5 *t5;         /* writer only */
     wr_dit *dit;
-    wr_vae *vae;   /* writer only */
-    wr_vram *vram; /* low_mem_level 3: the DiT's blocks stream through it */
+    wr_vae *vae;      /* writer only */
+    wr_vram *vram;    /* the device memory pool: the DiT's weights and activations, the VAE */
+    wr_memprof *prof; /* --mem-profile */
     int distributed;
     wr_groups groups;
     wr_role role;
@@ -65,6 +67,16 @@ void wr_request_defaults(wr_request *r) {
     r->guidance = 5.0;
     r->shift = 0.0;
     r->scheduler = -1;
+}
+
+/* The device memory pool (limit --vram-limit): the DiT's weights (resident, or at level 3 set
+ * per request) and activations, the VAE's buffers. */
+static wr_status setup_pool(wr_context *c) {
+    WR_TRY(wr_vram_create(&c->vram, c->be, c->opt.vram_limit));
+    if (c->prof) wr_memprof_attach(c->prof, c->vram);
+    if (c->opt.low_mem_level < 3) WR_TRY(wr_dit_set_vram(c->dit, c->vram, -1));
+    if (c->vae) wr_vae_set_vram(c->vae, c->vram);
+    return WR_OK;
 }
 
 /* This rank's share of the model: all of it alone; in a replica group the DiT everywhere,
@@ -153,7 +165,15 @@ wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_op
         goto fail;
     }
     /* every rank loads its part; the outcome is agreed before anyone goes on */
+    if (c->opt.mem_profile_dir) {
+        st = wr_memprof_create(&c->prof, c->opt.mem_profile_dir, w ? w->rank : 0);
+        if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+        if (st != WR_OK) goto fail;
+    }
+    wr_memprof_begin(c->prof, "load");
     st = load_components(c, model_dir);
+    if (st == WR_OK) st = setup_pool(c);
+    wr_memprof_end(c->prof);
     if (c->distributed) st = wr_comm_agree(c->groups.world, st);
     if (st != WR_OK) goto fail;
     if (c->role.cp > 1) {
@@ -181,6 +201,7 @@ void wr_context_free(wr_context *c) {
     wr_vae_free(c->vae);
     wr_dit_free(c->dit);
     wr_vram_free_pool(c->vram);
+    wr_memprof_free(c->prof);
     wr_t5_free(c->t5);
     wr_tokenizer_free(c->tok);
     wr_backend_free(c->be);
@@ -284,7 +305,6 @@ static wr_status encode_text(wr_context *c, const char *prompt, float *emb) {
  * count: with a limit, what is left after the activations and two streaming slots, in whole
  * blocks; without one, none (every block streams, the level's smallest footprint). */
 static wr_status setup_streaming(wr_context *c, int64_t tokens) {
-    if (c->vram == NULL) WR_TRY(wr_vram_create(&c->vram, c->be, c->opt.vram_limit));
     WR_TRY(wr_dit_set_vram(c->dit, NULL, 0));
     const uint64_t blk = wr_dit_block_bytes(c->dit);
     const uint64_t act = wr_dit_workspace_bytes(c->dit, tokens, WR_TOKENIZER_MAX_LEN);
@@ -300,12 +320,37 @@ static wr_status setup_streaming(wr_context *c, int64_t tokens) {
         resident = (int64_t)((c->opt.vram_limit - act - 2 * blk) / (blk ? blk : 1));
     }
     WR_TRY(wr_dit_set_vram(c->dit, c->vram, resident));
-    wr_vram_reset_peaks(c->vram);
     wr_debug("low_mem_level 3: %lld of %lld DiT blocks resident, %.1f MiB per block, "
              "activations %.1f MiB",
              (long long)(resident < c->md.dit.num_layers ? resident : c->md.dit.num_layers),
              (long long)c->md.dit.num_layers, (double)blk / 1048576.0, (double)act / 1048576.0);
     return WR_OK;
+}
+
+/* Each rank writes its trace and plot; rank 0 logs every rank's peaks (collective). */
+static wr_status write_profile(wr_context *c) {
+    wr_memprof_peaks mine, *all = NULL;
+    wr_status st = wr_memprof_write(c->prof, &mine);
+    const int n = c->distributed ? wr_comm_size(c->groups.world) : 1;
+    if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+    WR_TRY(st);
+    all = malloc(sizeof *all * (size_t)n);
+    st = all ? WR_OK : WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+    if (st == WR_OK && c->distributed)
+        st = wr_comm_allgather(c->groups.world, all, &mine, sizeof mine, WR_MEM_HOST);
+    else if (st == WR_OK)
+        all[0] = mine;
+    if (st == WR_OK) {
+        wr_log_rank0("memory profile in %s (memprof.rank<R>.json for Perfetto, .svg plots):",
+                     c->opt.mem_profile_dir);
+        wr_log_rank0("  rank  peak device MiB  at          peak host MiB  at");
+        for (int i = 0; i < n; i++)
+            wr_log_rank0("  %4d  %15.1f  %-10s  %13.1f  %s", i, (double)all[i].device / 1048576.0,
+                         all[i].device_at, (double)all[i].host / 1048576.0, all[i].host_at);
+    }
+    free(all);
+    return st;
 }
 
 /* The writer encodes (after agreeing that it could), then broadcasts to its group. */
@@ -354,7 +399,9 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     if (c->distributed) st = wr_comm_agree(c->groups.world, st);
     if (st != WR_OK) goto done;
     double t0 = now_s();
+    wr_memprof_begin(c->prof, "encode");
     WR_TRY_GOTO(st, text_embeddings(c, r, cfg, emb, emb_neg, D), done);
+    wr_memprof_end(c->prof);
 
     /* (2) scheduler: the config's sampler and shift unless overridden */
     wr_sched_kind kind;
@@ -390,8 +437,12 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     wr_tensor ent = wr_tensor_make(emb_neg, WR_DTYPE_F32, 2, (int64_t[]){WR_TOKENIZER_MAX_LEN, D});
     const float g = (float)r->guidance;
     const double loop0 = now_s();
+    wr_memprof_begin(c->prof, "denoise");
     for (int64_t k = 0; k < r->steps; k++) {
         const double ts = now_s();
+        char step_name[32];
+        snprintf(step_name, sizeof step_name, "step %lld", (long long)k + 1);
+        wr_memprof_begin(c->prof, step_name);
         const float t = wr_sched_timestep(s, k);
         if (split) { /* my branch, then both branches' velocities on both ranks: v | vu */
             st = wr_dit_forward(c->dit, &vut, &xt, t, c->role.cfg_rank == 0 ? &et : &ent);
@@ -411,11 +462,13 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
                 for (int64_t i = 0; i < nlat; i++) v[i] = vu[i] + g * (v[i] - vu[i]);
         }
         WR_TRY_GOTO(st, wr_sched_step(s, x, v, nlat), done);
+        wr_memprof_end(c->prof);
         const double dt = now_s() - ts, per = (now_s() - loop0) / (double)(k + 1);
         if (r->progress)
             r->progress(r->progress_ctx, k + 1, r->steps, t, dt, per * (double)(r->steps - k - 1));
     }
 
+    wr_memprof_end(c->prof);
     if (c->vram) {
         wr_vram_stats vs;
         wr_vram_get_stats(c->vram, &vs);
@@ -451,9 +504,11 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     out->n = N, out->h = H, out->w = W;
     wr_tensor ft = wr_tensor_make(out->frames, WR_DTYPE_F32, 4, (int64_t[]){oc, N, H, W});
     t0 = now_s();
+    wr_memprof_begin(c->prof, "decode");
     WR_TRY_GOTO(st,
                 wr_vae_decode(c->vae, &ft, &xt, c->opt.low_mem_level >= 1 ? &c->opt.tiling : NULL),
                 done);
+    wr_memprof_end(c->prof);
     wr_debug("VAE decode %.2f s", now_s() - t0);
     const float half[3] = {0.5f, 0.5f, 0.5f};
     wr_tensor hv = wr_tensor_make((void *)half, WR_DTYPE_F32, 1, (int64_t[]){3});
@@ -461,6 +516,10 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     WR_TRY_GOTO(st, wr_op_channel_affine(c->be, &f2, &f2, &hv, &hv), done);
     WR_TRY_GOTO(st, wr_op_clamp(c->be, &f2, &f2, 0.0f, 1.0f), done);
 done:
+    wr_memprof_end_all(c->prof);
+    /* every rank ends here: agree (the writer decoded alone), then the memory profile */
+    if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+    if (st == WR_OK && c->prof) st = write_profile(c);
     if (st != WR_OK) wr_video_free(out);
     wr_sched_free(s);
     free(emb);

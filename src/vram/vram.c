@@ -45,6 +45,8 @@ struct wr_vram {
     wr_status copy_status;
     char copy_error[256];
     double delay_s;
+    wr_vram_observer obs;
+    void *obs_ctx;
 };
 
 const char *wr_mem_cat_name(wr_mem_cat c) {
@@ -109,7 +111,8 @@ void wr_vram_free_pool(wr_vram *v) {
         pthread_mutex_unlock(&v->mu);
         pthread_join(v->thread, NULL);
     }
-    WR_ASSERT(v->nrec == 0); /* every allocation returned */
+    WR_ASSERT(v->nrec == 0); /* every allocation returned (accounted bytes too) */
+    WR_ASSERT(v->total == 0);
     pthread_mutex_destroy(&v->mu);
     pthread_cond_destroy(&v->cv_job);
     pthread_cond_destroy(&v->cv_done);
@@ -140,7 +143,37 @@ wr_status wr_vram_alloc(wr_vram *v, wr_mem_cat cat, size_t bytes, void **out) {
     v->total += bytes;
     if (v->cur[cat] > v->peak[cat]) v->peak[cat] = v->cur[cat];
     if (v->total > v->total_peak) v->total_peak = v->total;
+    if (v->obs) v->obs(v->obs_ctx, v);
     return WR_OK;
+}
+
+wr_status wr_vram_account(wr_vram *v, wr_mem_cat cat, int64_t delta) {
+    WR_ASSERT(cat >= 0 && cat < WR_MEM_CAT_COUNT);
+    if (delta > 0) {
+        if (v->limit && v->total + (uint64_t)delta > v->limit)
+            return WR_FAIL(WR_ERR_OOM_DEVICE,
+                           "%s: %.1f MiB more would take the device memory to %.1f MiB, over "
+                           "the %.1f MiB limit (--vram-limit); raise the limit or use a higher "
+                           "--low-mem-level",
+                           wr_mem_cat_name(cat), (double)delta / 1048576.0,
+                           (double)(v->total + (uint64_t)delta) / 1048576.0,
+                           (double)v->limit / 1048576.0);
+        v->cur[cat] += (uint64_t)delta;
+        v->total += (uint64_t)delta;
+    } else {
+        WR_ASSERT((uint64_t)-delta <= v->cur[cat]);
+        v->cur[cat] -= (uint64_t)-delta;
+        v->total -= (uint64_t)-delta;
+    }
+    if (v->cur[cat] > v->peak[cat]) v->peak[cat] = v->cur[cat];
+    if (v->total > v->total_peak) v->total_peak = v->total;
+    if (v->obs) v->obs(v->obs_ctx, v);
+    return WR_OK;
+}
+
+void wr_vram_set_observer(wr_vram *v, wr_vram_observer fn, void *ctx) {
+    v->obs = fn;
+    v->obs_ctx = ctx;
 }
 
 void wr_vram_free(wr_vram *v, void *p) {
@@ -151,6 +184,7 @@ void wr_vram_free(wr_vram *v, void *p) {
             v->total -= v->recs[i].bytes;
             v->recs[i] = v->recs[--v->nrec];
             v->be->iface->free(v->be, p);
+            if (v->obs) v->obs(v->obs_ctx, v);
             return;
         }
     WR_ASSERT(!"wr_vram_free: pointer not from this pool");

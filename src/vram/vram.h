@@ -49,6 +49,13 @@ wr_status wr_vram_create(wr_vram **out, wr_backend *be, uint64_t limit_bytes);
 void wr_vram_free_pool(wr_vram *v);
 
 wr_status wr_vram_alloc(wr_vram *v, wr_mem_cat cat, size_t bytes, void **out);
+/* Counts bytes the pool did not allocate but that live in device memory (on the CPU backend,
+ * the checkpoint's mapped weights used in place): + to add, - to remove. Checked against the
+ * limit like an allocation when adding. */
+wr_status wr_vram_account(wr_vram *v, wr_mem_cat cat, int64_t delta);
+/* Called after every change of the counters (the memory profiler). */
+typedef void (*wr_vram_observer)(void *ctx, const wr_vram *v);
+void wr_vram_set_observer(wr_vram *v, wr_vram_observer fn, void *ctx);
 void wr_vram_free(wr_vram *v, void *p); /* NULL is a no-op */
 /* Bytes still allocatable under the limit (UINT64_MAX without one). */
 uint64_t wr_vram_available(const wr_vram *v);
