@@ -100,9 +100,10 @@ static const char usage_text[] =
     "  --save-latents FILE    also write the final latents (tensor \"latents\") as .safetensors\n"
     "  --backend auto|cpu|cuda  default auto (= cpu until the CUDA kernels exist)\n"
     "  --threads N            CPU threads (default: $OMP_NUM_THREADS or all cores)\n"
-    "  --low-mem-level L      0..3: 1 decodes the video in tiles (less memory); 3 also streams\n"
-    "                         the DiT's blocks through device memory, the next block copied\n"
-    "                         while one computes (2's text encoder offload: not built yet)\n"
+    "  --low-mem-level L      0..3: 1 decodes the video in tiles (less memory); 2 also streams\n"
+    "                         the text encoder's layers through device memory and frees it\n"
+    "                         after encoding; 3 also streams the DiT's blocks, the next one\n"
+    "                         copied while one computes (wanrun plan shows each level's bytes)\n"
     "  --vram-limit SIZE      e.g. 20GiB: device memory per rank; at level 3 as many DiT\n"
     "                         blocks stay resident as fit (CPU: the same accounting in RAM)\n"
     "  --mem-profile DIR      per rank, DIR/memprof.rank<R>.json (a Chrome trace for Perfetto:\n"
@@ -855,10 +856,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     /* a bad --out fails now, not after the run */
     if ((st = wr_video_check(g.out, WR_VIDEO_AUTO, g.height, g.width)) != WR_OK) goto done;
     (void)rank;
-    if (g.low_mem_level == 2 || (g.vram_limit > 0 && g.low_mem_level < 3))
-        wr_log_rank0("note: so far --low-mem-level 1 tiles the VAE decode and 3 streams the DiT's "
-                     "blocks (with --vram-limit deciding how many stay resident); level 2's text "
-                     "encoder offload is not built yet");
+
     wr_options opt;
     wr_options_defaults(&opt);
     opt.threads = g.threads;

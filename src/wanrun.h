@@ -22,6 +22,7 @@
 
 #include "core/status.h"
 #include "parallel/comm.h"
+#include "vram/vram.h"
 #include "models/vae.h"
 
 typedef struct wr_context wr_context;
@@ -93,6 +94,9 @@ void wr_request_defaults(wr_request *r);
 wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_options *opt);
 void wr_context_free(wr_context *ctx);
 void wr_context_role(const wr_context *ctx, wr_role *out);
+/* This rank's device memory pool counters (current and peak bytes by category) since the
+ * context was created. */
+void wr_context_vram_stats(const wr_context *ctx, wr_vram_stats *out);
 /* Agrees on a status over the whole world (wr_comm_agree); returns st alone. */
 wr_status wr_context_agree(wr_context *ctx, wr_status st);
 

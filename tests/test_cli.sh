@@ -171,7 +171,7 @@ if cmp -s "$gen/l0.y4m" "$gen/l3.y4m" && cmp -s "$gen/l0.y4m" "$gen/l3b.y4m"; th
     pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: level 3 output differs from level 0"; fi
 expect 4 "level 3 with a limit below the activations" -- "$WANRUN" "${l3[@]}" --low-mem-level 3 \
     --vram-limit 100000 --out "$gen/l3c.y4m"
-has "$err" "ERR_OOM_DEVICE: --vram-limit" "the limit is named"
+has "$err" "ERR_OOM_DEVICE: .*--vram-limit" "the limit is named"
 expect 3 "--mem-profile into a file" -- "$WANRUN" "${l3[@]}" --mem-profile "$gen/l0.y4m" \
     --out "$gen/l0b.y4m"
 has "$err" "--mem-profile" "the flag is named"
@@ -246,13 +246,13 @@ if command -v mpiexec >/dev/null; then
     if cmp -s "$gen/p1.y4m" "$gen/p5.y4m"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: level 3 on 2 ranks differs"; fi
     # one rank out of memory (its address space capped; not under ASan, whose shadow memory
     # needs far more address space): every rank the same error, exit 4
-    if ! ldd "$WANRUN" | grep -q libasan; then
+    if ! ldd "$WANRUN" | grep libasan >/dev/null; then
     expect 4 "one rank out of memory" -- mpiexec -n 2 --oversubscribe bash -c \
         'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then ulimit -v 1500000; fi; exec "$0" "$@"' \
         "$WANRUN" --model "$tiny" --prompt p --size 4096x4096 --frames 121 --steps 1 --threads 1 \
         --out "$gen/oom.y4m"
-    has "$err" "\[0/2\] error: ERR_OOM_HOST: rank 1: out of host memory" "rank 0 names rank 1"
-    has "$err" "\[1/2\] error: ERR_OOM_HOST: rank 1: out of host memory" "rank 1 says the same"
+    has "$err" "\[0/2\] error: ERR_OOM_(HOST|DEVICE): rank 1: .*cannot allocate" "rank 0 names rank 1"
+    has "$err" "\[1/2\] error: ERR_OOM_(HOST|DEVICE): rank 1: .*cannot allocate" "rank 1 says the same"
     fi
     # a rank killed mid-run ends the whole job, non-zero, well within 60 s
     t0=$(date +%s)

@@ -8,6 +8,9 @@
  * CFG-parallel, replicas), NMSE <= 1e-7 with ring attention. Latents of 30 and 45 tokens
  * (not divisible by 2 or 4) are used.
  *
+ * Memory: with context parallelism over all ranks, the writer's measured device peak equals
+ * the planner's for the same layout, at levels 0 and 3, and every other rank stays below it.
+ *
  * Failures: a rank whose model directory is missing, or whose transformer config is corrupt,
  * makes every rank return the same status with the same text naming that rank.
  */
@@ -20,6 +23,7 @@
 #include "harness.h"
 #include "models/dit.h"
 #include "parallel/comm.h"
+#include "vram/plan.h"
 #include "wanrun.h"
 
 static wr_world g_world;
@@ -230,6 +234,58 @@ START_TEST(test_agreed_failures) {
 }
 END_TEST
 
+START_TEST(test_plan_per_rank) {
+    const int N = g_world.size;
+    wr_model_dir *md = calloc(1, sizeof *md);
+    ck_assert_int_eq(wr_model_dir_open(md, wr_test_data("wan-tiny")), WR_OK);
+    for (int level = 0; level <= 3; level += 3) {
+        wr_options o;
+        wr_options_defaults(&o);
+        o.threads = 1;
+        o.world = &g_world;
+        o.low_mem_level = level;
+        wr_context *ctx = NULL;
+        ck_assert_msg(wr_context_create(&ctx, wr_test_data("wan-tiny"), &o) == WR_OK, "%s",
+                      wr_error_detail());
+        wr_role role;
+        wr_context_role(ctx, &role);
+        float *lat = malloc(sizeof(float) * 16 * 3 * 6 * 10);
+        wr_request r;
+        make_request(&r, &(req_case){80, 48, 9}, 11, lat);
+        wr_video v;
+        ck_assert_msg(wr_generate(ctx, &r, &v) == WR_OK, "%s", wr_error_detail());
+        wr_video_free(&v);
+        wr_vram_stats s;
+        wr_context_vram_stats(ctx, &s);
+        wr_plan_in in;
+        memset(&in, 0, sizeof in);
+        in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
+        in.width = 80, in.height = 48, in.frames = 9;
+        in.cp = role.cp, in.cfg_parallel = role.cfg, in.cp_mode = (wr_cp_mode)role.cp_mode;
+        in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = 4, in.act_bytes = 4;
+        in.tiling = wr_vae_tiling_default();
+        wr_plan_out p;
+        ck_assert_int_eq(wr_plan_level(&in, level, 0, &p), WR_OK);
+        int64_t peaks[2] = {role.writer ? (int64_t)s.total_peak : 0,
+                            role.writer ? 0 : (int64_t)s.total_peak};
+        wr_groups g;
+        ck_assert_int_eq(wr_groups_create(&g, &g_world, (wr_layout){1, N}, -1), WR_OK);
+        ck_assert_int_eq(wr_comm_allreduce_i64(g.world, peaks, 2, WR_REDUCE_MAX), WR_OK);
+        wr_groups_free(&g);
+        if (wr_test_rank() == 0)
+            fprintf(
+                stderr, "%d rank(s), level %d: writer %lld B (planned %llu), others <= %lld B\n", N,
+                level, (long long)peaks[0], (unsigned long long)p.peak_device, (long long)peaks[1]);
+        ck_assert_msg((uint64_t)peaks[0] == p.peak_device, "level %d: writer %lld vs planned %llu",
+                      level, (long long)peaks[0], (unsigned long long)p.peak_device);
+        ck_assert(peaks[1] <= peaks[0]);
+        free(lat);
+        wr_context_free(ctx);
+    }
+    free(md);
+}
+END_TEST
+
 static void setup(void) {
     ck_assert_int_eq(wr_world_init(&g_world, NULL, NULL), WR_OK);
 }
@@ -242,6 +298,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_layouts);
     tcase_add_test(tc, test_bad_layouts);
     tcase_add_test(tc, test_agreed_failures);
+    tcase_add_test(tc, test_plan_per_rank);
     suite_add_tcase(s, tc);
     return s;
 }

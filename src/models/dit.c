@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "kernels/ops.h"
 #include "models/loader.h"
+#include "vram/stream.h"
 
 #define WR_DIT_MAX_PAIRS 512 /* RoPE pairs per head: head dim up to 1024 */
 
@@ -168,19 +169,11 @@ struct wr_dit {
     int P, cp_rank;
     wr_cp_mode mode;
     wr_mem_where where;
-    /* the vram layer (wr_dit_set_vram): blocks [0, resident) copied into device memory once,
-     * the rest streamed through two slots, block i + 1 copied while block i computes */
+    /* the vram layer (wr_dit_set_vram): resident and streamed blocks (src/vram/stream.h) */
     wr_vram *vram;
-    int64_t resident;
-    size_t block_bytes;        /* the largest block's weights, 64-byte aligned pieces */
-    void *res_mem;             /* resident blocks, one after another */
-    wr_dit_block *res_blocks;  /* [resident] views into res_mem */
-    void *slot[2];             /* the streaming slots */
-    wr_dit_block slot_view[2]; /* the block a slot holds, as views into it */
-    int64_t slot_block[2];     /* which block (-1: none) */
-    uint64_t slot_ticket[2];   /* its copy */
-    int ws_from_vram;          /* the workspace came from the pool (activations) */
-    uint64_t res_accounted;    /* CPU: resident blocks used in place, counted in the pool */
+    wr_streamer *stream;
+    int ws_from_vram;   /* the workspace came from the pool (activations) */
+    uint64_t other_acc; /* the non-block weights, counted in the pool (used in place) */
 };
 
 typedef struct load_ctx {
@@ -367,7 +360,8 @@ const wr_dit_config *wr_dit_config_of(const wr_dit *m) {
 /* ---- the vram layer: resident and streamed blocks ---- */
 
 /* Every weight tensor of a block (absent ones have data NULL); returns the count. */
-static int block_tensors(wr_dit_block *b, wr_tensor **t) {
+static int block_tensors(void *blk, wr_tensor **t) {
+    wr_dit_block *b = blk;
     int n = 0;
     t[n++] = &b->scale_shift_table;
     wr_dit_attn *at[2] = {&b->attn1, &b->attn2};
@@ -383,54 +377,18 @@ static int block_tensors(wr_dit_block *b, wr_tensor **t) {
     t[n++] = &b->ffn.net_2.weight, t[n++] = &b->ffn.net_2.bias;
     return n;
 }
-#define BLOCK_TENSORS_MAX 32
 
 static size_t align64(size_t n) {
     return (n + 63) & ~(size_t)63;
 }
 
-static size_t block_size(wr_dit_block *b) {
-    wr_tensor *t[BLOCK_TENSORS_MAX];
-    const int n = block_tensors(b, t);
-    size_t bytes = 0;
-    for (int i = 0; i < n; i++)
-        if (t[i]->data) bytes += align64(wr_tensor_nbytes(t[i]));
-    return bytes;
-}
-
-/* Starts copying block i's weights into mem; *view gets the block with its tensors there. */
-static wr_status copy_block(wr_dit *m, int64_t i, void *mem, wr_dit_block *view, uint64_t *ticket) {
-    *view = m->blocks[i];
-    wr_tensor *src[BLOCK_TENSORS_MAX], *dst[BLOCK_TENSORS_MAX];
-    const int n = block_tensors(&m->blocks[i], src);
-    block_tensors(view, dst);
-    size_t off = 0;
-    *ticket = 0;
-    for (int k = 0; k < n; k++) {
-        if (src[k]->data == NULL) continue;
-        const size_t bytes = wr_tensor_nbytes(src[k]);
-        dst[k]->data = (char *)mem + off;
-        WR_TRY(wr_vram_copy_async(m->vram, dst[k]->data, src[k]->data, bytes, ticket));
-        off += align64(bytes);
-    }
-    return WR_OK;
-}
-
 static void vram_release_all(wr_dit *m) {
     if (m->vram == NULL) return;
-    for (int s = 0; s < 2; s++) {
-        if (m->slot_block[s] >= 0) (void)wr_vram_copy_wait(m->vram, m->slot_ticket[s]);
-        wr_vram_free(m->vram, m->slot[s]);
-        m->slot[s] = NULL;
-        m->slot_block[s] = -1;
-    }
-    wr_vram_free(m->vram, m->res_mem);
-    m->res_mem = NULL;
-    if (m->res_accounted)
-        (void)wr_vram_account(m->vram, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)m->res_accounted);
-    m->res_accounted = 0;
-    free(m->res_blocks);
-    m->res_blocks = NULL;
+    wr_streamer_free(m->stream);
+    m->stream = NULL;
+    if (m->other_acc)
+        (void)wr_vram_account(m->vram, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)m->other_acc);
+    m->other_acc = 0;
     if (m->ws_from_vram) {
         wr_vram_free(m->vram, m->ws);
         m->ws = NULL;
@@ -441,13 +399,30 @@ static void vram_release_all(wr_dit *m) {
     m->vram = NULL;
 }
 
+size_t wr_dit_other_bytes(const wr_dit *m) {
+    const wr_tensor *o[] = {&m->patch_embedding.weight,
+                            &m->patch_embedding.bias,
+                            &m->condition_embedder.time_embedder.linear_1.weight,
+                            &m->condition_embedder.time_embedder.linear_1.bias,
+                            &m->condition_embedder.time_embedder.linear_2.weight,
+                            &m->condition_embedder.time_embedder.linear_2.bias,
+                            &m->condition_embedder.text_embedder.linear_1.weight,
+                            &m->condition_embedder.text_embedder.linear_1.bias,
+                            &m->condition_embedder.text_embedder.linear_2.weight,
+                            &m->condition_embedder.text_embedder.linear_2.bias,
+                            &m->condition_embedder.time_proj.weight,
+                            &m->condition_embedder.time_proj.bias,
+                            &m->proj_out.weight,
+                            &m->proj_out.bias,
+                            &m->scale_shift_table};
+    size_t other = 0;
+    for (size_t i = 0; i < sizeof o / sizeof o[0]; i++)
+        if (o[i]->data) other += wr_tensor_nbytes(o[i]);
+    return other;
+}
+
 size_t wr_dit_block_bytes(const wr_dit *m) {
-    size_t mx = 0;
-    for (int64_t i = 0; i < m->cfg.num_layers; i++) {
-        const size_t b = block_size(&m->blocks[i]);
-        if (b > mx) mx = b;
-    }
-    return mx;
+    return wr_blocks_max_bytes(m->blocks, sizeof *m->blocks, m->cfg.num_layers, block_tensors);
 }
 
 wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident) {
@@ -459,70 +434,29 @@ wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident) {
         m->rope_key[0] = 0;
     }
     if (v == NULL) return WR_OK;
-    const int64_t L = m->cfg.num_layers;
-    if (resident < 0 || resident > L) resident = L;
+    /* the embeddings and the head are small: used in place, counted */
+    const uint64_t other = wr_dit_other_bytes(m);
+    WR_TRY(wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)other));
+    wr_status st = wr_streamer_create(&m->stream, v, m->blocks, sizeof *m->blocks,
+                                      m->cfg.num_layers, block_tensors, resident);
+    if (st != WR_OK) {
+        (void)wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)other);
+        return st;
+    }
+    m->other_acc = other;
     m->vram = v;
-    m->resident = resident;
-    m->block_bytes = wr_dit_block_bytes(m);
-    m->slot_block[0] = m->slot_block[1] = -1;
-    wr_status st = WR_OK;
-    if (resident > 0 && m->be->kind == WR_BACKEND_CPU) {
-        /* the CPU backend's device memory is host memory, where the checkpoint is mapped: the
-         * resident blocks are used in place and counted */
-        size_t total = 0;
-        for (int64_t i = 0; i < resident; i++) total += block_size(&m->blocks[i]);
-        m->res_blocks = calloc((size_t)resident, sizeof *m->res_blocks);
-        if (m->res_blocks == NULL) st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
-        if (st == WR_OK) st = wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)total);
-        if (st == WR_OK) {
-            m->res_accounted = total;
-            memcpy(m->res_blocks, m->blocks, sizeof *m->res_blocks * (size_t)resident);
-        }
-    } else if (resident > 0) {
-        size_t total = 0;
-        for (int64_t i = 0; i < resident; i++) total += block_size(&m->blocks[i]);
-        m->res_blocks = calloc((size_t)resident, sizeof *m->res_blocks);
-        if (m->res_blocks == NULL) st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
-        if (st == WR_OK) st = wr_vram_alloc(v, WR_MEM_WEIGHTS_RESIDENT, total, &m->res_mem);
-        uint64_t t = 0;
-        size_t off = 0;
-        for (int64_t i = 0; st == WR_OK && i < resident; i++) {
-            st = copy_block(m, i, (char *)m->res_mem + off, &m->res_blocks[i], &t);
-            off += block_size(&m->blocks[i]);
-        }
-        if (st == WR_OK && t) st = wr_vram_copy_wait(v, t);
-    }
-    for (int s = 0; st == WR_OK && resident < L && s < 2; s++)
-        st = wr_vram_alloc(v, WR_MEM_WEIGHTS_STREAMING, m->block_bytes, &m->slot[s]);
-    if (st != WR_OK) vram_release_all(m);
-    return st;
-}
-
-/* The next streamed block after i, wrapping to the first (the next forward's). */
-static int64_t next_streamed(const wr_dit *m, int64_t i) {
-    const int64_t j = i + 1 < m->cfg.num_layers ? i + 1 : m->resident;
-    return j;
-}
-
-static wr_status stream_acquire(wr_dit *m, int64_t i, const wr_dit_block **out) {
-    int s = m->slot_block[0] == i ? 0 : m->slot_block[1] == i ? 1 : -1;
-    if (s < 0) { /* not prefetched (the first use): load it now into slot 0 */
-        s = 0;
-        if (m->slot_block[0] >= 0) WR_TRY(wr_vram_copy_wait(m->vram, m->slot_ticket[0]));
-        m->slot_block[0] = -1;
-        WR_TRY(copy_block(m, i, m->slot[0], &m->slot_view[0], &m->slot_ticket[0]));
-        m->slot_block[0] = i;
-    }
-    WR_TRY(wr_vram_copy_wait(m->vram, m->slot_ticket[s]));
-    const int64_t j = next_streamed(m, i);
-    const int o = 1 - s;
-    if (j != i && m->slot_block[o] != j) { /* the other slot is free: block i - 1 is done */
-        m->slot_block[o] = -1;
-        WR_TRY(copy_block(m, j, m->slot[o], &m->slot_view[o], &m->slot_ticket[o]));
-        m->slot_block[o] = j;
-    }
-    *out = &m->slot_view[s];
     return WR_OK;
+}
+
+void wr_dit_release_workspace(wr_dit *m) {
+    if (m->ws_from_vram)
+        wr_vram_free(m->vram, m->ws);
+    else if (m->ws)
+        m->be->iface->free(m->be, m->ws);
+    m->ws = NULL;
+    m->ws_bytes = 0;
+    m->ws_from_vram = 0;
+    m->rope_key[0] = 0;
 }
 
 wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out) {
@@ -531,11 +465,10 @@ wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out) {
         *out = &m->blocks[i]; /* the checkpoint's own tensors (mapped), no copy */
         return WR_OK;
     }
-    if (i < m->resident) {
-        *out = &m->res_blocks[i];
-        return WR_OK;
-    }
-    return stream_acquire(m, i, out);
+    const void *b = NULL;
+    WR_TRY(wr_streamer_acquire(m->stream, i, &b));
+    *out = b;
+    return WR_OK;
 }
 
 void wr_dit_release(wr_dit *m, int64_t i) {

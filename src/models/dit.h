@@ -90,6 +90,10 @@ const wr_dit_config *wr_dit_config_of(const wr_dit *m);
  * The pool must outlive the model or be detached first.
  */
 wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident);
+/* Gives the activation workspace back (the next forward plans it again). */
+void wr_dit_release_workspace(wr_dit *m);
+/* The weights outside the blocks (embeddings, head), as held in memory. */
+size_t wr_dit_other_bytes(const wr_dit *m);
 /* The largest block's weights in device memory (one streaming slot). */
 size_t wr_dit_block_bytes(const wr_dit *m);
 /* The activation workspace a forward of `tokens` tokens (this rank's share under context

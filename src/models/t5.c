@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "kernels/ops.h"
 #include "models/loader.h"
+#include "vram/stream.h"
 
 #define WR_T5_FFN_CHUNK 512 /* rows of the [*, FF] activations at a time */
 
@@ -84,6 +85,10 @@ struct wr_t5 {
     /* workspace */
     void *ws;
     size_t ws_bytes;
+    /* the vram layer (wr_t5_set_vram): layers resident or streamed (src/vram/stream.h) */
+    wr_vram *vram;
+    wr_streamer *stream;
+    int ws_from_vram;
 };
 
 /*
@@ -264,8 +269,11 @@ fail:
     return st;
 }
 
+static void t5_vram_release(wr_t5 *m);
+
 void wr_t5_free(wr_t5 *m) {
     if (m == NULL) return;
+    t5_vram_release(m);
     if (m->ws) m->be->iface->free(m->be, m->ws);
     free(m->vec_arena);
     free(m->bucket_lut);
@@ -278,9 +286,75 @@ const wr_t5_config *wr_t5_config_of(const wr_t5 *m) {
     return &m->cfg;
 }
 
+/* ---- the vram layer: resident and streamed layers ---- */
+
+static int layer_tensors(void *blk, wr_tensor **t) {
+    wr_t5_block *b = blk;
+    int n = 0;
+    t[n++] = &b->ln0, t[n++] = &b->q, t[n++] = &b->k, t[n++] = &b->v, t[n++] = &b->o;
+    t[n++] = &b->rel_bias, t[n++] = &b->ln1;
+    t[n++] = &b->wi_0, t[n++] = &b->wi_1, t[n++] = &b->wo;
+    return n;
+}
+
+static void t5_vram_release(wr_t5 *m) {
+    if (m->vram == NULL) return;
+    wr_streamer_free(m->stream);
+    m->stream = NULL;
+    (void)wr_vram_account(m->vram, WR_MEM_WEIGHTS_RESIDENT,
+                          -(int64_t)wr_tensor_nbytes(&m->final_ln));
+    if (m->ws_from_vram) {
+        wr_vram_free(m->vram, m->ws);
+        m->ws = NULL;
+        m->ws_bytes = 0;
+        m->ws_from_vram = 0;
+    }
+    m->vram = NULL;
+}
+
+wr_status wr_t5_set_vram(wr_t5 *m, wr_vram *v, int64_t resident) {
+    t5_vram_release(m);
+    if (m->ws) {
+        m->be->iface->free(m->be, m->ws);
+        m->ws = NULL;
+        m->ws_bytes = 0;
+    }
+    if (v == NULL) return WR_OK;
+    /* the final norm, used in place and counted (the embedding table never is on the device) */
+    WR_TRY(wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)wr_tensor_nbytes(&m->final_ln)));
+    wr_status st = wr_streamer_create(&m->stream, v, m->blocks, sizeof *m->blocks,
+                                      m->cfg.num_layers, layer_tensors, resident);
+    if (st != WR_OK) {
+        (void)wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)wr_tensor_nbytes(&m->final_ln));
+        return st;
+    }
+    m->vram = v;
+    return WR_OK;
+}
+
+void wr_t5_release_workspace(wr_t5 *m) {
+    if (m->ws_from_vram)
+        wr_vram_free(m->vram, m->ws);
+    else if (m->ws)
+        m->be->iface->free(m->be, m->ws);
+    m->ws = NULL;
+    m->ws_bytes = 0;
+    m->ws_from_vram = 0;
+}
+
+size_t wr_t5_layer_bytes(const wr_t5 *m) {
+    return wr_blocks_max_bytes(m->blocks, sizeof *m->blocks, m->cfg.num_layers, layer_tensors);
+}
+
 wr_status wr_t5_acquire(wr_t5 *m, int64_t i, const wr_t5_block **out) {
     WR_ASSERT(i >= 0 && i < m->cfg.num_layers);
-    *out = &m->blocks[i]; /* everything resident (streaming: the vram layer, issue #8) */
+    if (m->vram == NULL) {
+        *out = &m->blocks[i]; /* the checkpoint's own tensors (mapped) */
+        return WR_OK;
+    }
+    const void *b = NULL;
+    WR_TRY(wr_streamer_acquire(m->stream, i, &b));
+    *out = b;
     return WR_OK;
 }
 
@@ -318,6 +392,37 @@ static void plan(wr_carve *c, const wr_t5 *m, int64_t L, t5_acts *a) {
     a->g = WR_TAKE(c, R, m->FF);
     a->u = WR_TAKE(c, R, m->FF);
     a->pb = WR_TAKE(c, m->NH, 2 * L - 1);
+}
+
+size_t wr_t5_plan_workspace(const wr_t5_config *cfg, int64_t L) {
+    wr_t5 m = {0}; /* just the dimensions plan() reads */
+    m.cfg = *cfg;
+    m.D = cfg->d_model, m.NH = cfg->num_heads, m.DK = cfg->d_kv, m.I = m.NH * m.DK;
+    m.FF = cfg->d_ff;
+    wr_carve c = {0};
+    t5_acts a;
+    plan(&c, &m, L, &a);
+    return c.used * sizeof(float);
+}
+
+typedef struct plan_l_ctx {
+    int wbytes;
+    size_t layer;
+} plan_l_ctx;
+
+static void plan_l_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    plan_l_ctx *c = ctx;
+    if (strncmp(name, "encoder.block.0.", 16) != 0) return;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    const size_t bytes = (size_t)n * (size_t)(is_f32_copy(name, ndim) ? 4 : c->wbytes);
+    c->layer += (bytes + 63) & ~(size_t)63;
+}
+
+size_t wr_t5_plan_layer_bytes(const wr_t5_config *cfg, int wbytes) {
+    plan_l_ctx c = {wbytes, 0};
+    wr_t5_expected_tensors(cfg, NULL, plan_l_one, &c);
+    return c.layer;
 }
 
 /* pb[h, r + L - 1] = rel_bias[bucket(r), h] for r = j - i in [-(L-1), L-1]; host memory (CPU). */
@@ -392,10 +497,15 @@ wr_status wr_t5_forward(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint
     t5_acts a;
     plan(&c0, m, L, &a);
     if (c0.used * sizeof(float) > m->ws_bytes) {
-        if (m->ws) be->iface->free(be, m->ws);
+        if (m->ws_from_vram)
+            wr_vram_free(m->vram, m->ws);
+        else if (m->ws)
+            be->iface->free(be, m->ws);
         m->ws = NULL;
         m->ws_bytes = 0;
-        WR_TRY(be->iface->alloc(be, &m->ws, c0.used * sizeof(float)));
+        m->ws_from_vram = m->vram != NULL;
+        WR_TRY(m->vram ? wr_vram_alloc(m->vram, WR_MEM_ACTIVATIONS, c0.used * sizeof(float), &m->ws)
+                       : be->iface->alloc(be, &m->ws, c0.used * sizeof(float)));
         m->ws_bytes = c0.used * sizeof(float);
     }
     wr_carve cw = {m->ws, 0, m->ws_bytes / sizeof(float)};

@@ -26,6 +26,7 @@
 #include "core/modeldir.h"
 #include "core/safetensors.h"
 #include "kernels/backend.h"
+#include "vram/vram.h"
 
 /* transformers UMT5Block: layer.0 (self-attention) and layer.1 (gated-GELU FFN) */
 typedef struct wr_t5_block {
@@ -67,6 +68,18 @@ const wr_t5_config *wr_t5_config_of(const wr_t5 *m);
 int wr_t5_bucket(const wr_t5 *m, int64_t rel);
 
 /* Weights of block i, resident for the duration (acquire/release pair). */
+/* The vram layer: layers [0, resident) resident, the others streamed through two slots with
+ * the next one prefetched (src/vram/stream.h); the workspace then comes from the pool. v NULL:
+ * back to the checkpoint's tensors. The shared embedding table is never on the device: its
+ * rows are gathered on the host. */
+wr_status wr_t5_set_vram(wr_t5 *m, wr_vram *v, int64_t resident);
+/* Gives the workspace back (the next forward plans it again). */
+void wr_t5_release_workspace(wr_t5 *m);
+/* One layer's device bytes (a streaming slot). */
+size_t wr_t5_layer_bytes(const wr_t5 *m);
+/* Planning from a config alone: the workspace for L tokens, one layer's device bytes. */
+size_t wr_t5_plan_workspace(const wr_t5_config *cfg, int64_t L);
+size_t wr_t5_plan_layer_bytes(const wr_t5_config *cfg, int wbytes);
 wr_status wr_t5_acquire(wr_t5 *m, int64_t i, const wr_t5_block **out);
 void wr_t5_release(wr_t5 *m, int64_t i);
 

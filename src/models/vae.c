@@ -76,7 +76,8 @@ struct wr_vae {
     /* bytes held: [0] the decoder (workspace, caches, the tile being decoded), [1] the tile
      * blending margins; and their peaks */
     size_t live[2], peak[2];
-    wr_vram *vram; /* when set, every buffer comes from it (category vae) */
+    wr_vram *vram;    /* when set, every buffer comes from it (category vae) */
+    uint64_t w_bytes; /* the weights' bytes, counted in vram as resident while it is set */
 };
 
 /* ---- tracked allocations ---- */
@@ -380,16 +381,35 @@ void wr_vae_free(wr_vae *m) {
     if (m == NULL) return;
     free_caches(m);
     for (int i = 0; i < WR_VAE_NBUF; i++) vae_release(m, &m->buf[i], m->buf_cap);
+    if (m->vram && m->w_bytes)
+        (void)wr_vram_account(m->vram, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)m->w_bytes);
     free(m->vec_arena);
     wr_st_set_close(m->weights);
     free(m);
 }
 
-void wr_vae_set_vram(wr_vae *m, wr_vram *v) {
+static void sum_bytes(void *ctx, const char *name, int ndim, const int64_t *shape, wr_tensor *dst) {
+    (void)name, (void)ndim, (void)shape;
+    *(uint64_t *)ctx += wr_tensor_nbytes(dst);
+}
+
+wr_status wr_vae_set_vram(wr_vae *m, wr_vram *v) {
     free_caches(m); /* buffers kept from an earlier decode go back where they came from */
     for (int i = 0; i < WR_VAE_NBUF; i++) vae_release(m, &m->buf[i], m->buf_cap);
     m->buf_cap = 0;
+    if (m->vram && m->w_bytes)
+        (void)wr_vram_account(m->vram, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)m->w_bytes);
+    m->vram = NULL;
+    m->w_bytes = 0;
+    if (v == NULL) return WR_OK;
+    /* the weights are used in place (CPU backend: host memory is the device's): counted */
+    uint64_t bytes = 0;
+    walker wk = {sum_bytes, &bytes, 0, 0};
+    walk(&m->cfg, m, &wk);
+    WR_TRY(wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)bytes));
+    m->w_bytes = bytes;
     m->vram = v;
+    return WR_OK;
 }
 
 const wr_vae_config *wr_vae_config_of(const wr_vae *m) {

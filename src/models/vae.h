@@ -93,8 +93,9 @@ wr_status wr_vae_decode(wr_vae *m, wr_tensor *out, const wr_tensor *z, const wr_
  * weight) is not counted.
  */
 size_t wr_vae_peak_bytes(const wr_vae *m);
-/* From now on the decoder's buffers come from the pool v (category vae; NULL: the backend). */
-void wr_vae_set_vram(wr_vae *m, wr_vram *v);
+/* From now on the decoder's buffers come from the pool v (category vae) and its weights are
+ * counted there (weights-resident; used in place); NULL: the backend, nothing counted. */
+wr_status wr_vae_set_vram(wr_vae *m, wr_vram *v);
 size_t wr_vae_blend_peak_bytes(const wr_vae *m);
 void wr_vae_reset_peak(wr_vae *m);
 

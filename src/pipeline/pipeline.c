@@ -74,8 +74,12 @@ void wr_request_defaults(wr_request *r) {
 static wr_status setup_pool(wr_context *c) {
     WR_TRY(wr_vram_create(&c->vram, c->be, c->opt.vram_limit));
     if (c->prof) wr_memprof_attach(c->prof, c->vram);
+    /* the DiT: resident; at level 3 on the device only while denoising, streamed (the resident
+     * blocks chosen per request, setup_streaming) */
     if (c->opt.low_mem_level < 3) WR_TRY(wr_dit_set_vram(c->dit, c->vram, -1));
-    if (c->vae) wr_vae_set_vram(c->vae, c->vram);
+    if (c->vae) WR_TRY(wr_vae_set_vram(c->vae, c->vram));
+    /* the text encoder: resident (levels 0, 1) or streamed layer by layer (2, 3) */
+    if (c->t5) WR_TRY(wr_t5_set_vram(c->t5, c->vram, c->opt.low_mem_level >= 2 ? 0 : -1));
     return WR_OK;
 }
 
@@ -192,6 +196,10 @@ void wr_context_role(const wr_context *c, wr_role *out) {
     *out = c->role;
 }
 
+void wr_context_vram_stats(const wr_context *c, wr_vram_stats *out) {
+    wr_vram_get_stats(c->vram, out);
+}
+
 wr_status wr_context_agree(wr_context *c, wr_status st) {
     return c->distributed ? wr_comm_agree(c->groups.world, st) : st;
 }
@@ -200,9 +208,9 @@ void wr_context_free(wr_context *c) {
     if (c == NULL) return;
     wr_vae_free(c->vae);
     wr_dit_free(c->dit);
+    wr_t5_free(c->t5);
     wr_vram_free_pool(c->vram);
     wr_memprof_free(c->prof);
-    wr_t5_free(c->t5);
     wr_tokenizer_free(c->tok);
     wr_backend_free(c->be);
     if (c->distributed) wr_groups_free(&c->groups);
@@ -308,16 +316,19 @@ static wr_status setup_streaming(wr_context *c, int64_t tokens) {
     WR_TRY(wr_dit_set_vram(c->dit, NULL, 0));
     const uint64_t blk = wr_dit_block_bytes(c->dit);
     const uint64_t act = wr_dit_workspace_bytes(c->dit, tokens, WR_TOKENIZER_MAX_LEN);
+    const uint64_t need = act + 2 * blk + wr_dit_other_bytes(c->dit);
     int64_t resident = 0;
-    if (c->opt.vram_limit) {
-        if (c->opt.vram_limit < act + 2 * blk)
+    if (c->opt.vram_limit) { /* what the limit leaves beside what the pool already holds */
+        const uint64_t avail = wr_vram_available(c->vram);
+        if (avail < need)
             return WR_FAIL(WR_ERR_OOM_DEVICE,
-                           "--vram-limit %.1f MiB cannot hold the DiT's activations (%.1f MiB for "
-                           "%lld tokens) and two streamed blocks (%.1f MiB each); raise it or use "
-                           "a smaller --size / --frames",
-                           (double)c->opt.vram_limit / 1048576.0, (double)act / 1048576.0,
-                           (long long)tokens, (double)blk / 1048576.0);
-        resident = (int64_t)((c->opt.vram_limit - act - 2 * blk) / (blk ? blk : 1));
+                           "--vram-limit %.1f MiB: %.1f MiB are left, the DiT needs %.1f MiB for "
+                           "its activations (%lld tokens), two streamed blocks (%.1f MiB each) "
+                           "and its embeddings; raise the limit or use a smaller --size / "
+                           "--frames",
+                           (double)c->opt.vram_limit / 1048576.0, (double)avail / 1048576.0,
+                           (double)need / 1048576.0, (long long)tokens, (double)blk / 1048576.0);
+        resident = (int64_t)((avail - need) / (blk ? blk : 1));
     }
     WR_TRY(wr_dit_set_vram(c->dit, c->vram, resident));
     wr_debug("low_mem_level 3: %lld of %lld DiT blocks resident, %.1f MiB per block, "
@@ -359,11 +370,23 @@ static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, fl
     wr_status st = WR_OK;
     const double t0 = now_s();
     if (c->role.writer) {
-        st = encode_text(c, r->prompt, emb);
+        if (c->t5 == NULL) { /* freed after the last encoding (level >= 2): load it again */
+            char path[WR_PATH_CAP + 64];
+            wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TEXT_ENCODER);
+            st = wr_t5_load(&c->t5, c->be, path);
+            if (st == WR_OK) st = wr_t5_set_vram(c->t5, c->vram, 0);
+        }
+        if (st == WR_OK) st = encode_text(c, r->prompt, emb);
         if (st == WR_OK && cfg)
             st = encode_text(c, r->negative_prompt ? r->negative_prompt : "", emb_neg);
         wr_debug("text encoded in %.2f s%s", now_s() - t0,
                  cfg ? " (prompt and negative prompt)" : "");
+        if (c->opt.low_mem_level >= 2) { /* level 2: the text encoder is freed after encoding */
+            wr_t5_free(c->t5);
+            c->t5 = NULL;
+        } else if (c->t5) {
+            wr_t5_release_workspace(c->t5);
+        }
     }
     if (!c->distributed) return st;
     WR_TRY(wr_comm_agree(c->groups.group, st));
@@ -387,21 +410,27 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     float *emb = NULL, *emb_neg = NULL, *x = NULL, *v = NULL, *vu = NULL;
     wr_sched *s = NULL;
 
-    /* (1) text */
-    emb = malloc(sizeof(float) * (size_t)(WR_TOKENIZER_MAX_LEN * D));
-    emb_neg = cfg ? malloc(sizeof(float) * (size_t)(WR_TOKENIZER_MAX_LEN * D)) : NULL;
-    x = malloc(sizeof(float) * (size_t)nlat);
-    v = malloc(sizeof(float) * (size_t)(split ? 2 * nlat : nlat));
-    vu = cfg ? malloc(sizeof(float) * (size_t)nlat) : NULL;
-    st = !emb || !x || !v || (cfg && (!emb_neg || !vu))
-             ? WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for the latents and text embeddings")
-             : WR_OK;
+    /* (1) text: the embeddings live in device memory from encoding to the end of denoising */
+    const size_t eb = sizeof(float) * (size_t)(WR_TOKENIZER_MAX_LEN * D);
+    st = wr_vram_alloc(c->vram, WR_MEM_WORKSPACE, eb, (void **)&emb);
+    if (st == WR_OK && cfg) st = wr_vram_alloc(c->vram, WR_MEM_WORKSPACE, eb, (void **)&emb_neg);
+    if (st != WR_OK) wr_error_prefix("the text embeddings");
     if (c->distributed) st = wr_comm_agree(c->groups.world, st);
     if (st != WR_OK) goto done;
     double t0 = now_s();
     wr_memprof_begin(c->prof, "encode");
     WR_TRY_GOTO(st, text_embeddings(c, r, cfg, emb, emb_neg, D), done);
     wr_memprof_end(c->prof);
+    /* the latent x, the velocity v (both branches' with CFG-parallel) and the unconditional
+     * one: device memory while denoising, x until decoded */
+    const size_t lb = sizeof(float) * (size_t)nlat;
+    st = wr_vram_alloc(c->vram, WR_MEM_WORKSPACE, lb, (void **)&x);
+    if (st == WR_OK)
+        st = wr_vram_alloc(c->vram, WR_MEM_WORKSPACE, split ? 2 * lb : lb, (void **)&v);
+    if (st == WR_OK && cfg) st = wr_vram_alloc(c->vram, WR_MEM_WORKSPACE, lb, (void **)&vu);
+    if (st != WR_OK) wr_error_prefix("the latents");
+    if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+    if (st != WR_OK) goto done;
 
     /* (2) scheduler: the config's sampler and shift unless overridden */
     wr_sched_kind kind;
@@ -469,6 +498,15 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     }
 
     wr_memprof_end(c->prof);
+    /* denoising is over: its activations, the velocities and the embeddings go back; at level
+     * 3 the DiT leaves the device altogether */
+    wr_dit_release_workspace(c->dit);
+    if (c->opt.low_mem_level >= 3) WR_TRY_GOTO(st, wr_dit_set_vram(c->dit, NULL, 0), done);
+    wr_vram_free(c->vram, v);
+    wr_vram_free(c->vram, vu);
+    wr_vram_free(c->vram, emb);
+    wr_vram_free(c->vram, emb_neg);
+    v = vu = emb = emb_neg = NULL;
     if (c->vram) {
         wr_vram_stats vs;
         wr_vram_get_stats(c->vram, &vs);
@@ -522,10 +560,10 @@ done:
     if (st == WR_OK && c->prof) st = write_profile(c);
     if (st != WR_OK) wr_video_free(out);
     wr_sched_free(s);
-    free(emb);
-    free(emb_neg);
-    free(x);
-    free(v);
-    free(vu);
+    wr_vram_free(c->vram, emb);
+    wr_vram_free(c->vram, emb_neg);
+    wr_vram_free(c->vram, x);
+    wr_vram_free(c->vram, v);
+    wr_vram_free(c->vram, vu);
     return st;
 }

@@ -95,24 +95,6 @@ void wr_plan_vae(const wr_vae_config *c, int64_t T, int64_t H, int64_t W, const 
 
 /* ---- weights ---- */
 
-typedef struct t5_w {
-    int64_t vocab_d; /* the embedding table's elements */
-    int64_t layer;   /* one layer's elements */
-    int64_t other;   /* the rest (final norm, ...) */
-} t5_w;
-
-static void t5_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
-    t5_w *w = ctx;
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    if (strstr(name, "embed_tokens") || strcmp(name, "shared.weight") == 0)
-        w->vocab_d += n;
-    else if (strncmp(name, "encoder.block.0.", 16) == 0)
-        w->layer += n;
-    else if (strncmp(name, "encoder.block.", 14) != 0)
-        w->other += n;
-}
-
 static void vae_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
     int64_t *n = ctx, e = 1;
     (void)name;
@@ -139,17 +121,13 @@ wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_pla
     const uint64_t dit_ws =
         (uint64_t)wr_dit_plan_workspace(d, L, 512, cp, in->cp_mode) / 4 * (uint64_t)in->act_bytes;
     const uint64_t upcast = in->fp8_upcast ? blk / (uint64_t)in->dit_wbytes * in->act_bytes : 0;
-    /* the text encoder: without the embedding table (gathered on the host) */
-    t5_w tw = {0};
-    wr_t5_expected_tensors(&in->t5, NULL, t5_one, &tw);
+    /* the text encoder: its layers (t5.c's layout) and final norm, never the embedding table
+     * (its rows are gathered on the host); the workspace of 512 tokens */
     const int64_t t5L = in->t5.num_layers;
-    const uint64_t t5_layer = (uint64_t)tw.layer * (uint64_t)in->t5_wbytes;
-    const uint64_t t5_all = t5_layer * (uint64_t)t5L + (uint64_t)tw.other * in->t5_wbytes;
-    const int64_t D5 = in->t5.d_model, I5 = in->t5.num_heads * in->t5.d_kv, FF5 = in->t5.d_ff,
-                  S = 512, R = 512; /* t5.c's plan(): L = 512 tokens, FFN chunk 512 rows */
+    const uint64_t t5_layer = (uint64_t)wr_t5_plan_layer_bytes(&in->t5, in->t5_wbytes);
+    const uint64_t t5_all = t5_layer * (uint64_t)t5L + 4 * (uint64_t)in->t5.d_model;
     const uint64_t t5_ws =
-        (uint64_t)in->act_bytes * (uint64_t)(S * D5 + 4 * S * I5 + 2 * R * FF5 +
-                                             in->t5.num_heads * (2 * S - 1) + S * D5 /* output */);
+        (uint64_t)wr_t5_plan_workspace(&in->t5, 512) / 4 * (uint64_t)in->act_bytes;
     /* the VAE */
     int64_t vae_params = 0;
     wr_vae_expected_tensors(&in->vae, NULL, vae_one, &vae_params);
@@ -158,7 +136,13 @@ wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_pla
     wr_plan_vae(&in->vae, T, Hl, Wl, level >= 1 ? &in->tiling : NULL, &vae_dec, &vae_blend);
     vae_dec = vae_dec / 4 * (uint64_t)in->act_bytes; /* vae.c's buffers are f32 */
     vae_blend = vae_blend / 4 * (uint64_t)in->act_bytes;
-    const uint64_t latent = 4 * (uint64_t)(d->in_channels * T * Hl * Wl);
+    /* the pipeline's buffers: the text embeddings (prompt, negative prompt) from encoding to
+     * the end of denoising; the latent x, the velocity v (both branches' with CFG-parallel)
+     * and the unconditional one while denoising, x until decoded (f32 on the CPU backend) */
+    const uint64_t latent = (uint64_t)in->act_bytes * (uint64_t)(d->in_channels * T * Hl * Wl);
+    const uint64_t emb = (uint64_t)in->act_bytes * 512 * (uint64_t)d->text_dim;
+    const int nemb = in->no_cfg ? 1 : 2;
+    const int nlat = in->no_cfg ? 2 : in->cfg_parallel == 2 ? 4 : 3;
 
     const uint64_t dit_all = blk * (uint64_t)d->num_layers + dit_other;
     for (int p = 0; p < WR_PLAN_PHASES; p++) {
@@ -166,31 +150,29 @@ wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_pla
         /* weights present on the device during phase p */
         if (level <= 1) c[WR_MEM_WEIGHTS_RESIDENT] += t5_all + dit_all + vae_w;
         if (level == 2) c[WR_MEM_WEIGHTS_RESIDENT] += dit_all + vae_w;
-        if (level == 3) c[WR_MEM_WEIGHTS_RESIDENT] += vae_w + dit_other;
+        if (level == 3) c[WR_MEM_WEIGHTS_RESIDENT] += vae_w;
+        if (level == 3 && p == WR_PLAN_DENOISE) c[WR_MEM_WEIGHTS_RESIDENT] += dit_other;
         if (level >= 2 && p == WR_PLAN_ENCODE) c[WR_MEM_WEIGHTS_STREAMING] += 2 * t5_layer;
         if (level >= 2) o->host[p] += p == WR_PLAN_ENCODE ? t5_all : 0;
         /* activations of the phase */
         if (p == WR_PLAN_ENCODE) c[WR_MEM_ACTIVATIONS] += t5_ws;
         if (p == WR_PLAN_DENOISE) c[WR_MEM_ACTIVATIONS] += dit_ws;
-        if (p == WR_PLAN_DENOISE) c[WR_MEM_WORKSPACE] += 3 * latent; /* x, v, v_uncond */
+        if (p != WR_PLAN_DECODE) c[WR_MEM_WORKSPACE] += (uint64_t)nemb * emb; /* embeddings */
+        if (p == WR_PLAN_DENOISE) c[WR_MEM_WORKSPACE] += (uint64_t)nlat * latent;
         if (p == WR_PLAN_DECODE) c[WR_MEM_VAE] += vae_dec + vae_blend;
-        if (p == WR_PLAN_DECODE) c[WR_MEM_WORKSPACE] += latent;
+        if (p == WR_PLAN_DECODE) c[WR_MEM_WORKSPACE] += latent; /* x */
     }
-    if (level == 3) { /* the DiT's blocks: two slots, and as many resident as the budget leaves
-                         in both phases they stay for (denoise and decode) */
-        o->dev[WR_PLAN_DENOISE][WR_MEM_WEIGHTS_STREAMING] += 2 * blk + upcast;
+    if (level == 3) { /* the DiT's blocks while denoising: two slots, and as many resident as
+                         the budget leaves */
+        uint64_t *c = o->dev[WR_PLAN_DENOISE];
+        c[WR_MEM_WEIGHTS_STREAMING] += 2 * blk + upcast;
         uint64_t used = 0;
-        for (int p = WR_PLAN_DENOISE; p <= WR_PLAN_DECODE; p++) {
-            uint64_t u = 0;
-            for (int k = 0; k < WR_MEM_CAT_COUNT; k++) u += o->dev[p][k];
-            if (u > used) used = u;
-        }
+        for (int k = 0; k < WR_MEM_CAT_COUNT; k++) used += c[k];
         int64_t res = 0;
         if (budget > used && blk > 0) res = (int64_t)((budget - used) / blk);
         if (res > d->num_layers) res = d->num_layers;
         o->resident_blocks = res;
-        for (int p = WR_PLAN_DENOISE; p <= WR_PLAN_DECODE; p++)
-            o->dev[p][WR_MEM_WEIGHTS_RESIDENT] += (uint64_t)res * blk;
+        c[WR_MEM_WEIGHTS_RESIDENT] += (uint64_t)res * blk;
         for (int p = 0; p < WR_PLAN_PHASES; p++) /* the streamed blocks live on the host */
             o->host[p] += (uint64_t)(d->num_layers - res) * blk;
     }

@@ -4,14 +4,14 @@
  *
  * It walks the same schedule as the engine with shapes only, using the models' own planning
  * functions (the DiT's workspace plan and block layout, the VAE decoder's buffers and caches),
- * so the DiT and VAE terms equal what the pool and the VAE's counter measure (test_plan). What
- * it assumes, per level (DESIGN.md's table):
+ * so the DiT, text encoder and VAE terms equal what the pool measures (test_vram). What
+ * it assumes, per level (DESIGN.md's table), which is what the pipeline does:
  *   0, 1  text encoder (without its embedding table, whose rows are gathered on the host),
  *         DiT and VAE weights resident on the device for the whole run; 1 tiles the decode;
  *   2     the text encoder on the host, its layers streamed through two device slots during
  *         encoding, freed after; DiT and VAE resident; tiled decode;
- *   3     as 2, and the DiT's blocks streamed through two slots (plus as many resident as the
- *         budget allows, when one is given).
+ *   3     as 2, and the DiT on the device only while denoising: its blocks streamed through two
+ *         slots (plus as many resident as the budget allows, when one is given).
  * Phases: encode (text encoder), denoise (DiT), decode (VAE); the peak is the largest. Host
  * bytes count the weights a level keeps in host memory (offloaded), not the mapped files.
  */
@@ -31,7 +31,8 @@ typedef struct wr_plan_in {
     wr_vae_config vae;
     int64_t width, height, frames;
     int cp;           /* context-parallel ranks of one generation (>= 1) */
-    int cfg_parallel; /* 1 or 2 (does not change a rank's bytes: each runs one branch) */
+    int cfg_parallel; /* 1 or 2 (with CFG, a rank holds both branches' velocities) */
+    int no_cfg;       /* 1: guidance <= 1 (one text embedding, no unconditional pass) */
     wr_cp_mode cp_mode;
     int dit_wbytes; /* bytes per DiT matrix element in device memory: 4 f32, 2 bf16, 1 fp8 */
     int t5_wbytes;

@@ -123,6 +123,7 @@ void wr_vram_free_pool(wr_vram *v) {
 wr_status wr_vram_alloc(wr_vram *v, wr_mem_cat cat, size_t bytes, void **out) {
     *out = NULL;
     WR_ASSERT(cat >= 0 && cat < WR_MEM_CAT_COUNT);
+    if (bytes == 0) return WR_OK;
     if (v->limit && v->total + bytes > v->limit)
         return WR_FAIL(WR_ERR_OOM_DEVICE,
                        "%s: %.1f MiB more would take the device memory to %.1f MiB, over the "
@@ -188,6 +189,10 @@ void wr_vram_free(wr_vram *v, void *p) {
             return;
         }
     WR_ASSERT(!"wr_vram_free: pointer not from this pool");
+}
+
+wr_backend *wr_vram_backend(const wr_vram *v) {
+    return v->be;
 }
 
 uint64_t wr_vram_available(const wr_vram *v) {

@@ -57,6 +57,7 @@ wr_status wr_vram_account(wr_vram *v, wr_mem_cat cat, int64_t delta);
 typedef void (*wr_vram_observer)(void *ctx, const wr_vram *v);
 void wr_vram_set_observer(wr_vram *v, wr_vram_observer fn, void *ctx);
 void wr_vram_free(wr_vram *v, void *p); /* NULL is a no-op */
+wr_backend *wr_vram_backend(const wr_vram *v);
 /* Bytes still allocatable under the limit (UINT64_MAX without one). */
 uint64_t wr_vram_available(const wr_vram *v);
 void wr_vram_get_stats(const wr_vram *v, wr_vram_stats *out);

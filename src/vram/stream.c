@@ -1,0 +1,147 @@
+/*
+ * stream.c — resident and streamed blocks (see stream.h).
+ */
+#include "vram/stream.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct wr_streamer {
+    wr_vram *v;
+    char *blocks; /* the model's structs */
+    size_t ssz;
+    int64_t n, resident;
+    wr_block_tensors_fn tensors;
+    size_t slot_bytes;
+    uint64_t accounted; /* CPU: resident bytes counted, not copied */
+    void *res_mem;      /* other backends: the resident blocks' copies */
+    char *res_views;    /* [resident] structs pointing at the resident copies */
+    void *slot[2];
+    char *slot_view; /* [2] structs */
+    int64_t slot_block[2];
+    uint64_t slot_ticket[2];
+};
+
+static size_t align64(size_t n) {
+    return (n + 63) & ~(size_t)63;
+}
+
+static size_t one_block_bytes(void *block, wr_block_tensors_fn fn) {
+    wr_tensor *t[WR_STREAM_MAX_TENSORS];
+    const int k = fn(block, t);
+    size_t bytes = 0;
+    for (int i = 0; i < k; i++)
+        if (t[i]->data) bytes += align64(wr_tensor_nbytes(t[i]));
+    return bytes;
+}
+
+size_t wr_blocks_max_bytes(void *blocks, size_t ssz, int64_t n, wr_block_tensors_fn fn) {
+    size_t mx = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const size_t b = one_block_bytes((char *)blocks + (size_t)i * ssz, fn);
+        if (b > mx) mx = b;
+    }
+    return mx;
+}
+
+/* Starts copying block i's tensors into mem; *view (a struct) gets them pointing there. */
+static wr_status copy_block(wr_streamer *s, int64_t i, void *mem, void *view, uint64_t *ticket) {
+    void *src_block = s->blocks + (size_t)i * s->ssz;
+    memcpy(view, src_block, s->ssz);
+    wr_tensor *src[WR_STREAM_MAX_TENSORS], *dst[WR_STREAM_MAX_TENSORS];
+    const int k = s->tensors(src_block, src);
+    s->tensors(view, dst);
+    size_t off = 0;
+    *ticket = 0;
+    for (int j = 0; j < k; j++) {
+        if (src[j]->data == NULL) continue;
+        const size_t bytes = wr_tensor_nbytes(src[j]);
+        dst[j]->data = (char *)mem + off;
+        WR_TRY(wr_vram_copy_async(s->v, dst[j]->data, src[j]->data, bytes, ticket));
+        off += align64(bytes);
+    }
+    return WR_OK;
+}
+
+void wr_streamer_free(wr_streamer *s) {
+    if (s == NULL) return;
+    for (int k = 0; k < 2; k++) {
+        if (s->slot_block[k] >= 0) (void)wr_vram_copy_wait(s->v, s->slot_ticket[k]);
+        wr_vram_free(s->v, s->slot[k]);
+    }
+    wr_vram_free(s->v, s->res_mem);
+    if (s->accounted) (void)wr_vram_account(s->v, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)s->accounted);
+    free(s->res_views);
+    free(s->slot_view);
+    free(s);
+}
+
+wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t ssz, int64_t n,
+                             wr_block_tensors_fn fn, int64_t resident) {
+    *out = NULL;
+    if (resident < 0 || resident > n) resident = n;
+    wr_streamer *s = calloc(1, sizeof *s);
+    if (s == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    s->v = v, s->blocks = blocks, s->ssz = ssz, s->n = n, s->resident = resident, s->tensors = fn;
+    s->slot_block[0] = s->slot_block[1] = -1;
+    s->slot_bytes = wr_blocks_max_bytes(blocks, ssz, n, fn);
+    s->res_views = calloc((size_t)(resident ? resident : 1), ssz);
+    s->slot_view = calloc(2, ssz);
+    wr_status st =
+        s->res_views && s->slot_view ? WR_OK : WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    size_t total = 0;
+    for (int64_t i = 0; i < resident; i++)
+        total += one_block_bytes(s->blocks + (size_t)i * ssz, fn);
+    if (st == WR_OK && resident > 0 && wr_vram_backend(v)->kind == WR_BACKEND_CPU) {
+        st = wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)total);
+        if (st == WR_OK) {
+            s->accounted = total;
+            memcpy(s->res_views, blocks, ssz * (size_t)resident);
+        }
+    } else if (st == WR_OK && resident > 0) {
+        st = wr_vram_alloc(v, WR_MEM_WEIGHTS_RESIDENT, total, &s->res_mem);
+        uint64_t t = 0;
+        size_t off = 0;
+        for (int64_t i = 0; st == WR_OK && i < resident; i++) {
+            st = copy_block(s, i, (char *)s->res_mem + off, s->res_views + (size_t)i * ssz, &t);
+            off += one_block_bytes(s->blocks + (size_t)i * ssz, fn);
+        }
+        if (st == WR_OK && t) st = wr_vram_copy_wait(v, t);
+    }
+    for (int k = 0; st == WR_OK && resident < n && k < 2; k++)
+        st = wr_vram_alloc(v, WR_MEM_WEIGHTS_STREAMING, s->slot_bytes, &s->slot[k]);
+    if (st != WR_OK) {
+        wr_streamer_free(s);
+        return st;
+    }
+    *out = s;
+    return WR_OK;
+}
+
+wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **out) {
+    WR_ASSERT(i >= 0 && i < s->n);
+    if (i < s->resident) {
+        *out = s->res_views + (size_t)i * s->ssz;
+        return WR_OK;
+    }
+    int k = s->slot_block[0] == i ? 0 : s->slot_block[1] == i ? 1 : -1;
+    if (k < 0) { /* not prefetched (the first use): load it now into slot 0 */
+        k = 0;
+        if (s->slot_block[0] >= 0) WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[0]));
+        s->slot_block[0] = -1;
+        WR_TRY(copy_block(s, i, s->slot[0], s->slot_view, &s->slot_ticket[0]));
+        s->slot_block[0] = i;
+    }
+    WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[k]));
+    /* the next streamed block (wrapping to the first, for the next pass) into the other slot,
+     * which block i - 1 no longer uses */
+    const int64_t j = i + 1 < s->n ? i + 1 : s->resident;
+    const int o = 1 - k;
+    if (j != i && s->slot_block[o] != j) {
+        s->slot_block[o] = -1;
+        WR_TRY(copy_block(s, j, s->slot[o], s->slot_view + (size_t)o * s->ssz, &s->slot_ticket[o]));
+        s->slot_block[o] = j;
+    }
+    *out = s->slot_view + (size_t)k * s->ssz;
+    return WR_OK;
+}

@@ -1,0 +1,44 @@
+/*
+ * stream.h — a model's blocks in device memory (DESIGN.md §4's weight states): blocks
+ * [0, resident) stay resident, the others pass through two slots of the largest block's size,
+ * the next one copied on the pool's copy thread while the current one computes.
+ *
+ * A model describes its blocks as an array of structs whose weights are wr_tensors; `tensors`
+ * lists the tensor fields of one struct (absent ones have data NULL). acquire(i) returns a
+ * struct like blocks[i] whose tensors point into device memory. Blocks are acquired in order
+ * 0, 1, ..., n-1 (a forward), then again from the start; another order still works, only
+ * without the prefetch.
+ *
+ * On the CPU backend, whose device memory is host memory where the checkpoint is mapped,
+ * resident blocks are the model's own tensors used in place and only counted
+ * (weights-resident); streamed blocks are really copied (weights-streaming).
+ */
+#ifndef WR_VRAM_STREAM_H
+#define WR_VRAM_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+#include "core/tensor.h"
+#include "vram/vram.h"
+
+#define WR_STREAM_MAX_TENSORS 32
+
+/* Fills out[] with pointers to the tensor fields of *block; returns how many. */
+typedef int (*wr_block_tensors_fn)(void *block, wr_tensor **out);
+
+typedef struct wr_streamer wr_streamer;
+
+/* resident < 0 or >= n: all resident. blocks (n structs of struct_size bytes) are borrowed and
+ * must outlive the streamer. WR_ERR_OOM_DEVICE when the pool's limit refuses the memory. */
+wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t struct_size,
+                             int64_t n, wr_block_tensors_fn tensors, int64_t resident);
+/* Waits for every copy, gives the memory back to the pool. NULL is a no-op. */
+void wr_streamer_free(wr_streamer *s);
+wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **block);
+
+/* One block's device bytes (the largest; 64-byte aligned tensors), from the structs alone. */
+size_t wr_blocks_max_bytes(void *blocks, size_t struct_size, int64_t n, wr_block_tensors_fn fn);
+
+#endif /* WR_VRAM_STREAM_H */
