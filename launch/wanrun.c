@@ -28,6 +28,7 @@
 #include "models/sched.h"
 #include "models/t5.h"
 #include "models/tokenizer.h"
+#include "vram/levels.h"
 #include "vram/plan.h"
 #include "wanrun.h"
 #include "wr_build_config.h"
@@ -104,6 +105,9 @@ static const char usage_text[] =
     "                         the text encoder's layers through device memory and frees it\n"
     "                         after encoding; 3 also streams the DiT's blocks, the next one\n"
     "                         copied while one computes (wanrun plan shows each level's bytes)\n"
+    "                         auto: the lowest level whose planned peak fits --vram-limit\n"
+    "  --text-encoder resident|stream  --dit resident|stream  --vae tiled|untiled\n"
+    "                         override one part of the level's preset (configs/levels.json)\n"
     "  --vram-limit SIZE      e.g. 20GiB: device memory per rank; at level 3 as many DiT\n"
     "                         blocks stay resident as fit (CPU: the same accounting in RAM)\n"
     "  --mem-profile DIR      per rank, DIR/memprof.rank<R>.json (a Chrome trace for Perfetto:\n"
@@ -484,6 +488,7 @@ typedef struct gen_opts {
     char backend[8];
     int cfg_parallel, cp_size, cp_mode;
     const char *mem_profile;
+    int te_stream, dit_stream, vae_tiled; /* -1: the level's (configs/levels.json) */
 } gen_opts;
 
 static wr_status parse_i64(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out) {
@@ -567,9 +572,17 @@ static wr_status gen_apply(gen_opts *g, const char *name, const char *v) {
     } else if (!strcmp(name, "threads"))
         WR_TRY(parse_threads("generate", v, &g->threads));
     else if (!strcmp(name, "low-mem-level")) {
-        int64_t l;
-        WR_TRY(parse_i64(name, v, 0, 3, &l));
-        g->low_mem_level = (int)l;
+        int64_t l = -1;
+        if (strcmp(v, "auto") != 0) WR_TRY(parse_i64(name, v, 0, 3, &l));
+        g->low_mem_level = (int)l; /* -1: auto */
+    } else if (!strcmp(name, "text-encoder") || !strcmp(name, "dit") || !strcmp(name, "vae")) {
+        const int x = wr_mem_policy_parse(name, v);
+        if (x < 0)
+            return WR_FAIL(WR_ERR_INVALID_ARG, "--%s must be %s, got '%s'", name,
+                           strcmp(name, "vae") ? "resident or stream" : "tiled or untiled", v);
+        *(!strcmp(name, "vae")   ? &g->vae_tiled
+          : !strcmp(name, "dit") ? &g->dit_stream
+                                 : &g->te_stream) = x;
     } else if (!strcmp(name, "vram-limit"))
         WR_TRY(parse_bytes(name, v, &g->vram_limit));
     else if (!strcmp(name, "mem-profile"))
@@ -777,11 +790,77 @@ static void replica_path(char *dst, size_t cap, const char *path, int replica) {
 
 static wr_world g_world;
 
+/* The bytes per element of a component's largest tensor (its storage dtype); 4 if unknown. */
+static int component_wbytes(const char *model, const char *sub) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/%s", model, sub);
+    wr_st_set *set = NULL;
+    if (wr_st_set_open(&set, p) != WR_OK) return 4;
+    size_t best = 0;
+    int wb = 4;
+    for (int64_t i = 0; i < wr_st_set_count(set); i++) {
+        const wr_st_tensor *t = wr_st_set_at(set, i);
+        if (t->nbytes > best) best = t->nbytes, wb = (int)wr_dtype_size(t->dtype);
+    }
+    wr_st_set_close(set);
+    return wb;
+}
+
+/* --low-mem-level auto: the lowest level (the fastest) whose planned per-rank peak fits
+ * --vram-limit, for this model, request and layout, as this (CPU) backend holds it. */
+static wr_status auto_level(const gen_opts *g, int *level) {
+    if (g->vram_limit <= 0)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "--low-mem-level auto needs --vram-limit SIZE: the "
+                                           "per-rank budget the level must fit");
+    wr_model_dir *md = calloc(1, sizeof *md);
+    if (md == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    wr_status st = wr_model_dir_open(md, g->model);
+    wr_plan_in in;
+    memset(&in, 0, sizeof in);
+    if (st == WR_OK) in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
+    free(md);
+    WR_TRY(st);
+    in.width = g->width, in.height = g->height, in.frames = g->frames;
+    const int cfgp = g->cfg_parallel > 0 ? g->cfg_parallel : 1;
+    in.cfg_parallel = cfgp;
+    in.cp = g->cp_size > 0 ? g->cp_size : (g_world.size / cfgp > 0 ? g_world.size / cfgp : 1);
+    in.cp_mode = (wr_cp_mode)g->cp_mode;
+    in.no_cfg = g->guidance <= 1.0;
+    in.dit_wbytes = component_wbytes(g->model, "transformer");
+    in.t5_wbytes = component_wbytes(g->model, "text_encoder");
+    in.vae_wbytes = component_wbytes(g->model, "vae");
+    in.act_bytes = 4; /* the CPU backend computes in f32 */
+    in.tiling = wr_vae_tiling_default();
+    uint64_t need3 = 0;
+    for (int l = 0; l <= 3; l++) {
+        wr_mem_policy pol;
+        WR_TRY(wr_mem_policy_of_level(l, &pol));
+        if (g->te_stream >= 0) pol.te_stream = g->te_stream;
+        if (g->dit_stream >= 0) pol.dit_stream = g->dit_stream;
+        if (g->vae_tiled >= 0) pol.vae_tiled = g->vae_tiled;
+        wr_plan_out o;
+        WR_TRY(wr_plan_policy(&in, &pol, 0, &o));
+        need3 = o.peak_device;
+        if (o.peak_device <= (uint64_t)g->vram_limit) {
+            *level = l;
+            wr_log_rank0("--low-mem-level auto: level %d (planned peak %.1f MiB per rank, limit "
+                         "%.1f MiB)",
+                         l, (double)o.peak_device / 1048576.0, (double)g->vram_limit / 1048576.0);
+            return WR_OK;
+        }
+    }
+    return WR_FAIL(WR_ERR_OOM_DEVICE,
+                   "--low-mem-level auto: no level fits --vram-limit %.1f MiB; level 3 needs "
+                   "%.1f MiB per rank for this request (see wanrun plan)",
+                   (double)g->vram_limit / 1048576.0, (double)need3 / 1048576.0);
+}
+
 static wr_status cmd_generate(int argc, char **argv, int rank) {
     gen_opts g = {0};
     g.width = 832, g.height = 480, g.frames = 81, g.steps = 50, g.guidance = 5.0, g.fps = 16.0;
     g.scheduler = -1;
     g.model = WR_DEFAULT_MODEL;
+    g.te_stream = g.dit_stream = g.vae_tiled = -1;
     snprintf(g.backend, sizeof g.backend, "auto");
     cJSON *doc = NULL;
     wr_status st = WR_OK;
@@ -823,7 +902,10 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
                                             "cfg-parallel",
                                             "cp-size",
                                             "cp",
-                                            "mem-profile"};
+                                            "mem-profile",
+                                            "text-encoder",
+                                            "dit",
+                                            "vae"};
         int ok = 0;
         for (size_t j = 0; j < sizeof known / sizeof known[0]; j++) ok |= !strcmp(name, known[j]);
         if (!ok) {
@@ -862,6 +944,8 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     opt.threads = g.threads;
     opt.low_mem_level = g.low_mem_level;
     opt.vram_limit = (uint64_t)g.vram_limit;
+    opt.te_stream = g.te_stream, opt.dit_stream = g.dit_stream, opt.vae_tiled = g.vae_tiled;
+    if (g.low_mem_level < 0 && (st = auto_level(&g, &opt.low_mem_level)) != WR_OK) goto done;
     opt.world = &g_world;
     opt.cfg_parallel = g.cfg_parallel;
     opt.cp_size = g.cp_size;

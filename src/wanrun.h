@@ -28,9 +28,13 @@
 typedef struct wr_context wr_context;
 
 typedef struct wr_options {
-    int threads;          /* CPU threads; 0: $OMP_NUM_THREADS or all cores */
-    int low_mem_level;    /* 0..3; >= 1 decodes the video in tiles (the VAE's enable_tiling);
-                             3 streams the DiT's blocks through the vram pool */
+    int threads;       /* CPU threads; 0: $OMP_NUM_THREADS or all cores */
+    int low_mem_level; /* 0..3; >= 1 decodes the video in tiles (the VAE's enable_tiling);
+                          3 streams the DiT's blocks through the vram pool */
+    /* overrides of the level's preset (configs/levels.json): -1 = the level's */
+    int te_stream;        /* text encoder: 0 resident, 1 streamed and freed after encoding */
+    int dit_stream;       /* DiT: 0 resident, 1 streamed while denoising */
+    int vae_tiled;        /* VAE: 0 untiled, 1 tiled */
     uint64_t vram_limit;  /* bytes of device memory per rank (0: none); at level 3 as many DiT
                              blocks stay resident as fit beside two streaming slots and the
                              activations */

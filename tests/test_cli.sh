@@ -175,6 +175,22 @@ has "$err" "ERR_OOM_DEVICE: .*--vram-limit" "the limit is named"
 expect 3 "--mem-profile into a file" -- "$WANRUN" "${l3[@]}" --mem-profile "$gen/l0.y4m" \
     --out "$gen/l0b.y4m"
 has "$err" "--mem-profile" "the flag is named"
+# --low-mem-level auto and per-part overrides of the level's preset
+expect 0 "auto level" -- "$WANRUN" "${l3[@]}" --low-mem-level auto --vram-limit 100MiB \
+    --out "$gen/auto.y4m"
+has "$err" "--low-mem-level auto: level 0" "the chosen level is said"
+expect 2 "auto level without a limit" -- "$WANRUN" "${l3[@]}" --low-mem-level auto \
+    --out "$gen/auto2.y4m"
+expect 4 "auto level that nothing fits" -- "$WANRUN" "${l3[@]}" --low-mem-level auto \
+    --vram-limit 500000 --out "$gen/auto3.y4m"
+has "$err" "no level fits" "the reason is given"
+echo '{"dit": "stream", "text-encoder": "stream", "vae": "untiled"}' >"$gen/pol.json"
+expect 0 "overrides from --config" -- "$WANRUN" "${l3[@]}" --config "$gen/pol.json" \
+    --out "$gen/pol.y4m"
+if cmp -s "$gen/l0.y4m" "$gen/pol.y4m" && cmp -s "$gen/l0.y4m" "$gen/auto.y4m"; then
+    pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: overrides or auto changed the video"; fi
+expect 2 "a bad override" -- "$WANRUN" "${l3[@]}" --dit sometimes --out "$gen/pol2.y4m"
+has "$err" "resident or stream" "the choices are named"
 # the planner
 expect 0 "plan a preset" -- "$WANRUN" plan --preset 1.3b
 n=$(grep -cE "^[0-3] +[0-9]+ (encode|denoise|decode)" "$out")

@@ -31,6 +31,7 @@
 #include "kernels/backend.h"
 #include "models/dit.h"
 #include "models/vae.h"
+#include "vram/levels.h"
 #include "vram/memprof.h"
 #include "vram/plan.h"
 #include "vram/vram.h"
@@ -556,8 +557,51 @@ START_TEST(test_plan_whole_pipeline) {
             ck_assert_msg(rel <= 0.05, "level %d: measured %llu vs planned %llu", level,
                           (unsigned long long)s.total_peak, (unsigned long long)p.peak_device);
         }
+    /* a policy the presets do not have: level 3 with the DiT resident and the VAE untiled */
+    wr_options o;
+    wr_options_defaults(&o);
+    o.threads = 1, o.low_mem_level = 3, o.dit_stream = 0, o.vae_tiled = 0;
+    wr_context *ctx = NULL;
+    ck_assert_int_eq(wr_context_create(&ctx, model, &o), WR_OK);
+    wr_request r;
+    wr_request_defaults(&r);
+    r.prompt = "x", r.width = 160, r.height = 96, r.frames = 13, r.steps = 1;
+    wr_video v;
+    ck_assert_int_eq(wr_generate(ctx, &r, &v), WR_OK);
+    wr_video_free(&v);
+    wr_vram_stats s;
+    wr_context_vram_stats(ctx, &s);
+    wr_context_free(ctx);
+    wr_plan_in in;
+    memset(&in, 0, sizeof in);
+    in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
+    in.width = 160, in.height = 96, in.frames = 13, in.cp = 1, in.cfg_parallel = 1;
+    in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = 4, in.act_bytes = 4;
+    in.tiling = wr_vae_tiling_default();
+    const wr_mem_policy pol = {1, 0, 0};
+    wr_plan_out p;
+    ck_assert_int_eq(wr_plan_policy(&in, &pol, 0, &p), WR_OK);
+    ck_assert_uint_eq(s.total_peak, p.peak_device);
     free(md);
 }
+
+START_TEST(test_levels_json) {
+    /* configs/levels.json as compiled in: DESIGN.md's table */
+    const wr_mem_policy want[4] = {{0, 0, 0}, {0, 0, 1}, {1, 0, 1}, {1, 1, 1}};
+    for (int l = 0; l <= 3; l++) {
+        wr_mem_policy p;
+        ck_assert_int_eq(wr_mem_policy_of_level(l, &p), WR_OK);
+        ck_assert_int_eq(p.te_stream, want[l].te_stream);
+        ck_assert_int_eq(p.dit_stream, want[l].dit_stream);
+        ck_assert_int_eq(p.vae_tiled, want[l].vae_tiled);
+    }
+    wr_mem_policy p;
+    ck_assert_int_eq(wr_mem_policy_of_level(4, &p), WR_ERR_INVALID_ARG);
+    ck_assert_int_eq(wr_mem_policy_parse("dit", "stream"), 1);
+    ck_assert_int_eq(wr_mem_policy_parse("vae", "untiled"), 0);
+    ck_assert_int_eq(wr_mem_policy_parse("vae", "stream"), -1);
+}
+END_TEST
 END_TEST
 
 static void setup(void) {
@@ -581,6 +625,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_plan_matches_measurement);
     tcase_add_test(tc, test_memprof);
     tcase_add_test(tc, test_plan_whole_pipeline);
+    tcase_add_test(tc, test_levels_json);
     suite_add_tcase(s, tc);
     return s;
 }

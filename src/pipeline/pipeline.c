@@ -34,6 +34,7 @@
 #include "models/t5.h"
 #include "models/tokenizer.h"
 #include "parallel/comm.h"
+#include "vram/levels.h"
 #include "vram/memprof.h"
 #include "vram/vram.h"
 
@@ -44,9 +45,10 @@ struct wr_context {
     wr_tokenizer *tok; /* writer only */
     wr_t5 *t5;         /* writer only */
     wr_dit *dit;
-    wr_vae *vae;      /* writer only */
-    wr_vram *vram;    /* the device memory pool: the DiT's weights and activations, the VAE */
-    wr_memprof *prof; /* --mem-profile */
+    wr_vae *vae;       /* writer only */
+    wr_mem_policy pol; /* the level's preset with the overrides */
+    wr_vram *vram;     /* the device memory pool: the DiT's weights and activations, the VAE */
+    wr_memprof *prof;  /* --mem-profile */
     int distributed;
     wr_groups groups;
     wr_role role;
@@ -55,6 +57,7 @@ struct wr_context {
 void wr_options_defaults(wr_options *o) {
     memset(o, 0, sizeof *o);
     o->tiling = wr_vae_tiling_default();
+    o->te_stream = o->dit_stream = o->vae_tiled = -1;
 }
 
 void wr_request_defaults(wr_request *r) {
@@ -76,10 +79,10 @@ static wr_status setup_pool(wr_context *c) {
     if (c->prof) wr_memprof_attach(c->prof, c->vram);
     /* the DiT: resident; at level 3 on the device only while denoising, streamed (the resident
      * blocks chosen per request, setup_streaming) */
-    if (c->opt.low_mem_level < 3) WR_TRY(wr_dit_set_vram(c->dit, c->vram, -1));
+    if (!c->pol.dit_stream) WR_TRY(wr_dit_set_vram(c->dit, c->vram, -1));
     if (c->vae) WR_TRY(wr_vae_set_vram(c->vae, c->vram));
     /* the text encoder: resident (levels 0, 1) or streamed layer by layer (2, 3) */
-    if (c->t5) WR_TRY(wr_t5_set_vram(c->t5, c->vram, c->opt.low_mem_level >= 2 ? 0 : -1));
+    if (c->t5) WR_TRY(wr_t5_set_vram(c->t5, c->vram, c->pol.te_stream ? 0 : -1));
     return WR_OK;
 }
 
@@ -138,6 +141,10 @@ wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_op
     else
         wr_options_defaults(&c->opt);
     if (c->opt.cfg_parallel <= 0) c->opt.cfg_parallel = 1;
+    WR_TRY_GOTO(st, wr_mem_policy_of_level(c->opt.low_mem_level, &c->pol), fail);
+    if (c->opt.te_stream >= 0) c->pol.te_stream = c->opt.te_stream;
+    if (c->opt.dit_stream >= 0) c->pol.dit_stream = c->opt.dit_stream;
+    if (c->opt.vae_tiled >= 0) c->pol.vae_tiled = c->opt.vae_tiled;
     c->role = (wr_role){.replicas = 1, .writer = 1, .cfg = 1, .cp = 1};
     const wr_world *w = c->opt.world;
     if (w && w->size > 1) {
@@ -381,7 +388,7 @@ static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, fl
             st = encode_text(c, r->negative_prompt ? r->negative_prompt : "", emb_neg);
         wr_debug("text encoded in %.2f s%s", now_s() - t0,
                  cfg ? " (prompt and negative prompt)" : "");
-        if (c->opt.low_mem_level >= 2) { /* level 2: the text encoder is freed after encoding */
+        if (c->pol.te_stream) { /* streamed: the text encoder is freed after encoding */
             wr_t5_free(c->t5);
             c->t5 = NULL;
         } else if (c->t5) {
@@ -451,7 +458,7 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         seeded_noise(x, nlat, r->seed + (uint64_t)c->role.replica);
 
     /* (3b) level 3: the DiT's blocks stream; as many stay resident as the limit allows */
-    if (c->opt.low_mem_level >= 3) {
+    if (c->pol.dit_stream) {
         st = setup_streaming(c, (T / c->md.dit.patch_size.v[0]) * (Hl / c->md.dit.patch_size.v[1]) *
                                     (Wl / c->md.dit.patch_size.v[2]));
         if (c->distributed) st = wr_comm_agree(c->groups.world, st);
@@ -501,7 +508,7 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     /* denoising is over: its activations, the velocities and the embeddings go back; at level
      * 3 the DiT leaves the device altogether */
     wr_dit_release_workspace(c->dit);
-    if (c->opt.low_mem_level >= 3) WR_TRY_GOTO(st, wr_dit_set_vram(c->dit, NULL, 0), done);
+    if (c->pol.dit_stream) WR_TRY_GOTO(st, wr_dit_set_vram(c->dit, NULL, 0), done);
     wr_vram_free(c->vram, v);
     wr_vram_free(c->vram, vu);
     wr_vram_free(c->vram, emb);
@@ -543,8 +550,7 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     wr_tensor ft = wr_tensor_make(out->frames, WR_DTYPE_F32, 4, (int64_t[]){oc, N, H, W});
     t0 = now_s();
     wr_memprof_begin(c->prof, "decode");
-    WR_TRY_GOTO(st,
-                wr_vae_decode(c->vae, &ft, &xt, c->opt.low_mem_level >= 1 ? &c->opt.tiling : NULL),
+    WR_TRY_GOTO(st, wr_vae_decode(c->vae, &ft, &xt, c->pol.vae_tiled ? &c->opt.tiling : NULL),
                 done);
     wr_memprof_end(c->prof);
     wr_debug("VAE decode %.2f s", now_s() - t0);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "models/t5.h"
+#include "vram/levels.h"
 
 const char *wr_plan_phase_name(int phase) {
     return phase == WR_PLAN_ENCODE    ? "encode"
@@ -103,9 +104,14 @@ static void vae_one(void *ctx, const char *name, int ndim, const int64_t *shape)
 }
 
 wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_plan_out *o) {
+    wr_mem_policy pol;
+    WR_TRY(wr_mem_policy_of_level(level, &pol));
+    return wr_plan_policy(in, &pol, budget, o);
+}
+
+wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_t budget,
+                         wr_plan_out *o) {
     memset(o, 0, sizeof *o);
-    if (level < 0 || level > 3)
-        return WR_FAIL(WR_ERR_INVALID_ARG, "low_mem_level %d: must be 0..3", level);
     const wr_dit_config *d = &in->dit;
     const int64_t r8 = in->vae.scale_factor_spatial > 0 ? in->vae.scale_factor_spatial : 8;
     const int64_t T = (in->frames - 1) / 4 + 1, Hl = in->height / r8, Wl = in->width / r8;
@@ -133,7 +139,7 @@ wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_pla
     wr_vae_expected_tensors(&in->vae, NULL, vae_one, &vae_params);
     const uint64_t vae_w = (uint64_t)vae_params * (uint64_t)in->vae_wbytes;
     uint64_t vae_dec = 0, vae_blend = 0;
-    wr_plan_vae(&in->vae, T, Hl, Wl, level >= 1 ? &in->tiling : NULL, &vae_dec, &vae_blend);
+    wr_plan_vae(&in->vae, T, Hl, Wl, pol->vae_tiled ? &in->tiling : NULL, &vae_dec, &vae_blend);
     vae_dec = vae_dec / 4 * (uint64_t)in->act_bytes; /* vae.c's buffers are f32 */
     vae_blend = vae_blend / 4 * (uint64_t)in->act_bytes;
     /* the pipeline's buffers: the text embeddings (prompt, negative prompt) from encoding to
@@ -148,12 +154,12 @@ wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_pla
     for (int p = 0; p < WR_PLAN_PHASES; p++) {
         uint64_t *c = o->dev[p];
         /* weights present on the device during phase p */
-        if (level <= 1) c[WR_MEM_WEIGHTS_RESIDENT] += t5_all + dit_all + vae_w;
-        if (level == 2) c[WR_MEM_WEIGHTS_RESIDENT] += dit_all + vae_w;
-        if (level == 3) c[WR_MEM_WEIGHTS_RESIDENT] += vae_w;
-        if (level == 3 && p == WR_PLAN_DENOISE) c[WR_MEM_WEIGHTS_RESIDENT] += dit_other;
-        if (level >= 2 && p == WR_PLAN_ENCODE) c[WR_MEM_WEIGHTS_STREAMING] += 2 * t5_layer;
-        if (level >= 2) o->host[p] += p == WR_PLAN_ENCODE ? t5_all : 0;
+        c[WR_MEM_WEIGHTS_RESIDENT] += vae_w;
+        if (!pol->te_stream) c[WR_MEM_WEIGHTS_RESIDENT] += t5_all;
+        if (pol->te_stream && p == WR_PLAN_ENCODE) c[WR_MEM_WEIGHTS_STREAMING] += 2 * t5_layer;
+        if (pol->te_stream && p == WR_PLAN_ENCODE) o->host[p] += t5_all;
+        if (!pol->dit_stream) c[WR_MEM_WEIGHTS_RESIDENT] += dit_all;
+        if (pol->dit_stream && p == WR_PLAN_DENOISE) c[WR_MEM_WEIGHTS_RESIDENT] += dit_other;
         /* activations of the phase */
         if (p == WR_PLAN_ENCODE) c[WR_MEM_ACTIVATIONS] += t5_ws;
         if (p == WR_PLAN_DENOISE) c[WR_MEM_ACTIVATIONS] += dit_ws;
@@ -162,7 +168,7 @@ wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_pla
         if (p == WR_PLAN_DECODE) c[WR_MEM_VAE] += vae_dec + vae_blend;
         if (p == WR_PLAN_DECODE) c[WR_MEM_WORKSPACE] += latent; /* x */
     }
-    if (level == 3) { /* the DiT's blocks while denoising: two slots, and as many resident as
+    if (pol->dit_stream) { /* the DiT's blocks while denoising: two slots, and as many resident as
                          the budget leaves */
         uint64_t *c = o->dev[WR_PLAN_DENOISE];
         c[WR_MEM_WEIGHTS_STREAMING] += 2 * blk + upcast;

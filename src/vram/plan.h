@@ -23,6 +23,7 @@
 #include "core/modeldir.h"
 #include "models/dit.h"
 #include "models/vae.h"
+#include "vram/levels.h"
 #include "vram/vram.h"
 
 typedef struct wr_plan_in {
@@ -62,7 +63,10 @@ const char *wr_plan_phase_name(int phase);
 void wr_plan_vae(const wr_vae_config *c, int64_t T, int64_t Hl, int64_t Wl,
                  const wr_vae_tiling *tiling, uint64_t *decoder_bytes, uint64_t *blend_bytes);
 
-/* budget: device bytes per rank (0: none; at level 3 it decides the resident blocks). */
+/* budget: device bytes per rank (0: none; with a streamed DiT it decides the resident blocks).
+ * _level: the level's preset (configs/levels.json); _policy: any policy (overrides). */
 wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_plan_out *out);
+wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_t budget,
+                         wr_plan_out *out);
 
 #endif /* WR_VRAM_PLAN_H */
