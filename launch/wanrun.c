@@ -108,6 +108,8 @@ static const char usage_text[] =
     "                         auto: the lowest level whose planned peak fits --vram-limit\n"
     "  --text-encoder resident|stream  --dit resident|stream  --vae tiled|untiled\n"
     "                         override one part of the level's preset (configs/levels.json)\n"
+    "  --disk-offload         streamed weights (text encoder at level >= 2, DiT at 3) are read\n"
+    "                         from the files each time: host memory stays a few blocks\n"
     "  --vram-limit SIZE      e.g. 20GiB: device memory per rank; at level 3 as many DiT\n"
     "                         blocks stay resident as fit (CPU: the same accounting in RAM)\n"
     "  --mem-profile DIR      per rank, DIR/memprof.rank<R>.json (a Chrome trace for Perfetto:\n"
@@ -489,6 +491,7 @@ typedef struct gen_opts {
     int cfg_parallel, cp_size, cp_mode;
     const char *mem_profile;
     int te_stream, dit_stream, vae_tiled; /* -1: the level's (configs/levels.json) */
+    int disk_offload;
 } gen_opts;
 
 static wr_status parse_i64(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out) {
@@ -587,7 +590,11 @@ static wr_status gen_apply(gen_opts *g, const char *name, const char *v) {
         WR_TRY(parse_bytes(name, v, &g->vram_limit));
     else if (!strcmp(name, "mem-profile"))
         g->mem_profile = v;
-    else if (!strcmp(name, "cfg-parallel")) {
+    else if (!strcmp(name, "disk-offload")) { /* from --config: true / false */
+        if (strcmp(v, "true") && strcmp(v, "false"))
+            return WR_FAIL(WR_ERR_INVALID_ARG, "disk-offload must be true or false, got '%s'", v);
+        g->disk_offload = !strcmp(v, "true");
+    } else if (!strcmp(name, "cfg-parallel")) {
         int64_t n;
         WR_TRY(parse_i64(name, v, 1, 2, &n));
         g->cfg_parallel = (int)n;
@@ -643,6 +650,8 @@ static wr_status gen_config(gen_opts *g, const char *path, cJSON **doc) {
         const char *v = NULL;
         if (cJSON_IsString(it)) {
             v = it->valuestring;
+        } else if (cJSON_IsBool(it)) {
+            v = cJSON_IsTrue(it) ? "true" : "false";
         } else if (cJSON_IsNumber(it) && nb < 64) {
             if (it->valuedouble == (double)(long long)it->valuedouble)
                 snprintf(numbuf[nb], sizeof numbuf[nb], "%lld", (long long)it->valuedouble);
@@ -650,8 +659,9 @@ static wr_status gen_config(gen_opts *g, const char *path, cJSON **doc) {
                 snprintf(numbuf[nb], sizeof numbuf[nb], "%.17g", it->valuedouble);
             v = numbuf[nb++];
         } else {
-            return WR_FAIL(WR_ERR_INVALID_ARG, "--config %s: \"%s\" must be a string or a number",
-                           path, it->string);
+            return WR_FAIL(WR_ERR_INVALID_ARG,
+                           "--config %s: \"%s\" must be a string, a number or a boolean", path,
+                           it->string);
         }
         wr_status st = gen_apply(g, it->string, v);
         if (st != WR_OK) return WR_FAIL(st, "--config %s: %s", path, wr_error_detail());
@@ -880,6 +890,10 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
             wr_log_set_level(WR_LOG_DEBUG);
             continue;
         }
+        if (!strcmp(name, "disk-offload")) { /* a switch: no value */
+            g.disk_offload = 1;
+            continue;
+        }
         static const char *const known[] = {"model",
                                             "prompt",
                                             "negative-prompt",
@@ -945,6 +959,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     opt.low_mem_level = g.low_mem_level;
     opt.vram_limit = (uint64_t)g.vram_limit;
     opt.te_stream = g.te_stream, opt.dit_stream = g.dit_stream, opt.vae_tiled = g.vae_tiled;
+    opt.disk_offload = g.disk_offload;
     if (g.low_mem_level < 0 && (st = auto_level(&g, &opt.low_mem_level)) != WR_OK) goto done;
     opt.world = &g_world;
     opt.cfg_parallel = g.cfg_parallel;

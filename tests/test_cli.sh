@@ -189,6 +189,13 @@ expect 0 "overrides from --config" -- "$WANRUN" "${l3[@]}" --config "$gen/pol.js
     --out "$gen/pol.y4m"
 if cmp -s "$gen/l0.y4m" "$gen/pol.y4m" && cmp -s "$gen/l0.y4m" "$gen/auto.y4m"; then
     pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: overrides or auto changed the video"; fi
+expect 0 "disk offload at level 3" -- "$WANRUN" "${l3[@]}" --low-mem-level 3 --disk-offload \
+    --out "$gen/disk.y4m"
+echo '{"disk-offload": true, "low-mem-level": 2}' >"$gen/disk.json"
+expect 0 "disk offload from --config" -- "$WANRUN" "${l3[@]}" --config "$gen/disk.json" \
+    --out "$gen/disk2.y4m"
+if cmp -s "$gen/l0.y4m" "$gen/disk.y4m" && cmp -s "$gen/l0.y4m" "$gen/disk2.y4m"; then
+    pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: disk offload changed the video"; fi
 expect 2 "a bad override" -- "$WANRUN" "${l3[@]}" --dit sometimes --out "$gen/pol2.y4m"
 has "$err" "resident or stream" "the choices are named"
 # the planner

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/modeldir.h"
 #include "core/safetensors.h"
@@ -225,10 +226,17 @@ static void gen_tensor(void *ctx, const char *name, int ndim, const int64_t *sha
     ck_assert_int_eq(wr_st_writer_add(g->w, name, WR_DTYPE_F32, ndim, shape, b), WR_OK);
 }
 
+static wr_dit *random_dit_cfg(int layers, int wide);
+
 static wr_dit *random_dit(int layers) {
+    return random_dit_cfg(layers, 0);
+}
+
+/* tiny3's config with `layers` blocks; wide: 6 heads x 64, FFN 1536 (9.4 MB blocks, f32) */
+static wr_dit *random_dit_cfg(int layers, int wide) {
     char src[4300], dir[4300], p[4400];
     snprintf(src, sizeof src, "%s/transformer/config.json", wr_test_data("dit/tiny3"));
-    snprintf(dir, sizeof dir, "%s/dit%d", wr_test_tmpdir(), layers);
+    snprintf(dir, sizeof dir, "%s/dit%d%s", wr_test_tmpdir(), layers, wide ? "w" : "");
     mkdir(dir, 0755);
     FILE *f = fopen(src, "r");
     ck_assert_ptr_nonnull(f);
@@ -239,6 +247,17 @@ static wr_dit *random_dit(int layers) {
     char *at = strstr(cfg, "\"num_layers\": 3");
     ck_assert_ptr_nonnull(at);
     at[strlen("\"num_layers\": ")] = (char)('0' + layers);
+    if (wide) { /* same lengths, so the text is edited in place */
+        char *h = strstr(cfg, "\"num_attention_heads\": 3"),
+             *d = strstr(cfg, "\"attention_head_dim\": 24");
+        char *ff = strstr(cfg, "\"ffn_dim\": 100");
+        ck_assert(h && d && ff);
+        h[strlen("\"num_attention_heads\": ")] = '6';
+        memcpy(d + strlen("\"attention_head_dim\": "), "64", 2);
+        char tail[4096];
+        snprintf(tail, sizeof tail, "%s", ff + strlen("\"ffn_dim\": 100"));
+        snprintf(ff, sizeof cfg - (size_t)(ff - cfg), "\"ffn_dim\": 1536%s", tail);
+    }
     snprintf(p, sizeof p, "%s/config.json", dir);
     f = fopen(p, "w");
     fputs(cfg, f);
@@ -604,6 +623,58 @@ START_TEST(test_levels_json) {
 END_TEST
 END_TEST
 
+static uint64_t rss_now(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long long size = 0, res = 0;
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fscanf(f, "%llu %llu", &size, &res), 2);
+    fclose(f);
+    return (uint64_t)res * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* Disk offload: a streamed forward's host memory growth does not depend on the number of
+ * blocks (2 vs 6 blocks of 9.4 MB); without it, it grows with the model (what the test could
+ * otherwise not tell apart). */
+START_TEST(test_disk_offload_host_bounded) {
+    double growth[2][2]; /* [offload][model] */
+    const int layers[2] = {2, 6};
+    uint64_t blk = 0;
+    for (int off = 0; off < 2; off++)
+        for (int k = 0; k < 2; k++) {
+            wr_dit *m = random_dit_cfg(layers[k], 1);
+            dit_io d;
+            open_io(&d, "dit/tiny3", m);
+            float *out = malloc(sizeof(float) * (size_t)d.nout);
+            wr_vram *v = NULL;
+            ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+            wr_vram_set_disk_offload(v, off);
+            ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_OK);
+            blk = wr_dit_block_bytes(m);
+            const uint64_t r0 = rss_now(); /* the checkpoint's matrices not touched yet */
+            forward(m, &d, out);
+            forward(m, &d, out);
+            growth[off][k] = (double)rss_now() - (double)r0;
+            fprintf(stderr,
+                    "disk offload %s, %d blocks of %.1f MB: host memory +%.1f MB over "
+                    "two streamed forwards\n",
+                    off ? "on " : "off", layers[k], (double)blk / 1e6, growth[off][k] / 1e6);
+            wr_dit_set_vram(m, NULL, 0);
+            wr_vram_free_pool(v);
+            free(out);
+            wr_st_close(d.io);
+            wr_dit_free(m);
+        }
+    /* without offload the 4 extra blocks' pages stay (>= 3 blocks' worth); with it, no more
+     * than one block's worth of difference */
+    ck_assert_msg(growth[0][1] - growth[0][0] >= 3.0 * (double)blk,
+                  "the test cannot see the model's size (%.1f vs %.1f MB)", growth[0][0] / 1e6,
+                  growth[0][1] / 1e6);
+    ck_assert_msg(growth[1][1] - growth[1][0] < (double)blk,
+                  "disk offload: host memory grew with the model (%.1f vs %.1f MB)",
+                  growth[1][0] / 1e6, growth[1][1] / 1e6);
+}
+END_TEST
+
 static void setup(void) {
     ck_assert_int_eq(wr_backend_create(&g_be, WR_BACKEND_CPU, 1), WR_OK);
 }
@@ -626,6 +697,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_memprof);
     tcase_add_test(tc, test_plan_whole_pipeline);
     tcase_add_test(tc, test_levels_json);
+    tcase_add_test(tc, test_disk_offload_host_bounded);
     suite_add_tcase(s, tc);
     return s;
 }

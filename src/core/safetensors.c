@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
@@ -34,6 +35,53 @@ struct wr_st_file {
 };
 
 /* ---- small helpers ---- */
+
+/* The live mappings, so a caller can ask whether bytes are file-backed (disk offload drops
+ * such pages after use; doing that to heap memory would zero it). */
+typedef struct map_rec {
+    const void *base;
+    size_t len;
+} map_rec;
+static map_rec *g_maps;
+static size_t g_nmaps, g_capmaps;
+static pthread_mutex_t g_maps_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void maps_add(const void *base, size_t len) {
+    pthread_mutex_lock(&g_maps_mu);
+    if (g_nmaps == g_capmaps) {
+        size_t cap = g_capmaps ? 2 * g_capmaps : 16;
+        map_rec *n = realloc(g_maps, cap * sizeof *n);
+        if (n) g_maps = n, g_capmaps = cap;
+    }
+    if (g_nmaps < g_capmaps) g_maps[g_nmaps++] = (map_rec){base, len};
+    pthread_mutex_unlock(&g_maps_mu);
+}
+
+static void maps_remove(const void *base) {
+    pthread_mutex_lock(&g_maps_mu);
+    for (size_t i = 0; i < g_nmaps; i++)
+        if (g_maps[i].base == base) {
+            g_maps[i] = g_maps[--g_nmaps];
+            break;
+        }
+    if (g_nmaps == 0) {
+        free(g_maps);
+        g_maps = NULL;
+        g_capmaps = 0;
+    }
+    pthread_mutex_unlock(&g_maps_mu);
+}
+
+int wr_st_is_mapped(const void *p, size_t n) {
+    int yes = 0;
+    pthread_mutex_lock(&g_maps_mu);
+    for (size_t i = 0; i < g_nmaps && !yes; i++) {
+        const char *b = g_maps[i].base;
+        yes = (const char *)p >= b && (const char *)p + n <= b + g_maps[i].len;
+    }
+    pthread_mutex_unlock(&g_maps_mu);
+    return yes;
+}
 
 static char *xstrdup(const char *s) {
     size_t n = strlen(s) + 1;
@@ -363,6 +411,7 @@ wr_status wr_st_open(wr_st_file **out, const char *path) {
     }
     f->base = m;
     f->mapped = 1;
+    maps_add(m, f->map_len);
     *out = f;
     return WR_OK;
 fail:
@@ -403,9 +452,10 @@ fail:
 void wr_st_close(wr_st_file *f) {
     if (f == NULL) return;
     if (f->base) {
-        if (f->mapped)
+        if (f->mapped) {
+            maps_remove(f->base);
             munmap((void *)f->base, f->map_len);
-        else
+        } else
             free((void *)f->base);
     }
     if (f->fd >= 0) close(f->fd);

@@ -102,6 +102,8 @@ typedef struct wr_st_set wr_st_set;
  * a weight_map object, a map entry whose shard lacks the tensor, ...).
  */
 wr_status wr_st_set_open(wr_st_set **out, const char *path);
+/* 1 when [p, p + n) lies inside the mapping of an open safetensors file (thread-safe). */
+int wr_st_is_mapped(const void *p, size_t n);
 void wr_st_set_close(wr_st_set *s);
 
 /* The path as given, and the index path or NULL for a single file. */

@@ -76,6 +76,7 @@ void wr_request_defaults(wr_request *r) {
  * per request) and activations, the VAE's buffers. */
 static wr_status setup_pool(wr_context *c) {
     WR_TRY(wr_vram_create(&c->vram, c->be, c->opt.vram_limit));
+    wr_vram_set_disk_offload(c->vram, c->opt.disk_offload);
     if (c->prof) wr_memprof_attach(c->prof, c->vram);
     /* the DiT: resident; at level 3 on the device only while denoising, streamed (the resident
      * blocks chosen per request, setup_streaming) */

@@ -6,15 +6,19 @@
  * The copy thread takes jobs from a FIFO under a mutex; `done` counts finished jobs, and a
  * waiter sleeps on a condition variable until done reaches its ticket.
  */
+#define _DEFAULT_SOURCE /* madvise (MADV_DONTNEED) */
 #include "vram/vram.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core/log.h"
+#include "core/safetensors.h"
 
 typedef struct rec {
     void *p;
@@ -26,6 +30,7 @@ typedef struct job {
     void *dst;
     const void *src;
     size_t bytes;
+    int drop; /* disk offload: drop the source's pages afterwards */
     struct job *next;
 } job;
 
@@ -47,7 +52,15 @@ struct wr_vram {
     double delay_s;
     wr_vram_observer obs;
     void *obs_ctx;
+    int disk_offload;
 };
+
+/* The whole pages inside [p, p + n) leave this process (file-backed: read again on use). */
+static void drop_pages(const void *p, size_t n) {
+    const uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)p + ps - 1) & ~(ps - 1), b = ((uintptr_t)p + n) & ~(ps - 1);
+    if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
 
 const char *wr_mem_cat_name(wr_mem_cat c) {
     static const char *const names[WR_MEM_CAT_COUNT] = {
@@ -74,6 +87,7 @@ static void *copy_main(void *arg) {
         pthread_mutex_unlock(&v->mu);
         sleep_s(delay);
         wr_status st = v->be->iface->upload(v->be, j->dst, j->src, j->bytes);
+        if (j->drop && wr_st_is_mapped(j->src, j->bytes)) drop_pages(j->src, j->bytes);
         pthread_mutex_lock(&v->mu);
         if (st != WR_OK && v->copy_status == WR_OK) {
             v->copy_status = st;
@@ -222,7 +236,7 @@ wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t
                              uint64_t *ticket) {
     job *j = malloc(sizeof *j);
     if (j == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
-    *j = (job){dst, host_src, bytes, NULL};
+    *j = (job){dst, host_src, bytes, v->disk_offload, NULL};
     if (!v->started) {
         if (pthread_create(&v->thread, NULL, copy_main, v) != 0) {
             free(j);
@@ -251,6 +265,14 @@ wr_status wr_vram_copy_wait(wr_vram *v, uint64_t ticket) {
     pthread_mutex_unlock(&v->mu);
     if (st != WR_OK) return WR_FAIL(st, "a copy to the device failed: %s", msg);
     return WR_OK;
+}
+
+void wr_vram_set_disk_offload(wr_vram *v, int on) {
+    v->disk_offload = on;
+}
+
+int wr_vram_disk_offload(const wr_vram *v) {
+    return v->disk_offload;
 }
 
 void wr_vram_set_copy_delay(wr_vram *v, double seconds) {

@@ -69,6 +69,11 @@ void wr_vram_reset_peaks(wr_vram *v);
 wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t bytes,
                              uint64_t *ticket);
 wr_status wr_vram_copy_wait(wr_vram *v, uint64_t ticket);
+/* Disk offload: after each copy, the source's whole pages are dropped from this process
+ * (madvise MADV_DONTNEED on the mapped checkpoint), so weights passed through the device are
+ * read from the file again when next needed and host memory stays bounded by a few blocks. */
+void wr_vram_set_disk_offload(wr_vram *v, int on);
+int wr_vram_disk_offload(const wr_vram *v);
 /* Tests and benchmarks: every copy also sleeps this long (the "slow link"). */
 void wr_vram_set_copy_delay(wr_vram *v, double seconds);
 
