@@ -108,6 +108,9 @@ static const char usage_text[] =
     "                         auto: the lowest level whose planned peak fits --vram-limit\n"
     "  --text-encoder resident|stream  --dit resident|stream  --vae tiled|untiled\n"
     "                         override one part of the level's preset (configs/levels.json)\n"
+    "  --fp8 storage|compute|off  storage: the DiT blocks' weights in FP8 e4m3 with a per-tensor\n"
+    "                         scale, upcast per use (half of bf16's memory); compute: FP8 GEMMs\n"
+    "                         (GPU only: an error on the CPU backend)\n"
     "  --disk-offload         streamed weights (text encoder at level >= 2, DiT at 3) are read\n"
     "                         from the files each time: host memory stays a few blocks\n"
     "  --vram-limit SIZE      e.g. 20GiB: device memory per rank; at level 3 as many DiT\n"
@@ -492,6 +495,7 @@ typedef struct gen_opts {
     const char *mem_profile;
     int te_stream, dit_stream, vae_tiled; /* -1: the level's (configs/levels.json) */
     int disk_offload;
+    int fp8; /* 0 off, 1 storage */
 } gen_opts;
 
 static wr_status parse_i64(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out) {
@@ -590,7 +594,16 @@ static wr_status gen_apply(gen_opts *g, const char *name, const char *v) {
         WR_TRY(parse_bytes(name, v, &g->vram_limit));
     else if (!strcmp(name, "mem-profile"))
         g->mem_profile = v;
-    else if (!strcmp(name, "disk-offload")) { /* from --config: true / false */
+    else if (!strcmp(name, "fp8")) {
+        if (!strcmp(v, "compute"))
+            return WR_FAIL(WR_ERR_UNSUPPORTED,
+                           "--fp8 compute: FP8 GEMMs need a GPU with FP8 tensor cores (the CUDA "
+                           "backend); on the CPU use --fp8 storage (FP8 weights, f32 compute)");
+        if (strcmp(v, "storage") && strcmp(v, "off"))
+            return WR_FAIL(WR_ERR_INVALID_ARG, "--fp8 must be storage, compute or off, got '%s'",
+                           v);
+        g->fp8 = !strcmp(v, "storage");
+    } else if (!strcmp(name, "disk-offload")) { /* from --config: true / false */
         if (strcmp(v, "true") && strcmp(v, "false"))
             return WR_FAIL(WR_ERR_INVALID_ARG, "disk-offload must be true or false, got '%s'", v);
         g->disk_offload = !strcmp(v, "true");
@@ -836,7 +849,7 @@ static wr_status auto_level(const gen_opts *g, int *level) {
     in.cp = g->cp_size > 0 ? g->cp_size : (g_world.size / cfgp > 0 ? g_world.size / cfgp : 1);
     in.cp_mode = (wr_cp_mode)g->cp_mode;
     in.no_cfg = g->guidance <= 1.0;
-    in.dit_wbytes = component_wbytes(g->model, "transformer");
+    in.dit_wbytes = g->fp8 ? 1 : component_wbytes(g->model, "transformer");
     in.t5_wbytes = component_wbytes(g->model, "text_encoder");
     in.vae_wbytes = component_wbytes(g->model, "vae");
     in.act_bytes = 4; /* the CPU backend computes in f32 */
@@ -919,7 +932,8 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
                                             "mem-profile",
                                             "text-encoder",
                                             "dit",
-                                            "vae"};
+                                            "vae",
+                                            "fp8"};
         int ok = 0;
         for (size_t j = 0; j < sizeof known / sizeof known[0]; j++) ok |= !strcmp(name, known[j]);
         if (!ok) {
@@ -960,6 +974,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     opt.vram_limit = (uint64_t)g.vram_limit;
     opt.te_stream = g.te_stream, opt.dit_stream = g.dit_stream, opt.vae_tiled = g.vae_tiled;
     opt.disk_offload = g.disk_offload;
+    opt.fp8_storage = g.fp8;
     if (g.low_mem_level < 0 && (st = auto_level(&g, &opt.low_mem_level)) != WR_OK) goto done;
     opt.world = &g_world;
     opt.cfg_parallel = g.cfg_parallel;

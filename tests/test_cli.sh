@@ -196,6 +196,13 @@ expect 0 "disk offload from --config" -- "$WANRUN" "${l3[@]}" --config "$gen/dis
     --out "$gen/disk2.y4m"
 if cmp -s "$gen/l0.y4m" "$gen/disk.y4m" && cmp -s "$gen/l0.y4m" "$gen/disk2.y4m"; then
     pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: disk offload changed the video"; fi
+expect 0 "FP8 storage at level 3" -- "$WANRUN" "${l3[@]}" --fp8 storage --low-mem-level 3 \
+    --out "$gen/fp8.y4m"
+if [ -s "$gen/fp8.y4m" ] && ! cmp -s "$gen/l0.y4m" "$gen/fp8.y4m"; then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL: FP8 storage should change the video a little"; fi
+expect 6 "FP8 compute on the CPU" -- "$WANRUN" "${l3[@]}" --fp8 compute --out "$gen/fp8b.y4m"
+has "$err" "GPU" "why is said"
+expect 2 "a bad --fp8" -- "$WANRUN" "${l3[@]}" --fp8 sometimes --out "$gen/fp8c.y4m"
 expect 2 "a bad override" -- "$WANRUN" "${l3[@]}" --dit sometimes --out "$gen/pol2.y4m"
 has "$err" "resident or stream" "the choices are named"
 # the planner

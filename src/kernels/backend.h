@@ -67,9 +67,10 @@ typedef struct wr_backend_iface {
     wr_status (*sync)(wr_backend *be);
 
     /* ---- ops (shapes already checked by the wrappers in ops.c) ---- */
-    /* y[M,N] = x[M,K] . w[N,K]^T (+ b[N]) */
+    /* y[M,N] = alpha * x[M,K] . w[N,K]^T (+ b[N]); alpha is a per-tensor weight scale (FP8
+     * storage), 1 otherwise */
     wr_status (*matmul)(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
-                        const wr_tensor *b);
+                        const wr_tensor *b, float alpha);
     /* over the last dim: (x - mean) / sqrt(var + eps) (* w + b when given) */
     wr_status (*layer_norm)(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
                             const wr_tensor *b, float eps);

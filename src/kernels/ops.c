@@ -105,6 +105,11 @@ static void expect_vec(const char *op, const wr_tensor *v, int64_t n, const wr_t
 
 wr_status wr_op_matmul(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
                        const wr_tensor *b) {
+    return wr_op_matmul_scaled(be, y, x, w, b, 1.0f);
+}
+
+wr_status wr_op_matmul_scaled(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                              const wr_tensor *b, float alpha) {
     expect_f32("matmul", x);
     expect_f32("matmul", y);
     EXPECT(w->ndim == 2 && wr_dtype_is_float(w->dtype) && w->dtype != WR_DTYPE_F64, "matmul",
@@ -112,7 +117,7 @@ wr_status wr_op_matmul(wr_backend *be, wr_tensor *y, const wr_tensor *x, const w
     EXPECT(wr_cols(x) == w->shape[1], "matmul", "x last dim != w in-features", x, w);
     EXPECT(wr_cols(y) == w->shape[0] && wr_rows(y) == wr_rows(x), "matmul", "y shape", y, x);
     if (b) expect_vec("matmul", b, w->shape[0], w);
-    CALL(be, matmul, y, x, w, b);
+    CALL(be, matmul, y, x, w, b, alpha);
 }
 
 wr_status wr_op_layer_norm(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,

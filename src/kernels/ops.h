@@ -37,6 +37,9 @@
 
 wr_status wr_op_matmul(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
                        const wr_tensor *b);
+/* y = alpha * x . w^T + b: w's values times alpha (a per-tensor FP8 scale) */
+wr_status wr_op_matmul_scaled(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                              const wr_tensor *b, float alpha);
 wr_status wr_op_layer_norm(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
                            const wr_tensor *b, float eps);
 wr_status wr_op_rms_norm(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,

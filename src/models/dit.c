@@ -152,6 +152,10 @@ struct wr_dit {
     wr_dit_block *blocks;
     wr_linear proj_out;
     wr_tensor scale_shift_table; /* [1, 2, D] */
+    /* FP8 storage (wr_dit_load_opts): the converted block matrices, one arena */
+    int fp8;
+    uint8_t *fp8_arena;
+    size_t fp8_used, fp8_cap;
     /* f32 copies of 1-D tensors, one arena */
     float *vec_arena;
     size_t vec_used, vec_cap; /* floats */
@@ -261,6 +265,41 @@ typedef struct bind_ctx {
     wr_status st;
 } bind_ctx;
 
+/* FP8 storage: t into the arena as e4m3 of t / s with s = amax / 448 (the largest magnitude
+ * maps to e4m3's largest finite value); the Linear owning dst gets s as its weight scale. */
+static wr_status to_fp8(wr_dit *m, const wr_st_tensor *t, wr_tensor *dst, int ndim,
+                        const int64_t *shape) {
+    float *tmp = malloc(sizeof(float) * (size_t)t->nelem);
+    if (tmp == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory converting to FP8");
+    wr_status st = wr_st_read_as(t, WR_DTYPE_F32, tmp, (size_t)t->nelem * sizeof(float));
+    if (st != WR_OK) {
+        free(tmp);
+        return st;
+    }
+    float amax = 0.0f;
+    for (int64_t i = 0; i < t->nelem; i++) {
+        const float a = fabsf(tmp[i]);
+        if (a > amax) amax = a;
+    }
+    const float s = amax > 0.0f && isfinite(amax) ? amax / 448.0f : 1.0f;
+    for (int64_t i = 0; i < t->nelem; i++) tmp[i] /= s;
+    WR_ASSERT(m->fp8_used + (size_t)t->nelem <= m->fp8_cap);
+    uint8_t *q = m->fp8_arena + m->fp8_used;
+    m->fp8_used += ((size_t)t->nelem + 63) & ~(size_t)63;
+    wr_dtype_convert(q, WR_DTYPE_F8_E4M3, tmp, WR_DTYPE_F32, t->nelem);
+    free(tmp);
+    *dst = wr_tensor_make(q, WR_DTYPE_F8_E4M3, ndim, shape);
+    ((wr_linear *)dst)->wscale = s; /* dst is a wr_linear's weight, its first member */
+    return WR_OK;
+}
+
+static void count_fp8(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    size_t *n = ctx, e = 1;
+    if (ndim != 2 || strncmp(name, "blocks.", 7) != 0) return;
+    for (int i = 0; i < ndim; i++) e *= (size_t)shape[i];
+    *n += (e + 63) & ~(size_t)63;
+}
+
 static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
     bind_ctx *bc = ctx;
     load_ctx *lc = bc->lc;
@@ -270,6 +309,10 @@ static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape
     if (t == NULL) return;
     wr_tensor *dst = field_for(m, name);
     WR_ASSERT(dst != NULL);
+    if (ndim == 2 && m->fp8 && strncmp(name, "blocks.", 7) == 0 && t->dtype != WR_DTYPE_F8_E4M3) {
+        bc->st = to_fp8(m, t, dst, ndim, shape);
+        return;
+    }
     if (ndim == 2 || ndim == 5) {
         /* matrices: used in place, storage dtype (the backend converts per use) */
         *dst = wr_st_tensor_view(t);
@@ -284,6 +327,10 @@ static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape
 }
 
 wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir) {
+    return wr_dit_load_ex(out, be, dir, NULL);
+}
+
+wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr_dit_load_opts *o) {
     *out = NULL;
     wr_status st = WR_OK;
     if (be->kind != WR_BACKEND_CPU)
@@ -293,6 +340,7 @@ wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir) {
     if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     m->be = be;
     m->P = 1;
+    m->fp8 = o && o->fp8_storage;
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     char path[WR_PATH_CAP + 32];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -314,7 +362,11 @@ wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir) {
     wr_dit_expected_tensors(&m->cfg, NULL, count_vectors, &lc);
     m->vec_cap = lc.vec_floats;
     m->vec_arena = malloc(m->vec_cap * sizeof(float) + 64);
-    if (m->blocks == NULL || m->vec_arena == NULL) {
+    if (m->fp8) {
+        wr_dit_expected_tensors(&m->cfg, NULL, count_fp8, &m->fp8_cap);
+        m->fp8_arena = malloc(m->fp8_cap + 64);
+    }
+    if (m->blocks == NULL || m->vec_arena == NULL || (m->fp8 && m->fp8_arena == NULL)) {
         st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", dir);
         goto fail;
     }
@@ -348,6 +400,7 @@ void wr_dit_free(wr_dit *m) {
     vram_release_all(m);
     if (m->ws) m->be->iface->free(m->be, m->ws);
     free(m->vec_arena);
+    free(m->fp8_arena);
     free(m->blocks);
     wr_st_set_close(m->weights);
     free(m);
@@ -643,7 +696,7 @@ static void rope_tables(float *cosv, float *sinv, int64_t HD, int64_t Hp, int64_
 
 /* y = linear(x) */
 static wr_status lin(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_linear *l) {
-    return wr_op_matmul(be, y, x, &l->weight, &l->bias);
+    return wr_op_matmul_scaled(be, y, x, &l->weight, &l->bias, l->wscale > 0 ? l->wscale : 1.0f);
 }
 
 static wr_tensor as_heads(const wr_tensor *t, int64_t NH, int64_t HD) {

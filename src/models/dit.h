@@ -29,6 +29,7 @@
 typedef struct wr_linear {
     wr_tensor weight; /* [out, in], storage dtype */
     wr_tensor bias;   /* [out], f32 */
+    float wscale;     /* FP8 storage: weight = wscale * stored values (0: 1) */
 } wr_linear;
 
 /* diffusers WanAttention (attn1 = self, attn2 = cross) */
@@ -73,6 +74,15 @@ void wr_dit_original_name(char *out, size_t cap, const char *diffusers_name);
  * mis-shaped tensors; WR_ERR_CONFIG for an unsupported config; WR_ERR_OOM_*.
  */
 wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir);
+/* fp8_storage: the blocks' Linear weights (what diffusers' layerwise casting stores in FP8,
+ * its skip patterns keeping patch_embedding, condition_embedder and the norms) are converted at
+ * load to float8_e4m3 with a per-tensor scale (amax / 448, so the largest value uses the whole
+ * range; diffusers casts without one); e4m3 tensors in the checkpoint are used as they are.
+ * The matmul upcasts per use and applies the scale. Biases stay f32. */
+typedef struct wr_dit_load_opts {
+    int fp8_storage;
+} wr_dit_load_opts;
+wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr_dit_load_opts *o);
 void wr_dit_free(wr_dit *m);
 
 const wr_dit_config *wr_dit_config_of(const wr_dit *m);

@@ -124,7 +124,8 @@ static wr_status load_components(wr_context *c, const char *model_dir) {
                            (long long)c->md.dit.text_dim);
     }
     wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TRANSFORMER);
-    WR_TRY(wr_dit_load(&c->dit, c->be, path));
+    const wr_dit_load_opts lo = {.fp8_storage = c->opt.fp8_storage};
+    WR_TRY(wr_dit_load_ex(&c->dit, c->be, path, &lo));
     if (c->role.writer) {
         wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_VAE);
         WR_TRY(wr_vae_load(&c->vae, c->be, path));

@@ -11,6 +11,7 @@ the engine, its build nor CI runs this script.
     python3 tests/golden/gen_golden.py vae        # tests/data/vae/NAME/ (vae/, io)
     python3 tests/golden/gen_golden.py sched      # tests/data/sched/ (tables, runs)
     python3 tests/golden/gen_golden.py pipeline   # tests/data/wan-tiny/ (model dir, golden runs)
+    python3 tests/golden/gen_golden.py fp8        # tests/data/dit/tiny{2,3}/fp8.safetensors
 
 Each subcommand writes small safetensors files under tests/data/ whose __metadata__ records the
 torch version and what was generated.
@@ -683,6 +684,12 @@ def gen_vae(args):
     golden_vae.generate(DATA, save_file_sorted_meta)
 
 
+def gen_fp8(args):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import golden_fp8
+    golden_fp8.generate(DATA, save_file_sorted_meta)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -699,6 +706,8 @@ def main():
         fn=gen_pipeline)
     sub.add_parser("vae", help="AutoencoderKLWan decoder weights, latents, frames, taps "
                    "(tests/golden/golden_vae.py)").set_defaults(fn=gen_vae)
+    sub.add_parser("fp8", help="diffusers' FP8 layerwise casting outputs of the tiny DiTs "
+                   "(tests/golden/golden_fp8.py; after dit)").set_defaults(fn=gen_fp8)
     args = ap.parse_args()
     args.fn(args)
 

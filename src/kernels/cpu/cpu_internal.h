@@ -9,7 +9,7 @@
 #include "kernels/backend.h"
 
 wr_status matmul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
-                     const wr_tensor *b);
+                     const wr_tensor *b, float alpha);
 wr_status layer_norm_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
                          const wr_tensor *b, float eps);
 wr_status rms_norm_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,

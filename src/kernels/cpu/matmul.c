@@ -28,7 +28,7 @@ static void fill_bias(float *y, const float *b, int64_t M, int64_t N) {
  * with it. OpenBLAS's small-matrix kernels do not have that property, and context-parallel
  * Ulysses must give bit for bit one rank's result on any model (tests/test_cp.c). */
 static wr_status matmul_small(float *y, int acc, const float *x, const wr_tensor *w, int64_t M,
-                              int64_t N, int64_t K) {
+                              int64_t N, int64_t K, float alpha) {
     float *wf = malloc(sizeof(float) * (size_t)(N * K));
     if (wf == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "matmul: no memory for a small weight");
     wr_dtype_convert(wf, WR_DTYPE_F32, w->data, w->dtype, N * K);
@@ -38,6 +38,7 @@ static wr_status matmul_small(float *y, int acc, const float *x, const wr_tensor
             const float *xr = x + m * K, *wr = wf + n * K;
             float s = 0.0f;
             for (int64_t k = 0; k < K; k++) s += xr[k] * wr[k];
+            if (alpha != 1.0f) s *= alpha;
             y[m * N + n] = acc ? y[m * N + n] + s : s;
         }
     free(wf);
@@ -45,7 +46,7 @@ static wr_status matmul_small(float *y, int acc, const float *x, const wr_tensor
 }
 
 wr_status matmul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
-                     const wr_tensor *b) {
+                     const wr_tensor *b, float alpha) {
     (void)be;
     const int64_t M = wr_rows(x), K = wr_cols(x), N = w->shape[0];
     float *yd = y->data;
@@ -53,9 +54,9 @@ wr_status matmul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_
     if (M == 0 || N == 0) return WR_OK;
     const float beta = b ? 1.0f : 0.0f;
     if (b) fill_bias(yd, b->data, M, N);
-    if (N * K <= WR_MATMUL_SMALL_NK) return matmul_small(yd, b != NULL, xd, w, M, N, K);
+    if (N * K <= WR_MATMUL_SMALL_NK) return matmul_small(yd, b != NULL, xd, w, M, N, K, alpha);
     if (w->dtype == WR_DTYPE_F32) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, xd,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, alpha, xd,
                     (int)K, (const float *)w->data, (int)K, beta, yd, (int)N);
     } else {
         int64_t rows = (int64_t)(WR_MATMUL_PANEL_BYTES / ((size_t)K * sizeof(float)));
@@ -74,7 +75,7 @@ wr_status matmul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_
             for (int64_t r = 0; r < nb; r++)
                 wr_dtype_convert(panel + r * K, WR_DTYPE_F32, src + (size_t)(r * K) * esz, w->dtype,
                                  K);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nb, (int)K, 1.0f, xd,
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nb, (int)K, alpha, xd,
                         (int)K, panel, (int)K, beta, yd + n0, (int)N);
         }
         free(panel);

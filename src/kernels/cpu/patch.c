@@ -36,7 +36,7 @@ wr_status patch_embed_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, cons
     const int64_t pshape[2] = {L, P}, wshape[2] = {D, P};
     wr_tensor pt_t = wr_tensor_make(patches, WR_DTYPE_F32, 2, pshape);
     wr_tensor w2 = wr_tensor_make(w->data, w->dtype, 2, wshape);
-    wr_status st = matmul_cpu(be, y, &pt_t, &w2, b);
+    wr_status st = matmul_cpu(be, y, &pt_t, &w2, b, 1.0f);
     free(patches);
     return st;
 }
