@@ -108,6 +108,8 @@ static const char usage_text[] =
     "                         auto: the lowest level whose planned peak fits --vram-limit\n"
     "  --text-encoder resident|stream  --dit resident|stream  --vae tiled|untiled\n"
     "                         override one part of the level's preset (configs/levels.json)\n"
+    "  --te-device device|cpu  where the text encoder runs (default device: resident or\n"
+    "                         streamed by the level; cpu: from host memory, no device bytes)\n"
     "  --fp8 storage|compute|off  storage: the DiT blocks' weights in FP8 e4m3 with a per-tensor\n"
     "                         scale, upcast per use (half of bf16's memory); compute: FP8 GEMMs\n"
     "                         (GPU only: an error on the CPU backend)\n"
@@ -496,6 +498,7 @@ typedef struct gen_opts {
     int te_stream, dit_stream, vae_tiled; /* -1: the level's (configs/levels.json) */
     int disk_offload;
     int fp8; /* 0 off, 1 storage */
+    int te_cpu;
 } gen_opts;
 
 static wr_status parse_i64(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out) {
@@ -594,7 +597,11 @@ static wr_status gen_apply(gen_opts *g, const char *name, const char *v) {
         WR_TRY(parse_bytes(name, v, &g->vram_limit));
     else if (!strcmp(name, "mem-profile"))
         g->mem_profile = v;
-    else if (!strcmp(name, "fp8")) {
+    else if (!strcmp(name, "te-device")) {
+        if (strcmp(v, "cpu") && strcmp(v, "device"))
+            return WR_FAIL(WR_ERR_INVALID_ARG, "--te-device must be device or cpu, got '%s'", v);
+        g->te_cpu = !strcmp(v, "cpu");
+    } else if (!strcmp(name, "fp8")) {
         if (!strcmp(v, "compute"))
             return WR_FAIL(WR_ERR_UNSUPPORTED,
                            "--fp8 compute: FP8 GEMMs need a GPU with FP8 tensor cores (the CUDA "
@@ -849,6 +856,7 @@ static wr_status auto_level(const gen_opts *g, int *level) {
     in.cp = g->cp_size > 0 ? g->cp_size : (g_world.size / cfgp > 0 ? g_world.size / cfgp : 1);
     in.cp_mode = (wr_cp_mode)g->cp_mode;
     in.no_cfg = g->guidance <= 1.0;
+    in.te_cpu = g->te_cpu;
     in.dit_wbytes = g->fp8 ? 1 : component_wbytes(g->model, "transformer");
     in.t5_wbytes = component_wbytes(g->model, "text_encoder");
     in.vae_wbytes = component_wbytes(g->model, "vae");
@@ -933,7 +941,8 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
                                             "text-encoder",
                                             "dit",
                                             "vae",
-                                            "fp8"};
+                                            "fp8",
+                                            "te-device"};
         int ok = 0;
         for (size_t j = 0; j < sizeof known / sizeof known[0]; j++) ok |= !strcmp(name, known[j]);
         if (!ok) {
@@ -975,6 +984,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     opt.te_stream = g.te_stream, opt.dit_stream = g.dit_stream, opt.vae_tiled = g.vae_tiled;
     opt.disk_offload = g.disk_offload;
     opt.fp8_storage = g.fp8;
+    opt.te_cpu = g.te_cpu;
     if (g.low_mem_level < 0 && (st = auto_level(&g, &opt.low_mem_level)) != WR_OK) goto done;
     opt.world = &g_world;
     opt.cfg_parallel = g.cfg_parallel;

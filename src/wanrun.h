@@ -36,6 +36,7 @@ typedef struct wr_options {
     int dit_stream;       /* DiT: 0 resident, 1 streamed while denoising */
     int vae_tiled;        /* VAE: 0 untiled, 1 tiled */
     int fp8_storage;      /* the DiT blocks' Linear weights in float8_e4m3, per-tensor scale */
+    int te_cpu;           /* the text encoder runs from host memory, never on the device */
     int disk_offload;     /* streamed weights are read from the files when needed: host memory stays
                              bounded by a few blocks (vram.h, wr_vram_set_disk_offload) */
     uint64_t vram_limit;  /* bytes of device memory per rank (0: none); at level 3 as many DiT

@@ -202,6 +202,10 @@ if [ -s "$gen/fp8.y4m" ] && ! cmp -s "$gen/l0.y4m" "$gen/fp8.y4m"; then pass=$((
     fail=$((fail + 1)); echo "FAIL: FP8 storage should change the video a little"; fi
 expect 6 "FP8 compute on the CPU" -- "$WANRUN" "${l3[@]}" --fp8 compute --out "$gen/fp8b.y4m"
 has "$err" "GPU" "why is said"
+expect 0 "the text encoder on the CPU" -- "$WANRUN" "${l3[@]}" --te-device cpu --low-mem-level 2 \
+    --out "$gen/tecpu.y4m"
+if cmp -s "$gen/l0.y4m" "$gen/tecpu.y4m"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: --te-device cpu changed the video"; fi
+expect 2 "a bad --te-device" -- "$WANRUN" "${l3[@]}" --te-device gpu0 --out "$gen/tecpu2.y4m"
 expect 2 "a bad --fp8" -- "$WANRUN" "${l3[@]}" --fp8 sometimes --out "$gen/fp8c.y4m"
 expect 2 "a bad override" -- "$WANRUN" "${l3[@]}" --dit sometimes --out "$gen/pol2.y4m"
 has "$err" "resident or stream" "the choices are named"

@@ -601,6 +601,24 @@ START_TEST(test_plan_whole_pipeline) {
     wr_plan_out p;
     ck_assert_int_eq(wr_plan_policy(&in, &pol, 0, &p), WR_OK);
     ck_assert_uint_eq(s.total_peak, p.peak_device);
+    /* the text encoder on the host (--te-device cpu) at level 2: no device bytes for it */
+    wr_options_defaults(&o);
+    o.threads = 1, o.low_mem_level = 2, o.te_cpu = 1;
+    ck_assert_int_eq(wr_context_create(&ctx, model, &o), WR_OK);
+    ck_assert_int_eq(wr_generate(ctx, &r, &v), WR_OK);
+    wr_video_free(&v);
+    wr_context_vram_stats(ctx, &s);
+    wr_context_free(ctx);
+    in.te_cpu = 1;
+    ck_assert_int_eq(wr_plan_level(&in, 2, 0, &p), WR_OK);
+    ck_assert_uint_eq(s.total_peak, p.peak_device);
+    ck_assert_uint_eq(p.dev[WR_PLAN_ENCODE][WR_MEM_ACTIVATIONS], 0);
+    /* activation chunking: the DiT's workspace grows linearly with the sequence (the FFN in
+     * 1,024-row chunks, attention by query and key blocks: no [L, FF] or [L, L] buffer) */
+    const uint64_t w1 = wr_dit_plan_workspace(&md->dit, 20000, 512, 1, WR_CP_AUTO),
+                   w4 = wr_dit_plan_workspace(&md->dit, 80000, 512, 1, WR_CP_AUTO);
+    ck_assert_msg((double)w4 / (double)w1 < 4.01, "workspace x%.3f for 4x the tokens",
+                  (double)w4 / (double)w1);
     free(md);
 }
 

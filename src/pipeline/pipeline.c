@@ -83,7 +83,7 @@ static wr_status setup_pool(wr_context *c) {
     if (!c->pol.dit_stream) WR_TRY(wr_dit_set_vram(c->dit, c->vram, -1));
     if (c->vae) WR_TRY(wr_vae_set_vram(c->vae, c->vram));
     /* the text encoder: resident (levels 0, 1) or streamed layer by layer (2, 3) */
-    if (c->t5) WR_TRY(wr_t5_set_vram(c->t5, c->vram, c->pol.te_stream ? 0 : -1));
+    if (c->t5 && !c->opt.te_cpu) WR_TRY(wr_t5_set_vram(c->t5, c->vram, c->pol.te_stream ? 0 : -1));
     return WR_OK;
 }
 
@@ -383,7 +383,7 @@ static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, fl
             char path[WR_PATH_CAP + 64];
             wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TEXT_ENCODER);
             st = wr_t5_load(&c->t5, c->be, path);
-            if (st == WR_OK) st = wr_t5_set_vram(c->t5, c->vram, 0);
+            if (st == WR_OK && !c->opt.te_cpu) st = wr_t5_set_vram(c->t5, c->vram, 0);
         }
         if (st == WR_OK) st = encode_text(c, r->prompt, emb);
         if (st == WR_OK && cfg)

@@ -155,13 +155,17 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
         uint64_t *c = o->dev[p];
         /* weights present on the device during phase p */
         c[WR_MEM_WEIGHTS_RESIDENT] += vae_w;
-        if (!pol->te_stream) c[WR_MEM_WEIGHTS_RESIDENT] += t5_all;
-        if (pol->te_stream && p == WR_PLAN_ENCODE) c[WR_MEM_WEIGHTS_STREAMING] += 2 * t5_layer;
-        if (pol->te_stream && p == WR_PLAN_ENCODE) o->host[p] += t5_all;
+        if (in->te_cpu) { /* on the host, as long as the policy keeps it */
+            if (!pol->te_stream || p == WR_PLAN_ENCODE) o->host[p] += t5_all;
+        } else {
+            if (!pol->te_stream) c[WR_MEM_WEIGHTS_RESIDENT] += t5_all;
+            if (pol->te_stream && p == WR_PLAN_ENCODE) c[WR_MEM_WEIGHTS_STREAMING] += 2 * t5_layer;
+            if (pol->te_stream && p == WR_PLAN_ENCODE) o->host[p] += t5_all;
+        }
         if (!pol->dit_stream) c[WR_MEM_WEIGHTS_RESIDENT] += dit_all;
         if (pol->dit_stream && p == WR_PLAN_DENOISE) c[WR_MEM_WEIGHTS_RESIDENT] += dit_other;
         /* activations of the phase */
-        if (p == WR_PLAN_ENCODE) c[WR_MEM_ACTIVATIONS] += t5_ws;
+        if (p == WR_PLAN_ENCODE && !in->te_cpu) c[WR_MEM_ACTIVATIONS] += t5_ws;
         if (p == WR_PLAN_DENOISE) c[WR_MEM_ACTIVATIONS] += dit_ws;
         if (p != WR_PLAN_DECODE) c[WR_MEM_WORKSPACE] += (uint64_t)nemb * emb; /* embeddings */
         if (p == WR_PLAN_DENOISE) c[WR_MEM_WORKSPACE] += (uint64_t)nlat * latent;
