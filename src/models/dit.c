@@ -163,8 +163,7 @@ struct wr_dit {
     wr_dit_tap_fn tap;
     void *tap_ctx;
     /* workspace */
-    void *ws;
-    size_t ws_bytes;
+    wr_workspace ws; /* the activations (from the pool when one is set) */
     /* (F', H', W', S, first token, tokens) the RoPE tables in the workspace were built for
      * (S too: the text activations precede them in the plan, so S moves them); [0] = 0: none */
     int64_t rope_key[6];
@@ -176,7 +175,6 @@ struct wr_dit {
     /* the vram layer (wr_dit_set_vram): resident and streamed blocks (src/vram/stream.h) */
     wr_vram *vram;
     wr_streamer *stream;
-    int ws_from_vram;   /* the workspace came from the pool (activations) */
     uint64_t other_acc; /* the non-block weights, counted in the pool (used in place) */
 };
 
@@ -398,7 +396,7 @@ static void vram_release_all(wr_dit *m);
 void wr_dit_free(wr_dit *m) {
     if (m == NULL) return;
     vram_release_all(m);
-    if (m->ws) m->be->iface->free(m->be, m->ws);
+    wr_workspace_release(&m->ws, m->be);
     free(m->vec_arena);
     free(m->fp8_arena);
     free(m->blocks);
@@ -442,13 +440,7 @@ static void vram_release_all(wr_dit *m) {
     if (m->other_acc)
         (void)wr_vram_account(m->vram, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)m->other_acc);
     m->other_acc = 0;
-    if (m->ws_from_vram) {
-        wr_vram_free(m->vram, m->ws);
-        m->ws = NULL;
-        m->ws_bytes = 0;
-        m->ws_from_vram = 0;
-        m->rope_key[0] = 0;
-    }
+    wr_dit_release_workspace(m); /* it came from the pool */
     m->vram = NULL;
 }
 
@@ -480,12 +472,7 @@ size_t wr_dit_block_bytes(const wr_dit *m) {
 
 wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident) {
     vram_release_all(m);
-    if (m->ws) { /* the workspace moves into the pool's accounting on the next forward */
-        m->be->iface->free(m->be, m->ws);
-        m->ws = NULL;
-        m->ws_bytes = 0;
-        m->rope_key[0] = 0;
-    }
+    wr_dit_release_workspace(m); /* into the pool's accounting on the next forward */
     if (v == NULL) return WR_OK;
     /* the embeddings and the head are small: used in place, counted */
     const uint64_t other = wr_dit_other_bytes(m);
@@ -502,13 +489,7 @@ wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident) {
 }
 
 void wr_dit_release_workspace(wr_dit *m) {
-    if (m->ws_from_vram)
-        wr_vram_free(m->vram, m->ws);
-    else if (m->ws)
-        m->be->iface->free(m->be, m->ws);
-    m->ws = NULL;
-    m->ws_bytes = 0;
-    m->ws_from_vram = 0;
+    wr_workspace_release(&m->ws, m->be);
     m->rope_key[0] = 0;
 }
 
@@ -737,15 +718,7 @@ wr_status wr_dit_set_parallel(wr_dit *m, wr_comm *cp, wr_cp_mode mode) {
               : mode == WR_CP_AUTO                   ? WR_CP_RING
                                                      : mode;
     m->where = m->be->kind == WR_BACKEND_CPU ? WR_MEM_HOST : WR_MEM_DEVICE;
-    /* the plan changes: rebuild the workspace on the next forward */
-    m->rope_key[0] = 0;
-    if (m->ws_from_vram)
-        wr_vram_free(m->vram, m->ws);
-    else if (m->ws)
-        m->be->iface->free(m->be, m->ws);
-    m->ws = NULL;
-    m->ws_bytes = 0;
-    m->ws_from_vram = 0;
+    wr_dit_release_workspace(m); /* the plan changes: rebuilt on the next forward */
     return WR_OK;
 }
 
@@ -919,23 +892,12 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
     wr_carve c0 = {0};
     dit_acts a;
     plan(&c0, m, L, S, &a);
-    wr_status st = WR_OK;
-    if (c0.used * sizeof(float) > m->ws_bytes) {
-        if (m->ws_from_vram)
-            wr_vram_free(m->vram, m->ws);
-        else if (m->ws)
-            be->iface->free(be, m->ws);
-        m->ws = NULL;
-        m->ws_bytes = 0;
-        m->rope_key[0] = 0;
-        m->ws_from_vram = m->vram != NULL;
-        st = m->vram ? wr_vram_alloc(m->vram, WR_MEM_ACTIVATIONS, c0.used * sizeof(float), &m->ws)
-                     : be->iface->alloc(be, &m->ws, c0.used * sizeof(float));
-        if (st == WR_OK) m->ws_bytes = c0.used * sizeof(float);
-    }
+    int moved = 0;
+    wr_status st = wr_workspace_ensure(&m->ws, be, m->vram, c0.used * sizeof(float), &moved);
+    if (moved) m->rope_key[0] = 0;            /* the RoPE tables live in it */
     if (m->cp) st = wr_comm_agree(m->cp, st); /* nobody waits in a collective for a failed rank */
     WR_TRY(st);
-    wr_carve cw = {m->ws, 0, m->ws_bytes / sizeof(float)};
+    wr_carve cw = {m->ws.p, 0, m->ws.bytes / sizeof(float)};
     plan(&cw, m, L, S, &a);
     a.Lg = Lg, a.n0 = n0, a.nreal = nreal;
 

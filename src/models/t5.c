@@ -83,12 +83,10 @@ struct wr_t5 {
     wr_t5_tap_fn tap;
     void *tap_ctx;
     /* workspace */
-    void *ws;
-    size_t ws_bytes;
+    wr_workspace ws; /* from the pool when one is set */
     /* the vram layer (wr_t5_set_vram): layers resident or streamed (src/vram/stream.h) */
     wr_vram *vram;
     wr_streamer *stream;
-    int ws_from_vram;
 };
 
 /*
@@ -274,7 +272,7 @@ static void t5_vram_release(wr_t5 *m);
 void wr_t5_free(wr_t5 *m) {
     if (m == NULL) return;
     t5_vram_release(m);
-    if (m->ws) m->be->iface->free(m->be, m->ws);
+    wr_workspace_release(&m->ws, m->be);
     free(m->vec_arena);
     free(m->bucket_lut);
     free(m->blocks);
@@ -303,22 +301,13 @@ static void t5_vram_release(wr_t5 *m) {
     m->stream = NULL;
     (void)wr_vram_account(m->vram, WR_MEM_WEIGHTS_RESIDENT,
                           -(int64_t)wr_tensor_nbytes(&m->final_ln));
-    if (m->ws_from_vram) {
-        wr_vram_free(m->vram, m->ws);
-        m->ws = NULL;
-        m->ws_bytes = 0;
-        m->ws_from_vram = 0;
-    }
+    wr_workspace_release(&m->ws, m->be); /* it came from the pool */
     m->vram = NULL;
 }
 
 wr_status wr_t5_set_vram(wr_t5 *m, wr_vram *v, int64_t resident) {
     t5_vram_release(m);
-    if (m->ws) {
-        m->be->iface->free(m->be, m->ws);
-        m->ws = NULL;
-        m->ws_bytes = 0;
-    }
+    wr_workspace_release(&m->ws, m->be); /* into the pool's accounting on the next forward */
     if (v == NULL) return WR_OK;
     /* the final norm, used in place and counted (the embedding table never is on the device) */
     WR_TRY(wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)wr_tensor_nbytes(&m->final_ln)));
@@ -333,13 +322,7 @@ wr_status wr_t5_set_vram(wr_t5 *m, wr_vram *v, int64_t resident) {
 }
 
 void wr_t5_release_workspace(wr_t5 *m) {
-    if (m->ws_from_vram)
-        wr_vram_free(m->vram, m->ws);
-    else if (m->ws)
-        m->be->iface->free(m->be, m->ws);
-    m->ws = NULL;
-    m->ws_bytes = 0;
-    m->ws_from_vram = 0;
+    wr_workspace_release(&m->ws, m->be);
 }
 
 size_t wr_t5_layer_bytes(const wr_t5 *m) {
@@ -496,19 +479,8 @@ wr_status wr_t5_forward(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint
     wr_carve c0 = {0};
     t5_acts a;
     plan(&c0, m, L, &a);
-    if (c0.used * sizeof(float) > m->ws_bytes) {
-        if (m->ws_from_vram)
-            wr_vram_free(m->vram, m->ws);
-        else if (m->ws)
-            be->iface->free(be, m->ws);
-        m->ws = NULL;
-        m->ws_bytes = 0;
-        m->ws_from_vram = m->vram != NULL;
-        WR_TRY(m->vram ? wr_vram_alloc(m->vram, WR_MEM_ACTIVATIONS, c0.used * sizeof(float), &m->ws)
-                       : be->iface->alloc(be, &m->ws, c0.used * sizeof(float)));
-        m->ws_bytes = c0.used * sizeof(float);
-    }
-    wr_carve cw = {m->ws, 0, m->ws_bytes / sizeof(float)};
+    WR_TRY(wr_workspace_ensure(&m->ws, be, m->vram, c0.used * sizeof(float), NULL));
+    wr_carve cw = {m->ws.p, 0, m->ws.bytes / sizeof(float)};
     plan(&cw, m, L, &a);
 
     /* (1) x = shared[ids]: only these rows of the table are read (pages of the mapping) */

@@ -280,3 +280,26 @@ void wr_vram_set_copy_delay(wr_vram *v, double seconds) {
     v->delay_s = seconds;
     pthread_mutex_unlock(&v->mu);
 }
+
+wr_status wr_workspace_ensure(wr_workspace *w, wr_backend *be, wr_vram *pool, size_t bytes,
+                              int *moved) {
+    if (moved) *moved = 0;
+    if (w->p && w->pool == pool && w->bytes >= bytes) return WR_OK;
+    wr_workspace_release(w, be);
+    if (moved) *moved = 1;
+    WR_TRY(pool ? wr_vram_alloc(pool, WR_MEM_ACTIVATIONS, bytes, &w->p)
+                : be->iface->alloc(be, &w->p, bytes));
+    w->bytes = bytes;
+    w->pool = pool;
+    return WR_OK;
+}
+
+void wr_workspace_release(wr_workspace *w, wr_backend *be) {
+    if (w->p) {
+        if (w->pool)
+            wr_vram_free(w->pool, w->p);
+        else
+            be->iface->free(be, w->p);
+    }
+    memset(w, 0, sizeof *w);
+}

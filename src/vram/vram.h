@@ -64,6 +64,19 @@ void wr_vram_get_stats(const wr_vram *v, wr_vram_stats *out);
 /* Peaks := current (a new phase's measurement starts here). */
 void wr_vram_reset_peaks(wr_vram *v);
 
+/* A model's activation workspace: from the pool (activations) when one is given, else from the
+ * backend. ensure() keeps it when it is large enough and from the same place, else gives it
+ * back and allocates `bytes` (*moved = 1, when moved is not NULL: contents and addresses
+ * changed). */
+typedef struct wr_workspace {
+    void *p;
+    size_t bytes;
+    wr_vram *pool; /* where p came from; NULL: the backend */
+} wr_workspace;
+wr_status wr_workspace_ensure(wr_workspace *w, wr_backend *be, wr_vram *pool, size_t bytes,
+                              int *moved);
+void wr_workspace_release(wr_workspace *w, wr_backend *be);
+
 /* Copies host_src (host memory, must stay valid until waited) into device memory dst on the
  * copy thread; *ticket orders it. */
 wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t bytes,

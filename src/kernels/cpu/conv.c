@@ -36,6 +36,19 @@ static void fill_bias_rows(float *y, const float *b, int64_t C, int64_t n) {
 static wr_status conv3d_gemm(wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
                              const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p);
 
+wr_status wr_conv_weight_f32(const wr_tensor *w, int64_t n, float **conv, const float **wf) {
+    *conv = NULL;
+    *wf = w->data;
+    if (w->dtype == WR_DTYPE_F32) return WR_OK;
+    *conv = malloc(sizeof(float) * (size_t)n);
+    if (*conv == NULL)
+        return WR_FAIL(WR_ERR_OOM_HOST,
+                       "conv3d: no memory for an f32 copy of a %lld-element weight", (long long)n);
+    wr_dtype_convert(*conv, WR_DTYPE_F32, w->data, w->dtype, n);
+    *wf = *conv;
+    return WR_OK;
+}
+
 static int g_impl = -1; /* WR_CONV_AUTO.. ; -1: not read from the environment yet */
 
 void wr_conv_set_impl(int impl) {
@@ -79,15 +92,8 @@ static wr_status conv3d_gemm(wr_tensor *y, const wr_tensor *x, const wr_tensor *
     if (To == 0 || HWo == 0 || Co == 0) return WR_OK;
 
     float *wconv = NULL;
-    const float *wf = w->data;
-    if (w->dtype != WR_DTYPE_F32) {
-        wconv = malloc(sizeof(float) * (size_t)(Co * K));
-        if (wconv == NULL)
-            return WR_FAIL(WR_ERR_OOM_HOST, "conv3d: no memory for a [%lld, %lld] f32 weight",
-                           (long long)Co, (long long)K);
-        wr_dtype_convert(wconv, WR_DTYPE_F32, w->data, w->dtype, Co * K);
-        wf = wconv;
-    }
+    const float *wf = NULL;
+    WR_TRY(wr_conv_weight_f32(w, Co * K, &wconv, &wf));
     fill_bias_rows(yd, b ? b->data : NULL, Co, To * HWo);
 
     if (K == Ci && p->pad_t == 0 && p->pad_h == 0 && p->pad_w == 0 && Tc == 0) {

@@ -207,15 +207,8 @@ wr_status wr_conv3d_direct(wr_tensor *y, const wr_tensor *x, const wr_tensor *ca
     if (To == 0 || HWo == 0 || Co == 0) return WR_OK;
 
     float *wconv = NULL;
-    const float *wf = w->data;
-    if (w->dtype != WR_DTYPE_F32) {
-        wconv = malloc(sizeof(float) * (size_t)(Co * K));
-        if (wconv == NULL)
-            return WR_FAIL(WR_ERR_OOM_HOST, "conv3d: no memory for a [%lld, %lld] f32 weight",
-                           (long long)Co, (long long)K);
-        wr_dtype_convert(wconv, WR_DTYPE_F32, w->data, w->dtype, Co * K);
-        wf = wconv;
-    }
+    const float *wf = NULL;
+    WR_TRY(wr_conv_weight_f32(w, Co * K, &wconv, &wf));
 
     /* band rows: as many output rows as fit WR_CONV_BAND_BYTES, at least one */
     const int64_t row_bytes = (int64_t)sizeof(float) * Tin * Ci * Wp;

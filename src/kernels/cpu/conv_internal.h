@@ -13,6 +13,10 @@
 enum { WR_CONV_AUTO = 0, WR_CONV_GEMM = 1, WR_CONV_DIRECT = 2 };
 void wr_conv_set_impl(int impl);
 
+/* The weight as f32: w's own data (*conv NULL), or a converted copy in *conv (the caller frees
+ * it). n = its elements. */
+wr_status wr_conv_weight_f32(const wr_tensor *w, int64_t n, float **conv, const float **wf);
+
 /* 1 when this CPU runs the direct kernel (AVX-512F). */
 int wr_conv_direct_supported(void);
 /* conv3d_cpu's contract (shapes checked by wr_op_conv3d); WR_ERR_UNSUPPORTED off x86-64. */
