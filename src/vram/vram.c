@@ -47,6 +47,7 @@ struct wr_vram {
     pthread_cond_t cv_job, cv_done;
     job *head, *tail;
     uint64_t submitted, done, copies, copy_bytes;
+    double wait_s;
     wr_status copy_status;
     char copy_error[256];
     double delay_s;
@@ -224,6 +225,7 @@ void wr_vram_get_stats(const wr_vram *v, wr_vram_stats *out) {
     pthread_mutex_lock((pthread_mutex_t *)&v->mu);
     out->copies = v->copies;
     out->copy_bytes = v->copy_bytes;
+    out->copy_wait_s = v->wait_s;
     pthread_mutex_unlock((pthread_mutex_t *)&v->mu);
 }
 
@@ -256,9 +258,19 @@ wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t
     return WR_OK;
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 wr_status wr_vram_copy_wait(wr_vram *v, uint64_t ticket) {
     pthread_mutex_lock(&v->mu);
-    while (v->done < ticket) pthread_cond_wait(&v->cv_done, &v->mu);
+    if (v->done < ticket) {
+        const double t0 = now_s();
+        while (v->done < ticket) pthread_cond_wait(&v->cv_done, &v->mu);
+        v->wait_s += now_s() - t0;
+    }
     const wr_status st = v->copy_status;
     char msg[256];
     snprintf(msg, sizeof msg, "%s", v->copy_error);

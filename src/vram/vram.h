@@ -41,6 +41,7 @@ typedef struct wr_vram_stats {
     uint64_t total, total_peak; /* all categories together */
     uint64_t limit;             /* 0: none */
     uint64_t copies, copy_bytes;
+    double copy_wait_s; /* time callers spent blocked in wr_vram_copy_wait */
 } wr_vram_stats;
 
 /* limit_bytes 0: no limit. The backend is borrowed. */
