@@ -575,10 +575,12 @@ START_TEST(test_plan_whole_pipeline) {
                 fabs((double)s.total_peak - (double)p.peak_device) / (double)p.peak_device;
             fprintf(stderr,
                     "%lldx%lldx%lld level %d: measured peak %llu B, planned %llu B (%s), "
-                    "%.2f %%\n",
+                    "%.2f %%; offloaded weights in host memory %llu / %llu B\n",
                     (long long)r.width, (long long)r.height, (long long)r.frames, level,
                     (unsigned long long)s.total_peak, (unsigned long long)p.peak_device,
-                    wr_plan_phase_name(p.peak_phase), 100 * rel);
+                    wr_plan_phase_name(p.peak_phase), 100 * rel,
+                    (unsigned long long)s.host_total_peak, (unsigned long long)p.peak_host);
+            ck_assert_uint_eq(s.host_total_peak, p.peak_host);
             ck_assert_msg(rel <= 0.05, "level %d: measured %llu vs planned %llu", level,
                           (unsigned long long)s.total_peak, (unsigned long long)p.peak_device);
         }
@@ -618,7 +620,22 @@ START_TEST(test_plan_whole_pipeline) {
     in.te_cpu = 1;
     ck_assert_int_eq(wr_plan_level(&in, 2, 0, &p), WR_OK);
     ck_assert_uint_eq(s.total_peak, p.peak_device);
+    ck_assert_uint_eq(s.host_total_peak, p.peak_host);
+    ck_assert(p.peak_host > 0);
     ck_assert_uint_eq(p.dev[WR_PLAN_ENCODE][WR_MEM_ACTIVATIONS], 0);
+    /* disk offload at level 3: nothing offloaded stays in host memory */
+    wr_options_defaults(&o);
+    o.threads = 1, o.low_mem_level = 3, o.disk_offload = 1;
+    ck_assert_int_eq(wr_context_create(&ctx, model, &o), WR_OK);
+    ck_assert_int_eq(wr_generate(ctx, &r, &v), WR_OK);
+    wr_video_free(&v);
+    wr_context_vram_stats(ctx, &s);
+    wr_context_free(ctx);
+    in.te_cpu = 0, in.disk_offload = 1;
+    ck_assert_int_eq(wr_plan_level(&in, 3, 0, &p), WR_OK);
+    ck_assert_uint_eq(s.total_peak, p.peak_device);
+    ck_assert_uint_eq(s.host_total_peak, 0);
+    ck_assert_uint_eq(p.peak_host, 0);
     /* activation chunking: the DiT's workspace grows linearly with the sequence (the FFN in
      * 1,024-row chunks, attention by query and key blocks: no [L, FF] or [L, L] buffer) */
     const uint64_t w1 = wr_dit_plan_workspace(&md->dit, 20000, 512, 1, WR_CP_AUTO),

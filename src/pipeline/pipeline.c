@@ -72,6 +72,26 @@ void wr_request_defaults(wr_request *r) {
     r->scheduler = -1;
 }
 
+/* The text encoder's weights in host memory (--te-device cpu): counted while it is loaded. */
+static uint64_t t5_host_bytes(const wr_context *c) {
+    return (uint64_t)wr_t5_layer_bytes(c->t5) * (uint64_t)wr_t5_config_of(c->t5)->num_layers +
+           4 * (uint64_t)wr_t5_config_of(c->t5)->d_model;
+}
+
+/* On the device (resident, or streamed: resident = 0), or on the host with --te-device cpu. */
+static wr_status t5_attach(wr_context *c, int64_t resident) {
+    if (!c->opt.te_cpu) return wr_t5_set_vram(c->t5, c->vram, resident);
+    wr_vram_host_account(c->vram, WR_HOST_PAGEABLE, (int64_t)t5_host_bytes(c));
+    return WR_OK;
+}
+
+static void t5_free(wr_context *c) {
+    if (c->t5 && c->opt.te_cpu && c->vram)
+        wr_vram_host_account(c->vram, WR_HOST_PAGEABLE, -(int64_t)t5_host_bytes(c));
+    wr_t5_free(c->t5);
+    c->t5 = NULL;
+}
+
 /* The device memory pool (limit --vram-limit): the DiT's weights (resident, or at level 3 set
  * per request) and activations, the VAE's buffers. */
 static wr_status setup_pool(wr_context *c) {
@@ -83,7 +103,7 @@ static wr_status setup_pool(wr_context *c) {
     if (!c->pol.dit_stream) WR_TRY(wr_dit_set_vram(c->dit, c->vram, -1));
     if (c->vae) WR_TRY(wr_vae_set_vram(c->vae, c->vram));
     /* the text encoder: resident (levels 0, 1) or streamed layer by layer (2, 3) */
-    if (c->t5 && !c->opt.te_cpu) WR_TRY(wr_t5_set_vram(c->t5, c->vram, c->pol.te_stream ? 0 : -1));
+    if (c->t5) WR_TRY(t5_attach(c, c->pol.te_stream ? 0 : -1));
     return WR_OK;
 }
 
@@ -217,7 +237,7 @@ void wr_context_free(wr_context *c) {
     if (c == NULL) return;
     wr_vae_free(c->vae);
     wr_dit_free(c->dit);
-    wr_t5_free(c->t5);
+    t5_free(c);
     wr_vram_free_pool(c->vram);
     wr_memprof_free(c->prof);
     wr_tokenizer_free(c->tok);
@@ -383,7 +403,7 @@ static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, fl
             char path[WR_PATH_CAP + 64];
             wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TEXT_ENCODER);
             st = wr_t5_load(&c->t5, c->be, path);
-            if (st == WR_OK && !c->opt.te_cpu) st = wr_t5_set_vram(c->t5, c->vram, 0);
+            if (st == WR_OK) st = t5_attach(c, 0);
         }
         if (st == WR_OK) st = encode_text(c, r->prompt, emb);
         if (st == WR_OK && cfg)
@@ -391,8 +411,7 @@ static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, fl
         wr_debug("text encoded in %.2f s%s", now_s() - t0,
                  cfg ? " (prompt and negative prompt)" : "");
         if (c->pol.te_stream) { /* streamed: the text encoder is freed after encoding */
-            wr_t5_free(c->t5);
-            c->t5 = NULL;
+            t5_free(c);
         } else if (c->t5) {
             wr_t5_release_workspace(c->t5);
         }

@@ -17,7 +17,7 @@
 
 typedef struct sample {
     double t; /* seconds since creation */
-    uint64_t dev[WR_MEM_CAT_COUNT], host;
+    uint64_t dev[WR_MEM_CAT_COUNT], host, offloaded;
     int span; /* the innermost open span (index), -1: none */
 } sample;
 
@@ -36,7 +36,7 @@ struct wr_memprof {
     span *sp;
     size_t nsp, capsp;
     int open[MAX_DEPTH], depth;
-    uint64_t last_dev[WR_MEM_CAT_COUNT];
+    uint64_t last_dev[WR_MEM_CAT_COUNT], last_off;
 };
 
 static double now_s(void) {
@@ -65,6 +65,7 @@ static void add_sample(wr_memprof *p) {
     x->t = now_s() - p->t0;
     memcpy(x->dev, p->last_dev, sizeof x->dev);
     x->host = rss_bytes();
+    x->offloaded = p->last_off;
     x->span = p->depth > 0 ? p->open[p->depth - 1] : -1;
 }
 
@@ -73,6 +74,7 @@ static void observe(void *ctx, const wr_vram *v) {
     wr_vram_stats st;
     wr_vram_get_stats(v, &st);
     memcpy(p->last_dev, st.current, sizeof p->last_dev);
+    p->last_off = st.host[WR_HOST_PINNED] + st.host[WR_HOST_PAGEABLE];
     add_sample(p);
 }
 
@@ -181,7 +183,9 @@ static char *trace_json(const wr_memprof *p) {
         cJSON_AddStringToObject(h, "name", "host memory");
         cJSON_AddNumberToObject(h, "pid", p->rank);
         cJSON_AddNumberToObject(h, "ts", x->t * 1e6);
-        cJSON_AddNumberToObject(cJSON_AddObjectToObject(h, "args"), "rss", (double)x->host);
+        cJSON *ha = cJSON_AddObjectToObject(h, "args");
+        cJSON_AddNumberToObject(ha, "rss", (double)x->host);
+        cJSON_AddNumberToObject(ha, "offloaded weights", (double)x->offloaded);
         cJSON_AddItemToArray(ev, h);
     }
     for (size_t i = 0; i < p->nsp; i++) {

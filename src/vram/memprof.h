@@ -6,7 +6,8 @@
  * (load, encode, step N, decode) that the pipeline opens and closes. wr_memprof_write writes
  *   DIR/memprof.rank<R>.json  a Chrome trace (Perfetto / chrome://tracing open it): counter
  *                             tracks "device memory" (one series per category) and "host
- *                             memory", and the spans as slices;
+ *                             memory" (RSS, and the offloaded weights the pool counts), and
+ *                             the spans as slices;
  *   DIR/memprof.rank<R>.svg   device total and host RSS over time, the spans shaded;
  * each written atomically, and returns the rank's peaks with the span each fell in.
  */

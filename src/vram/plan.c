@@ -159,8 +159,11 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
             if (!pol->te_stream || p == WR_PLAN_ENCODE) o->host[p] += t5_all;
         } else {
             if (!pol->te_stream) c[WR_MEM_WEIGHTS_RESIDENT] += t5_all;
-            if (pol->te_stream && p == WR_PLAN_ENCODE) c[WR_MEM_WEIGHTS_STREAMING] += 2 * t5_layer;
-            if (pol->te_stream && p == WR_PLAN_ENCODE) o->host[p] += t5_all;
+            if (pol->te_stream && p == WR_PLAN_ENCODE) {
+                c[WR_MEM_WEIGHTS_STREAMING] += 2 * t5_layer;
+                c[WR_MEM_WEIGHTS_RESIDENT] += t5_all - t5_layer * (uint64_t)t5L; /* final norm */
+                if (!in->disk_offload) o->host[p] += t5_layer * (uint64_t)t5L;
+            }
         }
         if (!pol->dit_stream) c[WR_MEM_WEIGHTS_RESIDENT] += dit_all;
         if (pol->dit_stream && p == WR_PLAN_DENOISE) c[WR_MEM_WEIGHTS_RESIDENT] += dit_other;
@@ -183,8 +186,8 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
         if (res > d->num_layers) res = d->num_layers;
         o->resident_blocks = res;
         c[WR_MEM_WEIGHTS_RESIDENT] += (uint64_t)res * blk;
-        for (int p = 0; p < WR_PLAN_PHASES; p++) /* the streamed blocks live on the host */
-            o->host[p] += (uint64_t)(d->num_layers - res) * blk;
+        if (!in->disk_offload) /* the streamed blocks wait in host memory while denoising */
+            o->host[WR_PLAN_DENOISE] += (uint64_t)(d->num_layers - res) * blk;
     }
     for (int p = 0; p < WR_PLAN_PHASES; p++) {
         for (int k = 0; k < WR_MEM_CAT_COUNT; k++) o->dev_total[p] += o->dev[p][k];

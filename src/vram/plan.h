@@ -35,6 +35,7 @@ typedef struct wr_plan_in {
     int cfg_parallel; /* 1 or 2 (with CFG, a rank holds both branches' velocities) */
     int no_cfg;       /* 1: guidance <= 1 (one text embedding, no unconditional pass) */
     int te_cpu;       /* the text encoder runs from host memory (--te-device cpu) */
+    int disk_offload; /* streamed weights are read from the files: not held in host memory */
     wr_cp_mode cp_mode;
     int dit_wbytes; /* bytes per DiT matrix element in device memory: 4 f32, 2 bf16, 1 fp8 */
     int t5_wbytes;

@@ -14,6 +14,7 @@ struct wr_streamer {
     wr_block_tensors_fn tensors;
     size_t slot_bytes;
     uint64_t accounted; /* CPU: resident bytes counted, not copied */
+    uint64_t host;      /* streamed blocks' bytes, counted as host memory (pageable) */
     void *res_mem;      /* other backends: the resident blocks' copies */
     char *res_views;    /* [resident] structs pointing at the resident copies */
     void *slot[2];
@@ -71,6 +72,7 @@ void wr_streamer_free(wr_streamer *s) {
     }
     wr_vram_free(s->v, s->res_mem);
     if (s->accounted) (void)wr_vram_account(s->v, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)s->accounted);
+    if (s->host) wr_vram_host_account(s->v, WR_HOST_PAGEABLE, -(int64_t)s->host);
     free(s->res_views);
     free(s->slot_view);
     free(s);
@@ -110,6 +112,11 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
     }
     for (int k = 0; st == WR_OK && resident < n && k < 2; k++)
         st = wr_vram_alloc(v, WR_MEM_WEIGHTS_STREAMING, s->slot_bytes, &s->slot[k]);
+    if (st == WR_OK && !wr_vram_disk_offload(v)) { /* the streamed blocks wait in host memory */
+        for (int64_t i = resident; i < n; i++)
+            s->host += one_block_bytes(s->blocks + (size_t)i * ssz, fn);
+        if (s->host) wr_vram_host_account(v, WR_HOST_PAGEABLE, (int64_t)s->host);
+    }
     if (st != WR_OK) {
         wr_streamer_free(s);
         return st;

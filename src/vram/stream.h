@@ -11,7 +11,9 @@
  *
  * On the CPU backend, whose device memory is host memory where the checkpoint is mapped,
  * resident blocks are the model's own tensors used in place and only counted
- * (weights-resident); streamed blocks are really copied (weights-streaming).
+ * (weights-resident); streamed blocks are really copied (weights-streaming). The streamed
+ * blocks are counted as host memory (pageable) unless the pool does disk offload, where they
+ * are read from the files each time.
  */
 #ifndef WR_VRAM_STREAM_H
 #define WR_VRAM_STREAM_H

@@ -54,6 +54,7 @@ struct wr_vram {
     wr_vram_observer obs;
     void *obs_ctx;
     int disk_offload;
+    uint64_t host[WR_HOST_CAT_COUNT], host_peak[WR_HOST_CAT_COUNT], host_total_peak;
 };
 
 /* The whole pages inside [p, p + n) leave this process (file-backed: read again on use). */
@@ -128,6 +129,7 @@ void wr_vram_free_pool(wr_vram *v) {
     }
     WR_ASSERT(v->nrec == 0); /* every allocation returned (accounted bytes too) */
     WR_ASSERT(v->total == 0);
+    for (int k = 0; k < WR_HOST_CAT_COUNT; k++) WR_ASSERT(v->host[k] == 0);
     pthread_mutex_destroy(&v->mu);
     pthread_cond_destroy(&v->cv_job);
     pthread_cond_destroy(&v->cv_done);
@@ -187,6 +189,17 @@ wr_status wr_vram_account(wr_vram *v, wr_mem_cat cat, int64_t delta) {
     return WR_OK;
 }
 
+void wr_vram_host_account(wr_vram *v, wr_host_cat cat, int64_t delta) {
+    WR_ASSERT(cat >= 0 && cat < WR_HOST_CAT_COUNT);
+    WR_ASSERT(delta >= 0 || (uint64_t)-delta <= v->host[cat]);
+    v->host[cat] = delta >= 0 ? v->host[cat] + (uint64_t)delta : v->host[cat] - (uint64_t)-delta;
+    if (v->host[cat] > v->host_peak[cat]) v->host_peak[cat] = v->host[cat];
+    uint64_t t = 0;
+    for (int k = 0; k < WR_HOST_CAT_COUNT; k++) t += v->host[k];
+    if (t > v->host_total_peak) v->host_total_peak = t;
+    if (v->obs) v->obs(v->obs_ctx, v);
+}
+
 void wr_vram_set_observer(wr_vram *v, wr_vram_observer fn, void *ctx) {
     v->obs = fn;
     v->obs_ctx = ctx;
@@ -226,12 +239,18 @@ void wr_vram_get_stats(const wr_vram *v, wr_vram_stats *out) {
     out->copies = v->copies;
     out->copy_bytes = v->copy_bytes;
     out->copy_wait_s = v->wait_s;
+    memcpy(out->host, v->host, sizeof v->host);
+    memcpy(out->host_peak, v->host_peak, sizeof v->host_peak);
+    out->host_total_peak = v->host_total_peak;
     pthread_mutex_unlock((pthread_mutex_t *)&v->mu);
 }
 
 void wr_vram_reset_peaks(wr_vram *v) {
     memcpy(v->peak, v->cur, sizeof v->cur);
     v->total_peak = v->total;
+    memcpy(v->host_peak, v->host, sizeof v->host);
+    v->host_total_peak = 0;
+    for (int k = 0; k < WR_HOST_CAT_COUNT; k++) v->host_total_peak += v->host[k];
 }
 
 wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t bytes,

@@ -34,6 +34,11 @@ typedef enum wr_mem_cat {
 
 const char *wr_mem_cat_name(wr_mem_cat c);
 
+/* Host memory the vram layer keeps weights in: pinned (page-locked staging for copies to a GPU;
+ * none on the CPU backend) and pageable (weights offloaded from the device: streamed blocks
+ * between their uses, a text encoder run on the host). */
+typedef enum wr_host_cat { WR_HOST_PINNED = 0, WR_HOST_PAGEABLE, WR_HOST_CAT_COUNT } wr_host_cat;
+
 typedef struct wr_vram wr_vram;
 
 typedef struct wr_vram_stats {
@@ -42,6 +47,7 @@ typedef struct wr_vram_stats {
     uint64_t limit;             /* 0: none */
     uint64_t copies, copy_bytes;
     double copy_wait_s; /* time callers spent blocked in wr_vram_copy_wait */
+    uint64_t host[WR_HOST_CAT_COUNT], host_peak[WR_HOST_CAT_COUNT], host_total_peak;
 } wr_vram_stats;
 
 /* limit_bytes 0: no limit. The backend is borrowed. */
@@ -54,6 +60,8 @@ wr_status wr_vram_alloc(wr_vram *v, wr_mem_cat cat, size_t bytes, void **out);
  * the checkpoint's mapped weights used in place): + to add, - to remove. Checked against the
  * limit like an allocation when adding. */
 wr_status wr_vram_account(wr_vram *v, wr_mem_cat cat, int64_t delta);
+/* Counts host bytes holding offloaded weights (+ add, - remove); no limit. */
+void wr_vram_host_account(wr_vram *v, wr_host_cat cat, int64_t delta);
 /* Called after every change of the counters (the memory profiler). */
 typedef void (*wr_vram_observer)(void *ctx, const wr_vram *v);
 void wr_vram_set_observer(wr_vram *v, wr_vram_observer fn, void *ctx);
