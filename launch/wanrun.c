@@ -155,7 +155,7 @@ static const char usage_text[] =
     "      --model DIR | --preset 1.3b|14b   the model (presets: configs/)\n"
     "      --size WxH --frames N             the request (default 832x480, 81)\n"
     "      --np N --cfg-parallel N --cp MODE the ranks of one generation (default 1, 1, auto)\n"
-    "      --fp8           FP8 storage for the DiT and text encoder weights\n"
+    "      --fp8           FP8 storage for the DiT blocks' weights (as --fp8 storage)\n"
     "      --dtype bf16|f32  weights and activations (default bf16, a GPU run; f32: the CPU\n"
     "                      backend's activations)\n"
     "      --vram SIZE     a per-rank budget: level 3 keeps as many DiT blocks resident as fit,\n"
@@ -772,7 +772,7 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
     in.width = width, in.height = height, in.frames = frames;
     in.cp = (int)(np / cfgp), in.cfg_parallel = (int)cfgp, in.cp_mode = (wr_cp_mode)cpm;
     const int wb = f32 ? 4 : 2;
-    in.dit_wbytes = fp8 ? 1 : wb, in.t5_wbytes = fp8 ? 1 : wb, in.vae_wbytes = wb;
+    in.dit_wbytes = fp8 ? 1 : wb, in.t5_wbytes = wb, in.vae_wbytes = wb; /* FP8: the DiT */
     in.act_bytes = wb, in.fp8_upcast = fp8;
     in.tiling = wr_vae_tiling_default();
     if (rank != 0) return WR_OK;
