@@ -3,8 +3,10 @@
 # version and build capabilities, `wanrun inspect` on a bundled sharded checkpoint, `wanrun
 # encode` of a prompt, and a whole text-to-video generation on the bundled tiny random model
 # (tests/data/wan-tiny: the real architecture at toy size, so the video is colourful noise),
-# leaving a playable MP4 at demo-output/tiny.mp4 (WR_DEMO_OUT to change); also under
-# `mpirun -np 2`. A real Wan2.1 diffusers directory works the same way with --model.
+# leaving a playable MP4 at demo-output/tiny.mp4 (WR_DEMO_OUT to change); also a generation
+# shared by 2 MPI ranks (context-parallel, at --low-mem-level 3 with a memory profile) and the
+# memory planner's table for the real 1.3B model. A real Wan2.1 diffusers directory works the
+# same way with --model.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -33,6 +35,9 @@ mkdir -p "$out_dir"
 build/wanrun --prompt "A red fox runs through fresh snow at dawn" --size 64x64 --frames 17 \
     --steps 8 --seed 42 --out "$out_dir/tiny.mp4"
 mpirun -np 2 build/wanrun --prompt "Two cats dance in the rain" --size 32x32 --frames 5 \
-    --steps 4 --scheduler euler --out "$out_dir/tiny-euler.y4m"
+    --steps 4 --scheduler euler --low-mem-level 3 --mem-profile "$out_dir/memprof" \
+    --out "$out_dir/tiny-euler.y4m"
+build/wanrun plan --preset 1.3b --size 832x480 --frames 81 --vram 8GiB
 set +x
-echo "demo: the video is at $out_dir/tiny.mp4 (and $out_dir/tiny-euler.y4m)"
+echo "demo: the video is at $out_dir/tiny.mp4 (and $out_dir/tiny-euler.y4m); memory traces in" \
+    "$out_dir/memprof (open the .json in ui.perfetto.dev, the .svg in a browser)"

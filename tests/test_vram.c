@@ -636,6 +636,32 @@ START_TEST(test_plan_whole_pipeline) {
     ck_assert_uint_eq(s.total_peak, p.peak_device);
     ck_assert_uint_eq(s.host_total_peak, 0);
     ck_assert_uint_eq(p.peak_host, 0);
+    /* level 3 with a limit: the pipeline keeps as many blocks resident as it leaves, as the
+     * planner does (all of them under a roomy limit; under one just above the level's peak,
+     * what the denoising phase leaves of it) */
+    in.disk_offload = 0;
+    wr_plan_out p0;
+    ck_assert_int_eq(wr_plan_level(&in, 3, 0, &p0), WR_OK);
+    const uint64_t slot = p0.dev[WR_PLAN_DENOISE][WR_MEM_WEIGHTS_STREAMING] / 2;
+    const uint64_t limits[2] = {64u << 20, p0.peak_device + slot / 2};
+    for (int k = 0; k < 2; k++) {
+        wr_options_defaults(&o);
+        o.threads = 1, o.low_mem_level = 3, o.vram_limit = limits[k];
+        ck_assert_int_eq(wr_context_create(&ctx, model, &o), WR_OK);
+        ck_assert_msg(wr_generate(ctx, &r, &v) == WR_OK, "%s", wr_error_detail());
+        wr_video_free(&v);
+        wr_context_vram_stats(ctx, &s);
+        wr_context_free(ctx);
+        ck_assert_int_eq(wr_plan_level(&in, 3, limits[k], &p), WR_OK);
+        if (k == 0) ck_assert_int_eq(p.resident_blocks, md->dit.num_layers);
+        fprintf(stderr, "level 3, limit %llu B: %lld of %lld blocks resident, peak %llu B\n",
+                (unsigned long long)limits[k], (long long)p.resident_blocks,
+                (long long)md->dit.num_layers, (unsigned long long)s.total_peak);
+        ck_assert_uint_eq(s.total_peak, p.peak_device);
+        const uint64_t se = p.dev[WR_PLAN_ENCODE][WR_MEM_WEIGHTS_STREAMING],
+                       sd = p.dev[WR_PLAN_DENOISE][WR_MEM_WEIGHTS_STREAMING];
+        ck_assert_uint_eq(s.peak[WR_MEM_WEIGHTS_STREAMING], se > sd ? se : sd);
+    }
     /* activation chunking: the DiT's workspace grows linearly with the sequence (the FFN in
      * 1,024-row chunks, attention by query and key blocks: no [L, FF] or [L, L] buffer) */
     const uint64_t w1 = wr_dit_plan_workspace(&md->dit, 20000, 512, 1, WR_CP_AUTO),

@@ -178,12 +178,14 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
     if (pol->dit_stream) { /* the DiT's blocks while denoising: two slots, and as many resident as
                          the budget leaves */
         uint64_t *c = o->dev[WR_PLAN_DENOISE];
-        c[WR_MEM_WEIGHTS_STREAMING] += 2 * blk + upcast;
-        uint64_t used = 0;
+        uint64_t used = 2 * blk + upcast; /* as the pipeline chooses (setup_streaming) */
         for (int k = 0; k < WR_MEM_CAT_COUNT; k++) used += c[k];
         int64_t res = 0;
         if (budget > used && blk > 0) res = (int64_t)((budget - used) / blk);
-        if (res > d->num_layers) res = d->num_layers;
+        if (res >= d->num_layers)
+            res = d->num_layers; /* all resident: no slots */
+        else
+            c[WR_MEM_WEIGHTS_STREAMING] += 2 * blk + upcast;
         o->resident_blocks = res;
         c[WR_MEM_WEIGHTS_RESIDENT] += (uint64_t)res * blk;
         if (!in->disk_offload) /* the streamed blocks wait in host memory while denoising */
