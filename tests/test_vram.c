@@ -368,17 +368,26 @@ START_TEST(test_prefetch_overlaps) {
 }
 END_TEST
 
+/* The planner's input for the bundled model (tests/data/wan-tiny) and a request: the files'
+ * dtypes (DiT and VAE f32, the text encoder bf16: tests/data/t5/tiny_b), f32 activations. */
+static wr_plan_in tiny_plan_in(const wr_model_dir *md, int64_t w, int64_t h, int64_t frames,
+                               wr_vae_tiling tiling) {
+    wr_plan_in in;
+    memset(&in, 0, sizeof in);
+    in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
+    in.width = w, in.height = h, in.frames = frames;
+    in.cp = 1, in.cfg_parallel = 1;
+    in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = 4, in.act_bytes = 4;
+    in.tiling = tiling;
+    return in;
+}
+
 START_TEST(test_plan_matches_measurement) {
     const char *model = wr_test_data("wan-tiny");
     wr_model_dir *md = calloc(1, sizeof *md);
     ck_assert_int_eq(wr_model_dir_open(md, model), WR_OK);
-    wr_plan_in in;
-    memset(&in, 0, sizeof in);
-    in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
-    in.width = 80, in.height = 48, in.frames = 9; /* latent [16, 3, 6, 10], 45 tokens */
-    in.cp = 1, in.cfg_parallel = 1;
-    in.dit_wbytes = 4, in.t5_wbytes = 4, in.vae_wbytes = 4, in.act_bytes = 4; /* f32 files */
-    in.tiling = (wr_vae_tiling){1, 32, 32, 24, 24}; /* 2 x 3 tiles of 4 x 4 latent pixels */
+    /* latent [16, 3, 6, 10], 45 tokens; 32 px tiles: 2 x 3 tiles of 4 x 4 latent pixels */
+    wr_plan_in in = tiny_plan_in(md, 80, 48, 9, (wr_vae_tiling){1, 32, 32, 24, 24});
     const int64_t C = 16, T = 3, H = 6, W = 10, nz = C * T * H * W;
     float *z = malloc(sizeof(float) * (size_t)nz);
     for (int64_t i = 0; i < nz; i++) z[i] = (float)cos((double)i * 0.11);
@@ -561,14 +570,7 @@ START_TEST(test_plan_whole_pipeline) {
             wr_context_vram_stats(ctx, &s);
             wr_context_free(ctx);
 
-            wr_plan_in in;
-            memset(&in, 0, sizeof in);
-            in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
-            in.width = r.width, in.height = r.height, in.frames = r.frames;
-            in.cp = 1, in.cfg_parallel = 1;
-            /* the files: DiT and VAE f32, the text encoder bf16 (tests/data/t5/tiny_b) */
-            in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = 4, in.act_bytes = 4;
-            in.tiling = tiling;
+            const wr_plan_in in = tiny_plan_in(md, r.width, r.height, r.frames, tiling);
             wr_plan_out p;
             ck_assert_int_eq(wr_plan_level(&in, level, 0, &p), WR_OK);
             const double rel =
@@ -599,12 +601,7 @@ START_TEST(test_plan_whole_pipeline) {
     wr_vram_stats s;
     wr_context_vram_stats(ctx, &s);
     wr_context_free(ctx);
-    wr_plan_in in;
-    memset(&in, 0, sizeof in);
-    in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
-    in.width = 160, in.height = 96, in.frames = 13, in.cp = 1, in.cfg_parallel = 1;
-    in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = 4, in.act_bytes = 4;
-    in.tiling = wr_vae_tiling_default();
+    wr_plan_in in = tiny_plan_in(md, 160, 96, 13, wr_vae_tiling_default());
     const wr_mem_policy pol = {1, 0, 0};
     wr_plan_out p;
     ck_assert_int_eq(wr_plan_policy(&in, &pol, 0, &p), WR_OK);

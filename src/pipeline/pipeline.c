@@ -535,10 +535,10 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     wr_vram_free(c->vram, emb);
     wr_vram_free(c->vram, emb_neg);
     v = vu = emb = emb_neg = NULL;
-    if (c->vram) {
+    {
         wr_vram_stats vs;
         wr_vram_get_stats(c->vram, &vs);
-        wr_debug("device memory peaks while denoising: %.1f MiB in all (weights-resident %.1f, "
+        wr_debug("device memory peaks so far: %.1f MiB in all (weights-resident %.1f, "
                  "weights-streaming %.1f, activations %.1f MiB)",
                  (double)vs.total_peak / 1048576.0,
                  (double)vs.peak[WR_MEM_WEIGHTS_RESIDENT] / 1048576.0,

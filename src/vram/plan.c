@@ -65,8 +65,7 @@ static vae_coef vae_coefficients(const wr_vae_config *c) {
     return (vae_coef){ws, caches + timec, timec};
 }
 
-/* output frames for T latent frames: 1 + 2^k (T - 1), k = the temporal upsamplers */
-static int64_t vae_frames(const wr_vae_config *c, int64_t T) {
+int64_t wr_plan_vae_frames(const wr_vae_config *c, int64_t T) {
     int k = 0;
     for (int i = 0; i + 1 < c->dim_mult.n && i < c->temperal_downsample.n; i++)
         k += c->temperal_downsample.v[i] != 0;
@@ -77,7 +76,7 @@ void wr_plan_vae(const wr_vae_config *c, int64_t T, int64_t H, int64_t W, const 
                  uint64_t *decoder_bytes, uint64_t *blend_bytes) {
     const vae_coef k = vae_coefficients(c);
     const int64_t r = c->scale_factor_spatial > 0 ? c->scale_factor_spatial : 8,
-                  oc = c->out_channels, N = vae_frames(c, T);
+                  oc = c->out_channels, N = wr_plan_vae_frames(c, T);
     int64_t rh = H, rw = W;
     uint64_t tile = 0, blend = 0;
     if (t && t->enabled && (H > t->tile_h / r || W > t->tile_w / r)) {
@@ -95,13 +94,6 @@ void wr_plan_vae(const wr_vae_config *c, int64_t T, int64_t H, int64_t W, const 
 }
 
 /* ---- weights ---- */
-
-static void vae_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
-    int64_t *n = ctx, e = 1;
-    (void)name;
-    for (int i = 0; i < ndim; i++) e *= shape[i];
-    *n += e;
-}
 
 wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_plan_out *o) {
     wr_mem_policy pol;
@@ -136,7 +128,7 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
         (uint64_t)wr_t5_plan_workspace(&in->t5, 512) / 4 * (uint64_t)in->act_bytes;
     /* the VAE */
     int64_t vae_params = 0;
-    wr_vae_expected_tensors(&in->vae, NULL, vae_one, &vae_params);
+    wr_vae_expected_tensors(&in->vae, &vae_params, NULL, NULL);
     const uint64_t vae_w = (uint64_t)vae_params * (uint64_t)in->vae_wbytes;
     uint64_t vae_dec = 0, vae_blend = 0;
     wr_plan_vae(&in->vae, T, Hl, Wl, pol->vae_tiled ? &in->tiling : NULL, &vae_dec, &vae_blend);

@@ -59,6 +59,10 @@ typedef struct wr_plan_out {
 
 const char *wr_plan_phase_name(int phase);
 
+/* Output frames for T latent frames, from the config: 1 + 2^k (T - 1), k = the temporal
+ * upsamplers (wr_vae_frames for a loaded model). */
+int64_t wr_plan_vae_frames(const wr_vae_config *c, int64_t T);
+
 /* The VAE decoder's buffers (vae.c), the formula bench_vae checks against its counter:
  * decoder (workspace + caches + the tile buffer when tiled) and blend margins, in bytes, for a
  * latent of T frames, Hl x Wl. */

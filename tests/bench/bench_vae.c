@@ -113,14 +113,6 @@ typedef struct mem_plan {
     size_t decoder_bytes, tile_bytes, blend_bytes;
 } mem_plan;
 
-/* output frames for T latent frames: 1 + 2^k (T - 1), k = the temporal upsamplers */
-static int64_t plan_frames(const wr_vae_config *c, int64_t T) {
-    int k = 0;
-    for (int i = 0; i + 1 < c->dim_mult.n && i < c->temperal_downsample.n; i++)
-        k += c->temperal_downsample.v[i] != 0;
-    return T < 1 ? 0 : 1 + ((int64_t)1 << k) * (T - 1);
-}
-
 /* The formula is the planner's (src/vram/plan.c, wr_plan_vae); this adds the region and the
  * per-pixel figures for printing. */
 static void plan_memory(mem_plan *p, const wr_vae_config *c, int64_t T, int64_t H, int64_t W,
@@ -140,8 +132,8 @@ static void plan_memory(mem_plan *p, const wr_vae_config *c, int64_t T, int64_t 
         p->tiled = 1;
         p->rh = H < t->tile_h / r ? H : t->tile_h / r;
         p->rw = W < t->tile_w / r ? W : t->tile_w / r;
-        p->tile_bytes =
-            sizeof(float) * (size_t)(c->out_channels * plan_frames(c, T) * t->tile_h * t->tile_w);
+        p->tile_bytes = sizeof(float) * (size_t)(c->out_channels * wr_plan_vae_frames(c, T) *
+                                                 t->tile_h * t->tile_w);
     }
 }
 
@@ -155,7 +147,7 @@ static void print_plan(const mem_plan *p, const wr_vae_config *c, int64_t T, int
            "%lld, decoder %.1f MiB (tile buffer %.1f MiB), blend margins %.1f MiB, total %.1f "
            "MiB\n",
            (long long)T, (long long)H, (long long)W, (long long)(H * r), (long long)(W * r),
-           (long long)plan_frames(c, T), p->tiled ? "tiled" : "untiled", (long long)p->rh,
+           (long long)wr_plan_vae_frames(c, T), p->tiled ? "tiled" : "untiled", (long long)p->rh,
            (long long)p->rw, mib((double)p->decoder_bytes), mib((double)p->tile_bytes),
            mib((double)p->blend_bytes), mib((double)(p->decoder_bytes + p->blend_bytes)));
     if (p->tiled)
