@@ -774,6 +774,7 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
     const int wb = f32 ? 4 : 2;
     in.dit_wbytes = fp8 ? 1 : wb, in.t5_wbytes = wb, in.vae_wbytes = wb; /* FP8: the DiT */
     in.act_bytes = wb, in.fp8_upcast = fp8;
+    in.scratch = wr_backend_scratch_bytes(f32 ? WR_BACKEND_CPU : WR_BACKEND_CUDA);
     in.tiling = wr_vae_tiling_default();
     if (rank != 0) return WR_OK;
     printf("plan: %s, %lldx%lld, %lld frames, %lld rank(s) (cfg-parallel %lld x context-parallel "
@@ -785,7 +786,7 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
                  : "bf16",
            f32 ? "f32" : "bf16");
     printf("%-5s %10s %-8s %10s %10s %10s %10s %10s %10s\n", "level", "device", "at", "w-resident",
-           "w-stream", "activ.", "vae", "latents", "host");
+           "w-stream", "activ.", "vae", "workspace", "host");
     int recommended = -1;
     for (int level = 0; level <= 3; level++) {
         wr_plan_out o;
@@ -802,10 +803,17 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
         printf("\n");
         if (recommended < 0 && budget && o.peak_device <= (uint64_t)budget) recommended = level;
     }
-    if (budget)
-        printf(recommended >= 0 ? "recommended for %.1f GiB: --low-mem-level %d\n"
-                                : "no level fits %.1f GiB%.0d\n",
-               (double)budget / 1073741824.0, recommended >= 0 ? recommended : 0);
+    if (budget) {
+        char b[32];
+        if ((uint64_t)budget >= (1ull << 30))
+            snprintf(b, sizeof b, "%.1f GiB", (double)budget / 1073741824.0);
+        else
+            snprintf(b, sizeof b, "%.0f MiB", (double)budget / 1048576.0);
+        if (recommended >= 0)
+            printf("recommended for %s: --low-mem-level %d\n", b, recommended);
+        else
+            printf("no level fits %s\n", b);
+    }
     return WR_OK;
 }
 
@@ -861,6 +869,7 @@ static wr_status auto_level(const gen_opts *g, int *level) {
     in.t5_wbytes = component_wbytes(g->model, "text_encoder");
     in.vae_wbytes = component_wbytes(g->model, "vae");
     in.act_bytes = 4; /* the CPU backend computes in f32 */
+    in.scratch = wr_backend_scratch_bytes(WR_BACKEND_CPU);
     in.tiling = wr_vae_tiling_default();
     uint64_t need3 = 0;
     for (int l = 0; l <= 3; l++) {

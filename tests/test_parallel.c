@@ -263,6 +263,7 @@ START_TEST(test_plan_per_rank) {
         in.width = 80, in.height = 48, in.frames = 9;
         in.cp = role.cp, in.cfg_parallel = role.cfg, in.cp_mode = (wr_cp_mode)role.cp_mode;
         in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = 4, in.act_bytes = 4;
+        in.scratch = wr_backend_scratch_bytes(WR_BACKEND_CPU);
         in.tiling = wr_vae_tiling_default();
         wr_plan_out p;
         ck_assert_int_eq(wr_plan_level(&in, level, 0, &p), WR_OK);

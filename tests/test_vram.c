@@ -12,6 +12,10 @@
  *     width) is the same when every block streams;
  *   - prefetch overlaps compute: with a copy delay chosen so copying all blocks takes as long
  *     as computing them, a streamed forward takes well under copy + compute;
+ *   - the ops' scratch arena: a stack in the pool's workspace category; a piece larger than the
+ *     arena is a one-off pool allocation given back at the restore; matmul, attention and conv3d
+ *     take their temporaries from it, and a conv3d with an arena too small for its band gives
+ *     the same bits;
  *   - the memory profiler: the trace's device counters, spans and peaks against the pool;
  *   - the planner (src/vram/plan.c) against measurement on the bundled tiny model, f32: the
  *     DiT's streaming slots and activations at level 3, and the VAE decode untiled (level 0)
@@ -29,7 +33,9 @@
 #include "core/modeldir.h"
 #include "core/safetensors.h"
 #include "harness.h"
+#include "core/dtype.h"
 #include "kernels/backend.h"
+#include "kernels/ops.h"
 #include "models/dit.h"
 #include "models/vae.h"
 #include "vram/levels.h"
@@ -75,6 +81,108 @@ START_TEST(test_pool_accounting) {
     wr_vram_free(v, NULL);
     wr_vram_free_pool(v);
     ck_assert_str_eq(wr_mem_cat_name(WR_MEM_WEIGHTS_RESIDENT), "weights-resident");
+}
+END_TEST
+
+static void fill(float *p, int64_t n, uint32_t seed) {
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        p[i] = (float)((int32_t)(seed >> 8) - (1 << 23)) / (float)(1 << 23);
+    }
+}
+
+static wr_status small_alloc(void *ctx, size_t bytes, void **out) {
+    return wr_vram_alloc(ctx, WR_MEM_WORKSPACE, bytes, out);
+}
+
+static void small_free(void *ctx, void *p) {
+    wr_vram_free(ctx, p);
+}
+
+/* y = conv3d of fixed random data with a bf16 weight (taps through the arena) */
+static void run_conv(float *y) {
+    enum { CI = 8, CO = 16, TX = 3, TC = 2, H = 20, W = 24 };
+    static float x[CI * TX * H * W], c[CI * TC * H * W], wf[CO * CI * 27], b[CO];
+    static uint16_t wb[CO * CI * 27];
+    fill(x, CI * TX * H * W, 1), fill(c, CI * TC * H * W, 2), fill(wf, CO * CI * 27, 3);
+    fill(b, CO, 4);
+    wr_dtype_convert(wb, WR_DTYPE_BF16, wf, WR_DTYPE_F32, CO * CI * 27);
+    wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 4, (int64_t[]){CI, TX, H, W});
+    wr_tensor ct = wr_tensor_make(c, WR_DTYPE_F32, 4, (int64_t[]){CI, TC, H, W});
+    wr_tensor wt = wr_tensor_make(wb, WR_DTYPE_BF16, 5, (int64_t[]){CO, CI, 3, 3, 3});
+    wr_tensor bt = wr_tensor_make(b, WR_DTYPE_F32, 1, (int64_t[]){CO});
+    wr_tensor yt = wr_tensor_make(y, WR_DTYPE_F32, 4, (int64_t[]){CO, TX, H, W});
+    const wr_conv_params cp = {0, 1, 1};
+    ck_assert_msg(wr_op_conv3d(g_be, &yt, &xt, &ct, &wt, &bt, &cp) == WR_OK, "%s",
+                  wr_error_detail());
+}
+
+START_TEST(test_op_scratch) {
+    wr_vram *v = NULL;
+    ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+    ck_assert_int_eq(wr_vram_scratch_ensure(v), WR_OK);
+    const size_t cap = wr_backend_scratch_bytes(WR_BACKEND_CPU);
+    wr_vram_stats s;
+    wr_vram_get_stats(v, &s);
+    ck_assert_uint_eq(s.current[WR_MEM_WORKSPACE], cap); /* the arena, in the pool */
+    ck_assert_uint_eq(wr_scratch_left(g_be), cap);
+
+    /* a stack: pieces 64-byte aligned, one after the other, all back at the restore */
+    const wr_scratch_mark m0 = wr_scratch_save(g_be);
+    char *p1 = NULL, *p2 = NULL, *big = NULL;
+    ck_assert_int_eq(wr_scratch_get(g_be, 100, "t", (void **)&p1), WR_OK);
+    ck_assert_int_eq(wr_scratch_get(g_be, 1000, "t", (void **)&p2), WR_OK);
+    ck_assert_uint_eq((uintptr_t)p1 % 64, 0);
+    ck_assert_ptr_eq(p2, p1 + 128);
+    ck_assert_uint_eq(wr_scratch_left(g_be), cap - 128 - 1024);
+    /* larger than what is left: a one-off piece from the pool (accounted), given back */
+    const uint64_t over0 = g_be->scratch.oversize;
+    ck_assert_int_eq(wr_scratch_get(g_be, cap, "t", (void **)&big), WR_OK);
+    wr_vram_get_stats(v, &s);
+    ck_assert_uint_eq(s.current[WR_MEM_WORKSPACE], 2 * cap);
+    ck_assert_uint_eq(g_be->scratch.oversize, over0 + 1);
+    wr_scratch_restore(g_be, m0);
+    wr_vram_get_stats(v, &s);
+    ck_assert_uint_eq(s.current[WR_MEM_WORKSPACE], cap);
+    ck_assert_uint_eq(wr_scratch_left(g_be), cap);
+
+    /* ops take their temporaries from it: a bf16 weight's panels, attention's blocks */
+    enum { M = 40, N = 300, K = 260, L = 70, NH = 2, HD = 16 };
+    float *x = malloc(sizeof(float) * M * K), *wf = malloc(sizeof(float) * N * K);
+    float *y = malloc(sizeof(float) * M * N);
+    uint16_t *wb = malloc(sizeof(uint16_t) * N * K);
+    fill(x, M * K, 5), fill(wf, N * K, 6);
+    wr_dtype_convert(wb, WR_DTYPE_BF16, wf, WR_DTYPE_F32, N * K);
+    wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 2, (int64_t[]){M, K});
+    wr_tensor wt = wr_tensor_make(wb, WR_DTYPE_BF16, 2, (int64_t[]){N, K});
+    wr_tensor yt = wr_tensor_make(y, WR_DTYPE_F32, 2, (int64_t[]){M, N});
+    g_be->scratch.high = 0;
+    ck_assert_int_eq(wr_op_matmul(g_be, &yt, &xt, &wt, NULL), WR_OK);
+    ck_assert_uint_ge(g_be->scratch.high, sizeof(float) * N * K); /* the whole weight, one panel */
+    float *q = malloc(sizeof(float) * L * NH * HD), *o = malloc(sizeof(float) * L * NH * HD);
+    fill(q, L * NH * HD, 7);
+    wr_tensor qt = wr_tensor_make(q, WR_DTYPE_F32, 3, (int64_t[]){L, NH, HD});
+    wr_tensor ot = wr_tensor_make(o, WR_DTYPE_F32, 3, (int64_t[]){L, NH, HD});
+    g_be->scratch.high = 0;
+    ck_assert_int_eq(wr_op_attention(g_be, &ot, NULL, &qt, &qt, &qt, NULL), WR_OK);
+    ck_assert_uint_gt(g_be->scratch.high, 0);
+    ck_assert_uint_eq(wr_scratch_left(g_be), cap);
+    ck_assert_uint_eq(g_be->scratch.oversize, over0 + 1); /* none of them needed a one-off */
+
+    /* conv3d with the whole arena, then with a 16 KiB one (the weight, bands of one row and the
+     * tap tables do not fit: one-off pieces): the same bits */
+    enum { YN = 16 * 3 * 20 * 24 };
+    float *y1 = malloc(sizeof(float) * YN), *y2 = malloc(sizeof(float) * YN);
+    run_conv(y1);
+    ck_assert_uint_eq(g_be->scratch.oversize, over0 + 1);
+    const wr_scratch_provider small = {small_alloc, small_free, v};
+    wr_scratch_attach(g_be, &small, 16384);
+    run_conv(y2);
+    ck_assert_uint_gt(g_be->scratch.oversize, over0 + 1);
+    ck_assert_int_eq(memcmp(y1, y2, sizeof(float) * YN), 0);
+    wr_scratch_detach(g_be);
+    wr_vram_free_pool(v); /* the pool no longer provides the arena: nothing to give back */
+    free(x), free(wf), free(y), free(wb), free(q), free(o), free(y1), free(y2);
 }
 END_TEST
 
@@ -378,6 +486,7 @@ static wr_plan_in tiny_plan_in(const wr_model_dir *md, int64_t w, int64_t h, int
     in.width = w, in.height = h, in.frames = frames;
     in.cp = 1, in.cfg_parallel = 1;
     in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = 4, in.act_bytes = 4;
+    in.scratch = wr_backend_scratch_bytes(WR_BACKEND_CPU);
     in.tiling = tiling;
     return in;
 }
@@ -846,6 +955,7 @@ Suite *wr_test_suite(void) {
     tcase_set_timeout(tc, 0);
     tcase_add_test(tc, test_pool_accounting);
     tcase_add_test(tc, test_copies);
+    tcase_add_test(tc, test_op_scratch);
     tcase_add_test(tc, test_dit_streaming_bitwise);
     tcase_add_test(tc, test_level3_peak_independent_of_layers);
     tcase_add_test(tc, test_prefetch_overlaps);

@@ -124,12 +124,68 @@ typedef struct wr_backend_iface {
                                 const wr_tensor *scale, const wr_tensor *shift);
 } wr_backend_iface;
 
+/*
+ * Op scratch: the temporary device memory ops use inside one call (weight conversion panels,
+ * convolution input bands and tap tables, attention's per-thread score blocks, gathered
+ * patches). It is one arena of wr_backend_scratch_bytes(kind), used as a stack: an op saves
+ * the mark, takes pieces with wr_scratch_get (nested ops take theirs after it) and restores
+ * the mark before it returns. A vram pool provides the arena from its workspace category
+ * (wr_vram_scratch_ensure), so these bytes are accounted, limited and planned like every
+ * other device byte; without a provider the backend allocates the arena itself on first use.
+ * Ops size their chunks to what is left (wr_scratch_left); a piece that cannot fit at all (an
+ * image row wider than the arena) is a one-off allocation from the provider, counted in
+ * `oversize`, and freed at the restore.
+ */
+#define WR_SCRATCH_MAX_BIG 8
+typedef struct wr_scratch_provider {
+    wr_status (*alloc)(void *ctx, size_t bytes, void **out);
+    void (*free)(void *ctx, void *p);
+    void *ctx;
+} wr_scratch_provider;
+
+typedef struct wr_scratch {
+    char *base;       /* the arena (NULL until first use or until a provider gives it) */
+    size_t cap, used; /* bytes */
+    int owned;        /* base came from the backend's own alloc */
+    wr_scratch_provider prov;
+    void *big[WR_SCRATCH_MAX_BIG]; /* one-off pieces, freed at the restore */
+    int nbig;
+    size_t high;       /* the most arena bytes in use at once */
+    uint64_t oversize; /* one-off pieces so far */
+} wr_scratch;
+
+typedef struct wr_scratch_mark {
+    size_t used;
+    int nbig;
+} wr_scratch_mark;
+
 struct wr_backend {
     const wr_backend_iface *iface;
     wr_backend_kind kind;
     int threads; /* CPU: worker threads for OpenMP and OpenBLAS */
     void *impl;  /* backend-private state */
+    wr_scratch scratch;
 };
+
+/* The arena size of a backend kind: 32 MiB on both (the CPU backend's largest piece is a
+ * 16 MiB weight panel or an f32 copy of a VAE convolution's weight plus an 8 MiB band; on CUDA,
+ * cuBLASLt's recommended workspace on Hopper). The planner counts it in every phase. */
+size_t wr_backend_scratch_bytes(wr_backend_kind kind);
+/* The arena from the provider from now on (its alloc is called on the next wr_scratch_get,
+ * for the whole arena once, and for one-off pieces); a backend-owned arena is given back first.
+ * cap 0: wr_backend_scratch_bytes. Not while pieces are taken. */
+void wr_scratch_attach(wr_backend *be, const wr_scratch_provider *prov, size_t cap);
+/* Gives the arena back to whoever provided it; the backend allocates its own on next use. */
+void wr_scratch_detach(wr_backend *be);
+/* Allocates the arena now (through the provider, if any). */
+wr_status wr_scratch_reserve(wr_backend *be);
+wr_scratch_mark wr_scratch_save(const wr_backend *be);
+void wr_scratch_restore(wr_backend *be, wr_scratch_mark m);
+/* bytes (rounded up to 64) from the arena, 64-byte aligned; WR_ERR_OOM_DEVICE naming `what`
+ * when neither the arena nor a one-off piece can be had. */
+wr_status wr_scratch_get(wr_backend *be, size_t bytes, const char *what, void **out);
+/* Arena bytes not yet taken (the whole arena before its first use). */
+size_t wr_scratch_left(const wr_backend *be);
 
 /* 1 when the backend was compiled into this build. */
 int wr_backend_compiled(wr_backend_kind kind);

@@ -62,12 +62,14 @@ wr_status wr_backend_create(wr_backend **out, wr_backend_kind kind, int threads)
         free(be);
         return st;
     }
+    be->scratch.cap = wr_backend_scratch_bytes(kind);
     *out = be;
     return WR_OK;
 }
 
 void wr_backend_free(wr_backend *be) {
     if (be == NULL) return;
+    wr_scratch_detach(be); /* its own arena (a pool's was given back when the pool went) */
 #if WR_HAVE_CUDA
     if (be->kind == WR_BACKEND_CUDA) wr_backend_cuda_release(be);
 #endif

@@ -474,6 +474,7 @@ wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident) {
     vram_release_all(m);
     wr_dit_release_workspace(m); /* into the pool's accounting on the next forward */
     if (v == NULL) return WR_OK;
+    WR_TRY(wr_vram_scratch_ensure(v)); /* the ops' scratch, from the pool from now on */
     /* the embeddings and the head are small: used in place, counted */
     const uint64_t other = wr_dit_other_bytes(m);
     WR_TRY(wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)other));

@@ -309,6 +309,7 @@ wr_status wr_t5_set_vram(wr_t5 *m, wr_vram *v, int64_t resident) {
     t5_vram_release(m);
     wr_workspace_release(&m->ws, m->be); /* into the pool's accounting on the next forward */
     if (v == NULL) return WR_OK;
+    WR_TRY(wr_vram_scratch_ensure(v)); /* the ops' scratch, from the pool from now on */
     /* the final norm, used in place and counted (the embedding table never is on the device) */
     WR_TRY(wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)wr_tensor_nbytes(&m->final_ln)));
     wr_status st = wr_streamer_create(&m->stream, v, m->blocks, sizeof *m->blocks,

@@ -402,6 +402,7 @@ wr_status wr_vae_set_vram(wr_vae *m, wr_vram *v) {
     m->vram = NULL;
     m->w_bytes = 0;
     if (v == NULL) return WR_OK;
+    WR_TRY(wr_vram_scratch_ensure(v)); /* the ops' scratch, from the pool from now on */
     /* the weights are used in place (CPU backend: host memory is the device's): counted */
     uint64_t bytes = 0;
     walker wk = {sum_bytes, &bytes, 0, 0};

@@ -98,6 +98,8 @@ static wr_status setup_pool(wr_context *c) {
     WR_TRY(wr_vram_create(&c->vram, c->be, c->opt.vram_limit));
     wr_vram_set_disk_offload(c->vram, c->opt.disk_offload);
     if (c->prof) wr_memprof_attach(c->prof, c->vram);
+    /* the ops' scratch arena, from the pool for the whole run (the planner counts it) */
+    WR_TRY(wr_vram_scratch_ensure(c->vram));
     /* the DiT: resident; at level 3 on the device only while denoising, streamed (the resident
      * blocks chosen per request, setup_streaming) */
     if (!c->pol.dit_stream) WR_TRY(wr_dit_set_vram(c->dit, c->vram, -1));

@@ -166,6 +166,7 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
         if (p == WR_PLAN_DENOISE) c[WR_MEM_WORKSPACE] += (uint64_t)nlat * latent;
         if (p == WR_PLAN_DECODE) c[WR_MEM_VAE] += vae_dec + vae_blend;
         if (p == WR_PLAN_DECODE) c[WR_MEM_WORKSPACE] += latent; /* x */
+        c[WR_MEM_WORKSPACE] += in->scratch;                     /* the ops' scratch arena */
     }
     if (pol->dit_stream) { /* the DiT's blocks while denoising: two slots, and as many resident as
                          the budget leaves */

@@ -12,6 +12,8 @@
  *         encoding, freed after; DiT and VAE resident; tiled decode;
  *   3     as 2, and the DiT on the device only while denoising: its blocks streamed through two
  *         slots (plus as many resident as the budget allows, when one is given).
+ * The backend's op scratch arena (backend.h) is in the workspace category of every phase: the
+ * pipeline takes it from the pool when the pool is made.
  * Phases: encode (text encoder), denoise (DiT), decode (VAE); the peak is the largest. Host
  * bytes count the weights a level keeps in host memory (offloaded), not the mapped files.
  */
@@ -40,8 +42,9 @@ typedef struct wr_plan_in {
     int dit_wbytes; /* bytes per DiT matrix element in device memory: 4 f32, 2 bf16, 1 fp8 */
     int t5_wbytes;
     int vae_wbytes;
-    int act_bytes;  /* activations: 4 on the CPU backend (f32) */
-    int fp8_upcast; /* FP8 storage: one extra block in the compute dtype (act_bytes) */
+    int act_bytes;    /* activations: 4 on the CPU backend (f32) */
+    int fp8_upcast;   /* FP8 storage: one extra block in the compute dtype (act_bytes) */
+    uint64_t scratch; /* the backend's op scratch (wr_backend_scratch_bytes), every phase */
     wr_vae_tiling tiling;
 } wr_plan_in;
 

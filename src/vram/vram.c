@@ -54,6 +54,7 @@ struct wr_vram {
     wr_vram_observer obs;
     void *obs_ctx;
     int disk_offload;
+    int scratch; /* the backend's op scratch comes from this pool */
     uint64_t host[WR_HOST_CAT_COUNT], host_peak[WR_HOST_CAT_COUNT], host_total_peak;
 };
 
@@ -120,6 +121,7 @@ wr_status wr_vram_create(wr_vram **out, wr_backend *be, uint64_t limit_bytes) {
 
 void wr_vram_free_pool(wr_vram *v) {
     if (v == NULL) return;
+    if (v->scratch) wr_scratch_detach(v->be); /* gives the arena back to this pool */
     if (v->started) {
         pthread_mutex_lock(&v->mu);
         v->stop = 1;
@@ -217,6 +219,23 @@ void wr_vram_free(wr_vram *v, void *p) {
             return;
         }
     WR_ASSERT(!"wr_vram_free: pointer not from this pool");
+}
+
+static wr_status scratch_alloc(void *ctx, size_t bytes, void **out) {
+    return wr_vram_alloc(ctx, WR_MEM_WORKSPACE, bytes, out);
+}
+
+static void scratch_free(void *ctx, void *p) {
+    wr_vram_free(ctx, p);
+}
+
+wr_status wr_vram_scratch_ensure(wr_vram *v) {
+    if (!v->scratch) {
+        const wr_scratch_provider prov = {scratch_alloc, scratch_free, v};
+        wr_scratch_attach(v->be, &prov, 0);
+        v->scratch = 1;
+    }
+    return wr_scratch_reserve(v->be);
 }
 
 wr_backend *wr_vram_backend(const wr_vram *v) {

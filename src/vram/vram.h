@@ -67,6 +67,11 @@ typedef void (*wr_vram_observer)(void *ctx, const wr_vram *v);
 void wr_vram_set_observer(wr_vram *v, wr_vram_observer fn, void *ctx);
 void wr_vram_free(wr_vram *v, void *p); /* NULL is a no-op */
 wr_backend *wr_vram_backend(const wr_vram *v);
+/* The backend's op scratch arena (backend.h) from this pool's workspace category, allocated
+ * now if it is not yet: every model given a pool calls it, so the arena is there from the
+ * first phase to the pool's end (the planner counts it in every phase). The pool gives it
+ * back when freed. */
+wr_status wr_vram_scratch_ensure(wr_vram *v);
 /* Bytes still allocatable under the limit (UINT64_MAX without one). */
 uint64_t wr_vram_available(const wr_vram *v);
 void wr_vram_get_stats(const wr_vram *v, wr_vram_stats *out);

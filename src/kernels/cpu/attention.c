@@ -4,7 +4,8 @@
  * Queries are processed in chunks of qc rows and keys in blocks of kc with an online softmax
  * (running max m, running sum l, rescaled accumulator o), so the working set per step is
  * qc x kc scores and qc x HD outputs — never an Lq x Lk matrix. The (head, query chunk) tasks
- * are spread over the OpenMP threads, each with its own scratch; both products per block are
+ * are spread over the OpenMP threads, each with its own slice of the op scratch (backend.h; as
+ * many threads as have a slice in it); both products per block are
  * OpenBLAS sgemm calls on strided head slices (ld = NH*HD), which OpenBLAS's OpenMP build runs
  * single-threaded inside a parallel region, so the threads never wait on each other between
  * the small GEMMs. The softmax update vectorises (vmath.h). Optionally writes the log-sum-exp
@@ -14,6 +15,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "kernels/cpu/cpu_internal.h"
 #include "kernels/cpu/vmath.h"
@@ -66,7 +70,6 @@ WR_VMATH_CLONES static float softmax_step(float *si, int64_t nk, const float *bi
 
 wr_status attention_cpu(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr_tensor *q,
                         const wr_tensor *k, const wr_tensor *v, const wr_attn_params *p) {
-    (void)be;
     const int64_t Lq = q->shape[0], NH = q->shape[1], HD = q->shape[2], Lk = k->shape[0];
     const int64_t ld = NH * HD;
     const int64_t qc = p && p->q_chunk > 0 ? p->q_chunk : WR_ATTN_QC;
@@ -78,26 +81,37 @@ wr_status attention_cpu(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr
     const float *qd = q->data, *kd = k->data, *vd = v->data;
     float *od = out->data, *ld_out = lse ? lse->data : NULL;
     const int64_t nchunks = (Lq + qc - 1) / qc, ntasks = NH * nchunks;
-    int oom = 0;
+    /* per thread: s [qc, kc], o [qc, HD], m [qc], l [qc], each 64-byte aligned */
+    const size_t fs = sizeof(float);
+    const size_t sz_s = (fs * (size_t)(qc * kc) + 63) & ~(size_t)63;
+    const size_t sz_o = (fs * (size_t)(qc * HD) + 63) & ~(size_t)63;
+    const size_t sz_v = (fs * (size_t)qc + 63) & ~(size_t)63;
+    const size_t per = sz_s + sz_o + 2 * sz_v;
+    int nt = 1;
+#ifdef _OPENMP
+    nt = omp_get_max_threads();
+#endif
+    if ((int64_t)nt > ntasks) nt = ntasks > 0 ? (int)ntasks : 1;
+    const size_t fit = wr_scratch_left(be) / per;
+    if ((size_t)nt > fit) nt = fit > 0 ? (int)fit : 1;
+    const wr_scratch_mark mark = wr_scratch_save(be);
+    char *scr = NULL;
+    WR_TRY(wr_scratch_get(be, per * (size_t)nt, "attention (score blocks)", (void **)&scr));
 
-#pragma omp parallel
+#pragma omp parallel num_threads(nt)
     {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        char *mine = scr + per * (size_t)tid;
         attn_scratch w;
-        w.s = malloc(sizeof(float) * (size_t)(qc * kc));
-        w.o = malloc(sizeof(float) * (size_t)(qc * HD));
-        w.m = malloc(sizeof(float) * (size_t)qc);
-        w.l = malloc(sizeof(float) * (size_t)qc);
-        if (!w.s || !w.o || !w.m || !w.l) {
-#pragma omp atomic write
-            oom = 1;
-        }
-#pragma omp barrier
-        int failed;
-#pragma omp atomic read
-        failed = oom;
+        w.s = (float *)mine;
+        w.o = (float *)(mine + sz_s);
+        w.m = (float *)(mine + sz_s + sz_o);
+        w.l = (float *)(mine + sz_s + sz_o + sz_v);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < ntasks; t++) {
-            if (failed) continue;
             const int64_t h = t / nchunks, i0 = (t % nchunks) * qc;
             const int64_t nq = Lq - i0 < qc ? Lq - i0 : qc;
             for (int64_t i = 0; i < nq; i++) {
@@ -134,14 +148,8 @@ wr_status attention_cpu(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr
                     ld_out[h * Lq + i0 + i] = w.l[i] > 0.0f ? w.m[i] + logf(w.l[i]) : -INFINITY;
             }
         }
-        free(w.s);
-        free(w.o);
-        free(w.m);
-        free(w.l);
     }
-    if (oom)
-        return WR_FAIL(WR_ERR_OOM_HOST, "attention: no memory for a %lld x %lld block per thread",
-                       (long long)qc, (long long)kc);
+    wr_scratch_restore(be, mark);
     return WR_OK;
 }
 

@@ -8,9 +8,10 @@
  * padding is); frames being consecutive there, each output frame is one sgemm over its taps,
  * y[:, t, block] += w [Co, taps*K2] . col[t + dt0 ..], onto the bias already in y (beta = 1),
  * the taps on zero frames left out. A frame is gathered once however many output frames use it,
- * and col is bounded by WR_CONV_COL_BYTES, so memory does not grow with the image. 1x1x1 convs
- * without padding or cache need no gather: one sgemm over all frames. The weight is rearranged
- * per call to [Co, kt, K2] (f32, a few tens of MB at most for the Wan VAE).
+ * and col is bounded by WR_CONV_COL_BYTES and by the op scratch left (backend.h), so memory does
+ * not grow with the image. 1x1x1 convs without padding or cache need no gather: one sgemm over
+ * all frames. The weight is rearranged per call to [Co, kt, K2] (f32, at most 15.2 MiB for the
+ * Wan VAE). Every temporary comes from the op scratch.
  */
 #include <cblas.h>
 #include <stdlib.h>
@@ -33,19 +34,17 @@ static void fill_bias_rows(float *y, const float *b, int64_t C, int64_t n) {
     }
 }
 
-static wr_status conv3d_gemm(wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
-                             const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p);
+static wr_status conv3d_gemm(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                             const wr_tensor *cache, const wr_tensor *w, const wr_tensor *b,
+                             const wr_conv_params *p);
 
-wr_status wr_conv_weight_f32(const wr_tensor *w, int64_t n, float **conv, const float **wf) {
-    *conv = NULL;
+wr_status wr_conv_weight_f32(wr_backend *be, const wr_tensor *w, int64_t n, const float **wf) {
     *wf = w->data;
     if (w->dtype == WR_DTYPE_F32) return WR_OK;
-    *conv = malloc(sizeof(float) * (size_t)n);
-    if (*conv == NULL)
-        return WR_FAIL(WR_ERR_OOM_HOST,
-                       "conv3d: no memory for an f32 copy of a %lld-element weight", (long long)n);
-    wr_dtype_convert(*conv, WR_DTYPE_F32, w->data, w->dtype, n);
-    *wf = *conv;
+    float *conv = NULL;
+    WR_TRY(wr_scratch_get(be, sizeof(float) * (size_t)n, "conv3d (f32 weight)", (void **)&conv));
+    wr_dtype_convert(conv, WR_DTYPE_F32, w->data, w->dtype, n);
+    *wf = conv;
     return WR_OK;
 }
 
@@ -67,20 +66,25 @@ static int conv_impl(void) {
 
 wr_status conv3d_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
                      const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p) {
-    (void)be;
     const int impl = conv_impl();
     const int pointwise = w->shape[w->ndim - 1] == 1 && w->shape[w->ndim - 2] == 1 &&
                           (w->ndim == 4 || w->shape[2] == 1) && p->pad_t == 0 && p->pad_h == 0 &&
                           p->pad_w == 0 && cache == NULL;
+    const wr_scratch_mark mark = wr_scratch_save(be);
+    wr_status st;
     if (impl == WR_CONV_DIRECT ||
         (impl == WR_CONV_AUTO && !pointwise && wr_conv_direct_supported()))
-        return wr_conv3d_direct(y, x, cache, w, b, p);
-    return conv3d_gemm(y, x, cache, w, b, p);
+        st = wr_conv3d_direct(be, y, x, cache, w, b, p);
+    else
+        st = conv3d_gemm(be, y, x, cache, w, b, p);
+    wr_scratch_restore(be, mark); /* the temporaries of either */
+    return st;
 }
 
 /* The implicit GEMM over OpenBLAS (any CPU); 1x1x1 convolutions are one plain GEMM. */
-static wr_status conv3d_gemm(wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
-                             const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p) {
+static wr_status conv3d_gemm(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                             const wr_tensor *cache, const wr_tensor *w, const wr_tensor *b,
+                             const wr_conv_params *p) {
     const int64_t Ci = x->shape[0], Tx = x->shape[1], H = x->shape[2], W = x->shape[3];
     const int64_t Co = w->shape[0], kt = w->ndim == 5 ? w->shape[2] : 1, kh = w->shape[w->ndim - 2],
                   kw = w->shape[w->ndim - 1];
@@ -91,27 +95,22 @@ static wr_status conv3d_gemm(wr_tensor *y, const wr_tensor *x, const wr_tensor *
     float *yd = y->data;
     if (To == 0 || HWo == 0 || Co == 0) return WR_OK;
 
-    float *wconv = NULL;
     const float *wf = NULL;
-    WR_TRY(wr_conv_weight_f32(w, Co * K, &wconv, &wf));
+    WR_TRY(wr_conv_weight_f32(be, w, Co * K, &wf));
     fill_bias_rows(yd, b ? b->data : NULL, Co, To * HWo);
 
     if (K == Ci && p->pad_t == 0 && p->pad_h == 0 && p->pad_w == 0 && Tc == 0) {
         /* 1x1x1: y [Co, Tx*HW] += w [Co, Ci] . x [Ci, Tx*HW] */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)(Tx * HWi), (int)Ci,
                     1.0f, wf, (int)Ci, xd, (int)(Tx * HWi), 1.0f, yd, (int)(Tx * HWi));
-        free(wconv);
         return WR_OK;
     }
 
     /* The weight as [Co, kt, K2] (K2 = Ci*kh*kw): the taps of an output row side by side. */
     const int64_t K2 = Ci * kh * kw;
-    float *wt = malloc(sizeof(float) * (size_t)(Co * K));
-    if (wt == NULL) {
-        free(wconv);
-        return WR_FAIL(WR_ERR_OOM_HOST, "conv3d: no memory for a [%lld, %lld] weight",
-                       (long long)Co, (long long)K);
-    }
+    float *wt = NULL;
+    WR_TRY(wr_scratch_get(be, sizeof(float) * (size_t)(Co * K), "conv3d (rearranged weight)",
+                          (void **)&wt));
 #pragma omp parallel for schedule(static)
     for (int64_t co = 0; co < Co; co++)
         for (int64_t ci = 0; ci < Ci; ci++)
@@ -119,21 +118,19 @@ static wr_status conv3d_gemm(wr_tensor *y, const wr_tensor *x, const wr_tensor *
                 memcpy(wt + (co * kt + dt) * K2 + ci * kh * kw,
                        wf + ((co * Ci + ci) * kt + dt) * kh * kw,
                        sizeof(float) * (size_t)(kh * kw));
-    free(wconv);
 
     /* The real input frames (cache, then x; the pad_t zero frames contribute nothing): each is
      * gathered once per column block into colf [Tin, K2, n] and used by every output frame
      * whose window covers it. */
     const int64_t Tin = Tc + Tx;
-    int64_t n = (int64_t)(WR_CONV_COL_BYTES / (sizeof(float) * (size_t)(K2 * Tin)));
+    size_t cb = wr_scratch_left(be);
+    if (cb > WR_CONV_COL_BYTES) cb = WR_CONV_COL_BYTES;
+    int64_t n = (int64_t)(cb / (sizeof(float) * (size_t)(K2 * Tin)));
     if (n < 64) n = 64;
     if (n > HWo) n = HWo;
-    float *col = malloc(sizeof(float) * (size_t)(Tin * K2 * n));
-    if (col == NULL) {
-        free(wt);
-        return WR_FAIL(WR_ERR_OOM_HOST, "conv3d: no memory for a [%lld, %lld, %lld] column block",
-                       (long long)Tin, (long long)K2, (long long)n);
-    }
+    float *col = NULL;
+    WR_TRY(wr_scratch_get(be, sizeof(float) * (size_t)(Tin * K2 * n), "conv3d (column block)",
+                          (void **)&col));
     for (int64_t p0 = 0; p0 < HWo; p0 += n) {
         const int64_t nb = HWo - p0 < n ? HWo - p0 : n;
 #pragma omp parallel for schedule(static)
@@ -174,8 +171,6 @@ static wr_status conv3d_gemm(wr_tensor *y, const wr_tensor *x, const wr_tensor *
                         (int)(To * HWo));
         }
     }
-    free(col);
-    free(wt);
     return WR_OK;
 }
 

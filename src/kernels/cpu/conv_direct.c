@@ -16,8 +16,9 @@
  *
  * The work items are (output frame, tile, group of 12-channel panels), spread over the OpenMP
  * threads; a tile runs over all K taps at once (measured: chunking K to keep weights in L1 was
- * slower). The band is bounded (WR_CONV_BAND_BYTES, at least one output row), so memory does
- * not grow with the image.
+ * slower). The band is bounded (WR_CONV_BAND_BYTES and what the op scratch has left, at least
+ * one output row), so memory does not grow with the image. Every temporary (band, tap tables,
+ * runs, an f32 copy of a narrower weight) comes from the op scratch (backend.h).
  */
 #include <immintrin.h>
 #include <stdlib.h>
@@ -194,7 +195,7 @@ static void fill_band(float *band, const float *cd, int64_t Tc, const float *xd,
     }
 }
 
-wr_status wr_conv3d_direct(wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
+wr_status wr_conv3d_direct(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
                            const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p) {
     const int64_t Ci = x->shape[0], Tx = x->shape[1], H = x->shape[2], W = x->shape[3];
     const int64_t Co = w->shape[0], kt = w->ndim == 5 ? w->shape[2] : 1, kh = w->shape[w->ndim - 2],
@@ -206,30 +207,38 @@ wr_status wr_conv3d_direct(wr_tensor *y, const wr_tensor *x, const wr_tensor *ca
     float *yd = y->data;
     if (To == 0 || HWo == 0 || Co == 0) return WR_OK;
 
-    float *wconv = NULL;
     const float *wf = NULL;
-    WR_TRY(wr_conv_weight_f32(w, Co * K, &wconv, &wf));
+    WR_TRY(wr_conv_weight_f32(be, w, Co * K, &wf));
 
-    /* band rows: as many output rows as fit WR_CONV_BAND_BYTES, at least one */
+    /* tap tables for each dt0 (taps on dt < dt0 are zero frames), weight order (ci, dt, dh, dw) */
+    const int64_t ndt0 = p->pad_t < kt ? p->pad_t + 1 : kt;
+    int32_t *kidx = NULL, *off = NULL;
+    int64_t *ntaps = NULL;
+    WR_TRY(
+        wr_scratch_get(be, sizeof(int32_t) * (size_t)(ndt0 * K), "conv3d (taps)", (void **)&kidx));
+    WR_TRY(wr_scratch_get(be, sizeof(int32_t) * (size_t)(ndt0 * K + PF_TAPS), /* + prefetch */
+                          "conv3d (tap offsets)", (void **)&off));
+    WR_TRY(wr_scratch_get(be, sizeof(int64_t) * (size_t)ndt0, "conv3d (taps)", (void **)&ntaps));
+    memset(off, 0, sizeof(int32_t) * (size_t)(ndt0 * K + PF_TAPS));
+
+    /* band rows: as many output rows (each with its runs) as fit WR_CONV_BAND_BYTES and the
+     * scratch left, at least one */
+    const int64_t runs_per_row = (Wo + RUN - 1) / RUN;
     const int64_t row_bytes = (int64_t)sizeof(float) * Tin * Ci * Wp;
-    int64_t rows = (int64_t)WR_CONV_BAND_BYTES / row_bytes - (kh - 1);
+    const int64_t fixed = (kh - 1) * row_bytes + (int64_t)sizeof(float) * (2 * RUN + kw) +
+                          (int64_t)sizeof(run) * SMALL_RUNS + 192; /* + alignment */
+    int64_t budget = (int64_t)wr_scratch_left(be);
+    if (budget > (int64_t)WR_CONV_BAND_BYTES) budget = (int64_t)WR_CONV_BAND_BYTES;
+    int64_t rows = (budget - fixed) / (row_bytes + (int64_t)sizeof(run) * runs_per_row);
     if (rows < 1) rows = 1;
     if (rows > Ho) rows = Ho;
     const int64_t BR = rows + kh - 1, FS = BR * Wp;
-    /* tap tables for each dt0 (taps on dt < dt0 are zero frames), weight order (ci, dt, dh, dw) */
-    const int64_t ndt0 = p->pad_t < kt ? p->pad_t + 1 : kt;
-    const int64_t runs_per_row = (Wo + RUN - 1) / RUN;
     const int64_t max_runs = rows * runs_per_row + SMALL_RUNS;
-    float *band = malloc(sizeof(float) * (size_t)(Tin * Ci * FS + 2 * RUN + kw));
-    int32_t *kidx = malloc(sizeof(int32_t) * (size_t)(ndt0 * K));
-    int32_t *off = calloc((size_t)(ndt0 * K + PF_TAPS), sizeof(int32_t)); /* + prefetch slack */
-    int64_t *ntaps = malloc(sizeof(int64_t) * (size_t)ndt0);
-    run *runs = malloc(sizeof(run) * (size_t)max_runs);
-    if (band == NULL || kidx == NULL || off == NULL || ntaps == NULL || runs == NULL) {
-        free(band), free(kidx), free(off), free(ntaps), free(runs), free(wconv);
-        return WR_FAIL(WR_ERR_OOM_HOST, "conv3d: no memory for a %lld-row input band",
-                       (long long)BR);
-    }
+    float *band = NULL;
+    run *runs = NULL;
+    WR_TRY(wr_scratch_get(be, sizeof(float) * (size_t)(Tin * Ci * FS + 2 * RUN + kw),
+                          "conv3d (input band)", (void **)&band));
+    WR_TRY(wr_scratch_get(be, sizeof(run) * (size_t)max_runs, "conv3d (runs)", (void **)&runs));
     memset(band + Tin * Ci * FS, 0, sizeof(float) * (size_t)(2 * RUN + kw));
     for (int64_t d0 = 0; d0 < ndt0; d0++) {
         int64_t n = 0;
@@ -311,15 +320,14 @@ wr_status wr_conv3d_direct(wr_tensor *y, const wr_tensor *x, const wr_tensor *ca
             float *r = yd + c * To * HWo + t * HWo;
             for (int64_t i = 0; i < HWo; i++) r[i] = bias ? bias[c] : 0.0f;
         }
-    free(band), free(kidx), free(off), free(ntaps), free(runs), free(wconv);
     return WR_OK;
 }
 
 #else
 
-wr_status wr_conv3d_direct(wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
+wr_status wr_conv3d_direct(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
                            const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p) {
-    (void)y, (void)x, (void)cache, (void)w, (void)b, (void)p;
+    (void)be, (void)y, (void)x, (void)cache, (void)w, (void)b, (void)p;
     return WR_FAIL(WR_ERR_UNSUPPORTED, "conv3d: the direct kernel needs x86-64 AVX-512");
 }
 

@@ -13,14 +13,15 @@
 enum { WR_CONV_AUTO = 0, WR_CONV_GEMM = 1, WR_CONV_DIRECT = 2 };
 void wr_conv_set_impl(int impl);
 
-/* The weight as f32: w's own data (*conv NULL), or a converted copy in *conv (the caller frees
- * it). n = its elements. */
-wr_status wr_conv_weight_f32(const wr_tensor *w, int64_t n, float **conv, const float **wf);
+/* The weight as f32: w's own data, or a converted copy in the op scratch (the caller restores
+ * the scratch mark). n = its elements. */
+wr_status wr_conv_weight_f32(wr_backend *be, const wr_tensor *w, int64_t n, const float **wf);
 
 /* 1 when this CPU runs the direct kernel (AVX-512F). */
 int wr_conv_direct_supported(void);
 /* conv3d_cpu's contract (shapes checked by wr_op_conv3d); WR_ERR_UNSUPPORTED off x86-64. */
-wr_status wr_conv3d_direct(wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
+/* Temporaries from the op scratch: the caller restores the mark. */
+wr_status wr_conv3d_direct(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *cache,
                            const wr_tensor *w, const wr_tensor *b, const wr_conv_params *p);
 
 #endif /* WR_KERNELS_CPU_CONV_INTERNAL_H */

@@ -3,12 +3,12 @@
  *
  * f32 weights go to sgemm straight from where they live (e.g. the mmap'd checkpoint). Weights
  * stored narrower (bf16/f16/fp8) are converted to f32 in panels of rows of w, at most
- * WR_MATMUL_PANEL_BYTES at a time, so no second full-size copy of a weight ever exists; each
- * panel fills the matching column block of y (ldc = N). With a bias, y is first filled with it
+ * WR_MATMUL_PANEL_BYTES at a time and no more than the op scratch has left (backend.h), so no
+ * second full-size copy of a weight ever exists; each panel fills the matching column block of
+ * y (ldc = N). With a bias, y is first filled with it
  * and sgemm accumulates (beta = 1): one pass over y instead of sgemm's zeroing plus an add.
  */
 #include <cblas.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "core/dtype.h"
@@ -27,10 +27,11 @@ static void fill_bias(float *y, const float *b, int64_t M, int64_t N) {
  * fixed summation order per output, so a row's result does not depend on how many rows come
  * with it. OpenBLAS's small-matrix kernels do not have that property, and context-parallel
  * Ulysses must give bit for bit one rank's result on any model (tests/test_cp.c). */
-static wr_status matmul_small(float *y, int acc, const float *x, const wr_tensor *w, int64_t M,
-                              int64_t N, int64_t K, float alpha) {
-    float *wf = malloc(sizeof(float) * (size_t)(N * K));
-    if (wf == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "matmul: no memory for a small weight");
+static wr_status matmul_small(wr_backend *be, float *y, int acc, const float *x, const wr_tensor *w,
+                              int64_t M, int64_t N, int64_t K, float alpha) {
+    float *wf = NULL;
+    WR_TRY(
+        wr_scratch_get(be, sizeof(float) * (size_t)(N * K), "matmul (small weight)", (void **)&wf));
     wr_dtype_convert(wf, WR_DTYPE_F32, w->data, w->dtype, N * K);
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++)
@@ -41,31 +42,41 @@ static wr_status matmul_small(float *y, int acc, const float *x, const wr_tensor
             if (alpha != 1.0f) s *= alpha;
             y[m * N + n] = acc ? y[m * N + n] + s : s;
         }
-    free(wf);
     return WR_OK;
 }
 
+static wr_status matmul_run(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                            const wr_tensor *b, float alpha);
+
 wr_status matmul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
                      const wr_tensor *b, float alpha) {
-    (void)be;
+    const wr_scratch_mark mark = wr_scratch_save(be);
+    const wr_status st = matmul_run(be, y, x, w, b, alpha);
+    wr_scratch_restore(be, mark);
+    return st;
+}
+
+static wr_status matmul_run(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                            const wr_tensor *b, float alpha) {
     const int64_t M = wr_rows(x), K = wr_cols(x), N = w->shape[0];
     float *yd = y->data;
     const float *xd = x->data;
     if (M == 0 || N == 0) return WR_OK;
     const float beta = b ? 1.0f : 0.0f;
     if (b) fill_bias(yd, b->data, M, N);
-    if (N * K <= WR_MATMUL_SMALL_NK) return matmul_small(yd, b != NULL, xd, w, M, N, K, alpha);
+    if (N * K <= WR_MATMUL_SMALL_NK) return matmul_small(be, yd, b != NULL, xd, w, M, N, K, alpha);
     if (w->dtype == WR_DTYPE_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, alpha, xd,
                     (int)K, (const float *)w->data, (int)K, beta, yd, (int)N);
     } else {
-        int64_t rows = (int64_t)(WR_MATMUL_PANEL_BYTES / ((size_t)K * sizeof(float)));
+        size_t pb = wr_scratch_left(be);
+        if (pb > WR_MATMUL_PANEL_BYTES) pb = WR_MATMUL_PANEL_BYTES;
+        int64_t rows = (int64_t)(pb / ((size_t)K * sizeof(float)));
         if (rows < 16) rows = 16;
         if (rows > N) rows = N;
-        float *panel = malloc((size_t)rows * (size_t)K * sizeof(float));
-        if (panel == NULL)
-            return WR_FAIL(WR_ERR_OOM_HOST, "matmul: no memory for a %lld x %lld weight panel",
-                           (long long)rows, (long long)K);
+        float *panel = NULL;
+        WR_TRY(wr_scratch_get(be, (size_t)rows * (size_t)K * sizeof(float), "matmul (weight panel)",
+                              (void **)&panel));
         const size_t esz = wr_dtype_size(w->dtype);
         for (int64_t n0 = 0; n0 < N; n0 += rows) {
             int64_t nb = N - n0 < rows ? N - n0 : rows;
@@ -78,7 +89,6 @@ wr_status matmul_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)nb, (int)K, alpha, xd,
                         (int)K, panel, (int)K, beta, yd + n0, (int)N);
         }
-        free(panel);
     }
     return WR_OK;
 }
