@@ -110,9 +110,10 @@ static const char usage_text[] =
     "                         override one part of the level's preset (configs/levels.json)\n"
     "  --te-device device|cpu  where the text encoder runs (default device: resident or\n"
     "                         streamed by the level; cpu: from host memory, no device bytes)\n"
-    "  --fp8 storage|compute|off  storage: the DiT blocks' weights in FP8 e4m3 with a per-tensor\n"
-    "                         scale, upcast per use (half of bf16's memory); compute: FP8 GEMMs\n"
-    "                         (GPU only: an error on the CPU backend)\n"
+    "  --fp8 storage|compute|off  storage: the matrices of the DiT blocks and the text encoder's\n"
+    "                         layers in FP8 e4m3 with a per-tensor scale, upcast per use (half\n"
+    "                         of bf16's memory); compute: FP8 GEMMs (GPU only: an error on the\n"
+    "                         CPU backend)\n"
     "  --disk-offload         streamed weights (text encoder at level >= 2, DiT at 3) are read\n"
     "                         from the files each time: host memory stays a few blocks\n"
     "  --vram-limit SIZE      e.g. 20GiB: device memory per rank; at level 3 as many DiT\n"
@@ -155,7 +156,8 @@ static const char usage_text[] =
     "      --model DIR | --preset 1.3b|14b   the model (presets: configs/)\n"
     "      --size WxH --frames N             the request (default 832x480, 81)\n"
     "      --np N --cfg-parallel N --cp MODE the ranks of one generation (default 1, 1, auto)\n"
-    "      --fp8           FP8 storage for the DiT blocks' weights (as --fp8 storage)\n"
+    "      --fp8           FP8 storage for the DiT blocks and text encoder layers (as --fp8\n"
+    "                      storage)\n"
     "      --dtype bf16|f32  weights and activations (default bf16, a GPU run; f32: the CPU\n"
     "                      backend's activations)\n"
     "      --vram SIZE     a per-rank budget: level 3 keeps as many DiT blocks resident as fit,\n"
@@ -772,7 +774,7 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
     in.width = width, in.height = height, in.frames = frames;
     in.cp = (int)(np / cfgp), in.cfg_parallel = (int)cfgp, in.cp_mode = (wr_cp_mode)cpm;
     const int wb = f32 ? 4 : 2;
-    in.dit_wbytes = fp8 ? 1 : wb, in.t5_wbytes = wb, in.vae_wbytes = wb; /* FP8: the DiT */
+    in.dit_wbytes = fp8 ? 1 : wb, in.t5_wbytes = fp8 ? 1 : wb, in.vae_wbytes = wb;
     in.act_bytes = wb, in.fp8_upcast = fp8;
     in.scratch = wr_backend_scratch_bytes(f32 ? WR_BACKEND_CPU : WR_BACKEND_CUDA);
     in.tiling = wr_vae_tiling_default();
@@ -866,7 +868,7 @@ static wr_status auto_level(const gen_opts *g, int *level) {
     in.no_cfg = g->guidance <= 1.0;
     in.te_cpu = g->te_cpu;
     in.dit_wbytes = g->fp8 ? 1 : component_wbytes(g->model, "transformer");
-    in.t5_wbytes = component_wbytes(g->model, "text_encoder");
+    in.t5_wbytes = g->fp8 ? 1 : component_wbytes(g->model, "text_encoder");
     in.vae_wbytes = component_wbytes(g->model, "vae");
     in.act_bytes = 4; /* the CPU backend computes in f32 */
     in.scratch = wr_backend_scratch_bytes(WR_BACKEND_CPU);

@@ -3,7 +3,8 @@
  * by tap, and against diffusers' WanPipeline._get_t5_prompt_embeds for whole prompts
  * (tests/data/t5/<case>/io.safetensors from `tests/golden/gen_golden.py t5`); the relative
  * position buckets against transformers' own function; the real UMT5-XXL inventory from
- * configs/ alone; loader and input errors.
+ * configs/ alone; loader and input errors; FP8 storage against diffusers' layerwise casting
+ * of the same encoder (tests/data/t5/<case>/fp8.safetensors from `gen_golden.py fp8`).
  *
  * Tolerance: NMSE = sum((a-b)^2) / sum(b^2) <= 1e-6 for every tap and pipeline output (the
  * issue's bound). How it relates to what is measured: the generator records fp32 PyTorch
@@ -25,6 +26,7 @@
 #include "kernels/backend.h"
 #include "models/t5.h"
 #include "models/tokenizer.h"
+#include "vram/vram.h"
 
 static wr_backend *g_be;
 
@@ -228,6 +230,72 @@ START_TEST(test_end_to_end_prompts) {
 }
 END_TEST
 
+/* FP8 storage (--fp8 storage): the layers' seven matrices in e4m3 with a per-tensor scale.
+ * diffusers' apply_layerwise_casting(float8_e4m3fn, float32) on transformers' encoder stores the
+ * same matrices as a plain cast (no scale); both are compared with the f32 output. Tolerance:
+ * ours must be at most 1.5x diffusers' error (measured: 3.8e-3 vs 3.6e-3 on tiny_a, 7.7e-3 vs
+ * 1.1e-2 on tiny_b), and the two FP8 outputs within 4x the larger error of each other (they round
+ * differently, so they cannot agree more closely than each agrees with f32). A cast that did
+ * not happen gives 0, a wrong scale an NMSE near 1. Streaming the layers gives the same bits. */
+START_TEST(test_fp8_storage) {
+    const char *cases[2] = {"t5/tiny_a", "t5/tiny_b"};
+    for (int k = 0; k < 2; k++) {
+        char dir[4300], path[4300];
+        snprintf(dir, sizeof dir, "%s/text_encoder", wr_test_data(cases[k]));
+        wr_t5 *m = NULL;
+        const wr_t5_load_opts lo = {.fp8_storage = 1};
+        ck_assert_msg(wr_t5_load_ex(&m, g_be, dir, &lo) == WR_OK, "%s", wr_error_detail());
+        snprintf(path, sizeof path, "%s/io.safetensors", wr_test_data(cases[k]));
+        wr_st_file *io = NULL, *g = NULL;
+        ck_assert_int_eq(wr_st_open(&io, path), WR_OK);
+        snprintf(path, sizeof path, "%s/fp8.safetensors", wr_test_data(cases[k]));
+        ck_assert_int_eq(wr_st_open(&g, path), WR_OK);
+        const wr_st_tensor *ids = need(io, "input.ids", WR_DTYPE_I32);
+        const wr_st_tensor *mask = need(io, "input.mask", WR_DTYPE_U8);
+        const int64_t L = ids->nelem, D = wr_t5_config_of(m)->d_model, n = L * D;
+        const float *ref = wr_st_tensor_data(need(g, "output.fp32", WR_DTYPE_F32));
+        const float *dif = wr_st_tensor_data(need(g, "output.fp8_layerwise", WR_DTYPE_F32));
+        ck_assert_int_eq(need(g, "output.fp32", WR_DTYPE_F32)->nelem, n);
+        float *out = malloc(sizeof(float) * (size_t)n), *out2 = malloc(sizeof(float) * (size_t)n);
+        wr_tensor ot = wr_tensor_make(out, WR_DTYPE_F32, 2, (int64_t[]){L, D});
+        ck_assert_int_eq(wr_t5_forward(m, &ot, wr_st_tensor_data(ids), wr_st_tensor_data(mask), L),
+                         WR_OK);
+        double maxabs;
+        int nan;
+        const double e_ours = nmse_f32(out, ref, n, &maxabs, &nan);
+        ck_assert(!nan);
+        const double e_diff = nmse_f32(dif, ref, n, &maxabs, &nan);
+        const double e_cross = nmse_f32(out, dif, n, &maxabs, &nan);
+        fprintf(stderr,
+                "%s FP8 storage: nmse vs f32 %.3e (diffusers' layerwise casting %.3e), vs "
+                "diffusers' FP8 %.3e\n",
+                cases[k], e_ours, e_diff, e_cross);
+        ck_assert(e_ours > 1e-9);
+        ck_assert_msg(e_ours <= 1.5 * e_diff, "%s: %.3e > 1.5 x %.3e", cases[k], e_ours, e_diff);
+        ck_assert(e_cross <= 4 * (e_ours > e_diff ? e_ours : e_diff));
+        /* streamed through two slots: the same bits, one byte per matrix element in the slots */
+        wr_vram *v = NULL;
+        ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+        ck_assert_int_eq(wr_t5_set_vram(m, v, 0), WR_OK);
+        const wr_t5_config *c = wr_t5_config_of(m);
+        const size_t mats =
+            (size_t)(4 * c->d_model * c->num_heads * c->d_kv + 3 * c->d_model * c->d_ff);
+        ck_assert_uint_lt(wr_t5_layer_bytes(m), 2 * mats); /* f32 / bf16 would be >= 2 bytes each */
+        ck_assert_uint_eq(wr_t5_layer_bytes(m), wr_t5_plan_layer_bytes(c, 1));
+        wr_tensor ot2 = wr_tensor_make(out2, WR_DTYPE_F32, 2, (int64_t[]){L, D});
+        ck_assert_int_eq(wr_t5_forward(m, &ot2, wr_st_tensor_data(ids), wr_st_tensor_data(mask), L),
+                         WR_OK);
+        ck_assert_int_eq(memcmp(out, out2, sizeof(float) * (size_t)n), 0);
+        wr_t5_set_vram(m, NULL, 0);
+        wr_vram_free_pool(v);
+        free(out), free(out2);
+        wr_st_close(g);
+        wr_st_close(io);
+        wr_t5_free(m);
+    }
+}
+END_TEST
+
 START_TEST(test_tiny_a) {
     run_case("t5/tiny_a");
 }
@@ -357,6 +425,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_end_to_end_prompts);
     tcase_add_test(tc, test_missing_tensor_and_alias);
     tcase_add_test(tc, test_unsupported_configs);
+    tcase_add_test(tc, test_fp8_storage);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -263,29 +263,15 @@ typedef struct bind_ctx {
     wr_status st;
 } bind_ctx;
 
-/* FP8 storage: t into the arena as e4m3 of t / s with s = amax / 448 (the largest magnitude
- * maps to e4m3's largest finite value); the Linear owning dst gets s as its weight scale. */
+/* FP8 storage: t into the arena as e4m3 with its per-tensor scale (wr_load_fp8); the Linear
+ * owning dst gets the scale as its weight scale. */
 static wr_status to_fp8(wr_dit *m, const wr_st_tensor *t, wr_tensor *dst, int ndim,
                         const int64_t *shape) {
-    float *tmp = malloc(sizeof(float) * (size_t)t->nelem);
-    if (tmp == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory converting to FP8");
-    wr_status st = wr_st_read_as(t, WR_DTYPE_F32, tmp, (size_t)t->nelem * sizeof(float));
-    if (st != WR_OK) {
-        free(tmp);
-        return st;
-    }
-    float amax = 0.0f;
-    for (int64_t i = 0; i < t->nelem; i++) {
-        const float a = fabsf(tmp[i]);
-        if (a > amax) amax = a;
-    }
-    const float s = amax > 0.0f && isfinite(amax) ? amax / 448.0f : 1.0f;
-    for (int64_t i = 0; i < t->nelem; i++) tmp[i] /= s;
     WR_ASSERT(m->fp8_used + (size_t)t->nelem <= m->fp8_cap);
     uint8_t *q = m->fp8_arena + m->fp8_used;
     m->fp8_used += ((size_t)t->nelem + 63) & ~(size_t)63;
-    wr_dtype_convert(q, WR_DTYPE_F8_E4M3, tmp, WR_DTYPE_F32, t->nelem);
-    free(tmp);
+    float s = 1.0f;
+    WR_TRY(wr_load_fp8(t, q, &s));
     *dst = wr_tensor_make(q, WR_DTYPE_F8_E4M3, ndim, shape);
     ((wr_linear *)dst)->wscale = s; /* dst is a wr_linear's weight, its first member */
     return WR_OK;

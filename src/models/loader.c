@@ -1,8 +1,11 @@
-/* loader.c — shared tensor lookup with problem reports, and workspace carving (loader.h). */
+/* loader.c — shared tensor lookup with problem reports, FP8 conversion, and workspace carving
+ * (loader.h). */
 #include "models/loader.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/dtype.h"
@@ -53,4 +56,25 @@ wr_tensor wr_carve_take(wr_carve *c, int ndim, const int64_t *shape) {
     c->used += (size_t)((n + 15) & ~(int64_t)15); /* 64-byte aligned starts */
     WR_ASSERT(c->base == NULL || c->used <= c->cap);
     return wr_tensor_make(p, WR_DTYPE_F32, ndim, shape);
+}
+
+wr_status wr_load_fp8(const wr_st_tensor *t, uint8_t *dst, float *scale) {
+    float *tmp = malloc(sizeof(float) * (size_t)t->nelem);
+    if (tmp == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory converting to FP8");
+    const wr_status st = wr_st_read_as(t, WR_DTYPE_F32, tmp, (size_t)t->nelem * sizeof(float));
+    if (st != WR_OK) {
+        free(tmp);
+        return st;
+    }
+    float amax = 0.0f;
+    for (int64_t i = 0; i < t->nelem; i++) {
+        const float a = fabsf(tmp[i]);
+        if (a > amax) amax = a;
+    }
+    const float s = amax > 0.0f && isfinite(amax) ? amax / 448.0f : 1.0f;
+    for (int64_t i = 0; i < t->nelem; i++) tmp[i] /= s;
+    wr_dtype_convert(dst, WR_DTYPE_F8_E4M3, tmp, WR_DTYPE_F32, t->nelem);
+    free(tmp);
+    *scale = s;
+    return WR_OK;
 }

@@ -31,6 +31,11 @@ const wr_st_tensor *wr_load_expect(wr_load_report *r, const wr_st_set *set, cons
 /* WR_ERR_FORMAT: "DIR: N of TOTAL WHAT tensors missing or mis-shaped: first problems". */
 wr_status wr_load_fail(const wr_load_report *r, const char *dir, int64_t total, const char *what);
 
+/* FP8 storage (--fp8 storage): t as float8_e4m3 of t / s into dst (t->nelem bytes), with the
+ * per-tensor scale s = amax / 448 (the largest magnitude maps to e4m3's largest finite value;
+ * 1 for an all-zero or non-finite tensor) returned in *scale; a matmul then uses w = s * dst. */
+wr_status wr_load_fp8(const wr_st_tensor *t, uint8_t *dst, float *scale);
+
 /* Activations carved from one f32 workspace; with base NULL only counts (the plan pass). */
 typedef struct wr_carve {
     float *base;

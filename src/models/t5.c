@@ -77,6 +77,9 @@ struct wr_t5 {
     wr_tensor final_ln;  /* [D] f32 */
     float *vec_arena;    /* f32 copies of the norms and bias tables */
     size_t vec_used, vec_cap;
+    int fp8;            /* FP8 storage (wr_t5_load_opts) */
+    uint8_t *fp8_arena; /* the layers' matrices in e4m3 */
+    size_t fp8_used, fp8_cap;
     /* bucket of distance n = |j - i| for n < max_distance, without the direction offset */
     int *bucket_lut;
     /* taps */
@@ -135,9 +138,11 @@ static void count_vectors(void *ctx, const char *name, int ndim, const int64_t *
     }
 }
 
-static wr_tensor *field_for(wr_t5 *m, const char *name) {
+/* The field of `name`, and (for the layers' matrices) its FP8 scale. */
+static wr_tensor *field_for(wr_t5 *m, const char *name, float **scale) {
     long long l;
     int n = 0;
+    if (scale) *scale = NULL;
     if (strcmp(name, "shared.weight") == 0) return &m->shared;
     if (strcmp(name, "encoder.final_layer_norm.weight") == 0) return &m->final_ln;
     if (sscanf(name, "encoder.block.%lld.%n", &l, &n) != 1 || n == 0) return NULL;
@@ -146,21 +151,36 @@ static wr_tensor *field_for(wr_t5 *m, const char *name) {
     const struct {
         const char *suffix;
         wr_tensor *t;
+        float *scale;
     } map[] = {
-        {"layer.0.layer_norm.weight", &b->ln0},
-        {"layer.0.SelfAttention.q.weight", &b->q},
-        {"layer.0.SelfAttention.k.weight", &b->k},
-        {"layer.0.SelfAttention.v.weight", &b->v},
-        {"layer.0.SelfAttention.o.weight", &b->o},
-        {"layer.0.SelfAttention.relative_attention_bias.weight", &b->rel_bias},
-        {"layer.1.layer_norm.weight", &b->ln1},
-        {"layer.1.DenseReluDense.wi_0.weight", &b->wi_0},
-        {"layer.1.DenseReluDense.wi_1.weight", &b->wi_1},
-        {"layer.1.DenseReluDense.wo.weight", &b->wo},
+        {"layer.0.layer_norm.weight", &b->ln0, NULL},
+        {"layer.0.SelfAttention.q.weight", &b->q, &b->q_scale},
+        {"layer.0.SelfAttention.k.weight", &b->k, &b->k_scale},
+        {"layer.0.SelfAttention.v.weight", &b->v, &b->v_scale},
+        {"layer.0.SelfAttention.o.weight", &b->o, &b->o_scale},
+        {"layer.0.SelfAttention.relative_attention_bias.weight", &b->rel_bias, NULL},
+        {"layer.1.layer_norm.weight", &b->ln1, NULL},
+        {"layer.1.DenseReluDense.wi_0.weight", &b->wi_0, &b->wi_0_scale},
+        {"layer.1.DenseReluDense.wi_1.weight", &b->wi_1, &b->wi_1_scale},
+        {"layer.1.DenseReluDense.wo.weight", &b->wo, &b->wo_scale},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (strcmp(r, map[i].suffix) == 0) return map[i].t;
+        if (strcmp(r, map[i].suffix) == 0) {
+            if (scale) *scale = map[i].scale;
+            return map[i].t;
+        }
     return NULL;
+}
+
+/* A layer's matrix: stored in FP8 under fp8_storage. */
+static int is_fp8_candidate(const char *name, int ndim) {
+    return ndim == 2 && strncmp(name, "encoder.block.", 14) == 0 && !is_f32_copy(name, ndim);
+}
+
+static void count_fp8(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    size_t *n = ctx;
+    if (is_fp8_candidate(name, ndim))
+        *n += ((size_t)shape[0] * (size_t)shape[1] + 63) & ~(size_t)63;
 }
 
 static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
@@ -173,8 +193,17 @@ static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape
         key = "encoder.embed_tokens.weight";
     const wr_st_tensor *t = wr_load_expect(&lc->rep, m->weights, key, ndim, shape);
     if (t == NULL) return;
-    wr_tensor *dst = field_for(m, name);
+    float *scale = NULL;
+    wr_tensor *dst = field_for(m, name, &scale);
     WR_ASSERT(dst != NULL);
+    if (m->fp8 && is_fp8_candidate(name, ndim) && t->dtype != WR_DTYPE_F8_E4M3) {
+        WR_ASSERT(scale != NULL && m->fp8_used + (size_t)t->nelem <= m->fp8_cap);
+        uint8_t *q = m->fp8_arena + m->fp8_used;
+        m->fp8_used += ((size_t)t->nelem + 63) & ~(size_t)63;
+        lc->st = wr_load_fp8(t, q, scale);
+        *dst = wr_tensor_make(q, WR_DTYPE_F8_E4M3, ndim, shape);
+        return;
+    }
     if (!is_f32_copy(name, ndim)) {
         *dst = wr_st_tensor_view(t); /* used in place, storage dtype */
         return;
@@ -209,6 +238,10 @@ static wr_status check_config(const wr_t5_config *c, const char *path) {
 }
 
 wr_status wr_t5_load(wr_t5 **out, wr_backend *be, const char *dir) {
+    return wr_t5_load_ex(out, be, dir, NULL);
+}
+
+wr_status wr_t5_load_ex(wr_t5 **out, wr_backend *be, const char *dir, const wr_t5_load_opts *o) {
     *out = NULL;
     wr_status st = WR_OK;
     if (be->kind != WR_BACKEND_CPU)
@@ -217,6 +250,7 @@ wr_status wr_t5_load(wr_t5 **out, wr_backend *be, const char *dir) {
     wr_t5 *m = calloc(1, sizeof *m);
     if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     m->be = be;
+    m->fp8 = o && o->fp8_storage;
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     char path[WR_PATH_CAP + 32];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -234,7 +268,12 @@ wr_status wr_t5_load(wr_t5 **out, wr_backend *be, const char *dir) {
     wr_t5_expected_tensors(&m->cfg, NULL, count_vectors, &lc);
     m->vec_cap = lc.vec_floats;
     m->vec_arena = malloc(m->vec_cap * sizeof(float) + 64);
-    if (m->blocks == NULL || m->vec_arena == NULL || m->bucket_lut == NULL) {
+    if (m->fp8) {
+        wr_t5_expected_tensors(&m->cfg, NULL, count_fp8, &m->fp8_cap);
+        m->fp8_arena = malloc(m->fp8_cap + 64);
+    }
+    if (m->blocks == NULL || m->vec_arena == NULL || m->bucket_lut == NULL ||
+        (m->fp8 && m->fp8_arena == NULL)) {
         st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", dir);
         goto fail;
     }
@@ -274,6 +313,7 @@ void wr_t5_free(wr_t5 *m) {
     t5_vram_release(m);
     wr_workspace_release(&m->ws, m->be);
     free(m->vec_arena);
+    free(m->fp8_arena);
     free(m->bucket_lut);
     free(m->blocks);
     wr_st_set_close(m->weights);
@@ -421,6 +461,12 @@ static wr_tensor as_heads(const wr_tensor *t, int64_t NH, int64_t DK) {
     return wr_tensor_make(t->data, WR_DTYPE_F32, 3, (int64_t[]){t->shape[0], NH, DK});
 }
 
+/* y = x . w^T, w times its FP8 scale when it has one */
+static wr_status linear(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                        float scale) {
+    return wr_op_matmul_scaled(be, y, x, w, NULL, scale > 0.0f ? scale : 1.0f);
+}
+
 /* transformers UMT5Block.forward (encoder, eval) */
 static wr_status block_forward(wr_t5 *m, const wr_t5_block *b, wr_tensor *x, const uint8_t *mask,
                                t5_acts *a) {
@@ -431,13 +477,13 @@ static wr_status block_forward(wr_t5 *m, const wr_t5_block *b, wr_tensor *x, con
     fill_pos_bias(m, a->pb.data, b->rel_bias.data, L);
     const wr_attn_params ap = {.scale = 1.0f, .key_mask = mask, .pos_bias = &a->pb};
     WR_TRY(wr_op_rms_norm(be, &a->h, x, &b->ln0, eps));  /* h: [L, D] */
-    WR_TRY(wr_op_matmul(be, &a->q, &a->h, &b->q, NULL)); /* q: [L, I] */
-    WR_TRY(wr_op_matmul(be, &a->k, &a->h, &b->k, NULL)); /* k: [L, I] */
-    WR_TRY(wr_op_matmul(be, &a->v, &a->h, &b->v, NULL)); /* v: [L, I] */
+    WR_TRY(linear(be, &a->q, &a->h, &b->q, b->q_scale)); /* q: [L, I] */
+    WR_TRY(linear(be, &a->k, &a->h, &b->k, b->k_scale)); /* k: [L, I] */
+    WR_TRY(linear(be, &a->v, &a->h, &b->v, b->v_scale)); /* v: [L, I] */
     wr_tensor qh = as_heads(&a->q, m->NH, m->DK), kh = as_heads(&a->k, m->NH, m->DK);
     wr_tensor vh = as_heads(&a->v, m->NH, m->DK), oh = as_heads(&a->a, m->NH, m->DK);
     WR_TRY(wr_op_attention(be, &oh, NULL, &qh, &kh, &vh, &ap)); /* a: [L, NH, DK] */
-    WR_TRY(wr_op_matmul(be, &a->h, &a->a, &b->o, NULL));        /* h: [L, D] */
+    WR_TRY(linear(be, &a->h, &a->a, &b->o, b->o_scale));        /* h: [L, D] */
     WR_TRY(wr_op_gated_residual(be, x, &a->h, NULL));           /* x += h */
 
     /* (b) gated-GELU FFN in row chunks: h = (gelu_tanh(h wi_0^T) * (h wi_1^T)) wo^T */
@@ -448,12 +494,12 @@ static wr_status block_forward(wr_t5 *m, const wr_t5_block *b, wr_tensor *x, con
         WR_TRY(wr_tensor_slice0(&hin, &a->h, r0, nr)); /* [nr, D] */
         WR_TRY(wr_tensor_slice0(&g, &a->g, 0, nr));    /* [nr, FF] */
         WR_TRY(wr_tensor_slice0(&u, &a->u, 0, nr));    /* [nr, FF] */
-        WR_TRY(wr_op_matmul(be, &g, &hin, &b->wi_0, NULL));
+        WR_TRY(linear(be, &g, &hin, &b->wi_0, b->wi_0_scale));
         WR_TRY(wr_op_gelu_tanh(be, &g, &g));
-        WR_TRY(wr_op_matmul(be, &u, &hin, &b->wi_1, NULL));
+        WR_TRY(linear(be, &u, &hin, &b->wi_1, b->wi_1_scale));
         WR_TRY(wr_op_mul(be, &g, &g, &u));
         /* the chunk's rows of h are consumed: its FFN output goes in their place */
-        WR_TRY(wr_op_matmul(be, &hin, &g, &b->wo, NULL));
+        WR_TRY(linear(be, &hin, &g, &b->wo, b->wo_scale));
     }
     WR_TRY(wr_op_gated_residual(be, x, &a->h, NULL)); /* x += ffn */
     return WR_OK;

@@ -38,6 +38,8 @@ typedef struct wr_t5_block {
     wr_tensor wi_0;     /* DenseReluDense.wi_0.weight [FF, D]: the GELU branch */
     wr_tensor wi_1;     /* DenseReluDense.wi_1.weight [FF, D]: the linear branch */
     wr_tensor wo;       /* DenseReluDense.wo.weight [D, FF] */
+    /* FP8 storage: each matrix = its scale * its stored e4m3 values (0: no scale) */
+    float q_scale, k_scale, v_scale, o_scale, wi_0_scale, wi_1_scale, wo_scale;
 } wr_t5_block;
 
 typedef struct wr_t5 wr_t5;
@@ -60,6 +62,14 @@ int64_t wr_t5_expected_tensors(const wr_t5_config *cfg, int64_t *params,
  * GELU-tanh); WR_ERR_UNSUPPORTED on a non-CPU backend (so far); WR_ERR_OOM_*.
  */
 wr_status wr_t5_load(wr_t5 **out, wr_backend *be, const char *dir);
+/* fp8_storage: the layers' seven matrices (what diffusers' layerwise casting would store in FP8
+ * with the embeddings, the relative-position tables and the norms skipped) are converted at load
+ * to float8_e4m3 with a per-tensor scale (wr_load_fp8); e4m3 matrices in the checkpoint are used
+ * as they are. The matmul upcasts per use and applies the scale. */
+typedef struct wr_t5_load_opts {
+    int fp8_storage;
+} wr_t5_load_opts;
+wr_status wr_t5_load_ex(wr_t5 **out, wr_backend *be, const char *dir, const wr_t5_load_opts *o);
 void wr_t5_free(wr_t5 *m);
 
 const wr_t5_config *wr_t5_config_of(const wr_t5 *m);

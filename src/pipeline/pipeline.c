@@ -131,7 +131,8 @@ static wr_status load_components(wr_context *c, const char *model_dir) {
         strncat(path, "/spiece.model", sizeof path - strlen(path) - 1);
         WR_TRY(wr_tokenizer_open(&c->tok, path));
         wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TEXT_ENCODER);
-        WR_TRY(wr_t5_load(&c->t5, c->be, path));
+        const wr_t5_load_opts to = {.fp8_storage = c->opt.fp8_storage};
+        WR_TRY(wr_t5_load_ex(&c->t5, c->be, path, &to));
         if (wr_tokenizer_vocab_size(c->tok) > wr_t5_config_of(c->t5)->vocab_size)
             return WR_FAIL(WR_ERR_CONFIG,
                            "%s: the tokenizer has %lld ids, the text encoder's vocabulary %lld: "
@@ -404,7 +405,8 @@ static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, fl
         if (c->t5 == NULL) { /* freed after the last encoding (level >= 2): load it again */
             char path[WR_PATH_CAP + 64];
             wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TEXT_ENCODER);
-            st = wr_t5_load(&c->t5, c->be, path);
+            const wr_t5_load_opts to = {.fp8_storage = c->opt.fp8_storage};
+            st = wr_t5_load_ex(&c->t5, c->be, path, &to);
             if (st == WR_OK) st = t5_attach(c, 0);
         }
         if (st == WR_OK) st = encode_text(c, r->prompt, emb);

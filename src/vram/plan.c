@@ -118,6 +118,8 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
     wr_dit_plan_weights(d, in->dit_wbytes, &blk, &dit_other);
     const uint64_t dit_ws =
         (uint64_t)wr_dit_plan_workspace(d, L, 512, cp, in->cp_mode) / 4 * (uint64_t)in->act_bytes;
+    /* FP8 storage upcast per block (GPU): one block's matrices in the compute dtype, while its
+     * model computes */
     const uint64_t upcast = in->fp8_upcast ? blk / (uint64_t)in->dit_wbytes * in->act_bytes : 0;
     /* the text encoder: its layers (t5.c's layout) and final norm, never the embedding table
      * (its rows are gathered on the host); the workspace of 512 tokens */
@@ -126,6 +128,8 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
     const uint64_t t5_all = t5_layer * (uint64_t)t5L + 4 * (uint64_t)in->t5.d_model;
     const uint64_t t5_ws =
         (uint64_t)wr_t5_plan_workspace(&in->t5, 512) / 4 * (uint64_t)in->act_bytes;
+    const uint64_t t5_upcast =
+        in->fp8_upcast && !in->te_cpu ? t5_layer / (uint64_t)in->t5_wbytes * in->act_bytes : 0;
     /* the VAE */
     int64_t vae_params = 0;
     wr_vae_expected_tensors(&in->vae, &vae_params, NULL, NULL);
@@ -162,6 +166,8 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
         /* activations of the phase */
         if (p == WR_PLAN_ENCODE && !in->te_cpu) c[WR_MEM_ACTIVATIONS] += t5_ws;
         if (p == WR_PLAN_DENOISE) c[WR_MEM_ACTIVATIONS] += dit_ws;
+        if (p == WR_PLAN_ENCODE) c[WR_MEM_WORKSPACE] += t5_upcast;
+        if (p == WR_PLAN_DENOISE) c[WR_MEM_WORKSPACE] += upcast;
         if (p != WR_PLAN_DECODE) c[WR_MEM_WORKSPACE] += (uint64_t)nemb * emb; /* embeddings */
         if (p == WR_PLAN_DENOISE) c[WR_MEM_WORKSPACE] += (uint64_t)nlat * latent;
         if (p == WR_PLAN_DECODE) c[WR_MEM_VAE] += vae_dec + vae_blend;
@@ -171,14 +177,14 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
     if (pol->dit_stream) { /* the DiT's blocks while denoising: two slots, and as many resident as
                          the budget leaves */
         uint64_t *c = o->dev[WR_PLAN_DENOISE];
-        uint64_t used = 2 * blk + upcast; /* as the pipeline chooses (setup_streaming) */
+        uint64_t used = 2 * blk; /* as the pipeline chooses (setup_streaming) */
         for (int k = 0; k < WR_MEM_CAT_COUNT; k++) used += c[k];
         int64_t res = 0;
         if (budget > used && blk > 0) res = (int64_t)((budget - used) / blk);
         if (res >= d->num_layers)
             res = d->num_layers; /* all resident: no slots */
         else
-            c[WR_MEM_WEIGHTS_STREAMING] += 2 * blk + upcast;
+            c[WR_MEM_WEIGHTS_STREAMING] += 2 * blk;
         o->resident_blocks = res;
         c[WR_MEM_WEIGHTS_RESIDENT] += (uint64_t)res * blk;
         if (!in->disk_offload) /* the streamed blocks wait in host memory while denoising */

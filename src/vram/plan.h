@@ -43,7 +43,8 @@ typedef struct wr_plan_in {
     int t5_wbytes;
     int vae_wbytes;
     int act_bytes;    /* activations: 4 on the CPU backend (f32) */
-    int fp8_upcast;   /* FP8 storage: one extra block in the compute dtype (act_bytes) */
+    int fp8_upcast;   /* FP8 storage (GPU): one DiT block and one text encoder layer upcast to the
+                       * compute dtype (act_bytes), workspace while their model computes */
     uint64_t scratch; /* the backend's op scratch (wr_backend_scratch_bytes), every phase */
     wr_vae_tiling tiling;
 } wr_plan_in;

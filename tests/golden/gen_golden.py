@@ -11,7 +11,7 @@ the engine, its build nor CI runs this script.
     python3 tests/golden/gen_golden.py vae        # tests/data/vae/NAME/ (vae/, io)
     python3 tests/golden/gen_golden.py sched      # tests/data/sched/ (tables, runs)
     python3 tests/golden/gen_golden.py pipeline   # tests/data/wan-tiny/ (model dir, golden runs)
-    python3 tests/golden/gen_golden.py fp8        # tests/data/dit/tiny{2,3}/fp8.safetensors
+    python3 tests/golden/gen_golden.py fp8        # tests/data/{dit/tiny{2,3},t5/tiny_{a,b}}/fp8.safetensors
 
 Each subcommand writes small safetensors files under tests/data/ whose __metadata__ records the
 torch version and what was generated.
@@ -706,8 +706,9 @@ def main():
         fn=gen_pipeline)
     sub.add_parser("vae", help="AutoencoderKLWan decoder weights, latents, frames, taps "
                    "(tests/golden/golden_vae.py)").set_defaults(fn=gen_vae)
-    sub.add_parser("fp8", help="diffusers' FP8 layerwise casting outputs of the tiny DiTs "
-                   "(tests/golden/golden_fp8.py; after dit)").set_defaults(fn=gen_fp8)
+    sub.add_parser("fp8", help="diffusers' FP8 layerwise casting outputs of the tiny DiTs and "
+                   "UMT5 encoders (tests/golden/golden_fp8.py; after dit and t5)").set_defaults(
+        fn=gen_fp8)
     args = ap.parse_args()
     args.fn(args)
 
