@@ -777,6 +777,7 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
     in.dit_wbytes = fp8 ? 1 : wb, in.t5_wbytes = fp8 ? 1 : wb, in.vae_wbytes = wb;
     in.act_bytes = wb, in.fp8_upcast = fp8;
     in.scratch = wr_backend_scratch_bytes(f32 ? WR_BACKEND_CPU : WR_BACKEND_CUDA);
+    in.staging = f32 ? 0 : 2 * WR_VRAM_STAGING_CHUNK; /* a GPU's copy stream stages */
     in.tiling = wr_vae_tiling_default();
     if (rank != 0) return WR_OK;
     printf("plan: %s, %lldx%lld, %lld frames, %lld rank(s) (cfg-parallel %lld x context-parallel "
@@ -872,6 +873,8 @@ static wr_status auto_level(const gen_opts *g, int *level) {
     in.vae_wbytes = component_wbytes(g->model, "vae");
     in.act_bytes = 4; /* the CPU backend computes in f32 */
     in.scratch = wr_backend_scratch_bytes(WR_BACKEND_CPU);
+    in.disk_offload = g->disk_offload;
+    in.staging = g->disk_offload ? 2 * WR_VRAM_STAGING_CHUNK : 0; /* the pread target */
     in.tiling = wr_vae_tiling_default();
     uint64_t need3 = 0;
     for (int l = 0; l <= 3; l++) {

@@ -41,19 +41,21 @@ struct wr_st_file {
 typedef struct map_rec {
     const void *base;
     size_t len;
+    int fd;           /* the file, for reads that leave the mapping untouched */
+    const char *path; /* owned by the wr_st_file */
 } map_rec;
 static map_rec *g_maps;
 static size_t g_nmaps, g_capmaps;
 static pthread_mutex_t g_maps_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void maps_add(const void *base, size_t len) {
+static void maps_add(const void *base, size_t len, int fd, const char *path) {
     pthread_mutex_lock(&g_maps_mu);
     if (g_nmaps == g_capmaps) {
         size_t cap = g_capmaps ? 2 * g_capmaps : 16;
         map_rec *n = realloc(g_maps, cap * sizeof *n);
         if (n) g_maps = n, g_capmaps = cap;
     }
-    if (g_nmaps < g_capmaps) g_maps[g_nmaps++] = (map_rec){base, len};
+    if (g_nmaps < g_capmaps) g_maps[g_nmaps++] = (map_rec){base, len, fd, path};
     pthread_mutex_unlock(&g_maps_mu);
 }
 
@@ -81,6 +83,27 @@ int wr_st_is_mapped(const void *p, size_t n) {
     }
     pthread_mutex_unlock(&g_maps_mu);
     return yes;
+}
+
+static wr_status pread_full(int fd, void *dst, size_t n, uint64_t off, const char *path,
+                            const char *what);
+
+wr_status wr_st_pread_mapped(const void *p, size_t n, void *dst) {
+    int fd = -1;
+    uint64_t off = 0;
+    const char *path = NULL;
+    pthread_mutex_lock(&g_maps_mu);
+    for (size_t i = 0; i < g_nmaps; i++) {
+        const char *b = g_maps[i].base;
+        if ((const char *)p >= b && (const char *)p + n <= b + g_maps[i].len) {
+            fd = g_maps[i].fd, path = g_maps[i].path;
+            off = (uint64_t)((const char *)p - b);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_maps_mu);
+    if (fd < 0) return WR_ERR_NOT_FOUND; /* not in a mapped file: no error recorded */
+    return pread_full(fd, dst, n, off, path, "weights (disk offload)");
 }
 
 static char *xstrdup(const char *s) {
@@ -411,7 +434,7 @@ wr_status wr_st_open(wr_st_file **out, const char *path) {
     }
     f->base = m;
     f->mapped = 1;
-    maps_add(m, f->map_len);
+    maps_add(m, f->map_len, f->fd, f->path);
     *out = f;
     return WR_OK;
 fail:

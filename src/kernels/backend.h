@@ -65,6 +65,16 @@ typedef struct wr_backend_iface {
     wr_status (*copy)(wr_backend *be, void *dst, const void *src, size_t nbytes);
     wr_status (*memset0)(wr_backend *be, void *dst, size_t nbytes);
     wr_status (*sync)(wr_backend *be);
+    /* ---- the copy stream (the vram layer's copy thread calls these; NULL: plain host memory
+     * and synchronous uploads, as on the CPU backend) ---- */
+    /* page-locked host memory (staging for copies to the device) */
+    wr_status (*host_alloc)(wr_backend *be, void **out, size_t nbytes);
+    void (*host_free)(wr_backend *be, void *p);
+    /* queues a copy of n bytes from page-locked host src into device dst on the copy stream
+     * and marks `buf` (0 or 1, the staging buffer src lies in) busy until it is done */
+    wr_status (*upload_async)(wr_backend *be, void *dst, const void *src, size_t n, int buf);
+    /* waits until staging buffer buf (-1: every copy queued) may be reused / has arrived */
+    wr_status (*upload_wait)(wr_backend *be, int buf);
 
     /* ---- ops (shapes already checked by the wrappers in ops.c) ---- */
     /* y[M,N] = alpha * x[M,K] . w[N,K]^T (+ b[N]); alpha is a per-tensor weight scale (FP8

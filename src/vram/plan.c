@@ -159,6 +159,7 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
                 c[WR_MEM_WEIGHTS_STREAMING] += 2 * t5_layer;
                 c[WR_MEM_WEIGHTS_RESIDENT] += t5_all - t5_layer * (uint64_t)t5L; /* final norm */
                 if (!in->disk_offload) o->host[p] += t5_layer * (uint64_t)t5L;
+                o->host[p] += in->staging;
             }
         }
         if (!pol->dit_stream) c[WR_MEM_WEIGHTS_RESIDENT] += dit_all;
@@ -181,10 +182,12 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
         for (int k = 0; k < WR_MEM_CAT_COUNT; k++) used += c[k];
         int64_t res = 0;
         if (budget > used && blk > 0) res = (int64_t)((budget - used) / blk);
-        if (res >= d->num_layers)
+        if (res >= d->num_layers) {
             res = d->num_layers; /* all resident: no slots */
-        else
+        } else {
             c[WR_MEM_WEIGHTS_STREAMING] += 2 * blk;
+            o->host[WR_PLAN_DENOISE] += in->staging;
+        }
         o->resident_blocks = res;
         c[WR_MEM_WEIGHTS_RESIDENT] += (uint64_t)res * blk;
         if (!in->disk_offload) /* the streamed blocks wait in host memory while denoising */

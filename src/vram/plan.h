@@ -46,6 +46,8 @@ typedef struct wr_plan_in {
     int fp8_upcast;   /* FP8 storage (GPU): one DiT block and one text encoder layer upcast to the
                        * compute dtype (act_bytes), workspace while their model computes */
     uint64_t scratch; /* the backend's op scratch (wr_backend_scratch_bytes), every phase */
+    uint64_t staging; /* pinned staging buffers (2 WR_VRAM_STAGING_CHUNK where the pool wants
+                       * them: a GPU, or disk offload), host bytes while a model streams */
     wr_vae_tiling tiling;
 } wr_plan_in;
 

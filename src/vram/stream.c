@@ -21,6 +21,7 @@ struct wr_streamer {
     char *slot_view; /* [2] structs */
     int64_t slot_block[2];
     uint64_t slot_ticket[2];
+    int staging; /* holds the pool's staging buffers (while blocks stream) */
 };
 
 static size_t align64(size_t n) {
@@ -70,6 +71,7 @@ void wr_streamer_free(wr_streamer *s) {
         if (s->slot_block[k] >= 0) (void)wr_vram_copy_wait(s->v, s->slot_ticket[k]);
         wr_vram_free(s->v, s->slot[k]);
     }
+    if (s->staging) wr_vram_staging_release(s->v); /* after the waits above */
     wr_vram_free(s->v, s->res_mem);
     if (s->accounted) (void)wr_vram_account(s->v, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)s->accounted);
     if (s->host) wr_vram_host_account(s->v, WR_HOST_PAGEABLE, -(int64_t)s->host);
@@ -91,6 +93,12 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
     s->slot_view = calloc(2, ssz);
     wr_status st =
         s->res_views && s->slot_view ? WR_OK : WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    /* the staging buffers the copies go through (while anything is copied) */
+    const int copies = resident < n || wr_vram_backend(v)->kind != WR_BACKEND_CPU;
+    if (st == WR_OK && copies && wr_vram_wants_staging(v)) {
+        st = wr_vram_staging_acquire(v);
+        s->staging = st == WR_OK;
+    }
     size_t total = 0;
     for (int64_t i = 0; i < resident; i++)
         total += one_block_bytes(s->blocks + (size_t)i * ssz, fn);
@@ -109,6 +117,10 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
             off += one_block_bytes(s->blocks + (size_t)i * ssz, fn);
         }
         if (st == WR_OK && t) st = wr_vram_copy_wait(v, t);
+    }
+    if (st == WR_OK && s->staging && resident == n) { /* nothing streams: not needed any more */
+        wr_vram_staging_release(v);
+        s->staging = 0;
     }
     for (int k = 0; st == WR_OK && resident < n && k < 2; k++)
         st = wr_vram_alloc(v, WR_MEM_WEIGHTS_STREAMING, s->slot_bytes, &s->slot[k]);

@@ -5,6 +5,13 @@
  * dozen at most (workspaces, slots, resident blocks), so a linear search on free is fine.
  * The copy thread takes jobs from a FIFO under a mutex; `done` counts finished jobs, and a
  * waiter sleeps on a condition variable until done reaches its ticket.
+ *
+ * Staged copies (while a streamer holds the staging buffers, on a backend with a copy stream or
+ * with disk offload): a job goes through two staging buffers of WR_VRAM_STAGING_CHUNK bytes in
+ * turn; each chunk is read into a buffer (pread from the checkpoint file under disk offload,
+ * else copied from host memory), then uploaded (queued on the copy stream, whose event for
+ * that buffer is waited before the buffer is filled again); the job is done when the copy
+ * stream has delivered it all.
  */
 #define _DEFAULT_SOURCE /* madvise (MADV_DONTNEED) */
 #include "vram/vram.h"
@@ -30,7 +37,8 @@ typedef struct job {
     void *dst;
     const void *src;
     size_t bytes;
-    int drop; /* disk offload: drop the source's pages afterwards */
+    int drop;   /* disk offload: drop the source's pages afterwards */
+    int staged; /* through the staging buffers */
     struct job *next;
 } job;
 
@@ -54,7 +62,9 @@ struct wr_vram {
     wr_vram_observer obs;
     void *obs_ctx;
     int disk_offload;
-    int scratch; /* the backend's op scratch comes from this pool */
+    int scratch;      /* the backend's op scratch comes from this pool */
+    void *staging[2]; /* pinned staging buffers, WR_VRAM_STAGING_CHUNK each */
+    int staging_refs;
     uint64_t host[WR_HOST_CAT_COUNT], host_peak[WR_HOST_CAT_COUNT], host_total_peak;
 };
 
@@ -77,6 +87,29 @@ static void sleep_s(double s) {
     while (nanosleep(&ts, &ts) != 0) {}
 }
 
+/* One job through the staging buffers (see the top of the file). */
+static wr_status staged_copy(wr_vram *v, const job *j) {
+    wr_backend *be = v->be;
+    const wr_backend_iface *f = be->iface;
+    const char *src = j->src;
+    char *dst = j->dst;
+    int k = 0;
+    for (size_t off = 0; off < j->bytes; off += WR_VRAM_STAGING_CHUNK, k ^= 1) {
+        const size_t c =
+            j->bytes - off < WR_VRAM_STAGING_CHUNK ? j->bytes - off : WR_VRAM_STAGING_CHUNK;
+        if (f->upload_wait) WR_TRY(f->upload_wait(be, k)); /* buffer k's last upload is done */
+        wr_status st = j->drop ? wr_st_pread_mapped(src + off, c, v->staging[k]) : WR_ERR_NOT_FOUND;
+        if (st == WR_ERR_NOT_FOUND) /* not in a file (e.g. converted to FP8 at load) */
+            memcpy(v->staging[k], src + off, c);
+        else if (st != WR_OK)
+            return st;
+        WR_TRY(f->upload_async ? f->upload_async(be, dst + off, v->staging[k], c, k)
+                               : f->upload(be, dst + off, v->staging[k], c));
+    }
+    if (f->upload_wait) WR_TRY(f->upload_wait(be, -1)); /* all of it on the device */
+    return WR_OK;
+}
+
 static void *copy_main(void *arg) {
     wr_vram *v = arg;
     pthread_mutex_lock(&v->mu);
@@ -89,8 +122,13 @@ static void *copy_main(void *arg) {
         const double delay = v->delay_s;
         pthread_mutex_unlock(&v->mu);
         sleep_s(delay);
-        wr_status st = v->be->iface->upload(v->be, j->dst, j->src, j->bytes);
-        if (j->drop && wr_st_is_mapped(j->src, j->bytes)) drop_pages(j->src, j->bytes);
+        wr_status st;
+        if (j->staged) {
+            st = staged_copy(v, j);
+        } else {
+            st = v->be->iface->upload(v->be, j->dst, j->src, j->bytes);
+            if (j->drop && wr_st_is_mapped(j->src, j->bytes)) drop_pages(j->src, j->bytes);
+        }
         pthread_mutex_lock(&v->mu);
         if (st != WR_OK && v->copy_status == WR_OK) {
             v->copy_status = st;
@@ -276,7 +314,7 @@ wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t
                              uint64_t *ticket) {
     job *j = malloc(sizeof *j);
     if (j == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
-    *j = (job){dst, host_src, bytes, v->disk_offload, NULL};
+    *j = (job){dst, host_src, bytes, v->disk_offload, v->staging[0] != NULL, NULL};
     if (!v->started) {
         if (pthread_create(&v->thread, NULL, copy_main, v) != 0) {
             free(j);
@@ -315,6 +353,44 @@ wr_status wr_vram_copy_wait(wr_vram *v, uint64_t ticket) {
     pthread_mutex_unlock(&v->mu);
     if (st != WR_OK) return WR_FAIL(st, "a copy to the device failed: %s", msg);
     return WR_OK;
+}
+
+int wr_vram_wants_staging(const wr_vram *v) {
+    return v->disk_offload || v->be->iface->upload_async != NULL;
+}
+
+wr_status wr_vram_staging_acquire(wr_vram *v) {
+    if (!wr_vram_wants_staging(v)) return WR_OK;
+    if (v->staging_refs++ > 0) return WR_OK;
+    const wr_backend_iface *f = v->be->iface;
+    for (int k = 0; k < 2; k++) {
+        wr_status st = WR_OK;
+        if (f->host_alloc)
+            st = f->host_alloc(v->be, &v->staging[k], WR_VRAM_STAGING_CHUNK);
+        else if ((v->staging[k] = aligned_alloc(64, WR_VRAM_STAGING_CHUNK)) == NULL)
+            st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for a %.0f MiB staging buffer",
+                         (double)WR_VRAM_STAGING_CHUNK / 1048576.0);
+        if (st != WR_OK) {
+            v->staging_refs = 1;
+            wr_vram_staging_release(v);
+            return st;
+        }
+        wr_vram_host_account(v, WR_HOST_PINNED, (int64_t)WR_VRAM_STAGING_CHUNK);
+    }
+    return WR_OK;
+}
+
+void wr_vram_staging_release(wr_vram *v) {
+    if (!wr_vram_wants_staging(v) || v->staging_refs == 0 || --v->staging_refs > 0) return;
+    for (int k = 0; k < 2; k++) {
+        if (v->staging[k] == NULL) continue;
+        if (v->be->iface->host_free)
+            v->be->iface->host_free(v->be, v->staging[k]);
+        else
+            free(v->staging[k]);
+        v->staging[k] = NULL;
+        wr_vram_host_account(v, WR_HOST_PINNED, -(int64_t)WR_VRAM_STAGING_CHUNK);
+    }
 }
 
 void wr_vram_set_disk_offload(wr_vram *v, int on) {

@@ -96,11 +96,24 @@ void wr_workspace_release(wr_workspace *w, wr_backend *be);
 wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t bytes,
                              uint64_t *ticket);
 wr_status wr_vram_copy_wait(wr_vram *v, uint64_t ticket);
-/* Disk offload: after each copy, the source's whole pages are dropped from this process
- * (madvise MADV_DONTNEED on the mapped checkpoint), so weights passed through the device are
- * read from the file again when next needed and host memory stays bounded by a few blocks. */
+/* Disk offload: copies of weights that lie in a mapped checkpoint read them from the file with
+ * pread into the staging buffers (below), never through the mapping, so streamed weights do
+ * not become part of this process and host memory stays bounded by a few blocks. Without
+ * staging buffers (a copy not made by a streamer) the source's whole pages are dropped after
+ * the copy instead (madvise MADV_DONTNEED). Set before any copy. */
 void wr_vram_set_disk_offload(wr_vram *v, int on);
 int wr_vram_disk_offload(const wr_vram *v);
+/* Staging: two page-locked host buffers of WR_VRAM_STAGING_CHUNK bytes (host_alloc of the
+ * backend; plain host memory on the CPU backend), counted as pinned host bytes, that copies go
+ * through while any streamer holds them: on a backend with a copy stream (CUDA: pread / copy
+ * into one buffer while the other uploads) or with disk offload (the pread target). acquire and
+ * release are reference counted and do nothing where staging is not wanted; release only after
+ * the holder's copies were waited. */
+#define WR_VRAM_STAGING_CHUNK ((size_t)8 << 20)
+int wr_vram_wants_staging(const wr_vram *v);
+wr_status wr_vram_staging_acquire(wr_vram *v);
+void wr_vram_staging_release(wr_vram *v);
+
 /* Tests and benchmarks: every copy also sleeps this long (the "slow link"). */
 void wr_vram_set_copy_delay(wr_vram *v, double seconds);
 

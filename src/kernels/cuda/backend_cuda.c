@@ -1,5 +1,7 @@
-/* backend_cuda.c — the CUDA backend's vtable: device memory and copies through the CUDA
- * runtime (host glue in C11). Op slots are NULL for now (see cuda_device.h). */
+/* backend_cuda.c — the CUDA backend's vtable: device memory, copies through the CUDA runtime,
+ * and the copy stream the vram layer stages weights through (pinned host buffers, async
+ * uploads, an event per staging buffer); host glue in C11. Op slots are NULL for now (see
+ * cuda_device.h). */
 #include <cuda_runtime.h>
 #include <stdlib.h>
 
@@ -63,6 +65,65 @@ static wr_status sync_cuda(wr_backend *be) {
     return WR_OK;
 }
 
+/* The copy stream: one non-blocking stream per backend and an event per staging buffer, made by
+ * the thread that first copies (the vram layer's copy thread, which must select the device). */
+typedef struct cuda_impl {
+    int device;
+    cudaStream_t copy;
+    cudaEvent_t done[2];
+    int ready;
+} cuda_impl;
+
+static wr_status copy_stream(wr_backend *be, cuda_impl **out) {
+    cuda_impl *ci = be->impl;
+    CUDA_TRY(cudaSetDevice(ci->device), "cudaSetDevice (copy thread)");
+    if (!ci->ready) {
+        CUDA_TRY(cudaStreamCreateWithFlags(&ci->copy, cudaStreamNonBlocking), "copy stream");
+        for (int k = 0; k < 2; k++)
+            CUDA_TRY(cudaEventCreateWithFlags(&ci->done[k], cudaEventDisableTiming), "copy event");
+        ci->ready = 1;
+    }
+    *out = ci;
+    return WR_OK;
+}
+
+static wr_status host_alloc_cuda(wr_backend *be, void **out, size_t n) {
+    (void)be;
+    *out = NULL;
+    if (n == 0) return WR_OK;
+    cudaError_t e = cudaHostAlloc(out, n, cudaHostAllocDefault);
+    if (e != cudaSuccess) {
+        *out = NULL;
+        (void)cudaGetLastError();
+        return WR_FAIL(WR_ERR_OOM_HOST, "cudaHostAlloc of %.1f MiB (pinned staging) failed: %s",
+                       (double)n / 1048576.0, cudaGetErrorString(e));
+    }
+    return WR_OK;
+}
+
+static void host_free_cuda(wr_backend *be, void *p) {
+    (void)be;
+    if (p) cudaFreeHost(p);
+}
+
+static wr_status upload_async_cuda(wr_backend *be, void *dst, const void *src, size_t n, int buf) {
+    cuda_impl *ci = NULL;
+    WR_TRY(copy_stream(be, &ci));
+    CUDA_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, ci->copy), "staged upload");
+    CUDA_TRY(cudaEventRecord(ci->done[buf & 1], ci->copy), "cudaEventRecord (copy stream)");
+    return WR_OK;
+}
+
+static wr_status upload_wait_cuda(wr_backend *be, int buf) {
+    cuda_impl *ci = NULL;
+    WR_TRY(copy_stream(be, &ci));
+    if (buf < 0)
+        CUDA_TRY(cudaStreamSynchronize(ci->copy), "cudaStreamSynchronize (copy stream)");
+    else
+        CUDA_TRY(cudaEventSynchronize(ci->done[buf & 1]), "cudaEventSynchronize (copy stream)");
+    return WR_OK;
+}
+
 static const wr_backend_iface cuda_iface = {
     .alloc = alloc_cuda,
     .free = free_cuda,
@@ -71,6 +132,10 @@ static const wr_backend_iface cuda_iface = {
     .copy = copy_cuda,
     .memset0 = memset0_cuda,
     .sync = sync_cuda,
+    .host_alloc = host_alloc_cuda,
+    .host_free = host_free_cuda,
+    .upload_async = upload_async_cuda,
+    .upload_wait = upload_wait_cuda,
     /* op slots: NULL until the CUDA kernels land */
 };
 
@@ -78,6 +143,9 @@ wr_status wr_backend_cuda_init(wr_backend *be, int threads) {
     wr_device_info di;
     WR_TRY(wr_cuda_probe(&di));
     CUDA_TRY(cudaSetDevice(0), "cudaSetDevice(0)");
+    cuda_impl *ci = calloc(1, sizeof *ci);
+    if (ci == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    be->impl = ci;
     be->iface = &cuda_iface;
     be->kind = WR_BACKEND_CUDA;
     be->threads = threads;
@@ -85,5 +153,13 @@ wr_status wr_backend_cuda_init(wr_backend *be, int threads) {
 }
 
 void wr_backend_cuda_release(wr_backend *be) {
-    (void)be;
+    cuda_impl *ci = be->impl;
+    if (ci == NULL) return;
+    if (ci->ready) {
+        (void)cudaStreamSynchronize(ci->copy);
+        for (int k = 0; k < 2; k++) (void)cudaEventDestroy(ci->done[k]);
+        (void)cudaStreamDestroy(ci->copy);
+    }
+    free(ci);
+    be->impl = NULL;
 }
