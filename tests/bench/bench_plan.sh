@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# bench_plan.sh [BUILD] — the memory planner's report for BENCHMARKS.md (issue #8): `wanrun
+# plan` for Wan2.1 1.3B at 832x480 and 14B at 832x480 and 1280x720, 81 frames, np 1/2/4/8,
+# bf16 and FP8 weights, as markdown tables of the peak device MiB per rank at levels 0-3 (the
+# phase of the peak) with the host MiB in brackets; then the 12 GiB recommendation for the 14B at
+# 720p with FP8. A GPU run is assumed (bf16 activations, the CUDA backend's scratch and pinned
+# staging): these are plans, not measurements. BUILD: a build directory holding wanrun
+# (default build/).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+wanrun="${1:-$root/build}/wanrun"
+[ -x "$wanrun" ] || { echo "bench_plan: no $wanrun (build first: bash launch/build.sh)" >&2; exit 2; }
+
+echo "Command: wanrun plan --preset P --size WxH --frames 81 --np N [--fp8], $(date -u '+%Y-%m-%d')"
+table() { # preset size
+    echo
+    echo "**Wan2.1 $1, ${2/x/ × }, 81 frames** — peak device MiB per rank (the phase of the peak), host MiB in brackets"
+    echo
+    echo "| ranks | weights | level 0 | level 1 | level 2 | level 3 |"
+    echo "|---|---|---|---|---|---|"
+    for np in 1 2 4 8; do
+        for w in bf16 fp8; do
+            local extra=()
+            [ "$w" = fp8 ] && extra=(--fp8)
+            "$wanrun" plan --preset "$1" --size "$2" --frames 81 --np "$np" "${extra[@]}" |
+                awk -v np="$np" -v w="$w" '
+                    $1 ~ /^[0-3]$/ { cell[$1] = $2 " (" $3 ") [" $9 "]" }
+                    END { printf "| %s | %s | %s | %s | %s | %s |\n", np, w, cell[0], cell[1],
+                          cell[2], cell[3] }'
+        done
+    done
+}
+table 1.3b 832x480
+table 14b 832x480
+table 14b 1280x720
+echo
+echo "With a 12 GiB budget, 14B at 1280 x 720, FP8, one rank:"
+echo
+echo '```'
+"$wanrun" plan --preset 14b --size 1280x720 --frames 81 --fp8 --vram 12GiB
+echo '```'
