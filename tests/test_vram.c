@@ -10,8 +10,9 @@
  *     streams, two slots of the largest block;
  *   - level 3's promise: the device peak of a 2-block and a 6-block model (random weights, same
  *     width) is the same when every block streams;
- *   - prefetch overlaps compute: with a copy delay chosen so copying all blocks takes as long
- *     as computing them, a streamed forward takes well under copy + compute;
+ *   - prefetch overlaps compute: with a copy delay making a forward's copies half its compute,
+ *     the profiler's block timeline shows every block's successor ready before it ends, and a
+ *     streamed forward takes about max(copy, compute), not the sum;
  *   - the ops' scratch arena: a stack in the pool's workspace category; a piece larger than the
  *     arena is a one-off pool allocation given back at the restore; matmul, attention and conv3d
  *     take their temporaries from it, and a conv3d with an arena too small for its band gives
@@ -417,11 +418,13 @@ START_TEST(test_level3_peak_independent_of_layers) {
 END_TEST
 
 START_TEST(test_prefetch_overlaps) {
-    /* Every block's copy is slowed to a quarter of a block's compute (measured first). With the
-     * next block copied while one computes, a streamed forward waits for copies almost never:
-     * the copies hide behind compute, so it takes max(copy, compute) = compute, not the sum.
-     * Measured through the time spent blocked in wr_vram_copy_wait, which does not depend on
-     * how fast this machine computes while the test runs. */
+    /* Every block's copy is slowed so that a forward's copies take half its compute. With the
+     * next block copied while one computes:
+     *   - the profiler's block timeline shows block i + 1 ready (its copy ended) by the time block
+     *     i's compute ends, for every streamed block after the first;
+     *   - a streamed forward takes about max(copy, compute) = compute, not compute + copy;
+     *   - callers are almost never blocked on copies (time spent in wr_vram_copy_wait), a check
+     *     that does not depend on how fast this machine computes while the test runs. */
     wr_dit *m = random_dit(6);
     dit_io d;
     open_io(&d, "dit/tiny3", m);
@@ -431,43 +434,80 @@ START_TEST(test_prefetch_overlaps) {
     d.x = wr_tensor_make(xb, WR_DTYPE_F32, 4, (int64_t[]){C, F, H, W});
     d.nout = C * F * H * W;
     float *ref = malloc(sizeof(float) * (size_t)d.nout), *got = malloc(sizeof(float) * d.nout);
-    forward(m, &d, ref); /* warm-up */
-    double tc = 1e30;
-    for (int r = 0; r < 3; r++) {
-        const double t0 = now_s();
-        forward(m, &d, ref);
-        const double dt = now_s() - t0;
-        if (dt < tc) tc = dt;
-    }
+    forward(m, &d, ref); /* resident, the reference output */
     wr_vram *v = NULL;
     ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
     ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_OK);
+    wr_memprof *prof = NULL;
+    char dir[4300];
+    snprintf(dir, sizeof dir, "%s/prefetch-prof", wr_test_tmpdir());
+    ck_assert_int_eq(wr_memprof_create(&prof, dir, 0), WR_OK);
+    wr_memprof_attach(prof, v);
     forward(m, &d, got); /* from here on the first block is prefetched too */
+    /* compute: streamed forwards without a delay (the real copies are a few MB of memcpy) */
+    double tc = 1e30, tc_mean = 0; /* the fastest sets the delay; the mean is the reference */
     wr_vram_stats s0, s1;
-    wr_vram_get_stats(v, &s0);
-    forward(m, &d, got);
-    wr_vram_get_stats(v, &s1);
-    const double per_copy = 0.25 * tc / (double)(s1.copies - s0.copies); /* all of a forward's */
+    for (int r = 0; r < 3; r++) {
+        wr_vram_get_stats(v, &s0);
+        const double t0 = now_s();
+        forward(m, &d, got);
+        const double dt = now_s() - t0;
+        if (dt < tc) tc = dt;
+        tc_mean += dt / 3;
+        wr_vram_get_stats(v, &s1);
+    }
+    const double per_copy = 0.5 * tc / (double)(s1.copies - s0.copies); /* all of a forward's */
     wr_vram_set_copy_delay(v, per_copy);
     forward(m, &d, got); /* the first delayed copies start here */
+    const wr_block_event *ev = NULL;
+    const size_t e0 = wr_memprof_blocks(prof, &ev);
     wr_vram_get_stats(v, &s0);
     const double t0 = now_s();
     forward(m, &d, got);
     forward(m, &d, got);
     const double ts = (now_s() - t0) / 2;
     wr_vram_get_stats(v, &s1);
+    const size_t e1 = wr_memprof_blocks(prof, &ev);
     ck_assert_int_eq(memcmp(got, ref, sizeof(float) * (size_t)d.nout), 0);
     const double copy = per_copy * (double)(s1.copies - s0.copies) / 2,
                  wait = (s1.copy_wait_s - s0.copy_wait_s) / 2;
+    /* the timeline of the two timed forwards: 12 streamed blocks, each one's successor ready
+     * when it ends (allowing a tenth of a block's compute for the copy thread's wake-up) */
+    ck_assert_uint_eq(e1 - e0, 12);
+    double worst = -1e30;
+    for (size_t k = e0; k + 1 < e1; k++) {
+        ck_assert_int_eq(ev[k + 1].block, (ev[k].block + 1) % 6);
+        ck_assert(ev[k + 1].copy_t1 > 0 && ev[k + 1].copy_t0 >= ev[k].compute_t0 - 1e-3);
+        const double late = ev[k + 1].copy_t1 - ev[k].compute_t1;
+        if (late > worst) worst = late;
+    }
     fprintf(stderr,
-            "prefetch: per forward, compute %.3f s (alone), copies %.3f s, blocked on copies "
-            "%.4f s, streamed forward %.3f s\n",
-            tc, copy, wait, ts);
-    ck_assert(copy > 0.2 * tc); /* the copies are slow enough to matter */
+            "prefetch: per forward, compute %.3f s, copies %.3f s, streamed forward %.3f s "
+            "(sum %.3f s), blocked on copies %.4f s; block i + 1 ready %.4f s after block i "
+            "ended at worst (negative: before)\n",
+            tc_mean, copy, ts, tc_mean + copy, wait, worst);
+    ck_assert(copy > 0.4 * tc); /* the copies are slow enough to matter */
+    ck_assert_msg(worst <= 0.1 * tc / 6, "block ready %.4f s after its predecessor ended", worst);
+    ck_assert_msg(ts < tc_mean + 0.6 * copy, "streamed forward %.3f s: not max(%.3f, %.3f)", ts,
+                  tc_mean, copy);
     ck_assert_msg(wait < 0.25 * copy, "copies did not overlap compute: blocked %.4f of %.4f s",
                   wait, copy);
+    /* the trace has the block timeline (compute and copy slices) */
+    wr_memprof_peaks pk;
+    ck_assert_int_eq(wr_memprof_write(prof, &pk), WR_OK);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/memprof.rank0.json", dir);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    static char buf[1 << 22];
+    const size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    ck_assert_ptr_nonnull(strstr(buf, "\"copy thread\""));
+    ck_assert_ptr_nonnull(strstr(buf, "\"dit block 5\""));
     wr_dit_set_vram(m, NULL, 0);
     wr_vram_free_pool(v);
+    wr_memprof_free(prof); /* after the pool it observes */
     free(xb);
     free(ref);
     free(got);

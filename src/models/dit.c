@@ -470,6 +470,7 @@ wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident) {
         (void)wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)other);
         return st;
     }
+    wr_streamer_set_name(m->stream, "dit");
     m->other_acc = other;
     m->vram = v;
     return WR_OK;
@@ -493,8 +494,7 @@ wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out) {
 }
 
 void wr_dit_release(wr_dit *m, int64_t i) {
-    (void)m;
-    (void)i;
+    if (m->vram) wr_streamer_release(m->stream, i);
 }
 
 void wr_dit_set_tap(wr_dit *m, wr_dit_tap_fn fn, void *ctx) {

@@ -358,6 +358,7 @@ wr_status wr_t5_set_vram(wr_t5 *m, wr_vram *v, int64_t resident) {
         (void)wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)wr_tensor_nbytes(&m->final_ln));
         return st;
     }
+    wr_streamer_set_name(m->stream, "text encoder");
     m->vram = v;
     return WR_OK;
 }
@@ -383,8 +384,7 @@ wr_status wr_t5_acquire(wr_t5 *m, int64_t i, const wr_t5_block **out) {
 }
 
 void wr_t5_release(wr_t5 *m, int64_t i) {
-    (void)m;
-    (void)i;
+    if (m->vram) wr_streamer_release(m->stream, i);
 }
 
 void wr_t5_set_tap(wr_t5 *m, wr_t5_tap_fn fn, void *ctx) {

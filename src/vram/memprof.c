@@ -36,6 +36,8 @@ struct wr_memprof {
     span *sp;
     size_t nsp, capsp;
     int open[MAX_DEPTH], depth;
+    wr_block_event *ev; /* the block timeline, times relative to t0 */
+    size_t nev, capev;
     uint64_t last_dev[WR_MEM_CAT_COUNT], last_off;
 };
 
@@ -98,13 +100,35 @@ wr_status wr_memprof_create(wr_memprof **out, const char *dir, int rank) {
 
 void wr_memprof_free(wr_memprof *p) {
     if (p == NULL) return;
+    free(p->ev);
     free(p->s);
     free(p->sp);
     free(p);
 }
 
+static void on_block(void *ctx, const wr_block_event *e) {
+    wr_memprof *p = ctx;
+    if (p->nev == p->capev) {
+        size_t cap = p->capev ? 2 * p->capev : 256;
+        wr_block_event *n = realloc(p->ev, cap * sizeof *n);
+        if (n == NULL) return;
+        p->ev = n, p->capev = cap;
+    }
+    wr_block_event x = *e;
+    x.copy_t0 = e->copy_t0 > 0 ? e->copy_t0 - p->t0 : -1;
+    x.copy_t1 = e->copy_t1 > 0 ? e->copy_t1 - p->t0 : -1;
+    x.compute_t0 -= p->t0, x.compute_t1 -= p->t0;
+    p->ev[p->nev++] = x;
+}
+
+size_t wr_memprof_blocks(const wr_memprof *p, const wr_block_event **out) {
+    *out = p->ev;
+    return p->nev;
+}
+
 void wr_memprof_attach(wr_memprof *p, wr_vram *v) {
     wr_vram_set_observer(v, observe, p);
+    wr_vram_set_block_observer(v, on_block, p);
     observe(p, v);
 }
 
@@ -199,6 +223,34 @@ static char *trace_json(const wr_memprof *p) {
         cJSON_AddNumberToObject(e, "ts", x->t0 * 1e6);
         cJSON_AddNumberToObject(e, "dur", (t1 - x->t0) * 1e6);
         cJSON_AddItemToArray(ev, e);
+    }
+    /* the block timeline: compute on track 1, the copy thread on track 2 */
+    const char *tracks[2] = {"compute (streamed blocks)", "copy thread"};
+    for (int t = 0; t < 2; t++) {
+        cJSON *tn = cJSON_CreateObject();
+        cJSON_AddStringToObject(tn, "ph", "M");
+        cJSON_AddStringToObject(tn, "name", "thread_name");
+        cJSON_AddNumberToObject(tn, "pid", p->rank);
+        cJSON_AddNumberToObject(tn, "tid", t + 1);
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(tn, "args"), "name", tracks[t]);
+        cJSON_AddItemToArray(ev, tn);
+    }
+    for (size_t i = 0; i < p->nev; i++) {
+        const wr_block_event *x = &p->ev[i];
+        char name[64];
+        snprintf(name, sizeof name, "%s block %lld", x->model, (long long)x->block);
+        for (int t = 0; t < 2; t++) {
+            const double a = t ? x->copy_t0 : x->compute_t0, b = t ? x->copy_t1 : x->compute_t1;
+            if (a < 0 || b < a) continue;
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "ph", "X");
+            cJSON_AddStringToObject(e, "name", name);
+            cJSON_AddNumberToObject(e, "pid", p->rank);
+            cJSON_AddNumberToObject(e, "tid", t + 1);
+            cJSON_AddNumberToObject(e, "ts", a * 1e6);
+            cJSON_AddNumberToObject(e, "dur", (b - a) * 1e6);
+            cJSON_AddItemToArray(ev, e);
+        }
     }
     cJSON_AddStringToObject(root, "displayTimeUnit", "ms");
     char *s = cJSON_PrintUnformatted(root);

@@ -6,8 +6,9 @@
  * (load, encode, step N, decode) that the pipeline opens and closes. wr_memprof_write writes
  *   DIR/memprof.rank<R>.json  a Chrome trace (Perfetto / chrome://tracing open it): counter
  *                             tracks "device memory" (one series per category) and "host
- *                             memory" (RSS, and the offloaded weights the pool counts), and
- *                             the spans as slices;
+ *                             memory" (RSS, and the offloaded weights the pool counts), the
+ *                             spans as slices, and the block timeline: each streamed block's
+ *                             compute and its copy on the copy thread, as slices on two tracks;
  *   DIR/memprof.rank<R>.svg   device total and host RSS over time, the spans shaded;
  * each written atomically, and returns the rank's peaks with the span each fell in.
  */
@@ -35,5 +36,8 @@ void wr_memprof_begin(wr_memprof *p, const char *span);
 void wr_memprof_end(wr_memprof *p);     /* closes the innermost open span */
 void wr_memprof_end_all(wr_memprof *p); /* closes every open span (error paths) */
 wr_status wr_memprof_write(wr_memprof *p, wr_memprof_peaks *out);
+/* The block timeline so far (times in seconds since the profiler's creation; copy times -1 when
+ * unknown), in the order the blocks finished computing. */
+size_t wr_memprof_blocks(const wr_memprof *p, const wr_block_event **out);
 
 #endif /* WR_VRAM_MEMPROF_H */

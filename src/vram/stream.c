@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct wr_streamer {
     wr_vram *v;
@@ -21,8 +22,30 @@ struct wr_streamer {
     char *slot_view; /* [2] structs */
     int64_t slot_block[2];
     uint64_t slot_ticket[2];
-    int staging; /* holds the pool's staging buffers (while blocks stream) */
+    int staging;            /* holds the pool's staging buffers (while blocks stream) */
+    uint64_t slot_first[2]; /* the first copy of the slot's block */
+    const char *name;       /* for the block timeline */
+    int64_t cur;            /* the streamed block computing now, -1: none */
+    uint64_t cur_first, cur_last;
+    double cur_t0;
 };
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The block computing now is done: its timeline event. */
+static void finish_current(wr_streamer *s) {
+    if (s->cur < 0) return;
+    wr_block_event e = {s->name, s->cur, 0, 0, s->cur_t0, now_s()};
+    double t;
+    wr_vram_copy_times(s->v, s->cur_first, &e.copy_t0, &t);
+    wr_vram_copy_times(s->v, s->cur_last, &t, &e.copy_t1);
+    s->cur = -1;
+    wr_vram_block_event(s->v, &e);
+}
 
 static size_t align64(size_t n) {
     return (n + 63) & ~(size_t)63;
@@ -47,7 +70,8 @@ size_t wr_blocks_max_bytes(void *blocks, size_t ssz, int64_t n, wr_block_tensors
 }
 
 /* Starts copying block i's tensors into mem; *view (a struct) gets them pointing there. */
-static wr_status copy_block(wr_streamer *s, int64_t i, void *mem, void *view, uint64_t *ticket) {
+static wr_status copy_block(wr_streamer *s, int64_t i, void *mem, void *view, uint64_t *first,
+                            uint64_t *ticket) {
     void *src_block = s->blocks + (size_t)i * s->ssz;
     memcpy(view, src_block, s->ssz);
     wr_tensor *src[WR_STREAM_MAX_TENSORS], *dst[WR_STREAM_MAX_TENSORS];
@@ -60,6 +84,7 @@ static wr_status copy_block(wr_streamer *s, int64_t i, void *mem, void *view, ui
         const size_t bytes = wr_tensor_nbytes(src[j]);
         dst[j]->data = (char *)mem + off;
         WR_TRY(wr_vram_copy_async(s->v, dst[j]->data, src[j]->data, bytes, ticket));
+        if (first && off == 0) *first = *ticket;
         off += align64(bytes);
     }
     return WR_OK;
@@ -67,6 +92,7 @@ static wr_status copy_block(wr_streamer *s, int64_t i, void *mem, void *view, ui
 
 void wr_streamer_free(wr_streamer *s) {
     if (s == NULL) return;
+    finish_current(s);
     for (int k = 0; k < 2; k++) {
         if (s->slot_block[k] >= 0) (void)wr_vram_copy_wait(s->v, s->slot_ticket[k]);
         wr_vram_free(s->v, s->slot[k]);
@@ -88,6 +114,8 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
     if (s == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     s->v = v, s->blocks = blocks, s->ssz = ssz, s->n = n, s->resident = resident, s->tensors = fn;
     s->slot_block[0] = s->slot_block[1] = -1;
+    s->cur = -1;
+    s->name = "blocks";
     s->slot_bytes = wr_blocks_max_bytes(blocks, ssz, n, fn);
     s->res_views = calloc((size_t)(resident ? resident : 1), ssz);
     s->slot_view = calloc(2, ssz);
@@ -113,7 +141,8 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
         uint64_t t = 0;
         size_t off = 0;
         for (int64_t i = 0; st == WR_OK && i < resident; i++) {
-            st = copy_block(s, i, (char *)s->res_mem + off, s->res_views + (size_t)i * ssz, &t);
+            st = copy_block(s, i, (char *)s->res_mem + off, s->res_views + (size_t)i * ssz, NULL,
+                            &t);
             off += one_block_bytes(s->blocks + (size_t)i * ssz, fn);
         }
         if (st == WR_OK && t) st = wr_vram_copy_wait(v, t);
@@ -137,8 +166,17 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
     return WR_OK;
 }
 
+void wr_streamer_set_name(wr_streamer *s, const char *name) {
+    s->name = name;
+}
+
+void wr_streamer_release(wr_streamer *s, int64_t i) {
+    if (s != NULL && s->cur == i) finish_current(s);
+}
+
 wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **out) {
     WR_ASSERT(i >= 0 && i < s->n);
+    finish_current(s);
     if (i < s->resident) {
         *out = s->res_views + (size_t)i * s->ssz;
         return WR_OK;
@@ -148,17 +186,20 @@ wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **out) {
         k = 0;
         if (s->slot_block[0] >= 0) WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[0]));
         s->slot_block[0] = -1;
-        WR_TRY(copy_block(s, i, s->slot[0], s->slot_view, &s->slot_ticket[0]));
+        WR_TRY(copy_block(s, i, s->slot[0], s->slot_view, &s->slot_first[0], &s->slot_ticket[0]));
         s->slot_block[0] = i;
     }
     WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[k]));
+    s->cur = i, s->cur_first = s->slot_first[k], s->cur_last = s->slot_ticket[k];
+    s->cur_t0 = now_s();
     /* the next streamed block (wrapping to the first, for the next pass) into the other slot,
      * which block i - 1 no longer uses */
     const int64_t j = i + 1 < s->n ? i + 1 : s->resident;
     const int o = 1 - k;
     if (j != i && s->slot_block[o] != j) {
         s->slot_block[o] = -1;
-        WR_TRY(copy_block(s, j, s->slot[o], s->slot_view + (size_t)o * s->ssz, &s->slot_ticket[o]));
+        WR_TRY(copy_block(s, j, s->slot[o], s->slot_view + (size_t)o * s->ssz, &s->slot_first[o],
+                          &s->slot_ticket[o]));
         s->slot_block[o] = j;
     }
     *out = s->slot_view + (size_t)k * s->ssz;

@@ -39,6 +39,10 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
 /* Waits for every copy, gives the memory back to the pool. NULL is a no-op. */
 void wr_streamer_free(wr_streamer *s);
 wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **block);
+/* Block i's compute is over (its timeline event; the next acquire implies it too). */
+void wr_streamer_release(wr_streamer *s, int64_t i);
+/* The model's name in the block timeline (static storage; default "blocks"). */
+void wr_streamer_set_name(wr_streamer *s, const char *name);
 
 /* One block's device bytes (the largest; 64-byte aligned tensors), from the structs alone. */
 size_t wr_blocks_max_bytes(void *blocks, size_t struct_size, int64_t n, wr_block_tensors_fn fn);

@@ -27,6 +27,10 @@
 #include "core/log.h"
 #include "core/safetensors.h"
 
+#define WR_VRAM_TIMES 4096 /* copies whose times are kept */
+
+static double now_s(void);
+
 typedef struct rec {
     void *p;
     size_t bytes;
@@ -64,6 +68,10 @@ struct wr_vram {
     int disk_offload;
     int scratch;      /* the backend's op scratch comes from this pool */
     void *staging[2]; /* pinned staging buffers, WR_VRAM_STAGING_CHUNK each */
+    double job_t0[WR_VRAM_TIMES], job_t1[WR_VRAM_TIMES]; /* by ticket % WR_VRAM_TIMES */
+    uint64_t taken;                                      /* jobs taken by the copy thread */
+    wr_vram_block_fn block_fn;
+    void *block_ctx;
     int staging_refs;
     uint64_t host[WR_HOST_CAT_COUNT], host_peak[WR_HOST_CAT_COUNT], host_total_peak;
 };
@@ -119,6 +127,8 @@ static void *copy_main(void *arg) {
         job *j = v->head;
         v->head = j->next;
         if (v->head == NULL) v->tail = NULL;
+        v->taken++;
+        v->job_t0[v->taken % WR_VRAM_TIMES] = now_s();
         const double delay = v->delay_s;
         pthread_mutex_unlock(&v->mu);
         sleep_s(delay);
@@ -135,6 +145,7 @@ static void *copy_main(void *arg) {
             snprintf(v->copy_error, sizeof v->copy_error, "%s", wr_error_detail());
         }
         v->done++;
+        v->job_t1[v->done % WR_VRAM_TIMES] = now_s();
         v->copies++;
         v->copy_bytes += j->bytes;
         free(j);
@@ -399,6 +410,23 @@ void wr_vram_set_disk_offload(wr_vram *v, int on) {
 
 int wr_vram_disk_offload(const wr_vram *v) {
     return v->disk_offload;
+}
+
+void wr_vram_set_block_observer(wr_vram *v, wr_vram_block_fn fn, void *ctx) {
+    v->block_fn = fn;
+    v->block_ctx = ctx;
+}
+
+void wr_vram_block_event(wr_vram *v, const wr_block_event *e) {
+    if (v->block_fn) v->block_fn(v->block_ctx, e);
+}
+
+void wr_vram_copy_times(wr_vram *v, uint64_t ticket, double *t0, double *t1) {
+    pthread_mutex_lock(&v->mu);
+    const int known = ticket > 0 && ticket <= v->done && v->done - ticket < WR_VRAM_TIMES;
+    *t0 = known ? v->job_t0[ticket % WR_VRAM_TIMES] : 0;
+    *t1 = known ? v->job_t1[ticket % WR_VRAM_TIMES] : 0;
+    pthread_mutex_unlock(&v->mu);
 }
 
 void wr_vram_set_copy_delay(wr_vram *v, double seconds) {

@@ -114,6 +114,22 @@ int wr_vram_wants_staging(const wr_vram *v);
 wr_status wr_vram_staging_acquire(wr_vram *v);
 void wr_vram_staging_release(wr_vram *v);
 
+/* The block timeline (the memory profiler draws it; tests check the prefetch with it): for every
+ * streamed block a streamer hands out, when its copy started and ended on the copy thread and
+ * when its compute started (acquire returned) and ended (release, or the next acquire).
+ * Seconds of CLOCK_MONOTONIC. */
+typedef struct wr_block_event {
+    const char *model; /* "dit", "text encoder", ... (static storage) */
+    int64_t block;
+    double copy_t0, copy_t1, compute_t0, compute_t1;
+} wr_block_event;
+typedef void (*wr_vram_block_fn)(void *ctx, const wr_block_event *e);
+void wr_vram_set_block_observer(wr_vram *v, wr_vram_block_fn fn, void *ctx);
+/* Streamers report here. */
+void wr_vram_block_event(wr_vram *v, const wr_block_event *e);
+/* When copy `ticket` started and finished (0 when unknown: not finished, or too long ago). */
+void wr_vram_copy_times(wr_vram *v, uint64_t ticket, double *t0, double *t1);
+
 /* Tests and benchmarks: every copy also sleeps this long (the "slow link"). */
 void wr_vram_set_copy_delay(wr_vram *v, double seconds);
 
