@@ -42,6 +42,7 @@
 #include "vram/levels.h"
 #include "vram/memprof.h"
 #include "vram/plan.h"
+#include "vram/stream.h"
 #include "vram/vram.h"
 #include "wanrun.h"
 
@@ -184,6 +185,59 @@ START_TEST(test_op_scratch) {
     wr_scratch_detach(g_be);
     wr_vram_free_pool(v); /* the pool no longer provides the arena: nothing to give back */
     free(x), free(wf), free(y), free(wb), free(q), free(o), free(y1), free(y2);
+}
+END_TEST
+
+/* A block of the streamer test: one weight tensor. */
+typedef struct one_blk {
+    wr_tensor w;
+} one_blk;
+
+static int one_tensors(void *b, wr_tensor **t) {
+    t[0] = &((one_blk *)b)->w;
+    return 1;
+}
+
+/* DESIGN.md's four weight states through a forward's acquire / release, resident block 0 and
+ * three streamed ones, without and with disk offload; the acquired data is the block's. */
+START_TEST(test_weight_states) {
+    enum { NB = 4, NE = 1000 };
+    static float data[NB][NE];
+    one_blk blk[NB];
+    for (int i = 0; i < NB; i++) {
+        for (int j = 0; j < NE; j++) data[i][j] = (float)(i * NE + j);
+        blk[i].w = wr_tensor_make(data[i], WR_DTYPE_F32, 1, (int64_t[]){NE});
+    }
+    for (int off = 0; off < 2; off++) {
+        wr_vram *v = NULL;
+        ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+        wr_vram_set_disk_offload(v, off);
+        const wr_weight_state away = off ? WR_WEIGHTS_OFFLOAD : WR_WEIGHTS_ONLOAD;
+        wr_streamer *s = NULL;
+        ck_assert_int_eq(wr_streamer_create(&s, v, blk, sizeof blk[0], NB, one_tensors, 1), WR_OK);
+        const wr_weight_state before[NB] = {WR_WEIGHTS_PREPARING, away, away, away};
+        for (int i = 0; i < NB; i++) ck_assert_int_eq(wr_streamer_state(s, i), before[i]);
+        const void *b = NULL;
+        for (int i = 0; i < NB; i++) {
+            ck_assert_int_eq(wr_streamer_acquire(s, i, &b), WR_OK);
+            const float *w = ((const one_blk *)b)->w.data;
+            ck_assert(w[0] == (float)(i * NE) && w[NE - 1] == (float)(i * NE + NE - 1));
+            ck_assert_int_eq(wr_streamer_state(s, i), WR_WEIGHTS_COMPUTATION);
+            /* the next streamed block (wrapping to 1 after 3) is in a slot, being copied */
+            const int next = i + 1 < NB ? i + 1 : 1;
+            if (next != i) ck_assert_int_eq(wr_streamer_state(s, next), WR_WEIGHTS_PREPARING);
+            ck_assert_int_eq(wr_streamer_state(s, 0),
+                             i == 0 ? WR_WEIGHTS_COMPUTATION : WR_WEIGHTS_PREPARING);
+            if (i >= 2)
+                ck_assert_int_eq(wr_streamer_state(s, i - 1),
+                                 i - 1 == next ? WR_WEIGHTS_PREPARING : away);
+            wr_streamer_release(s, i);
+            ck_assert_int_eq(wr_streamer_state(s, i), WR_WEIGHTS_PREPARING);
+        }
+        ck_assert_str_eq(wr_weight_state_name(WR_WEIGHTS_COMPUTATION), "computation");
+        wr_streamer_free(s);
+        wr_vram_free_pool(v);
+    }
 }
 END_TEST
 
@@ -1007,6 +1061,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_pool_accounting);
     tcase_add_test(tc, test_copies);
     tcase_add_test(tc, test_op_scratch);
+    tcase_add_test(tc, test_weight_states);
     tcase_add_test(tc, test_dit_streaming_bitwise);
     tcase_add_test(tc, test_level3_peak_independent_of_layers);
     tcase_add_test(tc, test_prefetch_overlaps);

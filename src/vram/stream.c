@@ -25,7 +25,8 @@ struct wr_streamer {
     int staging;            /* holds the pool's staging buffers (while blocks stream) */
     uint64_t slot_first[2]; /* the first copy of the slot's block */
     const char *name;       /* for the block timeline */
-    int64_t cur;            /* the streamed block computing now, -1: none */
+    int64_t cur;            /* the streamed block computing now, -1: none (timeline) */
+    int64_t computing;      /* the block acquired and not released (any), -1: none */
     uint64_t cur_first, cur_last;
     double cur_t0;
 };
@@ -114,7 +115,7 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
     if (s == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     s->v = v, s->blocks = blocks, s->ssz = ssz, s->n = n, s->resident = resident, s->tensors = fn;
     s->slot_block[0] = s->slot_block[1] = -1;
-    s->cur = -1;
+    s->cur = s->computing = -1;
     s->name = "blocks";
     s->slot_bytes = wr_blocks_max_bytes(blocks, ssz, n, fn);
     s->res_views = calloc((size_t)(resident ? resident : 1), ssz);
@@ -166,18 +167,43 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
     return WR_OK;
 }
 
+const char *wr_weight_state_name(wr_weight_state st) {
+    static const char *const names[] = {"offload", "onload", "preparing", "computation"};
+    return st >= WR_WEIGHTS_OFFLOAD && st <= WR_WEIGHTS_COMPUTATION ? names[st] : "?";
+}
+
+wr_weight_state wr_streamer_state(const wr_streamer *s, int64_t i) {
+    WR_ASSERT(i >= 0 && i < s->n);
+    if (s->computing == i) return WR_WEIGHTS_COMPUTATION;
+    if (i < s->resident || s->slot_block[0] == i || s->slot_block[1] == i)
+        return WR_WEIGHTS_PREPARING;
+    return wr_vram_disk_offload(s->v) ? WR_WEIGHTS_OFFLOAD : WR_WEIGHTS_ONLOAD;
+}
+
 void wr_streamer_set_name(wr_streamer *s, const char *name) {
     s->name = name;
 }
 
 void wr_streamer_release(wr_streamer *s, int64_t i) {
-    if (s != NULL && s->cur == i) finish_current(s);
+    if (s == NULL) return;
+    if (s->cur == i) finish_current(s);
+    if (s->computing == i) s->computing = -1;
 }
 
 wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **out) {
     WR_ASSERT(i >= 0 && i < s->n);
     finish_current(s);
+    s->computing = i;
     if (i < s->resident) {
+        /* the last resident block: the first streamed one starts copying */
+        const int64_t j = s->resident;
+        if (i == j - 1 && j < s->n && s->slot_block[0] != j && s->slot_block[1] != j) {
+            if (s->slot_block[0] >= 0) WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[0]));
+            s->slot_block[0] = -1;
+            WR_TRY(copy_block(s, j, s->slot[0], s->slot_view, &s->slot_first[0],
+                              &s->slot_ticket[0]));
+            s->slot_block[0] = j;
+        }
         *out = s->res_views + (size_t)i * s->ssz;
         return WR_OK;
     }

@@ -39,6 +39,19 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
 /* Waits for every copy, gives the memory back to the pool. NULL is a no-op. */
 void wr_streamer_free(wr_streamer *s);
 wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **block);
+/* DESIGN.md §4's weight states of a block: offload (in the checkpoint files: streamed under disk
+ * offload), onload (in host memory, ready to copy), preparing (in device memory in its storage
+ * dtype: resident, or in a slot, copied or being copied), computation (acquired and not yet
+ * released). */
+typedef enum wr_weight_state {
+    WR_WEIGHTS_OFFLOAD = 0,
+    WR_WEIGHTS_ONLOAD,
+    WR_WEIGHTS_PREPARING,
+    WR_WEIGHTS_COMPUTATION
+} wr_weight_state;
+wr_weight_state wr_streamer_state(const wr_streamer *s, int64_t i);
+const char *wr_weight_state_name(wr_weight_state st);
+
 /* Block i's compute is over (its timeline event; the next acquire implies it too). */
 void wr_streamer_release(wr_streamer *s, int64_t i);
 /* The model's name in the block timeline (static storage; default "blocks"). */
