@@ -1,6 +1,7 @@
 /* harness.c — shared main for every Check test program; see harness.h. */
 #include "harness.h"
 
+#include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,4 +87,30 @@ int main(int argc, char **argv) {
     MPI_Finalize();
     if (skip) return WR_TEST_SKIP;
     return any ? 1 : 0;
+}
+
+static double nmse64(const float *a, const float *b, int64_t n) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * (double)b[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+void wr_test_check_fp8(const char *name, const float *ours, const float *ref, const float *dif,
+                       int64_t n) {
+    const double e_ours = nmse64(ours, ref, n), e_diff = nmse64(dif, ref, n),
+                 e_cross = nmse64(ours, dif, n);
+    fprintf(stderr,
+            "%s FP8 storage: nmse vs f32 %.3e (diffusers' layerwise casting %.3e), vs diffusers' "
+            "FP8 %.3e\n",
+            name, e_ours, e_diff, e_cross);
+    ck_assert_msg(isfinite(e_ours) && e_ours > 1e-9, "%s: not quantized (nmse %.3e)", name, e_ours);
+    ck_assert_msg(e_ours <= 1.5 * e_diff, "%s: %.3e > 1.5 x %.3e", name, e_ours, e_diff);
+    ck_assert_msg(e_cross <= 4 * (e_ours > e_diff ? e_ours : e_diff),
+                  "%s: the two FP8 outputs "
+                  "differ by %.3e",
+                  name, e_cross);
 }

@@ -11,6 +11,7 @@
 
 #include <check.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define WR_TEST_SKIP 77
 
@@ -24,6 +25,12 @@ void wr_test_skip(const char *why);
 const char *wr_test_data(const char *rel);
 /* A fresh empty temporary directory for this rank (removed at exit only if empty). */
 const char *wr_test_tmpdir(void);
+/* FP8 storage against diffusers' layerwise casting (test_vram, test_t5): ours = our FP8 output,
+ * dif = diffusers' FP8 output, ref = the f32 output, n floats. Prints the three NMSEs and asserts
+ * the tolerance both tests justify: ours really quantized (> 1e-9), within 1.5x diffusers' own
+ * error against f32, and the two FP8 outputs within 4x the larger error of each other. */
+void wr_test_check_fp8(const char *name, const float *ours, const float *ref, const float *dif,
+                       int64_t n);
 /* 1 when cond holds on every rank (MPI_Allreduce MIN). */
 int wr_ck_all(int cond);
 

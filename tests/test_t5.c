@@ -260,19 +260,7 @@ START_TEST(test_fp8_storage) {
         wr_tensor ot = wr_tensor_make(out, WR_DTYPE_F32, 2, (int64_t[]){L, D});
         ck_assert_int_eq(wr_t5_forward(m, &ot, wr_st_tensor_data(ids), wr_st_tensor_data(mask), L),
                          WR_OK);
-        double maxabs;
-        int nan;
-        const double e_ours = nmse_f32(out, ref, n, &maxabs, &nan);
-        ck_assert(!nan);
-        const double e_diff = nmse_f32(dif, ref, n, &maxabs, &nan);
-        const double e_cross = nmse_f32(out, dif, n, &maxabs, &nan);
-        fprintf(stderr,
-                "%s FP8 storage: nmse vs f32 %.3e (diffusers' layerwise casting %.3e), vs "
-                "diffusers' FP8 %.3e\n",
-                cases[k], e_ours, e_diff, e_cross);
-        ck_assert(e_ours > 1e-9);
-        ck_assert_msg(e_ours <= 1.5 * e_diff, "%s: %.3e > 1.5 x %.3e", cases[k], e_ours, e_diff);
-        ck_assert(e_cross <= 4 * (e_ours > e_diff ? e_ours : e_diff));
+        wr_test_check_fp8(cases[k], out, ref, dif, n);
         /* streamed through two slots: the same bits, one byte per matrix element in the slots */
         wr_vram *v = NULL;
         ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);

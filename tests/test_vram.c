@@ -987,7 +987,6 @@ END_TEST
  * relative rounding error up to 2^-4 per weight), the scale only moves where values round. So:
  * ours within 1.5x diffusers' own error, the two FP8 outputs within 4x the larger error of each
  * other, and ours really quantized (> 1e-9). Streaming the FP8 blocks changes nothing. */
-static double nmse_f(const float *a, const float *b, int64_t n);
 
 START_TEST(test_fp8_storage) {
     const char *cases[2] = {"dit/tiny2", "dit/tiny3"};
@@ -1006,15 +1005,7 @@ START_TEST(test_fp8_storage) {
         const float *dif = wr_st_tensor_data(wr_st_find(g, "output.fp8_layerwise"));
         float *out = malloc(sizeof(float) * (size_t)d.nout);
         forward(m, &d, out);
-        const double e_ours = nmse_f(out, ref, d.nout), e_diff = nmse_f(dif, ref, d.nout),
-                     e_cross = nmse_f(out, dif, d.nout);
-        fprintf(stderr,
-                "%s FP8 storage: nmse vs f32 %.3e (diffusers' layerwise casting %.3e), "
-                "vs diffusers' FP8 %.3e\n",
-                cases[k], e_ours, e_diff, e_cross);
-        ck_assert(e_ours > 1e-9);
-        ck_assert_msg(e_ours <= 1.5 * e_diff, "%s: %.3e > 1.5 x %.3e", cases[k], e_ours, e_diff);
-        ck_assert(e_cross <= 4 * (e_ours > e_diff ? e_ours : e_diff));
+        wr_test_check_fp8(cases[k], out, ref, dif, d.nout);
         /* streamed: the same bits; the slots hold one byte per weight. With disk offload, as the
          * converted weights are in host memory, not in a file: copied through the staging
          * buffers instead of read from the file */
@@ -1035,15 +1026,6 @@ START_TEST(test_fp8_storage) {
     }
 }
 END_TEST
-
-static double nmse_f(const float *a, const float *b, int64_t n) {
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        den += (double)b[i] * b[i];
-    }
-    return num / den;
-}
 
 static void setup(void) {
     ck_assert_int_eq(wr_backend_create(&g_be, WR_BACKEND_CPU, 1), WR_OK);
