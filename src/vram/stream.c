@@ -200,8 +200,8 @@ wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **out) {
         if (i == j - 1 && j < s->n && s->slot_block[0] != j && s->slot_block[1] != j) {
             if (s->slot_block[0] >= 0) WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[0]));
             s->slot_block[0] = -1;
-            WR_TRY(copy_block(s, j, s->slot[0], s->slot_view, &s->slot_first[0],
-                              &s->slot_ticket[0]));
+            WR_TRY(
+                copy_block(s, j, s->slot[0], s->slot_view, &s->slot_first[0], &s->slot_ticket[0]));
             s->slot_block[0] = j;
         }
         *out = s->res_views + (size_t)i * s->ssz;

@@ -170,7 +170,8 @@ wr_status wr_vram_create(wr_vram **out, wr_backend *be, uint64_t limit_bytes) {
 
 void wr_vram_free_pool(wr_vram *v) {
     if (v == NULL) return;
-    if (v->scratch) wr_scratch_detach(v->be); /* gives the arena back to this pool */
+    if (v->scratch && v->be->scratch.prov.ctx == v)
+        wr_scratch_detach(v->be); /* gives the arena back to this pool */
     if (v->started) {
         pthread_mutex_lock(&v->mu);
         v->stop = 1;
@@ -279,7 +280,7 @@ static void scratch_free(void *ctx, void *p) {
 }
 
 wr_status wr_vram_scratch_ensure(wr_vram *v) {
-    if (!v->scratch) {
+    if (!v->scratch || v->be->scratch.prov.ctx != v) { /* (another pool may have taken it) */
         const wr_scratch_provider prov = {scratch_alloc, scratch_free, v};
         wr_scratch_attach(v->be, &prov, 0);
         v->scratch = 1;
