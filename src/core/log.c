@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 static int g_rank = 0;
 static int g_size = 1;
@@ -75,4 +76,10 @@ void wr_log_rank0(const char *fmt, ...) {
     va_start(ap, fmt);
     vlog(WR_LOG_INFO, fmt, ap);
     va_end(ap);
+}
+
+double wr_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

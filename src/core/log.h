@@ -37,4 +37,7 @@ void wr_log_rank0(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define wr_info(...)  wr_log(WR_LOG_INFO, __VA_ARGS__)
 #define wr_debug(...) wr_log(WR_LOG_DEBUG, __VA_ARGS__)
 
+/* Seconds of CLOCK_MONOTONIC: the clock of every timing, span and timeline in wanrun. */
+double wr_now_s(void);
+
 #endif /* WR_CORE_LOG_H */

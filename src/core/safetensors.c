@@ -36,8 +36,8 @@ struct wr_st_file {
 
 /* ---- small helpers ---- */
 
-/* The live mappings, so a caller can ask whether bytes are file-backed (disk offload drops
- * such pages after use; doing that to heap memory would zero it). */
+/* The live mappings, so disk offload can read bytes of a mapped tensor from its file instead
+ * (wr_st_pread_mapped). */
 typedef struct map_rec {
     const void *base;
     size_t len;
@@ -72,17 +72,6 @@ static void maps_remove(const void *base) {
         g_capmaps = 0;
     }
     pthread_mutex_unlock(&g_maps_mu);
-}
-
-int wr_st_is_mapped(const void *p, size_t n) {
-    int yes = 0;
-    pthread_mutex_lock(&g_maps_mu);
-    for (size_t i = 0; i < g_nmaps && !yes; i++) {
-        const char *b = g_maps[i].base;
-        yes = (const char *)p >= b && (const char *)p + n <= b + g_maps[i].len;
-    }
-    pthread_mutex_unlock(&g_maps_mu);
-    return yes;
 }
 
 static wr_status pread_full(int fd, void *dst, size_t n, uint64_t off, const char *path,

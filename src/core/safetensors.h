@@ -102,8 +102,6 @@ typedef struct wr_st_set wr_st_set;
  * a weight_map object, a map entry whose shard lacks the tensor, ...).
  */
 wr_status wr_st_set_open(wr_st_set **out, const char *path);
-/* 1 when [p, p + n) lies inside the mapping of an open safetensors file (thread-safe). */
-int wr_st_is_mapped(const void *p, size_t n);
 /* Disk offload: the n bytes at p, inside the mapping of an open safetensors file, read from the
  * file with pread into dst (the mapping's pages are not touched, so they never become part of
  * this process). WR_ERR_NOT_FOUND, with no error recorded, when p is not in a mapped file;

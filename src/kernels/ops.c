@@ -3,7 +3,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/log.h"
 
@@ -17,12 +16,6 @@ static struct {
         long calls;
     } op[WR_PROF_SLOTS];
 } g_prof;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void prof_add(const char *name, double s) {
     for (int i = 0; i < WR_PROF_SLOTS; i++) {
@@ -88,10 +81,10 @@ static void shape_fail(const char *op, const char *what, const wr_tensor *a, con
     do {                                                                                           \
         SLOT(be, name);                                                                            \
         if (!g_prof.on) return (be)->iface->name((be), __VA_ARGS__);                               \
-        double t0_ = now_s();                                                                      \
+        double t0_ = wr_now_s();                                                                   \
         wr_status st_ = (be)->iface->name((be), __VA_ARGS__);                                      \
         if ((be)->iface->sync) (void)(be)->iface->sync(be);                                        \
-        prof_add(#name, now_s() - t0_);                                                            \
+        prof_add(#name, wr_now_s() - t0_);                                                         \
         return st_;                                                                                \
     } while (0)
 

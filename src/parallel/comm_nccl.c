@@ -40,12 +40,6 @@ struct wr_comm_dev {
 
 #define WR_NCCL_TIMEOUT_DEFAULT_S 300.0
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double timeout_s(void) {
     const char *s = getenv("WR_NCCL_TIMEOUT_S");
     if (s == NULL || *s == '\0') return WR_NCCL_TIMEOUT_DEFAULT_S;
@@ -106,14 +100,14 @@ static wr_status timeout_fail(wr_comm *c, const char *what, double limit) {
  * any call that returned ncclInProgress). */
 static wr_status wait_comm(wr_comm *c, const char *what) {
     wr_comm_dev *d = c->dev;
-    const double t0 = now_s(), limit = timeout_s();
+    const double t0 = wr_now_s(), limit = timeout_s();
     for (unsigned polls = 0;;) {
         ncclResult_t state = ncclSuccess;
         ncclResult_t r = ncclCommGetAsyncError(d->nccl, &state);
         if (r != ncclSuccess) state = r;
         if (state == ncclSuccess) return WR_OK;
         if (state != ncclInProgress) return nccl_fail(c, what, state);
-        if (now_s() - t0 > limit) return timeout_fail(c, what, limit);
+        if (wr_now_s() - t0 > limit) return timeout_fail(c, what, limit);
         backoff(&polls);
     }
 }
@@ -137,7 +131,7 @@ static wr_status check_cuda(wr_comm *c, const char *what, cudaError_t e) {
  * asynchronous error state, until done, an error, or the timeout. */
 static wr_status wait_stream(wr_comm *c, const char *what) {
     wr_comm_dev *d = c->dev;
-    const double t0 = now_s(), limit = timeout_s();
+    const double t0 = wr_now_s(), limit = timeout_s();
     for (unsigned polls = 0;;) {
         cudaError_t e = cudaStreamQuery(d->stream);
         if (e == cudaSuccess) return WR_OK;
@@ -148,7 +142,7 @@ static wr_status wait_stream(wr_comm *c, const char *what) {
             if (r != ncclSuccess) state = r;
             if (state != ncclSuccess && state != ncclInProgress) return nccl_fail(c, what, state);
         }
-        if (now_s() - t0 > limit) return timeout_fail(c, what, limit);
+        if (wr_now_s() - t0 > limit) return timeout_fail(c, what, limit);
         backoff(&polls);
     }
 }
@@ -257,13 +251,13 @@ void wr_comm_dev_free(wr_comm *c) {
          * timeout, aborted when it fails. Warnings only: this thread's error detail may be the
          * failure being reported. */
         ncclResult_t r = ncclCommFinalize(d->nccl);
-        const double t0 = now_s(), limit = timeout_s();
+        const double t0 = wr_now_s(), limit = timeout_s();
         unsigned polls = 0;
         while (r == ncclInProgress) {
             ncclResult_t state = ncclSuccess;
             ncclResult_t q = ncclCommGetAsyncError(d->nccl, &state);
             r = q != ncclSuccess ? q : state;
-            if (r == ncclInProgress && now_s() - t0 > limit) {
+            if (r == ncclInProgress && wr_now_s() - t0 > limit) {
                 r = ncclInternalError;
                 break;
             }

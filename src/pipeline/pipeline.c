@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/log.h"
 #include "core/modeldir.h"
@@ -324,12 +323,6 @@ static wr_status load_noise(float *x, const char *path, const int64_t *shape) {
     return st;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* prompt -> [512, D] embeddings as _get_t5_prompt_embeds (padded rows zero) */
 static wr_status encode_text(wr_context *c, const char *prompt, float *emb) {
     int32_t ids[WR_TOKENIZER_MAX_LEN];
@@ -400,7 +393,7 @@ static wr_status write_profile(wr_context *c) {
 static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, float *emb,
                                  float *emb_neg, int64_t D) {
     wr_status st = WR_OK;
-    const double t0 = now_s();
+    const double t0 = wr_now_s();
     if (c->role.writer) {
         if (c->t5 == NULL) { /* freed after the last encoding (level >= 2): load it again */
             char path[WR_PATH_CAP + 64];
@@ -412,7 +405,7 @@ static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, fl
         if (st == WR_OK) st = encode_text(c, r->prompt, emb);
         if (st == WR_OK && cfg)
             st = encode_text(c, r->negative_prompt ? r->negative_prompt : "", emb_neg);
-        wr_debug("text encoded in %.2f s%s", now_s() - t0,
+        wr_debug("text encoded in %.2f s%s", wr_now_s() - t0,
                  cfg ? " (prompt and negative prompt)" : "");
         if (c->pol.te_stream) { /* streamed: the text encoder is freed after encoding */
             t5_free(c);
@@ -449,7 +442,7 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     if (st != WR_OK) wr_error_prefix("the text embeddings");
     if (c->distributed) st = wr_comm_agree(c->groups.world, st);
     if (st != WR_OK) goto done;
-    double t0 = now_s();
+    double t0 = wr_now_s();
     wr_memprof_begin(c->prof, "encode");
     WR_TRY_GOTO(st, text_embeddings(c, r, cfg, emb, emb_neg, D), done);
     wr_memprof_end(c->prof);
@@ -497,10 +490,10 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     wr_tensor et = wr_tensor_make(emb, WR_DTYPE_F32, 2, (int64_t[]){WR_TOKENIZER_MAX_LEN, D});
     wr_tensor ent = wr_tensor_make(emb_neg, WR_DTYPE_F32, 2, (int64_t[]){WR_TOKENIZER_MAX_LEN, D});
     const float g = (float)r->guidance;
-    const double loop0 = now_s();
+    const double loop0 = wr_now_s();
     wr_memprof_begin(c->prof, "denoise");
     for (int64_t k = 0; k < r->steps; k++) {
-        const double ts = now_s();
+        const double ts = wr_now_s();
         char step_name[32];
         snprintf(step_name, sizeof step_name, "step %lld", (long long)k + 1);
         wr_memprof_begin(c->prof, step_name);
@@ -524,7 +517,7 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         }
         WR_TRY_GOTO(st, wr_sched_step(s, x, v, nlat), done);
         wr_memprof_end(c->prof);
-        const double dt = now_s() - ts, per = (now_s() - loop0) / (double)(k + 1);
+        const double dt = wr_now_s() - ts, per = (wr_now_s() - loop0) / (double)(k + 1);
         if (r->progress)
             r->progress(r->progress_ctx, k + 1, r->steps, t, dt, per * (double)(r->steps - k - 1));
     }
@@ -573,12 +566,12 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     }
     out->n = N, out->h = H, out->w = W;
     wr_tensor ft = wr_tensor_make(out->frames, WR_DTYPE_F32, 4, (int64_t[]){oc, N, H, W});
-    t0 = now_s();
+    t0 = wr_now_s();
     wr_memprof_begin(c->prof, "decode");
     WR_TRY_GOTO(st, wr_vae_decode(c->vae, &ft, &xt, c->pol.vae_tiled ? &c->opt.tiling : NULL),
                 done);
     wr_memprof_end(c->prof);
-    wr_debug("VAE decode %.2f s", now_s() - t0);
+    wr_debug("VAE decode %.2f s", wr_now_s() - t0);
     const float half[3] = {0.5f, 0.5f, 0.5f};
     wr_tensor hv = wr_tensor_make((void *)half, WR_DTYPE_F32, 1, (int64_t[]){3});
     wr_tensor f2 = wr_tensor_make(out->frames, WR_DTYPE_F32, 2, (int64_t[]){oc, N * H * W});

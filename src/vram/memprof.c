@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "core/log.h"
 
 #define MAX_DEPTH 8
 
@@ -41,12 +42,6 @@ struct wr_memprof {
     uint64_t last_dev[WR_MEM_CAT_COUNT], last_off;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static uint64_t rss_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     unsigned long long size = 0, res = 0;
@@ -64,7 +59,7 @@ static void add_sample(wr_memprof *p) {
         p->s = n, p->caps = cap;
     }
     sample *x = &p->s[p->ns++];
-    x->t = now_s() - p->t0;
+    x->t = wr_now_s() - p->t0;
     memcpy(x->dev, p->last_dev, sizeof x->dev);
     x->host = rss_bytes();
     x->offloaded = p->last_off;
@@ -92,7 +87,7 @@ wr_status wr_memprof_create(wr_memprof **out, const char *dir, int rank) {
     if (p == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     snprintf(p->dir, sizeof p->dir, "%s", dir);
     p->rank = rank;
-    p->t0 = now_s();
+    p->t0 = wr_now_s();
     add_sample(p);
     *out = p;
     return WR_OK;
@@ -142,7 +137,7 @@ void wr_memprof_begin(wr_memprof *p, const char *name) {
     }
     span *x = &p->sp[p->nsp];
     snprintf(x->name, sizeof x->name, "%s", name);
-    x->t0 = now_s() - p->t0;
+    x->t0 = wr_now_s() - p->t0;
     x->t1 = -1;
     x->depth = p->depth;
     p->open[p->depth++] = (int)p->nsp++;
@@ -152,7 +147,7 @@ void wr_memprof_begin(wr_memprof *p, const char *name) {
 void wr_memprof_end(wr_memprof *p) {
     if (p == NULL || p->depth == 0) return;
     add_sample(p);
-    p->sp[p->open[--p->depth]].t1 = now_s() - p->t0;
+    p->sp[p->open[--p->depth]].t1 = wr_now_s() - p->t0;
 }
 
 void wr_memprof_end_all(wr_memprof *p) {
@@ -214,7 +209,7 @@ static char *trace_json(const wr_memprof *p) {
     }
     for (size_t i = 0; i < p->nsp; i++) {
         const span *x = &p->sp[i];
-        const double t1 = x->t1 >= 0 ? x->t1 : now_s() - p->t0;
+        const double t1 = x->t1 >= 0 ? x->t1 : wr_now_s() - p->t0;
         cJSON *e = cJSON_CreateObject();
         cJSON_AddStringToObject(e, "ph", "X");
         cJSON_AddStringToObject(e, "name", x->name);

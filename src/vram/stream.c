@@ -5,7 +5,8 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "core/log.h"
 
 struct wr_streamer {
     wr_vram *v;
@@ -31,16 +32,10 @@ struct wr_streamer {
     double cur_t0;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The block computing now is done: its timeline event. */
 static void finish_current(wr_streamer *s) {
     if (s->cur < 0) return;
-    wr_block_event e = {s->name, s->cur, 0, 0, s->cur_t0, now_s()};
+    wr_block_event e = {s->name, s->cur, 0, 0, s->cur_t0, wr_now_s()};
     double t;
     wr_vram_copy_times(s->v, s->cur_first, &e.copy_t0, &t);
     wr_vram_copy_times(s->v, s->cur_last, &t, &e.copy_t1);
@@ -190,6 +185,16 @@ void wr_streamer_release(wr_streamer *s, int64_t i) {
     if (s->computing == i) s->computing = -1;
 }
 
+/* Starts copying block j into slot k (after the slot's previous copy, if any). */
+static wr_status fill_slot(wr_streamer *s, int k, int64_t j) {
+    if (s->slot_block[k] >= 0) WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[k]));
+    s->slot_block[k] = -1;
+    WR_TRY(copy_block(s, j, s->slot[k], s->slot_view + (size_t)k * s->ssz, &s->slot_first[k],
+                      &s->slot_ticket[k]));
+    s->slot_block[k] = j;
+    return WR_OK;
+}
+
 wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **out) {
     WR_ASSERT(i >= 0 && i < s->n);
     finish_current(s);
@@ -197,37 +202,23 @@ wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **out) {
     if (i < s->resident) {
         /* the last resident block: the first streamed one starts copying */
         const int64_t j = s->resident;
-        if (i == j - 1 && j < s->n && s->slot_block[0] != j && s->slot_block[1] != j) {
-            if (s->slot_block[0] >= 0) WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[0]));
-            s->slot_block[0] = -1;
-            WR_TRY(
-                copy_block(s, j, s->slot[0], s->slot_view, &s->slot_first[0], &s->slot_ticket[0]));
-            s->slot_block[0] = j;
-        }
+        if (i == j - 1 && j < s->n && s->slot_block[0] != j && s->slot_block[1] != j)
+            WR_TRY(fill_slot(s, 0, j));
         *out = s->res_views + (size_t)i * s->ssz;
         return WR_OK;
     }
     int k = s->slot_block[0] == i ? 0 : s->slot_block[1] == i ? 1 : -1;
     if (k < 0) { /* not prefetched (the first use): load it now into slot 0 */
         k = 0;
-        if (s->slot_block[0] >= 0) WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[0]));
-        s->slot_block[0] = -1;
-        WR_TRY(copy_block(s, i, s->slot[0], s->slot_view, &s->slot_first[0], &s->slot_ticket[0]));
-        s->slot_block[0] = i;
+        WR_TRY(fill_slot(s, 0, i));
     }
     WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[k]));
     s->cur = i, s->cur_first = s->slot_first[k], s->cur_last = s->slot_ticket[k];
-    s->cur_t0 = now_s();
+    s->cur_t0 = wr_now_s();
     /* the next streamed block (wrapping to the first, for the next pass) into the other slot,
      * which block i - 1 no longer uses */
     const int64_t j = i + 1 < s->n ? i + 1 : s->resident;
-    const int o = 1 - k;
-    if (j != i && s->slot_block[o] != j) {
-        s->slot_block[o] = -1;
-        WR_TRY(copy_block(s, j, s->slot[o], s->slot_view + (size_t)o * s->ssz, &s->slot_first[o],
-                          &s->slot_ticket[o]));
-        s->slot_block[o] = j;
-    }
+    if (j != i && s->slot_block[1 - k] != j) WR_TRY(fill_slot(s, 1 - k, j));
     *out = s->slot_view + (size_t)k * s->ssz;
     return WR_OK;
 }

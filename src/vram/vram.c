@@ -13,11 +13,9 @@
  * that buffer is waited before the buffer is filled again); the job is done when the copy
  * stream has delivered it all.
  */
-#define _DEFAULT_SOURCE /* madvise (MADV_DONTNEED) */
 #include "vram/vram.h"
 
 #include <pthread.h>
-#include <sys/mman.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,8 +27,6 @@
 
 #define WR_VRAM_TIMES 4096 /* copies whose times are kept */
 
-static double now_s(void);
-
 typedef struct rec {
     void *p;
     size_t bytes;
@@ -41,8 +37,8 @@ typedef struct job {
     void *dst;
     const void *src;
     size_t bytes;
-    int drop;   /* disk offload: drop the source's pages afterwards */
-    int staged; /* through the staging buffers */
+    int from_file; /* disk offload: read the source from its checkpoint file */
+    int staged;    /* through the staging buffers */
     struct job *next;
 } job;
 
@@ -76,13 +72,6 @@ struct wr_vram {
     uint64_t host[WR_HOST_CAT_COUNT], host_peak[WR_HOST_CAT_COUNT], host_total_peak;
 };
 
-/* The whole pages inside [p, p + n) leave this process (file-backed: read again on use). */
-static void drop_pages(const void *p, size_t n) {
-    const uintptr_t ps = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t a = ((uintptr_t)p + ps - 1) & ~(ps - 1), b = ((uintptr_t)p + n) & ~(ps - 1);
-    if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
-}
-
 const char *wr_mem_cat_name(wr_mem_cat c) {
     static const char *const names[WR_MEM_CAT_COUNT] = {
         "weights-resident", "weights-streaming", "activations", "workspace", "comm", "vae"};
@@ -106,7 +95,8 @@ static wr_status staged_copy(wr_vram *v, const job *j) {
         const size_t c =
             j->bytes - off < WR_VRAM_STAGING_CHUNK ? j->bytes - off : WR_VRAM_STAGING_CHUNK;
         if (f->upload_wait) WR_TRY(f->upload_wait(be, k)); /* buffer k's last upload is done */
-        wr_status st = j->drop ? wr_st_pread_mapped(src + off, c, v->staging[k]) : WR_ERR_NOT_FOUND;
+        wr_status st =
+            j->from_file ? wr_st_pread_mapped(src + off, c, v->staging[k]) : WR_ERR_NOT_FOUND;
         if (st == WR_ERR_NOT_FOUND) /* not in a file (e.g. converted to FP8 at load) */
             memcpy(v->staging[k], src + off, c);
         else if (st != WR_OK)
@@ -128,24 +118,22 @@ static void *copy_main(void *arg) {
         v->head = j->next;
         if (v->head == NULL) v->tail = NULL;
         v->taken++;
-        v->job_t0[v->taken % WR_VRAM_TIMES] = now_s();
+        v->job_t0[v->taken % WR_VRAM_TIMES] = wr_now_s();
         const double delay = v->delay_s;
         pthread_mutex_unlock(&v->mu);
         sleep_s(delay);
         wr_status st;
-        if (j->staged) {
+        if (j->staged)
             st = staged_copy(v, j);
-        } else {
+        else
             st = v->be->iface->upload(v->be, j->dst, j->src, j->bytes);
-            if (j->drop && wr_st_is_mapped(j->src, j->bytes)) drop_pages(j->src, j->bytes);
-        }
         pthread_mutex_lock(&v->mu);
         if (st != WR_OK && v->copy_status == WR_OK) {
             v->copy_status = st;
             snprintf(v->copy_error, sizeof v->copy_error, "%s", wr_error_detail());
         }
         v->done++;
-        v->job_t1[v->done % WR_VRAM_TIMES] = now_s();
+        v->job_t1[v->done % WR_VRAM_TIMES] = wr_now_s();
         v->copies++;
         v->copy_bytes += j->bytes;
         free(j);
@@ -346,18 +334,12 @@ wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t
     return WR_OK;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 wr_status wr_vram_copy_wait(wr_vram *v, uint64_t ticket) {
     pthread_mutex_lock(&v->mu);
     if (v->done < ticket) {
-        const double t0 = now_s();
+        const double t0 = wr_now_s();
         while (v->done < ticket) pthread_cond_wait(&v->cv_done, &v->mu);
-        v->wait_s += now_s() - t0;
+        v->wait_s += wr_now_s() - t0;
     }
     const wr_status st = v->copy_status;
     char msg[256];

@@ -98,9 +98,8 @@ wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t
 wr_status wr_vram_copy_wait(wr_vram *v, uint64_t ticket);
 /* Disk offload: copies of weights that lie in a mapped checkpoint read them from the file with
  * pread into the staging buffers (below), never through the mapping, so streamed weights do
- * not become part of this process and host memory stays bounded by a few blocks. Without
- * staging buffers (a copy not made by a streamer) the source's whole pages are dropped after
- * the copy instead (madvise MADV_DONTNEED). Set before any copy. */
+ * not become part of this process and host memory stays bounded by a few blocks. Set before
+ * any copy (streamers hold the staging buffers whenever they copy). */
 void wr_vram_set_disk_offload(wr_vram *v, int on);
 int wr_vram_disk_offload(const wr_vram *v);
 /* Staging: two page-locked host buffers of WR_VRAM_STAGING_CHUNK bytes (host_alloc of the
