@@ -528,7 +528,8 @@ START_TEST(test_prefetch_overlaps) {
     /* the timeline of the two timed forwards: 12 streamed blocks, each one's successor ready
      * when it ends (allowing a tenth of a block's compute for the copy thread's wake-up) */
     ck_assert_uint_eq(e1 - e0, 12);
-    double worst = -1e30;
+    double worst = -1e30, blocks = 0; /* blocks: their compute, per forward */
+    for (size_t k = e0; k < e1; k++) blocks += (ev[k].compute_t1 - ev[k].compute_t0) / 2;
     for (size_t k = e0; k + 1 < e1; k++) {
         ck_assert_int_eq(ev[k + 1].block, (ev[k].block + 1) % 6);
         ck_assert(ev[k + 1].copy_t1 > 0 && ev[k + 1].copy_t0 >= ev[k].compute_t0 - 1e-3);
@@ -537,13 +538,19 @@ START_TEST(test_prefetch_overlaps) {
     }
     fprintf(stderr,
             "prefetch: per forward, compute %.3f s, copies %.3f s, streamed forward %.3f s "
-            "(sum %.3f s), blocked on copies %.4f s; block i + 1 ready %.4f s after block i "
-            "ended at worst (negative: before)\n",
-            tc_mean, copy, ts, tc_mean + copy, wait, worst);
+            "(sum %.3f s; %.3f s of it in the blocks' compute), blocked on copies %.4f s; block "
+            "i + 1 ready %.4f s after block i ended at worst (negative: before)\n",
+            tc_mean, copy, ts, tc_mean + copy, blocks, wait, worst);
     ck_assert(copy > 0.4 * tc); /* the copies are slow enough to matter */
     ck_assert_msg(worst <= 0.1 * tc / 6, "block ready %.4f s after its predecessor ended", worst);
-    ck_assert_msg(ts < tc_mean + 0.6 * copy, "streamed forward %.3f s: not max(%.3f, %.3f)", ts,
-                  tc_mean, copy);
+    /* max(copy, compute), not the sum: what the streamed forward spends outside its blocks'
+     * compute (the embeddings and head, and any wait for a copy) is well under the copies' time.
+     * Compared within the same forwards, as the compute measured before them (tc_mean) moves
+     * when another process shares the cores (seen: 0.31 s alone, 0.41 s under ctest -j2). */
+    ck_assert_msg(ts - blocks < 0.5 * copy,
+                  "streamed forward %.3f s, %.3f s of it computing blocks: the %.3f s of copies "
+                  "were not hidden",
+                  ts, blocks, copy);
     ck_assert_msg(wait < 0.25 * copy, "copies did not overlap compute: blocked %.4f of %.4f s",
                   wait, copy);
     /* the trace has the block timeline (compute and copy slices) */
