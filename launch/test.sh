@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh — installs what is missing, builds, and runs every test:
 #   1. formatting of src/, launch/, tests/ (clang-format, .clang-format at the root);
-#   2. the normal build (CUDA compiled where nvcc exists) and its CTest suite;
+#   2. the normal build (CUDA compiled where nvcc exists) and its CTest suite, then its
+#      multi-rank tests again under other OpenBLAS kernels (OPENBLAS_CORETYPE);
 #   3. an AddressSanitizer + UndefinedBehaviorSanitizer build and the same suite;
 #   4. the libFuzzer targets (safetensors headers, prompt tokenization), WR_FUZZ_SECONDS each
 #      (default 30).
@@ -27,8 +28,28 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 echo "== build (build/)"
 bash launch/build.sh "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWR_BUILD_TESTS=ON \
     -DWR_SANITIZE=
-echo "== tests (build/)"
+echo "== tests (build/, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
 (cd build && ctest --output-on-failure --timeout 300)
+
+# The multi-rank tests compare N ranks with one: bitwise where only data moves, to an NMSE
+# bound where each rank's GEMMs have other row counts (tests/harness.h). Whether a row's bits
+# change with the row count is a property of the BLAS kernel, so they run again under the
+# kernels this run did not use: OpenBLAS's default for this CPU (the variable unset), Haswell
+# (AVX2) and Sandybridge (AVX), each where the CPU has the instructions.
+cpu_flags=$(grep -m1 '^flags' /proc/cpuinfo || true)
+for core in default Haswell Sandybridge; do
+    [ "$core" = "${OPENBLAS_CORETYPE:-default}" ] && continue
+    case "$core" in
+    Haswell) [[ "$cpu_flags" == *" avx2"* ]] || continue ;;
+    Sandybridge) [[ "$cpu_flags" == *" avx"* ]] || continue ;;
+    esac
+    echo "== multi-rank tests (build/, OPENBLAS_CORETYPE=$core)"
+    if [ "$core" = default ]; then
+        (cd build && env -u OPENBLAS_CORETYPE ctest --output-on-failure --timeout 300 -L multirank)
+    else
+        (cd build && OPENBLAS_CORETYPE=$core ctest --output-on-failure --timeout 300 -L multirank)
+    fi
+done
 
 echo "== sanitizers: address + undefined (build-asan/)"
 bash launch/build.sh "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DWR_CUDA=OFF \

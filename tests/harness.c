@@ -89,9 +89,10 @@ int main(int argc, char **argv) {
     return any ? 1 : 0;
 }
 
-static double nmse64(const float *a, const float *b, int64_t n) {
+double wr_test_nmse(const float *a, const float *b, int64_t n) {
     double num = 0, den = 0;
     for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i])) return INFINITY; /* NaN never passes */
         const double d = (double)a[i] - (double)b[i];
         num += d * d;
         den += (double)b[i] * (double)b[i];
@@ -101,8 +102,8 @@ static double nmse64(const float *a, const float *b, int64_t n) {
 
 void wr_test_check_fp8(const char *name, const float *ours, const float *ref, const float *dif,
                        int64_t n) {
-    const double e_ours = nmse64(ours, ref, n), e_diff = nmse64(dif, ref, n),
-                 e_cross = nmse64(ours, dif, n);
+    const double e_ours = wr_test_nmse(ours, ref, n), e_diff = wr_test_nmse(dif, ref, n),
+                 e_cross = wr_test_nmse(ours, dif, n);
     fprintf(stderr,
             "%s FP8 storage: nmse vs f32 %.3e (diffusers' layerwise casting %.3e), vs diffusers' "
             "FP8 %.3e\n",

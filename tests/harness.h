@@ -25,6 +25,27 @@ void wr_test_skip(const char *why);
 const char *wr_test_data(const char *rel);
 /* A fresh empty temporary directory for this rank (removed at exit only if empty). */
 const char *wr_test_tmpdir(void);
+/* sum (a - b)^2 / sum b^2 in double (sum (a - b)^2 when b is all zero); INFINITY when either
+ * holds a NaN or an infinity, so a non-finite output never passes a bound. */
+double wr_test_nmse(const float *a, const float *b, int64_t n);
+/*
+ * Context parallelism against one rank: each rank's GEMMs get L/P rows instead of L, and a BLAS
+ * kernel may give a row other bits depending on M (OpenBLAS's Haswell sgemm does: 12 of 45 rows
+ * differ between one M = 45 call and M = 23 + 22; cuBLAS picks algorithms per shape), ring
+ * attention also reorders the softmax sums. So N ranks of context parallelism match one rank to
+ * an NMSE bound, never bitwise; bitwise is asserted only where ranks run the same calls on the
+ * same shapes as one rank and only data moves (CFG-parallel, replica groups, P = 1).
+ * Measured 2026-12-02 on a 2-core AMD EPYC (OpenBLAS 0.3.21) at np 2, 3 and 4:
+ *   - one DiT forward (test_cp): at most 7.6e-14 (Haswell, Cooperlake = this CPU's default,
+ *     Sandybridge);
+ *   - 3 pipeline steps (test_parallel): at most 1.1e-12 (Haswell, Cooperlake, Sandybridge, Zen,
+ *     Prescott, SkylakeX);
+ *   - the CLI's latents, 3 steps at 64x64, 80x48 and 96x64, Ulysses on 2 and ring on 4 ranks: at
+ *     most 7.7e-13 (Haswell, Cooperlake, Sandybridge; some cases bitwise, some not).
+ * The bound leaves three orders of magnitude for other kernels; a wrong shard, a lost token or
+ * an unmasked padding key moves the NMSE far above it.
+ */
+#define WR_TEST_CP_NMSE 1e-9
 /* FP8 storage against diffusers' layerwise casting (test_vram, test_t5): ours = our FP8 output,
  * dif = diffusers' FP8 output, ref = the f32 output, n floats. Prints the three NMSEs and asserts
  * the tolerance both tests justify: ours really quantized (> 1e-9), within 1.5x diffusers' own

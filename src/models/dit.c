@@ -715,7 +715,9 @@ wr_cp_mode wr_dit_cp_mode(const wr_dit *m) {
 
 /* Ulysses: q, k, v [Ls, NH, HD] token shards -> all-to-all -> [P * Ls, NH/P, HD] head shards
  * over the whole (padded) sequence; attention over the L real keys and queries; all-to-all
- * back into a [Ls, NH, HD]. Only data moves: the result is bitwise that of one rank. */
+ * back into a [Ls, NH, HD]. Only data moves here (the attention of a head is that of one rank);
+ * the projections around it run on Ls rows instead of L, and a BLAS kernel may give a row other
+ * bits with another row count, so the forward matches one rank to an NMSE bound, not bitwise. */
 static wr_status attention_ulysses(wr_dit *m, dit_acts *a, const wr_attn_params *ap) {
     wr_backend *be = m->be;
     const int64_t Ls = a->x.shape[0], D = m->D, P = m->P, NHr = m->NH / P, cw = NHr * m->HD;

@@ -16,33 +16,10 @@
 #include "kernels/ops.h"
 
 #define WR_MATMUL_PANEL_BYTES ((size_t)16 << 20)
-#define WR_MATMUL_SMALL_NK    65536 /* N * K at or below: matmul_small */
 
 static void fill_bias(float *y, const float *b, int64_t M, int64_t N) {
 #pragma omp parallel for schedule(static)
     for (int64_t m = 0; m < M; m++) memcpy(y + m * N, b, sizeof(float) * (size_t)N);
-}
-
-/* Small weights (tiny test models only: the real ones are 100x larger): a plain loop with a
- * fixed summation order per output, so a row's result does not depend on how many rows come
- * with it. OpenBLAS's small-matrix kernels do not have that property, and context-parallel
- * Ulysses must give bit for bit one rank's result on any model (tests/test_cp.c). */
-static wr_status matmul_small(wr_backend *be, float *y, int acc, const float *x, const wr_tensor *w,
-                              int64_t M, int64_t N, int64_t K, float alpha) {
-    float *wf = NULL;
-    WR_TRY(
-        wr_scratch_get(be, sizeof(float) * (size_t)(N * K), "matmul (small weight)", (void **)&wf));
-    wr_dtype_convert(wf, WR_DTYPE_F32, w->data, w->dtype, N * K);
-#pragma omp parallel for schedule(static)
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t n = 0; n < N; n++) {
-            const float *xr = x + m * K, *wr = wf + n * K;
-            float s = 0.0f;
-            for (int64_t k = 0; k < K; k++) s += xr[k] * wr[k];
-            if (alpha != 1.0f) s *= alpha;
-            y[m * N + n] = acc ? y[m * N + n] + s : s;
-        }
-    return WR_OK;
 }
 
 static wr_status matmul_run(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
@@ -64,7 +41,6 @@ static wr_status matmul_run(wr_backend *be, wr_tensor *y, const wr_tensor *x, co
     if (M == 0 || N == 0) return WR_OK;
     const float beta = b ? 1.0f : 0.0f;
     if (b) fill_bias(yd, b->data, M, N);
-    if (N * K <= WR_MATMUL_SMALL_NK) return matmul_small(be, yd, b != NULL, xd, w, M, N, K, alpha);
     if (w->dtype == WR_DTYPE_F32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, alpha, xd,
                     (int)K, (const float *)w->data, (int)K, beta, yd, (int)N);
