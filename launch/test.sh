@@ -3,10 +3,11 @@
 #   1. formatting of src/, launch/, tests/ (clang-format, .clang-format at the root);
 #   2. the normal build (CUDA compiled where nvcc exists) and its CTest suite, then its
 #      multi-rank tests again under other OpenBLAS kernels (OPENBLAS_CORETYPE);
-#   3. an AddressSanitizer + UndefinedBehaviorSanitizer build and the same suite;
+#   3. an AddressSanitizer + UndefinedBehaviorSanitizer build and the same suite, and a clang
+#      UndefinedBehaviorSanitizer build (with float-cast-overflow) and the same suite;
 #   4. the libFuzzer targets (safetensors headers, prompt tokenization), WR_FUZZ_SECONDS each
 #      (default 30).
-# Exit status is non-zero when any step fails. Build folders: build/, build-asan/, build-fuzz/.
+# Exit status is non-zero when any step fails. Build folders: build/, build-asan/, build-ubsan/, build-fuzz/.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -61,6 +62,14 @@ bash launch/build.sh "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DWR_CUDA=OFF \
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 (cd build-asan && ctest --output-on-failure --timeout 600)
+
+# clang's UndefinedBehaviorSanitizer has checks GCC's lacks, float-cast-overflow first (a float
+# outside an integer type's range cast to it: a --config number, a config value, a size).
+echo "== sanitizer: clang undefined + float-cast-overflow (build-ubsan/)"
+CC=clang CXX=clang++ bash launch/build.sh "$root/build-ubsan" -DCMAKE_BUILD_TYPE=Debug \
+    -DWR_CUDA=OFF -DWR_SANITIZE=undefined,float-cast-overflow -DWR_BUILD_TESTS=ON \
+    -DWR_BUILD_BENCH=OFF
+(cd build-ubsan && ctest --output-on-failure --timeout 600)
 
 echo "== fuzz (build-fuzz/)"
 bash tests/fuzz/run_fuzz.sh "${WR_FUZZ_SECONDS:-30}" "$root/build-fuzz"
