@@ -10,7 +10,9 @@
 #          job ends with exit 5 (WR_COMM_ABORT_EXIT) well within the limit, rank 0 having logged
 #          that rank 1 has not answered, naming the call and the variable;
 #   busy   rank 1 sleeps, then computes, 2.5 x WR_COMM_TIMEOUT_S=2 before each collective: the
-#          job ends normally (exit 0, both ranks "busy: ok") and nobody is called silent.
+#          job ends normally (exit 0, both ranks "busy: ok") and nobody is called silent;
+#   busy-mixed  as busy (3 s), but rank 0 has WR_COMM_TIMEOUT_S=1 and rank 1 has 0 (off): the
+#          ranks agree to run no heartbeat, so rank 0 does not take rank 1 for stopped.
 # Every rank prints its pid ("[rank R] pid P"): whatever is left when the job has ended (a
 # stopped rank, a rank spinning after a hang) is continued and killed, so nothing remains.
 # Open MPI as root and oversubscription come from the environment (WR_TEST_ENV in CTest).
@@ -36,6 +38,7 @@ trap cleanup EXIT
 case "$mode" in
 stop) export WR_COMM_TIMEOUT_S=3 ;;
 busy) export WR_COMM_TIMEOUT_S=2 ;;
+busy-mixed) export WR_TEST_BUSY_S=3 ;; # the timeouts are set per rank below
 esac
 
 fail() {
@@ -45,7 +48,13 @@ fail() {
 }
 
 start=$(date +%s)
-timeout -k 5 "$limit" "$mpiexec" -n 2 --oversubscribe "$bin" "$mode" >"$out" 2>&1
+if [ "$mode" = busy-mixed ]; then
+    timeout -k 5 "$limit" "$mpiexec" --oversubscribe \
+        -n 1 -x WR_COMM_TIMEOUT_S=1 "$bin" busy : -n 1 -x WR_COMM_TIMEOUT_S=0 "$bin" busy \
+        >"$out" 2>&1
+else
+    timeout -k 5 "$limit" "$mpiexec" -n 2 --oversubscribe "$bin" "$mode" >"$out" 2>&1
+fi
 rc=$?
 elapsed=$(($(date +%s) - start))
 
@@ -76,18 +85,18 @@ stop)
     [ "$elapsed" -lt "$limit" ] || fail "took ${elapsed} s"
     echo "stop: rank 0 named the stopped rank 1 and the job exited $rc after ${elapsed} s"
     ;;
-busy)
+busy | busy-mixed)
     [ "$rc" -eq 124 ] && fail "the job hung: still running after ${limit} s"
     grep -q 'has not answered' "$out" && fail "a busy rank was taken for a stopped one"
     [ "$rc" -eq 0 ] || fail "exit $rc, expected 0"
     for r in 0 1; do
         grep -q "^\[rank $r\] busy: ok" "$out" || fail "rank $r did not finish its checks"
     done
-    echo "busy: a rank busy for 2.5 x the timeout before each collective is not aborted"
+    echo "$mode: a rank busy for longer than the timeout before each collective is not aborted"
     grep '^\[rank 0\] waited' "$out"
     ;;
 *)
-    echo "usage: comm_fail.sh kill|agree|stop|busy MPIEXEC COMM_FAIL" >&2
+    echo "usage: comm_fail.sh kill|agree|stop|busy|busy-mixed MPIEXEC COMM_FAIL" >&2
     exit 2
     ;;
 esac

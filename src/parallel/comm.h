@@ -25,9 +25,9 @@
  * MPI_Isend/MPI_Irecv) and completed by a polling wait that spins for at most ~10 ms, then
  * sleeps 20 us growing to 2 ms between polls (10 ms in a long wait): a rank waiting for
  * another (the non-writer ranks while the writer loads, encodes, decodes and writes) costs
- * about 1 % of a core instead of a whole one. The data moved is the same as with the blocking calls (bitwise);
- * the reductions are elementwise over the same operands (sums of floats may be associated
- * differently by the non-blocking algorithm; wanrun reduces only integers and flags).
+ * about 1 % of a core instead of a whole one. The data moved is the same as with the blocking calls
+ * (bitwise); the reductions are elementwise over the same operands (sums of floats may be
+ * associated differently by the non-blocking algorithm; wanrun reduces only integers and flags).
  *
  * A stopped rank is told from a busy one by a heartbeat: a thread in every process sends a
  * tiny message to every other rank every WR_COMM_TIMEOUT_S / 10 seconds (at most 1 s), on a
@@ -42,6 +42,8 @@
  * could agree on (the silent rank would never join the agreement). WR_COMM_TIMEOUT_S is in
  * seconds, default 300 (as WR_NCCL_TIMEOUT_S; long enough for a loaded or swapping machine to
  * deschedule a process without a false abort); 0 turns the deadline (and the thread) off.
+ * The ranks agree on it at start-up: 0 on any rank turns it off on all, else the largest
+ * value counts.
  * Raise it, or set 0, to attach a debugger to a rank for longer than that. Not detected: a
  * rank whose process is alive but whose main thread never reaches the collective (a deadlock,
  * an endless loop, a mismatched collective): use the launcher's or scheduler's time limit.

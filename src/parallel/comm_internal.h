@@ -57,8 +57,9 @@ wr_status wr_comm_dev_sendrecv(wr_comm *c, const void *send, int dst, void *recv
  *
  * _start: collective over MPI_COMM_WORLD, called by wr_world_init once MPI is up: makes the
  * control communicator (a duplicate of the world), hooks its teardown into MPI_Finalize, and
- * starts the heartbeat thread when the world has more than one rank, MPI provides
- * MPI_THREAD_MULTIPLE and WR_COMM_TIMEOUT_S is not 0. A second call does nothing.
+ * starts the heartbeat thread when the world has more than one rank and every rank has
+ * MPI_THREAD_MULTIPLE and WR_COMM_TIMEOUT_S other than 0 (agreed; the largest timeout is
+ * used). A second call does nothing.
  *
  * _wait: completes the n requests (MPI_Testall), spinning briefly, then sleeping with a growing
  * interval (20 us to 2 ms, up to 10 ms in a wait of over 0.1 s); `bytes` (the transfer's size)
@@ -76,8 +77,8 @@ wr_status wr_comm_watch_start(void);
 wr_status wr_comm_watch_wait(const wr_comm *c, const char *what, int n, MPI_Request *reqs,
                              size_t bytes);
 wr_status wr_comm_watch_barrier(const char *what);
-/* WR_COMM_TIMEOUT_S as read (once, lazily); _parse: the rule (NULL or "": the default 300;
- * a number >= 0; else a warning and the default). */
+/* WR_COMM_TIMEOUT_S as read (once, lazily; the agreed value once the heartbeat runs); _parse:
+ * the rule (NULL or "": the default 300; a number >= 0; else a warning and the default). */
 double wr_comm_timeout_s(void);
 double wr_comm_timeout_parse(const char *s);
 /* 1 when the heartbeat thread runs in this process (tests). */

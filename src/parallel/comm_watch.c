@@ -22,7 +22,10 @@
  *
  * Needs MPI_THREAD_MULTIPLE (the thread calls MPI while the main thread does). With a lower
  * thread level (MPI initialised by someone else with less), or WR_COMM_TIMEOUT_S=0, no
- * heartbeat runs: waits still back off to sleeps but have no deadline.
+ * heartbeat runs: waits still back off to sleeps but have no deadline. The ranks agree on it
+ * at the start (an allreduce): the heartbeat runs everywhere or nowhere, with the largest
+ * WR_COMM_TIMEOUT_S any rank has, so ranks started with different settings cannot take each
+ * other for stopped.
  */
 #include <errno.h>
 #include <limits.h>
@@ -219,17 +222,22 @@ wr_status wr_comm_watch_start(void) {
 
     int level = MPI_THREAD_SINGLE;
     MPI_Query_thread(&level);
-    const double timeout = wr_comm_timeout_s();
-    if (timeout == 0) {
-        wr_debug("WR_COMM_TIMEOUT_S=0: no heartbeat; a stopped rank is not detected");
+    /* Agreed over the world: the heartbeat runs on every rank or on none (a rank without it
+     * would be taken for a stopped one), with the longest timeout any rank asked for. */
+    double mine[2] = {level < MPI_THREAD_MULTIPLE ? 1.0 : 0.0, wr_comm_timeout_s()}, all[2];
+    if (mine[1] == 0) mine[0] = 1.0;
+    rc = MPI_Allreduce(mine, all, 2, MPI_DOUBLE, MPI_MAX, g_hb.ctl);
+    if (rc != MPI_SUCCESS)
+        return WR_COMM_MPI_FAIL(&wc, "MPI_Allreduce (agreeing on the heartbeat)", rc);
+    if (all[0] != 0) {
+        wr_debug("no heartbeat (%s): a stopped rank is not detected",
+                 mine[1] == 0                  ? "WR_COMM_TIMEOUT_S=0 here"
+                 : level < MPI_THREAD_MULTIPLE ? "MPI's thread level is below MPI_THREAD_MULTIPLE"
+                                               : "not possible on another rank");
         return WR_OK;
     }
-    if (level < MPI_THREAD_MULTIPLE) {
-        wr_debug("MPI thread level %d is below MPI_THREAD_MULTIPLE: no heartbeat, so a stopped "
-                 "rank is not detected (WR_COMM_TIMEOUT_S has no effect)",
-                 level);
-        return WR_OK;
-    }
+    const double timeout = all[1];
+    g_hb.timeout = timeout;
     double period = timeout / 10.0;
     g_hb.period = period < 0.01 ? 0.01 : period > 1.0 ? 1.0 : period;
     g_hb.seen_ns = calloc((size_t)size, sizeof *g_hb.seen_ns);
