@@ -28,7 +28,6 @@
  * other for stopped.
  */
 #include <errno.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
