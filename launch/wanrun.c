@@ -172,6 +172,8 @@ static const char usage_text[] =
     "Environment:\n"
     "  WR_LOG_LEVEL        default log level (as --log-level)\n"
     "  OMP_NUM_THREADS     default CPU thread count\n"
+    "  WR_COMM_TIMEOUT_S   under mpirun: a rank silent this long (stopped, frozen) ends the\n"
+    "                      job, exit 5; busy ranks keep answering (default 300, 0: never)\n"
     "\n"
     "Exit codes:\n"
     "  0 success            1 internal error        2 bad usage (flag or value)\n"

@@ -8,6 +8,16 @@
  *   comm_fail agree   (mpiexec -n 2) rank 1 fails to open a file that does not exist; both ranks
  *                     agree with wr_comm_agree, print "[rank R] agreed: STATUS: DETAIL" on
  *                     stderr and exit with 10 + the status code, so every rank reports the same.
+ *   comm_fail stop    (mpiexec -n 2, WR_COMM_TIMEOUT_S small) rank 1 prints its pid and stops
+ *                     itself with SIGSTOP while rank 0 waits in wr_comm_agree on the group: the
+ *                     heartbeat falls silent, and rank 0 must end the job (exit 5) with a
+ *                     message naming rank 1 instead of waiting forever.
+ *   comm_fail busy    (mpiexec -n 2, WR_COMM_TIMEOUT_S small) rank 1 sleeps, then computes, for
+ *                     longer than the timeout each, before joining an allreduce and an agreement
+ *                     (as a writer encoding or decoding does): a busy rank is alive, so the job
+ *                     must end normally (exit 0) with the right sums. Rank 0 prints the CPU time
+ *                     its waits took (information, not checked). With WR_TEST_BUSY_S set,
+ *                     rank 1 is busy that long instead (the ranks' timeouts may then differ).
  *   comm_fail local   (no launcher) the single-process world: no MPI is initialised and every
  *                     communicator is a local copy; prints the failed checks, exits 0 or 1.
  *
@@ -20,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "core/safetensors.h"
@@ -69,6 +80,92 @@ static int run_kill(wr_world *w, wr_groups *g) {
             wr_world_abort(w, 5);
         }
     }
+}
+
+/* The timeout the test runs with (comm_fail.sh sets it). */
+static double test_timeout(void) {
+    const char *s = getenv("WR_COMM_TIMEOUT_S");
+    double t = s ? atof(s) : 0;
+    if (!(t > 0) || t > 60) {
+        fprintf(stderr, "comm_fail: set WR_COMM_TIMEOUT_S to a few seconds (got '%s')\n",
+                s ? s : "");
+        exit(2);
+    }
+    return t;
+}
+
+static int run_stop(wr_world *w, wr_groups *g) {
+    (void)test_timeout();
+    float x[64];
+    for (int it = 0; it < 3; it++) {
+        for (int i = 0; i < 64; i++) x[i] = (float)(w->rank + i);
+        wr_status st = wr_comm_allreduce_f32(g->world, x, 64, WR_REDUCE_SUM, WR_MEM_HOST);
+        if (st != WR_OK) {
+            fprintf(stderr, "[rank %d] allreduce %d: %s\n", w->rank, it, wr_error_detail());
+            wr_world_abort(w, 1);
+        }
+    }
+    if (w->rank == 1) {
+        sleep_ms(200); /* let rank 0 enter the agreement first (either order must work) */
+        fprintf(stderr, "[rank 1] stopping itself (SIGSTOP)\n");
+        fflush(stderr);
+        raise(SIGSTOP);
+        /* continued: only comm_fail.sh's clean-up does that, after the job should have ended */
+        fprintf(stderr, "[rank 1] continued\n");
+    } else {
+        fprintf(stderr, "[rank 0] waiting in wr_comm_agree for rank 1\n");
+    }
+    wr_status st = wr_comm_agree(g->group, WR_OK);
+    fprintf(stderr, "[rank %d] wr_comm_agree returned %s: the stopped rank was not detected\n",
+            w->rank, wr_status_name(st));
+    return 1;
+}
+
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double wall_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Rank 1 is busy for 2.5 x the timeout before each call; rank 0 waits in it. */
+static int run_busy(wr_world *w, wr_groups *g) {
+    /* WR_TEST_BUSY_S: for ranks started with different timeouts (comm_fail.sh busy-mixed) */
+    const char *b = getenv("WR_TEST_BUSY_S");
+    const double busy = b ? atof(b) : 2.5 * test_timeout();
+    float x[64];
+    for (int i = 0; i < 64; i++) x[i] = (float)(w->rank * 100 + i);
+    double c0 = cpu_s(), t0 = wall_s();
+    if (w->rank == 1) {
+        fprintf(stderr, "[rank 1] sleeping %.1f s before the allreduce\n", busy);
+        sleep_ms((long)(busy * 1000));
+    }
+    wr_status st = wr_comm_allreduce_f32(g->world, x, 64, WR_REDUCE_SUM, WR_MEM_HOST);
+    EXPECT(st == WR_OK, "allreduce after a sleeping rank: %s", wr_error_detail());
+    for (int i = 0; i < 64; i++) EXPECT(x[i] == (float)(100 + 2 * i), "sum %d: %g", i, x[i]);
+    if (w->rank == 0)
+        fprintf(stderr, "[rank 0] waited %.1f s in the allreduce using %.3f s of CPU\n",
+                wall_s() - t0, cpu_s() - c0);
+
+    c0 = cpu_s(), t0 = wall_s();
+    if (w->rank == 1) {
+        fprintf(stderr, "[rank 1] computing %.1f s before the agreement\n", busy);
+        volatile double acc = 0;
+        while (wall_s() - t0 < busy)
+            for (int i = 0; i < 100000; i++) acc += 1e-9 * i;
+    }
+    st = wr_comm_agree(g->group, WR_OK);
+    EXPECT(st == WR_OK, "agreement after a computing rank: %s", wr_error_detail());
+    if (w->rank == 0)
+        fprintf(stderr, "[rank 0] waited %.1f s in wr_comm_agree using %.3f s of CPU\n",
+                wall_s() - t0, cpu_s() - c0);
+    if (failures == 0) fprintf(stderr, "[rank %d] busy: ok\n", w->rank);
+    return failures ? 1 : 0;
 }
 
 static int run_agree(wr_world *w, wr_groups *g) {
@@ -169,8 +266,11 @@ static int run_local(wr_world *w) {
 
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "";
-    if (strcmp(mode, "kill") != 0 && strcmp(mode, "agree") != 0 && strcmp(mode, "local") != 0) {
-        fprintf(stderr, "usage: comm_fail kill|agree|local\n");
+    static const char *const modes[] = {"kill", "agree", "stop", "busy", "local"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) known |= !strcmp(mode, modes[i]);
+    if (!known) {
+        fprintf(stderr, "usage: comm_fail kill|agree|stop|busy|local\n");
         return 2;
     }
     wr_world w;
@@ -191,12 +291,23 @@ int main(int argc, char **argv) {
             return 2;
         }
         wr_groups g;
-        st = wr_groups_create(&g, &w, (wr_layout){.cfg = 1, .cp = 1}, -1);
+        fprintf(stderr, "[rank %d] pid %ld\n", w.rank, (long)getpid()); /* for clean-up */
+        /* stop, busy: one replica of cp 2, so the group (the pipeline's writer and its peer)
+         * holds both ranks */
+        const int one_group = !strcmp(mode, "stop") || !strcmp(mode, "busy");
+        st = wr_groups_create(&g, &w, (wr_layout){.cfg = 1, .cp = one_group ? 2 : 1}, -1);
         if (st != WR_OK) {
             fprintf(stderr, "[rank %d] groups: %s\n", w.rank, wr_error_detail());
             wr_world_abort(&w, 1);
         }
-        code = strcmp(mode, "kill") == 0 ? run_kill(&w, &g) : run_agree(&w, &g);
+        if (strcmp(mode, "kill") == 0)
+            code = run_kill(&w, &g);
+        else if (strcmp(mode, "stop") == 0)
+            code = run_stop(&w, &g);
+        else if (strcmp(mode, "busy") == 0)
+            code = run_busy(&w, &g);
+        else
+            code = run_agree(&w, &g);
         wr_groups_free(&g);
     }
     wr_world_finalize(&w);

@@ -57,7 +57,8 @@ int wr_ck_all(int cond) {
 }
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
+    int provided = 0; /* as wr_world_init asks: the heartbeat thread of src/parallel runs */
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
     wr_log_set_rank(g_rank, g_size);

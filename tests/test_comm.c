@@ -12,7 +12,10 @@
  * limit (lowered for the test), wr_comm_agree (all OK, one failing rank, two failing ranks,
  * sub-communicators), every valid and invalid layout of this world size, the byte counters,
  * and device buffers: WR_ERR_UNSUPPORTED on host-only groups; on a machine with enough GPUs,
- * the NCCL paths compared the same way.
+ * the NCCL paths compared the same way. The watched wait: WR_COMM_TIMEOUT_S's parsing, the
+ * heartbeat running at np > 1, and every communicator's members' world ranks (whom a wait
+ * watches and names; with the layouts). A stopped or busy peer is tested as a whole job
+ * (comm_fail stop, busy).
  *
  * All checks are collective (CHECK reduces over the ranks) and every rank runs the same ones.
  */
@@ -443,12 +446,14 @@ END_TEST
 
 /* ---- layouts ---- */
 
-/* world ranks of the members of c, as the allgather of world ranks sees them */
+/* world ranks of the members of c, as the allgather of world ranks sees them, and as c records
+ * them (whom a wait on c watches, and names when one stops answering) */
 static int check_members(wr_comm *c, const int *want, int n) {
     int me = wr_test_rank();
     int *got = calloc((size_t)n + 1, sizeof(int));
     wr_status st = wr_comm_allgather(c, got, &me, sizeof me, WR_MEM_HOST);
     int ok = st == WR_OK && wr_comm_size(c) == n && memcmp(got, want, sizeof(int) * n) == 0;
+    ok = ok && c->world_of != NULL && memcmp(c->world_of, want, sizeof(int) * n) == 0;
     free(got);
     return ok;
 }
@@ -726,6 +731,32 @@ START_TEST(test_device_groups_unsupported) {
 END_TEST
 #endif
 
+/* ---- the watched wait (comm_watch.c) ---- */
+
+START_TEST(test_timeout_parse) {
+    CHECK(wr_comm_timeout_parse(NULL) == 300 && wr_comm_timeout_parse("") == 300, "default 300");
+    CHECK(wr_comm_timeout_parse("3") == 3 && wr_comm_timeout_parse("2.5") == 2.5, "seconds");
+    CHECK(wr_comm_timeout_parse("0") == 0, "0: no deadline");
+    static const char *const bad[] = {"-1", "abc", "3s", "inf", "nan", "1e10", " "};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(wr_comm_timeout_parse(bad[i]) == 300, "'%s' gives the default", bad[i]);
+}
+END_TEST
+
+/* Under the harness (MPI_THREAD_MULTIPLE) the heartbeat runs whenever there is a peer, with
+ * the default timeout (WR_COMM_TIMEOUT_S is not set by CTest). */
+START_TEST(test_heartbeat_on) {
+    (void)world();
+    int level = 0;
+    MPI_Query_thread(&level);
+    const int want = wr_test_size() > 1 && level == MPI_THREAD_MULTIPLE;
+    CHECK(wr_comm_heartbeat_on() == want, "heartbeat %d, expected %d (thread level %d)",
+          wr_comm_heartbeat_on(), want, level);
+    CHECK(getenv("WR_COMM_TIMEOUT_S") != NULL || wr_comm_timeout_s() == 300, "timeout %g",
+          wr_comm_timeout_s());
+}
+END_TEST
+
 Suite *wr_test_suite(void) {
     Suite *s = suite_create("comm");
     TCase *tc = tcase_create("host");
@@ -745,6 +776,8 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_layouts);
     tcase_add_test(tc, test_byte_counters);
     tcase_add_test(tc, test_device_on_host_groups);
+    tcase_add_test(tc, test_timeout_parse);
+    tcase_add_test(tc, test_heartbeat_on);
 #if WR_HAVE_NCCL
     tcase_add_test(tc, test_device_collectives);
 #else

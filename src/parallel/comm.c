@@ -91,7 +91,8 @@ wr_status wr_world_init(wr_world *w, int *argc, char ***argv) {
             return WR_OK;
         }
         int provided = 0;
-        int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+        /* MULTIPLE: the heartbeat thread (comm_watch.c) calls MPI beside the main thread */
+        int rc = MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
         if (rc != MPI_SUCCESS)
             return WR_FAIL(WR_ERR_COMM,
                            "MPI_Init_thread failed (error %d): the MPI launcher's environment is "
@@ -99,9 +100,9 @@ wr_status wr_world_init(wr_world *w, int *argc, char ***argv) {
                            "installation",
                            rc);
         w->mpi = 1;
-        if (provided < MPI_THREAD_FUNNELED)
-            wr_warn("MPI provides thread level %d, below MPI_THREAD_FUNNELED; only the main "
-                    "thread calls MPI, but OpenMP threads exist",
+        if (provided < MPI_THREAD_MULTIPLE)
+            wr_warn("MPI provides thread level %d, below MPI_THREAD_MULTIPLE: no heartbeat, so a "
+                    "stopped rank is not detected (WR_COMM_TIMEOUT_S has no effect)",
                     provided);
     }
     wr_comm wc = {.mpi = MPI_COMM_WORLD, .size = 0, .name = "world"};
@@ -112,6 +113,8 @@ wr_status wr_world_init(wr_world *w, int *argc, char ***argv) {
     if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(&wc, "MPI_Comm_rank/size", rc);
     wc.size = w->size;
     wr_log_set_rank(w->rank, w->size);
+    WR_TRY(wr_comm_watch_start());
+    WR_TRY(wr_comm_watch_barrier("MPI_Ibarrier (before MPI_Comm_split_type)"));
 
     MPI_Comm local = MPI_COMM_NULL;
     rc = MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL, &local);
@@ -126,7 +129,13 @@ wr_status wr_world_init(wr_world *w, int *argc, char ***argv) {
 
 void wr_world_finalize(wr_world *w) {
     if (w == NULL) return;
-    if (w->mpi && mpi_active()) MPI_Finalize();
+    if (w->mpi && mpi_active()) {
+        /* MPI_Finalize blocks (and spins) until every rank is there: a rank still writing the
+         * video is waited for here, at low CPU, and a stopped one ends the job */
+        wr_status st = wr_comm_watch_barrier("MPI_Ibarrier (before MPI_Finalize)");
+        if (st != WR_OK) wr_warn("%s", wr_error_detail());
+        MPI_Finalize();
+    }
     w->mpi = 0;
 }
 
@@ -146,6 +155,7 @@ static void comm_free(wr_comm *c) {
     if (c == NULL) return;
     wr_comm_dev_free(c);
     if (c->mpi != MPI_COMM_NULL && mpi_active()) MPI_Comm_free(&c->mpi);
+    free(c->world_of);
     free(c);
 }
 
@@ -172,6 +182,26 @@ static wr_status comm_wrap(wr_comm **out, MPI_Comm m, const char *name, const wr
             comm_free(c);
             return st;
         }
+        /* the members' world ranks: whose heartbeat a wait on c watches */
+        c->world_of = malloc(sizeof(int) * 2 * (size_t)c->size);
+        if (c->world_of == NULL) {
+            comm_free(c);
+            return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory creating the %s communicator",
+                           name);
+        }
+        int *mine = c->world_of + c->size;
+        for (int i = 0; i < c->size; i++) mine[i] = i;
+        MPI_Group gm = MPI_GROUP_NULL, gw = MPI_GROUP_NULL;
+        rc = MPI_Comm_group(m, &gm);
+        if (rc == MPI_SUCCESS) rc = MPI_Comm_group(MPI_COMM_WORLD, &gw);
+        if (rc == MPI_SUCCESS) rc = MPI_Group_translate_ranks(gm, c->size, mine, gw, c->world_of);
+        if (gm != MPI_GROUP_NULL) MPI_Group_free(&gm);
+        if (gw != MPI_GROUP_NULL) MPI_Group_free(&gw);
+        if (rc != MPI_SUCCESS) {
+            wr_status st = WR_COMM_MPI_FAIL(c, "MPI_Group_translate_ranks", rc);
+            comm_free(c);
+            return st;
+        }
     }
     *out = c;
     return WR_OK;
@@ -181,6 +211,9 @@ static wr_status comm_split(wr_comm **out, const wr_world *w, int color, int key
                             const char *name) {
     MPI_Comm m = MPI_COMM_NULL;
     if (mpi_active()) {
+        char arrive[80];
+        snprintf(arrive, sizeof arrive, "MPI_Ibarrier (before making the %s communicator)", name);
+        WR_TRY(wr_comm_watch_barrier(arrive));
         int rc = MPI_Comm_split(MPI_COMM_WORLD, color, key, &m);
         if (rc != MPI_SUCCESS) {
             wr_comm wc = {.mpi = MPI_COMM_WORLD, .size = w->size, .name = "world"};
@@ -235,6 +268,7 @@ wr_status wr_groups_create(wr_groups *g, const wr_world *w, wr_layout layout, in
     MPI_Comm dup = MPI_COMM_NULL;
     if (mpi_active()) {
         /* our own copy of the world: our messages never match the caller's */
+        WR_TRY(wr_comm_watch_barrier("MPI_Ibarrier (before making the world communicator)"));
         int rc = MPI_Comm_dup(MPI_COMM_WORLD, &dup);
         if (rc != MPI_SUCCESS) {
             wr_comm wc = {.mpi = MPI_COMM_WORLD, .size = w->size, .name = "world"};
@@ -360,12 +394,13 @@ static wr_status allgather_host(wr_comm *c, void *recv, const void *send, size_t
         return WR_OK;
     }
     byte_type bt;
-    WR_TRY(byte_type_make(&bt, c, "MPI_Allgather", bytes));
+    WR_TRY(byte_type_make(&bt, c, "MPI_Iallgather", bytes));
     const void *sb = send == mine ? MPI_IN_PLACE : send;
-    int rc = MPI_Allgather(sb, bt.count, bt.type, recv, bt.count, bt.type, c->mpi);
-    byte_type_free(&bt);
-    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Allgather", rc);
-    return WR_OK;
+    MPI_Request r = MPI_REQUEST_NULL;
+    int rc = MPI_Iallgather(sb, bt.count, bt.type, recv, bt.count, bt.type, c->mpi, &r);
+    byte_type_free(&bt); /* a pending operation keeps its own reference */
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Iallgather", rc);
+    return wr_comm_watch_wait(c, "MPI_Iallgather", 1, &r, bytes * (size_t)c->size);
 }
 
 wr_status wr_comm_allgather(wr_comm *c, void *recv, const void *send, size_t bytes,
@@ -390,11 +425,12 @@ static wr_status alltoall_host(wr_comm *c, void *recv, const void *send, size_t 
         return WR_OK;
     }
     byte_type bt;
-    WR_TRY(byte_type_make(&bt, c, "MPI_Alltoall", bytes));
-    int rc = MPI_Alltoall(send, bt.count, bt.type, recv, bt.count, bt.type, c->mpi);
+    WR_TRY(byte_type_make(&bt, c, "MPI_Ialltoall", bytes));
+    MPI_Request r = MPI_REQUEST_NULL;
+    int rc = MPI_Ialltoall(send, bt.count, bt.type, recv, bt.count, bt.type, c->mpi, &r);
     byte_type_free(&bt);
-    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Alltoall", rc);
-    return WR_OK;
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Ialltoall", rc);
+    return wr_comm_watch_wait(c, "MPI_Ialltoall", 1, &r, bytes * (size_t)c->size);
 }
 
 wr_status wr_comm_alltoall(wr_comm *c, void *recv, const void *send, size_t bytes,
@@ -423,10 +459,14 @@ wr_status wr_comm_bcast(wr_comm *c, void *buf, size_t bytes, int root, wr_mem_wh
         st = wr_comm_dev_bcast(c, buf, bytes, root);
     } else if (c->mpi != MPI_COMM_NULL) {
         byte_type bt;
-        WR_TRY(byte_type_make(&bt, c, "MPI_Bcast", bytes));
-        int rc = MPI_Bcast(buf, bt.count, bt.type, root, c->mpi);
+        WR_TRY(byte_type_make(&bt, c, "MPI_Ibcast", bytes));
+        MPI_Request r = MPI_REQUEST_NULL;
+        int rc = MPI_Ibcast(buf, bt.count, bt.type, root, c->mpi, &r);
         byte_type_free(&bt);
-        if (rc != MPI_SUCCESS) st = WR_COMM_MPI_FAIL(c, "MPI_Bcast", rc);
+        if (rc != MPI_SUCCESS)
+            st = WR_COMM_MPI_FAIL(c, "MPI_Ibcast", rc);
+        else
+            st = wr_comm_watch_wait(c, "MPI_Ibcast", 1, &r, bytes);
     }
     if (st == WR_OK && c->rank == root) count_sent((uint64_t)bytes * (uint64_t)(c->size - 1));
     return st;
@@ -452,8 +492,10 @@ static wr_status allreduce_host(wr_comm *c, void *buf, size_t n, size_t elem, MP
     if (c->mpi == MPI_COMM_NULL) return WR_OK;
     for (size_t off = 0; off < n;) {
         size_t k = n - off < g_max_count ? n - off : g_max_count;
-        int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * elem, (int)k, t, mop, c->mpi);
+        MPI_Request r = MPI_REQUEST_NULL;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, (char *)buf + off * elem, (int)k, t, mop, c->mpi, &r);
         if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, what, rc);
+        WR_TRY(wr_comm_watch_wait(c, what, 1, &r, k * elem));
         off += k;
     }
     return WR_OK;
@@ -474,7 +516,7 @@ wr_status wr_comm_allreduce_f32(wr_comm *c, float *buf, size_t n, wr_reduce_op o
         WR_TRY(device_required(c, "allreduce"));
         st = wr_comm_dev_allreduce_f32(c, buf, n, op);
     } else {
-        st = allreduce_host(c, buf, n, sizeof(float), MPI_FLOAT, op, "MPI_Allreduce (f32)");
+        st = allreduce_host(c, buf, n, sizeof(float), MPI_FLOAT, op, "MPI_Iallreduce (f32)");
     }
     if (st == WR_OK) count_sent(ring_allreduce_bytes(c, n * sizeof(float)));
     return st;
@@ -484,7 +526,7 @@ wr_status wr_comm_allreduce_i64(wr_comm *c, int64_t *buf, size_t n, wr_reduce_op
     WR_ASSERT(c != NULL);
     WR_ASSERT(n == 0 || buf != NULL);
     wr_status st =
-        allreduce_host(c, buf, n, sizeof(int64_t), MPI_INT64_T, op, "MPI_Allreduce (i64)");
+        allreduce_host(c, buf, n, sizeof(int64_t), MPI_INT64_T, op, "MPI_Iallreduce (i64)");
     if (st == WR_OK) count_sent(ring_allreduce_bytes(c, n * sizeof(int64_t)));
     return st;
 }
@@ -494,6 +536,7 @@ wr_status wr_comm_allreduce_i64(wr_comm *c, int64_t *buf, size_t n, wr_reduce_op
 struct wr_comm_req {
     wr_comm *c; /* borrowed: must outlive the request */
     int n;      /* active MPI requests (0: completed already) */
+    size_t bytes;
     MPI_Request r[2];
 };
 
@@ -502,6 +545,28 @@ static void sendrecv_check(const wr_comm *c, const void *send, int dst, const vo
     WR_ASSERT(c != NULL);
     WR_ASSERT(dst >= 0 && dst < c->size && src >= 0 && src < c->size);
     WR_ASSERT(bytes == 0 || (send != NULL && recv != NULL && send != recv));
+}
+
+/* Posts the receive, then the send (so the matching send never has to be buffered). */
+static wr_status post_sendrecv(wr_comm *c, const void *send, int dst, void *recv, int src,
+                               size_t bytes, MPI_Request r[2]) {
+    r[0] = r[1] = MPI_REQUEST_NULL;
+    byte_type bt;
+    WR_TRY(byte_type_make(&bt, c, "MPI_Isend/MPI_Irecv", bytes));
+    wr_status st = WR_OK;
+    int rc = MPI_Irecv(recv, bt.count, bt.type, src, WR_COMM_TAG, c->mpi, &r[0]);
+    if (rc != MPI_SUCCESS) {
+        st = WR_COMM_MPI_FAIL(c, "MPI_Irecv", rc);
+    } else {
+        rc = MPI_Isend(send, bt.count, bt.type, dst, WR_COMM_TAG, c->mpi, &r[1]);
+        if (rc != MPI_SUCCESS) {
+            st = WR_COMM_MPI_FAIL(c, "MPI_Isend", rc);
+            MPI_Cancel(&r[0]);
+            MPI_Wait(&r[0], MPI_STATUS_IGNORE);
+        }
+    }
+    byte_type_free(&bt); /* pending operations keep their own reference */
+    return st;
 }
 
 wr_status wr_comm_sendrecv(wr_comm *c, const void *send, int dst, void *recv, int src, size_t bytes,
@@ -514,12 +579,9 @@ wr_status wr_comm_sendrecv(wr_comm *c, const void *send, int dst, void *recv, in
     } else if (c->mpi == MPI_COMM_NULL) {
         copy_bytes(recv, send, bytes); /* size 1: dst == src == 0 */
     } else {
-        byte_type bt;
-        WR_TRY(byte_type_make(&bt, c, "MPI_Sendrecv", bytes));
-        int rc = MPI_Sendrecv(send, bt.count, bt.type, dst, WR_COMM_TAG, recv, bt.count, bt.type,
-                              src, WR_COMM_TAG, c->mpi, MPI_STATUS_IGNORE);
-        byte_type_free(&bt);
-        if (rc != MPI_SUCCESS) st = WR_COMM_MPI_FAIL(c, "MPI_Sendrecv", rc);
+        MPI_Request r[2];
+        st = post_sendrecv(c, send, dst, recv, src, bytes, r);
+        if (st == WR_OK) st = wr_comm_watch_wait(c, "MPI_Isend/MPI_Irecv (sendrecv)", 2, r, bytes);
     }
     if (st == WR_OK && dst != c->rank) count_sent(bytes);
     return st;
@@ -548,30 +610,13 @@ wr_status wr_comm_isendrecv(wr_comm *c, const void *send, int dst, void *recv, i
         *req = q;
         return WR_OK;
     }
-    byte_type bt;
-    st = byte_type_make(&bt, c, "MPI_Isend/MPI_Irecv", bytes);
-    if (st != WR_OK) {
-        free(q);
-        return st;
-    }
-    /* receive first, so the matching send never has to be buffered */
-    int rc = MPI_Irecv(recv, bt.count, bt.type, src, WR_COMM_TAG, c->mpi, &q->r[0]);
-    if (rc != MPI_SUCCESS) {
-        st = WR_COMM_MPI_FAIL(c, "MPI_Irecv", rc);
-    } else {
-        rc = MPI_Isend(send, bt.count, bt.type, dst, WR_COMM_TAG, c->mpi, &q->r[1]);
-        if (rc != MPI_SUCCESS) {
-            st = WR_COMM_MPI_FAIL(c, "MPI_Isend", rc);
-            MPI_Cancel(&q->r[0]);
-            MPI_Wait(&q->r[0], MPI_STATUS_IGNORE);
-        }
-    }
-    byte_type_free(&bt); /* pending operations keep their own reference */
+    st = post_sendrecv(c, send, dst, recv, src, bytes, q->r);
     if (st != WR_OK) {
         free(q);
         return st;
     }
     q->n = 2;
+    q->bytes = bytes;
     if (dst != c->rank) count_sent(bytes);
     *req = q;
     return WR_OK;
@@ -581,8 +626,8 @@ wr_status wr_comm_wait(wr_comm_req *req) {
     if (req == NULL) return WR_OK;
     wr_status st = WR_OK;
     if (req->n > 0) {
-        int rc = MPI_Waitall(req->n, req->r, MPI_STATUSES_IGNORE);
-        if (rc != MPI_SUCCESS) st = WR_COMM_MPI_FAIL(req->c, "MPI_Waitall (isendrecv)", rc);
+        st = wr_comm_watch_wait(req->c, "MPI_Isend/MPI_Irecv (isendrecv)", req->n, req->r,
+                                req->bytes);
     }
     free(req);
     return st;
@@ -591,9 +636,10 @@ wr_status wr_comm_wait(wr_comm_req *req) {
 wr_status wr_comm_barrier(wr_comm *c) {
     WR_ASSERT(c != NULL);
     if (c->mpi == MPI_COMM_NULL) return WR_OK;
-    int rc = MPI_Barrier(c->mpi);
-    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Barrier", rc);
-    return WR_OK;
+    MPI_Request r = MPI_REQUEST_NULL;
+    int rc = MPI_Ibarrier(c->mpi, &r);
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Ibarrier", rc);
+    return wr_comm_watch_wait(c, "MPI_Ibarrier", 1, &r, 0);
 }
 
 /* ---- agreement ---- */
@@ -643,8 +689,11 @@ wr_status wr_comm_agree(wr_comm *c, wr_status st) {
     WR_ASSERT(c != NULL);
     if (c->mpi == MPI_COMM_NULL) return st; /* the only rank: its own status and detail */
     int mine = st == WR_OK ? c->size : c->rank, lowest = c->size;
-    int rc = MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, c->mpi);
-    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Allreduce (agreeing on a status)", rc);
+    const char *what = "MPI_Iallreduce (agreeing on a status)";
+    MPI_Request r = MPI_REQUEST_NULL;
+    int rc = MPI_Iallreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, c->mpi, &r);
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, what, rc);
+    WR_TRY(wr_comm_watch_wait(c, what, 1, &r, sizeof mine));
     if (lowest == c->size) return WR_OK;
 
     agree_msg m;
@@ -655,7 +704,9 @@ wr_status wr_comm_agree(wr_comm *c, wr_status st) {
         snprintf(m.where, sizeof m.where, "%s", wr_error_where());
         snprintf(m.detail, sizeof m.detail, "%s", wr_error_detail());
     }
-    rc = MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, lowest, c->mpi);
-    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, "MPI_Bcast (agreeing on a status)", rc);
+    what = "MPI_Ibcast (the agreed error)";
+    rc = MPI_Ibcast(&m, (int)sizeof m, MPI_BYTE, lowest, c->mpi, &r);
+    if (rc != MPI_SUCCESS) return WR_COMM_MPI_FAIL(c, what, rc);
+    WR_TRY(wr_comm_watch_wait(c, what, 1, &r, sizeof m));
     return agree_install(c, &m);
 }

@@ -19,6 +19,41 @@
  * the build has it and the communicator was created with a CUDA backend, else
  * WR_ERR_UNSUPPORTED. Byte counts are per rank. All calls are collective over the
  * communicator unless said otherwise. Errors are WR_ERR_COMM with the MPI/NCCL text.
+ *
+ * Waiting and stopped ranks (comm_watch.c). Every host collective and point-to-point call is
+ * posted non-blocking (MPI_Iallgather, MPI_Ialltoall, MPI_Ibcast, MPI_Iallreduce, MPI_Ibarrier,
+ * MPI_Isend/MPI_Irecv) and completed by a polling wait that spins for at most ~10 ms, then
+ * sleeps 20 us growing to 2 ms between polls (10 ms in a long wait): a rank waiting for
+ * another (the non-writer ranks while the writer loads, encodes, decodes and writes) costs
+ * about 1 % of a core instead of a whole one (measured over 5 s of waiting with Open MPI 4.1
+ * on one node: 0.6 %, against 99 % in the blocking calls). The data moved is the same as with
+ * the blocking calls (bitwise); reductions are elementwise over the same operands (a sum of
+ * floats may be associated differently by the non-blocking algorithm; wanrun itself reduces
+ * only integers and flags).
+ *
+ * A stopped rank is told from a busy one by a heartbeat: a thread in every process sends a
+ * tiny message to every other rank every WR_COMM_TIMEOUT_S / 10 seconds (at most 1 s), on a
+ * communicator of its own. A rank that computes, reads a file, or sleeps for hours keeps
+ * answering (the thread runs beside its main thread), so no legitimate wait, however long, is
+ * ever cut short: the timeout is not a limit on how long a collective may take. A rank whose
+ * process is stopped (SIGSTOP, a debugger holding it), frozen, or unreachable stops answering;
+ * a rank waiting in a collective with it then logs
+ *   "[r/R] error: rank K has not answered for N s (stopped or hung?) in <call> on the <c>
+ *    communicator; aborting the job (WR_COMM_TIMEOUT_S=T)"
+ * and ends the whole job with MPI_Abort(WR_COMM_ABORT_EXIT): this is not a status a caller
+ * could agree on (the silent rank would never join the agreement).
+ *
+ * WR_COMM_TIMEOUT_S is in seconds, default 300 (as WR_NCCL_TIMEOUT_S; long enough for a loaded
+ * or swapping machine to deschedule a process without a false abort); 0 turns the deadline
+ * (and the thread) off. The ranks agree on it at start-up: 0 on any rank turns it off on all,
+ * else the largest value counts. Raise it, or set 0, to hold a rank in a debugger for longer.
+ * Not detected: a rank whose process is alive but whose main thread never reaches the
+ * collective (a deadlock, an endless loop, a mismatched collective): use the launcher's or
+ * the scheduler's time limit for those. The heartbeat needs MPI_THREAD_MULTIPLE, which
+ * wr_world_init asks for; when MPI was started by someone else with less, waits still sleep
+ * but have no deadline. The blocking calls that have no non-blocking form (communicator
+ * creation, MPI_Finalize) are preceded by a watched barrier, so a rank stopped before them is
+ * caught there.
  */
 #ifndef WR_PARALLEL_COMM_H
 #define WR_PARALLEL_COMM_H
@@ -41,11 +76,19 @@ typedef struct wr_world {
     char host[64]; /* this node's name */
 } wr_world;
 
+/* The exit code of a job ended because a rank stopped answering (launch/wanrun.c's 5, device
+ * or communication failure). */
+#define WR_COMM_ABORT_EXIT 5
+
 /*
  * Initialises MPI when this process was started by an MPI launcher (mpirun/mpiexec/srun set
  * OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_RANK, PMI_SIZE or MPI_LOCALNRANKS) or WR_FORCE_MPI is
- * set; otherwise a single-process world. Thread level MPI_THREAD_FUNNELED (only the main thread
- * calls MPI). Errors return (MPI_ERRORS_RETURN on every communicator), never abort silently.
+ * set; otherwise a single-process world. Thread level MPI_THREAD_MULTIPLE: only the main thread
+ * uses the communicators, the heartbeat thread its own (above). With MPI already initialised
+ * (by the caller), it uses that MPI and starts the heartbeat if its thread level allows.
+ * Collective over MPI_COMM_WORLD. Errors return (MPI_ERRORS_RETURN on every communicator),
+ * never abort silently. _finalize waits (watched) for every rank, then calls MPI_Finalize if
+ * _init called MPI_Init; the heartbeat ends in MPI_Finalize, whoever calls it.
  */
 wr_status wr_world_init(wr_world *w, int *argc, char ***argv);
 void wr_world_finalize(wr_world *w);

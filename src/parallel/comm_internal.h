@@ -6,7 +6,8 @@
  * A wr_comm is one communicator: an MPI communicator (MPI_COMM_NULL in a process without MPI,
  * where the communicator has size 1 and collectives are local copies), its short name for
  * messages, and optionally a device side (a CUDA stream plus an NCCL communicator when the
- * size is above 1). Only the main thread uses a wr_comm (MPI_THREAD_FUNNELED).
+ * size is above 1). Only the main thread uses a wr_comm; the heartbeat thread of comm_watch.c
+ * uses only its own control communicator.
  */
 #ifndef WR_PARALLEL_COMM_INTERNAL_H
 #define WR_PARALLEL_COMM_INTERNAL_H
@@ -22,6 +23,7 @@ struct wr_comm {
     MPI_Comm mpi; /* owned (freed by wr_groups_free); MPI_COMM_NULL without MPI */
     int rank, size;
     int world_rank, world_size; /* of this process, for "rank R: " in agreed errors */
+    int *world_of;              /* owned: world rank of each member; NULL: the identity */
     char name[8];               /* "world", "group", "cp", "cfg" */
     wr_comm_dev *dev;           /* owned; NULL: host buffers only */
 };
@@ -49,6 +51,38 @@ wr_status wr_comm_dev_bcast(wr_comm *c, void *buf, size_t bytes, int root);
 wr_status wr_comm_dev_allreduce_f32(wr_comm *c, float *buf, size_t n, wr_reduce_op op);
 wr_status wr_comm_dev_sendrecv(wr_comm *c, const void *send, int dst, void *recv, int src,
                                size_t bytes);
+
+/*
+ * The watched wait (comm_watch.c; comm.h, "Waiting and stopped ranks").
+ *
+ * _start: collective over MPI_COMM_WORLD, called by wr_world_init once MPI is up: makes the
+ * control communicator (a duplicate of the world), hooks its teardown into MPI_Finalize, and
+ * starts the heartbeat thread when the world has more than one rank and every rank has
+ * MPI_THREAD_MULTIPLE and WR_COMM_TIMEOUT_S other than 0 (agreed; the largest timeout is
+ * used). A second call does nothing.
+ *
+ * _wait: completes the n requests (MPI_Testall), spinning briefly, then sleeping with a growing
+ * interval (20 us to 2 ms, up to 10 ms in a wait of over 0.1 s); `bytes` (the transfer's size)
+ * lengthens the spin. While it waits,
+ * it checks every 50 ms whether a member of c has sent no heartbeat for WR_COMM_TIMEOUT_S
+ * seconds; if so it logs "rank K has not answered for N s (stopped or hung?) in <what> on the
+ * <c> communicator; aborting the job (WR_COMM_TIMEOUT_S=T)" and ends the job with
+ * MPI_Abort(WR_COMM_ABORT_EXIT). An MPI error is WR_ERR_COMM naming `what`.
+ *
+ * _barrier: a watched barrier over the world on the control communicator (collective), before
+ * the blocking MPI calls that cannot be made non-blocking (communicator creation, finalize), so
+ * a rank stopped before them is caught here. WR_OK at once without the control communicator.
+ */
+wr_status wr_comm_watch_start(void);
+wr_status wr_comm_watch_wait(const wr_comm *c, const char *what, int n, MPI_Request *reqs,
+                             size_t bytes);
+wr_status wr_comm_watch_barrier(const char *what);
+/* WR_COMM_TIMEOUT_S as read (once, lazily; the agreed value once the heartbeat runs); _parse:
+ * the rule (NULL or "": the default 300; a number >= 0; else a warning and the default). */
+double wr_comm_timeout_s(void);
+double wr_comm_timeout_parse(const char *s);
+/* 1 when the heartbeat thread runs in this process (tests). */
+int wr_comm_heartbeat_on(void);
 
 /*
  * Tests only: the largest count passed to one MPI call (default INT_MAX). Byte counts above it

@@ -222,9 +222,13 @@ wr_status wr_comm_dev_create(wr_comm *c, int cuda_device) {
         msg.ok = r == ncclSuccess;
         if (!msg.ok) snprintf(msg.why, sizeof msg.why, "%s", ncclGetErrorString(r));
     }
-    int rc = MPI_Bcast(&msg, (int)sizeof msg, MPI_BYTE, 0, c->mpi);
-    if (rc != MPI_SUCCESS) {
-        st = WR_COMM_MPI_FAIL(c, "MPI_Bcast (the NCCL unique id)", rc);
+    MPI_Request req = MPI_REQUEST_NULL;
+    const char *what = "MPI_Ibcast (the NCCL unique id)";
+    int rc = MPI_Ibcast(&msg, (int)sizeof msg, MPI_BYTE, 0, c->mpi, &req);
+    st = rc != MPI_SUCCESS ? WR_COMM_MPI_FAIL(c, what, rc)
+                           : wr_comm_watch_wait(c, what, 1, &req, sizeof msg);
+    if (st != WR_OK) {
+        /* the detail is recorded */
     } else if (!msg.ok) {
         msg.why[sizeof msg.why - 1] = '\0';
         st = WR_FAIL(WR_ERR_COMM, "ncclGetUniqueId on rank 0 of the %s communicator (size %d): %s",
