@@ -7,7 +7,8 @@
  *   wanrun --version | --help
  *
  * Exit codes (also in --help): 0 success; 1 internal error; 2 bad usage (flag, value);
- * 3 input error (file missing, malformed, inconsistent config); 4 out of memory (host or
+ * 3 input error (file missing, malformed, inconsistent config; a model file that changed size
+ * during the run: the SIGBUS guard of safetensors.h); 4 out of memory (host or
  * device); 5 device or communication failure; 6 unsupported in this build.
  */
 #include <cjson/cJSON.h>
@@ -18,6 +19,8 @@
 #include <sys/stat.h>
 
 #include "core/dtype.h"
+#include "core/fileio.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "core/modeldir.h"
 #include "core/safetensors.h"
@@ -177,7 +180,8 @@ static const char usage_text[] =
     "\n"
     "Exit codes:\n"
     "  0 success            1 internal error        2 bad usage (flag or value)\n"
-    "  3 input error (missing, malformed or inconsistent file or config)\n"
+    "  3 input error (missing, malformed or inconsistent file or config; a model file\n"
+    "    truncated or replaced during the run)\n"
     "  4 out of memory      5 device or communication failure\n"
     "  6 not supported by this build\n"
     "\n"
@@ -208,6 +212,15 @@ typedef struct inspect_opts {
     int print; /* rank 0 prints; every rank validates */
 } inspect_opts;
 
+/* A path as a JSON string member: Linux does not require paths to be UTF-8, JSON does, so a
+ * byte that is not UTF-8 becomes U+FFFD (tensor names and metadata are UTF-8 already: the
+ * reader refuses any other). */
+static void add_path(cJSON *o, const char *key, const char *path) {
+    char *s = wr_utf8_sanitize(path);
+    cJSON_AddStringToObject(o, key, s ? s : "?");
+    free(s);
+}
+
 /* One set: text lines or a JSON object appended to `arr`. */
 static wr_status inspect_set(const char *label, const char *path, const inspect_opts *o,
                              cJSON *arr) {
@@ -227,12 +240,12 @@ static wr_status inspect_set(const char *label, const char *path, const inspect_
         cJSON *c = cJSON_CreateObject();
         cJSON_AddItemToArray(arr, c);
         cJSON_AddStringToObject(c, "component", label);
-        cJSON_AddStringToObject(c, "path", path);
+        add_path(c, "path", path);
         cJSON *files = cJSON_AddArrayToObject(c, "files");
         for (int64_t i = 0; i < wr_st_set_nfiles(s); i++) {
             const wr_st_file *f = wr_st_set_file(s, i);
             cJSON *fo = cJSON_CreateObject();
-            cJSON_AddStringToObject(fo, "path", wr_st_path(f));
+            add_path(fo, "path", wr_st_path(f));
             cJSON_AddNumberToObject(fo, "bytes", (double)wr_st_file_size(f));
             cJSON_AddNumberToObject(fo, "tensors", (double)wr_st_count(f));
             if (wr_st_metadata_count(f) > 0) {
@@ -264,7 +277,7 @@ static wr_status inspect_set(const char *label, const char *path, const inspect_
                 cJSON_AddNumberToObject(to, "bytes", (double)t->nbytes);
                 const char *fp = wr_st_path(t->file);
                 const char *slash = strrchr(fp, '/');
-                cJSON_AddStringToObject(to, "file", slash ? slash + 1 : fp);
+                add_path(to, "file", slash ? slash + 1 : fp);
                 cJSON_AddItemToArray(ts, to);
             }
         }
@@ -286,8 +299,9 @@ static wr_status inspect_set(const char *label, const char *path, const inspect_
             if (per_dtype[d]) printf(" %s x%lld", wr_dtype_name(d), (long long)per_dtype[d]);
         printf("\n");
     }
+    const wr_status st = wr_st_check_faults(); /* a file cut short since it was opened */
     wr_st_set_close(s);
-    return WR_OK;
+    return st;
 }
 
 static void print_configs(const wr_model_dir *md) {
@@ -453,6 +467,7 @@ static wr_status cmd_encode(int argc, char **argv, int rank) {
     wr_log_rank0("encode: %d tokens (of %d), %lld-layer UMT5, d_model %lld", n_tok,
                  WR_TOKENIZER_MAX_LEN, (long long)wr_t5_config_of(t5)->num_layers, (long long)D);
     WR_TRY_GOTO(st, wr_t5_encode(t5, &et, ids, mask, WR_TOKENIZER_MAX_LEN, &n_real), done);
+    WR_TRY_GOTO(st, wr_st_check_faults(), done); /* the weights were all there: see safetensors.h */
 
     char num[32];
     snprintf(num, sizeof num, "%lld", (long long)n_real);
@@ -644,27 +659,14 @@ static wr_status gen_apply(gen_opts *g, const char *name, const char *v) {
  * strings, numbers and booleans are taken as the option's text. Flags given on the command
  * line are applied after it and win. The cJSON document is kept alive in *doc (values borrow). */
 static wr_status gen_config(gen_opts *g, const char *path, cJSON **doc) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return WR_FAIL(WR_ERR_NOT_FOUND, "--config %s: cannot open it", path);
     char *text = NULL;
-    size_t cap = 0, len = 0;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            char *t = realloc(text, cap = cap * 2 + 8192);
-            if (t == NULL) {
-                free(text);
-                fclose(f);
-                return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", path);
-            }
-            text = t;
-        }
-        size_t n = fread(text + len, 1, 4096, f);
-        len += n;
-        if (n < 4096) break;
+    size_t len = 0;
+    wr_status rs = wr_read_small_file(&text, &len, path, WR_CONFIG_MAX_BYTES, "a config");
+    if (rs != WR_OK) {
+        wr_error_prefix("--config");
+        return rs;
     }
-    fclose(f);
-    text[len] = '\0';
-    *doc = cJSON_Parse(text);
+    *doc = cJSON_ParseWithLength(text, len);
     free(text);
     if (*doc == NULL || !cJSON_IsObject(*doc))
         return WR_FAIL(WR_ERR_FORMAT, "--config %s: not a JSON object", path);
@@ -1043,6 +1045,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
                          role.cp > 1 ? wr_cp_mode_name((wr_cp_mode)role.cp_mode) : "off");
         st = wr_generate(ctx, &req, &vid);
     }
+    if (st == WR_OK) st = wr_st_check_faults(); /* nothing is written from a cut-short model */
     if (st == WR_OK && role.writer) {
         st = wr_video_write(out_path, fmt, vid.frames, vid.n, vid.h, vid.w, g.fps);
         if (st == WR_OK)

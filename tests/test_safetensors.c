@@ -217,6 +217,80 @@ START_TEST(test_memory_matches_file) {
 }
 END_TEST
 
+/* ---- names: every JSON escape decodes, nothing else gets through ---- */
+
+/* An in-memory image of one U8 [1] tensor named by the JSON string body `name_json`. */
+static wr_status open_named(wr_st_file **f, const char *name_json) {
+    char hdr[512];
+    int n = snprintf(hdr, sizeof hdr,
+                     "{\"%s\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", name_json);
+    while (n % 8) hdr[n++] = ' ';
+    uint8_t img[600];
+    for (int i = 0; i < 8; i++) img[i] = (uint8_t)((uint64_t)n >> (8 * i));
+    memcpy(img + 8, hdr, (size_t)n);
+    img[8 + n] = 7;
+    return wr_st_open_memory(f, img, (size_t)n + 9, "names");
+}
+
+START_TEST(test_names_escapes) {
+    static const struct {
+        const char *json, *name;
+    } ok[] = {
+        {"a\\u00e9", "a\xC3\xA9"},                /* \u escape = the raw character */
+        {"a\xC3\xA9", "a\xC3\xA9"},               /* raw UTF-8 */
+        {"\\ud83d\\ude00", "\xF0\x9F\x98\x80"},   /* a surrogate pair */
+        {"q\\\"b\\\\s\\/", "q\"b\\s/"},           /* quote, backslash, slash */
+        {"c\\u0001\\n\\t", "c\x01\n\t"},          /* escaped control characters */
+        {"\xF4\x8F\xBF\xBF", "\xF4\x8F\xBF\xBF"}, /* U+10FFFF, the last one */
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        wr_st_file *f = NULL;
+        wr_status st = open_named(&f, ok[i].json);
+        CHECK(st == WR_OK, "name %zu refused: %s", i, wr_error_detail());
+        CHECK(wr_st_count(f) == 1 && strcmp(wr_st_at(f, 0)->name, ok[i].name) == 0 &&
+                  wr_st_find(f, ok[i].name) != NULL,
+              "name %zu decoded wrong", i);
+        wr_st_close(f);
+    }
+    static const char *const bad[] = {
+        "a\xF4\x90\x80\x80", /* past U+10FFFF */
+        "a\xF5\x80\x80\x80", /* F5 never starts a sequence */
+        "a\x80",             /* a stray continuation byte */
+        "a\xE0\x80\xAF",     /* overlong */
+        "a\xC3",             /* cut short by the closing quote */
+        "a\\u00",            /* a short \u escape */
+        "a\\uD800\\u0041",   /* a high surrogate, then no low one */
+        "a\x7F\x01",         /* a raw control character */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        wr_st_file *f = NULL;
+        wr_status st = open_named(&f, bad[i]);
+        CHECK(st == WR_ERR_FORMAT && strstr(wr_error_detail(), "names: tensor name") != NULL,
+              "bad name %zu: %s %s", i, wr_status_name(st), wr_error_detail());
+        wr_st_close(f);
+    }
+    /* the writer escapes what it must, and what it writes reads back */
+    char path[4200];
+    snprintf(path, sizeof path, "%s/names.safetensors", wr_test_tmpdir());
+    const char *names[] = {"q\"b\\s", "c\x01\x1F", "\xE4\xB8\x80\xF0\x9F\x98\x80"};
+    uint8_t v = 1;
+    wr_st_writer *w = NULL;
+    CHECK(wr_st_writer_init(&w) == WR_OK, "init");
+    for (int i = 0; i < 3; i++)
+        CHECK(wr_st_writer_add(w, names[i], WR_DTYPE_U8, 0, NULL, &v) == WR_OK, "add %d", i);
+    CHECK(wr_st_writer_meta(w, "k\x02", "v\"\x03") == WR_OK, "meta");
+    CHECK(wr_st_writer_write(w, path) == WR_OK, "write: %s", wr_error_detail());
+    wr_st_writer_free(w);
+    wr_st_file *f = NULL;
+    CHECK(wr_st_open(&f, path) == WR_OK, "reopen: %s", wr_error_detail());
+    for (int i = 0; i < 3; i++) CHECK(wr_st_find(f, names[i]) != NULL, "name %d round trip", i);
+    CHECK(wr_st_metadata(f, "k\x02") && strcmp(wr_st_metadata(f, "k\x02"), "v\"\x03") == 0,
+          "metadata round trip");
+    wr_st_close(f);
+    unlink(path);
+}
+END_TEST
+
 /* ---- writer ---- */
 
 START_TEST(test_writer_roundtrip) {
@@ -362,6 +436,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_good_manifest);
     tcase_add_test(tc, test_bad_corpus);
     tcase_add_test(tc, test_memory_matches_file);
+    tcase_add_test(tc, test_names_escapes);
     tcase_add_test(tc, test_writer_roundtrip);
     tcase_add_test(tc, test_writer_atomic);
     tcase_add_test(tc, test_sets);

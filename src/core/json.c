@@ -1,13 +1,12 @@
 /* json.c — cJSON documents and the typed field reader. */
 #include "json.h"
 
-#include <errno.h>
+#include "fileio.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define WR_JSON_MAX_FILE ((size_t)64 << 20)
 
 static const char *kind_word(const cJSON *v) {
     if (cJSON_IsNull(v)) return "null";
@@ -17,6 +16,54 @@ static const char *kind_word(const cJSON *v) {
     if (cJSON_IsArray(v)) return "an array";
     if (cJSON_IsObject(v)) return "an object";
     return "an unknown value";
+}
+
+static int cmp_cstr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+const char *wr_json_duplicate_key(const cJSON *obj, int *oom) {
+    *oom = 0;
+    if (!cJSON_IsObject(obj)) return NULL;
+    const int n = cJSON_GetArraySize(obj);
+    if (n < 2) return NULL;
+    if (n <= 16) {
+        for (const cJSON *a = obj->child; a; a = a->next)
+            for (const cJSON *b = a->next; b; b = b->next)
+                if (a->string && b->string && strcmp(a->string, b->string) == 0) return a->string;
+        return NULL;
+    }
+    const char **keys = malloc((size_t)n * sizeof *keys);
+    if (keys == NULL) {
+        *oom = 1;
+        return NULL;
+    }
+    int k = 0;
+    for (const cJSON *a = obj->child; a && k < n; a = a->next)
+        if (a->string) keys[k++] = a->string;
+    qsort(keys, (size_t)k, sizeof *keys, cmp_cstr);
+    const char *dup = NULL;
+    for (int i = 1; i < k && dup == NULL; i++)
+        if (strcmp(keys[i - 1], keys[i]) == 0) dup = keys[i];
+    free(keys);
+    return dup;
+}
+
+/* The first duplicate key in any object of the tree under v: *dup, and in *owner the key of the
+ * object holding it (NULL: the top level). 1 when found, -1 when out of memory. */
+static int find_duplicate(const cJSON *v, const char *key, const char **dup, const char **owner) {
+    int oom = 0;
+    if ((*dup = wr_json_duplicate_key(v, &oom)) != NULL) {
+        *owner = key;
+        return 1;
+    }
+    if (oom) return -1;
+    for (const cJSON *c = v->child; c; c = c->next) {
+        if (!cJSON_IsObject(c) && !cJSON_IsArray(c)) continue;
+        const int r = find_duplicate(c, cJSON_IsObject(v) ? c->string : key, dup, owner);
+        if (r != 0) return r;
+    }
+    return 0;
 }
 
 wr_status wr_json_parse(wr_json_doc *out, const char *text, size_t len, const char *name) {
@@ -33,44 +80,39 @@ wr_status wr_json_parse(wr_json_doc *out, const char *text, size_t len, const ch
         cJSON_Delete(root);
         return WR_FAIL(WR_ERR_FORMAT, "%s: top level is not a JSON object", name);
     }
+    /* A key twice: cJSON's lookups would take the first, Python's json (so diffusers) the last;
+     * which value was meant is unknowable, so neither is taken. */
+    const char *dup = NULL, *owner = NULL;
+    const int found = find_duplicate(root, NULL, &dup, &owner);
+    if (found != 0) {
+        wr_status st = found < 0 ? WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", name)
+                       : owner   ? WR_FAIL(WR_ERR_FORMAT,
+                                           "%s: key '%.80s' appears twice in '%.80s' (Python's json "
+                                             "takes the last, cJSON the first): keep one",
+                                           name, dup, owner)
+                                 : WR_FAIL(WR_ERR_FORMAT,
+                                           "%s: key '%.80s' appears twice (Python's json takes the "
+                                             "last, cJSON the first): keep one",
+                                           name, dup);
+        cJSON_Delete(root);
+        return st;
+    }
     out->root = root;
     return WR_OK;
 }
 
-wr_status wr_json_load(wr_json_doc *out, const char *path) {
+wr_status wr_json_load_max(wr_json_doc *out, const char *path, size_t max_bytes) {
     memset(out, 0, sizeof *out);
-    FILE *fp = fopen(path, "rb");
-    if (fp == NULL)
-        return WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO, "%s: cannot open: %s", path,
-                       strerror(errno));
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    wr_status st = WR_OK;
-    while (buf != NULL) {
-        size_t r = fread(buf + n, 1, cap - n, fp);
-        n += r;
-        if (n < cap) break;
-        if (cap >= WR_JSON_MAX_FILE) {
-            st = WR_FAIL(WR_ERR_FORMAT, "%s: larger than %zu bytes", path, WR_JSON_MAX_FILE);
-            break;
-        }
-        char *nb = realloc(buf, cap * 2);
-        if (nb == NULL) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    if (buf == NULL)
-        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", path);
-    else if (st == WR_OK && ferror(fp))
-        st = WR_FAIL(WR_ERR_IO, "%s: read error", path);
-    fclose(fp);
-    if (st == WR_OK) st = wr_json_parse(out, buf, n, path);
+    char *buf = NULL;
+    size_t n = 0;
+    WR_TRY(wr_read_small_file(&buf, &n, path, max_bytes, "a config"));
+    wr_status st = wr_json_parse(out, buf, n, path);
     free(buf);
     return st;
+}
+
+wr_status wr_json_load(wr_json_doc *out, const char *path) {
+    return wr_json_load_max(out, path, WR_CONFIG_MAX_BYTES);
 }
 
 void wr_json_free(wr_json_doc *doc) {
@@ -183,4 +225,49 @@ wr_status wr_json_read_fields(void *out, const wr_json_doc *doc, const cJSON *ob
         }
     }
     return WR_OK;
+}
+
+/* ---- UTF-8 ---- */
+
+size_t wr_utf8_char_len(const unsigned char *p, size_t n) {
+    const unsigned c = p[0];
+    if (c < 0x80) return 1;
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF; /* the allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0; /* overlong */
+        if (c == 0xED) hi = 0x9F; /* U+D800..U+DFFF, the surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90; /* overlong */
+        if (c == 0xF4) hi = 0x8F; /* past U+10FFFF */
+    } else
+        return 0; /* a continuation byte, C0/C1 (overlong), F5..FF */
+    if (n < len || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    return len;
+}
+
+char *wr_utf8_sanitize(const char *s) {
+    const size_t n = strlen(s);
+    char *out = malloc(3 * n + 1); /* each byte at most U+FFFD's three */
+    if (out == NULL) return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    while (i < n) {
+        const size_t k = wr_utf8_char_len(p + i, n - i);
+        if (k == 0) {
+            out[o++] = (char)0xEF, out[o++] = (char)0xBF, out[o++] = (char)0xBD;
+            i++;
+        } else {
+            memcpy(out + o, p + i, k);
+            o += k, i += k;
+        }
+    }
+    out[o] = '\0';
+    return out;
 }

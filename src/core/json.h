@@ -25,13 +25,22 @@ typedef struct wr_json_doc {
     char path[512]; /* for error details */
 } wr_json_doc;
 
-/* Reads and parses `path` (at most 64 MiB). WR_ERR_NOT_FOUND when absent, WR_ERR_IO, or
- * WR_ERR_FORMAT naming the file and the line of the first syntax error. The root must be an
- * object. */
+/* Reads (wr_read_small_file: a regular file of at most WR_CONFIG_MAX_BYTES, 16 MiB) and parses
+ * `path`. WR_ERR_NOT_FOUND when absent, WR_ERR_IO (not a regular file, e.g. a FIFO; a read
+ * error; the file changed size while read), or WR_ERR_FORMAT naming the file (larger than the
+ * limit; the line of the first syntax error; a duplicate key). The root must be an object. */
 wr_status wr_json_load(wr_json_doc *out, const char *path);
-/* Parses text already in memory; `name` is used in errors. */
+/* The same with another size cap (a tokenizer.json of 256k pieces is ~17 MB). */
+wr_status wr_json_load_max(wr_json_doc *out, const char *path, size_t max_bytes);
+/* Parses text already in memory; `name` is used in errors. A key that appears twice in any
+ * object is WR_ERR_FORMAT naming it (see wr_json_duplicate_key). */
 wr_status wr_json_parse(wr_json_doc *out, const char *text, size_t len, const char *name);
 void wr_json_free(wr_json_doc *doc);
+/* The first member name of object `obj` (borrowed) that appears twice, or NULL (also for a
+ * non-object). cJSON keeps every duplicate and its lookups return the first; Python's json
+ * keeps the last: a document with both is ambiguous. *oom is set when the check could not run
+ * (out of host memory). wr_json_parse refuses a duplicate in any object of a document. */
+const char *wr_json_duplicate_key(const cJSON *obj, int *oom);
 
 typedef enum wr_json_kind {
     WR_JSON_INT,          /* int64_t */
@@ -67,5 +76,17 @@ typedef struct wr_json_field {
  * type or an out-of-range value. */
 wr_status wr_json_read_fields(void *out, const wr_json_doc *doc, const cJSON *obj,
                               const wr_json_field *fields, int nfields);
+
+/* ---- UTF-8 (JSON text is UTF-8; cJSON neither checks nor repairs it) ---- */
+
+/* The length (1 to 4) of the well-formed UTF-8 sequence at p (n >= 1 bytes readable), or 0 when
+ * it is not one: a stray continuation byte, an overlong form, a UTF-16 surrogate, a code point
+ * past U+10FFFF, or a sequence cut short. */
+size_t wr_utf8_char_len(const unsigned char *p, size_t n);
+/* A malloc'd copy of `s` (borrowed, NUL-terminated) in which every byte that does not start a
+ * well-formed sequence is replaced by U+FFFD, so it can be emitted as a JSON string (e.g. a file
+ * path, which Linux does not require to be UTF-8). The caller frees it; NULL when out of
+ * memory. */
+char *wr_utf8_sanitize(const char *s);
 
 #endif /* WR_CORE_JSON_H */

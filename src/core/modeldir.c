@@ -291,6 +291,13 @@ static int is_file(const char *p) {
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
+/* Something is there (a FIFO or a device too: the JSON reader then refuses it by name, rather
+ * than the directory being taken as one without an index). */
+static int exists(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
 /* Expected classes per component (model_index.json: [library, class]). */
 static const char *const comp_classes[WR_COMP_COUNT][2] = {
     {"WanTransformer3DModel", NULL},
@@ -367,7 +374,7 @@ wr_status wr_model_dir_open(wr_model_dir *out, const char *path) {
     char p[WR_PATH_CAP + 64];
     snprintf(p, sizeof p, "%s/model_index.json", path);
     int listed[WR_COMP_COUNT] = {0};
-    if (is_file(p)) {
+    if (exists(p)) {
         WR_TRY(read_index(out, p));
         for (int c = 0; c < WR_COMP_COUNT; c++) listed[c] = out->class_name[c][0] != '\0';
     } else {

@@ -7,10 +7,12 @@
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
-#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,13 +20,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
+#include "json.h"
+#include "log.h"
+
 struct wr_st_file {
     char *path;
     int fd;              /* -1 for an in-memory image */
     const uint8_t *base; /* whole file: mmap'd, or the in-memory copy */
     size_t map_len;
     int mapped;
-    uint64_t file_size;
+    int slot;            /* its map_slot, -1 when not mapped */
+    uint64_t file_size;  /* at open */
     uint64_t data_start; /* 8 + header length */
     int64_t count;
     wr_st_tensor *tensors; /* sorted by data offset */
@@ -34,65 +41,211 @@ struct wr_st_file {
     char **meta_vals;
 };
 
-/* ---- small helpers ---- */
+/* ---- the mappings: disk offload's reads and the SIGBUS guard ---- */
 
-/* The live mappings, so disk offload can read bytes of a mapped tensor from its file instead
- * (wr_st_pread_mapped). */
-typedef struct map_rec {
-    const void *base;
-    size_t len;
-    int fd;           /* the file, for reads that leave the mapping untouched */
-    const char *path; /* owned by the wr_st_file */
-} map_rec;
-static map_rec *g_maps;
-static size_t g_nmaps, g_capmaps;
+/*
+ * Every live mapping has a slot: disk offload finds the file behind a pointer into it
+ * (wr_st_pread_mapped), and the SIGBUS handler finds whether a faulting address is ours.
+ *
+ * Why a handler: a mapped file that shrinks under the process (truncated, or rewritten in place
+ * by a copy) makes every access to a page past its new end raise SIGBUS. The mapping is read
+ * in many places (the matrices used in place, such as patch_embedding, even with disk offload;
+ * the upload of resident blocks; dtype conversions), and reading all of it through pread would
+ * give up the zero-copy views. So a process-wide handler (sigaction, SA_SIGINFO, installed once
+ * at the first wr_st_open) looks si_addr up in the slots with atomic loads only; when it lies in
+ * one of our mappings it maps anonymous zero pages from the faulting page to the end of that
+ * mapping (mmap MAP_FIXED: the access is retried and reads zeros, and every later page past
+ * the end costs no further signal), sets the slot's `faulted` flag and returns. Any other
+ * SIGBUS goes to the handler that was installed before ours (Open MPI's, ASan's), or takes the
+ * default action. mmap is not on POSIX's async-signal-safe list; on Linux it is a plain system
+ * call that takes no user-space lock, which is what matters here.
+ *
+ * The zeros are never taken for weights: wr_st_check_faults() (called by the pipeline after
+ * loading, after each denoising step, after decoding and before anything is written, by the
+ * CLI before it writes, and by wr_st_read_as after a conversion from the mapping) reports
+ * WR_ERR_IO naming the file. It also fstat()s every open file, so a file that shrank is
+ * reported even before a page of it faulted; pread paths (wr_st_read*, disk offload) report a
+ * short read the same way.
+ */
+#define WR_ST_MAX_MAPS 4096 /* files mapped at once; wr_st_open refuses more */
+#define WR_DETAIL_NAME 320  /* "tensor 'NAME'" in a read error */
+
+typedef struct map_slot {
+    _Atomic uintptr_t base; /* the mapping; 0: the slot is free */
+    _Atomic size_t len;
+    _Atomic int faulted; /* set by the SIGBUS handler or a short pread */
+    wr_st_file *file;    /* the rest under g_maps_mu */
+    int reported;        /* the fault was returned as an error already */
+} map_slot;
+
+static map_slot g_slots[WR_ST_MAX_MAPS];
+static _Atomic size_t g_nslots; /* slots [0, g_nslots) have been used */
 static pthread_mutex_t g_maps_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *g_lost_fault; /* the path of a faulted file closed before a check reported it */
 
-static void maps_add(const void *base, size_t len, int fd, const char *path) {
-    pthread_mutex_lock(&g_maps_mu);
-    if (g_nmaps == g_capmaps) {
-        size_t cap = g_capmaps ? 2 * g_capmaps : 16;
-        map_rec *n = realloc(g_maps, cap * sizeof *n);
-        if (n) g_maps = n, g_capmaps = cap;
-    }
-    if (g_nmaps < g_capmaps) g_maps[g_nmaps++] = (map_rec){base, len, fd, path};
-    pthread_mutex_unlock(&g_maps_mu);
-}
+static struct sigaction g_old_bus;
+static uintptr_t g_page = 4096;
+static pthread_once_t g_guard_once = PTHREAD_ONCE_INIT;
 
-static void maps_remove(const void *base) {
-    pthread_mutex_lock(&g_maps_mu);
-    for (size_t i = 0; i < g_nmaps; i++)
-        if (g_maps[i].base == base) {
-            g_maps[i] = g_maps[--g_nmaps];
-            break;
+/* Not ours: the previous handler, or the default action (a fault repeats on return and kills;
+ * a signal sent with kill(2) is raised again, delivered once this handler returns). */
+static void chain_sigbus(int sig, siginfo_t *si, void *uc) {
+    if (g_old_bus.sa_flags & SA_SIGINFO) {
+        if (g_old_bus.sa_sigaction != NULL) {
+            g_old_bus.sa_sigaction(sig, si, uc);
+            return;
         }
-    if (g_nmaps == 0) {
-        free(g_maps);
-        g_maps = NULL;
-        g_capmaps = 0;
+    } else if (g_old_bus.sa_handler != SIG_DFL && g_old_bus.sa_handler != SIG_IGN) {
+        g_old_bus.sa_handler(sig);
+        return;
     }
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(sig, &dfl, NULL);
+    if (si == NULL || si->si_code <= 0) raise(sig);
+}
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc) {
+    const int saved_errno = errno;
+    if (si != NULL && si->si_code > 0) { /* raised by the kernel for an access */
+        const uintptr_t a = (uintptr_t)si->si_addr;
+        const size_t n = atomic_load_explicit(&g_nslots, memory_order_acquire);
+        for (size_t i = 0; i < n; i++) {
+            const uintptr_t b = atomic_load_explicit(&g_slots[i].base, memory_order_acquire);
+            const size_t len = atomic_load_explicit(&g_slots[i].len, memory_order_acquire);
+            if (b == 0 || a < b || a - b >= len) continue;
+            if (atomic_load_explicit(&g_slots[i].base, memory_order_acquire) != b) continue;
+            const uintptr_t page = a & ~(g_page - 1);
+            const uintptr_t end = (b + len + g_page - 1) & ~(g_page - 1);
+            if (mmap((void *)page, end - page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+                     -1, 0) == MAP_FAILED)
+                break;
+            atomic_store(&g_slots[i].faulted, 1);
+            errno = saved_errno;
+            return;
+        }
+    }
+    errno = saved_errno;
+    chain_sigbus(sig, si, uc);
+}
+
+static void guard_install(void) {
+    const long pg = sysconf(_SC_PAGESIZE);
+    if (pg > 0) g_page = (uintptr_t)pg;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, &g_old_bus) != 0)
+        wr_warn("cannot install the SIGBUS handler (%s): a model file truncated during the run "
+                "will end it with SIGBUS",
+                strerror(errno));
+}
+
+/* A slot for f's mapping (f->base, f->map_len); -1 when all are taken. */
+static int maps_add(wr_st_file *f) {
+    pthread_once(&g_guard_once, guard_install);
+    pthread_mutex_lock(&g_maps_mu);
+    const size_t n = atomic_load(&g_nslots);
+    size_t i = 0;
+    while (i < n && g_slots[i].file != NULL) i++;
+    if (i == WR_ST_MAX_MAPS) {
+        pthread_mutex_unlock(&g_maps_mu);
+        return -1;
+    }
+    if (i == n) atomic_store_explicit(&g_nslots, n + 1, memory_order_release);
+    g_slots[i].file = f;
+    g_slots[i].reported = 0;
+    atomic_store(&g_slots[i].faulted, 0);
+    atomic_store_explicit(&g_slots[i].len, f->map_len, memory_order_release);
+    atomic_store_explicit(&g_slots[i].base, (uintptr_t)f->base, memory_order_release);
+    pthread_mutex_unlock(&g_maps_mu);
+    return (int)i;
+}
+
+/* Frees f's slot; a fault no check has reported yet is kept for the next one. */
+static void maps_remove(wr_st_file *f) {
+    pthread_mutex_lock(&g_maps_mu);
+    map_slot *s = &g_slots[f->slot];
+    atomic_store_explicit(&s->base, 0, memory_order_release);
+    if (atomic_load(&s->faulted) && !s->reported && g_lost_fault == NULL)
+        g_lost_fault = strdup(f->path);
+    atomic_store(&s->faulted, 0);
+    s->file = NULL;
     pthread_mutex_unlock(&g_maps_mu);
 }
 
-static wr_status pread_full(int fd, void *dst, size_t n, uint64_t off, const char *path,
-                            const char *what);
+/* The error for a file that changed under the run: `ctx` "" or what was being read ("reading
+ * X at byte N: "); now_size < 0 when not known. */
+static wr_status fault_error(const char *path, const char *ctx, long long now_size,
+                             uint64_t open_size) {
+    char sizes[96] = "";
+    if (now_size >= 0)
+        snprintf(sizes, sizeof sizes, ": %lld bytes now, %llu when opened", now_size,
+                 (unsigned long long)open_size);
+    return WR_FAIL(WR_ERR_IO,
+                   "%s: %sthe file changed size while in use (it was truncated or replaced%s); "
+                   "the data read from it is void, so the run stops: restore the file and run "
+                   "again",
+                   path, ctx, now_size >= 0 ? sizes : ", or its storage failed");
+}
+
+/* f's fault, if any (its mapping faulted, a pread came short, or it is smaller than at open):
+ * the error, which marks it reported. Under g_maps_mu. */
+static wr_status file_fault_locked(wr_st_file *f) {
+    map_slot *s = &g_slots[f->slot];
+    struct stat sb;
+    const int shrunk = fstat(f->fd, &sb) == 0 && (uint64_t)sb.st_size < f->file_size;
+    if (!shrunk && !atomic_load(&s->faulted)) return WR_OK;
+    atomic_store(&s->faulted, 1); /* sticky: its pages past the end are zeros now */
+    s->reported = 1;
+    return fault_error(f->path, "", shrunk ? (long long)sb.st_size : -1, f->file_size);
+}
+
+static wr_status file_fault(wr_st_file *f) {
+    if (f->slot < 0) return WR_OK;
+    pthread_mutex_lock(&g_maps_mu);
+    const wr_status st = file_fault_locked(f);
+    pthread_mutex_unlock(&g_maps_mu);
+    return st;
+}
+
+wr_status wr_st_check_faults(void) {
+    wr_status st = WR_OK;
+    pthread_mutex_lock(&g_maps_mu);
+    const size_t n = atomic_load(&g_nslots);
+    for (size_t i = 0; i < n && st == WR_OK; i++)
+        if (g_slots[i].file != NULL) st = file_fault_locked(g_slots[i].file);
+    if (st == WR_OK && g_lost_fault != NULL) {
+        st = fault_error(g_lost_fault, "", -1, 0);
+        free(g_lost_fault);
+        g_lost_fault = NULL;
+    }
+    pthread_mutex_unlock(&g_maps_mu);
+    return st;
+}
+
+static wr_status pread_full(wr_st_file *f, void *dst, size_t n, uint64_t off, const char *what);
 
 wr_status wr_st_pread_mapped(const void *p, size_t n, void *dst) {
-    int fd = -1;
+    wr_st_file *f = NULL;
     uint64_t off = 0;
-    const char *path = NULL;
     pthread_mutex_lock(&g_maps_mu);
-    for (size_t i = 0; i < g_nmaps; i++) {
-        const char *b = g_maps[i].base;
-        if ((const char *)p >= b && (const char *)p + n <= b + g_maps[i].len) {
-            fd = g_maps[i].fd, path = g_maps[i].path;
+    const size_t ns = atomic_load(&g_nslots);
+    for (size_t i = 0; i < ns; i++) {
+        const char *b = (const char *)atomic_load(&g_slots[i].base);
+        if (b != NULL && (const char *)p >= b && (const char *)p + n <= b + g_slots[i].len) {
+            f = g_slots[i].file;
             off = (uint64_t)((const char *)p - b);
             break;
         }
     }
     pthread_mutex_unlock(&g_maps_mu);
-    if (fd < 0) return WR_ERR_NOT_FOUND; /* not in a mapped file: no error recorded */
-    return pread_full(fd, dst, n, off, path, "weights (disk offload)");
+    if (f == NULL) return WR_ERR_NOT_FOUND; /* not in a mapped file: no error recorded */
+    return pread_full(f, dst, n, off, "weights (disk offload)");
 }
 
 static char *xstrdup(const char *s) {
@@ -130,6 +283,155 @@ static int cmp_by_offset(const void *a, const void *b) {
 
 /* ---- header parsing and validation ---- */
 
+/* The raw bytes of a header string (between its quotes) for an error message: well-formed
+ * UTF-8 kept, any other byte and control characters as \xNN, cut at ~80 bytes. */
+static void printable(char *dst, size_t cap, const unsigned char *p, size_t n) {
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 8 < cap;) {
+        const size_t k = wr_utf8_char_len(p + i, n - i);
+        if (o > 80) {
+            memcpy(dst + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (k == 0 || p[i] < 0x20 || p[i] == 0x7F) {
+            o += (size_t)snprintf(dst + o, cap - o, "\\x%02X", p[i]);
+            i++;
+        } else {
+            memcpy(dst + o, p + i, k);
+            o += k, i += k;
+        }
+    }
+    dst[o] = '\0';
+}
+
+static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out) {
+    if (end - p < 4) return 0;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        const unsigned c = p[i];
+        const unsigned d = c >= '0' && c <= '9'   ? c - '0'
+                           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                  : 16;
+        if (d == 16) return 0;
+        v = v * 16 + d;
+    }
+    *out = v;
+    return 1;
+}
+
+/* One header string starting after its opening quote at p: the first problem with it (NULL if
+ * none) at *bad, and the position of its closing quote (or the end) at *close. */
+static const char *string_problem(const unsigned char *p, const unsigned char *end,
+                                  const unsigned char **bad, const unsigned char **close) {
+    const char *why = NULL;
+    while (p < end && *p != '"') {
+        if (*p == '\\') {
+            if (end - p >= 2 && p[1] == 'u') {
+                unsigned cp = 0, lo = 0;
+                if (!hex4(p + 2, end, &cp)) {
+                    if (!why) why = "an invalid \\u escape (four hex digits needed)", *bad = p;
+                    p += 2;
+                    continue;
+                }
+                if (cp == 0 && !why)
+                    why = "the escape \\u0000 (NUL), which a C string cannot hold", *bad = p;
+                if (cp >= 0xDC00 && cp <= 0xDFFF && !why)
+                    why = "an unpaired UTF-16 surrogate escape (a low surrogate first)", *bad = p;
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    if (end - p >= 12 && p[6] == '\\' && p[7] == 'u' && hex4(p + 8, end, &lo) &&
+                        lo >= 0xDC00 && lo <= 0xDFFF) {
+                        p += 12;
+                        continue;
+                    }
+                    if (!why)
+                        why = "an unpaired UTF-16 surrogate escape (no low surrogate after it)",
+                        *bad = p;
+                }
+                p += 6;
+                continue;
+            }
+            p += end - p >= 2 ? 2 : 1; /* other escapes: cJSON checks them */
+            continue;
+        }
+        if (*p < 0x20) {
+            if (!why) why = "a raw control character (JSON needs it escaped)", *bad = p;
+            p++;
+            continue;
+        }
+        const size_t k = wr_utf8_char_len(p, (size_t)(end - p));
+        if (k == 0) {
+            if (!why) why = "bytes that are not UTF-8", *bad = p;
+            p++;
+            continue;
+        }
+        p += k;
+    }
+    *close = p;
+    return why;
+}
+
+/*
+ * What cJSON lets through: the header must be UTF-8 (the reference reader, safetensors' Rust
+ * crate, refuses anything else, and `inspect --json` would print it into invalid JSON), and no
+ * string may decode to something a C string cannot hold or that is not Unicode (\u0000, lone
+ * surrogates: cJSON would keep a NUL, cutting the name short, or turn a bad \u escape into
+ * one). Scans the raw text, string by string, keeping the current top-level key so the error
+ * names the tensor; runs before cJSON, which reports plain syntax errors.
+ */
+static wr_status check_header_text(const char *path, const char *hdr, size_t hlen) {
+    const unsigned char *p = (const unsigned char *)hdr, *end = p + hlen;
+    const unsigned char *key = NULL, *key_end = NULL;
+    int depth = 0, expect_key = 0;
+    while (p < end) {
+        const unsigned c = *p;
+        if (c == '"') {
+            const unsigned char *s0 = p + 1, *bad = NULL, *close = NULL;
+            const int is_key = depth == 1 && expect_key;
+            const char *why = string_problem(s0, end, &bad, &close);
+            if (why != NULL) {
+                char name[128];
+                if (is_key) {
+                    printable(name, sizeof name, s0, (size_t)(close - s0));
+                    return WR_FAIL(WR_ERR_FORMAT, "%s: tensor name '%s' holds %s (header byte %zu)",
+                                   path, name, why, (size_t)(bad - (const unsigned char *)hdr));
+                }
+                if (key != NULL && key_end - key == 12 && memcmp(key, "__metadata__", 12) == 0)
+                    return WR_FAIL(WR_ERR_FORMAT,
+                                   "%s: __metadata__: a string holds %s (header byte %zu)", path,
+                                   why, (size_t)(bad - (const unsigned char *)hdr));
+                if (key != NULL) {
+                    printable(name, sizeof name, key, (size_t)(key_end - key));
+                    return WR_FAIL(WR_ERR_FORMAT,
+                                   "%s: tensor '%s': a string in its entry holds %s (header byte "
+                                   "%zu)",
+                                   path, name, why, (size_t)(bad - (const unsigned char *)hdr));
+                }
+                return WR_FAIL(WR_ERR_FORMAT, "%s: header string holds %s (header byte %zu)", path,
+                               why, (size_t)(bad - (const unsigned char *)hdr));
+            }
+            if (is_key) key = s0, key_end = close, expect_key = 0;
+            p = close < end ? close + 1 : end;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+            if (depth == 1) expect_key = c == '{';
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == ',' && depth == 1) {
+            expect_key = 1;
+        } else if (c >= 0x80 && wr_utf8_char_len(p, (size_t)(end - p)) == 0) {
+            return WR_FAIL(WR_ERR_FORMAT,
+                           "%s: header holds bytes that are not UTF-8 (header byte %zu)", path,
+                           (size_t)(p - (const unsigned char *)hdr));
+        }
+        p++;
+    }
+    return WR_OK;
+}
+
 /* Parses one tensor entry into *t (name already set). data_size bounds the offsets. */
 static wr_status parse_entry(wr_st_tensor *t, const cJSON *e, const char *path, uint64_t data_size,
                              uint64_t data_start) {
@@ -137,6 +439,14 @@ static wr_status parse_entry(wr_st_tensor *t, const cJSON *e, const char *path, 
     if (!cJSON_IsObject(e))
         return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': header entry is not a JSON object", path,
                        name);
+    int oom = 0;
+    const char *dup = wr_json_duplicate_key(e, &oom);
+    if (oom) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", path);
+    if (dup != NULL)
+        return WR_FAIL(WR_ERR_FORMAT,
+                       "%s: tensor '%s': duplicate key \"%.40s\" in its entry (JSON readers "
+                       "disagree on which one counts)",
+                       path, name, dup);
     const cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     if (!cJSON_IsString(jd))
         return WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%s': missing or non-string \"dtype\"", path,
@@ -207,6 +517,11 @@ static wr_status parse_entry(wr_st_tensor *t, const cJSON *e, const char *path, 
 static wr_status parse_metadata(wr_st_file *f, const cJSON *m) {
     if (!cJSON_IsObject(m))
         return WR_FAIL(WR_ERR_FORMAT, "%s: __metadata__ is not a JSON object", f->path);
+    int oom = 0;
+    const char *dup = wr_json_duplicate_key(m, &oom);
+    if (oom) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", f->path);
+    if (dup != NULL)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: __metadata__: duplicate key '%.80s'", f->path, dup);
     int n = cJSON_GetArraySize(m);
     f->meta_keys = calloc((size_t)n + 1, sizeof(char *));
     f->meta_vals = calloc((size_t)n + 1, sizeof(char *));
@@ -229,6 +544,7 @@ static wr_status parse_metadata(wr_st_file *f, const cJSON *m) {
 /* Parses and validates the header JSON `hdr` (hlen bytes) of file f. */
 static wr_status parse_header(wr_st_file *f, const char *hdr, size_t hlen) {
     wr_status st = WR_OK;
+    WR_TRY(check_header_text(f->path, hdr, hlen));
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(hdr, hlen, &end, 0);
     if (root == NULL)
@@ -246,6 +562,21 @@ static wr_status parse_header(wr_st_file *f, const char *hdr, size_t hlen) {
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return WR_FAIL(WR_ERR_FORMAT, "%s: header is not a JSON object", f->path);
+    }
+    /* A name twice (a tensor, or __metadata__): refused before either entry is read, so the
+     * message is about the name whatever else the entries hold. */
+    int oom = 0;
+    const char *dup = wr_json_duplicate_key(root, &oom);
+    if (oom || dup != NULL) {
+        if (oom)
+            st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", f->path);
+        else if (strcmp(dup, "__metadata__") == 0)
+            st = WR_FAIL(WR_ERR_FORMAT, "%s: duplicate __metadata__ entry", f->path);
+        else
+            st = WR_FAIL(WR_ERR_FORMAT, "%s: tensor '%.200s': duplicate tensor name in the header",
+                         f->path, dup);
+        cJSON_Delete(root);
+        return st;
     }
     uint64_t data_size = f->file_size - f->data_start;
     int n = cJSON_GetArraySize(root);
@@ -342,17 +673,28 @@ static wr_status check_prefix(wr_st_file *f, const uint8_t prefix[8], uint64_t *
     return WR_OK;
 }
 
-static wr_status pread_full(int fd, void *dst, size_t n, uint64_t off, const char *path,
-                            const char *what) {
+/* n bytes at offset off of f into dst. End of file before them: f shrank since it was opened,
+ * reported as such (and remembered for wr_st_check_faults). */
+static wr_status pread_full(wr_st_file *f, void *dst, size_t n, uint64_t off, const char *what) {
     uint8_t *p = dst;
     while (n > 0) {
         size_t chunk = n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n;
-        ssize_t r = pread(fd, p, chunk, (off_t)off);
+        ssize_t r = pread(f->fd, p, chunk, (off_t)off);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return WR_FAIL(WR_ERR_IO, "%s: reading %s: %s", path, what, strerror(errno));
-        if (r == 0)
-            return WR_FAIL(WR_ERR_IO, "%s: reading %s: unexpected end of file at byte %llu", path,
-                           what, (unsigned long long)off);
+        if (r < 0) return WR_FAIL(WR_ERR_IO, "%s: reading %s: %s", f->path, what, strerror(errno));
+        if (r == 0) {
+            struct stat sb;
+            const long long now = fstat(f->fd, &sb) == 0 ? (long long)sb.st_size : -1;
+            if (f->slot >= 0) {
+                pthread_mutex_lock(&g_maps_mu);
+                atomic_store(&g_slots[f->slot].faulted, 1);
+                g_slots[f->slot].reported = 1;
+                pthread_mutex_unlock(&g_maps_mu);
+            }
+            char ctx[160];
+            snprintf(ctx, sizeof ctx, "reading %s at byte %llu: ", what, (unsigned long long)off);
+            return fault_error(f->path, ctx, now, f->file_size);
+        }
         p += r;
         n -= (size_t)r;
         off += (uint64_t)r;
@@ -364,6 +706,7 @@ static wr_st_file *file_new(const char *path) {
     wr_st_file *f = calloc(1, sizeof *f);
     if (f == NULL) return NULL;
     f->fd = -1;
+    f->slot = -1;
     f->path = xstrdup(path);
     if (f->path == NULL) {
         free(f);
@@ -378,19 +721,32 @@ wr_status wr_st_open(wr_st_file **out, const char *path) {
     char *hdr = NULL;
     wr_st_file *f = file_new(path);
     if (f == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Only a regular file: stat before opening (a device is never opened), O_NONBLOCK (a FIFO
+     * put in its place meanwhile cannot block the open), fstat of what was opened. */
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        st = wr_fail(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO, "%s: cannot open: %s", path,
+                     strerror(errno));
+        goto fail;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = WR_FAIL(WR_ERR_IO, "%s: not a regular file (%s); a .safetensors file is needed", path,
+                     wr_file_kind((unsigned)sb.st_mode));
+        goto fail;
+    }
+    f->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (f->fd < 0) {
         st = wr_fail(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO, "%s: cannot open: %s", path,
                      strerror(errno));
         goto fail;
     }
-    struct stat sb;
     if (fstat(f->fd, &sb) != 0) {
         st = WR_FAIL(WR_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
         goto fail;
     }
     if (!S_ISREG(sb.st_mode)) {
-        st = WR_FAIL(WR_ERR_IO, "%s: not a regular file", path);
+        st = WR_FAIL(WR_ERR_IO, "%s: not a regular file (%s); a .safetensors file is needed", path,
+                     wr_file_kind((unsigned)sb.st_mode));
         goto fail;
     }
     f->file_size = (uint64_t)sb.st_size;
@@ -401,7 +757,7 @@ wr_status wr_st_open(wr_st_file **out, const char *path) {
     }
     uint8_t prefix[8];
     uint64_t hlen = 0;
-    WR_TRY_GOTO(st, pread_full(f->fd, prefix, 8, 0, path, "the header length"), fail);
+    WR_TRY_GOTO(st, pread_full(f, prefix, 8, 0, "the header length"), fail);
     WR_TRY_GOTO(st, check_prefix(f, prefix, &hlen), fail);
     hdr = malloc(hlen + 1);
     if (hdr == NULL) {
@@ -409,7 +765,7 @@ wr_status wr_st_open(wr_st_file **out, const char *path) {
                      (unsigned long long)hlen);
         goto fail;
     }
-    WR_TRY_GOTO(st, pread_full(f->fd, hdr, hlen, 8, path, "the header"), fail);
+    WR_TRY_GOTO(st, pread_full(f, hdr, hlen, 8, "the header"), fail);
     WR_TRY_GOTO(st, parse_header(f, hdr, hlen), fail);
     free(hdr);
     hdr = NULL;
@@ -423,7 +779,12 @@ wr_status wr_st_open(wr_st_file **out, const char *path) {
     }
     f->base = m;
     f->mapped = 1;
-    maps_add(m, f->map_len, f->fd, f->path);
+    f->slot = maps_add(f);
+    if (f->slot < 0) {
+        st = WR_FAIL(WR_ERR_IO, "%s: more than %d safetensors files are open at once", path,
+                     WR_ST_MAX_MAPS);
+        goto fail;
+    }
     *out = f;
     return WR_OK;
 fail:
@@ -465,7 +826,7 @@ void wr_st_close(wr_st_file *f) {
     if (f == NULL) return;
     if (f->base) {
         if (f->mapped) {
-            maps_remove(f->base);
+            if (f->slot >= 0) maps_remove(f);
             munmap((void *)f->base, f->map_len);
         } else
             free((void *)f->base);
@@ -551,10 +912,9 @@ wr_status wr_st_read_range(const wr_st_tensor *t, uint64_t offset, size_t nbytes
         memcpy(dst, t->file->base + t->offset + offset, nbytes);
         return WR_OK;
     }
-    wr_status st =
-        pread_full(t->file->fd, dst, nbytes, t->offset + offset, t->file->path, "tensor data");
-    if (st != WR_OK) wr_error_prefix("tensor '%s'", t->name);
-    return st;
+    char what[WR_DETAIL_NAME];
+    snprintf(what, sizeof what, "tensor '%s'", t->name);
+    return pread_full(t->file, dst, nbytes, t->offset + offset, what);
 }
 
 wr_status wr_st_read(const wr_st_tensor *t, void *dst, size_t dst_bytes) {
@@ -571,7 +931,12 @@ wr_status wr_st_read_as(const wr_st_tensor *t, wr_dtype dtype, void *dst, size_t
                        t->file->path, t->name, wr_dtype_name(dtype), need, dst_bytes);
     if (dtype == t->dtype) return wr_st_read(t, dst, dst_bytes);
     wr_status st = wr_dtype_convert(dst, dtype, wr_st_tensor_data(t), t->dtype, t->nelem);
-    if (st != WR_OK) wr_error_prefix("%s: tensor '%s'", t->file->path, t->name);
+    if (st != WR_OK) {
+        wr_error_prefix("%s: tensor '%s'", t->file->path, t->name);
+        return st;
+    }
+    /* converted from the mapping: the SIGBUS guard has zeroed what no longer exists */
+    if ((st = file_fault(t->file)) != WR_OK) wr_error_prefix("tensor '%s'", t->name);
     return st;
 }
 
@@ -617,47 +982,6 @@ static char *dir_of(const char *path) {
     return d;
 }
 
-/* Reads a whole small file (an index) into a NUL-terminated buffer. */
-static wr_status read_small_file(char **out, size_t *len, const char *path, size_t limit) {
-    *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (fp == NULL)
-        return WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO, "%s: cannot open: %s", path,
-                       strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 65536;
-            char *nb = realloc(buf, cap);
-            if (nb == NULL) {
-                free(buf);
-                fclose(fp);
-                return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", path);
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, fp);
-        n += r;
-        if (n > limit) {
-            free(buf);
-            fclose(fp);
-            return WR_FAIL(WR_ERR_FORMAT, "%s: larger than %zu bytes", path, limit);
-        }
-        if (r == 0) break;
-    }
-    int err = ferror(fp);
-    fclose(fp);
-    if (err) {
-        free(buf);
-        return WR_FAIL(WR_ERR_IO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *len = n;
-    return WR_OK;
-}
-
 static wr_status set_finish(wr_st_set *s) {
     s->count = 0;
     for (int64_t i = 0; i < s->nfiles; i++) s->count += wr_st_count(s->files[i]);
@@ -693,12 +1017,12 @@ static wr_status open_index(wr_st_set *s, const char *index_path) {
     size_t len = 0;
     s->index_path = xstrdup(index_path);
     if (s->index_path == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
-    WR_TRY_GOTO(st, read_small_file(&text, &len, index_path, WR_ST_MAX_HEADER), done);
-    root = cJSON_ParseWithLength(text, len);
-    if (root == NULL || !cJSON_IsObject(root)) {
-        st = WR_FAIL(WR_ERR_FORMAT, "%s: index is invalid JSON or not a JSON object", index_path);
-        goto done;
-    }
+    WR_TRY_GOTO(
+        st, wr_read_small_file(&text, &len, index_path, WR_CONFIG_MAX_BYTES, "a safetensors index"),
+        done);
+    wr_json_doc doc; /* syntax errors by line, an object at the top, no key twice */
+    WR_TRY_GOTO(st, wr_json_parse(&doc, text, len, index_path), done);
+    root = doc.root;
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(wm)) {
         st = WR_FAIL(WR_ERR_FORMAT, "%s: index has no \"weight_map\" object", index_path);

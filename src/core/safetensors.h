@@ -7,13 +7,26 @@
  * cache does the I/O) or copied into a caller's buffer with pread (wr_st_read / _read_range:
  * the path for pinned staging and disk offload).
  *
- * Every file is untrusted. Validation (DESIGN.md §6): file ≥ 8 bytes, header length ≤
- * WR_ST_MAX_HEADER and ≤ file size - 8, header is a JSON object (trailing spaces allowed),
- * each entry has a known dtype, a shape of non-negative integers whose element count and byte
- * size do not overflow, data_offsets [begin, end] with end - begin == byte size, inside the
- * data region; the spans do not overlap and cover the data region without gaps; no name
- * appears twice; `__metadata__` is an object of strings. Every violation is WR_ERR_FORMAT with
- * a detail naming the file and the tensor.
+ * Every file is untrusted. Validation (DESIGN.md §6): a regular file (a FIFO or a device is
+ * refused without blocking: WR_ERR_IO), ≥ 8 bytes, header length ≤ WR_ST_MAX_HEADER and ≤ file
+ * size - 8, header is UTF-8 (as the reference reader requires) and a JSON object (trailing
+ * spaces allowed) whose strings hold no \u0000 and no unpaired surrogate escape, no raw control
+ * character; each entry is an object without a duplicate key, with a known dtype, a shape of
+ * non-negative integers whose element count and byte size do not overflow, data_offsets
+ * [begin, end] with end - begin == byte size, inside the data region; the spans do not overlap
+ * and cover the data region without gaps; no name appears twice (a tensor or `__metadata__`);
+ * `__metadata__` is an object of strings without a duplicate key. Every violation is
+ * WR_ERR_FORMAT with a detail naming the file and the tensor. So every name and metadata string
+ * an opened file hands out is NUL-free UTF-8, safe to emit as a JSON string.
+ *
+ * A file that changes under the process. The mapping of a file truncated (or rewritten in
+ * place) while open raises SIGBUS when a page past its new end is touched. wr_st_open installs,
+ * once per process, a SIGBUS handler that recognises our mappings, maps zero pages over the
+ * rest of the faulting one (the access completes, reading zeros) and records the fault; a
+ * SIGBUS elsewhere goes to the handler installed before (or the default action). The zeros are
+ * never used as a result: wr_st_check_faults() reports the fault, and must be called before
+ * anything computed from mapped weights is trusted or written. pread paths report a short read
+ * the same way. See safetensors.c for the design.
  *
  * Sets. A wr_st_set is what a model component is made of: one .safetensors file, or a
  * `*.safetensors.index.json` and its shards. Lookup by name is O(log n). Opening an index
@@ -53,7 +66,8 @@ typedef struct wr_st_tensor {
 
 /*
  * Opens and validates `path`. On success *out owns the fd, the mapping and the parsed header.
- * Failures: WR_ERR_IO (cannot open/stat/map; errno text), WR_ERR_FORMAT (see above).
+ * Failures: WR_ERR_NOT_FOUND (no such file), WR_ERR_IO (not a regular file; cannot
+ * open/stat/map; more than 4096 files open at once), WR_ERR_FORMAT (see above).
  */
 wr_status wr_st_open(wr_st_file **out, const char *path);
 /* Validates an in-memory image of a whole file (used by the fuzzer and tests). `name` is used
@@ -83,12 +97,15 @@ const void *wr_st_tensor_data(const wr_st_tensor *t);
 /* A wr_tensor viewing the mapping (const-cast: do not write through it). */
 wr_tensor wr_st_tensor_view(const wr_st_tensor *t);
 /* Copies the whole tensor into dst (dst_bytes >= nbytes) with pread. WR_ERR_IO on a short read
- * or error, naming file and tensor; WR_ERR_INVALID_ARG if dst_bytes is too small. */
+ * (the file shrank: "changed size while in use") or error, naming file and tensor;
+ * WR_ERR_INVALID_ARG if dst_bytes is too small. */
 wr_status wr_st_read(const wr_st_tensor *t, void *dst, size_t dst_bytes);
 /* Copies bytes [offset, offset+nbytes) of the tensor into dst. WR_ERR_INVALID_ARG if the
  * range is outside the tensor. */
 wr_status wr_st_read_range(const wr_st_tensor *t, uint64_t offset, size_t nbytes, void *dst);
-/* Reads the tensor and converts it to `dtype` into dst (dst_bytes >= nelem*size(dtype)). */
+/* Reads the tensor and converts it to `dtype` into dst (dst_bytes >= nelem*size(dtype)); a
+ * conversion reads the mapping, and a fault of the file is then WR_ERR_IO naming the file and
+ * the tensor (see wr_st_check_faults). */
 wr_status wr_st_read_as(const wr_st_tensor *t, wr_dtype dtype, void *dst, size_t dst_bytes);
 
 /* ---- sets: a single file or a sharded index ---- */
@@ -102,6 +119,16 @@ typedef struct wr_st_set wr_st_set;
  * a weight_map object, a map entry whose shard lacks the tensor, ...).
  */
 wr_status wr_st_set_open(wr_st_set **out, const char *path);
+/*
+ * WR_ERR_IO naming the file when any open safetensors file (or one closed since the last call)
+ * faulted through its mapping (SIGBUS), came short in a pread, or is now smaller than when it
+ * was opened: "FILE: the file changed size while in use (it was truncated or replaced ...)".
+ * WR_OK otherwise. A fault stays reported while its file is open (its pages past the end read
+ * as zeros); a closed file's is reported once. Process-wide, thread-safe; costs one fstat per
+ * open file. Called by the pipeline after loading, after each denoising step and before its
+ * results are written, by the CLI before writing, and by wr_st_read_as after a conversion.
+ */
+wr_status wr_st_check_faults(void);
 /* Disk offload: the n bytes at p, inside the mapping of an open safetensors file, read from the
  * file with pread into dst (the mapping's pages are not touched, so they never become part of
  * this process). WR_ERR_NOT_FOUND, with no error recorded, when p is not in a mapped file;

@@ -208,6 +208,7 @@ wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_op
     wr_memprof_begin(c->prof, "load");
     st = load_components(c, model_dir);
     if (st == WR_OK) st = setup_pool(c);
+    if (st == WR_OK) st = wr_st_check_faults(); /* what loading read from the mappings */
     wr_memprof_end(c->prof);
     if (c->distributed) st = wr_comm_agree(c->groups.world, st);
     if (st != WR_OK) goto fail;
@@ -405,6 +406,7 @@ static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, fl
         if (st == WR_OK) st = encode_text(c, r->prompt, emb);
         if (st == WR_OK && cfg)
             st = encode_text(c, r->negative_prompt ? r->negative_prompt : "", emb_neg);
+        if (st == WR_OK) st = wr_st_check_faults(); /* the text encoder's mapped weights */
         wr_debug("text encoded in %.2f s%s", wr_now_s() - t0,
                  cfg ? " (prompt and negative prompt)" : "");
         if (c->pol.te_stream) { /* streamed: the text encoder is freed after encoding */
@@ -500,6 +502,7 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         const float t = wr_sched_timestep(s, k);
         if (split) { /* my branch, then both branches' velocities on both ranks: v | vu */
             st = wr_dit_forward(c->dit, &vut, &xt, t, c->role.cfg_rank == 0 ? &et : &ent);
+            if (st == WR_OK) st = wr_st_check_faults(); /* the DiT's mapped weights */
             st = wr_comm_agree(c->groups.group, st);
             if (st == WR_OK)
                 st = wr_comm_allgather(c->groups.cfg, v, vu, sizeof(float) * (size_t)nlat,
@@ -510,6 +513,7 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         } else {
             st = wr_dit_forward(c->dit, &vt, &xt, t, &et);
             if (st == WR_OK && cfg) st = wr_dit_forward(c->dit, &vut, &xt, t, &ent);
+            if (st == WR_OK) st = wr_st_check_faults(); /* the DiT's mapped weights */
             if (c->distributed) st = wr_comm_agree(c->groups.group, st);
             if (st != WR_OK) goto done;
             if (cfg)
@@ -579,6 +583,11 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     WR_TRY_GOTO(st, wr_op_clamp(c->be, &f2, &f2, 0.0f, 1.0f), done);
 done:
     wr_memprof_end_all(c->prof);
+    { /* a model file cut short under the run (SIGBUS guard, short pread): the cause of any other
+       * failure, and no result is trusted (safetensors.h) */
+        const wr_status fault = wr_st_check_faults();
+        if (fault != WR_OK) st = fault;
+    }
     /* every rank ends here: agree (the writer decoded alone), then the memory profile */
     if (c->distributed) st = wr_comm_agree(c->groups.world, st);
     if (st == WR_OK && c->prof) st = write_profile(c);

@@ -41,10 +41,11 @@ DTYPE_SIZE = {
 def st_bytes(header_text, data=b"", header_len=None, pad=True):
     """A safetensors image: u64 little-endian length, header text, data region.
 
-    header_text is written verbatim (so duplicate keys and malformed JSON are possible).
+    header_text is written verbatim (so duplicate keys and malformed JSON are possible); bytes
+    are taken as they are (so is text that is not UTF-8).
     pad: pad with spaces to a multiple of 8, as the reference writer does. header_len
     overrides the length field (to lie about it)."""
-    h = header_text.encode("utf-8")
+    h = header_text if isinstance(header_text, bytes) else header_text.encode("utf-8")
     if pad:
         h += b" " * ((8 - len(h) % 8) % 8)
     n = len(h) if header_len is None else header_len
@@ -97,7 +98,8 @@ def write(path, blob):
 KEYWORDS = ["too small", "header length", "invalid json", "not a json object", "unknown dtype",
             "does not match", "past the end", "overlap", "gap", "trailing", "duplicate",
             "overflow", "shape", "data_offsets", "__metadata__", "dtype", "not found",
-            "does not contain", "weight_map", "not listed"]
+            "does not contain", "weight_map", "not listed", "utf-8", "nul", "hex digits",
+            "surrogate", "control character", "duplicate key", "duplicate tensor name"]
 
 def bad_cases():
     d8 = f32_data(2)  # 8 bytes: one F32 [2] tensor
@@ -204,6 +206,53 @@ def bad_cases():
         st_bytes(header(one, metadata=["format", "pt"]), d8))
     add("entry_is_number", "FORMAT", "not a json object",
         st_bytes('{"a": 5}', b""))
+
+    # -- strings the reference reader refuses (the header must be UTF-8) or a C string cannot
+    # hold; escapes are written as JSON text, raw bytes as bytes --
+    def raw_one(name_json):
+        """One F32 [2] tensor whose name is the JSON string body name_json (bytes or str)."""
+        n = name_json if isinstance(name_json, bytes) else name_json.encode()
+        return (b'{"' + n + b'":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}')
+
+    add("name_byte_ff", "FORMAT", "utf-8", st_bytes(raw_one(b"w\xff"), d8))
+    add("name_overlong_slash", "FORMAT", "utf-8", st_bytes(raw_one(b"w\xc0\xaf"), d8))
+    add("name_cesu_d800", "FORMAT", "utf-8", st_bytes(raw_one(b"w\xed\xa0\x80"), d8))
+    add("name_cut_sequence", "FORMAT", "utf-8", st_bytes(raw_one(b"w\xe2\x82"), d8))
+    add("meta_value_latin1", "FORMAT", "utf-8",
+        st_bytes(b'{"__metadata__":{"k":"caf\xe9"},'
+                 b'"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', d8))
+    add("name_escape_zero", "FORMAT", "nul", st_bytes(raw_one("w\\u0000x"), d8))
+    add("name_escape_zzzz", "FORMAT", "hex digits", st_bytes(raw_one("w\\uzzzz"), d8))
+    add("name_lone_high", "FORMAT", "surrogate", st_bytes(raw_one("w\\ud800"), d8))
+    add("name_lone_low", "FORMAT", "surrogate", st_bytes(raw_one("w\\udc00x"), d8))
+    add("name_high_then_text", "FORMAT", "surrogate",
+        st_bytes(raw_one("w\\ud83dx\\ude00"), d8))
+    add("name_raw_tab", "FORMAT", "control character", st_bytes(raw_one(b"w\tx"), d8))
+    add("kind_escape_zero", "FORMAT", "nul",
+        st_bytes('{"a":{"dtype":"F32\\u0000","shape":[2],"data_offsets":[0,8]}}', d8))
+
+    # -- duplicate keys: cJSON keeps both and finds the first, other readers take the last --
+    add("entry_type_twice", "FORMAT", "duplicate key",
+        st_bytes('{"a":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}}', d8))
+    add("entry_dims_twice", "FORMAT", "duplicate key",
+        st_bytes('{"a":{"dtype":"F32","shape":[2],"shape":[4],"data_offsets":[0,8]}}', d8))
+    add("entry_offsets_twice", "FORMAT", "duplicate key",
+        st_bytes('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],'
+                 '"data_offsets":[0,8]}}', d8))
+    add("meta_key_twice", "FORMAT", "duplicate key",
+        st_bytes('{"__metadata__":{"k":"1","k":"2"},'
+                 '"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', d8))
+    add("meta_block_twice", "FORMAT", "duplicate __metadata__",
+        st_bytes('{"__metadata__":{"k":"1"},"__metadata__":{"j":"2"},'
+                 '"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', d8))
+    # The same name with the same span: without the name check this would read as an overlap.
+    add("name_twice_same_span", "FORMAT", "duplicate tensor name",
+        st_bytes('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
+                 '"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}', d8))
+    add("meta_value_none", "FORMAT", "__metadata__",
+        st_bytes(header(one, metadata={"format": None}), d8))
+    add("meta_value_object", "FORMAT", "__metadata__",
+        st_bytes(header(one, metadata={"format": {"pt": "1"}}), d8))
     return cases
 
 

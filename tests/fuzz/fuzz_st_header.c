@@ -7,7 +7,9 @@
  * touched, so ASan sees any span outside the image), wr_st_tensor_view, wr_st_read, and every
  * metadata pair — and must satisfy the contract of safetensors.h: shapes and byte sizes agree,
  * spans lie inside the file in data-offset order without overlap or gap, names resolve to
- * themselves. A broken promise traps, so the fuzzer reports it as a crash with the input.
+ * themselves, every name, metadata key and value is well-formed UTF-8 (what `inspect --json`
+ * prints must be valid JSON). A broken promise traps, so the fuzzer reports it as a crash with
+ * the input.
  *
  * Built by tests/fuzz/CMakeLists.txt (clang, -fsanitize=fuzzer); run by tests/fuzz/run_fuzz.sh.
  */
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
 #include "core/safetensors.h"
 
 #define FUZZ_NAME "fuzz-input"
@@ -26,6 +29,16 @@
     } while (0)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int is_utf8(const char *s) {
+    const size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        const size_t k = wr_utf8_char_len((const unsigned char *)s + i, n - i);
+        if (k == 0) return 0;
+        i += k;
+    }
+    return 1;
+}
 
 static void check_tensor(const wr_st_file *f, const wr_st_tensor *t, size_t size,
                          uint64_t *prev_end) {
@@ -50,6 +63,7 @@ static void check_tensor(const wr_st_file *f, const wr_st_tensor *t, size_t size
     *prev_end = t->offset + t->nbytes;
 
     FUZZ_CHECK(wr_st_find(f, t->name) == t);
+    FUZZ_CHECK(is_utf8(t->name));
 
     const uint8_t *p = wr_st_tensor_data(t);
     FUZZ_CHECK(t->nbytes == 0 || p != NULL);
@@ -96,6 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         wr_st_metadata_at(f, i, &key, &value);
         FUZZ_CHECK(key != NULL && value != NULL);
         FUZZ_CHECK(wr_st_metadata(f, key) != NULL);
+        FUZZ_CHECK(is_utf8(key) && is_utf8(value));
         volatile size_t len = strlen(key) + strlen(value);
         (void)len;
     }
