@@ -748,6 +748,7 @@ START_TEST(test_json_errors) {
         {"post_processor.special_tokens.</s>", NULL, WR_ERR_FORMAT,
          "'post_processor.special_tokens'", "no \"</s>\""},
         {"post_processor.pair", "7", WR_ERR_FORMAT, "'post_processor.pair'", "an array"},
+        {"post_processor.single", NULL, WR_ERR_FORMAT, "'post_processor.single'", "missing"},
         /* added tokens */
         {"added_tokens.3.id", "1800", WR_ERR_FORMAT, "'added_tokens[3].id'", "1800, outside"},
         {"added_tokens.3.id", "-5", WR_ERR_FORMAT, "'added_tokens[3].id'", "outside"},
@@ -811,6 +812,18 @@ START_TEST(test_json_errors) {
         char *text = replace_first(flat, raw[i].from, raw[i].to);
         expect_json(text, strlen(text), raw[i].want, raw[i].k1, raw[i].k2, raw[i].to);
         free(text);
+    }
+    /* a pair template of 300 entries: over the bound */
+    {
+        cJSON *m = cJSON_Duplicate(root, 1);
+        cJSON *pair = jpath(m, "post_processor.pair", NULL, NULL, 0);
+        const cJSON *first = cJSON_GetArrayItem(pair, 0);
+        for (int k = 0; k < 300; k++) cJSON_AddItemToArray(pair, cJSON_Duplicate(first, 1));
+        char *text = cJSON_PrintUnformatted(m);
+        expect_json(text, strlen(text), WR_ERR_UNSUPPORTED, "'post_processor.pair'",
+                    "304 entries; wanrun takes at most 256", "long pair");
+        free(text);
+        cJSON_Delete(m);
     }
     /* a top-level array, nothing, a piece longer than any */
     expect_json("[]", 2, WR_ERR_FORMAT, "not a JSON object", NULL, "[]");

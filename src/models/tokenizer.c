@@ -468,8 +468,9 @@ static void vocab_insert(wr_tokenizer *t, int32_t id) {
 
 /* ---- reading a model file ---- */
 
-/* The largest tokenizer model file read (UMT5: spiece.model 4.5 MB, tokenizer.json ~17 MB). */
-#define MAX_MODEL_FILE ((size_t)256 << 20)
+/* The largest tokenizer model file read (UMT5: spiece.model 4.5 MB, tokenizer.json ~17 MB; the
+ * JSON tree costs a few times the text). */
+#define MAX_MODEL_FILE ((size_t)64 << 20)
 
 /* Reads a whole regular file (not a FIFO or device: opened non-blocking, checked with fstat on
  * the open descriptor) of at most MAX_MODEL_FILE bytes into *out (malloc'd, NUL-terminated). */
@@ -783,8 +784,9 @@ done:
  * rejects duplicate fields), every value's type; what wanrun does not implement is
  * WR_ERR_UNSUPPORTED, what `tokenizers` itself would reject WR_ERR_FORMAT. */
 
-#define TJ_MAX_VOCAB 4000000 /* pieces (UMT5: 256,300) */
-#define TJ_MAX_PIECE 1024    /* bytes of one piece (SentencePiece's default limit is 16 chars) */
+#define TJ_MAX_VOCAB    4000000 /* pieces (UMT5: 256,300) */
+#define TJ_MAX_PIECE    1024    /* bytes of one piece (SentencePiece's default limit: 16 chars) */
+#define TJ_MAX_TEMPLATE 256     /* entries of post_processor.single / pair / special_tokens */
 
 static const char *tj_kind(const cJSON *v) {
     if (!v) return "nothing";
@@ -1118,10 +1120,23 @@ static wr_status tj_post_processor(const char *file, const cJSON *pp) {
     WR_TRY(tj_string_is(file, pp, "post_processor", "type", "TemplateProcessing", want));
     WR_TRY(tj_object(file, pp, "post_processor", keys, NELEM(keys)));
     /* special_tokens: {"name": {"id": name, "ids": [int...], "tokens": [str...]}} */
-    const cJSON *sp;
+    const cJSON *sp, *single, *pair;
     WR_TRY(tj_need(file, pp, "post_processor", "special_tokens", &sp));
+    WR_TRY(tj_need(file, pp, "post_processor", "single", &single));
+    WR_TRY(tj_need(file, pp, "post_processor", "pair", &pair));
     if (!cJSON_IsObject(sp))
         return tj_type_error(file, "post_processor.special_tokens", "an object", sp);
+    if (!cJSON_IsArray(single))
+        return tj_type_error(file, "post_processor.single", "an array", single);
+    if (!cJSON_IsArray(pair)) return tj_type_error(file, "post_processor.pair", "an array", pair);
+    /* bounded, so that looking the pair's names up in special_tokens stays cheap */
+    static const char *const lists[] = {"special_tokens", "single", "pair"};
+    const cJSON *const list_nodes[] = {sp, single, pair};
+    for (int k = 0; k < 3; k++)
+        if (cJSON_GetArraySize(list_nodes[k]) > TJ_MAX_TEMPLATE)
+            return WR_FAIL(WR_ERR_UNSUPPORTED,
+                           "%s: field 'post_processor.%s' has %d entries; wanrun takes at most %d",
+                           file, lists[k], cJSON_GetArraySize(list_nodes[k]), TJ_MAX_TEMPLATE);
     for (const cJSON *e = sp->child; e; e = e->next) {
         char p[256], q[320], show[80];
         snprintf(p, sizeof p, "post_processor.special_tokens.%s", tj_show(e->string, show));
@@ -1149,10 +1164,6 @@ static wr_status tj_post_processor(const char *file, const cJSON *pp) {
                            cJSON_GetArraySize(ids), cJSON_GetArraySize(toks));
     }
     /* single: exactly $A then </s>, and </s> is [1] */
-    const cJSON *single;
-    WR_TRY(tj_need(file, pp, "post_processor", "single", &single));
-    if (!cJSON_IsArray(single))
-        return tj_type_error(file, "post_processor.single", "an array", single);
     int kinds[2] = {-1, -1}, i = 0;
     const char *names[2] = {NULL, NULL};
     for (const cJSON *c = single->child; c; c = c->next, i++) {
@@ -1185,9 +1196,6 @@ static wr_status tj_post_processor(const char *file, const cJSON *pp) {
                        "[1], tokens [\"</s>\"]}: wanrun appends </s> as id 1",
                        file);
     /* pair: only for pair inputs, which wanrun does not take; checked for form only */
-    const cJSON *pair;
-    WR_TRY(tj_need(file, pp, "post_processor", "pair", &pair));
-    if (!cJSON_IsArray(pair)) return tj_type_error(file, "post_processor.pair", "an array", pair);
     i = 0;
     for (const cJSON *c = pair->child; c; c = c->next, i++) {
         char p[64];

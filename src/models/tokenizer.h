@@ -68,10 +68,11 @@ typedef struct wr_tokenizer wr_tokenizer;
 /*
  * Opens a tokenizer model file (borrowed path): a `tokenizer.json` when the file name ends in
  * ".json", else a SentencePiece unigram model (`tokenizer/spiece.model` of a Wan checkpoint).
- * Failures: WR_ERR_NOT_FOUND (no such file), WR_ERR_IO (unreadable, not a regular file),
- * WR_ERR_FORMAT (not a SentencePiece model / not valid tokenizer.json: bad JSON, a field of
- * the wrong type or missing, bad base64, an id out of range, a corrupt normalization map;
- * not the T5 layout <pad>=0, </s>=1, <unk>=2 in a spiece.model), WR_ERR_UNSUPPORTED (a
+ * Failures: WR_ERR_NOT_FOUND (no such file), WR_ERR_IO (unreadable, not a regular file: a
+ * FIFO or device is refused, never waited on), WR_ERR_FORMAT (over 64 MiB; not a SentencePiece
+ * model / not valid tokenizer.json: bad JSON, a field of the wrong type or missing, bad
+ * base64, an id out of range, a corrupt normalization map; not the T5 layout <pad>=0, </s>=1,
+ * <unk>=2 in a spiece.model), WR_ERR_UNSUPPORTED (a
  * tokenizer.json component, option or value wanrun does not implement: see above; the detail
  * names the file, the JSON path and the value), WR_ERR_OOM_HOST. *out is NULL on failure.
  */
