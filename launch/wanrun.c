@@ -86,9 +86,10 @@ static const char usage_text[] =
     "Generation options (defaults as diffusers' WanPipeline):\n"
     "  --model DIR            diffusers model directory (model_index.json, tokenizer/,\n"
     "                         text_encoder/, transformer/, vae/, scheduler/); default: the\n"
-    "                         bundled tiny random model (tests/data/wan-tiny)\n"
-    "  --prompt TEXT          the prompt (UTF-8), required\n"
-    "  --negative-prompt TEXT default \"\"\n"
+    "                         bundled tiny random model (tests/data/wan-tiny). tokenizer/ holds\n"
+    "                         spiece.model, or tokenizer.json (transformers 5.x writes only that)\n"
+    "  --prompt TEXT          the prompt (UTF-8, at most 1 MiB), required\n"
+    "  --negative-prompt TEXT default \"\" (UTF-8, at most 1 MiB)\n"
     "  --size WxH             multiples of 16 (default 832x480)\n"
     "  --frames N             4k+1 (default 81)\n"
     "  --steps N              denoising steps (default 50)\n"
@@ -147,8 +148,9 @@ static const char usage_text[] =
     "      --summary       totals only, no per-tensor lines\n"
     "  encode              run the text encoder on one prompt as WanPipeline does (clean,\n"
     "                      tokenize to 512, UMT5, padded rows zeroed) and write the result\n"
-    "      --model DIR     model directory with tokenizer/spiece.model and text_encoder/\n"
-    "      --prompt TEXT   the prompt (UTF-8; may be empty)\n"
+    "      --model DIR     model directory with text_encoder/ and tokenizer/spiece.model (or,\n"
+    "                      without it, tokenizer/tokenizer.json)\n"
+    "      --prompt TEXT   the prompt (UTF-8, at most 1 MiB; may be empty)\n"
     "      --out FILE      .safetensors to write (atomically): prompt_embeds F32 [512, D],\n"
     "                      attention_mask U8 [512], input_ids I32 [512]; metadata: the prompt,\n"
     "                      the cleaned prompt, the token count\n"
@@ -426,10 +428,12 @@ static wr_status cmd_encode(int argc, char **argv, int rank) {
                        model == NULL    ? "--model DIR"
                        : prompt == NULL ? "--prompt TEXT"
                                         : "--out FILE");
+    WR_TRY(wr_prompt_check(prompt, "--prompt"));
     if (rank != 0) return WR_OK;
 
-    char spm[WR_PATH_CAP + 64], te[WR_PATH_CAP + 64];
-    snprintf(spm, sizeof spm, "%s/tokenizer/spiece.model", model);
+    char tdir[WR_PATH_CAP + 16], spm[WR_PATH_CAP + 64], te[WR_PATH_CAP + 64];
+    snprintf(tdir, sizeof tdir, "%s/tokenizer", model);
+    WR_TRY(wr_tokenizer_locate(tdir, spm, sizeof spm)); /* spiece.model, else tokenizer.json */
     snprintf(te, sizeof te, "%s/text_encoder", model);
     wr_status st = WR_OK;
     wr_tokenizer *tok = NULL;
@@ -980,6 +984,10 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
         st = WR_FAIL(WR_ERR_INVALID_ARG, "--prompt TEXT is required (see wanrun --help)");
         goto done;
     }
+    /* the prompts' length and UTF-8 now, not after loading the model */
+    if ((st = wr_prompt_check(g.prompt, "--prompt")) != WR_OK ||
+        (g.negative && (st = wr_prompt_check(g.negative, "--negative-prompt")) != WR_OK))
+        goto done;
     if (g.out == NULL) {
         st = WR_FAIL(WR_ERR_INVALID_ARG, "--out FILE is required: a .mp4, a .y4m or a directory "
                                          "for PNG frames");

@@ -108,8 +108,9 @@ void wr_context_vram_stats(const wr_context *ctx, wr_vram_stats *out);
 /* Agrees on a status over the whole world (wr_comm_agree); returns st alone. */
 wr_status wr_context_agree(wr_context *ctx, wr_status st);
 
-/* Checks a request against the model (sizes, frame count, steps, guidance): WR_ERR_INVALID_ARG
- * with a one-line reason naming the option. wr_generate calls it first. */
+/* Checks a request against the model (sizes, frame count, steps, guidance; the prompts' length
+ * and UTF-8): WR_ERR_INVALID_ARG with a one-line reason naming the option. wr_generate calls
+ * it first. */
 wr_status wr_request_check(const wr_context *ctx, const wr_request *r);
 
 /* Collective over the world when distributed (every rank calls it with the same request); a

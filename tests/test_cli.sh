@@ -311,5 +311,68 @@ if command -v mpiexec >/dev/null; then
         fail=$((fail + 1)); echo "FAIL: killed rank: exit $rc after $dt s"; fi
 fi
 
+# ---- issue #14: a tokenizer folder holding tokenizer.json and no spiece.model (what
+# transformers 5.x's save_pretrained writes), and the prompt checks ----
+tj="$gen/tokjson"
+mkdir -p "$tj/m/tokenizer" "$tj/e/tokenizer"
+for c in model_index.json scheduler text_encoder transformer vae; do ln -s "$tiny/$c" "$tj/m/$c"; done
+cp "$DATA"/tokenizer_json/* "$tj/m/tokenizer/"
+cp "$DATA"/tokenizer_json/* "$tj/e/tokenizer/"
+ln -s "$DATA/t5/tiny_a/text_encoder" "$tj/e/text_encoder"
+small=(--prompt "a red fox, <extra_id_3> ＡＢＣ" --negative-prompt "blurry" --size 32x32 --frames 5
+    --steps 2 --threads 1)
+expect 0 "generate with tokenizer/tokenizer.json only" -- "$WANRUN" --model "$tj/m" "${small[@]}" \
+    --out "$tj/json.y4m"
+expect 0 "the same with tokenizer/spiece.model" -- "$WANRUN" --model "$tiny" "${small[@]}" \
+    --out "$tj/spm.y4m"
+if cmp -s "$tj/json.y4m" "$tj/spm.y4m"; then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL: tokenizer.json and spiece.model give different videos"; fi
+expect 0 "encode with tokenizer/tokenizer.json only" -- "$WANRUN" encode --model "$tj/e" \
+    --prompt "A cat walks on the grass, realistic" --out "$tj/e.safetensors" --threads 1
+has "$err" "encode: 21 tokens" "tokenizer.json: the same token count"
+# the tensors (after the header, which records the model path) equal spiece.model's encoding
+data_of() { local h; h=$(od -An -t u8 -N8 "$1" | tr -d ' '); tail -c +$((9 + h)) "$1"; }
+if cmp -s <(data_of "$tj/e.safetensors") <(data_of "$enc/e.safetensors"); then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL: encode from tokenizer.json differs from spiece.model's"; fi
+sed 's/"type": "Unigram"/"type": "BPE"/' "$DATA/tokenizer_json/tokenizer.json" >"$tj/e/tokenizer/tokenizer.json"
+expect 6 "encode with an unsupported tokenizer.json" -- "$WANRUN" encode --model "$tj/e" --prompt a \
+    --out "$tj/x.safetensors"
+has "$err" "ERR_UNSUPPORTED: .*tokenizer/tokenizer.json: field 'model.type' is \"BPE\"" \
+    "unsupported model type: file, field and value named"
+rm "$tj/e/tokenizer/tokenizer.json"
+expect 3 "encode with neither tokenizer file" -- "$WANRUN" encode --model "$tj/e" --prompt a \
+    --out "$tj/x.safetensors"
+has "$err" "tokenizer/spiece.model: tokenizer model not found, nor .*tokenizer/tokenizer.json" \
+    "both tokenizer files named"
+# bad UTF-8 and over-long prompts: exit 2 before any work, naming the option
+expect 2 "--negative-prompt not UTF-8" -- "$WANRUN" --model "$tiny" --prompt ok \
+    --negative-prompt $'bad \xff' --size 32x32 --frames 5 --steps 1 --out "$tj/x.y4m"
+has "$err" "--negative-prompt is not valid UTF-8 \(byte 4: 0xFF\)" "the negative prompt is named"
+expect 2 "--prompt not UTF-8" -- "$WANRUN" --model "$tiny" --prompt $'bad \xff' --size 32x32 \
+    --frames 5 --steps 1 --out "$tj/x.y4m"
+has "$err" "--prompt is not valid UTF-8" "the prompt is named"
+# config_with KEY BYTES: a --config file whose KEY is BYTES bytes of "a "
+config_with() {
+    { printf '{"%s": "' "$1"; head -c "$2" /dev/zero | tr '\0' a; printf '"}'; } >"$tj/cfg.json"
+}
+config_with prompt 1048577
+expect 2 "a prompt over 1 MiB (--config)" -- "$WANRUN" --config "$tj/cfg.json" --model "$tiny" \
+    --size 32x32 --frames 5 --steps 1 --out "$tj/x.y4m"
+has "$err" "--prompt is 1048577 bytes, more than the 1048576" "the cap is named"
+config_with negative-prompt 1048577
+expect 2 "a negative prompt over 1 MiB" -- "$WANRUN" --config "$tj/cfg.json" --model "$tiny" \
+    --prompt p --size 32x32 --frames 5 --steps 1 --out "$tj/x.y4m"
+has "$err" "--negative-prompt is 1048577 bytes" "the negative prompt's cap is named"
+# (encode has no --config, and one argv string is at most 128 KiB on Linux: its cap is
+# wr_prompt_check's, tested in test_tokenizer)
+expect 2 "encode: a prompt not UTF-8" -- "$WANRUN" encode --model "$enc/m" --prompt $'\xc0\xaf' \
+    --out "$tj/x.safetensors"
+has "$err" "--prompt is not valid UTF-8 \(byte 0: 0xC0\)" "encode: the prompt is named"
+config_with prompt 1048576
+expect 0 "a prompt of exactly 1 MiB" -- "$WANRUN" --config "$tj/cfg.json" --model "$tiny" \
+    --size 32x32 --frames 5 --steps 1 --threads 1 --out "$tj/cap.y4m"
+if [ -e "$tj/x.y4m" ] || [ -e "$tj/x.safetensors" ]; then fail=$((fail + 1)); echo "FAIL: a refused run wrote a file"; else
+    pass=$((pass + 1)); fi
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

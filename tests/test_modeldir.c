@@ -213,7 +213,12 @@ START_TEST(test_broken) {
     make_model(16); /* tokenizer listed but spiece.model missing */
     snprintf(p, sizeof p, "%s/tokenizer/spiece.model", g_root);
     unlink(p);
-    open_expect(md, WR_ERR_NOT_FOUND, "spiece.model");
+    open_expect(md, WR_ERR_NOT_FOUND, "tokenizer/spiece.model: tokenizer model not found, nor");
+    ck_assert_msg(strstr(wr_error_detail(), "tokenizer/tokenizer.json"), "%s", wr_error_detail());
+    /* a transformers 5.x save_pretrained folder: tokenizer.json instead */
+    put("tokenizer/tokenizer.json", "{}");
+    open_expect(md, WR_OK, NULL);
+    ck_assert(md->has[WR_COMP_TOKENIZER]);
     rm_rf(g_root);
 
     snprintf(g_root, sizeof g_root, "%s/does-not-exist", wr_test_tmpdir());

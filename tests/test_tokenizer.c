@@ -6,9 +6,16 @@
  * its diffusers prompt_clean, tokenizer_ids.safetensors the real ids per prompt). Every
  * comparison is exact: the cleaned string byte for byte, all 512 ids and all 512 mask bytes.
  *
+ * The same comparison from tests/data/tokenizer_json (the same tokenizer as transformers 5.x's
+ * save_pretrained writes it: tokenizer.json + tokenizer_config.json, no spiece.model; the
+ * generator checked that transformers loading it gives the same golden ids), and the
+ * tokenizer.json reader's refusals: each malformed or unsupported field (a mutation of the
+ * golden file) with its status and a detail naming the file, the JSON path and the value.
+ *
  * Also: the libsentencepiece shim on the prompts where the library's own pipeline agrees with
  * transformers (and a count of those where it does not, which is why tokenizer.c does not use
- * it to encode), truncation, the empty prompt, and every error path of the API.
+ * it to encode), truncation, the empty prompt, the tokenizer folder lookup (spiece.model, else
+ * tokenizer.json), the prompt length cap, and every error path of the API.
  */
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +23,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "core/json.h"
 #include "core/safetensors.h"
@@ -166,10 +175,10 @@ START_TEST(test_golden_clean) {
 }
 END_TEST
 
-START_TEST(test_golden_ids) {
+/* Every golden prompt through t: all 512 ids and mask bytes equal transformers'. */
+static void check_golden_ids(const wr_tokenizer *t, const char *source) {
     golden g;
     golden_load(&g);
-    wr_tokenizer *t = open_golden();
     int32_t ids[ML], want_ids[ML];
     uint8_t mask[ML], want_mask[ML];
     int bad = 0, truncated = 0, empty = 0;
@@ -203,10 +212,46 @@ START_TEST(test_golden_ids) {
         truncated += n == ML;
         empty += n == 1;
     }
-    ck_assert_msg(bad == 0, "%d of %d prompts tokenize differently from T5TokenizerFast", bad, g.n);
+    ck_assert_msg(bad == 0, "%d of %d prompts tokenize differently from T5TokenizerFast (%s)", bad,
+                  g.n, source);
     ck_assert_msg(truncated >= 1 && empty >= 1, "the golden set lost its long or empty prompt");
-    wr_tokenizer_free(t);
     golden_free(&g);
+}
+
+START_TEST(test_golden_ids) {
+    wr_tokenizer *t = open_golden();
+    check_golden_ids(t, "spiece.model");
+    wr_tokenizer_free(t);
+}
+END_TEST
+
+/* ---- tokenizer.json (tests/data/tokenizer_json: the same tokenizer as transformers 5.x's
+ * save_pretrained writes it, tokenizer.json + tokenizer_config.json only) ---- */
+
+static wr_tokenizer *open_golden_json(void) {
+    wr_tokenizer *t = NULL;
+    ck_assert_msg(wr_tokenizer_open(&t, wr_test_data("tokenizer_json/tokenizer.json")) == WR_OK,
+                  "%s", wr_error_detail());
+    return t;
+}
+
+/* The same 305 prompts, the same exactness, from the tokenizer.json folder (the generator
+ * checked that transformers loading that folder gives these ids too). */
+START_TEST(test_golden_ids_json) {
+    wr_tokenizer *t = open_golden_json();
+    check_golden_ids(t, "tokenizer.json");
+    wr_tokenizer_free(t);
+}
+END_TEST
+
+/* Both sources fill the same tables: the same pieces at the same ids. */
+START_TEST(test_json_same_vocab) {
+    wr_tokenizer *a = open_golden(), *b = open_golden_json();
+    ck_assert_int_eq(wr_tokenizer_vocab_size(a), wr_tokenizer_vocab_size(b));
+    for (int64_t id = 0; id < wr_tokenizer_vocab_size(a); id++)
+        ck_assert_str_eq(wr_tokenizer_piece(a, id), wr_tokenizer_piece(b, id));
+    wr_tokenizer_free(a);
+    wr_tokenizer_free(b);
 }
 END_TEST
 
@@ -506,6 +551,517 @@ START_TEST(test_damaged_models) {
 }
 END_TEST
 
+/* ---- tokenizer.json: malformed and unsupported inputs ---- */
+
+static char *read_text(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc(*n + 1);
+    ck_assert(b && fread(b, 1, *n, f) == *n);
+    b[*n] = '\0';
+    fclose(f);
+    return b;
+}
+
+/* The node at a dotted path ("model.vocab.5.1": keys of objects, indices of arrays); with
+ * parent_out, the parent and the last component instead. */
+static cJSON *jpath(cJSON *root, const char *path, cJSON **parent_out, char *last, size_t cap) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    cJSON *cur = root, *parent = NULL;
+    char *save = NULL;
+    const char *comp = NULL;
+    for (char *c = strtok_r(buf, ".", &save); c; c = strtok_r(NULL, ".", &save)) {
+        parent = cur;
+        comp = c;
+        cur = cJSON_IsArray(cur) ? cJSON_GetArrayItem(cur, atoi(c))
+                                 : cJSON_GetObjectItemCaseSensitive(cur, c);
+        if (!cur && parent_out) break;
+        ck_assert_msg(cur || parent_out, "no %s in the golden tokenizer.json", path);
+    }
+    if (parent_out) {
+        *parent_out = parent;
+        snprintf(last, cap, "%s", comp);
+    }
+    return cur;
+}
+
+/* Sets (value: JSON text) or deletes (value NULL) the node at path. */
+static void jset(cJSON *root, const char *path, const char *value) {
+    cJSON *parent;
+    char last[64];
+    jpath(root, path, &parent, last, sizeof last);
+    ck_assert(parent);
+    if (value == NULL) {
+        if (cJSON_IsArray(parent))
+            cJSON_DeleteItemFromArray(parent, atoi(last));
+        else
+            cJSON_DeleteItemFromObjectCaseSensitive(parent, last);
+        return;
+    }
+    cJSON *v = cJSON_Parse(value);
+    ck_assert_msg(v, "bad test value %s", value);
+    if (cJSON_IsArray(parent)) {
+        ck_assert(cJSON_ReplaceItemInArray(parent, atoi(last), v));
+    } else if (cJSON_GetObjectItemCaseSensitive(parent, last)) {
+        ck_assert(cJSON_ReplaceItemInObjectCaseSensitive(parent, last, v));
+    } else {
+        cJSON_AddItemToObject(parent, last, v);
+    }
+}
+
+/* `text` with the first `from` replaced by `to` (malloc'd). */
+static char *replace_first(const char *text, const char *from, const char *to) {
+    const char *at = strstr(text, from);
+    ck_assert_msg(at, "'%s' not in the golden tokenizer.json", from);
+    const size_t n = strlen(text), nf = strlen(from), nt = strlen(to);
+    char *out = malloc(n - nf + nt + 1);
+    ck_assert(out);
+    memcpy(out, text, (size_t)(at - text));
+    memcpy(out + (at - text), to, nt);
+    strcpy(out + (at - text) + nt, at + nf);
+    return out;
+}
+
+static void expect_json(const char *text, size_t len, wr_status want, const char *k1,
+                        const char *k2, const char *what) {
+    wr_tokenizer *t = (wr_tokenizer *)1;
+    const wr_status st = wr_tokenizer_from_json(&t, text, len, "mut/tokenizer.json");
+    ck_assert_msg(st == want, "%s: got %s (%s), want %s", what, wr_status_name(st),
+                  st ? wr_error_detail() : "", wr_status_name(want));
+    ck_assert_ptr_null(t);
+    const char *d = wr_error_detail();
+    ck_assert_msg(strstr(d, "mut/tokenizer.json"), "%s: detail does not name the file: %s", what,
+                  d);
+    ck_assert_msg(!k1 || strstr(d, k1), "%s: detail lacks '%s': %s", what, k1, d);
+    ck_assert_msg(!k2 || strstr(d, k2), "%s: detail lacks '%s': %s", what, k2, d);
+}
+
+/* tokenizer.json mutations that must be refused: the status, the field's JSON path and the
+ * value in the detail. */
+START_TEST(test_json_errors) {
+    size_t n;
+    char *gold = read_text(wr_test_data("tokenizer_json/tokenizer.json"), &n);
+    cJSON *root = cJSON_ParseWithLength(gold, n);
+    ck_assert(root);
+    static const struct {
+        const char *path, *value; /* value: JSON text; NULL deletes the field */
+        wr_status want;
+        const char *k1, *k2;
+    } cases[] = {
+        /* the model */
+        {"model.type", "\"BPE\"", WR_ERR_UNSUPPORTED, "'model.type'", "\"BPE\""},
+        {"model.type", "7", WR_ERR_FORMAT, "'model.type'", "a string"},
+        {"model.type", NULL, WR_ERR_FORMAT, "'model.type'", "missing"},
+        {"model", NULL, WR_ERR_FORMAT, "'model'", "missing"},
+        {"model", "[]", WR_ERR_FORMAT, "'model'", "an object"},
+        {"model.vocab", NULL, WR_ERR_FORMAT, "'model.vocab'", "missing"},
+        {"model.vocab", "{}", WR_ERR_FORMAT, "'model.vocab'", "an array"},
+        {"model.vocab", "[[\"<pad>\", 0], [\"</s>\", 0]]", WR_ERR_FORMAT, "'model.vocab'",
+         "2 pieces"},
+        {"model.vocab.5", "[\"a\"]", WR_ERR_FORMAT, "'model.vocab[5]'", "1 entries"},
+        {"model.vocab.5", "\"a\"", WR_ERR_FORMAT, "'model.vocab[5]'", "got a string"},
+        {"model.vocab.5.0", "7", WR_ERR_FORMAT, "'model.vocab[5][0]'", "a string"},
+        {"model.vocab.5.1", "\"high\"", WR_ERR_FORMAT, "'model.vocab[5][1]'", "a finite number"},
+        {"model.vocab.0.0", "\"<s>\"", WR_ERR_UNSUPPORTED, "'model.vocab[0][0]'", "<pad>=0"},
+        {"model.vocab.1.0", "\"<eos>\"", WR_ERR_UNSUPPORTED, "'model.vocab[1][0]'", "\"<eos>\""},
+        {"model.unk_id", "99999", WR_ERR_FORMAT, "'model.unk_id'", "99999, outside"},
+        {"model.unk_id", "-1", WR_ERR_FORMAT, "'model.unk_id'", "outside"},
+        {"model.unk_id", "2.5", WR_ERR_FORMAT, "'model.unk_id'", "an integer, got 2.5"},
+        {"model.unk_id", "\"2\"", WR_ERR_FORMAT, "'model.unk_id'", "an integer"},
+        {"model.unk_id", "3", WR_ERR_UNSUPPORTED, "'model.unk_id'", "is 3"},
+        {"model.unk_id", "null", WR_ERR_UNSUPPORTED, "'model.unk_id'", "null"},
+        {"model.unk_id", NULL, WR_ERR_FORMAT, "'model.unk_id'", "missing"},
+        {"model.byte_fallback", "true", WR_ERR_UNSUPPORTED, "'model.byte_fallback'", "true"},
+        {"model.byte_fallback", "0", WR_ERR_FORMAT, "'model.byte_fallback'", "a boolean"},
+        {"model.dropout", "0.1", WR_ERR_UNSUPPORTED, "'model.dropout'", "refusing"},
+        /* the normalizer */
+        {"normalizer.precompiled_charsmap", "\"!!!!\"", WR_ERR_FORMAT,
+         "'normalizer.precompiled_charsmap'", "base64"},
+        {"normalizer.precompiled_charsmap", "\"QUJD\"", WR_ERR_FORMAT,
+         "char map (normalizer.precompiled_charsmap, 3 bytes)", "malformed"},
+        {"normalizer.precompiled_charsmap", "\"QQ=\"", WR_ERR_FORMAT,
+         "'normalizer.precompiled_charsmap'", "base64"},
+        {"normalizer.precompiled_charsmap", "\"QR==\"", WR_ERR_FORMAT,
+         "'normalizer.precompiled_charsmap'", "base64"},
+        {"normalizer.precompiled_charsmap", "\"\"", WR_ERR_FORMAT,
+         "'normalizer.precompiled_charsmap'", "empty"},
+        {"normalizer.precompiled_charsmap", "[1, 2]", WR_ERR_FORMAT,
+         "'normalizer.precompiled_charsmap'", "a base64 string"},
+        {"normalizer.precompiled_charsmap", NULL, WR_ERR_FORMAT,
+         "'normalizer.precompiled_charsmap'", "missing"},
+        {"normalizer.type", "\"NFKC\"", WR_ERR_UNSUPPORTED, "'normalizer.type'", "\"NFKC\""},
+        {"normalizer",
+         "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Precompiled\", "
+         "\"precompiled_charsmap\": \"\"}, {\"type\": \"Replace\"}]}",
+         WR_ERR_FORMAT, "'normalizer.normalizers[0].precompiled_charsmap'", "empty"},
+        {"normalizer",
+         "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Strip\", \"strip_left\": "
+         "false, \"strip_right\": true}]}",
+         WR_ERR_UNSUPPORTED, "'normalizer.normalizers[0].type'", "\"Strip\""},
+        {"normalizer", "{\"type\": \"Sequence\", \"normalizers\": 3}", WR_ERR_FORMAT,
+         "'normalizer.normalizers'", "an array"},
+        {"normalizer", "\"Precompiled\"", WR_ERR_FORMAT, "'normalizer'", "an object or null"},
+        {"normalizer.extra", "1", WR_ERR_UNSUPPORTED, "'normalizer.extra'", "refusing"},
+        /* the pre-tokenizer */
+        {"pre_tokenizer.pretokenizers.1.prepend_scheme", "\"first\"", WR_ERR_UNSUPPORTED,
+         "'pre_tokenizer.pretokenizers[1].prepend_scheme'", "\"first\""},
+        {"pre_tokenizer.pretokenizers.1.prepend_scheme", "\"never\"", WR_ERR_UNSUPPORTED,
+         "prepend_scheme", "\"never\""},
+        {"pre_tokenizer.pretokenizers.1.split", "false", WR_ERR_UNSUPPORTED,
+         "'pre_tokenizer.pretokenizers[1].split'", "false"},
+        {"pre_tokenizer.pretokenizers.1.split", "\"yes\"", WR_ERR_FORMAT,
+         "'pre_tokenizer.pretokenizers[1].split'", "a boolean"},
+        {"pre_tokenizer.pretokenizers.1.replacement", "\"_\"", WR_ERR_UNSUPPORTED,
+         "'pre_tokenizer.pretokenizers[1].replacement'", "\"_\""},
+        {"pre_tokenizer.pretokenizers.1.replacement", NULL, WR_ERR_FORMAT,
+         "'pre_tokenizer.pretokenizers[1].replacement'", "missing"},
+        {"pre_tokenizer.pretokenizers.1.add_prefix_space", "false", WR_ERR_UNSUPPORTED,
+         "add_prefix_space", "never"},
+        {"pre_tokenizer.pretokenizers.0.type", "\"Whitespace\"", WR_ERR_UNSUPPORTED,
+         "'pre_tokenizer.pretokenizers[0].type'", "\"Whitespace\""},
+        {"pre_tokenizer.pretokenizers.0", NULL, WR_ERR_UNSUPPORTED, "'pre_tokenizer.pretokenizers'",
+         "1 entries"},
+        {"pre_tokenizer",
+         "{\"type\": \"Metaspace\", \"replacement\": \"\\u2581\", \"prepend_scheme\": "
+         "\"always\", \"split\": true}",
+         WR_ERR_UNSUPPORTED, "'pre_tokenizer.type'", "\"Metaspace\""},
+        {"pre_tokenizer", "null", WR_ERR_UNSUPPORTED, "'pre_tokenizer'", "null"},
+        {"pre_tokenizer", NULL, WR_ERR_UNSUPPORTED, "'pre_tokenizer'", "missing"},
+        /* the post-processor */
+        {"post_processor", "null", WR_ERR_UNSUPPORTED, "'post_processor'", "</s>"},
+        {"post_processor.type", "\"BertProcessing\"", WR_ERR_UNSUPPORTED, "'post_processor.type'",
+         "\"BertProcessing\""},
+        {"post_processor.single.1", NULL, WR_ERR_UNSUPPORTED, "'post_processor.single'",
+         "[$A, </s>]"},
+        {"post_processor.single.0.Sequence.id", "\"C\"", WR_ERR_FORMAT,
+         "'post_processor.single[0].Sequence.id'", "\"A\" or \"B\""},
+        {"post_processor.single.1.SpecialToken.type_id", "-1", WR_ERR_FORMAT,
+         "'post_processor.single[1].SpecialToken.type_id'", "an integer >= 0"},
+        {"post_processor.special_tokens.</s>.ids", "[2]", WR_ERR_UNSUPPORTED,
+         "'post_processor.special_tokens.</s>'", "id 1"},
+        {"post_processor.special_tokens.</s>.ids", "[1, 1]", WR_ERR_FORMAT,
+         "'post_processor.special_tokens.</s>'", "2 ids but 1 tokens"},
+        {"post_processor.special_tokens.</s>", NULL, WR_ERR_FORMAT,
+         "'post_processor.special_tokens'", "no \"</s>\""},
+        {"post_processor.pair", "7", WR_ERR_FORMAT, "'post_processor.pair'", "an array"},
+        {"post_processor.single", NULL, WR_ERR_FORMAT, "'post_processor.single'", "missing"},
+        /* added tokens */
+        {"added_tokens.3.id", "1800", WR_ERR_FORMAT, "'added_tokens[3].id'", "1800, outside"},
+        {"added_tokens.3.id", "-5", WR_ERR_FORMAT, "'added_tokens[3].id'", "outside"},
+        {"added_tokens.3.id", "7", WR_ERR_FORMAT, "'added_tokens[3].id'", "model.vocab id 1500"},
+        {"added_tokens.3.id", "true", WR_ERR_FORMAT, "'added_tokens[3].id'", "an integer"},
+        {"added_tokens.3.content", "\"<new_token>\"", WR_ERR_UNSUPPORTED,
+         "'added_tokens[3].content'", "<new_token>"},
+        {"added_tokens.3.content", "\"\"", WR_ERR_FORMAT, "'added_tokens[3].content'", "empty"},
+        {"added_tokens.3.lstrip", "true", WR_ERR_UNSUPPORTED, "'added_tokens[3].lstrip'", "true"},
+        {"added_tokens.3.rstrip", "true", WR_ERR_UNSUPPORTED, "'added_tokens[3].rstrip'", "true"},
+        {"added_tokens.3.single_word", "true", WR_ERR_UNSUPPORTED, "'added_tokens[3].single_word'",
+         "true"},
+        {"added_tokens.3.normalized", "true", WR_ERR_UNSUPPORTED, "'added_tokens[3].normalized'",
+         "raw text"},
+        {"added_tokens.3.special", NULL, WR_ERR_FORMAT, "'added_tokens[3].special'", "missing"},
+        {"added_tokens.3.special", "1", WR_ERR_FORMAT, "'added_tokens[3].special'", "a boolean"},
+        {"added_tokens.0.foo", "1", WR_ERR_UNSUPPORTED, "'added_tokens[0].foo'", "refusing"},
+        {"added_tokens", "{}", WR_ERR_FORMAT, "'added_tokens'", "an array"},
+        /* the top level */
+        {"extra", "1", WR_ERR_UNSUPPORTED, "'extra'", "refusing"},
+        {"version", "\"2.0\"", WR_ERR_FORMAT, "'version'", "\"2.0\""},
+        {"version", "1", WR_ERR_FORMAT, "'version'", "a string"},
+        {"truncation", "5", WR_ERR_FORMAT, "'truncation'", "an object or null"},
+        {"decoder", "\"Metaspace\"", WR_ERR_FORMAT, "'decoder'", "an object or null"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cJSON *m = cJSON_Duplicate(root, 1);
+        ck_assert(m);
+        jset(m, cases[i].path, cases[i].value);
+        char *text = cJSON_PrintUnformatted(m);
+        ck_assert(text);
+        char what[300];
+        snprintf(what, sizeof what, "%s = %s", cases[i].path,
+                 cases[i].value ? cases[i].value : "(deleted)");
+        expect_json(text, strlen(text), cases[i].want, cases[i].k1, cases[i].k2, what);
+        free(text);
+        cJSON_Delete(m);
+    }
+
+    /* mutations of the text itself */
+    char *flat = cJSON_PrintUnformatted(root);
+    ck_assert(flat);
+    static const struct {
+        const char *from, *to;
+        wr_status want;
+        const char *k1, *k2;
+    } raw[] = {
+        {"{\"version\":\"1.0\"", "{\"version\":\"1.0\",\"version\":\"1.0\"", WR_ERR_FORMAT,
+         "'version'", "twice"},
+        {"\"byte_fallback\":false", "\"byte_fallback\":false,\"byte_fallback\":true", WR_ERR_FORMAT,
+         "'model.byte_fallback'", "twice"},
+        {"\"<extra_id_299>\"", "\"<extra\\u0000_299>\"", WR_ERR_UNSUPPORTED, "U+0000", NULL},
+        {"\"<extra_id_299>\"", "\"<extra_id_\xff>\"", WR_ERR_FORMAT, "'added_tokens[3].content'",
+         "UTF-8"},
+        {"[\",\",", "[\"\xc0\xaf\",", WR_ERR_FORMAT, "'model.vocab[3][0]'", "UTF-8"},
+        {"[\",\",-2.5806877613067627]", "[\",\",-1e999]", WR_ERR_FORMAT, "'model.vocab[3][1]'",
+         "a finite number, got -inf"},
+        {"{\"version\"", "[{\"version\"", WR_ERR_FORMAT, "invalid JSON", NULL},
+    };
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        char *text = replace_first(flat, raw[i].from, raw[i].to);
+        expect_json(text, strlen(text), raw[i].want, raw[i].k1, raw[i].k2, raw[i].to);
+        free(text);
+    }
+    /* a pair template of 300 entries: over the bound */
+    {
+        cJSON *m = cJSON_Duplicate(root, 1);
+        cJSON *pair = jpath(m, "post_processor.pair", NULL, NULL, 0);
+        const cJSON *first = cJSON_GetArrayItem(pair, 0);
+        for (int k = 0; k < 300; k++) cJSON_AddItemToArray(pair, cJSON_Duplicate(first, 1));
+        char *text = cJSON_PrintUnformatted(m);
+        expect_json(text, strlen(text), WR_ERR_UNSUPPORTED, "'post_processor.pair'",
+                    "304 entries; wanrun takes at most 256", "long pair");
+        free(text);
+        cJSON_Delete(m);
+    }
+    /* a top-level array, nothing, a piece longer than any */
+    expect_json("[]", 2, WR_ERR_FORMAT, "not a JSON object", NULL, "[]");
+    expect_json("", 0, WR_ERR_FORMAT, "invalid JSON", NULL, "empty");
+    {
+        cJSON *m = cJSON_Duplicate(root, 1);
+        char big[1100];
+        memset(big, 'a', sizeof big);
+        big[0] = '"';
+        big[sizeof big - 2] = '"';
+        big[sizeof big - 1] = '\0';
+        jset(m, "model.vocab.5.0", big);
+        char *text = cJSON_PrintUnformatted(m);
+        expect_json(text, strlen(text), WR_ERR_UNSUPPORTED, "'model.vocab[5][0]'", "1097-byte",
+                    "long piece");
+        free(text);
+        cJSON_Delete(m);
+    }
+    free(flat);
+    cJSON_Delete(root);
+    free(gold);
+}
+END_TEST
+
+/* Encodes each prompt with a and b: identical ids and masks. */
+static void expect_same_ids(const wr_tokenizer *a, const wr_tokenizer *b, const char *what) {
+    static const char *const prompts[] = {
+        "A cat walks on the grass, realistic",
+        "full-width \xef\xbc\x9c\xef\xbc\x8f\xef\xbd\x93"
+        "\xef\xbc\x9e and <extra_id_5>",
+        "\xef\xbd\xb6\xef\xbe\x9e \xef\xac\x81\xcc\x81 \xe2\x91\xa0 \xe4\xb8\x80\xe5\x8f\xaa",
+        "</s><pad><unk> \xe2\x98\x83\xe2\x98\x83 caf\xc3\xa9", ""};
+    for (size_t i = 0; i < sizeof prompts / sizeof prompts[0]; i++) {
+        int32_t ia[64], ib[64];
+        uint8_t ma[64], mb[64];
+        int na = 0, nb = 0;
+        encode_ok(a, prompts[i], 64, ia, ma, &na);
+        encode_ok(b, prompts[i], 64, ib, mb, &nb);
+        ck_assert_msg(na == nb && !memcmp(ia, ib, sizeof ia) && !memcmp(ma, mb, sizeof ma),
+                      "%s: prompt %zu tokenizes differently", what, i);
+    }
+}
+
+/* Variants tokenizers reads as the same tokenizer: accepted, and the same ids. */
+START_TEST(test_json_equivalent_forms) {
+    size_t n;
+    char *gold = read_text(wr_test_data("tokenizer_json/tokenizer.json"), &n);
+    cJSON *root = cJSON_ParseWithLength(gold, n);
+    ck_assert(root);
+    wr_tokenizer *ref = open_golden();
+    const cJSON *cmap = jpath(root, "normalizer.precompiled_charsmap", NULL, NULL, 0);
+    char seq[400000];
+    ck_assert(strlen(cmap->valuestring) + 100 < sizeof seq);
+    snprintf(seq, sizeof seq,
+             "{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Precompiled\", "
+             "\"precompiled_charsmap\": \"%s\"}]}",
+             cmap->valuestring);
+    const struct {
+        const char *path, *value;
+    } ok[] = {
+        {"normalizer", seq}, /* a Sequence of the one Precompiled */
+        {"pre_tokenizer.pretokenizers.1.prepend_scheme", NULL},     /* serde default: always */
+        {"pre_tokenizer.pretokenizers.1.split", NULL},              /* serde default: true */
+        {"pre_tokenizer.pretokenizers.1.add_prefix_space", "true"}, /* the legacy field */
+        {"pre_tokenizer.pretokenizers.1.str_rep", "\"\\u2581\""},   /* older tokenizers */
+        {"truncation", "{\"max_length\": 8, \"strategy\": \"LongestFirst\"}"}, /* replaced */
+        {"padding", "{\"strategy\": \"BatchLongest\"}"},                       /* by the call */
+        {"decoder", "null"},
+        {"version", NULL},
+        {"added_tokens.3.special", "false"},
+        {"post_processor.single.1.SpecialToken.type_id", "1"}, /* token_type_ids only */
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        cJSON *m = cJSON_Duplicate(root, 1);
+        jset(m, ok[i].path, ok[i].value);
+        char *text = cJSON_PrintUnformatted(m);
+        wr_tokenizer *t = NULL;
+        ck_assert_msg(wr_tokenizer_from_json(&t, text, strlen(text), "ok.json") == WR_OK, "%s: %s",
+                      ok[i].path, wr_error_detail());
+        expect_same_ids(ref, t, ok[i].path);
+        wr_tokenizer_free(t);
+        free(text);
+        cJSON_Delete(m);
+    }
+    /* no normalizer at all: accepted (T5Tokenizer without a char map); full-width text then
+     * stays full-width, so the ids differ: only check that it encodes */
+    cJSON *m = cJSON_Duplicate(root, 1);
+    jset(m, "normalizer", "null");
+    char *text = cJSON_PrintUnformatted(m);
+    wr_tokenizer *t = NULL;
+    ck_assert_msg(wr_tokenizer_from_json(&t, text, strlen(text), "nonorm.json") == WR_OK, "%s",
+                  wr_error_detail());
+    int32_t ids[8];
+    uint8_t mask[8];
+    int nr = 0;
+    encode_ok(t, "\xef\xbc\xa1 cat", 8, ids, mask, &nr);
+    ck_assert_int_ge(nr, 2);
+    wr_tokenizer_free(t);
+    free(text);
+    cJSON_Delete(m);
+    wr_tokenizer_free(ref);
+    cJSON_Delete(root);
+    free(gold);
+}
+END_TEST
+
+/* A tokenizer folder: spiece.model first, else tokenizer.json, else an error naming both. */
+START_TEST(test_locate) {
+    char dir[1024], p[1200], got[1300];
+    snprintf(dir, sizeof dir, "%s/tokdir", wr_test_tmpdir());
+    ck_assert(mkdir(dir, 0755) == 0);
+    ck_assert_int_eq(wr_tokenizer_locate(dir, got, sizeof got), WR_ERR_NOT_FOUND);
+    ck_assert_msg(strstr(wr_error_detail(), "tokdir/spiece.model") &&
+                      strstr(wr_error_detail(), "tokdir/tokenizer.json"),
+                  "%s", wr_error_detail());
+    wr_tokenizer *t = (wr_tokenizer *)1;
+    ck_assert_int_eq(wr_tokenizer_open_dir(&t, dir), WR_ERR_NOT_FOUND);
+    ck_assert_ptr_null(t);
+
+    /* only tokenizer.json (a transformers 5.x save_pretrained folder) */
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    ck_assert(symlink(wr_test_data("tokenizer_json/tokenizer.json"), p) == 0);
+    ck_assert_int_eq(wr_tokenizer_locate(dir, got, sizeof got), WR_OK);
+    ck_assert_str_eq(got, p);
+    ck_assert_msg(wr_tokenizer_open_dir(&t, dir) == WR_OK, "%s", wr_error_detail());
+    wr_tokenizer *ref = open_golden();
+    expect_same_ids(ref, t, "tokenizer.json folder");
+    wr_tokenizer_free(t);
+
+    /* both: spiece.model wins, even when it is bad (the error is its own) */
+    char sp[1200];
+    snprintf(sp, sizeof sp, "%s/spiece.model", dir);
+    write_file(sp, "not a model", 11);
+    ck_assert_int_eq(wr_tokenizer_locate(dir, got, sizeof got), WR_OK);
+    ck_assert_str_eq(got, sp);
+    ck_assert_int_eq(wr_tokenizer_open_dir(&t, dir), WR_ERR_FORMAT);
+    ck_assert_msg(strstr(wr_error_detail(), sp), "%s", wr_error_detail());
+    unlink(sp);
+    ck_assert(symlink(wr_test_data("tokenizer/spiece.model"), sp) == 0);
+    ck_assert_msg(wr_tokenizer_open_dir(&t, dir) == WR_OK, "%s", wr_error_detail());
+    expect_same_ids(ref, t, "spiece.model folder");
+    wr_tokenizer_free(t);
+    wr_tokenizer_free(ref);
+
+    /* too long a path */
+    ck_assert_int_eq(wr_tokenizer_locate(dir, got, 10), WR_ERR_INVALID_ARG);
+    unlink(sp);
+    unlink(p);
+    rmdir(dir);
+}
+END_TEST
+
+/* tokenizer.json files: the error names the path; a FIFO is refused without blocking. */
+START_TEST(test_json_files) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/tokenizer.json", wr_test_tmpdir());
+    write_file(p, "{\"model\": {\"type\": \"WordPiece\"}}", 33);
+    expect_open_error(p, WR_ERR_UNSUPPORTED, "'model.type' is \"WordPiece\"");
+    unlink(p);
+    snprintf(p, sizeof p, "%s/missing/tokenizer.json", wr_test_tmpdir());
+    expect_open_error(p, WR_ERR_NOT_FOUND, "cannot open");
+    snprintf(p, sizeof p, "%s/fifo.json", wr_test_tmpdir());
+    ck_assert(mkfifo(p, 0600) == 0);
+    expect_open_error(p, WR_ERR_IO, "not a regular file");
+    unlink(p);
+}
+END_TEST
+
+/* ---- prompt length and prompt checks ---- */
+
+static char *repeat_text(const char *unit, size_t n) {
+    const size_t u = strlen(unit);
+    char *s = malloc(n + 1);
+    ck_assert(s);
+    size_t k = 0;
+    while (k + u <= n) {
+        memcpy(s + k, unit, u);
+        k += u;
+    }
+    while (k < n) s[k++] = ' ';
+    s[n] = '\0';
+    return s;
+}
+
+START_TEST(test_prompt_cap) {
+    wr_tokenizer *t = open_golden();
+    int32_t ids[ML];
+    uint8_t mask[ML];
+    int n = -7;
+    /* exactly the cap: accepted, 511 tokens + </s> */
+    char *p = repeat_text("A cat walks on the grass, realistic. ", WR_TOKENIZER_MAX_PROMPT_BYTES);
+    ck_assert_int_eq(wr_prompt_check(p, "--prompt"), WR_OK);
+    encode_ok(t, p, ML, ids, mask, &n);
+    ck_assert_int_eq(n, ML);
+    /* one byte more: refused by every entry point, naming the limit (and the option) */
+    free(p);
+    p = repeat_text("A cat walks on the grass, realistic. ", WR_TOKENIZER_MAX_PROMPT_BYTES + 1);
+    ck_assert_int_eq(wr_prompt_check(p, "--negative-prompt"), WR_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(wr_error_detail(), "--negative-prompt is 1048577 bytes") &&
+                      strstr(wr_error_detail(), "1048576"),
+                  "%s", wr_error_detail());
+    n = -7;
+    ck_assert_int_eq(wr_tokenizer_encode(t, p, ML, ids, mask, &n), WR_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(wr_error_detail(), "1048576"), "%s", wr_error_detail());
+    ck_assert_int_eq(n, -7);
+    char *c = (char *)1;
+    ck_assert_int_eq(wr_prompt_clean(p, &c), WR_ERR_INVALID_ARG);
+    ck_assert_ptr_null(c);
+    free(p);
+    /* 10 MB: refused by the cap before any cleaning or tokenization */
+    p = repeat_text("&amp;lt;\xf0\x9f\x87\xaf", 10u << 20);
+    ck_assert_int_eq(wr_prompt_check(p, "--prompt"), WR_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(wr_error_detail(), "--prompt is 10485760 bytes"), "%s", wr_error_detail());
+    ck_assert_int_eq(wr_tokenizer_encode(t, p, ML, ids, mask, &n), WR_ERR_INVALID_ARG);
+    free(p);
+    /* the cap's worth of regional indicators (one grapheme run: the boundary rule that looked
+     * back over the whole run made this quadratic, ~1e11 steps) */
+    p = repeat_text("\xf0\x9f\x87\xaf", WR_TOKENIZER_MAX_PROMPT_BYTES);
+    encode_ok(t, p, ML, ids, mask, &n);
+    free(p);
+    /* not in the vocabulary: one fused <unk> however long the run, as for a short run */
+    int32_t ids2[ML];
+    uint8_t mask2[ML];
+    int n2 = 0;
+    p = repeat_text("\xf0\x9f\x87\xaf", 4096);
+    encode_ok(t, p, ML, ids2, mask2, &n2);
+    free(p);
+    ck_assert_int_eq(n, n2);
+    ck_assert(!memcmp(ids, ids2, sizeof ids) && !memcmp(mask, mask2, sizeof mask));
+    /* wr_prompt_check names which prompt is not UTF-8 */
+    ck_assert_int_eq(wr_prompt_check("bad \xff", "--negative-prompt"), WR_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(wr_error_detail(), "--negative-prompt is not valid UTF-8 (byte 4: 0xFF)"),
+                  "%s", wr_error_detail());
+    ck_assert_int_eq(wr_prompt_check("ok", "--prompt"), WR_OK);
+    wr_tokenizer_free(t);
+}
+END_TEST
+
 START_TEST(test_input_errors) {
     wr_tokenizer *t = open_golden();
     int32_t ids[8];
@@ -548,6 +1104,13 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_vocabulary);
     tcase_add_test(tc, test_golden_clean);
     tcase_add_test(tc, test_golden_ids);
+    tcase_add_test(tc, test_golden_ids_json);
+    tcase_add_test(tc, test_json_same_vocab);
+    tcase_add_test(tc, test_json_errors);
+    tcase_add_test(tc, test_json_equivalent_forms);
+    tcase_add_test(tc, test_locate);
+    tcase_add_test(tc, test_json_files);
+    tcase_add_test(tc, test_prompt_cap);
     tcase_add_test(tc, test_spm_shim);
     tcase_add_test(tc, test_truncation);
     tcase_add_test(tc, test_empty);

@@ -420,9 +420,16 @@ wr_status wr_model_dir_open(wr_model_dir *out, const char *path) {
             snprintf(p, sizeof p, "%s/scheduler_config.json", d);
             st = wr_sched_config_read(&out->sched, p);
             break;
-        case WR_COMP_TOKENIZER:
+        case WR_COMP_TOKENIZER: /* spiece.model, else tokenizer.json (wr_tokenizer_locate) */
             snprintf(p, sizeof p, "%s/spiece.model", d);
-            if (!is_file(p)) st = WR_FAIL(WR_ERR_NOT_FOUND, "%s: tokenizer model not found", p);
+            if (!is_file(p)) {
+                snprintf(p, sizeof p, "%s/tokenizer.json", d);
+                if (!is_file(p))
+                    st = WR_FAIL(WR_ERR_NOT_FOUND,
+                                 "%s/spiece.model: tokenizer model not found, nor "
+                                 "%s/tokenizer.json: the tokenizer folder needs one of them",
+                                 d, d);
+            }
             break;
         default:
             break;

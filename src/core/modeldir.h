@@ -6,6 +6,7 @@
  *
  * Layout:  DIR/model_index.json, DIR/transformer/config.json, DIR/text_encoder/config.json,
  *          DIR/vae/config.json, DIR/scheduler/scheduler_config.json, DIR/tokenizer/spiece.model
+ *          (or, without it, DIR/tokenizer/tokenizer.json)
  * A component listed in model_index.json whose folder or config is missing is an error naming
  * the path. A directory without model_index.json can still be opened when it holds the
  * component folders (e.g. a hand-assembled directory); the index is then synthesised.

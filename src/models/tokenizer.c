@@ -16,12 +16,16 @@
 #include "models/tokenizer.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/json.h"
 #include "models/spm_shim.h"
 
 struct wr_cp_range {
@@ -42,8 +46,8 @@ enum { SPM_NORMAL = 1, SPM_UNKNOWN = 2, SPM_CONTROL = 3, SPM_USER_DEFINED = 4 };
 struct wr_tokenizer {
     char *path;
     wr_spm *spm;
-    int32_t n_sp;    /* pieces in spiece.model */
-    int32_t n_vocab; /* n_sp + WR_TOKENIZER_EXTRA_IDS */
+    int32_t n_sp;    /* pieces in spiece.model (0 for tokenizer.json) */
+    int32_t n_vocab; /* spiece.model: n_sp + WR_TOKENIZER_EXTRA_IDS; tokenizer.json: its vocab */
     char *arena;     /* every piece, NUL-terminated */
     size_t *off;     /* [n_vocab] piece offsets in arena */
     uint32_t *len;   /* [n_vocab] piece byte lengths */
@@ -340,7 +344,27 @@ static wr_status html_unescape(const uint8_t *s, size_t n, sbuf *out, int pass) 
  * kept (not collapsed) inside. White_Space is a subset of isspace, so after the first strip
  * the ends hold no White_Space and the second strip has nothing left to do. */
 
+static wr_status prompt_too_long(const char *what, size_t n) {
+    return WR_FAIL(WR_ERR_INVALID_ARG,
+                   "%s is %zu bytes, more than the %zu (1 MiB) wanrun accepts: only its first "
+                   "%d tokens (a few KB of text) reach the text encoder; shorten it",
+                   what, n, WR_TOKENIZER_MAX_PROMPT_BYTES, WR_TOKENIZER_MAX_LEN - 1);
+}
+
+wr_status wr_prompt_check(const char *prompt, const char *what) {
+    WR_ASSERT(prompt && what);
+    const size_t n = strlen(prompt);
+    if (n > WR_TOKENIZER_MAX_PROMPT_BYTES) return prompt_too_long(what, n);
+    const size_t bad = utf8_check((const uint8_t *)prompt, n);
+    if (bad != n)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "%s is not valid UTF-8 (byte %zu: 0x%02X); pass UTF-8 text", what, bad,
+                       (unsigned)(uint8_t)prompt[bad]);
+    return WR_OK;
+}
+
 static wr_status prompt_clean_n(const char *prompt, size_t n, sbuf *out) {
+    if (n > WR_TOKENIZER_MAX_PROMPT_BYTES) return prompt_too_long("the prompt", n);
     const size_t bad = utf8_check((const uint8_t *)prompt, n);
     if (bad != n)
         return WR_FAIL(WR_ERR_INVALID_ARG,
@@ -442,38 +466,61 @@ static void vocab_insert(wr_tokenizer *t, int32_t id) {
     }
 }
 
-/* ---- reading spiece.model ---- */
+/* ---- reading a model file ---- */
 
+/* The largest tokenizer model file read (UMT5: spiece.model 4.5 MB, tokenizer.json ~17 MB; the
+ * JSON tree costs a few times the text). */
+#define MAX_MODEL_FILE ((size_t)64 << 20)
+
+/* Reads a whole regular file (not a FIFO or device: opened non-blocking, checked with fstat on
+ * the open descriptor) of at most MAX_MODEL_FILE bytes into *out (malloc'd, NUL-terminated). */
 static wr_status read_file(const char *path, uint8_t **out, size_t *n) {
     *out = NULL;
     *n = 0;
-    struct stat sb;
-    if (stat(path, &sb) != 0)
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO,
-                       "%s: cannot open the tokenizer model: %s; pass the spiece.model from the "
-                       "checkpoint's tokenizer/ folder",
+                       "%s: cannot open the tokenizer model: %s; pass the tokenizer/spiece.model "
+                       "or tokenizer/tokenizer.json of the checkpoint",
                        path, strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return WR_FAIL(WR_ERR_IO, "%s: not a regular file; pass the tokenizer/spiece.model file",
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return WR_FAIL(WR_ERR_IO,
+                       "%s: not a regular file; pass the tokenizer/spiece.model or "
+                       "tokenizer/tokenizer.json file",
                        path);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO,
-                       "%s: cannot open the tokenizer model: %s", path, strerror(errno));
+    }
+    if ((uint64_t)sb.st_size > MAX_MODEL_FILE) {
+        close(fd);
+        return WR_FAIL(WR_ERR_FORMAT,
+                       "%s: %lld bytes, larger than any tokenizer model (at most %zu MiB read)",
+                       path, (long long)sb.st_size, MAX_MODEL_FILE >> 20);
+    }
     const size_t size = (size_t)sb.st_size;
-    uint8_t *buf = malloc(size ? size : 1);
+    uint8_t *buf = malloc(size + 1);
     if (!buf) {
-        fclose(f);
+        close(fd);
         return WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory (%zu bytes)", path, size);
     }
-    const size_t got = fread(buf, 1, size, f);
-    const int err = ferror(f) ? errno : 0;
-    fclose(f);
+    size_t got = 0;
+    int err = 0;
+    while (got < size) {
+        const ssize_t r = read(fd, buf + got, size - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            err = r < 0 ? errno : 0;
+            break;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
     if (got != size) {
         free(buf);
         return WR_FAIL(WR_ERR_IO, "%s: read %zu of %zu bytes: %s", path, got, size,
                        err ? strerror(err) : "file shrank while reading");
     }
+    buf[size] = '\0';
     *out = buf;
     *n = size;
     return WR_OK;
@@ -572,8 +619,8 @@ bad:
 }
 
 /* spm_precompiled::Precompiled::from: le u32 trie byte size, the trie's u32 units, then the
- * replacement strings (must be UTF-8). */
-static wr_status parse_charsmap(wr_tokenizer *t, const uint8_t *p, size_t n) {
+ * replacement strings (must be UTF-8). `field` names the map in details. */
+static wr_status parse_charsmap(wr_tokenizer *t, const uint8_t *p, size_t n, const char *field) {
     if (n == 0) return WR_OK; /* no map: T5Tokenizer sets no normalizer */
     if (n < 4) goto bad;
     const uint32_t trie_bytes =
@@ -597,9 +644,27 @@ static wr_status parse_charsmap(wr_tokenizer *t, const uint8_t *p, size_t n) {
     return WR_OK;
 bad:
     return WR_FAIL(WR_ERR_FORMAT,
-                   "%s: the normalizer's precompiled_charsmap (%zu bytes) is malformed; the file "
-                   "is corrupt: take spiece.model from the checkpoint again",
-                   t->path, n);
+                   "%s: the normalizer's char map (%s, %zu bytes) is malformed; the file is "
+                   "corrupt: take it from the checkpoint again",
+                   t->path, field, n);
+}
+
+/* ---- the vocabulary tables, shared by both readers ---- */
+
+static wr_status vocab_alloc(wr_tokenizer *t, size_t nv) {
+    t->n_vocab = (int32_t)nv;
+    t->off = malloc(nv * sizeof(*t->off));
+    t->len = malloc(nv * sizeof(*t->len));
+    t->score = malloc(nv * sizeof(*t->score));
+    t->added = calloc(nv, 1);
+    size_t nslots = 1;
+    while (nslots < 2 * nv) nslots *= 2;
+    t->slots = malloc(nslots * sizeof(*t->slots));
+    if (!t->off || !t->len || !t->score || !t->added || !t->slots)
+        return WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory (%zu pieces)", t->path, nv);
+    t->slot_mask = nslots - 1;
+    memset(t->slots, 0xFF, nslots * sizeof(*t->slots));
+    return WR_OK;
 }
 
 static wr_status add_piece(wr_tokenizer *t, sbuf *arena, int32_t id, const char *s, size_t n,
@@ -613,69 +678,64 @@ static wr_status add_piece(wr_tokenizer *t, sbuf *arena, int32_t id, const char 
     return arena->oom ? WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory", t->path) : WR_OK;
 }
 
-wr_status wr_tokenizer_open(wr_tokenizer **out, const char *spiece_model_path) {
-    WR_ASSERT(out && spiece_model_path);
-    *out = NULL;
-    wr_status st = WR_OK;
-    uint8_t *buf = NULL, *types = NULL;
-    size_t nbuf = 0;
-    sbuf arena = {0};
-    wr_tokenizer *t = calloc(1, sizeof(*t));
-    if (!t) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
-    t->path = strdup(spiece_model_path);
-    if (!t->path) {
-        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
-        goto fail;
+/* After every add_piece: takes the arena, fills the piece hash (a later piece with the same
+ * bytes wins, as in tokenizers' HashMap) and the minimum score (tokenizers' Unigram::from). */
+static void vocab_index(wr_tokenizer *t, sbuf *arena) {
+    t->arena = arena->p;
+    arena->p = NULL;
+    t->min_score = 0.0;
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        if (id == 0 || t->score[id] < t->min_score) t->min_score = t->score[id];
+        vocab_insert(t, id);
     }
-    WR_TRY_GOTO(st, read_file(t->path, &buf, &nbuf), fail);
-    WR_TRY_GOTO(st, wr_spm_load(&t->spm, buf, nbuf, t->path), fail);
+}
 
+/* After the added flags are set: the first bytes and distinct lengths of the added tokens,
+ * longest first (leftmost-longest matching). */
+static wr_status added_index(wr_tokenizer *t) {
+    t->added_lens = calloc(t->max_piece + 1, sizeof(*t->added_lens));
+    if (!t->added_lens) return WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory", t->path);
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        if (!t->added[id] || t->len[id] == 0) continue;
+        t->added_first[(uint8_t)t->arena[t->off[id]]] = 1;
+        t->added_lens[t->len[id]] = 1; /* a flag per length for now */
+    }
+    for (size_t l = t->max_piece; l > 0; l--)
+        if (t->added_lens[l]) t->added_lens[t->n_added_lens++] = l;
+    return WR_OK;
+}
+
+static const char *const t5_specials[3] = {"<pad>", "</s>", "<unk>"};
+
+/* ---- reading spiece.model ---- */
+
+static wr_status open_spiece(wr_tokenizer *t, const uint8_t *buf, size_t nbuf) {
+    wr_status st = WR_OK;
+    uint8_t *types = NULL;
+    sbuf arena = {0};
+    WR_TRY(wr_spm_load(&t->spm, buf, nbuf, t->path));
     t->n_sp = wr_spm_piece_count(t->spm);
-    static const char *const t5_specials[3] = {"<pad>", "</s>", "<unk>"};
     for (int i = 0; i < 3; i++) {
         size_t n = 0;
         const char *p = i < t->n_sp ? wr_spm_id_to_piece(t->spm, i, &n) : NULL;
-        if (!p || n != strlen(t5_specials[i]) || memcmp(p, t5_specials[i], n) != 0) {
-            st = WR_FAIL(WR_ERR_FORMAT,
-                         "%s: piece %d is not '%s': not a T5/UMT5 tokenizer model (<pad>=0, "
-                         "</s>=1, <unk>=2); pass the text encoder's tokenizer/spiece.model",
-                         t->path, i, t5_specials[i]);
-            goto fail;
-        }
+        if (!p || n != strlen(t5_specials[i]) || memcmp(p, t5_specials[i], n) != 0)
+            return WR_FAIL(WR_ERR_FORMAT,
+                           "%s: piece %d is not '%s': not a T5/UMT5 tokenizer model (<pad>=0, "
+                           "</s>=1, <unk>=2); pass the text encoder's tokenizer/spiece.model",
+                           t->path, i, t5_specials[i]);
     }
-    if (wr_spm_unk_id(t->spm) != 2) {
-        st = WR_FAIL(WR_ERR_FORMAT, "%s: the unknown piece is id %d, not 2: not a T5/UMT5 model",
-                     t->path, (int)wr_spm_unk_id(t->spm));
-        goto fail;
-    }
+    if (wr_spm_unk_id(t->spm) != 2)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: the unknown piece is id %d, not 2: not a T5/UMT5 model",
+                       t->path, (int)wr_spm_unk_id(t->spm));
     types = malloc((size_t)t->n_sp);
-    if (!types) {
-        st = WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory", t->path);
-        goto fail;
-    }
+    if (!types) return WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory", t->path);
     const uint8_t *cmap;
     size_t cmap_len;
-    WR_TRY_GOTO(st, parse_model_proto(buf, nbuf, t->n_sp, types, &cmap, &cmap_len, t->path), fail);
-    WR_TRY_GOTO(st, parse_charsmap(t, cmap, cmap_len), fail);
+    WR_TRY_GOTO(st, parse_model_proto(buf, nbuf, t->n_sp, types, &cmap, &cmap_len, t->path), done);
+    WR_TRY_GOTO(st, parse_charsmap(t, cmap, cmap_len, "precompiled_charsmap"), done);
 
     /* the vocabulary: T5Converter.convert_from_spm appends <extra_id_299> .. <extra_id_0> */
-    t->n_vocab = t->n_sp + WR_TOKENIZER_EXTRA_IDS;
-    const size_t nv = (size_t)t->n_vocab;
-    t->off = malloc(nv * sizeof(*t->off));
-    t->len = malloc(nv * sizeof(*t->len));
-    t->score = malloc(nv * sizeof(*t->score));
-    t->added = calloc(nv, 1);
-    size_t nslots = 1;
-    while (nslots < 2 * nv) nslots *= 2;
-    t->slots = malloc(nslots * sizeof(*t->slots));
-    if (!t->off || !t->len || !t->score || !t->added || !t->slots) {
-        st = WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory (%d pieces)", t->path,
-                     (int)t->n_vocab);
-        goto fail;
-    }
-    t->slot_mask = nslots - 1;
-    memset(t->slots, 0xFF, nslots * sizeof(*t->slots));
-    t->min_score = 0.0;
+    WR_TRY_GOTO(st, vocab_alloc(t, (size_t)t->n_sp + WR_TOKENIZER_EXTRA_IDS), done);
     for (int32_t id = 0; id < t->n_vocab; id++) {
         char name[32];
         const char *p;
@@ -695,35 +755,733 @@ wr_status wr_tokenizer_open(wr_tokenizer **out, const char *spiece_model_path) {
             sc = 0.0;
             t->added[id] = 1;
         }
-        WR_TRY_GOTO(st, add_piece(t, &arena, id, p, n, sc), fail);
-        if (id == 0 || sc < t->min_score) t->min_score = sc;
+        WR_TRY_GOTO(st, add_piece(t, &arena, id, p, n, sc), done);
     }
-    t->arena = arena.p;
-    arena.p = NULL;
-    for (int32_t id = 0; id < t->n_vocab; id++) vocab_insert(t, id);
-    /* the distinct lengths of the added tokens, longest first (leftmost-longest matching) */
-    t->added_lens = calloc(t->max_piece + 1, sizeof(*t->added_lens));
-    if (!t->added_lens) {
-        st = WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory", t->path);
-        goto fail;
-    }
-    for (int32_t id = 0; id < t->n_vocab; id++) {
-        if (!t->added[id] || t->len[id] == 0) continue;
-        t->added_first[(uint8_t)t->arena[t->off[id]]] = 1;
-        t->added_lens[t->len[id]] = 1; /* a flag per length for now */
-    }
-    for (size_t l = t->max_piece; l > 0; l--)
-        if (t->added_lens[l]) t->added_lens[t->n_added_lens++] = l;
-    free(buf);
-    free(types);
-    *out = t;
-    return WR_OK;
-fail:
-    free(buf);
+    vocab_index(t, &arena);
+    st = added_index(t);
+done:
     free(types);
     free(arena.p);
-    wr_tokenizer_free(t);
     return st;
+}
+
+/* ---- reading tokenizer.json ----
+ *
+ * The `tokenizers` 0.23 serialization (tokenizer/serialization.rs and each component's serde)
+ * of the tokenizer transformers 5.x's T5Tokenizer builds and save_pretrained writes:
+ *   {"version": "1.0", "truncation": null, "padding": null,
+ *    "added_tokens": [{"id", "content", "single_word", "lstrip", "rstrip", "normalized",
+ *                      "special"}, ...],
+ *    "normalizer": {"type": "Precompiled", "precompiled_charsmap": base64} (or null),
+ *    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"},
+ *        {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true}]},
+ *    "post_processor": {"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A",
+ *        "type_id": 0}}, {"SpecialToken": {"id": "</s>", "type_id": 0}}], "pair": [...],
+ *        "special_tokens": {"</s>": {"id": "</s>", "ids": [1], "tokens": ["</s>"]}}},
+ *    "decoder": {...}, "model": {"type": "Unigram", "unk_id": 2, "vocab": [[piece, score],
+ *        ...], "byte_fallback": false}}
+ * Every object's keys are checked (an unknown key is refused, a repeated one too: serde
+ * rejects duplicate fields), every value's type; what wanrun does not implement is
+ * WR_ERR_UNSUPPORTED, what `tokenizers` itself would reject WR_ERR_FORMAT. */
+
+#define TJ_MAX_VOCAB    4000000 /* pieces (UMT5: 256,300) */
+#define TJ_MAX_PIECE    1024    /* bytes of one piece (SentencePiece's default limit: 16 chars) */
+#define TJ_MAX_TEMPLATE 256     /* entries of post_processor.single / pair / special_tokens */
+
+static const char *tj_kind(const cJSON *v) {
+    if (!v) return "nothing";
+    if (cJSON_IsNull(v)) return "null";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsArray(v)) return "an array";
+    if (cJSON_IsObject(v)) return "an object";
+    return "an unknown value";
+}
+
+/* A string value for a message: at most 48 bytes, control bytes and quotes escaped. */
+static const char *tj_show(const char *s, char out[80]) {
+    size_t k = 0, i = 0;
+    for (; s[i] && k < 48; i++) {
+        const unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7F || c == '"' || c == '\\')
+            k += (size_t)snprintf(out + k, 80 - k, "\\x%02X", c);
+        else
+            out[k++] = (char)c;
+    }
+    if (s[i]) k += (size_t)snprintf(out + k, 80 - k, "...");
+    out[k] = '\0';
+    return out;
+}
+
+/* path + "." + key (or key alone at the top) */
+static const char *tj_join(char *buf, size_t cap, const char *path, const char *key) {
+    snprintf(buf, cap, "%s%s%s", path, *path ? "." : "", key);
+    return buf;
+}
+
+static wr_status tj_type_error(const char *file, const char *path, const char *want,
+                               const cJSON *v) {
+    if (cJSON_IsNumber(v))
+        return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' must be %s, got %.17g", file, path, want,
+                       v->valuedouble);
+    return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' must be %s, got %s", file, path, want,
+                   tj_kind(v));
+}
+
+/* obj must be an object whose keys are all in keys[] and none twice. */
+static wr_status tj_object(const char *file, const cJSON *obj, const char *path,
+                           const char *const *keys, size_t nkeys) {
+    if (!cJSON_IsObject(obj)) return tj_type_error(file, path, "an object", obj);
+    for (const cJSON *c = obj->child; c; c = c->next) {
+        bool known = false;
+        for (size_t k = 0; k < nkeys && !known; k++) known = strcmp(c->string, keys[k]) == 0;
+        char p[256], show[80];
+        if (!known)
+            return WR_FAIL(WR_ERR_UNSUPPORTED,
+                           "%s: field '%s' is not one wanrun knows (as transformers 5.x writes "
+                           "tokenizer.json for T5/UMT5); refusing it rather than ignoring it",
+                           file, tj_join(p, sizeof p, path, tj_show(c->string, show)));
+        for (const cJSON *d = obj->child; d != c; d = d->next)
+            if (strcmp(d->string, c->string) == 0)
+                return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' appears twice", file,
+                               tj_join(p, sizeof p, path, tj_show(c->string, show)));
+    }
+    return WR_OK;
+}
+
+/* A required member (WR_ERR_FORMAT naming it when absent). */
+static wr_status tj_need(const char *file, const cJSON *obj, const char *path, const char *key,
+                         const cJSON **out) {
+    *out = cJSON_GetObjectItemCaseSensitive(obj, key);
+    char p[256];
+    if (!*out)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' is missing", file,
+                       tj_join(p, sizeof p, path, key));
+    return WR_OK;
+}
+
+/* obj[key] (required) must be the string `want`: another string is WR_ERR_UNSUPPORTED. */
+static wr_status tj_string_is(const char *file, const cJSON *obj, const char *path, const char *key,
+                              const char *want, const char *what) {
+    const cJSON *v;
+    char p[256], show[80];
+    WR_TRY(tj_need(file, obj, path, key, &v));
+    tj_join(p, sizeof p, path, key);
+    if (!cJSON_IsString(v)) return tj_type_error(file, p, "a string", v);
+    if (strcmp(v->valuestring, want) != 0)
+        return WR_FAIL(WR_ERR_UNSUPPORTED, "%s: field '%s' is \"%s\": wanrun implements only %s",
+                       file, p, tj_show(v->valuestring, show), what);
+    return WR_OK;
+}
+
+/* An optional boolean obj[key] that must have the value `want` when present. */
+static wr_status tj_bool_is(const char *file, const cJSON *obj, const char *path, const char *key,
+                            bool want, bool required, const char *why) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    char p[256];
+    tj_join(p, sizeof p, path, key);
+    if (!v) {
+        if (required) return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' is missing", file, p);
+        return WR_OK;
+    }
+    if (!cJSON_IsBool(v)) return tj_type_error(file, p, "a boolean", v);
+    if (cJSON_IsTrue(v) != want)
+        return WR_FAIL(WR_ERR_UNSUPPORTED, "%s: field '%s' is %s: %s", file, p,
+                       want ? "false" : "true", why);
+    return WR_OK;
+}
+
+/* A number that is an integer in [lo, hi]: 0 and *out, or -1 (not an integer), 1 (range). */
+static int tj_int(const cJSON *v, double lo, double hi, int64_t *out) {
+    if (!cJSON_IsNumber(v)) return -1;
+    const double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d)) return -1;
+    if (d < lo || d > hi) return 1;
+    *out = (int64_t)d;
+    return 0;
+}
+
+static wr_status tj_index(const char *file, const cJSON *v, const char *path, int64_t n,
+                          int64_t *out) {
+    const int r = tj_int(v, -9e15, 9e15, out);
+    if (r < 0) return tj_type_error(file, path, "an integer", v);
+    if (r > 0 || *out < 0 || *out >= n)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' is %.17g, outside the vocabulary [0, %lld)",
+                       file, path, v->valuedouble, (long long)n);
+    return WR_OK;
+}
+
+/* Standard base64 with '=' padding (what tokenizers writes), strictly: no whitespace, no
+ * missing or extra padding, zero trailing bits. *out malloc'd. 1 decoded, 0 malformed, -1 out
+ * of memory. */
+static int base64_decode(const char *s, size_t n, uint8_t **out, size_t *nout) {
+    *out = NULL;
+    *nout = 0;
+    if (n % 4 != 0) return 0;
+    size_t pad = 0;
+    if (n >= 1 && s[n - 1] == '=') pad++;
+    if (n >= 2 && s[n - 2] == '=') pad++;
+    uint8_t *b = malloc(n / 4 * 3 + 1);
+    if (!b) return -1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        uint32_t v = 0;
+        for (size_t j = 0; j < 4; j++) {
+            const unsigned char c = (unsigned char)s[i + j];
+            uint32_t d;
+            if (c >= 'A' && c <= 'Z')
+                d = c - 'A';
+            else if (c >= 'a' && c <= 'z')
+                d = c - 'a' + 26;
+            else if (c >= '0' && c <= '9')
+                d = c - '0' + 52;
+            else if (c == '+')
+                d = 62;
+            else if (c == '/')
+                d = 63;
+            else if (c == '=' && i + 4 == n && j >= 4 - pad)
+                d = 0;
+            else
+                goto bad;
+            v = v << 6 | d;
+        }
+        const size_t emit = i + 4 == n ? 3 - pad : 3;
+        if (i + 4 == n && pad && (v & (pad == 1 ? 0xFFu : 0xFFFFu)) != 0) goto bad;
+        for (size_t j = 0; j < emit; j++) b[k++] = (uint8_t)(v >> (16 - 8 * j));
+    }
+    *out = b;
+    *nout = k;
+    return 1;
+bad:
+    free(b);
+    return 0;
+}
+
+/* A Precompiled normalizer object at `path`. */
+static wr_status tj_precompiled(wr_tokenizer *t, const cJSON *o, const char *path) {
+    static const char *const keys[] = {"type", "precompiled_charsmap"};
+    const char *file = t->path;
+    WR_TRY(tj_object(file, o, path, keys, NELEM(keys)));
+    const cJSON *v;
+    char p[256];
+    WR_TRY(tj_need(file, o, path, "precompiled_charsmap", &v));
+    tj_join(p, sizeof p, path, "precompiled_charsmap");
+    if (!cJSON_IsString(v)) return tj_type_error(file, p, "a base64 string", v);
+    uint8_t *map = NULL;
+    size_t nmap = 0;
+    const int dec = base64_decode(v->valuestring, strlen(v->valuestring), &map, &nmap);
+    if (dec < 0) return WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory for '%s'", file, p);
+    if (dec == 0)
+        return WR_FAIL(WR_ERR_FORMAT,
+                       "%s: field '%s' is not valid base64 (standard alphabet, '=' padding, "
+                       "%zu characters)",
+                       file, p, strlen(v->valuestring));
+    wr_status st = WR_OK;
+    if (nmap == 0)
+        st = WR_FAIL(WR_ERR_FORMAT,
+                     "%s: field '%s' is empty: a Precompiled normalizer needs "
+                     "its char map",
+                     file, p);
+    else
+        st = parse_charsmap(t, map, nmap, p);
+    free(map);
+    return st;
+}
+
+static wr_status tj_normalizer(wr_tokenizer *t, const cJSON *n) {
+    const char *file = t->path;
+    if (!n || cJSON_IsNull(n)) return WR_OK; /* no normalizer (a model without a char map) */
+    if (!cJSON_IsObject(n)) return tj_type_error(file, "normalizer", "an object or null", n);
+    const cJSON *type;
+    char show[80];
+    WR_TRY(tj_need(file, n, "normalizer", "type", &type));
+    if (!cJSON_IsString(type)) return tj_type_error(file, "normalizer.type", "a string", type);
+    if (strcmp(type->valuestring, "Precompiled") == 0) return tj_precompiled(t, n, "normalizer");
+    if (strcmp(type->valuestring, "Sequence") == 0) {
+        static const char *const keys[] = {"type", "normalizers"};
+        WR_TRY(tj_object(file, n, "normalizer", keys, NELEM(keys)));
+        const cJSON *list;
+        WR_TRY(tj_need(file, n, "normalizer", "normalizers", &list));
+        if (!cJSON_IsArray(list))
+            return tj_type_error(file, "normalizer.normalizers", "an array", list);
+        int i = 0;
+        for (const cJSON *c = list->child; c; c = c->next, i++) {
+            char p[64];
+            snprintf(p, sizeof p, "normalizer.normalizers[%d]", i);
+            if (!cJSON_IsObject(c)) return tj_type_error(file, p, "an object", c);
+            const cJSON *ct = cJSON_GetObjectItemCaseSensitive(c, "type");
+            char pt[80];
+            snprintf(pt, sizeof pt, "%s.type", p);
+            if (!cJSON_IsString(ct)) return tj_type_error(file, pt, "a string", ct);
+            if (i > 0 || strcmp(ct->valuestring, "Precompiled") != 0)
+                return WR_FAIL(WR_ERR_UNSUPPORTED,
+                               "%s: field '%s' is \"%s\": wanrun implements only a Precompiled "
+                               "normalizer (alone, or the only one of a Sequence)",
+                               file, pt, tj_show(ct->valuestring, show));
+            WR_TRY(tj_precompiled(t, c, p));
+        }
+        return WR_OK;
+    }
+    return WR_FAIL(WR_ERR_UNSUPPORTED,
+                   "%s: field 'normalizer.type' is \"%s\": wanrun implements only the "
+                   "Precompiled normalizer (SentencePiece's char map, as T5/UMT5 has)",
+                   file, tj_show(type->valuestring, show));
+}
+
+static wr_status tj_pre_tokenizer(const char *file, const cJSON *pt) {
+    static const char *const seq_keys[] = {"type", "pretokenizers"};
+    static const char *const ws_keys[] = {"type"};
+    static const char *const ms_keys[] = {"type",  "replacement",      "prepend_scheme",
+                                          "split", "add_prefix_space", "str_rep"};
+    static const char *const want =
+        "Sequence[WhitespaceSplit, Metaspace(replacement '\xE2\x96\x81', prepend_scheme "
+        "always, split true)] (what transformers 5.x writes for T5/UMT5)";
+    if (!pt || cJSON_IsNull(pt))
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "%s: field 'pre_tokenizer' is %s: wanrun implements only %s", file,
+                       pt ? "null" : "missing", want);
+    if (!cJSON_IsObject(pt)) return tj_type_error(file, "pre_tokenizer", "an object", pt);
+    WR_TRY(tj_string_is(file, pt, "pre_tokenizer", "type", "Sequence", want));
+    WR_TRY(tj_object(file, pt, "pre_tokenizer", seq_keys, NELEM(seq_keys)));
+    const cJSON *list;
+    WR_TRY(tj_need(file, pt, "pre_tokenizer", "pretokenizers", &list));
+    if (!cJSON_IsArray(list))
+        return tj_type_error(file, "pre_tokenizer.pretokenizers", "an array", list);
+    const int n = cJSON_GetArraySize(list);
+    if (n != 2)
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "%s: field 'pre_tokenizer.pretokenizers' has %d entries: wanrun "
+                       "implements only %s",
+                       file, n, want);
+    const cJSON *ws = list->child, *ms = ws->next;
+    if (!cJSON_IsObject(ws))
+        return tj_type_error(file, "pre_tokenizer.pretokenizers[0]", "an object", ws);
+    WR_TRY(
+        tj_string_is(file, ws, "pre_tokenizer.pretokenizers[0]", "type", "WhitespaceSplit", want));
+    WR_TRY(tj_object(file, ws, "pre_tokenizer.pretokenizers[0]", ws_keys, NELEM(ws_keys)));
+    const char *mp = "pre_tokenizer.pretokenizers[1]";
+    if (!cJSON_IsObject(ms)) return tj_type_error(file, mp, "an object", ms);
+    WR_TRY(tj_string_is(file, ms, mp, "type", "Metaspace", want));
+    WR_TRY(tj_object(file, ms, mp, ms_keys, NELEM(ms_keys)));
+    WR_TRY(tj_string_is(file, ms, mp, "replacement", "\xE2\x96\x81", "U+2581 '\xE2\x96\x81'"));
+    /* serde defaults (pre_tokenizers/metaspace.rs): prepend_scheme always, split true */
+    if (cJSON_GetObjectItemCaseSensitive(ms, "prepend_scheme"))
+        WR_TRY(tj_string_is(file, ms, mp, "prepend_scheme", "always", "\"always\""));
+    WR_TRY(tj_bool_is(file, ms, mp, "split", true, false,
+                      "wanrun implements only split true (words cut before every '\xE2\x96\x81')"));
+    WR_TRY(tj_bool_is(file, ms, mp, "add_prefix_space", true, false,
+                      "that means prepend_scheme never; wanrun implements only always"));
+    if (cJSON_GetObjectItemCaseSensitive(ms, "str_rep"))
+        WR_TRY(tj_string_is(file, ms, mp, "str_rep", "\xE2\x96\x81", "U+2581 '\xE2\x96\x81'"));
+    return WR_OK;
+}
+
+/* One template piece {"Sequence": {"id": "A"|"B", "type_id": n}} or {"SpecialToken": {"id":
+ * s, "type_id": n}}; *kind 0 Sequence, 1 SpecialToken; *id borrowed. */
+static wr_status tj_template_piece(const char *file, const cJSON *o, const char *path, int *kind,
+                                   const char **id) {
+    static const char *const outer[] = {"Sequence", "SpecialToken"};
+    static const char *const inner[] = {"id", "type_id"};
+    WR_TRY(tj_object(file, o, path, outer, NELEM(outer)));
+    if (cJSON_GetArraySize(o) != 1)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' must hold one of Sequence, SpecialToken",
+                       file, path);
+    const cJSON *in = o->child;
+    char p[256], q[288];
+    tj_join(p, sizeof p, path, in->string);
+    *kind = strcmp(in->string, "SpecialToken") == 0;
+    WR_TRY(tj_object(file, in, p, inner, NELEM(inner)));
+    const cJSON *v;
+    WR_TRY(tj_need(file, in, p, "id", &v));
+    if (!cJSON_IsString(v))
+        return tj_type_error(file, tj_join(q, sizeof q, p, "id"), "a string", v);
+    *id = v->valuestring;
+    if (*kind == 0 && strcmp(*id, "A") != 0 && strcmp(*id, "B") != 0)
+        return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' must be \"A\" or \"B\"", file,
+                       tj_join(q, sizeof q, p, "id"));
+    WR_TRY(tj_need(file, in, p, "type_id", &v));
+    int64_t ti;
+    if (tj_int(v, 0, 4294967295.0, &ti) != 0)
+        return tj_type_error(file, tj_join(q, sizeof q, p, "type_id"), "an integer >= 0", v);
+    return WR_OK; /* type ids only make token_type_ids, which WanPipeline does not use */
+}
+
+static wr_status tj_post_processor(const char *file, const cJSON *pp) {
+    static const char *const keys[] = {"type", "single", "pair", "special_tokens"};
+    static const char *const st_keys[] = {"id", "ids", "tokens"};
+    static const char *const want = "TemplateProcessing \"$A </s>\" (T5/UMT5's: </s> appended)";
+    if (!pp || cJSON_IsNull(pp))
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "%s: field 'post_processor' is %s: wanrun implements "
+                       "only %s",
+                       file, pp ? "null" : "missing", want);
+    if (!cJSON_IsObject(pp)) return tj_type_error(file, "post_processor", "an object", pp);
+    WR_TRY(tj_string_is(file, pp, "post_processor", "type", "TemplateProcessing", want));
+    WR_TRY(tj_object(file, pp, "post_processor", keys, NELEM(keys)));
+    /* special_tokens: {"name": {"id": name, "ids": [int...], "tokens": [str...]}} */
+    const cJSON *sp, *single, *pair;
+    WR_TRY(tj_need(file, pp, "post_processor", "special_tokens", &sp));
+    WR_TRY(tj_need(file, pp, "post_processor", "single", &single));
+    WR_TRY(tj_need(file, pp, "post_processor", "pair", &pair));
+    if (!cJSON_IsObject(sp))
+        return tj_type_error(file, "post_processor.special_tokens", "an object", sp);
+    if (!cJSON_IsArray(single))
+        return tj_type_error(file, "post_processor.single", "an array", single);
+    if (!cJSON_IsArray(pair)) return tj_type_error(file, "post_processor.pair", "an array", pair);
+    /* bounded, so that looking the pair's names up in special_tokens stays cheap */
+    static const char *const lists[] = {"special_tokens", "single", "pair"};
+    const cJSON *const list_nodes[] = {sp, single, pair};
+    for (int k = 0; k < 3; k++)
+        if (cJSON_GetArraySize(list_nodes[k]) > TJ_MAX_TEMPLATE)
+            return WR_FAIL(WR_ERR_UNSUPPORTED,
+                           "%s: field 'post_processor.%s' has %d entries; wanrun takes at most %d",
+                           file, lists[k], cJSON_GetArraySize(list_nodes[k]), TJ_MAX_TEMPLATE);
+    for (const cJSON *e = sp->child; e; e = e->next) {
+        char p[256], q[320], show[80];
+        snprintf(p, sizeof p, "post_processor.special_tokens.%s", tj_show(e->string, show));
+        WR_TRY(tj_object(file, e, p, st_keys, NELEM(st_keys)));
+        const cJSON *id, *ids, *toks;
+        WR_TRY(tj_need(file, e, p, "id", &id));
+        WR_TRY(tj_need(file, e, p, "ids", &ids));
+        WR_TRY(tj_need(file, e, p, "tokens", &toks));
+        if (!cJSON_IsString(id))
+            return tj_type_error(file, tj_join(q, sizeof q, p, "id"), "a string", id);
+        if (!cJSON_IsArray(ids))
+            return tj_type_error(file, tj_join(q, sizeof q, p, "ids"), "an array", ids);
+        if (!cJSON_IsArray(toks))
+            return tj_type_error(file, tj_join(q, sizeof q, p, "tokens"), "an array", toks);
+        for (const cJSON *c = ids->child; c; c = c->next) {
+            int64_t x;
+            if (tj_int(c, 0, 4294967295.0, &x) != 0)
+                return tj_type_error(file, tj_join(q, sizeof q, p, "ids[]"), "integers >= 0", c);
+        }
+        for (const cJSON *c = toks->child; c; c = c->next)
+            if (!cJSON_IsString(c))
+                return tj_type_error(file, tj_join(q, sizeof q, p, "tokens[]"), "strings", c);
+        if (cJSON_GetArraySize(ids) != cJSON_GetArraySize(toks))
+            return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' has %d ids but %d tokens", file, p,
+                           cJSON_GetArraySize(ids), cJSON_GetArraySize(toks));
+    }
+    /* single: exactly $A then </s>, and </s> is [1] */
+    int kinds[2] = {-1, -1}, i = 0;
+    const char *names[2] = {NULL, NULL};
+    for (const cJSON *c = single->child; c; c = c->next, i++) {
+        char p[64];
+        snprintf(p, sizeof p, "post_processor.single[%d]", i);
+        int kind;
+        const char *name;
+        WR_TRY(tj_template_piece(file, c, p, &kind, &name));
+        if (i < 2) kinds[i] = kind, names[i] = name;
+    }
+    if (i != 2 || kinds[0] != 0 || strcmp(names[0], "A") != 0 || kinds[1] != 1 ||
+        strcmp(names[1], "</s>") != 0)
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "%s: field 'post_processor.single' is not [$A, </s>]: wanrun implements "
+                       "only %s",
+                       file, want);
+    const cJSON *eos = cJSON_GetObjectItemCaseSensitive(sp, "</s>");
+    if (!eos)
+        return WR_FAIL(WR_ERR_FORMAT,
+                       "%s: field 'post_processor.special_tokens' has no \"</s>\", which "
+                       "post_processor.single uses",
+                       file);
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(eos, "ids");
+    const cJSON *toks = cJSON_GetObjectItemCaseSensitive(eos, "tokens");
+    if (cJSON_GetArraySize(ids) != 1 || ids->child->valuedouble != 1.0 ||
+        strcmp(cJSON_GetObjectItemCaseSensitive(eos, "id")->valuestring, "</s>") != 0 ||
+        strcmp(toks->child->valuestring, "</s>") != 0)
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "%s: field 'post_processor.special_tokens.</s>' is not {id \"</s>\", ids "
+                       "[1], tokens [\"</s>\"]}: wanrun appends </s> as id 1",
+                       file);
+    /* pair: only for pair inputs, which wanrun does not take; checked for form only */
+    i = 0;
+    for (const cJSON *c = pair->child; c; c = c->next, i++) {
+        char p[64];
+        snprintf(p, sizeof p, "post_processor.pair[%d]", i);
+        int kind;
+        const char *name;
+        WR_TRY(tj_template_piece(file, c, p, &kind, &name));
+        if (kind == 1 && !cJSON_GetObjectItemCaseSensitive(sp, name))
+            return WR_FAIL(WR_ERR_FORMAT,
+                           "%s: field '%s' names a special token missing from "
+                           "post_processor.special_tokens",
+                           file, p);
+    }
+    return WR_OK;
+}
+
+/* model: {"type": "Unigram", "unk_id": 2, "vocab": [[piece, score]...], "byte_fallback"} */
+static wr_status tj_model(wr_tokenizer *t, const cJSON *m) {
+    static const char *const keys[] = {"type", "unk_id", "vocab", "byte_fallback"};
+    const char *file = t->path;
+    wr_status st = WR_OK;
+    if (!m) return WR_FAIL(WR_ERR_FORMAT, "%s: field 'model' is missing", file);
+    if (!cJSON_IsObject(m)) return tj_type_error(file, "model", "an object", m);
+    WR_TRY(tj_string_is(file, m, "model", "type", "Unigram",
+                        "the Unigram model (T5/UMT5's SentencePiece model)"));
+    WR_TRY(tj_object(file, m, "model", keys, NELEM(keys)));
+    WR_TRY(tj_bool_is(file, m, "model", "byte_fallback", false, false,
+                      "wanrun does not implement byte fallback (T5/UMT5 has none)"));
+    const cJSON *vocab, *unk;
+    WR_TRY(tj_need(file, m, "model", "vocab", &vocab));
+    if (!cJSON_IsArray(vocab))
+        return tj_type_error(file, "model.vocab", "an array of [piece, score]", vocab);
+    const int nv = cJSON_GetArraySize(vocab);
+    if (nv < 3 || nv > TJ_MAX_VOCAB)
+        return WR_FAIL(nv < 3 ? WR_ERR_FORMAT : WR_ERR_UNSUPPORTED,
+                       "%s: field 'model.vocab' has %d pieces; a T5/UMT5 vocabulary has "
+                       "between 3 and %d",
+                       file, nv, TJ_MAX_VOCAB);
+    WR_TRY(tj_need(file, m, "model", "unk_id", &unk));
+    if (cJSON_IsNull(unk))
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "%s: field 'model.unk_id' is null: wanrun needs the T5/UMT5 <unk> (id 2)",
+                       file);
+    int64_t unk_id;
+    WR_TRY(tj_index(file, unk, "model.unk_id", nv, &unk_id));
+    if (unk_id != 2)
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "%s: field 'model.unk_id' is %lld: wanrun implements the T5/UMT5 layout "
+                       "(<unk> = 2)",
+                       file, (long long)unk_id);
+    WR_TRY(vocab_alloc(t, (size_t)nv));
+    sbuf arena = {0};
+    int i = 0;
+    for (const cJSON *e = vocab->child; e; e = e->next, i++) {
+        char p[64], show[80];
+        snprintf(p, sizeof p, "model.vocab[%d]", i);
+        const cJSON *piece = e->child, *score = piece ? piece->next : NULL;
+        if (!cJSON_IsArray(e)) {
+            st = tj_type_error(file, p, "an array [piece, score]", e);
+            goto fail;
+        }
+        if (cJSON_GetArraySize(e) != 2) {
+            st = WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' must be [piece, score], got %d entries",
+                         file, p, cJSON_GetArraySize(e));
+            goto fail;
+        }
+        char pp[80];
+        snprintf(pp, sizeof pp, "%s[0]", p);
+        if (!cJSON_IsString(piece)) {
+            st = tj_type_error(file, pp, "a string", piece);
+            goto fail;
+        }
+        const size_t n = strlen(piece->valuestring);
+        const size_t bad = utf8_check((const uint8_t *)piece->valuestring, n);
+        if (bad != n) {
+            st = WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' is not valid UTF-8 (byte %zu)", file, pp,
+                         bad);
+            goto fail;
+        }
+        if (n > TJ_MAX_PIECE) {
+            st = WR_FAIL(WR_ERR_UNSUPPORTED,
+                         "%s: field '%s' is a %zu-byte piece; wanrun takes pieces of at most %d "
+                         "bytes",
+                         file, pp, n, TJ_MAX_PIECE);
+            goto fail;
+        }
+        if (i < 3 && strcmp(piece->valuestring, t5_specials[i]) != 0) {
+            st = WR_FAIL(WR_ERR_UNSUPPORTED,
+                         "%s: field '%s' is \"%s\", not \"%s\": wanrun implements the T5/UMT5 "
+                         "layout <pad>=0, </s>=1, <unk>=2",
+                         file, pp, tj_show(piece->valuestring, show), t5_specials[i]);
+            goto fail;
+        }
+        snprintf(pp, sizeof pp, "%s[1]", p);
+        if (!cJSON_IsNumber(score) || !isfinite(score->valuedouble)) {
+            st = tj_type_error(file, pp, "a finite number", score);
+            goto fail;
+        }
+        WR_TRY_GOTO(st, add_piece(t, &arena, i, piece->valuestring, n, score->valuedouble), fail);
+    }
+    vocab_index(t, &arena);
+    return WR_OK;
+fail:
+    free(arena.p);
+    return st;
+}
+
+/* added_tokens: each an existing piece, matched on the raw text (all four flags false). */
+static wr_status tj_added_tokens(wr_tokenizer *t, const cJSON *a) {
+    static const char *const keys[] = {"id",     "content",    "single_word", "lstrip",
+                                       "rstrip", "normalized", "special"};
+    const char *file = t->path;
+    if (!a) return WR_OK;
+    if (!cJSON_IsArray(a)) return tj_type_error(file, "added_tokens", "an array", a);
+    int i = 0;
+    for (const cJSON *e = a->child; e; e = e->next, i++) {
+        char p[64], q[96], show[80];
+        snprintf(p, sizeof p, "added_tokens[%d]", i);
+        WR_TRY(tj_object(file, e, p, keys, NELEM(keys)));
+        const cJSON *idv, *content;
+        WR_TRY(tj_need(file, e, p, "id", &idv));
+        WR_TRY(tj_need(file, e, p, "content", &content));
+        int64_t id;
+        WR_TRY(tj_index(file, idv, tj_join(q, sizeof q, p, "id"), t->n_vocab, &id));
+        if (!cJSON_IsString(content))
+            return tj_type_error(file, tj_join(q, sizeof q, p, "content"), "a string", content);
+        const size_t n = strlen(content->valuestring);
+        if (n == 0 || utf8_check((const uint8_t *)content->valuestring, n) != n)
+            return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' is %s", file,
+                           tj_join(q, sizeof q, p, "content"), n ? "not valid UTF-8" : "empty");
+        WR_TRY(tj_bool_is(file, e, p, "single_word", false, true,
+                          "wanrun implements only added tokens that match anywhere"));
+        WR_TRY(tj_bool_is(file, e, p, "lstrip", false, true,
+                          "wanrun does not strip whitespace around added tokens"));
+        WR_TRY(tj_bool_is(file, e, p, "rstrip", false, true,
+                          "wanrun does not strip whitespace around added tokens"));
+        WR_TRY(tj_bool_is(file, e, p, "normalized", false, true,
+                          "wanrun matches added tokens on the raw text only"));
+        const cJSON *sp;
+        WR_TRY(tj_need(file, e, p, "special", &sp));
+        if (!cJSON_IsBool(sp))
+            return tj_type_error(file, tj_join(q, sizeof q, p, "special"), "a boolean", sp);
+        /* special or not, an added token is cut out of the text the same way when encoding */
+        const int32_t vid = vocab_find(t, content->valuestring, n);
+        if (vid < 0)
+            return WR_FAIL(WR_ERR_UNSUPPORTED,
+                           "%s: field '%s' (\"%s\") is not a piece of model.vocab: wanrun "
+                           "implements only added tokens of the model's vocabulary",
+                           file, tj_join(q, sizeof q, p, "content"),
+                           tj_show(content->valuestring, show));
+        if (vid != id)
+            return WR_FAIL(WR_ERR_FORMAT,
+                           "%s: field '%s' is %lld, but its content \"%s\" is model.vocab id %d",
+                           file, tj_join(q, sizeof q, p, "id"), (long long)id,
+                           tj_show(content->valuestring, show), (int)vid);
+        t->added[id] = 1;
+    }
+    return WR_OK;
+}
+
+static wr_status open_json(wr_tokenizer *t, const char *text, size_t len) {
+    static const char *const keys[] = {"version",        "truncation", "padding",
+                                       "added_tokens",   "normalizer", "pre_tokenizer",
+                                       "post_processor", "decoder",    "model"};
+    const char *file = t->path;
+    /* cJSON ends strings at U+0000: a piece holding one would be read cut short */
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (text[i] != '\\') continue;
+        if (i + 5 < len && text[i + 1] == 'u' && memcmp(text + i + 2, "0000", 4) == 0)
+            return WR_FAIL(WR_ERR_UNSUPPORTED,
+                           "%s: a string holds U+0000 (\\u0000 at byte %zu); wanrun does not "
+                           "support NUL characters in tokens",
+                           file, i);
+        i++; /* the escaped character (an escaped backslash is not an escape start) */
+    }
+    wr_json_doc doc;
+    WR_TRY(wr_json_parse(&doc, text, len, file));
+    const cJSON *r = doc.root;
+    wr_status st = tj_object(file, r, "", keys, NELEM(keys));
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(r, "version");
+    if (st == WR_OK && v && (!cJSON_IsString(v) || strcmp(v->valuestring, "1.0") != 0))
+        st = cJSON_IsString(v) ? WR_FAIL(WR_ERR_FORMAT,
+                                         "%s: field 'version' is \"%s\": tokenizers knows only "
+                                         "\"1.0\"",
+                                         file, tj_show(v->valuestring, (char[80]){0}))
+                               : tj_type_error(file, "version", "a string", v);
+    /* truncation and padding: replaced by WanPipeline's call arguments; decoder: unused */
+    static const char *const opt_objects[] = {"truncation", "padding", "decoder"};
+    for (size_t k = 0; st == WR_OK && k < NELEM(opt_objects); k++) {
+        v = cJSON_GetObjectItemCaseSensitive(r, opt_objects[k]);
+        if (v && !cJSON_IsNull(v) && !cJSON_IsObject(v))
+            st = tj_type_error(file, opt_objects[k], "an object or null", v);
+    }
+    if (st == WR_OK) st = tj_model(t, cJSON_GetObjectItemCaseSensitive(r, "model"));
+    if (st == WR_OK) st = tj_normalizer(t, cJSON_GetObjectItemCaseSensitive(r, "normalizer"));
+    if (st == WR_OK)
+        st = tj_pre_tokenizer(file, cJSON_GetObjectItemCaseSensitive(r, "pre_tokenizer"));
+    if (st == WR_OK)
+        st = tj_post_processor(file, cJSON_GetObjectItemCaseSensitive(r, "post_processor"));
+    if (st == WR_OK) st = tj_added_tokens(t, cJSON_GetObjectItemCaseSensitive(r, "added_tokens"));
+    if (st == WR_OK) st = added_index(t);
+    wr_json_free(&doc);
+    return st;
+}
+
+/* ---- opening ---- */
+
+static bool ends_with(const char *s, const char *suffix) {
+    const size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static wr_status tokenizer_new(wr_tokenizer **out, const char *name) {
+    *out = calloc(1, sizeof(**out));
+    if (!*out) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    (*out)->path = strdup(name);
+    if (!(*out)->path) {
+        free(*out);
+        *out = NULL;
+        return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    }
+    return WR_OK;
+}
+
+wr_status wr_tokenizer_open(wr_tokenizer **out, const char *path) {
+    WR_ASSERT(out && path);
+    *out = NULL;
+    wr_tokenizer *t = NULL;
+    uint8_t *buf = NULL;
+    size_t nbuf = 0;
+    WR_TRY(tokenizer_new(&t, path));
+    wr_status st = read_file(t->path, &buf, &nbuf);
+    if (st == WR_OK)
+        st = ends_with(path, ".json") ? open_json(t, (const char *)buf, nbuf)
+                                      : open_spiece(t, buf, nbuf);
+    free(buf);
+    if (st != WR_OK) {
+        wr_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return WR_OK;
+}
+
+wr_status wr_tokenizer_from_json(wr_tokenizer **out, const char *text, size_t len,
+                                 const char *name) {
+    WR_ASSERT(out && (text || len == 0) && name);
+    *out = NULL;
+    wr_tokenizer *t = NULL;
+    WR_TRY(tokenizer_new(&t, name));
+    const wr_status st = open_json(t, text ? text : "", len);
+    if (st != WR_OK) {
+        wr_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return WR_OK;
+}
+
+wr_status wr_tokenizer_locate(const char *dir, char *path, size_t cap) {
+    WR_ASSERT(dir && path && cap > 0);
+    static const char *const names[2] = {"spiece.model", "tokenizer.json"};
+    for (int i = 0; i < 2; i++) {
+        const int n = snprintf(path, cap, "%s/%s", dir, names[i]);
+        if (n < 0 || (size_t)n >= cap)
+            return WR_FAIL(WR_ERR_INVALID_ARG, "%s/%s: path too long (%zu bytes at most)", dir,
+                           names[i], cap - 1);
+        struct stat sb;
+        if (stat(path, &sb) == 0) return WR_OK;
+        if (errno != ENOENT && errno != ENOTDIR)
+            return WR_FAIL(WR_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+    snprintf(path, cap, "%s/%s", dir, names[0]);
+    return WR_FAIL(WR_ERR_NOT_FOUND,
+                   "%s/spiece.model: tokenizer model not found, nor %s/tokenizer.json: the "
+                   "tokenizer folder needs one of them (SentencePiece's spiece.model, or the "
+                   "tokenizer.json transformers writes)",
+                   dir, dir);
+}
+
+wr_status wr_tokenizer_open_dir(wr_tokenizer **out, const char *dir) {
+    WR_ASSERT(out && dir);
+    *out = NULL;
+    char path[4096 + 32];
+    WR_TRY(wr_tokenizer_locate(dir, path, sizeof path));
+    return wr_tokenizer_open(out, path);
 }
 
 void wr_tokenizer_free(wr_tokenizer *t) {
@@ -814,10 +1572,43 @@ static bool gc_is_control(uint8_t c) {
     return c == WR_GC_Control || c == WR_GC_CR || c == WR_GC_LF;
 }
 
-/* Is there an extended grapheme cluster boundary between cp[i-1] and cp[i] (0 < i < n)?
- * unicode-segmentation 1.13 GraphemeCursor::is_boundary / check_pair, rule by rule. */
-static bool grapheme_break(const uint32_t *cp, const uint8_t *cat, size_t i) {
-    const uint8_t b = cat[i - 1], a = cat[i];
+/* What the backward-looking grapheme rules (GB9c, GB11, GB12/13) need to know about the code
+ * points before the current one, kept as the segment is walked forward, so that each boundary
+ * costs O(1) (scanning back instead is quadratic: a run of n regional indicators is n^2 / 2
+ * steps). */
+typedef struct gb_state {
+    size_t ri_run;      /* regional indicators ending at the last code point pushed */
+    uint8_t lne1, lne2; /* the last category other than Extend up to the last code point pushed
+                         * and up to the one before it (GC_NONE: none) */
+    bool incb_cons;     /* GB9c: the last code point that is neither an InCB Linker nor InCB
+                         * Extend is an InCB Consonant ... */
+    bool incb_linker;   /* ... and an InCB Linker came after it */
+} gb_state;
+
+#define GC_NONE 0xFF
+
+static void gb_init(gb_state *g) {
+    memset(g, 0, sizeof *g);
+    g->lne1 = g->lne2 = GC_NONE;
+}
+
+/* Appends code point cp of category cat. */
+static void gb_push(gb_state *g, uint32_t cp, uint8_t cat) {
+    g->ri_run = cat == WR_GC_Regional_Indicator ? g->ri_run + 1 : 0;
+    g->lne2 = g->lne1;
+    if (cat != WR_GC_Extend) g->lne1 = cat;
+    if (in_ranges(wr_incb_linker, NELEM(wr_incb_linker), cp)) {
+        g->incb_linker = true;
+    } else if (!in_ranges(wr_incb_extend, NELEM(wr_incb_extend), cp)) {
+        g->incb_cons = cat == WR_GC_InCB_Consonant;
+        g->incb_linker = false;
+    }
+}
+
+/* Is there an extended grapheme cluster boundary between the last code point pushed (category
+ * b) and the next one (a)? unicode-segmentation 1.13 GraphemeCursor::is_boundary /
+ * check_pair, rule by rule; g holds what the rules that look further back need. */
+static bool grapheme_break(const gb_state *g, uint8_t b, uint8_t a) {
     if (b == WR_GC_CR && a == WR_GC_LF) return false;      /* GB3 */
     if (gc_is_control(b) || gc_is_control(a)) return true; /* GB4, GB5 */
     if (b == WR_GC_L && (a == WR_GC_L || a == WR_GC_V || a == WR_GC_LV || a == WR_GC_LVT))
@@ -827,28 +1618,13 @@ static bool grapheme_break(const uint32_t *cp, const uint8_t *cat, size_t i) {
     if (a == WR_GC_Extend || a == WR_GC_ZWJ) return false;                               /* GB9 */
     if (a == WR_GC_SpacingMark) return false;                                            /* GB9a */
     if (b == WR_GC_Prepend) return false;                                                /* GB9b */
-    if (a == WR_GC_InCB_Consonant) { /* GB9c: Consonant [Extend Linker]* Linker [..]* x */
-        size_t linkers = 0;
-        for (size_t j = i; j-- > 0;) {
-            if (in_ranges(wr_incb_linker, NELEM(wr_incb_linker), cp[j]))
-                linkers++;
-            else if (!in_ranges(wr_incb_extend, NELEM(wr_incb_extend), cp[j]))
-                return !(linkers > 0 && cat[j] == WR_GC_InCB_Consonant);
-        }
-        return true;
-    }
-    if (b == WR_GC_ZWJ && a == WR_GC_Extended_Pictographic) { /* GB11: ExtPict Extend* ZWJ x */
-        for (size_t j = i - 1; j-- > 0;) {
-            if (cat[j] == WR_GC_Extend) continue;
-            return cat[j] != WR_GC_Extended_Pictographic;
-        }
-        return true;
-    }
-    if (b == WR_GC_Regional_Indicator && a == WR_GC_Regional_Indicator) { /* GB12, GB13 */
-        size_t ris = 0;
-        for (size_t j = i; j-- > 0 && cat[j] == WR_GC_Regional_Indicator;) ris++;
-        return ris % 2 == 0;
-    }
+    /* GB9c: Consonant [Extend Linker]* Linker [Extend Linker]* x Consonant */
+    if (a == WR_GC_InCB_Consonant) return !(g->incb_cons && g->incb_linker);
+    /* GB11: ExtPict Extend* ZWJ x ExtPict (b is the ZWJ; lne2 what precedes it) */
+    if (b == WR_GC_ZWJ && a == WR_GC_Extended_Pictographic)
+        return g->lne2 != WR_GC_Extended_Pictographic;
+    /* GB12, GB13: regional indicators pair up */
+    if (b == WR_GC_Regional_Indicator && a == WR_GC_Regional_Indicator) return g->ri_run % 2 == 0;
     return true; /* GB999 */
 }
 
@@ -922,10 +1698,17 @@ static wr_status normalize_segment(enc *e, const uint8_t *seg, size_t n) {
         i += (size_t)l;
     }
     e->cpoff[m] = n;
+    gb_state gs;
+    gb_init(&gs);
+    if (m > 0) gb_push(&gs, e->cp[0], e->cat[0]);
     size_t g0 = 0;
     while (g0 < m) {
         size_t g1 = g0 + 1;
-        while (g1 < m && !grapheme_break(e->cp, e->cat, g1)) g1++;
+        for (; g1 < m; g1++) { /* each code point is pushed once, in order */
+            const bool brk = grapheme_break(&gs, e->cat[g1 - 1], e->cat[g1]);
+            gb_push(&gs, e->cp[g1], e->cat[g1]);
+            if (brk) break;
+        }
         const size_t b0 = e->cpoff[g0], b1 = e->cpoff[g1];
         const char *rep;
         size_t rep_len;
@@ -946,7 +1729,8 @@ static wr_status normalize_segment(enc *e, const uint8_t *seg, size_t n) {
         if (r < 0)
             return WR_FAIL(WR_ERR_FORMAT,
                            "%s: the normalizer's precompiled_charsmap has an entry pointing "
-                           "outside the map; the file is corrupt: take spiece.model again",
+                           "outside the map; the file is corrupt: take it from the checkpoint "
+                           "again",
                            t->path);
         g0 = g1;
     }

@@ -127,8 +127,7 @@ static wr_status load_components(wr_context *c, const char *model_dir) {
     WR_TRY(wr_backend_create(&c->be, WR_BACKEND_CPU, c->opt.threads));
     if (c->role.writer) {
         wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TOKENIZER);
-        strncat(path, "/spiece.model", sizeof path - strlen(path) - 1);
-        WR_TRY(wr_tokenizer_open(&c->tok, path));
+        WR_TRY(wr_tokenizer_open_dir(&c->tok, path)); /* spiece.model, else tokenizer.json */
         wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TEXT_ENCODER);
         const wr_t5_load_opts to = {.fp8_storage = c->opt.fp8_storage};
         WR_TRY(wr_t5_load_ex(&c->t5, c->be, path, &to));
@@ -259,6 +258,8 @@ wr_status wr_request_check(const wr_context *c, const wr_request *r) {
     const int64_t r8 = c->md.vae.scale_factor_spatial > 0 ? c->md.vae.scale_factor_spatial : 8;
     const int64_t mult = r8 * c->md.dit.patch_size.v[1]; /* 16 for Wan */
     if (r->prompt == NULL) return WR_FAIL(WR_ERR_INVALID_ARG, "--prompt is required");
+    WR_TRY(wr_prompt_check(r->prompt, "--prompt")); /* length cap, UTF-8: named */
+    if (r->negative_prompt) WR_TRY(wr_prompt_check(r->negative_prompt, "--negative-prompt"));
     if (r->width < mult || r->height < mult || r->width % mult || r->height % mult)
         return WR_FAIL(WR_ERR_INVALID_ARG,
                        "--size %lldx%lld: width and height must be positive multiples of %lld",

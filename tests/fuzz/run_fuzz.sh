@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run_fuzz.sh [SECONDS] [BUILD_DIR] — builds the libFuzzer targets with clang (ASan, UBSan) and
-# runs each for SECONDS (default 30): fuzz_st_header (the safetensors header validator) and
-# fuzz_tokenizer (prompt cleaning and tokenization).
+# runs each for SECONDS (default 30): fuzz_st_header (the safetensors header validator),
+# fuzz_tokenizer (prompt cleaning and tokenization) and fuzz_tokenizer_json (the tokenizer.json
+# reader, and encoding with what it accepts).
 #
 # BUILD_DIR defaults to build-fuzz under the repository root. The seed corpus is every file
 # under tests/data/bad and tests/data/good (flattened, the .tsv/.json manifests skipped),
@@ -42,13 +43,15 @@ if ! CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang \
     echo "configure failed" >&2
     exit 1
 fi
-cmake --build "$build" --target fuzz_st_header fuzz_tokenizer -j "$(nproc)"
+cmake --build "$build" --target fuzz_st_header fuzz_tokenizer fuzz_tokenizer_json -j "$(nproc)"
 
-# fuzz TARGET CORPUS_DIR: runs one target for $seconds; on a failure keeps the reproducer
+# fuzz TARGET CORPUS_DIR [libFuzzer flags...]: runs one target for $seconds; on a failure keeps
+# the reproducer
 fuzz() {
     local name=$1 corpus=$2 fuzzer="$build/tests/fuzz/$1" log="$artifacts/$1.log" rc=0
+    shift 2
     "$fuzzer" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
-        -artifact_prefix="$artifacts/$name-" "$corpus" >"$log" 2>&1 || rc=$?
+        -artifact_prefix="$artifacts/$name-" "$@" "$corpus" >"$log" 2>&1 || rc=$?
     if [ "$rc" -ne 0 ]; then
         keep=1
         tail -n 60 "$log" >&2
@@ -88,3 +91,12 @@ printf 'A cat &amp;lt;3 <extra_id_5> dances\t\n' >"$tcorpus/p1"
 printf '\xe4\xb8\x80\xe5\x8f\xaa\xe7\x8c\xab &#x1F3AC; &nGt; \xef\xbc\x9c\xef\xbc\x8f\xef\xbd\x93\xef\xbc\x9e' >"$tcorpus/p2"
 echo "fuzz_tokenizer: seed corpus 3 files; fuzzing for ${seconds}s"
 fuzz fuzz_tokenizer "$tcorpus"
+
+# tokenizer.json: small files cut from the golden one (tests/fuzz/seeds_tokenizer_json: 42
+# pieces without a char map, with a 1 KB char map, and equivalent forms; the golden file's
+# 320 KB map would only slow each run), inputs up to 64 KiB
+jcorpus="$work/tokenizer_json"
+mkdir "$jcorpus"
+cp tests/fuzz/seeds_tokenizer_json/*.json "$jcorpus/"
+echo "fuzz_tokenizer_json: seed corpus $(ls "$jcorpus" | wc -l) files; fuzzing for ${seconds}s"
+fuzz fuzz_tokenizer_json "$jcorpus" -dict=tests/fuzz/tokenizer_json.dict -max_len=65536

@@ -6,7 +6,8 @@ the engine, its build nor CI runs this script.
 
     python3 tests/golden/gen_golden.py dtype      # tests/data/dtype/dtype_tables.safetensors
     python3 tests/golden/gen_golden.py dit        # tests/data/dit/NAME/ (transformer/, io)
-    python3 tests/golden/gen_golden.py tokenizer  # tests/data/tokenizer/ (spiece.model, ids)
+    python3 tests/golden/gen_golden.py tokenizer  # tests/data/tokenizer/ (spiece.model, ids),
+                                                  # tests/data/tokenizer_json/ (tokenizer.json)
     python3 tests/golden/gen_golden.py t5         # tests/data/t5/NAME/ (text_encoder/, io)
     python3 tests/golden/gen_golden.py vae        # tests/data/vae/NAME/ (vae/, io)
     python3 tests/golden/gen_golden.py sched      # tests/data/sched/ (tables, runs)
@@ -659,11 +660,13 @@ def gen_t5(args):
 
 def gen_tokenizer(args):
     """tests/golden/golden_tokenizer.py writes tests/data/tokenizer (spiece.model is trained only
-    when absent)."""
+    when absent) and tests/data/tokenizer_json (the same tokenizer as transformers 5.x's
+    save_pretrained writes it: tokenizer.json + tokenizer_config.json)."""
     import subprocess
     subprocess.check_call([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                         "golden_tokenizer.py"),
-                           os.path.join(DATA, "tokenizer")])
+                           os.path.join(DATA, "tokenizer"),
+                           "--json-dir", os.path.join(DATA, "tokenizer_json")])
 
 
 def gen_sched(args):

@@ -4,6 +4,8 @@ outputs are committed.
 
     python3 tests/golden/golden_tokenizer.py tests/data/tokenizer            # golden data
     python3 tests/golden/golden_tokenizer.py tests/data/tokenizer --retrain  # also a new model
+    python3 tests/golden/golden_tokenizer.py tests/data/tokenizer \
+        --json-dir tests/data/tokenizer_json    # also the transformers 5.x save_pretrained folder
 
 Needs sentencepiece, protobuf (transformers reads spiece.model with it), transformers
 (T5TokenizerFast on the `tokenizers` backend), diffusers, torch and safetensors from PyPI.
@@ -29,6 +31,19 @@ Writes into OUTDIR:
                            transformers' output is exactly those ids followed by pad (0) up to
                            512, and a mask of n ones then zeros; the C test rebuilds and compares
                            all 512 of both. __metadata__ records the library versions.
+
+With --json-dir DIR, also (transformers 5.x only; the script refuses another major version):
+  DIR/tokenizer.json, DIR/tokenizer_config.json
+                           exactly the files `save_pretrained` writes for the tokenizer loaded as
+                           WanPipeline loads it (a folder with spiece.model and the bundled model's
+                           tokenizer_config.json: tests/data/wan-tiny/tokenizer): with
+                           transformers 5.x a saved pipeline's tokenizer/ holds only these two, no
+                           spiece.model. The script checks that it writes no other file, that the
+                           tokenizer.json's Precompiled char map is spiece.model's normalizer map
+                           byte for byte, and that transformers loading DIR (AutoTokenizer and
+                           T5TokenizerFast, as diffusers would) gives exactly the ids and masks of
+                           tokenizer_ids.safetensors on every case: so tests/test_tokenizer.c
+                           compares wanrun's tokenizer.json reader with the same golden ids.
 
 The tokenizer is built as WanPipeline's is: `T5TokenizerFast` (transformers' T5Tokenizer on
 the tokenizers backend) from spiece.model with 300 extra ids, called with
@@ -424,6 +439,9 @@ def main():
     ap.add_argument("outdir")
     ap.add_argument("--retrain", action="store_true",
                     help="train a new spiece.model even when one exists")
+    ap.add_argument("--json-dir", help="also write the tokenizer as transformers 5.x's "
+                    "save_pretrained does (tokenizer.json + tokenizer_config.json) into this "
+                    "directory, and check it against the golden ids")
     args = ap.parse_args()
 
     import diffusers
@@ -518,6 +536,76 @@ def main():
         assert f.metadata() == meta
     print("%d cases, %d ids, %d where libsentencepiece agrees" %
           (len(cases), len(ids_all), n_spm_same))
+    if args.json_dir:
+        save_json_folder(args.json_dir, model, tok, all_prompts(), ids_all, lens)
+
+
+# The tokenizer/ folder of the bundled model (spiece.model + this tokenizer_config.json), which
+# WanPipeline.from_pretrained(tests/data/wan-tiny) loads.
+WAN_TINY_TOKENIZER_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                         "data", "wan-tiny", "tokenizer",
+                                         "tokenizer_config.json")
+
+
+def save_json_folder(out, model, tok, prompts, ids_all, lens):
+    """Writes `out` as transformers 5.x's save_pretrained does, and checks it (see the module
+    docstring)."""
+    import shutil
+    import tempfile
+
+    import transformers
+    from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+    from sentencepiece import sentencepiece_model_pb2
+    from transformers import AutoTokenizer, T5TokenizerFast
+
+    if not transformers.__version__.startswith("5."):
+        sys.exit("--json-dir: transformers %s; the folder must be what transformers 5.x writes"
+                 % transformers.__version__)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "src")
+        os.makedirs(src)
+        shutil.copy(model, os.path.join(src, "spiece.model"))
+        shutil.copy(WAN_TINY_TOKENIZER_CONFIG, os.path.join(src, "tokenizer_config.json"))
+        pipe_tok = T5TokenizerFast.from_pretrained(src)  # what WanPipeline loads
+        saved = os.path.join(tmp, "saved")
+        written = pipe_tok.save_pretrained(saved)
+        names = sorted(os.listdir(saved))
+        assert names == ["tokenizer.json", "tokenizer_config.json"], names
+        assert sorted(os.path.basename(w) for w in written) == names, written
+        os.makedirs(out, exist_ok=True)
+        for f in os.listdir(out):  # the folder holds exactly what save_pretrained wrote
+            if f not in names:
+                os.remove(os.path.join(out, f))
+        for n in names:
+            shutil.copy(os.path.join(saved, n), os.path.join(out, n))
+
+    with open(os.path.join(out, "tokenizer.json"), encoding="utf-8") as f:
+        tj = json.load(f)
+    proto = sentencepiece_model_pb2.ModelProto()
+    with open(model, "rb") as f:
+        proto.ParseFromString(f.read())
+    import base64
+    assert tj["model"]["type"] == "Unigram" and tj["model"]["unk_id"] == 2
+    assert tj["normalizer"]["type"] == "Precompiled"
+    assert (base64.b64decode(tj["normalizer"]["precompiled_charsmap"], validate=True)
+            == proto.normalizer_spec.precompiled_charsmap)
+    assert len(tj["model"]["vocab"]) == VOCAB_SIZE + EXTRA_IDS
+
+    loaded = [AutoTokenizer.from_pretrained(out), T5TokenizerFast.from_pretrained(out)]
+    k = 0
+    for i, p in enumerate(prompts):
+        c = prompt_clean(p)
+        n = lens[i]
+        want_ids = ids_all[k:k + n] + [0] * (MAX_LENGTH - n)
+        want_mask = [1] * n + [0] * (MAX_LENGTH - n)
+        k += n
+        for t in [pipe_tok] + loaded:
+            enc = t(c, padding="max_length", max_length=MAX_LENGTH, truncation=True,
+                    add_special_tokens=True, return_attention_mask=True)
+            assert enc["input_ids"] == want_ids and enc["attention_mask"] == want_mask, (
+                type(t).__name__, p)
+    print("%s: %s from transformers %s save_pretrained; loading it gives the golden ids on "
+          "all %d cases" % (out, ", ".join(names), transformers.__version__, len(prompts)))
 
 
 if __name__ == "__main__":
