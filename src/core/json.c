@@ -49,19 +49,27 @@ const char *wr_json_duplicate_key(const cJSON *obj, int *oom) {
     return dup;
 }
 
-/* The first duplicate key in any object of the tree under v: *dup, and in *owner the key of the
- * object holding it (NULL: the top level). 1 when found, -1 when out of memory. */
-static int find_duplicate(const cJSON *v, const char *key, const char **dup, const char **owner) {
+/* The first duplicate key in any object of the tree under v: its path from the top (member
+ * names joined by '.', array elements as [i]) in path[cap], v's own path being path[0, len).
+ * 1 when found, -1 when out of memory, 0 otherwise. */
+static int find_duplicate(const cJSON *v, char *path, size_t cap, size_t len) {
     int oom = 0;
-    if ((*dup = wr_json_duplicate_key(v, &oom)) != NULL) {
-        *owner = key;
+    const char *dup = wr_json_duplicate_key(v, &oom);
+    if (dup != NULL) {
+        snprintf(path + len, cap - len, "%s%.80s", len ? "." : "", dup);
         return 1;
     }
     if (oom) return -1;
-    for (const cJSON *c = v->child; c; c = c->next) {
+    int i = 0;
+    for (const cJSON *c = v->child; c; c = c->next, i++) {
         if (!cJSON_IsObject(c) && !cJSON_IsArray(c)) continue;
-        const int r = find_duplicate(c, cJSON_IsObject(v) ? c->string : key, dup, owner);
+        const int n = cJSON_IsObject(v) ? snprintf(path + len, cap - len, "%s%.80s", len ? "." : "",
+                                                   c->string ? c->string : "")
+                                        : snprintf(path + len, cap - len, "[%d]", i);
+        const size_t sub = n > 0 && (size_t)n < cap - len ? len + (size_t)n : cap - 1;
+        const int r = find_duplicate(c, path, cap, sub);
         if (r != 0) return r;
+        path[len] = '\0';
     }
     return 0;
 }
@@ -82,17 +90,13 @@ wr_status wr_json_parse(wr_json_doc *out, const char *text, size_t len, const ch
     }
     /* A key twice: cJSON's lookups would take the first, Python's json (so diffusers) the last;
      * which value was meant is unknowable, so neither is taken. */
-    const char *dup = NULL, *owner = NULL;
-    const int found = find_duplicate(root, NULL, &dup, &owner);
+    char dup[512] = "";
+    const int found = find_duplicate(root, dup, sizeof dup, 0);
     if (found != 0) {
         wr_status st = found < 0 ? WR_FAIL(WR_ERR_OOM_HOST, "out of host memory reading %s", name)
-                       : owner   ? WR_FAIL(WR_ERR_FORMAT,
-                                           "%s: key '%.80s' appears twice in '%.80s' (Python's json "
-                                             "takes the last, cJSON the first): keep one",
-                                           name, dup, owner)
                                  : WR_FAIL(WR_ERR_FORMAT,
-                                           "%s: key '%.80s' appears twice (Python's json takes the "
-                                             "last, cJSON the first): keep one",
+                                           "%s: key '%s' appears twice (Python's json takes the "
+                                           "last, cJSON the first): keep one",
                                            name, dup);
         cJSON_Delete(root);
         return st;
