@@ -67,10 +67,12 @@ int64_t wr_dit_expected_tensors(const wr_dit_config *c, int64_t *params_out, ten
             snprintf(name, sizeof name, "blocks.%lld.attn%d.norm_k.weight", (long long)i, a);
             V1(name, D);
         }
-        snprintf(name, sizeof name, "blocks.%lld.norm2.weight", (long long)i);
-        V1(name, D);
-        snprintf(name, sizeof name, "blocks.%lld.norm2.bias", (long long)i);
-        V1(name, D);
+        if (c->cross_attn_norm) { /* else diffusers' norm2 is an nn.Identity: no weights */
+            snprintf(name, sizeof name, "blocks.%lld.norm2.weight", (long long)i);
+            V1(name, D);
+            snprintf(name, sizeof name, "blocks.%lld.norm2.bias", (long long)i);
+            V1(name, D);
+        }
         snprintf(p, sizeof p, "blocks.%lld.ffn.net.0.proj", (long long)i);
         LIN(p, FF, D);
         snprintf(p, sizeof p, "blocks.%lld.ffn.net.2", (long long)i);
@@ -820,9 +822,14 @@ static wr_status block_forward(wr_dit *m, const wr_dit_block *b, dit_acts *a) {
     WR_TRY(lin(be, &a->h, &a->a, &b->attn1.to_out));        /* h: [L, D] */
     WR_TRY(wr_op_gated_residual(be, &a->x, &a->h, &gate1)); /* x += h * gate1 */
 
-    /* (b) cross-attention: keys and values from the text rows, no mask, no RoPE */
-    WR_TRY(wr_op_layer_norm(be, &a->h, &a->x, &b->norm2.weight, &b->norm2.bias, eps));
-    WR_TRY(lin(be, &a->q, &a->h, &b->attn2.to_q));    /* q: [L, D] */
+    /* (b) cross-attention: keys and values from the text rows, no mask, no RoPE; norm2 is the
+     * affine LayerNorm with cross_attn_norm, an identity without */
+    const wr_tensor *xn = &a->x;
+    if (m->cfg.cross_attn_norm) {
+        WR_TRY(wr_op_layer_norm(be, &a->h, &a->x, &b->norm2.weight, &b->norm2.bias, eps));
+        xn = &a->h;
+    }
+    WR_TRY(lin(be, &a->q, xn, &b->attn2.to_q));       /* q: [L, D] */
     WR_TRY(lin(be, &a->kc, &a->ctx, &b->attn2.to_k)); /* kc: [S, D] */
     WR_TRY(lin(be, &a->vc, &a->ctx, &b->attn2.to_v)); /* vc: [S, D] */
     WR_TRY(wr_op_rms_norm(be, &a->q, &a->q, &b->attn2.norm_q, eps));
