@@ -341,6 +341,10 @@ wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr
         goto fail;
     }
     WR_TRY_GOTO(st, wr_st_set_open(&m->weights, dir), fail);
+    /* before anything loops over the layers (the original names number blocks the same way) */
+    WR_TRY_GOTO(
+        st, wr_load_check_layers(m->weights, "blocks.", m->cfg.num_layers, path, "num_layers", dir),
+        fail);
     m->original_names = wr_st_set_find(m->weights, "time_embedding.0.weight") != NULL ||
                         wr_st_set_find(m->weights, "head.head.weight") != NULL;
     m->blocks = calloc((size_t)m->cfg.num_layers, sizeof *m->blocks);
@@ -877,6 +881,14 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
                        (long long)c->out_channels);
     const int64_t Fp = latent->shape[1] / pt, Hp = latent->shape[2] / ph,
                   Wp = latent->shape[3] / pw;
+    /* diffusers' RoPE tables hold rope_max_seq_len positions per axis (its forward fails past) */
+    if (Fp > c->rope_max_seq_len || Hp > c->rope_max_seq_len || Wp > c->rope_max_seq_len)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "the latent grid of %lld x %lld x %lld patches (frames x height x width) "
+                       "is longer on an axis than the transformer's rope_max_seq_len %lld (%s/"
+                       "config.json): use fewer frames or a smaller size",
+                       (long long)Fp, (long long)Hp, (long long)Wp, (long long)c->rope_max_seq_len,
+                       m->dir);
     const int64_t Lg = Fp * Hp * Wp, S = enc->shape[0];
     /* this rank's shard: tokens [n0, n0 + L) of the Lg, the real ones nreal, padding after */
     const int64_t L = (Lg + m->P - 1) / m->P, n0 = m->cp_rank * L;
