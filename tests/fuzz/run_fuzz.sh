@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # run_fuzz.sh [SECONDS] [BUILD_DIR] — builds the libFuzzer targets with clang (ASan, UBSan) and
-# runs each for SECONDS (default 30): fuzz_st_header (the safetensors header validator) and
-# fuzz_tokenizer (prompt cleaning and tokenization).
+# runs each for SECONDS (default 30): fuzz_st_header (the safetensors header validator),
+# fuzz_tokenizer (prompt cleaning and tokenization) and fuzz_model_config (model_index.json and
+# the component configs, the loaders, the scheduler and the planner; seeds in
+# tests/fuzz/seeds/model_config).
 #
 # BUILD_DIR defaults to build-fuzz under the repository root. The seed corpus is every file
 # under tests/data/bad and tests/data/good (flattened, the .tsv/.json manifests skipped),
@@ -42,7 +44,7 @@ if ! CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang \
     echo "configure failed" >&2
     exit 1
 fi
-cmake --build "$build" --target fuzz_st_header fuzz_tokenizer -j "$(nproc)"
+cmake --build "$build" --target fuzz_st_header fuzz_tokenizer fuzz_model_config -j "$(nproc)"
 
 # fuzz TARGET CORPUS_DIR: runs one target for $seconds; on a failure keeps the reproducer
 fuzz() {
@@ -88,3 +90,11 @@ printf 'A cat &amp;lt;3 <extra_id_5> dances\t\n' >"$tcorpus/p1"
 printf '\xe4\xb8\x80\xe5\x8f\xaa\xe7\x8c\xab &#x1F3AC; &nGt; \xef\xbc\x9c\xef\xbc\x8f\xef\xbd\x93\xef\xbc\x9e' >"$tcorpus/p2"
 echo "fuzz_tokenizer: seed corpus 3 files; fuzzing for ${seconds}s"
 fuzz fuzz_tokenizer "$tcorpus"
+
+# model directories: the committed seeds (each the five config files of a directory separated
+# by lines "%%"), copied so that the fuzzer's additions stay out of the repository
+mcorpus="$work/model_config"
+mkdir "$mcorpus"
+cp tests/fuzz/seeds/model_config/* "$mcorpus/"
+echo "fuzz_model_config: seed corpus $(ls "$mcorpus" | wc -l) files; fuzzing for ${seconds}s"
+fuzz fuzz_model_config "$mcorpus"
