@@ -279,6 +279,22 @@ static wr_status check_defaults(const wr_json_doc *doc, const default_only *d, i
     return WR_OK;
 }
 
+/* JSON null for a field whose constructor argument has no None meaning (diffusers / transformers
+ * fail on it): WR_ERR_CONFIG naming the first such field of `fields` (NULL-terminated). The
+ * table reader would otherwise keep the default. */
+static wr_status refuse_nulls(const wr_json_doc *doc, const char *const *fields) {
+    for (; *fields; fields++)
+        if (is_null(doc, *fields))
+            return WR_FAIL(WR_ERR_CONFIG, "%s: field '%s' is null; it needs a value", doc->path,
+                           *fields);
+    return WR_OK;
+}
+
+/* A boolean the reference tests for truth: null is false there (Python's None). */
+static void null_is_false(const wr_json_doc *doc, const char *field, int *v) {
+    if (is_null(doc, field)) *v = 0;
+}
+
 /* The first of the names in `list` (NULL-terminated) equal to s, or NULL. */
 static const char *one_of(const char *s, const char *const *list) {
     for (; *list; list++)
@@ -291,6 +307,10 @@ static const char *one_of(const char *s, const char *const *list) {
 static wr_status dit_check(wr_dit_config *c, const wr_json_doc *doc) {
     const char *p = doc->path;
     char b[64];
+    static const char *const no_null[] = {"patch_size", "in_channels",      "text_dim", "freq_dim",
+                                          "eps",        "rope_max_seq_len", NULL};
+    WR_TRY(refuse_nulls(doc, no_null));
+    null_is_false(doc, "cross_attn_norm", &c->cross_attn_norm); /* None: norm2 an Identity */
     WR_TRY(int_in(p, "num_attention_heads", c->num_attention_heads, 1, WR_CFG_MAX_HEADS));
     WR_TRY(int_in(p, "attention_head_dim", c->attention_head_dim, 2, WR_CFG_MAX_HEAD_DIM));
     if (c->attention_head_dim % 2 != 0) /* diffusers' RoPE pairs the dims: it fails too */
@@ -320,14 +340,9 @@ static wr_status dit_check(wr_dit_config *c, const wr_json_doc *doc) {
                        "%s: field 'qk_norm' is %s; wanrun implements \"rms_norm_across_heads\" "
                        "(RMSNorm of q and k over all heads, as Wan2.1 ships)",
                        p, shown(b, sizeof b, item(doc, "qk_norm")));
-    if (is_null(doc, "eps") || is_null(doc, "cross_attn_norm"))
-        return WR_FAIL(WR_ERR_CONFIG, "%s: field '%s' is null", p,
-                       is_null(doc, "eps") ? "eps" : "cross_attn_norm");
     WR_TRY(epsilon(p, "eps", c->eps));
     /* the RoPE tables hold rope_max_seq_len positions per axis; a latent grid longer on an axis
      * is refused at the forward, as diffusers fails there */
-    if (is_null(doc, "rope_max_seq_len"))
-        return WR_FAIL(WR_ERR_CONFIG, "%s: field 'rope_max_seq_len' is null", p);
     WR_TRY(int_in(p, "rope_max_seq_len", c->rope_max_seq_len, 1, WR_CFG_MAX_ROPE_LEN));
     /* image-to-video (Wan2.1 I2V / FLF2V): an image embedder and added K/V projections */
     const char *i2v = !is_null(doc, "image_dim") && item(doc, "image_dim") ? "image_dim"
@@ -348,6 +363,15 @@ static wr_status dit_check(wr_dit_config *c, const wr_json_doc *doc) {
 
 static wr_status t5_check(wr_t5_config *c, const wr_json_doc *doc) {
     const char *p = doc->path;
+    static const char *const no_null[] = {"relative_attention_num_buckets",
+                                          "relative_attention_max_distance",
+                                          "layer_norm_epsilon",
+                                          "dropout_rate",
+                                          "feed_forward_proj",
+                                          "dense_act_fn",
+                                          NULL};
+    WR_TRY(refuse_nulls(doc, no_null));
+    null_is_false(doc, "is_gated_act", &c->is_gated_act);
     if (strcmp(c->model_type, "umt5") != 0)
         return WR_FAIL(WR_ERR_UNSUPPORTED,
                        "%s: field 'model_type' is \"%s\"; wanrun runs the UMT5 encoder (\"umt5\": "
@@ -373,8 +397,6 @@ static wr_status t5_check(wr_t5_config *c, const wr_json_doc *doc) {
                        "%s: field 'relative_attention_max_distance' is %lld; must be larger than "
                        "relative_attention_num_buckets / 4 (%lld) and at most %d",
                        p, (long long)md, (long long)(nb / 4), INT32_MAX);
-    if (is_null(doc, "layer_norm_epsilon"))
-        return WR_FAIL(WR_ERR_CONFIG, "%s: field 'layer_norm_epsilon' is null", p);
     WR_TRY(epsilon(p, "layer_norm_epsilon", c->layer_norm_epsilon));
     if (!(c->dropout_rate >= 0.0 && c->dropout_rate <= 1.0)) /* torch.nn.Dropout refuses it */
         return WR_FAIL(WR_ERR_CONFIG, "%s: field 'dropout_rate' is %g; must be in [0, 1]", p,
@@ -387,7 +409,7 @@ static wr_status t5_check(wr_t5_config *c, const wr_json_doc *doc) {
     /* transformers derives both from feed_forward_proj, and the file's values override that */
     if (!c->is_gated_act)
         return WR_FAIL(WR_ERR_UNSUPPORTED,
-                       "%s: field 'is_gated_act' is false; wanrun implements the gated "
+                       "%s: field 'is_gated_act' is false (or null); wanrun implements the gated "
                        "feed-forward (wi_0, wi_1) of \"gated-gelu\"",
                        p);
     static const char *const acts[] = {"gelu_new", "gelu_pytorch_tanh", NULL};
@@ -426,6 +448,21 @@ static wr_status stats_ok(const char *p, const char *field, const wr_json_double
 static wr_status vae_check(wr_vae_config *c, const wr_json_doc *doc) {
     const char *p = doc->path;
     char b[64];
+    static const char *const no_null[] = {"base_dim",
+                                          "z_dim",
+                                          "dim_mult",
+                                          "num_res_blocks",
+                                          "attn_scales",
+                                          "temperal_downsample",
+                                          "dropout",
+                                          "latents_mean",
+                                          "latents_std",
+                                          "in_channels",
+                                          "out_channels",
+                                          "scale_factor_spatial",
+                                          "scale_factor_temporal",
+                                          NULL};
+    WR_TRY(refuse_nulls(doc, no_null));
     if (c->is_residual)
         return WR_FAIL(WR_ERR_UNSUPPORTED,
                        "%s: field 'is_residual' is true (the Wan2.2 VAE); wanrun runs the Wan2.1 "
@@ -481,13 +518,13 @@ static wr_status vae_check(wr_vae_config *c, const wr_json_doc *doc) {
     int ntime = 0;
     for (int i = 0; i < c->temperal_downsample.n; i++) ntime += c->temperal_downsample.v[i] != 0;
     const int64_t spatial = (int64_t)1 << (c->dim_mult.n - 1), temporal = (int64_t)1 << ntime;
-    if (is_null(doc, "scale_factor_spatial") || c->scale_factor_spatial != spatial)
+    if (c->scale_factor_spatial != spatial)
         return WR_FAIL(WR_ERR_CONFIG,
                        "%s: field 'scale_factor_spatial' is %s; the decoder's %d up blocks "
                        "upsample by %lld",
                        p, shown(b, sizeof b, item(doc, "scale_factor_spatial")), c->dim_mult.n - 1,
                        (long long)spatial);
-    if (is_null(doc, "scale_factor_temporal") || c->scale_factor_temporal != temporal)
+    if (c->scale_factor_temporal != temporal)
         return WR_FAIL(WR_ERR_CONFIG,
                        "%s: field 'scale_factor_temporal' is %s; temperal_downsample has %d "
                        "temporal stages, which upsample by %lld",
@@ -536,13 +573,14 @@ static wr_status shift_ok(const char *p, const char *field, double v) {
 static wr_status sched_check(wr_sched_config *c, const wr_json_doc *doc) {
     const char *p = doc->path;
     char b[64];
-    if (is_null(doc, "num_train_timesteps"))
-        return WR_FAIL(WR_ERR_CONFIG, "%s: field 'num_train_timesteps' is null", p);
+    static const char *const no_null[] = {"num_train_timesteps", "time_shift_type", NULL};
+    WR_TRY(refuse_nulls(doc, no_null));
     WR_TRY(int_in(p, "num_train_timesteps", c->num_train_timesteps, 1, WR_CFG_MAX_TRAIN_T));
     if (strcmp(c->class_name, "FlowMatchEulerDiscreteScheduler") == 0) {
         WR_TRY(check_defaults(doc, euler_defaults, NFIELDS(euler_defaults),
                               "FlowMatchEulerDiscreteScheduler"));
-        if (is_null(doc, "shift")) return WR_FAIL(WR_ERR_CONFIG, "%s: field 'shift' is null", p);
+        static const char *const euler_no_null[] = {"shift", NULL};
+        WR_TRY(refuse_nulls(doc, euler_no_null));
         WR_TRY(shift_ok(p, "shift", c->shift));
         static const char *const tst[] = {"exponential", "linear", NULL}; /* diffusers checks */
         if (c->time_shift_type[0] && !one_of(c->time_shift_type, tst))
@@ -558,11 +596,22 @@ static wr_status sched_check(wr_sched_config *c, const wr_json_doc *doc) {
                        "UniPCMultistepScheduler and FlowMatchEulerDiscreteScheduler",
                        p, c->class_name);
     WR_TRY(check_defaults(doc, unipc_defaults, NFIELDS(unipc_defaults), "UniPCMultistepScheduler"));
+    static const char *const unipc_no_null[] = {
+        "solver_order",     "prediction_type", "solver_type", "final_sigmas_type",
+        "timestep_spacing", "flow_shift",      NULL};
+    WR_TRY(refuse_nulls(doc, unipc_no_null));
+    null_is_false(doc, "use_flow_sigmas", &c->use_flow_sigmas);
+    null_is_false(doc, "predict_x0", &c->predict_x0);
+    null_is_false(doc, "lower_order_final", &c->lower_order_final);
+    if (is_null(doc, "beta_schedule") &&
+        (!item(doc, "trained_betas") || is_null(doc, "trained_betas")))
+        return WR_FAIL(WR_ERR_CONFIG, "%s: field 'beta_schedule' is null; it needs a value", p);
     if (!c->use_flow_sigmas)
-        return WR_FAIL(WR_ERR_UNSUPPORTED,
-                       "%s: field 'use_flow_sigmas' is false; wanrun implements the flow-matching "
-                       "UniPC of Wan2.1 (use_flow_sigmas true)",
-                       p);
+        return WR_FAIL(
+            WR_ERR_UNSUPPORTED,
+            "%s: field 'use_flow_sigmas' is false (or null); wanrun implements the flow-matching "
+            "UniPC of Wan2.1 (use_flow_sigmas true)",
+            p);
     if (strcmp(c->prediction_type, "flow_prediction") != 0)
         return WR_FAIL(WR_ERR_UNSUPPORTED,
                        "%s: field 'prediction_type' is \"%s\"; wanrun implements "
@@ -570,7 +619,7 @@ static wr_status sched_check(wr_sched_config *c, const wr_json_doc *doc) {
                        p, c->prediction_type);
     if (!c->predict_x0)
         return WR_FAIL(WR_ERR_UNSUPPORTED,
-                       "%s: field 'predict_x0' is false; wanrun implements UniPC's data "
+                       "%s: field 'predict_x0' is false (or null); wanrun implements UniPC's data "
                        "prediction form (predict_x0 true)",
                        p);
     /* diffusers maps the DPM-Solver names to bh2 and refuses anything else */
@@ -584,7 +633,7 @@ static wr_status sched_check(wr_sched_config *c, const wr_json_doc *doc) {
                        "and bh2",
                        p, c->solver_type);
     strcpy(c->solver_type, "bh2");
-    if (is_null(doc, "solver_order") || c->solver_order < 1)
+    if (c->solver_order < 1)
         return WR_FAIL(WR_ERR_CONFIG, "%s: field 'solver_order' is %s; must be a positive integer",
                        p, shown(b, sizeof b, item(doc, "solver_order")));
     if (c->solver_order != 2)
@@ -592,17 +641,16 @@ static wr_status sched_check(wr_sched_config *c, const wr_json_doc *doc) {
                        "%s: field 'solver_order' is %lld; wanrun implements order 2 (Wan2.1's)", p,
                        (long long)c->solver_order);
     if (!c->lower_order_final)
-        return WR_FAIL(WR_ERR_UNSUPPORTED,
-                       "%s: field 'lower_order_final' is false; wanrun implements true (the last "
-                       "step first order)",
-                       p);
+        return WR_FAIL(
+            WR_ERR_UNSUPPORTED,
+            "%s: field 'lower_order_final' is false (or null); wanrun implements true (the last "
+            "step first order)",
+            p);
     if (strcmp(c->final_sigmas_type, "zero") != 0)
         return WR_FAIL(strcmp(c->final_sigmas_type, "sigma_min") == 0 ? WR_ERR_UNSUPPORTED
                                                                       : WR_ERR_CONFIG,
                        "%s: field 'final_sigmas_type' is \"%s\"; wanrun implements \"zero\"", p,
                        c->final_sigmas_type);
-    if (is_null(doc, "flow_shift"))
-        return WR_FAIL(WR_ERR_CONFIG, "%s: field 'flow_shift' is null", p);
     WR_TRY(shift_ok(p, "flow_shift", c->flow_shift));
     /* With flow sigmas the timesteps are sigma * num_train_timesteps whatever the spacing:
      * timestep_spacing and steps_offset have no effect (diffusers still refuses an unknown
