@@ -262,8 +262,8 @@ static wr_status stage_sched(const wr_model_dir *md, const char *id, char *why, 
     const int64_t n = ts ? ts->nelem : 4;
     wr_sched *s = NULL;
     WR_TRY(wr_sched_create(&s, kind, n, shift, md->sched.num_train_timesteps));
-    wr_status st = WR_OK;
-    if (ts) {
+    wr_status st = wr_sched_configure(s, &md->sched); /* as the pipeline does */
+    if (ts && st == WR_OK) {
         snprintf(key, sizeof key, "%s.sigmas", id);
         const wr_st_tensor *sg = wr_st_find(g_golden, key);
         const float *sv = wr_st_tensor_data(sg);

@@ -624,9 +624,12 @@ static wr_status sched_check(wr_sched_config *c, const wr_json_doc *doc) {
                        p);
     /* diffusers maps the DPM-Solver names to bh2 and refuses anything else */
     static const char *const as_bh2[] = {"bh2", "midpoint", "heun", "logrho", NULL};
-    if (strcmp(c->solver_type, "bh1") == 0)
-        return WR_FAIL(WR_ERR_UNSUPPORTED,
-                       "%s: field 'solver_type' is \"bh1\"; wanrun implements \"bh2\"", p);
+    if (strcmp(c->solver_type, "bh1") == 0) /* measured: tests/golden/golden_model_config.py */
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: field 'solver_type' is \"bh1\": with flow sigmas ending at zero, "
+                       "diffusers' last UniPC step is NaN (B(h) = h is -inf at sigma 0); use "
+                       "\"bh2\"",
+                       p);
     if (!one_of(c->solver_type, as_bh2))
         return WR_FAIL(WR_ERR_CONFIG,
                        "%s: field 'solver_type' is \"%s\"; diffusers knows bh1 "
@@ -636,9 +639,9 @@ static wr_status sched_check(wr_sched_config *c, const wr_json_doc *doc) {
     if (c->solver_order < 1)
         return WR_FAIL(WR_ERR_CONFIG, "%s: field 'solver_order' is %s; must be a positive integer",
                        p, shown(b, sizeof b, item(doc, "solver_order")));
-    if (c->solver_order != 2)
+    if (c->solver_order > 2) /* the order-3+ solves (torch.linalg.solve of R) are not written */
         return WR_FAIL(WR_ERR_UNSUPPORTED,
-                       "%s: field 'solver_order' is %lld; wanrun implements order 2 (Wan2.1's)", p,
+                       "%s: field 'solver_order' is %lld; wanrun implements orders 1 and 2", p,
                        (long long)c->solver_order);
     if (!c->lower_order_final)
         return WR_FAIL(

@@ -1,5 +1,5 @@
 /*
- * sched.c — UniPC (bh2, order 2, flow sigmas) and flow-match Euler, after diffusers'
+ * sched.c — UniPC (bh2, order 1 / 2, flow sigmas) and flow-match Euler, after diffusers'
  * UniPCMultistepScheduler / FlowMatchEulerDiscreteScheduler (spec §5).
  *
  * Every scalar is formed in the precision and order diffusers forms it (tables: float64 numpy,
@@ -28,6 +28,7 @@ struct wr_sched {
     float *m_cur;   /* of step k (scratch) */
     float *last;    /* the (corrected) sample step k-1 started from */
     int lower_order_nums, this_order;
+    int order; /* solver_order: 1 or 2 */
 };
 
 static float lambda_of(float sigma) { /* log(alpha) - log(sigma), alpha = 1 - sigma */
@@ -91,6 +92,7 @@ wr_status wr_sched_create(wr_sched **out, wr_sched_kind kind, int64_t steps, dou
     wr_sched *s = calloc(1, sizeof *s);
     if (s == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     s->kind = kind;
+    s->order = 2;
     s->steps = steps;
     s->ntrain = num_train_timesteps;
     s->sigma = malloc(sizeof(float) * (size_t)(steps + 1));
@@ -134,18 +136,35 @@ wr_status wr_sched_kind_of(const wr_sched_config *c, wr_sched_kind *kind, double
                        euler ? "shift" : "flow_shift", s, WR_CFG_MAX_SHIFT);
     if (!euler &&
         (!c->use_flow_sigmas || strcmp(c->prediction_type, "flow_prediction") != 0 ||
-         c->solver_order != 2 || strcmp(c->solver_type, "bh2") != 0 ||
+         (c->solver_order != 1 && c->solver_order != 2) || strcmp(c->solver_type, "bh2") != 0 ||
          strcmp(c->final_sigmas_type, "zero") != 0 || !c->lower_order_final || !c->predict_x0))
         return WR_FAIL(WR_ERR_UNSUPPORTED,
                        "UniPCMultistepScheduler: wanrun implements use_flow_sigmas true, "
-                       "prediction_type \"flow_prediction\", solver_order 2, solver_type bh2, "
-                       "final_sigmas_type zero, lower_order_final and predict_x0 true (Wan2.1's "
-                       "settings); got %s, \"%s\", %lld, %s, %s, %s, %s",
+                       "prediction_type \"flow_prediction\", solver_order 1 or 2, solver_type "
+                       "bh2, final_sigmas_type zero, lower_order_final and predict_x0 true; "
+                       "got %s, \"%s\", %lld, %s, %s, %s, %s",
                        c->use_flow_sigmas ? "true" : "false", c->prediction_type,
                        (long long)c->solver_order, c->solver_type, c->final_sigmas_type,
                        c->lower_order_final ? "true" : "false", c->predict_x0 ? "true" : "false");
     *kind = euler ? WR_SCHED_EULER : WR_SCHED_UNIPC;
     *shift = s;
+    return WR_OK;
+}
+
+wr_status wr_sched_configure(wr_sched *s, const wr_sched_config *c) {
+    if (s->kind != WR_SCHED_UNIPC || strcmp(c->class_name, "UniPCMultistepScheduler") != 0)
+        return WR_OK; /* Euler has no options; a UniPC run from an Euler config: the defaults */
+    if (c->solver_order != 1 && c->solver_order != 2)
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "UniPCMultistepScheduler: solver_order %lld; wanrun "
+                       "implements 1 and 2",
+                       (long long)c->solver_order);
+    if (strcmp(c->solver_type, "bh2") != 0)
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "UniPCMultistepScheduler: solver_type \"%s\"; wanrun implements bh2",
+                       c->solver_type);
+    if (s->k != 0) return WR_FAIL(WR_ERR_INVALID_ARG, "scheduler: configure before the first step");
+    s->order = (int)c->solver_order;
     return WR_OK;
 }
 
@@ -249,7 +268,7 @@ static wr_status unipc_step(wr_sched *s, float *x, const float *v, int64_t n) {
     s->m_prev2 = s->m_prev;
     s->m_prev = m;
     s->m_cur = t;
-    const int order_cap = N - k < 2 ? (int)(N - k) : 2; /* lower_order_final */
+    const int order_cap = N - k < s->order ? (int)(N - k) : s->order; /* lower_order_final */
     s->this_order = order_cap < s->lower_order_nums + 1 ? order_cap : s->lower_order_nums + 1;
     memcpy(s->last, x, sizeof(float) * (size_t)n);
 
@@ -272,7 +291,7 @@ static wr_status unipc_step(wr_sched *s, float *x, const float *v, int64_t n) {
             for (int64_t i = 0; i < n; i++) x[i] = ratio * x[i] - c_m0 * m[i];
         }
     }
-    if (s->lower_order_nums < 2) s->lower_order_nums++;
+    if (s->lower_order_nums < s->order) s->lower_order_nums++;
     return WR_OK;
 }
 

@@ -207,6 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 wr_sched *s = NULL;
                 FUZZ_CHECK(wr_sched_create(&s, kind, 5, shift, md->sched.num_train_timesteps) ==
                            WR_OK);
+                FUZZ_CHECK(wr_sched_configure(s, &md->sched) == WR_OK);
                 for (int64_t k = 0; k <= 5; k++) FUZZ_CHECK(isfinite(wr_sched_sigma(s, k)));
                 wr_sched_free(s);
             }

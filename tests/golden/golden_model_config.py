@@ -13,7 +13,10 @@ set_timesteps(N_STEPS) and set_begin_index(0):
   <case>.x.K         x.0 a seeded random sample, x.K+1 = step(v.K, t_K, x.K).prev_sample
   <case>.v.K         the seeded random model output of step K (float32)    [1,16,1,2,3]
 It shows what those settings do in diffusers: timestep_spacing and steps_offset nothing (flow
-sigmas), solver_type "midpoint" what "bh2" does, flow_shift / shift their schedule.
+sigmas), solver_type "midpoint" what "bh2" does, solver_order 1 its first-order steps,
+flow_shift / shift their schedule. It also measures why wanrun refuses solver_type "bh1"
+(metadata bh1_last_step): with flow sigmas and final_sigmas_type "zero" diffusers' last step is
+NaN everywhere (B(h) = h = -inf at sigma 0, times a zero predictor residual).
 """
 import json
 import os
@@ -93,6 +96,22 @@ def main():
         names.append(cid)
         print("%-24s %s timesteps %s" % (cid, cls.__name__, sch.timesteps.tolist()))
     meta["cases"] = json.dumps(names)
+    # solver_type bh1 (refused by wanrun): the same run, its last sample
+    cfg = mutated("scheduler/scheduler_config.json",
+                  [("scheduler/scheduler_config.json", "solver_type", '"bh1"')])
+    sch = UniPCMultistepScheduler.from_config(cfg)
+    sch.set_timesteps(N_STEPS)
+    sch.set_begin_index(0)
+    gen = torch.Generator().manual_seed(SEED)
+    x = torch.randn(SHAPE, generator=gen, dtype=torch.float32)
+    for t in sch.timesteps:
+        v = torch.randn(SHAPE, generator=gen, dtype=torch.float32)
+        before = x
+        x = sch.step(v, t, x, return_dict=False)[0]
+    nan = int(x.isnan().sum())
+    assert nan == x.numel() and not before.isnan().any(), nan
+    meta["bh1_last_step"] = "%d of %d values NaN (the step before: none)" % (nan, x.numel())
+    print("solver_type bh1: last step %s" % meta["bh1_last_step"])
     path = os.path.join(DATA, "bad_model", "sched_variants.safetensors")
     save_file({k: v.contiguous() for k, v in out.items()}, path, metadata=meta)
     # safetensors writes __metadata__ in hash order; sort it so the bytes are reproducible
