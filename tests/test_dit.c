@@ -198,6 +198,12 @@ START_TEST(test_original_key_names) {
     run_case("dit/tiny2_orig");
 }
 END_TEST
+/* cross_attn_norm false: diffusers' norm2 is an nn.Identity, the checkpoint has no norm2.* and
+ * the cross-attention reads the residual stream itself */
+START_TEST(test_no_cross_attn_norm) {
+    run_case("dit/nocross");
+}
+END_TEST
 
 /* ---- loader errors ---- */
 
@@ -261,6 +267,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_sharded);
     tcase_add_test(tc, test_bf16_weights);
     tcase_add_test(tc, test_original_key_names);
+    tcase_add_test(tc, test_no_cross_attn_norm);
     tcase_add_test(tc, test_missing_and_misshaped);
     suite_add_tcase(s, tc);
     return s;

@@ -190,17 +190,25 @@ START_TEST(test_broken) {
 
     make_model(16); /* not a Wan2.1 T2V directory */
     put("model_index.json", "{\"_class_name\": \"StableDiffusionPipeline\"}");
-    open_expect(md, WR_ERR_CONFIG, "WanPipeline");
+    open_expect(md, WR_ERR_UNSUPPORTED, "WanPipeline");
     rm_rf(g_root);
 
     make_model(16);
     put("scheduler/scheduler_config.json", "{\"_class_name\": \"DDIMScheduler\"}");
-    open_expect(md, WR_ERR_CONFIG, "DDIMScheduler");
+    open_expect(md, WR_ERR_UNSUPPORTED, "DDIMScheduler");
     rm_rf(g_root);
 
     make_model(16); /* the first Hub upload's Euler scheduler is accepted */
     put("scheduler/scheduler_config.json", "{\"_class_name\": \"FlowMatchEulerDiscreteScheduler\","
                                            " \"num_train_timesteps\": 1000, \"shift\": 5.0}");
+    open_expect(md, WR_ERR_CONFIG, "model_index.json names the scheduler"); /* index says UniPC */
+    char idx[2048];
+    snprintf(idx, sizeof idx, "%s", MODEL_INDEX);
+    char *u = strstr(idx, "UniPCMultistepScheduler");
+    memmove(u + strlen("FlowMatchEulerDiscreteScheduler"), u + strlen("UniPCMultistepScheduler"),
+            strlen(u + strlen("UniPCMultistepScheduler")) + 1);
+    memcpy(u, "FlowMatchEulerDiscreteScheduler", strlen("FlowMatchEulerDiscreteScheduler"));
+    put("model_index.json", idx);
     open_expect(md, WR_OK, NULL);
     ck_assert(md->sched.shift == 5.0);
     rm_rf(g_root);

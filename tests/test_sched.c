@@ -170,7 +170,7 @@ START_TEST(test_config_and_errors) {
     ck_assert_int_eq(kind, WR_SCHED_UNIPC);
     ck_assert(shift == 3.0);
     strcpy(c.solver_type, "bh1");
-    ck_assert_int_eq(wr_sched_kind_of(&c, &kind, &shift), WR_ERR_CONFIG);
+    ck_assert_int_eq(wr_sched_kind_of(&c, &kind, &shift), WR_ERR_UNSUPPORTED);
     ck_assert_int_eq(wr_sched_kind_parse("euler", &kind), WR_OK);
     ck_assert_int_eq(kind, WR_SCHED_EULER);
     ck_assert_int_eq(wr_sched_kind_parse("ddim", &kind), WR_ERR_INVALID_ARG);

@@ -10,6 +10,17 @@
  * A component listed in model_index.json whose folder or config is missing is an error naming
  * the path. A directory without model_index.json can still be opened when it holds the
  * component folders (e.g. a hand-assembled directory); the index is then synthesised.
+ *
+ * Every field of the diffusers / transformers constructor (WanTransformer3DModel, UMT5Config,
+ * AutoencoderKLWan, UniPCMultistepScheduler, FlowMatchEulerDiscreteScheduler, WanPipeline's
+ * model_index.json) is either honoured as the reference does, or has no effect there for this
+ * model (dropout in eval, a decoder-only field, a setting another one switches off; accepted),
+ * or is refused: WR_ERR_UNSUPPORTED for a value the reference computes and wanrun does not
+ * implement (e.g. solver_order 3, transformer_2), WR_ERR_CONFIG for a value the reference
+ * refuses too or that cannot give a sane run (a size outside the bounds below, eps <= 0,
+ * scale factors that do not match the layers, a non-finite latent statistic). Each error
+ * names the file, the field and the value. The bounds keep every size product of the models
+ * far inside int64 for any request the CLI accepts; they are 10-100x the largest Wan2.1 model.
  */
 #ifndef WR_CORE_MODELDIR_H
 #define WR_CORE_MODELDIR_H
@@ -21,6 +32,25 @@
 #include "status.h"
 
 #define WR_PATH_CAP 4096
+
+/* Bounds of the config sizes (WR_ERR_CONFIG outside; Wan2.1 14B in brackets). */
+#define WR_CFG_MAX_LAYERS   1024     /* num_layers of the DiT and the text encoder [40, 24] */
+#define WR_CFG_MAX_HEADS    1024     /* num_attention_heads, num_heads [40, 64] */
+#define WR_CFG_MAX_HEAD_DIM 1024     /* attention_head_dim, d_kv [128, 64] */
+#define WR_CFG_MAX_WIDTH    65536    /* D = heads x head dim, d_model, text_dim, freq_dim [5120] */
+#define WR_CFG_MAX_FFN      1048576  /* ffn_dim, d_ff [13824, 10240] */
+#define WR_CFG_MAX_CHANNELS 4096     /* in/out_channels, z_dim, VAE widths base_dim x dim_mult */
+#define WR_CFG_MAX_PATCH    64       /* each patch_size entry [1, 2, 2] */
+#define WR_CFG_MAX_VOCAB    16777216 /* vocab_size [256384] */
+#define WR_CFG_MAX_BUCKETS  65536    /* relative_attention_num_buckets [32] */
+#define WR_CFG_MAX_ROPE_LEN 1048576  /* rope_max_seq_len [1024] */
+#define WR_CFG_MAX_TRAIN_T  1000000  /* num_train_timesteps [1000] */
+#define WR_CFG_MAX_SHIFT                                                                           \
+    1000.0                         /* flow_shift / shift [3, 5]: larger ones round every           \
+                                    * sigma of a 1000-step float32 schedule to 1 */
+#define WR_CFG_MAX_LATENT_STAT 1e6 /* |latents_mean|, latents_std [< 4] */
+#define WR_VAE_MAX_UP          8   /* len(dim_mult) [4] */
+#define WR_VAE_MAX_RES         8   /* resnets per up block, num_res_blocks + 1 [3] */
 
 /* transformer/config.json (diffusers WanTransformer3DModel) */
 typedef struct wr_dit_config {
@@ -45,10 +75,12 @@ typedef struct wr_t5_config {
     int64_t relative_attention_num_buckets, relative_attention_max_distance;
     int64_t pad_token_id, eos_token_id;
     double layer_norm_epsilon;
+    double dropout_rate; /* eval: no effect; must be a probability */
     char feed_forward_proj[WR_JSON_STR_CAP];
     char dense_act_fn[WR_JSON_STR_CAP];
     char model_type[WR_JSON_STR_CAP];
     int is_gated_act;
+    int is_decoder; /* true: a causal decoder stack (refused) */
 } wr_t5_config;
 
 /* vae/config.json (diffusers AutoencoderKLWan) */
@@ -72,6 +104,7 @@ typedef struct wr_sched_config {
     int use_flow_sigmas, lower_order_final, predict_x0;
     double flow_shift; /* UniPC */
     double shift;      /* FlowMatchEuler */
+    char beta_schedule[WR_JSON_STR_CAP], time_shift_type[WR_JSON_STR_CAP];
 } wr_sched_config;
 
 typedef enum wr_component {
@@ -103,7 +136,9 @@ void wr_t5_config_default(wr_t5_config *c);
 void wr_vae_config_default(wr_vae_config *c);
 void wr_sched_config_default(wr_sched_config *c);
 
-/* Reads one component's config file into its struct (required fields and checks). */
+/* Reads one component's config file into its struct: every field checked as the header says
+ * (WR_ERR_NOT_FOUND for a missing file or required field, WR_ERR_FORMAT for malformed JSON or a
+ * wrong type, WR_ERR_CONFIG, WR_ERR_UNSUPPORTED), each error naming path, field and value. */
 wr_status wr_dit_config_read(wr_dit_config *out, const char *path);
 wr_status wr_t5_config_read(wr_t5_config *out, const char *path);
 wr_status wr_vae_config_read(wr_vae_config *out, const char *path);
@@ -111,10 +146,14 @@ wr_status wr_sched_config_read(wr_sched_config *out, const char *path);
 
 /*
  * Opens a model directory: model_index.json (when present) and every component it lists.
- * Failures: WR_ERR_NOT_FOUND (directory, model_index.json component folder or config missing;
- * the path named), WR_ERR_FORMAT (malformed JSON, wrong field type), WR_ERR_CONFIG
- * (unsupported class, or components that disagree: DiT in_channels vs VAE z_dim, DiT text_dim
- * vs encoder d_model, latents_mean length vs z_dim, ...).
+ * Components may be absent (a text-encoder-only directory): callers check md->has[] for what
+ * they need (the pipeline, the planner). Failures: WR_ERR_NOT_FOUND (directory,
+ * model_index.json component folder or config missing; the path named), WR_ERR_FORMAT
+ * (malformed JSON, wrong field type), WR_ERR_UNSUPPORTED (another pipeline or component class,
+ * a Wan2.2 entry: transformer_2, boundary_ratio, expand_timesteps; a component wanrun does not
+ * know; a config value as above), WR_ERR_CONFIG (a config value as above, or components that
+ * disagree: DiT in_channels vs VAE z_dim, DiT text_dim vs encoder d_model, the index's
+ * scheduler class vs scheduler_config.json's, ...).
  */
 wr_status wr_model_dir_open(wr_model_dir *out, const char *path);
 

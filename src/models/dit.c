@@ -67,10 +67,12 @@ int64_t wr_dit_expected_tensors(const wr_dit_config *c, int64_t *params_out, ten
             snprintf(name, sizeof name, "blocks.%lld.attn%d.norm_k.weight", (long long)i, a);
             V1(name, D);
         }
-        snprintf(name, sizeof name, "blocks.%lld.norm2.weight", (long long)i);
-        V1(name, D);
-        snprintf(name, sizeof name, "blocks.%lld.norm2.bias", (long long)i);
-        V1(name, D);
+        if (c->cross_attn_norm) { /* else diffusers' norm2 is an nn.Identity: no weights */
+            snprintf(name, sizeof name, "blocks.%lld.norm2.weight", (long long)i);
+            V1(name, D);
+            snprintf(name, sizeof name, "blocks.%lld.norm2.bias", (long long)i);
+            V1(name, D);
+        }
         snprintf(p, sizeof p, "blocks.%lld.ffn.net.0.proj", (long long)i);
         LIN(p, FF, D);
         snprintf(p, sizeof p, "blocks.%lld.ffn.net.2", (long long)i);
@@ -339,6 +341,10 @@ wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr
         goto fail;
     }
     WR_TRY_GOTO(st, wr_st_set_open(&m->weights, dir), fail);
+    /* before anything loops over the layers (the original names number blocks the same way) */
+    WR_TRY_GOTO(
+        st, wr_load_check_layers(m->weights, "blocks.", m->cfg.num_layers, path, "num_layers", dir),
+        fail);
     m->original_names = wr_st_set_find(m->weights, "time_embedding.0.weight") != NULL ||
                         wr_st_set_find(m->weights, "head.head.weight") != NULL;
     m->blocks = calloc((size_t)m->cfg.num_layers, sizeof *m->blocks);
@@ -822,9 +828,14 @@ static wr_status block_forward(wr_dit *m, const wr_dit_block *b, dit_acts *a) {
     WR_TRY(lin(be, &a->h, &a->a, &b->attn1.to_out));        /* h: [L, D] */
     WR_TRY(wr_op_gated_residual(be, &a->x, &a->h, &gate1)); /* x += h * gate1 */
 
-    /* (b) cross-attention: keys and values from the text rows, no mask, no RoPE */
-    WR_TRY(wr_op_layer_norm(be, &a->h, &a->x, &b->norm2.weight, &b->norm2.bias, eps));
-    WR_TRY(lin(be, &a->q, &a->h, &b->attn2.to_q));    /* q: [L, D] */
+    /* (b) cross-attention: keys and values from the text rows, no mask, no RoPE; norm2 is the
+     * affine LayerNorm with cross_attn_norm, an identity without */
+    const wr_tensor *xn = &a->x;
+    if (m->cfg.cross_attn_norm) {
+        WR_TRY(wr_op_layer_norm(be, &a->h, &a->x, &b->norm2.weight, &b->norm2.bias, eps));
+        xn = &a->h;
+    }
+    WR_TRY(lin(be, &a->q, xn, &b->attn2.to_q));       /* q: [L, D] */
     WR_TRY(lin(be, &a->kc, &a->ctx, &b->attn2.to_k)); /* kc: [S, D] */
     WR_TRY(lin(be, &a->vc, &a->ctx, &b->attn2.to_v)); /* vc: [S, D] */
     WR_TRY(wr_op_rms_norm(be, &a->q, &a->q, &b->attn2.norm_q, eps));
@@ -872,6 +883,14 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
                        (long long)c->out_channels);
     const int64_t Fp = latent->shape[1] / pt, Hp = latent->shape[2] / ph,
                   Wp = latent->shape[3] / pw;
+    /* diffusers' RoPE tables hold rope_max_seq_len positions per axis (its forward fails past) */
+    if (Fp > c->rope_max_seq_len || Hp > c->rope_max_seq_len || Wp > c->rope_max_seq_len)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "the latent grid of %lld x %lld x %lld patches (frames x height x width) "
+                       "is longer on an axis than the transformer's rope_max_seq_len %lld (%s/"
+                       "config.json): use fewer frames or a smaller size",
+                       (long long)Fp, (long long)Hp, (long long)Wp, (long long)c->rope_max_seq_len,
+                       m->dir);
     const int64_t Lg = Fp * Hp * Wp, S = enc->shape[0];
     /* this rank's shard: tokens [n0, n0 + L) of the Lg, the real ones nreal, padding after */
     const int64_t L = (Lg + m->P - 1) / m->P, n0 = m->cp_rank * L;

@@ -3,6 +3,7 @@
 #include "models/loader.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,11 +50,47 @@ wr_status wr_load_fail(const wr_load_report *r, const char *dir, int64_t total, 
                    r->problems > WR_LOAD_SHOWN ? "; ..." : "");
 }
 
-wr_tensor wr_carve_take(wr_carve *c, int ndim, const int64_t *shape) {
+int64_t wr_load_count_blocks(const wr_st_set *set, const char *prefix) {
+    const size_t pl = strlen(prefix);
+    int64_t n = 0;
+    for (int64_t i = 0; i < wr_st_set_count(set); i++) {
+        const char *name = wr_st_set_at(set, i)->name;
+        if (strncmp(name, prefix, pl) != 0) continue;
+        const char *d = name + pl;
+        int64_t v = 0;
+        int digits = 0;
+        while (*d >= '0' && *d <= '9' && digits < 12) v = v * 10 + (*d++ - '0'), digits++;
+        if (digits > 0 && *d == '.' && v + 1 > n) n = v + 1;
+    }
+    return n;
+}
+
+wr_status wr_load_check_layers(const wr_st_set *set, const char *prefix, int64_t layers,
+                               const char *config_path, const char *field, const char *dir) {
+    const int64_t have = wr_load_count_blocks(set, prefix);
+    if (have < layers)
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s: field '%s' is %lld; the checkpoint in %s holds %lld blocks "
+                       "(%s0 .. %s%lld)",
+                       config_path, field, (long long)layers, dir, (long long)have, prefix, prefix,
+                       (long long)(have - 1));
+    return WR_OK;
+}
+
+/* The product of a shape, saturated at INT64_MAX (a plan pass over absurd shapes then asks for
+ * more memory than exists instead of wrapping around). */
+static int64_t nelem_saturated(int ndim, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0 || __builtin_mul_overflow(n, shape[i], &n)) return INT64_MAX;
+    return n;
+}
+
+wr_tensor wr_carve_take(wr_carve *c, int ndim, const int64_t *shape) {
+    const int64_t n = nelem_saturated(ndim, shape);
     float *p = c->base ? c->base + c->used : NULL;
-    c->used += (size_t)((n + 15) & ~(int64_t)15); /* 64-byte aligned starts */
+    const size_t take = n > (INT64_MAX >> 3) ? SIZE_MAX / 8 : (size_t)((n + 15) & ~(int64_t)15);
+    c->used = c->used > SIZE_MAX / 8 - take ? SIZE_MAX / 8 : c->used + take; /* 64-byte starts */
     WR_ASSERT(c->base == NULL || c->used <= c->cap);
     return wr_tensor_make(p, WR_DTYPE_F32, ndim, shape);
 }

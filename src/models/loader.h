@@ -31,6 +31,14 @@ const wr_st_tensor *wr_load_expect(wr_load_report *r, const wr_st_set *set, cons
 /* WR_ERR_FORMAT: "DIR: N of TOTAL WHAT tensors missing or mis-shaped: first problems". */
 wr_status wr_load_fail(const wr_load_report *r, const char *dir, int64_t total, const char *what);
 
+/* The blocks a checkpoint holds: 1 + the largest N of a tensor named "<prefix>N.<...>" (prefix
+ * e.g. "blocks."), 0 when none. Checked against the config's layer count before anything loops
+ * over the layers: WR_ERR_CONFIG "CONFIG_PATH: field 'FIELD' is L; the checkpoint in DIR holds
+ * N blocks" when it holds fewer (more are ignored with a warning, as diffusers does). */
+int64_t wr_load_count_blocks(const wr_st_set *set, const char *prefix);
+wr_status wr_load_check_layers(const wr_st_set *set, const char *prefix, int64_t layers,
+                               const char *config_path, const char *field, const char *dir);
+
 /* FP8 storage (--fp8 storage): t as float8_e4m3 of t / s into dst (t->nelem bytes), with the
  * per-tensor scale s = amax / 448 (the largest magnitude maps to e4m3's largest finite value;
  * 1 for an all-zero or non-finite tensor) returned in *scale; a matmul then uses w = s * dst. */

@@ -1,5 +1,5 @@
 /*
- * sched.c — UniPC (bh2, order 2, flow sigmas) and flow-match Euler, after diffusers'
+ * sched.c — UniPC (bh2, order 1 / 2, flow sigmas) and flow-match Euler, after diffusers'
  * UniPCMultistepScheduler / FlowMatchEulerDiscreteScheduler (spec §5).
  *
  * Every scalar is formed in the precision and order diffusers forms it (tables: float64 numpy,
@@ -28,6 +28,7 @@ struct wr_sched {
     float *m_cur;   /* of step k (scratch) */
     float *last;    /* the (corrected) sample step k-1 started from */
     int lower_order_nums, this_order;
+    int order; /* solver_order: 1 or 2 */
 };
 
 static float lambda_of(float sigma) { /* log(alpha) - log(sigma), alpha = 1 - sigma */
@@ -82,13 +83,16 @@ wr_status wr_sched_create(wr_sched **out, wr_sched_kind kind, int64_t steps, dou
     if (steps < 1 || steps > 100000)
         return WR_FAIL(WR_ERR_INVALID_ARG, "steps must be in [1, 100000], got %lld",
                        (long long)steps);
-    if (!(shift > 0.0) || !isfinite(shift))
-        return WR_FAIL(WR_ERR_INVALID_ARG, "shift must be a positive number, got %g", shift);
-    if (num_train_timesteps < 1)
-        return WR_FAIL(WR_ERR_INVALID_ARG, "num_train_timesteps must be positive");
+    if (!(shift > 0.0 && shift <= WR_CFG_MAX_SHIFT)) /* larger: every sigma rounds to 1 */
+        return WR_FAIL(WR_ERR_INVALID_ARG, "shift must be in (0, %g], got %g", WR_CFG_MAX_SHIFT,
+                       shift);
+    if (num_train_timesteps < 1 || num_train_timesteps > WR_CFG_MAX_TRAIN_T)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "num_train_timesteps must be in [1, %d], got %lld",
+                       WR_CFG_MAX_TRAIN_T, (long long)num_train_timesteps);
     wr_sched *s = calloc(1, sizeof *s);
     if (s == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     s->kind = kind;
+    s->order = 2;
     s->steps = steps;
     s->ntrain = num_train_timesteps;
     s->sigma = malloc(sizeof(float) * (size_t)(steps + 1));
@@ -120,29 +124,47 @@ void wr_sched_free(wr_sched *s) {
 }
 
 wr_status wr_sched_kind_of(const wr_sched_config *c, wr_sched_kind *kind, double *shift) {
-    if (strcmp(c->class_name, "FlowMatchEulerDiscreteScheduler") == 0) {
-        *kind = WR_SCHED_EULER;
-        *shift = c->shift > 0 ? c->shift : 1.0;
-        return WR_OK;
-    }
-    if (strcmp(c->class_name, "UniPCMultistepScheduler") != 0)
-        return WR_FAIL(WR_ERR_CONFIG, "scheduler class \"%s\" is not supported", c->class_name);
-    if (!c->use_flow_sigmas || strcmp(c->prediction_type, "flow_prediction") != 0)
-        return WR_FAIL(
-            WR_ERR_CONFIG,
-            "UniPCMultistepScheduler: wanrun implements the flow-matching form "
-            "(use_flow_sigmas true, prediction_type \"flow_prediction\"), got %s / \"%s\"",
-            c->use_flow_sigmas ? "true" : "false", c->prediction_type);
-    if ((c->solver_order != 0 && c->solver_order != 2) ||
-        (c->solver_type[0] && strcmp(c->solver_type, "bh2") != 0) ||
-        (c->final_sigmas_type[0] && strcmp(c->final_sigmas_type, "zero") != 0) ||
-        !c->lower_order_final || !c->predict_x0)
-        return WR_FAIL(WR_ERR_CONFIG,
-                       "UniPCMultistepScheduler: wanrun implements solver_order 2, solver_type "
-                       "bh2, final_sigmas_type zero, lower_order_final and predict_x0 (Wan2.1's "
-                       "settings); this config differs");
-    *kind = WR_SCHED_UNIPC;
-    *shift = c->flow_shift > 0 ? c->flow_shift : 1.0;
+    /* wr_sched_config_read has checked every field of a file; this repeats what selects the
+     * sampler, for configs built in memory */
+    const int euler = strcmp(c->class_name, "FlowMatchEulerDiscreteScheduler") == 0;
+    if (!euler && strcmp(c->class_name, "UniPCMultistepScheduler") != 0)
+        return WR_FAIL(WR_ERR_UNSUPPORTED, "scheduler class \"%s\" is not supported",
+                       c->class_name);
+    const double s = euler ? c->shift : c->flow_shift;
+    if (!(s > 0.0 && s <= WR_CFG_MAX_SHIFT))
+        return WR_FAIL(WR_ERR_CONFIG, "%s: field '%s' is %g; must be in (0, %g]", c->class_name,
+                       euler ? "shift" : "flow_shift", s, WR_CFG_MAX_SHIFT);
+    if (!euler &&
+        (!c->use_flow_sigmas || strcmp(c->prediction_type, "flow_prediction") != 0 ||
+         (c->solver_order != 1 && c->solver_order != 2) || strcmp(c->solver_type, "bh2") != 0 ||
+         strcmp(c->final_sigmas_type, "zero") != 0 || !c->lower_order_final || !c->predict_x0))
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "UniPCMultistepScheduler: wanrun implements use_flow_sigmas true, "
+                       "prediction_type \"flow_prediction\", solver_order 1 or 2, solver_type "
+                       "bh2, final_sigmas_type zero, lower_order_final and predict_x0 true; "
+                       "got %s, \"%s\", %lld, %s, %s, %s, %s",
+                       c->use_flow_sigmas ? "true" : "false", c->prediction_type,
+                       (long long)c->solver_order, c->solver_type, c->final_sigmas_type,
+                       c->lower_order_final ? "true" : "false", c->predict_x0 ? "true" : "false");
+    *kind = euler ? WR_SCHED_EULER : WR_SCHED_UNIPC;
+    *shift = s;
+    return WR_OK;
+}
+
+wr_status wr_sched_configure(wr_sched *s, const wr_sched_config *c) {
+    if (s->kind != WR_SCHED_UNIPC || strcmp(c->class_name, "UniPCMultistepScheduler") != 0)
+        return WR_OK; /* Euler has no options; a UniPC run from an Euler config: the defaults */
+    if (c->solver_order != 1 && c->solver_order != 2)
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "UniPCMultistepScheduler: solver_order %lld; wanrun "
+                       "implements 1 and 2",
+                       (long long)c->solver_order);
+    if (strcmp(c->solver_type, "bh2") != 0)
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "UniPCMultistepScheduler: solver_type \"%s\"; wanrun implements bh2",
+                       c->solver_type);
+    if (s->k != 0) return WR_FAIL(WR_ERR_INVALID_ARG, "scheduler: configure before the first step");
+    s->order = (int)c->solver_order;
     return WR_OK;
 }
 
@@ -246,7 +268,7 @@ static wr_status unipc_step(wr_sched *s, float *x, const float *v, int64_t n) {
     s->m_prev2 = s->m_prev;
     s->m_prev = m;
     s->m_cur = t;
-    const int order_cap = N - k < 2 ? (int)(N - k) : 2; /* lower_order_final */
+    const int order_cap = N - k < s->order ? (int)(N - k) : s->order; /* lower_order_final */
     s->this_order = order_cap < s->lower_order_nums + 1 ? order_cap : s->lower_order_nums + 1;
     memcpy(s->last, x, sizeof(float) * (size_t)n);
 
@@ -269,7 +291,7 @@ static wr_status unipc_step(wr_sched *s, float *x, const float *v, int64_t n) {
             for (int64_t i = 0; i < n; i++) x[i] = ratio * x[i] - c_m0 * m[i];
         }
     }
-    if (s->lower_order_nums < 2) s->lower_order_nums++;
+    if (s->lower_order_nums < s->order) s->lower_order_nums++;
     return WR_OK;
 }
 

@@ -1,7 +1,8 @@
 /*
  * sched.h — the flow-matching samplers of WanPipeline: diffusers' UniPCMultistepScheduler as
  * Wan2.1 ships it (flow sigmas, shift, bh2, order 2, lower_order_final, final sigma zero,
- * integer timesteps) and FlowMatchEulerDiscreteScheduler (shift, no dynamic shifting).
+ * integer timesteps; also order 1, wr_sched_configure) and FlowMatchEulerDiscreteScheduler
+ * (shift, no dynamic shifting).
  *
  * Tables follow diffusers' arithmetic to the bit (float64 numpy then a float32 cast; for
  * Euler a float32 init, a float64 linspace and a second shift); steps run in float32 on host
@@ -25,14 +26,22 @@ typedef enum wr_sched_kind { WR_SCHED_UNIPC = 0, WR_SCHED_EULER } wr_sched_kind;
 
 typedef struct wr_sched wr_sched;
 
-/* steps >= 1, shift > 0, num_train_timesteps >= 1 (1000 for Wan): WR_ERR_INVALID_ARG else. */
+/* steps in [1, 100000], shift in (0, WR_CFG_MAX_SHIFT], num_train_timesteps in
+ * [1, WR_CFG_MAX_TRAIN_T] (1000 for Wan): WR_ERR_INVALID_ARG else. */
 wr_status wr_sched_create(wr_sched **out, wr_sched_kind kind, int64_t steps, double shift,
                           int64_t num_train_timesteps);
 void wr_sched_free(wr_sched *s);
 
 /* The sampler a scheduler_config.json describes and its shift (flow_shift / shift).
- * WR_ERR_CONFIG for a class or setting wanrun does not implement, naming it. */
+ * WR_ERR_UNSUPPORTED for a class or setting wanrun does not implement, WR_ERR_CONFIG for a
+ * shift outside (0, WR_CFG_MAX_SHIFT]; wr_sched_config_read has already refused both for a
+ * config read from a file. */
 wr_status wr_sched_kind_of(const wr_sched_config *cfg, wr_sched_kind *kind, double *shift);
+/* The UniPC options of a config (solver_order 1 or 2; a new scheduler has Wan2.1's 2) on s,
+ * before its first step; nothing for Euler or an Euler config. WR_ERR_UNSUPPORTED for another
+ * order or a solver_type other than bh2. */
+wr_status wr_sched_configure(wr_sched *s, const wr_sched_config *cfg);
+
 /* "unipc" / "euler" (for --scheduler); WR_ERR_INVALID_ARG otherwise. */
 wr_status wr_sched_kind_parse(const char *name, wr_sched_kind *kind);
 const char *wr_sched_kind_name(wr_sched_kind kind);

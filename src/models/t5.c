@@ -15,7 +15,8 @@
 #include "models/loader.h"
 #include "vram/stream.h"
 
-#define WR_T5_FFN_CHUNK 512 /* rows of the [*, FF] activations at a time */
+#define WR_T5_FFN_CHUNK 512  /* rows of the [*, FF] activations at a time */
+#define WR_T5_LUT_MAX   4096 /* distances tabulated at load: more than any prompt's 512 tokens */
 
 /* ---- expected tensors ---- */
 
@@ -80,8 +81,10 @@ struct wr_t5 {
     int fp8;            /* FP8 storage (wr_t5_load_opts) */
     uint8_t *fp8_arena; /* the layers' matrices in e4m3 */
     size_t fp8_used, fp8_cap;
-    /* bucket of distance n = |j - i| for n < max_distance, without the direction offset */
+    /* bucket of distance n = |j - i| for n < lut_n = min(max_distance, WR_T5_LUT_MAX), without
+     * the direction offset (longer distances are computed when asked for) */
     int *bucket_lut;
+    int64_t lut_n;
     /* taps */
     wr_t5_tap_fn tap;
     void *tap_ctx;
@@ -114,7 +117,10 @@ int wr_t5_bucket(const wr_t5 *m, int64_t rel) {
     const int64_t half = m->cfg.relative_attention_num_buckets / 2;
     const int64_t n = rel < 0 ? -rel : rel;
     const int base = rel > 0 ? (int)half : 0;
-    return base + (n < m->cfg.relative_attention_max_distance ? m->bucket_lut[n] : (int)half - 1);
+    const int64_t md = m->cfg.relative_attention_max_distance;
+    if (n < m->lut_n) return base + m->bucket_lut[n];
+    if (n < md) return base + bucket_of_distance(n, m->cfg.relative_attention_num_buckets, md);
+    return base + (int)half - 1;
 }
 
 typedef struct load_ctx {
@@ -215,28 +221,6 @@ static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape
     *dst = wr_tensor_make(v, WR_DTYPE_F32, ndim, shape);
 }
 
-static wr_status check_config(const wr_t5_config *c, const char *path) {
-    if (strcmp(c->model_type, "umt5") != 0)
-        return WR_FAIL(WR_ERR_CONFIG,
-                       "%s: model_type is \"%s\"; wanrun runs the UMT5 encoder (\"umt5\": a "
-                       "relative position bias in every layer), as Wan2.1 ships",
-                       path, c->model_type);
-    if (!c->is_gated_act || (strcmp(c->dense_act_fn, "gelu_new") != 0 &&
-                             strcmp(c->dense_act_fn, "gelu_pytorch_tanh") != 0))
-        return WR_FAIL(WR_ERR_CONFIG,
-                       "%s: the FFN must be gated GELU-tanh (dense_act_fn \"gelu_new\"), got "
-                       "dense_act_fn \"%s\"",
-                       path, c->dense_act_fn);
-    if (c->relative_attention_num_buckets < 4 || c->relative_attention_num_buckets % 2 ||
-        c->relative_attention_max_distance <= c->relative_attention_num_buckets / 4)
-        return WR_FAIL(WR_ERR_CONFIG,
-                       "%s: relative_attention_num_buckets %lld / max_distance %lld: need an even "
-                       "bucket count >= 4 and max_distance > buckets / 4",
-                       path, (long long)c->relative_attention_num_buckets,
-                       (long long)c->relative_attention_max_distance);
-    return WR_OK;
-}
-
 wr_status wr_t5_load(wr_t5 **out, wr_backend *be, const char *dir) {
     return wr_t5_load_ex(out, be, dir, NULL);
 }
@@ -254,16 +238,22 @@ wr_status wr_t5_load_ex(wr_t5 **out, wr_backend *be, const char *dir, const wr_t
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     char path[WR_PATH_CAP + 32];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    WR_TRY_GOTO(st, wr_t5_config_read(&m->cfg, path), fail);
-    WR_TRY_GOTO(st, check_config(&m->cfg, path), fail);
+    WR_TRY_GOTO(st, wr_t5_config_read(&m->cfg, path), fail); /* every field checked there */
     m->D = m->cfg.d_model;
     m->NH = m->cfg.num_heads;
     m->DK = m->cfg.d_kv;
     m->I = m->NH * m->DK;
     m->FF = m->cfg.d_ff;
     WR_TRY_GOTO(st, wr_st_set_open(&m->weights, dir), fail);
+    WR_TRY_GOTO(st,
+                wr_load_check_layers(m->weights, "encoder.block.", m->cfg.num_layers, path,
+                                     "num_layers", dir),
+                fail);
     m->blocks = calloc((size_t)m->cfg.num_layers, sizeof *m->blocks);
-    m->bucket_lut = malloc(sizeof(int) * (size_t)m->cfg.relative_attention_max_distance);
+    m->lut_n = m->cfg.relative_attention_max_distance < WR_T5_LUT_MAX
+                   ? m->cfg.relative_attention_max_distance
+                   : WR_T5_LUT_MAX;
+    m->bucket_lut = malloc(sizeof(int) * (size_t)m->lut_n);
     load_ctx lc = {.m = m};
     wr_t5_expected_tensors(&m->cfg, NULL, count_vectors, &lc);
     m->vec_cap = lc.vec_floats;
@@ -277,7 +267,7 @@ wr_status wr_t5_load_ex(wr_t5 **out, wr_backend *be, const char *dir, const wr_t
         st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", dir);
         goto fail;
     }
-    for (int64_t n = 0; n < m->cfg.relative_attention_max_distance; n++)
+    for (int64_t n = 0; n < m->lut_n; n++)
         m->bucket_lut[n] = bucket_of_distance(n, m->cfg.relative_attention_num_buckets,
                                               m->cfg.relative_attention_max_distance);
     int64_t n = wr_t5_expected_tensors(&m->cfg, NULL, bind_one, &lc);

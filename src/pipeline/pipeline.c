@@ -469,6 +469,7 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     const int64_t ntrain =
         c->md.sched.num_train_timesteps > 0 ? c->md.sched.num_train_timesteps : 1000;
     WR_TRY_GOTO(st, wr_sched_create(&s, kind, r->steps, shift, ntrain), done);
+    WR_TRY_GOTO(st, wr_sched_configure(s, &c->md.sched), done); /* solver_order, solver_type */
 
     /* (3) initial noise */
     if (r->noise)

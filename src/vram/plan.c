@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "core/checked.h"
 #include "models/t5.h"
 #include "vram/levels.h"
 
@@ -85,11 +86,15 @@ void wr_plan_vae(const wr_vae_config *c, int64_t T, int64_t H, int64_t W, const 
         const int64_t ncol = (W + slw - 1) / slw;
         rh = H < tlh ? H : tlh;
         rw = W < tlw ? W : tlw;
-        tile = sizeof(float) * (uint64_t)(oc * N * t->tile_h * t->tile_w);
-        blend = sizeof(float) * (uint64_t)(oc * N * (t->tile_h * bw + bh * ncol * t->tile_w));
+        const uint64_t per_frame = wr_mul_sat_u64(sizeof(float) * (uint64_t)oc, (uint64_t)N);
+        tile = wr_mul_sat_u64(per_frame, (uint64_t)t->tile_h * (uint64_t)t->tile_w);
+        blend = wr_mul_sat_u64(per_frame, (uint64_t)(t->tile_h * bw + bh * ncol * t->tile_w));
     }
     const int64_t cache = T >= 2 ? k.caches : k.caches - k.timec;
-    *decoder_bytes = sizeof(float) * (uint64_t)((5 * k.ws + cache) * rh * rw) + tile;
+    /* saturating: an absurd request plans as "more than exists", never as a wrapped number */
+    const uint64_t per_px = sizeof(float) * (uint64_t)(5 * k.ws + cache);
+    *decoder_bytes =
+        wr_add_sat_u64(wr_mul_sat_u64(wr_mul_sat_u64(per_px, (uint64_t)rh), (uint64_t)rw), tile);
     *blend_bytes = blend;
 }
 
@@ -101,14 +106,52 @@ wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_pla
     return wr_plan_policy(in, &pol, budget, o);
 }
 
+/* What the arithmetic below relies on: the three configs as the config readers leave them
+ * (a model directory without one of the components leaves it zero), and a request whose
+ * sizes fit. */
+static wr_status plan_check(const wr_plan_in *in) {
+    const wr_dit_config *d = &in->dit;
+    const wr_vae_config *v = &in->vae;
+    const char *none = NULL;
+    if (d->num_layers < 1 || d->num_attention_heads < 1 || d->attention_head_dim < 1 ||
+        d->patch_size.n != 3 || d->patch_size.v[0] < 1 || d->patch_size.v[1] < 1 ||
+        d->patch_size.v[2] < 1 || d->in_channels < 1 || d->text_dim < 1)
+        none = "transformer";
+    else if (in->t5.num_layers < 1 || in->t5.d_model < 1 || in->t5.num_heads < 1)
+        none = "text_encoder";
+    else if (v->dim_mult.n < 1 || v->dim_mult.n > WR_VAE_MAX_UP ||
+             v->temperal_downsample.n != v->dim_mult.n - 1 || v->scale_factor_spatial < 1 ||
+             v->scale_factor_temporal < 1 || v->z_dim < 1 || v->decoder_base_dim < 1)
+        none = "vae";
+    if (none)
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "plan: no usable %s config: the model directory has no %s/ component "
+                       "(model_index.json does not list it); planning needs the transformer, "
+                       "the text encoder and the VAE",
+                       none, none);
+    if (in->width < 1 || in->height < 1 || in->frames < 1 || in->width > WR_PLAN_MAX_SIDE ||
+        in->height > WR_PLAN_MAX_SIDE || in->frames > WR_PLAN_MAX_FRAMES ||
+        wr_mul_sat_i64(
+            wr_mul_sat_i64(d->in_channels, (in->frames - 1) / v->scale_factor_temporal + 1),
+            wr_mul_sat_i64(in->height / v->scale_factor_spatial,
+                           in->width / v->scale_factor_spatial)) > ((int64_t)1 << 40))
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "plan: a request of %lldx%lld, %lld frames: sides must be in [1, %d], "
+                       "frames in [1, %d], and the latent at most 2^40 values",
+                       (long long)in->width, (long long)in->height, (long long)in->frames,
+                       WR_PLAN_MAX_SIDE, WR_PLAN_MAX_FRAMES);
+    return WR_OK;
+}
+
 wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_t budget,
                          wr_plan_out *o) {
     memset(o, 0, sizeof *o);
+    WR_TRY(plan_check(in));
     const wr_dit_config *d = &in->dit;
-    const int64_t r8 = in->vae.scale_factor_spatial > 0 ? in->vae.scale_factor_spatial : 8;
-    const int64_t T = (in->frames - 1) / 4 + 1, Hl = in->height / r8, Wl = in->width / r8;
+    const int64_t r8 = in->vae.scale_factor_spatial, tf = in->vae.scale_factor_temporal;
+    const int64_t T = (in->frames - 1) / tf + 1, Hl = in->height / r8, Wl = in->width / r8;
     const int64_t pt = d->patch_size.v[0], ph = d->patch_size.v[1], pw = d->patch_size.v[2];
-    const int64_t L = (T / pt) * (Hl / ph) * (Wl / pw);
+    const int64_t L = (T / pt) * (Hl / ph) * (Wl / pw); /* <= 2^40: plan_check bounds the latent */
     const int cp = in->cp > 1 ? in->cp : 1;
     o->tokens = L;
 
@@ -147,56 +190,59 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
     const int nlat = in->no_cfg ? 2 : in->cfg_parallel == 2 ? 4 : 3;
 
     const uint64_t dit_all = blk * (uint64_t)d->num_layers + dit_other;
+    /* the sums saturate: the VAE's term of a huge untiled request may be UINT64_MAX */
+#define ADD(x, v) ((x) = wr_add_sat_u64((x), (v)))
     for (int p = 0; p < WR_PLAN_PHASES; p++) {
         uint64_t *c = o->dev[p];
         /* weights present on the device during phase p */
-        c[WR_MEM_WEIGHTS_RESIDENT] += vae_w;
+        ADD(c[WR_MEM_WEIGHTS_RESIDENT], vae_w);
         if (in->te_cpu) { /* on the host, as long as the policy keeps it */
-            if (!pol->te_stream || p == WR_PLAN_ENCODE) o->host[p] += t5_all;
+            if (!pol->te_stream || p == WR_PLAN_ENCODE) ADD(o->host[p], t5_all);
         } else {
-            if (!pol->te_stream) c[WR_MEM_WEIGHTS_RESIDENT] += t5_all;
+            if (!pol->te_stream) ADD(c[WR_MEM_WEIGHTS_RESIDENT], t5_all);
             if (pol->te_stream && p == WR_PLAN_ENCODE) {
-                c[WR_MEM_WEIGHTS_STREAMING] += 2 * t5_layer;
-                c[WR_MEM_WEIGHTS_RESIDENT] += t5_all - t5_layer * (uint64_t)t5L; /* final norm */
-                if (!in->disk_offload) o->host[p] += t5_layer * (uint64_t)t5L;
-                o->host[p] += in->staging;
+                ADD(c[WR_MEM_WEIGHTS_STREAMING], 2 * t5_layer);
+                ADD(c[WR_MEM_WEIGHTS_RESIDENT], t5_all - t5_layer * (uint64_t)t5L); /* final norm */
+                if (!in->disk_offload) ADD(o->host[p], t5_layer * (uint64_t)t5L);
+                ADD(o->host[p], in->staging);
             }
         }
-        if (!pol->dit_stream) c[WR_MEM_WEIGHTS_RESIDENT] += dit_all;
-        if (pol->dit_stream && p == WR_PLAN_DENOISE) c[WR_MEM_WEIGHTS_RESIDENT] += dit_other;
+        if (!pol->dit_stream) ADD(c[WR_MEM_WEIGHTS_RESIDENT], dit_all);
+        if (pol->dit_stream && p == WR_PLAN_DENOISE) ADD(c[WR_MEM_WEIGHTS_RESIDENT], dit_other);
         /* activations of the phase */
-        if (p == WR_PLAN_ENCODE && !in->te_cpu) c[WR_MEM_ACTIVATIONS] += t5_ws;
-        if (p == WR_PLAN_DENOISE) c[WR_MEM_ACTIVATIONS] += dit_ws;
-        if (p == WR_PLAN_ENCODE) c[WR_MEM_WORKSPACE] += t5_upcast;
-        if (p == WR_PLAN_DENOISE) c[WR_MEM_WORKSPACE] += upcast;
-        if (p != WR_PLAN_DECODE) c[WR_MEM_WORKSPACE] += (uint64_t)nemb * emb; /* embeddings */
-        if (p == WR_PLAN_DENOISE) c[WR_MEM_WORKSPACE] += (uint64_t)nlat * latent;
-        if (p == WR_PLAN_DECODE) c[WR_MEM_VAE] += vae_dec + vae_blend;
-        if (p == WR_PLAN_DECODE) c[WR_MEM_WORKSPACE] += latent; /* x */
-        c[WR_MEM_WORKSPACE] += in->scratch;                     /* the ops' scratch arena */
+        if (p == WR_PLAN_ENCODE && !in->te_cpu) ADD(c[WR_MEM_ACTIVATIONS], t5_ws);
+        if (p == WR_PLAN_DENOISE) ADD(c[WR_MEM_ACTIVATIONS], dit_ws);
+        if (p == WR_PLAN_ENCODE) ADD(c[WR_MEM_WORKSPACE], t5_upcast);
+        if (p == WR_PLAN_DENOISE) ADD(c[WR_MEM_WORKSPACE], upcast);
+        if (p != WR_PLAN_DECODE) ADD(c[WR_MEM_WORKSPACE], (uint64_t)nemb * emb); /* embeddings */
+        if (p == WR_PLAN_DENOISE) ADD(c[WR_MEM_WORKSPACE], (uint64_t)nlat * latent);
+        if (p == WR_PLAN_DECODE) ADD(c[WR_MEM_VAE], wr_add_sat_u64(vae_dec, vae_blend));
+        if (p == WR_PLAN_DECODE) ADD(c[WR_MEM_WORKSPACE], latent); /* x */
+        ADD(c[WR_MEM_WORKSPACE], in->scratch);                     /* the ops' scratch arena */
     }
     if (pol->dit_stream) { /* the DiT's blocks while denoising: two slots, and as many resident as
                          the budget leaves */
         uint64_t *c = o->dev[WR_PLAN_DENOISE];
         uint64_t used = 2 * blk; /* as the pipeline chooses (setup_streaming) */
-        for (int k = 0; k < WR_MEM_CAT_COUNT; k++) used += c[k];
+        for (int k = 0; k < WR_MEM_CAT_COUNT; k++) ADD(used, c[k]);
         int64_t res = 0;
         if (budget > used && blk > 0) res = (int64_t)((budget - used) / blk);
         if (res >= d->num_layers) {
             res = d->num_layers; /* all resident: no slots */
         } else {
-            c[WR_MEM_WEIGHTS_STREAMING] += 2 * blk;
-            o->host[WR_PLAN_DENOISE] += in->staging;
+            ADD(c[WR_MEM_WEIGHTS_STREAMING], 2 * blk);
+            ADD(o->host[WR_PLAN_DENOISE], in->staging);
         }
         o->resident_blocks = res;
-        c[WR_MEM_WEIGHTS_RESIDENT] += (uint64_t)res * blk;
+        ADD(c[WR_MEM_WEIGHTS_RESIDENT], (uint64_t)res * blk);
         if (!in->disk_offload) /* the streamed blocks wait in host memory while denoising */
-            o->host[WR_PLAN_DENOISE] += (uint64_t)(d->num_layers - res) * blk;
+            ADD(o->host[WR_PLAN_DENOISE], (uint64_t)(d->num_layers - res) * blk);
     }
     for (int p = 0; p < WR_PLAN_PHASES; p++) {
-        for (int k = 0; k < WR_MEM_CAT_COUNT; k++) o->dev_total[p] += o->dev[p][k];
+        for (int k = 0; k < WR_MEM_CAT_COUNT; k++) ADD(o->dev_total[p], o->dev[p][k]);
         if (o->dev_total[p] > o->peak_device) o->peak_device = o->dev_total[p], o->peak_phase = p;
         if (o->host[p] > o->peak_host) o->peak_host = o->host[p];
     }
+#undef ADD
     return WR_OK;
 }

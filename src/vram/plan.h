@@ -75,8 +75,15 @@ int64_t wr_plan_vae_frames(const wr_vae_config *c, int64_t T);
 void wr_plan_vae(const wr_vae_config *c, int64_t T, int64_t Hl, int64_t Wl,
                  const wr_vae_tiling *tiling, uint64_t *decoder_bytes, uint64_t *blend_bytes);
 
+/* Request bounds of the planner (sides in pixels, frames): beyond them WR_ERR_INVALID_ARG. */
+#define WR_PLAN_MAX_SIDE   65536
+#define WR_PLAN_MAX_FRAMES 65537
+
 /* budget: device bytes per rank (0: none; with a streamed DiT it decides the resident blocks).
- * _level: the level's preset (configs/levels.json); _policy: any policy (overrides). */
+ * _level: the level's preset (configs/levels.json); _policy: any policy (overrides).
+ * Failures: WR_ERR_CONFIG when a config is missing (zero: the model directory has no such
+ * component), WR_ERR_INVALID_ARG for a request outside the bounds above; byte counts that do
+ * not fit 64 bits saturate at UINT64_MAX. */
 wr_status wr_plan_level(const wr_plan_in *in, int level, uint64_t budget, wr_plan_out *out);
 wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_t budget,
                          wr_plan_out *out);

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # run_fuzz.sh [SECONDS] [BUILD_DIR] — builds the libFuzzer targets with clang (ASan, UBSan) and
 # runs each for SECONDS (default 30): fuzz_st_header (the safetensors header validator),
-# fuzz_tokenizer (prompt cleaning and tokenization) and fuzz_tokenizer_json (the tokenizer.json
-# reader, and encoding with what it accepts).
+# fuzz_tokenizer (prompt cleaning and tokenization), fuzz_tokenizer_json (the tokenizer.json
+# reader, and encoding with what it accepts) and fuzz_model_config (model_index.json and
+# the component configs, the loaders, the scheduler and the planner; seeds in
+# tests/fuzz/seeds/model_config).
 #
 # BUILD_DIR defaults to build-fuzz under the repository root. The seed corpus is every file
 # under tests/data/bad and tests/data/good (flattened, the .tsv/.json manifests skipped),
@@ -43,7 +45,8 @@ if ! CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang \
     echo "configure failed" >&2
     exit 1
 fi
-cmake --build "$build" --target fuzz_st_header fuzz_tokenizer fuzz_tokenizer_json -j "$(nproc)"
+cmake --build "$build" --target fuzz_st_header fuzz_tokenizer fuzz_tokenizer_json \
+    fuzz_model_config -j "$(nproc)"
 
 # fuzz TARGET CORPUS_DIR [libFuzzer flags...]: runs one target for $seconds; on a failure keeps
 # the reproducer
@@ -100,3 +103,11 @@ mkdir "$jcorpus"
 cp tests/fuzz/seeds_tokenizer_json/*.json "$jcorpus/"
 echo "fuzz_tokenizer_json: seed corpus $(ls "$jcorpus" | wc -l) files; fuzzing for ${seconds}s"
 fuzz fuzz_tokenizer_json "$jcorpus" -dict=tests/fuzz/tokenizer_json.dict -max_len=65536
+
+# model directories: the committed seeds (each the five config files of a directory separated
+# by lines "%%"), copied so that the fuzzer's additions stay out of the repository
+mcorpus="$work/model_config"
+mkdir "$mcorpus"
+cp tests/fuzz/seeds/model_config/* "$mcorpus/"
+echo "fuzz_model_config: seed corpus $(ls "$mcorpus" | wc -l) files; fuzzing for ${seconds}s"
+fuzz fuzz_model_config "$mcorpus"

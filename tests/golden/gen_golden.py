@@ -6,6 +6,7 @@ the engine, its build nor CI runs this script.
 
     python3 tests/golden/gen_golden.py dtype      # tests/data/dtype/dtype_tables.safetensors
     python3 tests/golden/gen_golden.py dit        # tests/data/dit/NAME/ (transformer/, io)
+    python3 tests/golden/gen_golden.py dit --only nocross   # one case
     python3 tests/golden/gen_golden.py tokenizer  # tests/data/tokenizer/ (spiece.model, ids),
                                                   # tests/data/tokenizer_json/ (tokenizer.json)
     python3 tests/golden/gen_golden.py t5         # tests/data/t5/NAME/ (text_encoder/, io)
@@ -146,6 +147,9 @@ DIT_ARCH = {
     # odd head count, head_dim 24, ffn_dim not a multiple of 8, short sinusoid
     "tiny3": dict(num_attention_heads=3, attention_head_dim=24, num_layers=3, ffn_dim=100,
                   text_dim=40, freq_dim=32),
+    # cross_attn_norm=False: each block's norm2 is an nn.Identity (no weights); small widths
+    "nocross": dict(num_attention_heads=2, attention_head_dim=12, num_layers=2, ffn_dim=32,
+                    text_dim=24, freq_dim=32, cross_attn_norm=False),
 }
 DIT_COMMON = dict(patch_size=(1, 2, 2), in_channels=16, out_channels=16, cross_attn_norm=True,
                   qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
@@ -161,6 +165,8 @@ DIT_CASES = {
                           text_pad=5, t=937, t_dtype=torch.int64, max_shard_size="20KB"),
     "tiny2_bf16": dict(arch="tiny2", seed=2104, latent=(1, 16, 3, 8, 8), text_len=16, text_pad=5,
                        t=937, t_dtype=torch.int64, bf16=True),
+    "nocross": dict(arch="nocross", seed=2105, latent=(1, 16, 2, 4, 6), text_len=8, text_pad=2,
+                    t=613, t_dtype=torch.int64),
 }
 # tiny3's weights under the original Wan key names; same config.json and io.safetensors as tiny3.
 DIT_ORIG_CASE = ("tiny2_orig", "tiny2")
@@ -332,7 +338,7 @@ def nmse(a, ref):
 
 def dit_model(arch):
     from diffusers import WanTransformer3DModel
-    return WanTransformer3DModel(**DIT_COMMON, **DIT_ARCH[arch]).eval()
+    return WanTransformer3DModel(**dict(DIT_COMMON, **DIT_ARCH[arch])).eval()
 
 
 def dit_case(name, case, out_dir):
@@ -458,8 +464,14 @@ def gen_dit(args):
     diffusers.utils.logging.disable_progress_bar()
     out_dir = os.path.join(DATA, "dit")
     os.makedirs(out_dir, exist_ok=True)
-    models = {name: dit_case(name, case, out_dir) for name, case in DIT_CASES.items()}
-    dit_orig_case(DIT_ORIG_CASE[0], DIT_ORIG_CASE[1], models[DIT_ORIG_CASE[1]], out_dir)
+    only = set(args.only or [])
+    unknown = only - set(DIT_CASES) - {DIT_ORIG_CASE[0]}
+    if unknown:
+        sys.exit("unknown dit case(s): %s" % ", ".join(sorted(unknown)))
+    models = {name: dit_case(name, case, out_dir) for name, case in DIT_CASES.items()
+              if not only or name in only or (name == DIT_ORIG_CASE[1] and DIT_ORIG_CASE[0] in only)}
+    if not only or DIT_ORIG_CASE[0] in only:
+        dit_orig_case(DIT_ORIG_CASE[0], DIT_ORIG_CASE[1], models[DIT_ORIG_CASE[1]], out_dir)
 
 
 # ---- UMT5 text encoder (issue #4) ----
@@ -697,7 +709,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("dtype", help="dtype conversion tables").set_defaults(fn=gen_dtype)
-    sub.add_parser("dit", help="WanTransformer3DModel weights, inputs, taps").set_defaults(fn=gen_dit)
+    p_dit = sub.add_parser("dit", help="WanTransformer3DModel weights, inputs, taps")
+    p_dit.add_argument("--only", nargs="+", metavar="CASE",
+                       help="write only these cases (e.g. nocross); the others stay as they are")
+    p_dit.set_defaults(fn=gen_dit)
     sub.add_parser("tokenizer", help="SentencePiece model, prompts, T5TokenizerFast ids "
                    "(tests/golden/golden_tokenizer.py)").set_defaults(fn=gen_tokenizer)
     sub.add_parser("t5", help="UMT5EncoderModel weights, inputs, taps, pipeline outputs").set_defaults(
