@@ -224,9 +224,10 @@ static wr_status check_config(const wr_t5_config *c, const char *path) {
     if (!c->is_gated_act || (strcmp(c->dense_act_fn, "gelu_new") != 0 &&
                              strcmp(c->dense_act_fn, "gelu_pytorch_tanh") != 0))
         return WR_FAIL(WR_ERR_CONFIG,
-                       "%s: the FFN must be gated GELU-tanh (dense_act_fn \"gelu_new\"), got "
+                       "%s: the FFN must be gated GELU-tanh (is_gated_act true, dense_act_fn "
+                       "\"gelu_new\" or \"gelu_pytorch_tanh\"), got is_gated_act %s, "
                        "dense_act_fn \"%s\"",
-                       path, c->dense_act_fn);
+                       path, c->is_gated_act ? "true" : "false", c->dense_act_fn);
     if (c->relative_attention_num_buckets < 4 || c->relative_attention_num_buckets % 2 ||
         c->relative_attention_max_distance <= c->relative_attention_num_buckets / 4)
         return WR_FAIL(WR_ERR_CONFIG,
