@@ -232,7 +232,7 @@ has "$err" "model_index.json|transformer" "the missing part is named"
 expect 6 "generate on cuda" -- "$WANRUN" --prompt p --backend cuda --out "$gen/c.mp4"
 expect 3 "generate with init noise of the wrong shape" -- "$WANRUN" --prompt p --size 16x16 \
     --frames 5 --steps 1 --init-noise "$gen/lat.safetensors" --out "$gen/c.mp4"
-if [ -e "$gen/c.mp4" ] || ls "$gen" | grep -q '\.tmp\.'; then fail=$((fail + 1)); \
+if [ -e "$gen/c.mp4" ] || ls "$gen" | grep -q 'wanrun-tmp'; then fail=$((fail + 1)); \
     echo "FAIL: a failed generation left output behind"; else pass=$((pass + 1)); fi
 
 # two ranks: both validate, rank 0 prints once, both exit with the same code
