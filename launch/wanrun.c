@@ -49,6 +49,11 @@ enum {
     EXIT_UNSUPPORTED = 6
 };
 
+/* A value quoted for a message (control bytes escaped, long values cut): two per message. */
+static _Thread_local char g_qa[80], g_qb[80];
+#define QA(s) wr_quote(g_qa, sizeof g_qa, (s))
+#define QB(s) wr_quote(g_qb, sizeof g_qb, (s))
+
 static int exit_code_for(wr_status s) {
     switch (s) {
     case WR_OK:
@@ -336,13 +341,13 @@ static wr_status cmd_inspect(int argc, char **argv, int rank) {
         else if (strcmp(argv[i], "--summary") == 0)
             o.summary = 1;
         else if (argv[i][0] == '-')
-            return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: unknown option '%s' (see wanrun --help)",
-                           argv[i]);
+            return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: unknown option %s (see wanrun --help)",
+                           QA(argv[i]));
         else if (path == NULL)
             path = argv[i];
         else
-            return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: takes one PATH, got '%s' and '%s'", path,
-                           argv[i]);
+            return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: takes one PATH, got %s and %s", QA(path),
+                           QB(argv[i]));
     }
     if (path == NULL)
         return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: missing PATH (a .safetensors file, an index, "
@@ -417,8 +422,8 @@ static wr_status cmd_encode(int argc, char **argv, int rank) {
             WR_TRY(opt_value(argc, argv, &i, "encode", &v));
             WR_TRY(parse_threads("encode", v, &threads));
         } else
-            return WR_FAIL(WR_ERR_INVALID_ARG, "encode: unknown option '%s' (see wanrun --help)",
-                           argv[i]);
+            return WR_FAIL(WR_ERR_INVALID_ARG, "encode: unknown option %s (see wanrun --help)",
+                           QA(argv[i]));
     }
     if (model == NULL || prompt == NULL || out_path == NULL)
         return WR_FAIL(WR_ERR_INVALID_ARG, "encode: %s is required (see wanrun --help)",
@@ -566,7 +571,7 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
             continue;
         }
         if (strncmp(a, "--", 2) != 0 || v == NULL)
-            return WR_FAIL(WR_ERR_INVALID_ARG, "plan: '%s' %s (see wanrun --help)", a,
+            return WR_FAIL(WR_ERR_INVALID_ARG, "plan: %s %s (see wanrun --help)", QA(a),
                            strncmp(a, "--", 2) ? "is not an option" : "needs a value");
         i++;
         if (!strcmp(a, "--model"))
@@ -588,16 +593,17 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
         else if (!strcmp(a, "--cp")) {
             cpm = wr_cp_mode_parse(v);
             if (cpm < 0)
-                return WR_FAIL(WR_ERR_INVALID_ARG, "--cp must be auto, ulysses or ring, got '%s'",
-                               v);
+                return WR_FAIL(WR_ERR_INVALID_ARG, "--cp must be auto, ulysses or ring, got %s",
+                               QA(v));
         } else if (!strcmp(a, "--vram"))
             WR_TRY(wr_parse_bytes("vram", v, &budget));
         else if (!strcmp(a, "--dtype")) {
             if (strcmp(v, "bf16") && strcmp(v, "f32"))
-                return WR_FAIL(WR_ERR_INVALID_ARG, "--dtype must be bf16 or f32, got '%s'", v);
+                return WR_FAIL(WR_ERR_INVALID_ARG, "--dtype must be bf16 or f32, got %s", QA(v));
             f32 = !strcmp(v, "f32");
         } else
-            return WR_FAIL(WR_ERR_INVALID_ARG, "plan: unknown option '%s' (see wanrun --help)", a);
+            return WR_FAIL(WR_ERR_INVALID_ARG, "plan: unknown option %s (see wanrun --help)",
+                           QA(a));
     }
     WR_TRY(wr_request_check_sizes(width, height, frames));
     if (np % cfgp)

@@ -325,10 +325,13 @@ expect 0 "latents and video written together" -- "$WANRUN" --prompt p --size 32x
 check "the latents replaced" -- "$WANRUN" inspect "$bad/keep.safetensors"
 expect 2 "--save-latents equal to --out" -- "$WANRUN" --prompt p --out "$bad/x.y4m" \
     --save-latents "$bad/x.y4m"
-# every output path is checked before the model loads (no "generating" line, no output)
+# every output path is checked before the model loads (no "generating" line, no output).
+# (Not /dev/null as the non-regular file: a wanrun that renamed over it, as root, would
+# replace the machine's /dev/null.)
+mkfifo "$bad/fifo"
 for spec in "--save-latents|$bad/no/dir/lat.safetensors|3" "--out|$bad/no/dir/v.y4m|3" \
     "--mem-profile|$bad/no/dir/prof|3" "--out|$bad|2" "--save-latents|$bad/m|2" \
-    "--mem-profile|$bad/keep.y4m|3" "--save-latents|/dev/null|2"; do
+    "--mem-profile|$bad/keep.y4m|3" "--save-latents|$bad/fifo|2"; do
     IFS='|' read -r flag path code <<<"$spec"
     args=(--prompt p --size 32x32 --frames 5 --steps 1 --threads 1)
     [ "$flag" = "--out" ] || args+=(--out "$bad/ok.y4m")
@@ -453,6 +456,18 @@ for spec in "size|16by16" "frames|five" "steps|0" "steps|1001" "guidance|-1" "gu
         --out "$bad/f.y4m"
     has "$err" "ERR_INVALID_ARG: --config .*f.json: --$flag.*'$val'" "config $flag: file, key, value"
 done
+# plan's and encode's flags: the same one-line errors naming flag and value
+for spec in "--np|0" "--np|x" "--cfg-parallel|3" "--cp|zigzag" "--dtype|f8" "--vram|0.5" \
+    "--size|17x16" "--size|16x16x16" "--frames|6"; do
+    flag=${spec%%|*}
+    val=${spec#*|}
+    expect 2 "plan $flag $val" -- "$WANRUN" plan --preset 1.3b "$flag" "$val"
+    has "$err" "ERR_INVALID_ARG: .*$flag" "plan $flag named"
+    one_line "$err" "plan $flag $val error"
+done
+expect 2 "encode --threads 0" -- "$WANRUN" encode --model "$enc/m" --prompt a --out "$bad/x.sft" \
+    --threads 0
+has "$err" "encode: --threads '0' is out of range" "encode --threads named"
 # a value with control characters stays one line (escaped)
 expect 2 "a value with a newline" -- "$WANRUN" --prompt p --steps $'1\n2' --out "$bad/f.y4m"
 one_line "$err" "the newline is escaped"
