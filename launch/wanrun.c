@@ -12,12 +12,16 @@
  * device); 5 device or communication failure; 6 unsupported in this build.
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "core/dtype.h"
 #include "core/fileio.h"
 #include "core/json.h"
@@ -31,7 +35,9 @@
 #include "models/sched.h"
 #include "models/t5.h"
 #include "models/tokenizer.h"
+#include "pipeline/options.h"
 #include "vram/levels.h"
+#include "vram/memprof.h"
 #include "vram/plan.h"
 #include "wanrun.h"
 #include "wr_build_config.h"
@@ -45,6 +51,11 @@ enum {
     EXIT_DEVICE = 5,
     EXIT_UNSUPPORTED = 6
 };
+
+/* A value quoted for a message (control bytes escaped, long values cut): two per message. */
+static _Thread_local char g_qa[80], g_qb[80];
+#define QA(s) wr_quote(g_qa, sizeof g_qa, (s))
+#define QB(s) wr_quote(g_qb, sizeof g_qb, (s))
 
 static int exit_code_for(wr_status s) {
     switch (s) {
@@ -83,26 +94,34 @@ static const char usage_text[] =
     "runs on the CPU (the CUDA op kernels are not written yet); the memory levels and the\n"
     "planner (wanrun plan) work there with the same accounting a GPU run would use.\n"
     "\n"
-    "Generation options (defaults as diffusers' WanPipeline):\n"
+    "Generation options (defaults as diffusers' WanPipeline, except with the bundled model):\n"
     "  --model DIR            diffusers model directory (model_index.json, tokenizer/,\n"
-    "                         text_encoder/, transformer/, vae/, scheduler/); default: the\n"
-    "                         bundled tiny random model (tests/data/wan-tiny). tokenizer/ holds\n"
-    "                         spiece.model, or tokenizer.json (transformers 5.x writes only that)\n"
+    "                         text_encoder/, transformer/, vae/, scheduler/), e.g.\n"
+    "                         Wan2.1-T2V-1.3B-Diffusers; default: the bundled tiny random model\n"
+    "                         (tests/data/wan-tiny: its output is noise, for trying the tool),\n"
+    "                         with its own small defaults: 256x256, 17 frames, 10 steps.\n"
+    "                         tokenizer/ holds spiece.model, or tokenizer.json (transformers\n"
+    "                         5.x writes only that)\n"
     "  --prompt TEXT          the prompt (UTF-8, at most 1 MiB), required\n"
     "  --negative-prompt TEXT default \"\" (UTF-8, at most 1 MiB)\n"
-    "  --size WxH             multiples of 16 (default 832x480)\n"
-    "  --frames N             4k+1 (default 81)\n"
-    "  --steps N              denoising steps (default 50)\n"
+    "  --size WxH             multiples of 16, at most 8192 (default 832x480; bundled: 256x256)\n"
+    "  --frames N             4k+1, at most 4001 (default 81; bundled: 17); frames x W x H at\n"
+    "                         most 2^32\n"
+    "  --steps N              denoising steps, 1..1000 (default 50; bundled: 10)\n"
     "  --guidance G           classifier-free guidance scale; <= 1 turns it off (default 5.0)\n"
     "  --shift S              flow shift (default: the scheduler config's, 3.0 for Wan2.1)\n"
     "  --scheduler unipc|euler  default: the scheduler config's (UniPC for Wan2.1)\n"
-    "  --seed N               initial noise seed (wanrun's generator, not PyTorch's; default 0)\n"
+    "  --seed N               initial noise seed, 0..2^63-1 (wanrun's generator, not PyTorch's;\n"
+    "                         default 0)\n"
     "  --init-noise FILE      start from the tensor \"noise\" [16, (N-1)/4+1, H/8, W/8] of a\n"
     "                         .safetensors file instead\n"
     "  --out FILE             .mp4 (H.264), .y4m, or a directory for PNG frames; written\n"
-    "                         atomically (a failed run leaves nothing)\n"
+    "                         atomically: it appears only when the run succeeded (through a\n"
+    "                         hidden .NAME.wanrun-tmp.PID beside it, removed on a failure or a\n"
+    "                         fatal signal; only a SIGKILL can leave one: delete it)\n"
     "  --fps F                frames per second of the video (default 16)\n"
-    "  --save-latents FILE    also write the final latents (tensor \"latents\") as .safetensors\n"
+    "  --save-latents FILE    also write the final latents (tensor \"latents\") as .safetensors,\n"
+    "                         together with --out, once the run has succeeded\n"
     "  --backend auto|cpu|cuda  default auto (= cpu until the CUDA kernels exist)\n"
     "  --threads N            CPU threads (default: $OMP_NUM_THREADS or all cores)\n"
     "  --low-mem-level L      0..3: 1 decodes the video in tiles (less memory); 2 also streams\n"
@@ -120,14 +139,17 @@ static const char usage_text[] =
     "                         CPU backend)\n"
     "  --disk-offload         streamed weights (text encoder at level >= 2, DiT at 3) are read\n"
     "                         from the files each time: host memory stays a few blocks\n"
-    "  --vram-limit SIZE      e.g. 20GiB: device memory per rank; at level 3 as many DiT\n"
+    "  --vram-limit SIZE      20GiB, 512MiB, 64KiB, 1TiB or a byte count (>= 1 byte): device\n"
+    "                         memory per rank; at level 3 as many DiT\n"
     "                         blocks stay resident as fit (CPU: the same accounting in RAM)\n"
     "  --mem-profile DIR      per rank, DIR/memprof.rank<R>.json (a Chrome trace for Perfetto:\n"
     "                         device memory by category and host memory over time, spans for\n"
     "                         load, encode, each step, decode) and .svg (a plot); rank 0 prints\n"
     "                         every rank's peaks and the phase of each\n"
-    "  --config FILE          JSON object of options ({\"prompt\": \"...\", \"steps\": 30});\n"
-    "                         flags on the command line override it\n"
+    "  --config FILE          JSON object of options ({\"prompt\": \"...\", \"steps\": 30}): the\n"
+    "                         keys are the flags' names; paths, texts and choices as strings,\n"
+    "                         counts and numbers as numbers (or strings of them), switches as\n"
+    "                         true/false; flags on the command line override it\n"
     "\n"
     "Parallel options (under mpirun / srun; launch/run.sh and launch/slurm/wanrun.sbatch):\n"
     "  --cfg-parallel 1|2     2: the conditional and unconditional passes on different ranks,\n"
@@ -186,6 +208,7 @@ static const char usage_text[] =
     "    truncated or replaced during the run)\n"
     "  4 out of memory      5 device or communication failure\n"
     "  6 not supported by this build\n"
+    "  killed by a signal: that signal's status (a shell shows 128 + N, e.g. 143 for SIGTERM)\n"
     "\n"
     "Diagnostics go to stderr, prefixed [rank/size]; results go to stdout. Under mpirun, each\n"
     "replica's first rank alone loads the text encoder and the VAE, encodes, decodes and\n"
@@ -337,13 +360,13 @@ static wr_status cmd_inspect(int argc, char **argv, int rank) {
         else if (strcmp(argv[i], "--summary") == 0)
             o.summary = 1;
         else if (argv[i][0] == '-')
-            return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: unknown option '%s' (see wanrun --help)",
-                           argv[i]);
+            return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: unknown option %s (see wanrun --help)",
+                           QA(argv[i]));
         else if (path == NULL)
             path = argv[i];
         else
-            return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: takes one PATH, got '%s' and '%s'", path,
-                           argv[i]);
+            return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: takes one PATH, got %s and %s", QA(path),
+                           QB(argv[i]));
     }
     if (path == NULL)
         return WR_FAIL(WR_ERR_INVALID_ARG, "inspect: missing PATH (a .safetensors file, an index, "
@@ -394,13 +417,11 @@ static wr_status opt_value(int argc, char **argv, int *i, const char *cmd, const
 }
 
 static wr_status parse_threads(const char *cmd, const char *v, int *out) {
-    char *end = NULL;
-    long n = strtol(v, &end, 10);
-    if (end == v || *end != '\0' || n < 1 || n > 4096)
-        return WR_FAIL(WR_ERR_INVALID_ARG,
-                       "%s: --threads must be a whole number in [1, 4096], "
-                       "got '%s'",
-                       cmd, v);
+    int64_t n = 0;
+    if (wr_parse_i64("threads", v, 1, 4096, &n) != WR_OK) {
+        wr_error_prefix("%s", cmd);
+        return WR_ERR_INVALID_ARG;
+    }
     *out = (int)n;
     return WR_OK;
 }
@@ -420,8 +441,8 @@ static wr_status cmd_encode(int argc, char **argv, int rank) {
             WR_TRY(opt_value(argc, argv, &i, "encode", &v));
             WR_TRY(parse_threads("encode", v, &threads));
         } else
-            return WR_FAIL(WR_ERR_INVALID_ARG, "encode: unknown option '%s' (see wanrun --help)",
-                           argv[i]);
+            return WR_FAIL(WR_ERR_INVALID_ARG, "encode: unknown option %s (see wanrun --help)",
+                           QA(argv[i]));
     }
     if (model == NULL || prompt == NULL || out_path == NULL)
         return WR_FAIL(WR_ERR_INVALID_ARG, "encode: %s is required (see wanrun --help)",
@@ -429,6 +450,12 @@ static wr_status cmd_encode(int argc, char **argv, int rank) {
                        : prompt == NULL ? "--prompt TEXT"
                                         : "--out FILE");
     WR_TRY(wr_prompt_check(prompt, "--prompt"));
+    /* a bad --out fails now, not after loading and encoding */
+    wr_status cst = wr_atomic_check(out_path, WR_ATOMIC_FILE);
+    if (cst != WR_OK) {
+        wr_error_prefix("encode: --out");
+        return cst;
+    }
     if (rank != 0) return WR_OK;
 
     char tdir[WR_PATH_CAP + 16], spm[WR_PATH_CAP + 64], te[WR_PATH_CAP + 64];
@@ -472,6 +499,17 @@ static wr_status cmd_encode(int argc, char **argv, int rank) {
                  WR_TOKENIZER_MAX_LEN, (long long)wr_t5_config_of(t5)->num_layers, (long long)D);
     WR_TRY_GOTO(st, wr_t5_encode(t5, &et, ids, mask, WR_TOKENIZER_MAX_LEN, &n_real), done);
     WR_TRY_GOTO(st, wr_st_check_faults(), done); /* the weights were all there: see safetensors.h */
+    /* a diverging text encoder config gives NaN / inf: refused, never written */
+    for (int64_t i = 0; i < WR_TOKENIZER_MAX_LEN * D; i++)
+        if (!isfinite(emb[i])) {
+            st = WR_FAIL(WR_ERR_CONFIG,
+                         "encode: the text encoder's output is %s (row %lld, column %lld): the "
+                         "model diverged; check %s/config.json (e.g. layer_norm_epsilon); "
+                         "nothing written",
+                         isnan(emb[i]) ? "NaN" : "infinite", (long long)(i / D), (long long)(i % D),
+                         te);
+            goto done;
+        }
 
     char num[32];
     snprintf(num, sizeof num, "%lld", (long long)n_real);
@@ -508,161 +546,9 @@ done:
 
 /* ---- generate (the default command) ---- */
 
-typedef struct gen_opts {
-    const char *model, *prompt, *negative, *out, *save_latents, *init_noise;
-    int64_t width, height, frames, steps;
-    double guidance, shift, fps;
-    uint64_t seed;
-    int scheduler, threads, low_mem_level;
-    int64_t vram_limit;
-    char backend[8];
-    int cfg_parallel, cp_size, cp_mode;
-    const char *mem_profile;
-    int te_stream, dit_stream, vae_tiled; /* -1: the level's (configs/levels.json) */
-    int disk_offload;
-    int fp8; /* 0 off, 1 storage */
-    int te_cpu;
-} gen_opts;
-
-static wr_status parse_i64(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out) {
-    char *end = NULL;
-    long long n = strtoll(v, &end, 10);
-    if (end == v || *end != '\0' || n < lo || n > hi)
-        return WR_FAIL(WR_ERR_INVALID_ARG, "--%s must be a whole number in [%lld, %lld], got '%s'",
-                       flag, (long long)lo, (long long)hi, v);
-    *out = n;
-    return WR_OK;
-}
-
-static wr_status parse_f64(const char *flag, const char *v, double lo, double hi, double *out) {
-    char *end = NULL;
-    double d = strtod(v, &end);
-    if (end == v || *end != '\0' || !(d >= lo && d <= hi))
-        return WR_FAIL(WR_ERR_INVALID_ARG, "--%s must be a number in [%g, %g], got '%s'", flag, lo,
-                       hi, v);
-    *out = d;
-    return WR_OK;
-}
-
-/* "20GiB", "512MiB", "8G", "1000000" (bytes) */
-static wr_status parse_bytes(const char *flag, const char *v, int64_t *out) {
-    char *end = NULL;
-    double d = strtod(v, &end);
-    double mul = 1;
-    if (end != v && (!strcmp(end, "GiB") || !strcmp(end, "G") || !strcmp(end, "GB")))
-        mul = 1024.0 * 1024 * 1024;
-    else if (end != v && (!strcmp(end, "MiB") || !strcmp(end, "M") || !strcmp(end, "MB")))
-        mul = 1024.0 * 1024;
-    else if (end != v && *end != '\0')
-        end = (char *)v;
-    if (end == v || !(d > 0) || d * mul > 9.0e18)
-        return WR_FAIL(WR_ERR_INVALID_ARG,
-                       "--%s must be a size like 20GiB, 512MiB or a byte count, got '%s'", flag, v);
-    *out = (int64_t)(d * mul);
-    return WR_OK;
-}
-
-/* One option (name without the dashes) with its value; shared by the command line and
- * --config. */
-static wr_status gen_apply(gen_opts *g, const char *name, const char *v) {
-    if (!strcmp(name, "model"))
-        g->model = v;
-    else if (!strcmp(name, "prompt"))
-        g->prompt = v;
-    else if (!strcmp(name, "negative-prompt"))
-        g->negative = v;
-    else if (!strcmp(name, "out"))
-        g->out = v;
-    else if (!strcmp(name, "save-latents"))
-        g->save_latents = v;
-    else if (!strcmp(name, "init-noise"))
-        g->init_noise = v;
-    else if (!strcmp(name, "size")) {
-        long long w, h;
-        char tail;
-        if (sscanf(v, "%lldx%lld%c", &w, &h, &tail) != 2 || w < 1 || h < 1)
-            return WR_FAIL(WR_ERR_INVALID_ARG,
-                           "--size must be WIDTHxHEIGHT (e.g. 832x480), got '%s'", v);
-        g->width = w, g->height = h;
-    } else if (!strcmp(name, "frames"))
-        WR_TRY(parse_i64(name, v, 1, 4001, &g->frames));
-    else if (!strcmp(name, "steps"))
-        WR_TRY(parse_i64(name, v, 1, 1000, &g->steps));
-    else if (!strcmp(name, "guidance"))
-        WR_TRY(parse_f64(name, v, 0.0, 100.0, &g->guidance));
-    else if (!strcmp(name, "shift"))
-        WR_TRY(parse_f64(name, v, 1e-3, 1000.0, &g->shift));
-    else if (!strcmp(name, "fps"))
-        WR_TRY(parse_f64(name, v, 0.1, 1000.0, &g->fps));
-    else if (!strcmp(name, "seed")) {
-        int64_t s;
-        WR_TRY(parse_i64(name, v, 0, INT64_MAX, &s));
-        g->seed = (uint64_t)s;
-    } else if (!strcmp(name, "scheduler")) {
-        wr_sched_kind k;
-        WR_TRY(wr_sched_kind_parse(v, &k));
-        g->scheduler = (int)k;
-    } else if (!strcmp(name, "threads"))
-        WR_TRY(parse_threads("generate", v, &g->threads));
-    else if (!strcmp(name, "low-mem-level")) {
-        int64_t l = -1;
-        if (strcmp(v, "auto") != 0) WR_TRY(parse_i64(name, v, 0, 3, &l));
-        g->low_mem_level = (int)l; /* -1: auto */
-    } else if (!strcmp(name, "text-encoder") || !strcmp(name, "dit") || !strcmp(name, "vae")) {
-        const int x = wr_mem_policy_parse(name, v);
-        if (x < 0)
-            return WR_FAIL(WR_ERR_INVALID_ARG, "--%s must be %s, got '%s'", name,
-                           strcmp(name, "vae") ? "resident or stream" : "tiled or untiled", v);
-        *(!strcmp(name, "vae")   ? &g->vae_tiled
-          : !strcmp(name, "dit") ? &g->dit_stream
-                                 : &g->te_stream) = x;
-    } else if (!strcmp(name, "vram-limit"))
-        WR_TRY(parse_bytes(name, v, &g->vram_limit));
-    else if (!strcmp(name, "mem-profile"))
-        g->mem_profile = v;
-    else if (!strcmp(name, "te-device")) {
-        if (strcmp(v, "cpu") && strcmp(v, "device"))
-            return WR_FAIL(WR_ERR_INVALID_ARG, "--te-device must be device or cpu, got '%s'", v);
-        g->te_cpu = !strcmp(v, "cpu");
-    } else if (!strcmp(name, "fp8")) {
-        if (!strcmp(v, "compute"))
-            return WR_FAIL(WR_ERR_UNSUPPORTED,
-                           "--fp8 compute: FP8 GEMMs need a GPU with FP8 tensor cores (the CUDA "
-                           "backend); on the CPU use --fp8 storage (FP8 weights, f32 compute)");
-        if (strcmp(v, "storage") && strcmp(v, "off"))
-            return WR_FAIL(WR_ERR_INVALID_ARG, "--fp8 must be storage, compute or off, got '%s'",
-                           v);
-        g->fp8 = !strcmp(v, "storage");
-    } else if (!strcmp(name, "disk-offload")) { /* from --config: true / false */
-        if (strcmp(v, "true") && strcmp(v, "false"))
-            return WR_FAIL(WR_ERR_INVALID_ARG, "disk-offload must be true or false, got '%s'", v);
-        g->disk_offload = !strcmp(v, "true");
-    } else if (!strcmp(name, "cfg-parallel")) {
-        int64_t n;
-        WR_TRY(parse_i64(name, v, 1, 2, &n));
-        g->cfg_parallel = (int)n;
-    } else if (!strcmp(name, "cp-size")) {
-        int64_t n;
-        WR_TRY(parse_i64(name, v, 1, 4096, &n));
-        g->cp_size = (int)n;
-    } else if (!strcmp(name, "cp")) {
-        const int m = wr_cp_mode_parse(v);
-        if (m < 0)
-            return WR_FAIL(WR_ERR_INVALID_ARG, "--cp must be auto, ulysses or ring, got '%s'", v);
-        g->cp_mode = m;
-    } else if (!strcmp(name, "backend")) {
-        if (strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "cuda"))
-            return WR_FAIL(WR_ERR_INVALID_ARG, "--backend must be auto, cpu or cuda, got '%s'", v);
-        snprintf(g->backend, sizeof g->backend, "%s", v);
-    } else
-        return WR_FAIL(WR_ERR_INVALID_ARG, "unknown option '--%s' (see wanrun --help)", name);
-    return WR_OK;
-}
-
-/* --config FILE: a JSON object whose keys are option names ("prompt", "size", "steps", ...);
- * strings, numbers and booleans are taken as the option's text. Flags given on the command
- * line are applied after it and win. The cJSON document is kept alive in *doc (values borrow). */
-static wr_status gen_config(gen_opts *g, const char *path, cJSON **doc) {
+/* --config FILE: a JSON object of options (src/pipeline/options.h); flags given on the
+ * command line are applied after it and win. */
+static wr_status gen_config(wr_gen_opts *g, const char *path) {
     char *text = NULL;
     size_t len = 0;
     wr_status rs = wr_read_small_file(&text, &len, path, WR_CONFIG_MAX_BYTES, "a config");
@@ -670,33 +556,9 @@ static wr_status gen_config(gen_opts *g, const char *path, cJSON **doc) {
         wr_error_prefix("--config");
         return rs;
     }
-    *doc = cJSON_ParseWithLength(text, len);
+    wr_status st = wr_gen_opts_from_json(g, text, len, path);
     free(text);
-    if (*doc == NULL || !cJSON_IsObject(*doc))
-        return WR_FAIL(WR_ERR_FORMAT, "--config %s: not a JSON object", path);
-    static char numbuf[64][32];
-    int nb = 0;
-    for (cJSON *it = (*doc)->child; it; it = it->next) {
-        const char *v = NULL;
-        if (cJSON_IsString(it)) {
-            v = it->valuestring;
-        } else if (cJSON_IsBool(it)) {
-            v = cJSON_IsTrue(it) ? "true" : "false";
-        } else if (cJSON_IsNumber(it) && nb < 64) {
-            if (it->valuedouble == (double)(long long)it->valuedouble)
-                snprintf(numbuf[nb], sizeof numbuf[nb], "%lld", (long long)it->valuedouble);
-            else
-                snprintf(numbuf[nb], sizeof numbuf[nb], "%.17g", it->valuedouble);
-            v = numbuf[nb++];
-        } else {
-            return WR_FAIL(WR_ERR_INVALID_ARG,
-                           "--config %s: \"%s\" must be a string, a number or a boolean", path,
-                           it->string);
-        }
-        wr_status st = gen_apply(g, it->string, v);
-        if (st != WR_OK) return WR_FAIL(st, "--config %s: %s", path, wr_error_detail());
-    }
-    return WR_OK;
+    return st;
 }
 
 static void on_progress(void *ctx, int64_t step, int64_t steps, float t, double sec, double eta) {
@@ -718,7 +580,7 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
             continue;
         }
         if (strncmp(a, "--", 2) != 0 || v == NULL)
-            return WR_FAIL(WR_ERR_INVALID_ARG, "plan: '%s' %s (see wanrun --help)", a,
+            return WR_FAIL(WR_ERR_INVALID_ARG, "plan: %s %s (see wanrun --help)", QA(a),
                            strncmp(a, "--", 2) ? "is not an option" : "needs a value");
         i++;
         if (!strcmp(a, "--model"))
@@ -726,36 +588,33 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
         else if (!strcmp(a, "--preset"))
             preset = v;
         else if (!strcmp(a, "--size")) {
-            long long w, h;
-            char tail;
-            if (sscanf(v, "%lldx%lld%c", &w, &h, &tail) != 2 || w < 16 || h < 16 || w % 16 ||
-                h % 16)
+            WR_TRY(wr_parse_size("size", v, &width, &height));
+            if (width % 16 || height % 16)
                 return WR_FAIL(WR_ERR_INVALID_ARG,
-                               "--size must be WIDTHxHEIGHT, multiples of 16, got '%s'", v);
-            width = w, height = h;
+                               "--size %lldx%lld: width and height must be multiples of 16",
+                               (long long)width, (long long)height);
         } else if (!strcmp(a, "--frames")) {
-            WR_TRY(parse_i64("frames", v, 1, 4001, &frames));
-            if ((frames - 1) % 4)
-                return WR_FAIL(WR_ERR_INVALID_ARG, "--frames %lld: must be 4k + 1",
-                               (long long)frames);
+            WR_TRY(wr_parse_i64("frames", v, 1, WR_REQUEST_MAX_FRAMES, &frames));
         } else if (!strcmp(a, "--np"))
-            WR_TRY(parse_i64("np", v, 1, 4096, &np));
+            WR_TRY(wr_parse_i64("np", v, 1, 4096, &np));
         else if (!strcmp(a, "--cfg-parallel"))
-            WR_TRY(parse_i64("cfg-parallel", v, 1, 2, &cfgp));
+            WR_TRY(wr_parse_i64("cfg-parallel", v, 1, 2, &cfgp));
         else if (!strcmp(a, "--cp")) {
             cpm = wr_cp_mode_parse(v);
             if (cpm < 0)
-                return WR_FAIL(WR_ERR_INVALID_ARG, "--cp must be auto, ulysses or ring, got '%s'",
-                               v);
+                return WR_FAIL(WR_ERR_INVALID_ARG, "--cp must be auto, ulysses or ring, got %s",
+                               QA(v));
         } else if (!strcmp(a, "--vram"))
-            WR_TRY(parse_bytes("vram", v, &budget));
+            WR_TRY(wr_parse_bytes("vram", v, &budget));
         else if (!strcmp(a, "--dtype")) {
             if (strcmp(v, "bf16") && strcmp(v, "f32"))
-                return WR_FAIL(WR_ERR_INVALID_ARG, "--dtype must be bf16 or f32, got '%s'", v);
+                return WR_FAIL(WR_ERR_INVALID_ARG, "--dtype must be bf16 or f32, got %s", QA(v));
             f32 = !strcmp(v, "f32");
         } else
-            return WR_FAIL(WR_ERR_INVALID_ARG, "plan: unknown option '%s' (see wanrun --help)", a);
+            return WR_FAIL(WR_ERR_INVALID_ARG, "plan: unknown option %s (see wanrun --help)",
+                           QA(a));
     }
+    WR_TRY(wr_request_check_sizes(width, height, frames));
     if (np % cfgp)
         return WR_FAIL(WR_ERR_INVALID_ARG, "--np %lld is not a multiple of --cfg-parallel %lld",
                        (long long)np, (long long)cfgp);
@@ -857,7 +716,7 @@ static int component_wbytes(const char *model, const char *sub) {
 
 /* --low-mem-level auto: the lowest level (the fastest) whose planned per-rank peak fits
  * --vram-limit, for this model, request and layout, as this (CPU) backend holds it. */
-static wr_status auto_level(const gen_opts *g, int *level) {
+static wr_status auto_level(const wr_gen_opts *g, int *level) {
     if (g->vram_limit <= 0)
         return WR_FAIL(WR_ERR_INVALID_ARG, "--low-mem-level auto needs --vram-limit SIZE: the "
                                            "per-rank budget the level must fit");
@@ -908,99 +767,70 @@ static wr_status auto_level(const gen_opts *g, int *level) {
                    (double)g->vram_limit / 1048576.0, (double)need3 / 1048576.0);
 }
 
+/* Every output path, before the model loads: a bad one fails now, not after the run
+ * (exit 2 for a name that cannot be an output, 3 for a missing or read-only directory). */
+static wr_status check_outputs(const wr_gen_opts *g, const char *out, const char *lat) {
+    wr_status st = wr_video_check(out, WR_VIDEO_AUTO, g->height, g->width);
+    if (st != WR_OK) {
+        wr_error_prefix("--out");
+        return st;
+    }
+    if (lat && (st = wr_atomic_check(lat, WR_ATOMIC_FILE)) != WR_OK) {
+        wr_error_prefix("--save-latents");
+        return st;
+    }
+    if (g->mem_profile && (st = wr_memprof_check(g->mem_profile)) != WR_OK) {
+        wr_error_prefix("--mem-profile");
+        return st;
+    }
+    return WR_OK;
+}
+
+/* The final latents as a .safetensors temporary (tensor "latents", the prompt as metadata),
+ * committed with the video. */
+static wr_status stage_latents(wr_atomic *pending, const char *path, const float *lat,
+                               const int64_t shape[4], const char *prompt) {
+    wr_st_writer *w = NULL;
+    WR_TRY(wr_st_writer_init(&w));
+    wr_status st = wr_st_writer_add(w, "latents", WR_DTYPE_F32, 4, shape, lat);
+    if (st == WR_OK) st = wr_st_writer_meta(w, "prompt", prompt);
+    if (st == WR_OK) st = wr_st_writer_meta(w, "wanrun", WR_VERSION_STRING);
+    if (st == WR_OK) st = wr_st_writer_stage(w, path, pending);
+    wr_st_writer_free(w);
+    return st;
+}
+
 static wr_status cmd_generate(int argc, char **argv, int rank) {
-    gen_opts g = {0};
-    g.width = 832, g.height = 480, g.frames = 81, g.steps = 50, g.guidance = 5.0, g.fps = 16.0;
-    g.scheduler = -1;
-    g.model = WR_DEFAULT_MODEL;
-    g.te_stream = g.dit_stream = g.vae_tiled = -1;
-    snprintf(g.backend, sizeof g.backend, "auto");
-    cJSON *doc = NULL;
+    wr_gen_opts g;
+    wr_gen_opts_init(&g);
     wr_status st = WR_OK;
     /* --config first, wherever it stands, so that the other flags override it */
     for (int i = 0; i + 1 < argc; i++)
         if (!strcmp(argv[i], "--config")) {
-            st = gen_config(&g, argv[i + 1], &doc);
+            st = gen_config(&g, argv[++i]);
             if (st != WR_OK) goto done;
         }
-    for (int i = 0; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0) {
-            st = WR_FAIL(WR_ERR_INVALID_ARG, "unknown command '%s' (see wanrun --help)", argv[i]);
-            goto done;
-        }
-        const char *name = argv[i] + 2, *v = NULL;
-        if (!strcmp(name, "verbose")) {
-            wr_log_set_level(WR_LOG_DEBUG);
-            continue;
-        }
-        if (!strcmp(name, "disk-offload")) { /* a switch: no value */
-            g.disk_offload = 1;
-            continue;
-        }
-        static const char *const known[] = {"model",
-                                            "prompt",
-                                            "negative-prompt",
-                                            "out",
-                                            "save-latents",
-                                            "init-noise",
-                                            "size",
-                                            "frames",
-                                            "steps",
-                                            "guidance",
-                                            "shift",
-                                            "fps",
-                                            "seed",
-                                            "scheduler",
-                                            "threads",
-                                            "low-mem-level",
-                                            "vram-limit",
-                                            "backend",
-                                            "config",
-                                            "cfg-parallel",
-                                            "cp-size",
-                                            "cp",
-                                            "mem-profile",
-                                            "text-encoder",
-                                            "dit",
-                                            "vae",
-                                            "fp8",
-                                            "te-device"};
-        int ok = 0;
-        for (size_t j = 0; j < sizeof known / sizeof known[0]; j++) ok |= !strcmp(name, known[j]);
-        if (!ok) {
-            st = WR_FAIL(WR_ERR_INVALID_ARG, "unknown option '%s' (see wanrun --help)", argv[i]);
-            goto done;
-        }
-        if (i + 1 >= argc) {
-            st =
-                WR_FAIL(WR_ERR_INVALID_ARG, "option %s needs a value (see wanrun --help)", argv[i]);
-            goto done;
-        }
-        v = argv[++i];
-        if (!strcmp(name, "config")) continue;
-        if ((st = gen_apply(&g, name, v)) != WR_OK) goto done;
-    }
-    if (g.prompt == NULL) {
-        st = WR_FAIL(WR_ERR_INVALID_ARG, "--prompt TEXT is required (see wanrun --help)");
+    if ((st = wr_gen_opts_parse_args(&g, argc, argv)) != WR_OK) goto done;
+    if (g.verbose) wr_log_set_level(WR_LOG_DEBUG);
+    if ((st = wr_gen_opts_finish(&g, WR_DEFAULT_MODEL)) != WR_OK) goto done;
+    if ((st = check_outputs(&g, g.out, g.save_latents)) != WR_OK) goto done;
+    if (g.init_noise && access(g.init_noise, R_OK) != 0) {
+        st = WR_FAIL(WR_ERR_NOT_FOUND, "--init-noise %s: cannot read it: %s", g.init_noise,
+                     strerror(errno));
         goto done;
     }
     /* the prompts' length and UTF-8 now, not after loading the model */
     if ((st = wr_prompt_check(g.prompt, "--prompt")) != WR_OK ||
         (g.negative && (st = wr_prompt_check(g.negative, "--negative-prompt")) != WR_OK))
         goto done;
-    if (g.out == NULL) {
-        st = WR_FAIL(WR_ERR_INVALID_ARG, "--out FILE is required: a .mp4, a .y4m or a directory "
-                                         "for PNG frames");
-        goto done;
-    }
-    if (!strcmp(g.backend, "cuda")) {
-        st = WR_FAIL(WR_ERR_UNSUPPORTED, "--backend cuda: the CUDA op kernels are not written "
-                                         "yet; use --backend cpu");
-        goto done;
-    }
-    /* a bad --out fails now, not after the run */
-    if ((st = wr_video_check(g.out, WR_VIDEO_AUTO, g.height, g.width)) != WR_OK) goto done;
     (void)rank;
+    if (g.bundled)
+        wr_log_rank0("no --model: the bundled tiny random model (%s), whose output is noise, for "
+                     "trying the tool (defaults %dx%d, %d frames, %d steps); a real model is a "
+                     "diffusers directory such as Wan2.1-T2V-1.3B-Diffusers (model_index.json, "
+                     "transformer/, text_encoder/, tokenizer/, vae/, scheduler/): --model DIR",
+                     g.model, WR_BUNDLED_WIDTH, WR_BUNDLED_HEIGHT, WR_BUNDLED_FRAMES,
+                     WR_BUNDLED_STEPS);
 
     wr_options opt;
     wr_options_defaults(&opt);
@@ -1023,25 +853,37 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     req.negative_prompt = g.negative;
     req.width = g.width, req.height = g.height, req.frames = g.frames, req.steps = g.steps;
     req.guidance = g.guidance, req.shift = g.shift, req.scheduler = g.scheduler;
-    req.seed = g.seed, req.init_noise = g.init_noise, req.save_latents = g.save_latents;
+    req.seed = g.seed, req.init_noise = g.init_noise;
+    req.save_latents = NULL; /* written here, with the video, once both are ready */
     req.progress = on_progress;
     wr_video_format fmt = wr_video_format_of(g.out);
     wr_context *ctx = NULL;
     wr_video vid = {0};
     wr_role role = {0};
+    wr_atomic vpend = {0}, lpend = {0};
+    vpend.fd = vpend.slot = lpend.fd = lpend.slot = -1;
+    float *lat = NULL;
+    int64_t lshape[4] = {0};
     char out_path[4200], lat_path[4200];
     st = wr_context_create(&ctx, g.model, &opt);
     if (st == WR_OK) {
         wr_context_role(ctx, &role);
         snprintf(out_path, sizeof out_path, "%s", g.out);
+        if (g.save_latents) snprintf(lat_path, sizeof lat_path, "%s", g.save_latents);
         if (role.replicas > 1) { /* every replica its own files (and seed + replica) */
             replica_path(out_path, sizeof out_path, g.out, role.replica);
-            if (g.save_latents) {
+            if (g.save_latents)
                 replica_path(lat_path, sizeof lat_path, g.save_latents, role.replica);
-                req.save_latents = lat_path;
-            }
+            st = check_outputs(&g, out_path, g.save_latents ? lat_path : NULL);
         }
-        st = wr_request_check(ctx, &req);
+        if (st == WR_OK) st = wr_request_check(ctx, &req);
+        if (st == WR_OK && role.writer && g.save_latents) {
+            wr_request_latent_shape(ctx, &req, lshape);
+            lat = malloc(sizeof(float) * (size_t)(lshape[0] * lshape[1] * lshape[2] * lshape[3]));
+            if (lat == NULL) st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for the latents");
+            req.latents_out = lat;
+        }
+        st = wr_context_agree(ctx, st); /* before the collective generation */
     }
     if (st == WR_OK) {
         wr_log_rank0("generating %lld frames of %lldx%lld, %lld steps, guidance %g, seed %llu",
@@ -1054,11 +896,23 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
         st = wr_generate(ctx, &req, &vid);
     }
     if (st == WR_OK) st = wr_st_check_faults(); /* nothing is written from a cut-short model */
+    /* the run has succeeded: both outputs are written to temporaries, then put in place
+     * together (a failure before leaves every existing file as it was) */
     if (st == WR_OK && role.writer) {
-        st = wr_video_write(out_path, fmt, vid.frames, vid.n, vid.h, vid.w, g.fps);
-        if (st == WR_OK)
+        st = wr_video_write_staged(&vpend, out_path, fmt, vid.frames, vid.n, vid.h, vid.w, g.fps);
+        if (st == WR_OK && lat) st = stage_latents(&lpend, lat_path, lat, lshape, g.prompt);
+        if (st == WR_OK) st = wr_atomic_commit(&vpend);
+        if (st == WR_OK && lat) st = wr_atomic_commit(&lpend);
+        wr_atomic_discard(&vpend); /* after a failure; released ones are left alone */
+        wr_atomic_discard(&lpend);
+        if (st == WR_OK) {
             wr_info("wrote %s (%lld frames, %lldx%lld, %g fps)", out_path, (long long)vid.n,
                     (long long)vid.w, (long long)vid.h, g.fps);
+            if (lat)
+                wr_info("wrote %s (latents [%lld, %lld, %lld, %lld])", lat_path,
+                        (long long)lshape[0], (long long)lshape[1], (long long)lshape[2],
+                        (long long)lshape[3]);
+        }
     }
     /* the writers' last steps (decode, write) are agreed too: one exit code for the job */
     if (ctx) st = wr_context_agree(ctx, st);
@@ -1066,10 +920,11 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     if (getrusage(RUSAGE_SELF, &ru) == 0) /* each rank: what it loaded shows here */
         wr_debug("peak host memory (RSS) of this rank: %.1f MiB%s", (double)ru.ru_maxrss / 1024.0,
                  role.writer ? " (writer: text encoder and VAE loaded here)" : "");
+    free(lat);
     wr_video_free(&vid);
     wr_context_free(ctx);
 done:
-    cJSON_Delete(doc);
+    wr_gen_opts_free(&g);
     return st;
 }
 
@@ -1080,6 +935,9 @@ int main(int argc, char **argv) {
     const int rank = g_world.rank;
     wr_log_set_rank(g_world.rank, g_world.size);
     wr_log_init();
+
+    /* a fatal signal removes the output temporaries in progress (core/atomic_file.h) */
+    wr_atomic_handle_signals();
 
     int code = EXIT_OK;
     int i = 1;

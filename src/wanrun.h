@@ -108,15 +108,34 @@ void wr_context_vram_stats(const wr_context *ctx, wr_vram_stats *out);
 /* Agrees on a status over the whole world (wr_comm_agree); returns st alone. */
 wr_status wr_context_agree(wr_context *ctx, wr_status st);
 
-/* Checks a request against the model (sizes, frame count, steps, guidance; the prompts' length
- * and UTF-8): WR_ERR_INVALID_ARG with a one-line reason naming the option. wr_generate calls
- * it first. */
+/* Bounds on a request, whatever the model (sane sizes, far from any overflow): a side at most
+ * 8192, at most 4001 frames, frames x height x width at most 2^32 pixels (the decoded video
+ * alone is 48 GiB of floats there), at most 1000 steps. */
+#define WR_REQUEST_MAX_SIDE   8192
+#define WR_REQUEST_MAX_FRAMES 4001
+#define WR_REQUEST_MAX_PIXELS ((int64_t)1 << 32)
+#define WR_REQUEST_MAX_STEPS  1000
+
+/* Checks the sizes of a request that need no model: width and height in [1, 8192], frames
+ * 4k+1 in [1, 4001] (the message gives the nearest valid counts), the pixel count within
+ * WR_REQUEST_MAX_PIXELS (overflow-checked). WR_ERR_INVALID_ARG naming --size or --frames. */
+wr_status wr_request_check_sizes(int64_t width, int64_t height, int64_t frames);
+
+/* Checks a request against the model (sizes: wr_request_check_sizes and multiples of the
+ * model's 16; steps, guidance; the prompts' length and UTF-8): WR_ERR_INVALID_ARG with a
+ * one-line reason naming the option. wr_generate calls it first. */
 wr_status wr_request_check(const wr_context *ctx, const wr_request *r);
+
+/* The shape of the request's latents, [C, T, H/8, W/8] (C the transformer's in_channels, 16
+ * for Wan; T = (frames-1)/4+1; 8 the VAE's spatial factor): what latents_out receives.
+ * Call after wr_request_check succeeded. */
+void wr_request_latent_shape(const wr_context *ctx, const wr_request *r, int64_t shape[4]);
 
 /* Collective over the world when distributed (every rank calls it with the same request); a
  * failure on one rank is agreed, so every rank returns the same status and detail. Only the
  * replica's writer gets frames (elsewhere out->frames stays NULL, n = 0); latents_out is
- * filled on every rank, save_latents written by the writer only. */
+ * filled on every rank, save_latents written by the writer only, and only after the whole
+ * generation has succeeded (non-finite latents or frames: WR_ERR_CONFIG, nothing written). */
 wr_status wr_generate(wr_context *ctx, const wr_request *r, wr_video *out);
 void wr_video_free(wr_video *v);
 

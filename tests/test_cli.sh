@@ -30,6 +30,32 @@ expect() {
     fi
 }
 
+# hasnt FILE PATTERN DESCRIPTION: the pattern must not match
+hasnt() {
+    if grep -qE -- "$2" "$1"; then
+        fail=$((fail + 1))
+        echo "FAIL: $3: unexpected match for '$2' in:"
+        grep -E -- "$2" "$1" | head -3 | sed 's/^/  /'
+    else
+        pass=$((pass + 1))
+    fi
+}
+
+# check DESCRIPTION -- command...: passes when the command succeeds
+check() {
+    local what=$1
+    shift 2
+    if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $what"; fi
+}
+
+# one_line FILE DESCRIPTION: the error is one line
+one_line() {
+    local n
+    n=$(wc -l <"$1")
+    if [ "$n" -eq 1 ]; then pass=$((pass + 1)); else
+        fail=$((fail + 1)); echo "FAIL: $2: $n lines on stderr"; sed 's/^/  /' "$1" | head -5; fi
+}
+
 # has FILE PATTERN DESCRIPTION
 has() {
     if grep -qE -- "$2" "$1"; then
@@ -162,7 +188,7 @@ if [ "$n" -eq 5 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL:
 expect 2 "generate with a bad size" -- "$WANRUN" --prompt p --size 30x32 --out "$gen/c.mp4"
 has "$err" "multiples of 16" "size rule named"
 expect 2 "generate with a bad frame count" -- "$WANRUN" --prompt p --frames 6 --out "$gen/c.mp4"
-has "$err" "4k \+ 1" "frame rule named"
+has "$err" "--frames 6: must be 4k\+1.*nearest: 5 or 9" "frame rule named, with the nearest counts"
 expect 2 "generate without --out" -- "$WANRUN" --prompt p
 expect 2 "generate to an unknown format" -- "$WANRUN" --prompt p --out "$gen/c.avi"
 # level 3: the DiT's blocks stream (all of them, or as many resident as --vram-limit allows);
@@ -237,8 +263,223 @@ has "$err" "model_index.json|transformer" "the missing part is named"
 expect 6 "generate on cuda" -- "$WANRUN" --prompt p --backend cuda --out "$gen/c.mp4"
 expect 3 "generate with init noise of the wrong shape" -- "$WANRUN" --prompt p --size 16x16 \
     --frames 5 --steps 1 --init-noise "$gen/lat.safetensors" --out "$gen/c.mp4"
-if [ -e "$gen/c.mp4" ] || ls "$gen" | grep -q '\.tmp\.'; then fail=$((fail + 1)); \
+if [ -e "$gen/c.mp4" ] || ls -A "$gen" | grep -q 'wanrun-tmp'; then fail=$((fail + 1)); \
     echo "FAIL: a failed generation left output behind"; else pass=$((pass + 1)); fi
+
+
+# ==== issue 14 §3: --frames not 4k+1: refused, with the nearest valid counts ====
+expect 2 "--frames 10" -- "$WANRUN" --prompt p --frames 10 --out "$gen/c.y4m"
+has "$err" "--frames 10: must be 4k\+1.*nearest: 9 or 13" "nearest counts for 10"
+one_line "$err" "--frames 10 error"
+expect 2 "--frames 4000" -- "$WANRUN" --prompt p --frames 4000 --out "$gen/c.y4m"
+has "$err" "nearest: 3997 or 4001" "nearest counts for 4000"
+expect 2 "plan --frames 10" -- "$WANRUN" plan --preset 1.3b --frames 10
+has "$err" "nearest: 9 or 13" "plan gives the nearest counts"
+echo '{"prompt": "p", "frames": 12}' >"$gen/f12.json"
+expect 2 "--frames 12 from --config" -- "$WANRUN" --config "$gen/f12.json" --out "$gen/c.y4m"
+has "$err" "--config .*f12.json: --frames 12: .*nearest: 9 or 13" "config names the file and flag"
+
+# ==== issue 14 §4: without --model, the bundled model's own small defaults ====
+expect 0 "the first command of the README" -- "$WANRUN" --prompt "a red fox in the snow" \
+    --out "$gen/first.y4m" --threads 1
+has "$err" "bundled tiny random model .*noise" "the bundled model is said to be random"
+has "$err" "Wan2.1-T2V-1.3B-Diffusers \(model_index.json, transformer/, text_encoder/, tokenizer/, vae/, scheduler/\)" \
+    "what a real model directory looks like"
+n=$(grep -c "bundled tiny random model" "$err")
+if [ "$n" -eq 1 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $n bundled-model lines"; fi
+has "$err" "generating 17 frames of 256x256, 10 steps" "the bundled defaults"
+head -c 20 "$gen/first.y4m" >"$out"
+has "$out" "YUV4MPEG2 W256 H256" "a 256x256 video"
+expect 0 "explicit flags win over the bundled defaults" -- "$WANRUN" --prompt p --size 32x32 \
+    --steps 2 --out "$gen/first2.y4m" --threads 1
+has "$err" "generating 17 frames of 32x32, 2 steps" "flags win, the rest bundled"
+echo '{"frames": 5}' >"$gen/f5.json"
+expect 0 "--config values win over the bundled defaults" -- "$WANRUN" --config "$gen/f5.json" \
+    --prompt p --size 32x32 --steps 1 --out "$gen/first3.y4m" --threads 1
+has "$err" "generating 5 frames of 32x32, 1 steps" "config wins, the rest bundled"
+# with --model: diffusers' defaults (832x480, 81 frames, 50 steps); a one-element "noise"
+# tensor stops the run right after the request is known (no Python: the file by hand)
+hdr='{"noise":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+while [ $(( ${#hdr} % 8 )) -ne 0 ]; do hdr="$hdr "; done
+printf "\\x$(printf %02x ${#hdr})\\x00\\x00\\x00\\x00\\x00\\x00\\x00%s\\x00\\x00\\x00\\x00" "$hdr" >"$gen/noise1.safetensors"
+expect 2 "with --model the defaults are diffusers'" -- "$WANRUN" --model "$tiny" --prompt p \
+    --init-noise "$gen/noise1.safetensors" --out "$gen/d.y4m" --threads 1
+has "$err" "generating 81 frames of 832x480, 50 steps" "diffusers' defaults with --model"
+has "$err" "needs \[16, 21, 60, 104\]" "the request is 832x480x81"
+hasnt "$err" "bundled tiny random model" "no bundled-model line with --model"
+expect 0 "--help states the bundled defaults" -- "$WANRUN" --help
+has "$out" "256x256, 17 frames, 10 steps" "--help: the bundled model's defaults"
+has "$out" "832x480" "--help: diffusers' defaults"
+
+# ==== issue 14 §5: nothing written before the run has succeeded ====
+bad=$(mktemp -d)
+trap 'rm -f "$out" "$err"; rm -rf "$model" "$enc" "$gen" "$bad"' EXIT
+cp -rL "$tiny" "$bad/m"
+sed -i 's/"eps": 1e-06/"eps": -1/' "$bad/m/transformer/config.json"
+echo "old latents" >"$bad/keep.safetensors"
+echo "old video" >"$bad/keep.y4m"
+expect 3 "a diverging run" -- "$WANRUN" --model "$bad/m" --prompt p --size 32x32 --frames 5 \
+    --steps 2 --out "$bad/keep.y4m" --save-latents "$bad/keep.safetensors" --threads 1
+has "$err" "ERR_CONFIG: .*(eps|diverged)" "the cause is named"
+check "a failed run leaves --save-latents as it was" -- grep -qx "old latents" "$bad/keep.safetensors"
+check "a failed run leaves --out as it was" -- grep -qx "old video" "$bad/keep.y4m"
+hasnt <(ls -A "$bad") "wanrun-tmp" "no temporary after a failed run"
+# --save-latents and --out together, after success only
+expect 0 "latents and video written together" -- "$WANRUN" --prompt p --size 32x32 --frames 5 \
+    --steps 2 --out "$bad/keep.y4m" --save-latents "$bad/keep.safetensors" --threads 1
+check "the latents replaced" -- "$WANRUN" inspect "$bad/keep.safetensors"
+expect 2 "--save-latents equal to --out" -- "$WANRUN" --prompt p --out "$bad/x.y4m" \
+    --save-latents "$bad/x.y4m"
+# every output path is checked before the model loads (no "generating" line, no output).
+# (Not /dev/null as the non-regular file: a wanrun that renamed over it, as root, would
+# replace the machine's /dev/null.)
+mkfifo "$bad/fifo"
+for spec in "--save-latents|$bad/no/dir/lat.safetensors|3" "--out|$bad/no/dir/v.y4m|3" \
+    "--mem-profile|$bad/no/dir/prof|3" "--out|$bad|2" "--save-latents|$bad/m|2" \
+    "--mem-profile|$bad/keep.y4m|3" "--save-latents|$bad/fifo|2"; do
+    IFS='|' read -r flag path code <<<"$spec"
+    args=(--prompt p --size 32x32 --frames 5 --steps 1 --threads 1)
+    [ "$flag" = "--out" ] || args+=(--out "$bad/ok.y4m")
+    expect "$code" "$flag $path checked first" -- "$WANRUN" "${args[@]}" "$flag" "$path"
+    has "$err" "^\[0/1\] error: ERR_[A-Z_]+: $flag: $path" "$flag and the path named"
+    hasnt "$err" "generating|step 1" "$flag $path: refused before the run"
+    one_line "$err" "$flag $path error"
+done
+check "nothing written by the refused runs" -- test ! -e "$bad/ok.y4m"
+expect 3 "encode --out into a missing directory" -- "$WANRUN" encode --model "$enc/m" --prompt p \
+    --out "$bad/no/dir/e.safetensors"
+has "$err" "encode: --out: .*no/dir/e.safetensors" "encode names --out and the path"
+hasnt "$err" "encode: [0-9]+ tokens" "encode refused before loading"
+# legal names up to 255 bytes are written (the temporary's name is shortened to fit)
+n251=$(printf 'n%.0s' $(seq 251))
+expect 0 "a 255-byte output name" -- "$WANRUN" --prompt p --size 32x32 --frames 1 --steps 1 \
+    --threads 1 --out "$bad/$n251.y4m" --save-latents "$bad/${n251}.sft"
+check "the 255-byte video exists" -- test -s "$bad/$n251.y4m"
+check "the 253-byte latents exist" -- test -s "$bad/${n251}.sft"
+expect 2 "a 256-byte output name" -- "$WANRUN" --prompt p --out "$bad/${n251}x.y4m"
+has "$err" "--out: .*256 bytes" "the name length is said"
+hasnt <(ls -A "$bad") "wanrun-tmp" "no temporaries left"
+# SIGTERM during a generation: the old file stays, no temporary, the signal's exit status
+echo "old video" >"$bad/sig.y4m"
+"$WANRUN" --prompt p --size 64x64 --frames 17 --steps 1000 --threads 1 --out "$bad/sig.y4m" \
+    --save-latents "$bad/sig.sft" >/dev/null 2>"$bad/sig.err" &
+pid=$!
+for _ in $(seq 600); do grep -q "step 1/" "$bad/sig.err" && break; sleep 0.1; done
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+if [ "$rc" -eq 143 ] && grep -qx "old video" "$bad/sig.y4m" && [ ! -e "$bad/sig.sft" ] &&
+    ! ls -A "$bad" | grep -q wanrun-tmp; then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL: SIGTERM mid-run: exit $rc"; ls -A "$bad" | head; fi
+
+# ==== issue 14 §5: wrong or unclear exit codes ====
+# encode with a diverging text encoder config: exit 3, nothing written
+cp -rL "$enc/m" "$bad/e"
+sed -i 's/"layer_norm_epsilon": 1e-06/"layer_norm_epsilon": -1/' "$bad/e/text_encoder/config.json"
+echo "old embeddings" >"$bad/e.safetensors"
+expect 3 "encode with a diverging config" -- "$WANRUN" encode --model "$bad/e" --prompt "a cat" \
+    --out "$bad/e.safetensors" --threads 1
+has "$err" "ERR_CONFIG: .*layer_norm_epsilon" "the likely cause is named"
+check "encode left the old file" -- grep -qx "old embeddings" "$bad/e.safetensors"
+# the T5 FFN message says what it wants and what it got
+cp -rL "$enc/m" "$bad/g"
+sed -i 's/"is_gated_act": true/"is_gated_act": false/' "$bad/g/text_encoder/config.json"
+expect 6 "a non-gated text encoder FFN" -- "$WANRUN" encode --model "$bad/g" --prompt a \
+    --out "$bad/g.safetensors"
+has "$err" "ERR_UNSUPPORTED: .*field 'is_gated_act' is false" "the message names the real cause"
+# absurd request sizes: usage errors (2) naming the flag, at once (not out of memory)
+for spec in "--size|99999x99999" "--size|99999999999999999999x16" "--frames|99999999999999999999" \
+    "--size|8192x8192 --frames 4001" "--size|0x16" "--size|16x" "--frames|-3"; do
+    IFS='|' read -r flag rest <<<"$spec"
+    # shellcheck disable=SC2086
+    expect 2 "absurd $flag $rest" -- "$WANRUN" --prompt p --out "$bad/abs.y4m" $flag $rest
+    has "$err" "ERR_INVALID_ARG: $flag" "$flag named"
+    hasnt "$err" "generating" "$flag $rest refused before loading"
+done
+expect 2 "--size with a leading space" -- "$WANRUN" --prompt p --out "$bad/abs.y4m" --size " 16x16"
+# --seed: 0 .. INT64_MAX, never clamped
+expect 2 "--seed above INT64_MAX" -- "$WANRUN" --prompt p --seed 9223372036854775808 --out "$bad/s.y4m"
+has "$err" "--seed '9223372036854775808' is out of range" "the seed is refused, not clamped"
+expect 2 "--seed -1" -- "$WANRUN" --prompt p --seed -1 --out "$bad/s.y4m"
+expect 0 "--seed INT64_MAX" -- "$WANRUN" --prompt p --seed 9223372036854775807 --size 16x16 \
+    --frames 1 --steps 1 --out "$bad/s.y4m" --threads 1
+has "$err" "seed 9223372036854775807" "the largest seed is kept"
+# --vram-limit: at least one byte, the accepted forms said
+for v in 0.5 0 -1 1.5XB GiB 1e300 nan; do
+    expect 2 "--vram-limit $v" -- "$WANRUN" --prompt p --vram-limit "$v" --out "$bad/v.y4m"
+    has "$err" "--vram-limit '$v': .*20GiB.*at least 1 byte" "--vram-limit $v named with the forms"
+done
+expect 0 "plan --vram 1.5GiB" -- "$WANRUN" plan --preset 1.3b --vram 1.5GiB
+has "$out" "for 1.5 GiB" "a fractional size"
+# --config: numbers >= 2^63 (were a float-to-int cast: undefined), types, keys, repeats
+for cfg in '{"seed": 1e19}' '{"steps": 9.3e18}' '{"frames": -1e300}' '{"threads": 1e300}' \
+    '{"steps": 2.5}' '{"guidance": 1e300}' '{"vram-limit": 1e300}' '{"seed": -9.3e18}'; do
+    echo "$cfg" >"$bad/n.json"
+    expect 2 "--config $cfg" -- "$WANRUN" --config "$bad/n.json" --prompt p --out "$bad/n.y4m"
+    key=$(sed 's/{"\([a-z-]*\)".*/\1/' <<<"$cfg")
+    has "$err" "--config .*n.json: .*$key" "the key $key is named"
+    one_line "$err" "--config $cfg error"
+done
+for spec in '{"steps": "x"}|--config .*: --steps must be a whole number.*got '"'"'x'"'"'' \
+    '{"prompt": 5}|"prompt" must be a string, got a number' \
+    '{"steps": true}|"steps" must be a number.*got true' \
+    '{"steps": null}|"steps" must be a number.*got null' \
+    '{"size": [16, 16]}|"size" must be a string, got an array' \
+    '{"disk-offload": 1}|"disk-offload" must be true or false, got a number' \
+    '{"steps": 2, "steps": 3}|"steps" is given twice' \
+    '{"config": "x.json"}|"config": a config cannot name another' \
+    '{"stepz": 2}|unknown option '"'"'stepz'"'"''; do
+    cfg=${spec%%|*}
+    want=${spec#*|}
+    printf '%s\n' "$cfg" >"$bad/t.json"
+    expect 2 "--config $cfg" -- "$WANRUN" --config "$bad/t.json" --prompt p --out "$bad/t.y4m"
+    has "$err" "$want" "--config $cfg: message"
+    one_line "$err" "--config $cfg error"
+done 2>/dev/null
+# a file that is not a JSON object is a malformed input: exit 3
+printf '{"steps": 2' >"$bad/t.json"
+expect 3 "--config with a JSON syntax error" -- "$WANRUN" --config "$bad/t.json" --prompt p \
+    --out "$bad/t.y4m"
+has "$err" "not valid JSON \(near byte [0-9]+\)" "where the JSON breaks"
+echo '[1, 2]' >"$bad/t.json"
+expect 3 "--config not an object" -- "$WANRUN" --config "$bad/t.json" --prompt p --out "$bad/t.y4m"
+has "$err" "t.json: not a JSON object" "not an object"
+# every flag: a wrong value is one line naming the flag and the value, exit 2; the same as a
+# --config string
+for spec in "size|16by16" "frames|five" "steps|0" "steps|1001" "guidance|-1" "guidance|x" \
+    "shift|0" "fps|0" "fps|inf" "seed|1.5" "scheduler|ddim" "threads|0" "threads|many" \
+    "low-mem-level|4" "low-mem-level|high" "vram-limit|lots" "cfg-parallel|3" "cp-size|0" \
+    "cp|zigzag" "text-encoder|gpu" "dit|maybe" "vae|square" "fp8|sometimes" "te-device|gpu0" \
+    "backend|tpu"; do
+    flag=${spec%%|*}
+    val=${spec#*|}
+    expect 2 "--$flag $val" -- "$WANRUN" --prompt p --out "$bad/f.y4m" "--$flag" "$val"
+    has "$err" "ERR_INVALID_ARG: --$flag.*'$val'" "--$flag $val: flag and value named"
+    one_line "$err" "--$flag $val error"
+    printf '{"%s": "%s"}\n' "$flag" "$val" >"$bad/f.json"
+    expect 2 "--config {\"$flag\": \"$val\"}" -- "$WANRUN" --config "$bad/f.json" --prompt p \
+        --out "$bad/f.y4m"
+    has "$err" "ERR_INVALID_ARG: --config .*f.json: --$flag.*'$val'" "config $flag: file, key, value"
+done
+# plan's and encode's flags: the same one-line errors naming flag and value
+for spec in "--np|0" "--np|x" "--cfg-parallel|3" "--cp|zigzag" "--dtype|f8" "--vram|0.5" \
+    "--size|17x16" "--size|16x16x16" "--frames|6"; do
+    flag=${spec%%|*}
+    val=${spec#*|}
+    expect 2 "plan $flag $val" -- "$WANRUN" plan --preset 1.3b "$flag" "$val"
+    has "$err" "ERR_INVALID_ARG: .*$flag" "plan $flag named"
+    one_line "$err" "plan $flag $val error"
+done
+expect 2 "encode --threads 0" -- "$WANRUN" encode --model "$enc/m" --prompt a --out "$bad/x.sft" \
+    --threads 0
+has "$err" "encode: --threads '0' is out of range" "encode --threads named"
+# a value with control characters stays one line (escaped)
+expect 2 "a value with a newline" -- "$WANRUN" --prompt p --steps $'1\n2' --out "$bad/f.y4m"
+one_line "$err" "the newline is escaped"
+has "$err" "'1\\\\x0a2'" "escaped as \\x0a"
+echo '{"verbose": "loud"}' >"$bad/loud.json"
+expect 2 "a switch given a value in --config" -- "$WANRUN" --prompt p --out "$bad/f.y4m" \
+    --config "$bad/loud.json"
 
 # two ranks: both validate, rank 0 prints once, both exit with the same code
 if command -v mpiexec >/dev/null; then

@@ -352,7 +352,7 @@ static int tmp_leftovers(const char *dir) {
     DIR *d = opendir(dir);
     int n = 0;
     struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) n += strstr(e->d_name, ".tmp.") != NULL;
+    while (d && (e = readdir(d)) != NULL) n += strstr(e->d_name, WR_ATOMIC_TMP_TAG) != NULL;
     if (d) closedir(d);
     return n;
 }
@@ -368,10 +368,10 @@ START_TEST(test_writer_atomic) {
     snprintf(path, sizeof path, "%s/no/such/dir/x.safetensors", wr_test_tmpdir());
     CHECK(wr_st_writer_write(w, path) == WR_ERR_IO, "missing dir");
     CHECK(strstr(wr_error_detail(), "x.safetensors") != NULL, "detail names the file");
-    /* replacing fails (the target is a directory): the target is untouched, no temp left */
+    /* the target is a directory: refused before writing, the target untouched, no temp left */
     snprintf(dir, sizeof dir, "%s/target.safetensors", wr_test_tmpdir());
     mkdir(dir, 0755);
-    CHECK(wr_st_writer_write(w, dir) == WR_ERR_IO, "rename onto a directory fails");
+    CHECK(wr_st_writer_write(w, dir) == WR_ERR_INVALID_ARG, "a directory is not replaced");
     struct stat sb;
     CHECK(stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode), "target untouched");
     CHECK(tmp_leftovers(wr_test_tmpdir()) == 0, "no temporary left behind");

@@ -62,6 +62,16 @@ START_TEST(test_detail_and_try) {
     big[sizeof big - 1] = '\0';
     wr_fail(WR_ERR_IO, "%s", big);
     ck_assert_uint_eq(strlen(wr_error_detail()), 1023);
+    /* issue 14: a detail formatted from the current detail keeps it (was formatted into
+     * itself, losing the inner part, e.g. the --config key's name) */
+    wr_fail(WR_ERR_INVALID_ARG, "--steps must be a whole number, got 'x'");
+    ck_assert_int_eq(WR_FAIL(WR_ERR_INVALID_ARG, "--config %s: %s", "c.json", wr_error_detail()),
+                     WR_ERR_INVALID_ARG);
+    ck_assert_str_eq(wr_error_detail(), "--config c.json: --steps must be a whole number, got 'x'");
+    wr_fail(WR_ERR_IO, "%s and again %s", wr_error_detail(), wr_error_detail());
+    ck_assert_str_eq(wr_error_detail(), "--config c.json: --steps must be a whole number, got 'x' "
+                                        "and again --config c.json: --steps must be a whole "
+                                        "number, got 'x'");
 }
 END_TEST
 

@@ -233,7 +233,7 @@ START_TEST(test_png_dir) {
     ck_assert_int_eq(wr_video_check(path, WR_VIDEO_AUTO, h, w), WR_OK);
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_AUTO, v, n, h, w, 16.0), WR_OK);
     ck_assert_int_eq(count_entries(path, ""), (int)n);
-    ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
+    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     for (int64_t f = 0; f < n; f++) {
         snprintf(file, sizeof file, "%sframe_%05lld.png", path, (long long)f);
         int64_t rh = 0, rw = 0;
@@ -258,7 +258,7 @@ START_TEST(test_png_dir) {
     write_text(path, "keep");
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_PNG, v, 2, h, w, 16.0), WR_ERR_INVALID_ARG);
     ck_assert(file_equals(path, "keep"));
-    ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
+    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     free(v);
     free(want);
     remove_tree(dir);
@@ -519,7 +519,7 @@ START_TEST(test_mp4) {
         free(v);
         free(want);
     }
-    ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
+    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     remove_tree(dir);
 }
 END_TEST
@@ -569,7 +569,7 @@ START_TEST(test_errors) {
     snprintf(path, sizeof path, "%s/r.y4m", dir);
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_AUTO, v, 1, 8, 8, 30000.0 / 1001.0), WR_OK);
     free(parse_y4m(path, "YUV4MPEG2 W8 H8 F30000:1001 Ip A1:1 C444 XCOLORRANGE=FULL\n", 1, 8, 8));
-    ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
+    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     free(v);
     remove_tree(dir);
 }
@@ -603,7 +603,7 @@ START_TEST(test_atomic) {
             ck_assert(file_equals(path, "previous output"));
         else
             ck_assert(!exists(path));
-        ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
+        ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     }
     /* +infinity is refused too */
     v[(2 * n + (n - 1)) * h * w + h * w - 1] = INFINITY;
@@ -614,7 +614,7 @@ START_TEST(test_atomic) {
     v[(2 * n + (n - 1)) * h * w + h * w - 1] = 0.5f;
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_AUTO, v, n, h, w, 16), WR_OK);
     ck_assert(!file_equals(path, "previous output"));
-    ck_assert_int_eq(count_entries(dir, ".tmp."), 0);
+    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     free(v);
     remove_tree(dir);
 }

@@ -1388,51 +1388,38 @@ static wr_status write_full(int fd, const void *src, size_t n, const char *path)
     return WR_OK;
 }
 
-wr_status wr_st_writer_write(wr_st_writer *w, const char *path) {
+wr_status wr_st_writer_stage(wr_st_writer *w, const char *path, wr_atomic *pending) {
+    memset(pending, 0, sizeof *pending);
+    pending->fd = pending->slot = -1;
     wr_status st = WR_OK;
     char *hdr = writer_header(w);
     if (hdr == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory building a header");
     size_t hlen = strlen(hdr);
     size_t padded = (hlen + 7) & ~(size_t)7;
-    size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
     char *hbuf = malloc(8 + padded);
-    int fd = -1;
-    if (tmp == NULL || hbuf == NULL) {
-        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
-        goto done;
+    if (hbuf == NULL) {
+        free(hdr);
+        return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
     for (int i = 0; i < 8; i++) hbuf[i] = (char)(((uint64_t)padded >> (8 * i)) & 0xFF);
     memcpy(hbuf + 8, hdr, hlen);
     memset(hbuf + 8 + hlen, ' ', padded - hlen);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        st = WR_FAIL(WR_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto done;
-    }
-    WR_TRY_GOTO(st, write_full(fd, hbuf, 8 + padded, tmp), done);
+    WR_TRY_GOTO(st, wr_atomic_begin(pending, path, WR_ATOMIC_FILE), done);
+    const char *tmp = pending->tmp;
+    WR_TRY_GOTO(st, write_full(pending->fd, hbuf, 8 + padded, tmp), done);
     for (int64_t i = 0; i < w->n; i++)
-        WR_TRY_GOTO(st, write_full(fd, w->e[i].data, w->e[i].nbytes, tmp), done);
-    if (fsync(fd) != 0) {
+        WR_TRY_GOTO(st, write_full(pending->fd, w->e[i].data, w->e[i].nbytes, tmp), done);
+    if (fsync(pending->fd) != 0)
         st = WR_FAIL(WR_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-        goto done;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        st = WR_FAIL(WR_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-        goto done;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        st = WR_FAIL(WR_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
-        goto done;
-    }
 done:
-    if (fd >= 0) close(fd);
-    if (st != WR_OK && tmp != NULL) unlink(tmp);
-    free(tmp);
+    if (st != WR_OK) wr_atomic_discard(pending);
     free(hbuf);
     free(hdr);
     return st;
+}
+
+wr_status wr_st_writer_write(wr_st_writer *w, const char *path) {
+    wr_atomic pending;
+    WR_TRY(wr_st_writer_stage(w, path, &pending));
+    return wr_atomic_commit(&pending);
 }

@@ -43,6 +43,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "atomic_file.h"
 #include "dtype.h"
 #include "status.h"
 #include "tensor.h"
@@ -161,10 +162,17 @@ wr_status wr_st_writer_add(wr_st_writer *w, const char *name, wr_dtype dtype, in
                            const int64_t *shape, const void *data);
 /* Adds a `__metadata__` string pair (both copied). */
 wr_status wr_st_writer_meta(wr_st_writer *w, const char *key, const char *value);
-/* Writes the file atomically: "<path>.tmp.<pid>", fsync, rename. On failure nothing is left
- * at `path` (an existing file there is untouched) and the temporary is removed. Tensors are
- * packed contiguously in the order added (safetensors allows no gaps); the header is padded
- * with spaces to a multiple of 8 bytes. The same data pointer may be passed for many tensors. */
+/* Writes the file atomically (core/atomic_file.h): a temporary ".NAME.wanrun-tmp.<pid>" in
+ * the same directory, fsync, rename. On failure nothing is left at `path` (an existing file
+ * there is untouched) and the temporary is removed. Tensors are packed contiguously in the
+ * order added (safetensors allows no gaps); the header is padded with spaces to a multiple
+ * of 8 bytes. The same data pointer may be passed for many tensors. Failures: those of
+ * wr_atomic_begin (the path: WR_ERR_INVALID_ARG / WR_ERR_IO), WR_ERR_IO (write, fsync,
+ * rename), WR_ERR_OOM_HOST. */
 wr_status wr_st_writer_write(wr_st_writer *w, const char *path);
+/* The same without the rename: the complete, fsync'ed temporary is left in *pending for the
+ * caller to wr_atomic_commit (or wr_atomic_discard), e.g. once its other outputs are ready.
+ * On failure nothing is left and *pending is released. */
+wr_status wr_st_writer_stage(wr_st_writer *w, const char *path, wr_atomic *pending);
 
 #endif /* WR_CORE_SAFETENSORS_H */

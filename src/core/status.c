@@ -40,7 +40,11 @@ wr_status wr_vfail(wr_status code, const char *fmt, va_list ap) {
         tl_detail[0] = '\0';
         return code;
     }
-    vsnprintf(tl_detail, sizeof tl_detail, fmt, ap);
+    /* formatted into a local copy first: the arguments may point into tl_detail itself
+     * (WR_FAIL(st, "--config %s: %s", path, wr_error_detail()) adds context to a detail) */
+    char buf[WR_DETAIL_CAP];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    memcpy(tl_detail, buf, sizeof buf);
     return code;
 }
 

@@ -38,7 +38,8 @@ const char *wr_status_name(wr_status s);
 /*
  * Records a printf-formatted detail for this thread and returns `code` (so callers write
  * `return WR_FAIL(WR_ERR_IO, "...")`). WR_OK clears the detail. The detail is truncated to
- * 1023 bytes.
+ * 1023 bytes. The arguments may include wr_error_detail() itself (to add context to the
+ * current detail: `WR_FAIL(st, "--config %s: %s", path, wr_error_detail())`).
  */
 wr_status wr_fail(wr_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 wr_status wr_vfail(wr_status code, const char *fmt, va_list ap);

@@ -19,6 +19,7 @@
 
 #include <png.h>
 
+#include "core/atomic_file.h"
 #include "core/log.h"
 #include "wr_build_config.h"
 
@@ -79,38 +80,6 @@ static wr_status format_from_path(wr_video_format *out, const char *path) {
 
 /* ---- paths and the atomic-rename helpers ---- */
 
-/* `path` without trailing slashes (a copy; "/" stays "/"). NULL when out of memory. */
-static char *strip_slashes(const char *path) {
-    size_t len = strlen(path);
-    while (len > 1 && path[len - 1] == '/') len--;
-    char *s = malloc(len + 1);
-    if (s == NULL) return NULL;
-    memcpy(s, path, len);
-    s[len] = '\0';
-    return s;
-}
-
-/* The directory holding `path` (already without trailing slashes): "." when none. */
-static char *parent_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL) return strip_slashes(".");
-    if (slash == path) return strip_slashes("/");
-    size_t len = (size_t)(slash - path);
-    char *s = malloc(len + 1);
-    if (s == NULL) return NULL;
-    memcpy(s, path, len);
-    s[len] = '\0';
-    return s;
-}
-
-/* "<path>.tmp.<pid>": the same directory as `path`, so rename() is atomic. */
-static char *temp_name(const char *path) {
-    size_t n = strlen(path) + 32;
-    char *s = malloc(n);
-    if (s != NULL) snprintf(s, n, "%s.tmp.%ld", path, (long)getpid());
-    return s;
-}
-
 static wr_status fsync_path(const char *path) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return WR_FAIL(WR_ERR_IO, "%s: cannot open to fsync: %s", path, strerror(errno));
@@ -121,37 +90,6 @@ static wr_status fsync_path(const char *path) {
     }
     close(fd);
     return WR_OK;
-}
-
-/* Makes the rename durable. Best effort: some file systems refuse fsync on a directory, and
- * the output is already complete and in place when this runs. */
-static void fsync_parent(const char *path) {
-    char *dir = parent_of(path);
-    if (dir == NULL) return;
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (fsync(fd) != 0) wr_debug("%s: fsync of the directory failed: %s", dir, strerror(errno));
-        close(fd);
-    }
-    free(dir);
-}
-
-/* Removes a temporary PNG directory we created: its plain entries, then itself. */
-static void remove_temp_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d != NULL) {
-        size_t n = strlen(dir) + 300;
-        char *p = malloc(n);
-        struct dirent *e;
-        while (p != NULL && (e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            snprintf(p, n, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-        free(p);
-        closedir(d);
-    }
-    rmdir(dir);
 }
 
 /* 1 when `dir` holds anything besides "." and "..", 0 when empty, -1 when unreadable. */
@@ -507,21 +445,18 @@ static void rgb_to_ycc(uint8_t *yp, uint8_t *cbp, uint8_t *crp, const uint8_t *r
     *crp = (uint8_t)(cr > 255 ? 255 : cr);
 }
 
-static wr_status write_y4m(const char *tmp, const char *path, const float *frames, int64_t n,
+/* Into the temporary a->fd (left open: wr_atomic_commit closes it). */
+static wr_status write_y4m(wr_atomic *a, const char *path, const float *frames, int64_t n,
                            int64_t h, int64_t w, int fps_num, int fps_den) {
     wr_status st = WR_OK;
     size_t plane = (size_t)h * (size_t)w;
     uint8_t *rgb = malloc(3 * plane);
     uint8_t *buf = malloc(6 + 3 * plane); /* "FRAME\n" Y Cb Cr */
-    int fd = -1;
+    const int fd = a->fd;
+    const char *tmp = a->tmp;
     if (rgb == NULL || buf == NULL) {
         st = WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory for a %lldx%lld frame", path,
                      (long long)w, (long long)h);
-        goto done;
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        st = WR_FAIL(WR_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
         goto done;
     }
     char hdr[128];
@@ -536,16 +471,9 @@ static wr_status write_y4m(const char *tmp, const char *path, const float *frame
         for (size_t i = 0; i < plane; i++) rgb_to_ycc(yp + i, cbp + i, crp + i, rgb + 3 * i);
         WR_TRY_GOTO(st, write_full(fd, buf, 6 + 3 * plane, tmp), done);
     }
-    if (fsync(fd) != 0) {
-        st = WR_FAIL(WR_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-        goto done;
-    }
-    int rc = close(fd);
-    fd = -1;
-    if (rc != 0) st = WR_FAIL(WR_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
+    if (fsync(fd) != 0) st = WR_FAIL(WR_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
 
 done:
-    if (fd >= 0) close(fd);
     free(rgb);
     free(buf);
     return st;
@@ -602,33 +530,24 @@ static wr_status write_png(const char *file, const uint8_t *rgb, int64_t h, int6
     return WR_OK;
 }
 
-static wr_status write_png_dir(const char *tmp, const char *path, const float *frames, int64_t n,
+/* Into the temporary directory of `a` (a WR_ATOMIC_DIR of frame_NNNNN.png children). */
+static wr_status write_png_dir(wr_atomic *a, const char *path, const float *frames, int64_t n,
                                int64_t h, int64_t w) {
     wr_status st = WR_OK;
-    int made = 0;
     uint8_t *rgb = malloc(3 * (size_t)h * (size_t)w);
-    size_t fl = strlen(tmp) + 32;
+    size_t fl = strlen(a->tmp) + 64;
     char *file = malloc(fl);
     if (rgb == NULL || file == NULL) {
         st = WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory for a %lldx%lld frame", path,
                      (long long)w, (long long)h);
         goto done;
     }
-    if (mkdir(tmp, 0755) != 0) {
-        /* EEXIST: a stale temporary of a killed run that had our pid; not ours to delete */
-        st = WR_FAIL(WR_ERR_IO, "%s: cannot create directory: %s%s", tmp, strerror(errno),
-                     errno == EEXIST ? " (a stale temporary: remove it)" : "");
-        goto done;
-    }
-    made = 1;
     for (int64_t f = 0; f < n; f++) {
         WR_TRY_GOTO(st, frame_rgb24(rgb, 3 * (size_t)w, frames, n, h, w, f, path), done);
-        snprintf(file, fl, "%s/frame_%05lld.png", tmp, (long long)f);
+        WR_TRY_GOTO(st, wr_atomic_child(a, f, file, fl), done); /* frame_%05lld.png */
         WR_TRY_GOTO(st, write_png(file, rgb, h, w), done);
     }
-    st = fsync_path(tmp);
 done:
-    if (st != WR_OK && made) remove_temp_dir(tmp);
     free(rgb);
     free(file);
     return st;
@@ -648,11 +567,8 @@ static wr_status check_sizes(const char *path, wr_video_format fmt, int64_t h, i
     return WR_OK;
 }
 
-/* Resolves AUTO and checks everything that does not need the frames. *clean is `path`
- * without trailing slashes (owned by the caller). */
-static wr_status check_output(char **clean, wr_video_format *fmt_io, const char *path, int64_t h,
-                              int64_t w) {
-    *clean = NULL;
+/* Resolves AUTO and checks everything that does not need the frames. */
+static wr_status check_output(wr_video_format *fmt_io, const char *path, int64_t h, int64_t w) {
     wr_video_format fmt = *fmt_io;
     if (path == NULL || path[0] == '\0')
         return WR_FAIL(WR_ERR_INVALID_ARG, "empty output path: give a .mp4, .y4m or directory");
@@ -662,124 +578,71 @@ static wr_status check_output(char **clean, wr_video_format *fmt_io, const char 
     *fmt_io = fmt;
     WR_TRY(check_sizes(path, fmt, h, w));
     if (fmt == WR_VIDEO_MP4) WR_TRY(mp4_available(path));
-
-    wr_status st = WR_OK;
-    char *p = strip_slashes(path);
-    char *dir = p != NULL ? parent_of(p) : NULL;
-    if (p == NULL || dir == NULL) {
-        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
-        goto fail;
+    /* a legal name in an existing, writable directory; a file for .mp4 / .y4m */
+    WR_TRY(wr_atomic_check(path, fmt == WR_VIDEO_PNG ? WR_ATOMIC_DIR : WR_ATOMIC_FILE));
+    if (fmt == WR_VIDEO_PNG) {
+        struct stat sb;
+        char *p = strdup(path);
+        if (p == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        for (size_t len = strlen(p); len > 1 && p[len - 1] == '/'; len--) p[len - 1] = '\0';
+        const int nonempty = stat(p, &sb) == 0 && dir_nonempty(p) != 0;
+        free(p);
+        if (nonempty)
+            return WR_FAIL(WR_ERR_INVALID_ARG,
+                           "%s: directory exists and is not empty (or unreadable): refusing to "
+                           "mix frames; remove it or choose another path",
+                           path);
     }
-    if (strcmp(p, "/") == 0 || strcmp(p, ".") == 0 || strcmp(p, "..") == 0) {
-        st = WR_FAIL(WR_ERR_INVALID_ARG,
-                     "%s: not a usable output path: name a new file or directory", path);
-        goto fail;
-    }
-    struct stat sb;
-    if (stat(dir, &sb) != 0) {
-        st = WR_FAIL(WR_ERR_IO, "%s: output directory %s does not exist: %s (create it first)",
-                     path, dir, strerror(errno));
-        goto fail;
-    }
-    if (!S_ISDIR(sb.st_mode) || access(dir, W_OK | X_OK) != 0) {
-        st = WR_FAIL(WR_ERR_IO, "%s: cannot write in %s: %s", path, dir,
-                     S_ISDIR(sb.st_mode) ? strerror(errno) : "not a directory");
-        goto fail;
-    }
-    if (stat(p, &sb) == 0) {
-        if (fmt == WR_VIDEO_PNG && !S_ISDIR(sb.st_mode)) {
-            st = WR_FAIL(WR_ERR_INVALID_ARG,
-                         "%s: exists and is not a directory: remove it or choose another path "
-                         "for the PNG frames",
-                         path);
-            goto fail;
-        }
-        if (fmt == WR_VIDEO_PNG && dir_nonempty(p) != 0) {
-            st = WR_FAIL(WR_ERR_INVALID_ARG,
-                         "%s: directory exists and is not empty (or unreadable): refusing to "
-                         "mix frames; remove it or choose another path",
-                         path);
-            goto fail;
-        }
-        if (fmt != WR_VIDEO_PNG && S_ISDIR(sb.st_mode)) {
-            st = WR_FAIL(WR_ERR_INVALID_ARG,
-                         "%s: is a directory, not a %s file: choose another path", path,
-                         wr_video_format_name(fmt));
-            goto fail;
-        }
-    }
-    free(dir);
-    *clean = p;
     return WR_OK;
-fail:
-    free(dir);
-    free(p);
-    return st;
 }
 
 wr_status wr_video_check(const char *path, wr_video_format fmt, int64_t h, int64_t w) {
-    char *clean = NULL;
-    wr_status st = check_output(&clean, &fmt, path, h, w);
-    free(clean);
-    return st;
+    return check_output(&fmt, path, h, w);
+}
+
+wr_status wr_video_write_staged(wr_atomic *pending, const char *path, wr_video_format fmt,
+                                const float *frames, int64_t n, int64_t h, int64_t w, double fps) {
+    memset(pending, 0, sizeof *pending);
+    pending->fd = pending->slot = -1;
+    if (fps == 0.0) fps = WR_VIDEO_DEFAULT_FPS;
+    WR_TRY(check_output(&fmt, path, h, w));
+    if (frames == NULL || n < 1 || n > MAX_FRAMES)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "%s: %lld frames (data %s): need 1..%d frames", path,
+                       (long long)n, frames ? "given" : "NULL", MAX_FRAMES);
+    int num = 0, den = 1;
+    if (isfinite(fps) && fps > 0.0 && fps <= MAX_FPS) fps_fraction(fps, &num, &den);
+    if (num < 1)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "%s: frame rate %g is not in (0, %g] (--fps)", path, fps,
+                       MAX_FPS);
+    wr_status st = WR_OK;
+    if (fmt == WR_VIDEO_PNG)
+        WR_TRY(wr_atomic_begin_dir(pending, path, "frame_", ".png"));
+    else
+        WR_TRY(wr_atomic_begin(pending, path, WR_ATOMIC_FILE));
+    switch (fmt) {
+    case WR_VIDEO_MP4:
+        close(wr_atomic_take_fd(pending)); /* FFmpeg opens the temporary by name */
+        st = write_mp4(pending->tmp, path, frames, n, h, w, num, den);
+        break;
+    case WR_VIDEO_Y4M:
+        st = write_y4m(pending, path, frames, n, h, w, num, den);
+        break;
+    default:
+        st = write_png_dir(pending, path, frames, n, h, w);
+        break;
+    }
+    if (st != WR_OK) {
+        wr_atomic_discard(pending);
+        return st;
+    }
+    wr_debug("wrote %s: %lld frames of %lldx%lld, %s, %d/%d fps (not yet in place)", pending->tmp,
+             (long long)n, (long long)w, (long long)h, wr_video_format_name(fmt), num, den);
+    return WR_OK;
 }
 
 wr_status wr_video_write(const char *path, wr_video_format fmt, const float *frames, int64_t n,
                          int64_t h, int64_t w, double fps) {
-    if (fps == 0.0) fps = WR_VIDEO_DEFAULT_FPS;
-    char *clean = NULL;
-    WR_TRY(check_output(&clean, &fmt, path, h, w));
-    wr_status st = WR_OK;
-    char *tmp = NULL;
-    if (frames == NULL || n < 1 || n > MAX_FRAMES) {
-        st = WR_FAIL(WR_ERR_INVALID_ARG, "%s: %lld frames (data %s): need 1..%d frames", path,
-                     (long long)n, frames ? "given" : "NULL", MAX_FRAMES);
-        goto done;
-    }
-    int num = 0, den = 1;
-    if (isfinite(fps) && fps > 0.0 && fps <= MAX_FPS) fps_fraction(fps, &num, &den);
-    if (num < 1) {
-        st = WR_FAIL(WR_ERR_INVALID_ARG, "%s: frame rate %g is not in (0, %g] (--fps)", path, fps,
-                     MAX_FPS);
-        goto done;
-    }
-    tmp = temp_name(clean);
-    if (tmp == NULL) {
-        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
-        goto done;
-    }
-    switch (fmt) {
-    case WR_VIDEO_MP4:
-        st = write_mp4(tmp, path, frames, n, h, w, num, den);
-        break;
-    case WR_VIDEO_Y4M:
-        st = write_y4m(tmp, path, frames, n, h, w, num, den);
-        break;
-    default:
-        st = write_png_dir(tmp, path, frames, n, h, w);
-        break;
-    }
-    /* Each writer leaves a complete, fsync'ed temporary on success; a PNG writer removes its
-     * own directory on failure (it alone knows whether it made it). */
-    if (st != WR_OK) {
-        if (fmt != WR_VIDEO_PNG) unlink(tmp);
-        goto done;
-    }
-    if (rename(tmp, clean) != 0) {
-        int e = errno;
-        st = WR_FAIL(WR_ERR_IO, "%s: cannot rename %s into place: %s%s", path, tmp, strerror(e),
-                     e == ENOTEMPTY || e == EEXIST ? " (the directory was filled meanwhile)" : "");
-        if (fmt == WR_VIDEO_PNG)
-            remove_temp_dir(tmp);
-        else
-            unlink(tmp);
-        goto done;
-    }
-    fsync_parent(clean);
-    wr_debug("wrote %s: %lld frames of %lldx%lld, %s, %d/%d fps", path, (long long)n, (long long)w,
-             (long long)h, wr_video_format_name(fmt), num, den);
-done:
-    free(tmp);
-    free(clean);
-    return st;
+    wr_atomic pending;
+    WR_TRY(wr_video_write_staged(&pending, path, fmt, frames, n, h, w, fps));
+    return wr_atomic_commit(&pending);
 }

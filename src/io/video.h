@@ -27,12 +27,15 @@
  *   PNG   a directory of frame_00000.png, frame_00001.png, … (8-bit RGB, libpng). fps unused.
  *
  * Atomicity. Nothing at `path` changes unless the whole write succeeds. Files are written to
- * "<path>.tmp.<pid>" in the same directory, fsync'ed and renamed over `path`; a PNG directory
- * is built as "<path>.tmp.<pid>/" and renamed into place. On any failure the temporary is
- * removed and an existing file at `path` is untouched. (A process killed with SIGKILL can
- * leave a stale "*.tmp.<pid>"; `path` itself is never partial.) A PNG destination must be
- * absent or an empty directory (which is replaced); a non-empty directory or a file there
- * is refused. A .mp4/.y4m destination that is an existing file is replaced.
+ * a temporary in the same directory, ".NAME.wanrun-tmp.<pid>" (core/atomic_file.h: the name
+ * is shortened with a hash when a long NAME would not fit NAME_MAX, so any legal name works),
+ * fsync'ed and renamed over `path`; a PNG directory is built as such a temporary directory
+ * and renamed into place. On any failure the temporary is removed and an existing file at
+ * `path` is untouched; so it is on a fatal signal once the CLI has called
+ * wr_atomic_handle_signals(). (A process killed with SIGKILL can leave a stale hidden
+ * ".NAME.wanrun-tmp.<pid>", never read; `path` itself is never partial.) A PNG destination
+ * must be absent or an empty directory (which is replaced); a non-empty directory or a file
+ * there is refused. A .mp4/.y4m destination that is an existing regular file is replaced.
  *
  * Threading: reentrant; call from one rank. The first MP4 write installs an av_log callback
  * that routes FFmpeg's messages to wr_log (debug level) instead of stderr.
@@ -42,6 +45,7 @@
 
 #include <stdint.h>
 
+#include "core/atomic_file.h"
 #include "core/status.h"
 
 #define WR_VIDEO_DEFAULT_FPS 16.0 /* Wan2.1's frame rate */
@@ -70,11 +74,12 @@ wr_video_format wr_video_format_of(const char *path);
 /*
  * Checks, without writing anything, that wr_video_write(path, fmt, …, h, w, …) can succeed
  * as far as can be known before the frames exist: the format (WR_VIDEO_AUTO resolved from
- * the path), sizes ≥ 1 (even for MP4), the parent directory exists and is writable, a PNG
- * destination is absent or an empty directory, and for MP4 that FFmpeg and an H.264 encoder
- * are present. Meant for the CLI to fail before a long generation.
- * Failures: WR_ERR_INVALID_ARG (format, sizes, destination), WR_ERR_IO (parent directory),
- * WR_ERR_UNSUPPORTED (MP4 without FFmpeg or without an H.264 encoder).
+ * the path), sizes ≥ 1 (even for MP4), the name legal (within NAME_MAX), the parent directory
+ * exists and is writable, a PNG destination is absent or an empty directory, a file
+ * destination absent or a regular file, and for MP4 that FFmpeg and an H.264 encoder are
+ * present. Meant for the CLI to fail before a long generation.
+ * Failures: WR_ERR_INVALID_ARG (format, sizes, name, destination), WR_ERR_IO (parent
+ * directory), WR_ERR_UNSUPPORTED (MP4 without FFmpeg or without an H.264 encoder).
  */
 wr_status wr_video_check(const char *path, wr_video_format fmt, int64_t h, int64_t w);
 
@@ -90,5 +95,14 @@ wr_status wr_video_check(const char *path, wr_video_format fmt, int64_t h, int64
  */
 wr_status wr_video_write(const char *path, wr_video_format fmt, const float *frames, int64_t n,
                          int64_t h, int64_t w, double fps);
+
+/*
+ * wr_video_write without the last step: the complete, fsync'ed temporary is left in
+ * *pending (registered for the signal cleanup) for the caller to wr_atomic_commit — or
+ * wr_atomic_discard — when its other outputs are ready too, so that several outputs appear
+ * only together. On failure nothing is left and *pending is released. Same failures.
+ */
+wr_status wr_video_write_staged(wr_atomic *pending, const char *path, wr_video_format fmt,
+                                const float *frames, int64_t n, int64_t h, int64_t w, double fps);
 
 #endif /* WR_IO_VIDEO_H */

@@ -254,24 +254,46 @@ void wr_video_free(wr_video *v) {
     memset(v, 0, sizeof *v);
 }
 
+wr_status wr_request_check_sizes(int64_t width, int64_t height, int64_t frames) {
+    if (width < 1 || height < 1 || width > WR_REQUEST_MAX_SIDE || height > WR_REQUEST_MAX_SIDE)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "--size %lldx%lld: width and height must be positive multiples of 16, at "
+                       "most %d",
+                       (long long)width, (long long)height, WR_REQUEST_MAX_SIDE);
+    if (frames < 1 || frames > WR_REQUEST_MAX_FRAMES)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "--frames %lld: must be 4k+1 in [1, %d]",
+                       (long long)frames, WR_REQUEST_MAX_FRAMES);
+    if ((frames - 1) % 4 != 0) {
+        const int64_t lo = (frames - 1) / 4 * 4 + 1, hi = lo + 4;
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "--frames %lld: must be 4k+1 (1, 5, 9, ..., 81, ...); nearest: %lld or %lld",
+                       (long long)frames, (long long)lo, (long long)hi);
+    }
+    /* each factor is bounded above, so the product cannot overflow; checked anyway */
+    int64_t px = 0;
+    if (__builtin_mul_overflow(width, height, &px) || __builtin_mul_overflow(px, frames, &px) ||
+        px > WR_REQUEST_MAX_PIXELS)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "--size %lldx%lld with --frames %lld: %.3g pixels, more than the %.3g "
+                       "(2^32) a request may have; use a smaller --size or fewer --frames",
+                       (long long)width, (long long)height, (long long)frames,
+                       (double)width * (double)height * (double)frames,
+                       (double)WR_REQUEST_MAX_PIXELS);
+    return WR_OK;
+}
+
 wr_status wr_request_check(const wr_context *c, const wr_request *r) {
     const int64_t r8 = c->md.vae.scale_factor_spatial > 0 ? c->md.vae.scale_factor_spatial : 8;
     const int64_t mult = r8 * c->md.dit.patch_size.v[1]; /* 16 for Wan */
     if (r->prompt == NULL) return WR_FAIL(WR_ERR_INVALID_ARG, "--prompt is required");
     WR_TRY(wr_prompt_check(r->prompt, "--prompt")); /* length cap, UTF-8: named */
     if (r->negative_prompt) WR_TRY(wr_prompt_check(r->negative_prompt, "--negative-prompt"));
+    WR_TRY(wr_request_check_sizes(r->width, r->height, r->frames));
     if (r->width < mult || r->height < mult || r->width % mult || r->height % mult)
         return WR_FAIL(WR_ERR_INVALID_ARG,
                        "--size %lldx%lld: width and height must be positive multiples of %lld",
                        (long long)r->width, (long long)r->height, (long long)mult);
-    if (r->width > 8192 || r->height > 8192)
-        return WR_FAIL(WR_ERR_INVALID_ARG, "--size %lldx%lld: at most 8192 on a side",
-                       (long long)r->width, (long long)r->height);
-    if (r->frames < 1 || (r->frames - 1) % 4 != 0 || r->frames > 4001)
-        return WR_FAIL(WR_ERR_INVALID_ARG,
-                       "--frames %lld: must be 4k + 1 (1, 5, ..., 81, ...), at most 4001",
-                       (long long)r->frames);
-    if (r->steps < 1 || r->steps > 1000)
+    if (r->steps < 1 || r->steps > WR_REQUEST_MAX_STEPS)
         return WR_FAIL(WR_ERR_INVALID_ARG, "--steps %lld: must be in [1, 1000]",
                        (long long)r->steps);
     if (!isfinite(r->guidance) || r->guidance < 0.0)
@@ -279,6 +301,14 @@ wr_status wr_request_check(const wr_context *c, const wr_request *r) {
     if (!isfinite(r->shift) || r->shift < 0.0)
         return WR_FAIL(WR_ERR_INVALID_ARG, "--shift %g: must be a positive number", r->shift);
     return WR_OK;
+}
+
+void wr_request_latent_shape(const wr_context *c, const wr_request *r, int64_t shape[4]) {
+    const int64_t r8 = c->md.vae.scale_factor_spatial > 0 ? c->md.vae.scale_factor_spatial : 8;
+    shape[0] = c->md.dit.in_channels;
+    shape[1] = (r->frames - 1) / 4 + 1;
+    shape[2] = r->height / r8;
+    shape[3] = r->width / r8;
 }
 
 /* wanrun's own normal noise: element i from splitmix64(seed, 2i), (2i+1) by Box-Muller in
@@ -325,6 +355,25 @@ static wr_status load_noise(float *x, const char *path, const int64_t *shape) {
     return st;
 }
 
+/* The index of the first non-finite value of x[0..n), or -1. */
+static int64_t first_nonfinite(const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return i;
+    return -1;
+}
+
+/* A NaN or infinity out of a model is a diverged model (a config value it cannot work with:
+ * the other configs are validated at load), reported at once as a config error naming the
+ * stage and the fields that can cause it, before anything is written. */
+static wr_status check_finite(const float *x, int64_t n, const char *what, const char *fields) {
+    const int64_t i = first_nonfinite(x, n);
+    if (i < 0) return WR_OK;
+    return WR_FAIL(WR_ERR_CONFIG,
+                   "%s: element %lld of %lld is %s: the model diverged; check %s; nothing was "
+                   "written",
+                   what, (long long)i, (long long)n, isnan(x[i]) ? "NaN" : "infinite", fields);
+}
+
 /* prompt -> [512, D] embeddings as _get_t5_prompt_embeds (padded rows zero) */
 static wr_status encode_text(wr_context *c, const char *prompt, float *emb) {
     int32_t ids[WR_TOKENIZER_MAX_LEN];
@@ -333,7 +382,9 @@ static wr_status encode_text(wr_context *c, const char *prompt, float *emb) {
     WR_TRY(wr_tokenizer_encode(c->tok, prompt, WR_TOKENIZER_MAX_LEN, ids, mask, &n));
     const int64_t D = wr_t5_config_of(c->t5)->d_model;
     wr_tensor et = wr_tensor_make(emb, WR_DTYPE_F32, 2, (int64_t[]){WR_TOKENIZER_MAX_LEN, D});
-    return wr_t5_encode(c->t5, &et, ids, mask, WR_TOKENIZER_MAX_LEN, NULL);
+    WR_TRY(wr_t5_encode(c->t5, &et, ids, mask, WR_TOKENIZER_MAX_LEN, NULL));
+    return check_finite(emb, WR_TOKENIZER_MAX_LEN * D, "the text encoder's output",
+                        "text_encoder/config.json, e.g. layer_norm_epsilon");
 }
 
 /* A pool for the DiT (once per context) and the resident block count for this request's token
@@ -549,18 +600,14 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
                  (double)vs.peak[WR_MEM_ACTIVATIONS] / 1048576.0);
     }
 
-    /* (5) the final latents, if asked for */
+    /* (5) the final latents: finite (every rank holds them), then handed out if asked for */
+    WR_TRY_GOTO(st,
+                check_finite(x, nlat, "the denoised latents",
+                             "transformer/config.json (eps, qk_norm) and "
+                             "scheduler/scheduler_config.json (flow_shift, shift)"),
+                done);
     if (r->latents_out) memcpy(r->latents_out, x, sizeof(float) * (size_t)nlat);
-    if (!c->role.writer) goto done; /* the writer saves, decodes and returns the frames */
-    if (r->save_latents) {
-        wr_st_writer *w = NULL;
-        WR_TRY_GOTO(st, wr_st_writer_init(&w), done);
-        st = wr_st_writer_add(w, "latents", WR_DTYPE_F32, 4, shape, x);
-        if (st == WR_OK) st = wr_st_writer_meta(w, "prompt", r->prompt);
-        if (st == WR_OK) st = wr_st_writer_write(w, r->save_latents);
-        wr_st_writer_free(w);
-        if (st != WR_OK) goto done;
-    }
+    if (!c->role.writer) goto done; /* the writer decodes, saves and returns the frames */
 
     /* (6) decode, then [-1, 1] -> [0, 1] as diffusers' postprocess (x * 0.5 + 0.5, clamped) */
     const int64_t N = wr_vae_frames(c->vae, T), H = Hl * r8, W = Wl * r8, oc = 3;
@@ -581,8 +628,24 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     const float half[3] = {0.5f, 0.5f, 0.5f};
     wr_tensor hv = wr_tensor_make((void *)half, WR_DTYPE_F32, 1, (int64_t[]){3});
     wr_tensor f2 = wr_tensor_make(out->frames, WR_DTYPE_F32, 2, (int64_t[]){oc, N * H * W});
+    /* before the clamp, which would hide a NaN */
+    WR_TRY_GOTO(st,
+                check_finite(out->frames, oc * N * H * W, "the decoded video",
+                             "vae/config.json, e.g. latents_mean / latents_std"),
+                done);
     WR_TRY_GOTO(st, wr_op_channel_affine(c->be, &f2, &f2, &hv, &hv), done);
     WR_TRY_GOTO(st, wr_op_clamp(c->be, &f2, &f2, 0.0f, 1.0f), done);
+    /* (7) only now that the run has succeeded: the latents file, if asked for (a failed run
+     * leaves an existing file alone) */
+    if (r->save_latents) {
+        wr_st_writer *w = NULL;
+        WR_TRY_GOTO(st, wr_st_writer_init(&w), done);
+        st = wr_st_writer_add(w, "latents", WR_DTYPE_F32, 4, shape, x);
+        if (st == WR_OK) st = wr_st_writer_meta(w, "prompt", r->prompt);
+        if (st == WR_OK) st = wr_st_writer_write(w, r->save_latents);
+        wr_st_writer_free(w);
+        if (st != WR_OK) goto done;
+    }
 done:
     wr_memprof_end_all(c->prof);
     { /* a model file cut short under the run (SIGBUS guard, short pread): the cause of any other

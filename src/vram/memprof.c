@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/atomic_file.h"
 #include "core/log.h"
 
 #define MAX_DEPTH 8
@@ -75,8 +76,24 @@ static void observe(void *ctx, const wr_vram *v) {
     add_sample(p);
 }
 
+wr_status wr_memprof_check(const char *dir) {
+    struct stat sb;
+    if (dir == NULL || dir[0] == '\0')
+        return WR_FAIL(WR_ERR_INVALID_ARG, "an empty directory name");
+    if (stat(dir, &sb) != 0) return wr_atomic_check(dir, WR_ATOMIC_DIR); /* to be created */
+    if (!S_ISDIR(sb.st_mode)) return WR_FAIL(WR_ERR_IO, "%s: exists and is not a directory", dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return WR_FAIL(WR_ERR_IO, "%s: cannot write in it: %s", dir, strerror(errno));
+    return WR_OK;
+}
+
 wr_status wr_memprof_create(wr_memprof **out, const char *dir, int rank) {
     *out = NULL;
+    wr_status cst = wr_memprof_check(dir);
+    if (cst != WR_OK) {
+        wr_error_prefix("--mem-profile");
+        return cst;
+    }
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return WR_FAIL(WR_ERR_IO, "--mem-profile %s: cannot create the directory: %s", dir,
                        strerror(errno));
@@ -154,21 +171,29 @@ void wr_memprof_end_all(wr_memprof *p) {
     while (p && p->depth > 0) wr_memprof_end(p);
 }
 
-/* Writes text to DIR/name through a temporary file and rename (all or nothing). */
+/* Writes text to DIR/name through a temporary file and rename (all or nothing;
+ * core/atomic_file.h: removed on failure and on a fatal signal). */
 static wr_status write_atomic(const wr_memprof *p, const char *name, const char *text) {
-    char path[4200], tmp[4250];
+    char path[4200];
     snprintf(path, sizeof path, "%s/%s", p->dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL) return WR_FAIL(WR_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
-    const size_t n = strlen(text);
-    const int ok = fwrite(text, 1, n, f) == n;
-    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
+    wr_atomic a;
+    WR_TRY(wr_atomic_begin(&a, path, WR_ATOMIC_FILE));
+    const int fd = wr_atomic_take_fd(&a);
+    FILE *f = fdopen(fd, "w");
+    if (f == NULL) {
         const int e = errno;
-        remove(tmp);
+        close(fd);
+        wr_atomic_discard(&a);
         return WR_FAIL(WR_ERR_IO, "%s: cannot write: %s", path, strerror(e));
     }
-    return WR_OK;
+    const size_t n = strlen(text);
+    const int ok = fwrite(text, 1, n, f) == n && fflush(f) == 0;
+    const int e = errno;
+    if (fclose(f) != 0 || !ok) {
+        wr_atomic_discard(&a);
+        return WR_FAIL(WR_ERR_IO, "%s: cannot write: %s", path, strerror(ok ? errno : e));
+    }
+    return wr_atomic_commit(&a);
 }
 
 static uint64_t dev_total(const sample *x) {

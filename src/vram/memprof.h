@@ -27,8 +27,14 @@ typedef struct wr_memprof_peaks {
     char device_at[32], host_at[32]; /* the innermost span open at each peak ("" if none) */
 } wr_memprof_peaks;
 
-/* dir must exist or be creatable (created, mode 0755). */
+/* dir must exist or be creatable (created, mode 0755): wr_memprof_check first (its failures,
+ * the detail prefixed with "--mem-profile"). */
 wr_status wr_memprof_create(wr_memprof **out, const char *dir, int rank);
+/* Checks, creating nothing, that wr_memprof_create(dir) can succeed and its files can be
+ * written: dir is a writable directory, or absent with a legal name in a writable directory.
+ * WR_ERR_IO (a file there, not writable, the parent missing) or WR_ERR_INVALID_ARG (not a
+ * usable name), naming dir. */
+wr_status wr_memprof_check(const char *dir);
 void wr_memprof_free(wr_memprof *p);
 /* Samples on every change of v's counters (replaces v's observer). */
 void wr_memprof_attach(wr_memprof *p, wr_vram *v);

@@ -2,9 +2,10 @@
 # run_fuzz.sh [SECONDS] [BUILD_DIR] — builds the libFuzzer targets with clang (ASan, UBSan) and
 # runs each for SECONDS (default 30): fuzz_st_header (the safetensors header validator),
 # fuzz_tokenizer (prompt cleaning and tokenization), fuzz_tokenizer_json (the tokenizer.json
-# reader, and encoding with what it accepts) and fuzz_model_config (model_index.json and
+# reader, and encoding with what it accepts), fuzz_model_config (model_index.json and
 # the component configs, the loaders, the scheduler and the planner; seeds in
-# tests/fuzz/seeds/model_config).
+# tests/fuzz/seeds/model_config) and fuzz_config_opts (the --config reader and the
+# flag-value parsers of src/pipeline/options.c).
 #
 # BUILD_DIR defaults to build-fuzz under the repository root. The seed corpus is every file
 # under tests/data/bad and tests/data/good (flattened, the .tsv/.json manifests skipped),
@@ -46,7 +47,7 @@ if ! CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang \
     exit 1
 fi
 cmake --build "$build" --target fuzz_st_header fuzz_tokenizer fuzz_tokenizer_json \
-    fuzz_model_config -j "$(nproc)"
+    fuzz_model_config fuzz_config_opts -j "$(nproc)"
 
 # fuzz TARGET CORPUS_DIR [libFuzzer flags...]: runs one target for $seconds; on a failure keeps
 # the reproducer
@@ -111,3 +112,23 @@ mkdir "$mcorpus"
 cp tests/fuzz/seeds/model_config/* "$mcorpus/"
 echo "fuzz_model_config: seed corpus $(ls "$mcorpus" | wc -l) files; fuzzing for ${seconds}s"
 fuzz fuzz_model_config "$mcorpus"
+
+# --config documents: every option once, and a few near misses
+ccorpus="$work/configs"
+mkdir "$ccorpus"
+cat >"$ccorpus/all.json" <<'JSON'
+{"model": "m", "prompt": "a red fox", "negative-prompt": "", "out": "o.mp4",
+ "save-latents": "l.safetensors", "init-noise": "n.safetensors", "size": "832x480",
+ "frames": 81, "steps": 50, "guidance": 5.0, "shift": 3.0, "fps": 16, "seed": 42,
+ "scheduler": "unipc", "threads": 2, "low-mem-level": "auto", "vram-limit": "20GiB",
+ "backend": "cpu", "cfg-parallel": 1, "cp-size": 1, "cp": "ulysses", "mem-profile": "p",
+ "text-encoder": "stream", "dit": "resident", "vae": "tiled", "fp8": "off",
+ "te-device": "cpu", "disk-offload": true, "verbose": false}
+JSON
+printf '{"prompt": "p", "out": "o.y4m", "frames": 9.0, "steps": "30", "seed": 1e19}' >"$ccorpus/c1"
+printf '{"size": "16x16", "frames": 10, "vram-limit": 0.5, "steps": 2, "steps": 3}' >"$ccorpus/c2"
+printf '{"prompt": "\\u00e9\\n", "out": "x", "guidance": -0, "fps": 1e-400}' >"$ccorpus/c3"
+printf '\010--steps 30' >"$ccorpus/flag1"
+printf '\020512MiB' >"$ccorpus/flag2"
+echo "fuzz_config_opts: seed corpus 6 files; fuzzing for ${seconds}s"
+fuzz fuzz_config_opts "$ccorpus"
