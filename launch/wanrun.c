@@ -646,6 +646,11 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
     in.scratch = wr_backend_scratch_bytes(f32 ? WR_BACKEND_CPU : WR_BACKEND_CUDA);
     in.staging = f32 ? 0 : 2 * WR_VRAM_STAGING_CHUNK; /* a GPU's copy stream stages */
     in.tiling = wr_vae_tiling_default();
+    /* every level planned before anything is printed: a bad model directory is an error alone,
+     * not a table header followed by one */
+    wr_plan_out plans[4];
+    for (int level = 0; level <= 3; level++)
+        WR_TRY(wr_plan_level(&in, level, (uint64_t)budget, &plans[level]));
     if (rank != 0) return WR_OK;
     printf("plan: %s, %lldx%lld, %lld frames, %lld rank(s) (cfg-parallel %lld x context-parallel "
            "%d), weights %s, activations %s; per rank, MiB\n",
@@ -659,8 +664,7 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
            "w-stream", "activ.", "vae", "workspace", "host");
     int recommended = -1;
     for (int level = 0; level <= 3; level++) {
-        wr_plan_out o;
-        WR_TRY(wr_plan_level(&in, level, (uint64_t)budget, &o));
+        const wr_plan_out o = plans[level];
         const uint64_t *c = o.dev[o.peak_phase];
         const double M = 1048576.0;
         printf("%-5d %10.0f %-8s %10.0f %10.0f %10.0f %10.0f %10.0f %10.0f", level,

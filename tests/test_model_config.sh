@@ -88,6 +88,7 @@ sed -i '/"vae": \[/,/\]/d' "$m/model_index.json" # the last entry: drop the comm
 tac "$m/model_index.json" | sed '0,/\],$/s//]/' | tac >"$m/i" && mv "$m/i" "$m/model_index.json"
 expect 3 "plan without a vae" -- "$WANRUN" plan --model "$m"
 has "$err" "no usable vae config" "the missing vae named"
+if [ ! -s "$out" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: plan printed a table before its error"; fi
 
 # a VAE scale factor that does not match its layers: was an abort (134) while decoding
 m=$(model sfs16)
