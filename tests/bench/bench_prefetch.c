@@ -14,11 +14,13 @@
  *   - resident: no pool, the checkpoint's tensors used in place (the compute alone);
  *   - streamed: every block streamed through the two slots, the copy thread given an extra
  *     delay per copy (wr_vram_set_copy_delay, the "slow link") so that a forward's copies take
- *     0, 0.25, 0.5, 1 and 2 times the resident forward.
- * Per row: the forward's time; the copy thread's time on the copies submitted during it (the
- * delays plus the memcpy, from each copy's recorded start and end); their sum (what no overlap
- * would take); max(compute, copies) (perfect overlap); the time the caller was blocked in
- * wr_vram_copy_wait; and the share of the copies hidden: (sum - streamed) / copies.
+ *     0, 0.25, 0.5, 1 and 2 times the resident forward measured first;
+ * resident and streamed forwards in turn, as the load of a shared machine drifts. Per row: the
+ * resident and the streamed forward; the copy thread's time on the copies submitted during the
+ * streamed one (the delays plus the memcpy, from each copy's recorded start and end) and its
+ * ratio to the row's resident forward; their sum (what no overlap would take); their max
+ * (perfect overlap); the time the caller was blocked in wr_vram_copy_wait; and the share of the
+ * copies hidden: (sum - streamed) / copies.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -232,9 +234,9 @@ int main(int argc, char **argv) {
     uint64_t ncopies = 0;
     printf("bench_prefetch: %d blocks of %.1f MB (f32), %lld tokens, %d threads, median of %d\n",
            layers, (double)blk / 1e6, (long long)(F * (H / 2) * (W / 2)), be->threads, repeat);
-    printf("| delay: copies / compute | resident s | streamed s | copies s | sum s | max s | "
-           "blocked s | copies hidden |\n");
-    printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("| delay for copies / compute | resident s | streamed s | copies s | copies / resident "
+           "| sum s | max s | blocked s | copies hidden |\n");
+    printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (size_t k = 0; k < sizeof ratios / sizeof ratios[0]; k++) {
         double ts[16], tb[16], tc[16];
         for (int i = 0; i < repeat; i++) { /* resident and streamed in turn (the load drifts) */
@@ -257,8 +259,8 @@ int main(int argc, char **argv) {
         const double sum = res + busy, mx = res > busy ? res : busy;
         char hidden[32] = "-"; /* (meaningless when the copies are only the memcpy) */
         if (ratios[k] > 0) snprintf(hidden, sizeof hidden, "%.0f %%", 100 * (sum - st) / busy);
-        printf("| %.2f | %.3f | %.3f | %.3f | %.3f | %.3f | %.4f | %s |\n", ratios[k], res, st,
-               busy, sum, mx, blocked, hidden);
+        printf("| %.2f | %.3f | %.3f | %.3f | %.2f | %.3f | %.3f | %.4f | %s |\n", ratios[k], res,
+               st, busy, busy / res, sum, mx, blocked, hidden);
     }
     printf("(%llu copies per streamed forward)\n", (unsigned long long)ncopies);
     wr_dit_set_vram(r.m, NULL, 0);
