@@ -3,16 +3,20 @@
  * and the DiT's resident / streamed blocks on the CPU backend.
  *   - the pool: per-category current and peak bytes, the limit refused with
  *     WR_ERR_OOM_DEVICE and the numbers;
- *   - copies: in order, waited by ticket, with an injected delay;
+ *   - copies: submitted without waiting (the copy thread held), in ticket order, waited by
+ *     ticket or all at once;
  *   - the DiT (tests/data/dit/tiny3, 3 blocks): the output is bitwise the same with every
  *     block resident, one resident, or all streamed (two forwards each: the second one starts
  *     from the wrapped prefetch); the pool holds exactly the resident blocks and, when any
  *     streams, two slots of the largest block;
  *   - level 3's promise: the device peak of a 2-block and a 6-block model (random weights, same
  *     width) is the same when every block streams;
- *   - prefetch overlaps compute: with a copy delay making a forward's copies half its compute,
- *     the profiler's block timeline shows every block's successor ready before it ends, and a
- *     streamed forward takes about max(copy, compute), not the sum;
+ *   - the prefetch, from the block timeline's points in the copy order (no clock): each
+ *     block's successor is requested before its compute begins, and a slot is refilled only
+ *     after the compute of the block it held ended (the overlap in seconds is a benchmark:
+ *     tests/bench/bench_prefetch);
+ *   - the streamer waits for every copy it started before giving its memory back, also when a
+ *     slot's fill failed half way;
  *   - the ops' scratch arena: a stack in the pool's workspace category; a piece larger than the
  *     arena is a one-off pool allocation given back at the restore; matmul, attention and conv3d
  *     take their temporaries from it, and a conv3d with an arena too small for its band gives
@@ -28,7 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/modeldir.h"
@@ -48,15 +51,30 @@
 
 static wr_backend *g_be;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+/* The pools a test made on g_be and has not freed yet. Check runs the tests in one process
+ * (CK_NOFORK): a failed assertion leaves the test's pool behind, maybe with copies queued, and
+ * the teardown frees g_be, which the copy thread reads for every copy. So the teardown first
+ * waits for those copies (the pool itself is leaked: its allocations were not given back):
+ * one failed test reports its failure instead of crashing a later one in the copy thread. */
+static wr_vram *g_pools[8];
+static int g_npools;
+
+static wr_vram *new_pool(uint64_t limit) {
+    ck_assert_int_lt(g_npools, (int)(sizeof g_pools / sizeof g_pools[0]));
+    wr_vram *v = NULL;
+    ck_assert_int_eq(wr_vram_create(&v, g_be, limit), WR_OK);
+    g_pools[g_npools++] = v;
+    return v;
+}
+
+static void free_pool(wr_vram *v) {
+    for (int k = 0; k < g_npools; k++)
+        if (g_pools[k] == v) g_pools[k] = g_pools[--g_npools];
+    wr_vram_free_pool(v);
 }
 
 START_TEST(test_pool_accounting) {
-    wr_vram *v = NULL;
-    ck_assert_int_eq(wr_vram_create(&v, g_be, 10000), WR_OK);
+    wr_vram *v = new_pool(10000);
     void *a = NULL, *b = NULL, *c = NULL;
     ck_assert_int_eq(wr_vram_alloc(v, WR_MEM_ACTIVATIONS, 4000, &a), WR_OK);
     ck_assert_int_eq(wr_vram_alloc(v, WR_MEM_WEIGHTS_STREAMING, 3000, &b), WR_OK);
@@ -81,7 +99,7 @@ START_TEST(test_pool_accounting) {
     wr_vram_free(v, b);
     wr_vram_free(v, c);
     wr_vram_free(v, NULL);
-    wr_vram_free_pool(v);
+    free_pool(v);
     ck_assert_str_eq(wr_mem_cat_name(WR_MEM_WEIGHTS_RESIDENT), "weights-resident");
 }
 END_TEST
@@ -120,8 +138,7 @@ static void run_conv(float *y) {
 }
 
 START_TEST(test_op_scratch) {
-    wr_vram *v = NULL;
-    ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+    wr_vram *v = new_pool(0);
     ck_assert_int_eq(wr_vram_scratch_ensure(v), WR_OK);
     const size_t cap = wr_backend_scratch_bytes(WR_BACKEND_CPU);
     wr_vram_stats s;
@@ -183,7 +200,7 @@ START_TEST(test_op_scratch) {
     ck_assert_uint_gt(g_be->scratch.oversize, over0 + 1);
     ck_assert_int_eq(memcmp(y1, y2, sizeof(float) * YN), 0);
     wr_scratch_detach(g_be);
-    wr_vram_free_pool(v); /* the pool no longer provides the arena: nothing to give back */
+    free_pool(v); /* the pool no longer provides the arena: nothing to give back */
     free(x), free(wf), free(y), free(wb), free(q), free(o), free(y1), free(y2);
 }
 END_TEST
@@ -209,8 +226,7 @@ START_TEST(test_weight_states) {
         blk[i].w = wr_tensor_make(data[i], WR_DTYPE_F32, 1, (int64_t[]){NE});
     }
     for (int off = 0; off < 2; off++) {
-        wr_vram *v = NULL;
-        ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+        wr_vram *v = new_pool(0);
         wr_vram_set_disk_offload(v, off);
         const wr_weight_state away = off ? WR_WEIGHTS_OFFLOAD : WR_WEIGHTS_ONLOAD;
         wr_streamer *s = NULL;
@@ -236,38 +252,114 @@ START_TEST(test_weight_states) {
         }
         ck_assert_str_eq(wr_weight_state_name(WR_WEIGHTS_COMPUTATION), "computation");
         wr_streamer_free(s);
-        wr_vram_free_pool(v);
+        free_pool(v);
     }
 }
 END_TEST
 
+/* Copies: submitting does not wait for the copy thread (it returns while the thread is held,
+ * so a submit that waited would hang the test), tickets count up in order, a wait covers its
+ * ticket and every earlier one, and a copy's recorded start is after the previous one's end. */
 START_TEST(test_copies) {
-    wr_vram *v = NULL;
-    ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+    wr_vram *v = new_pool(0);
     enum { N = 8, BYTES = 1 << 16 };
     unsigned char *src = malloc(N * BYTES);
     void *dst = NULL;
     ck_assert_int_eq(wr_vram_alloc(v, WR_MEM_WORKSPACE, N * BYTES, &dst), WR_OK);
     for (int i = 0; i < N * BYTES; i++) src[i] = (unsigned char)(i * 7 + 3);
-    wr_vram_set_copy_delay(v, 0.01);
-    uint64_t t[N];
-    const double t0 = now_s();
-    for (int i = 0; i < N; i++)
+    wr_vram_set_copy_delay(v, 0.001); /* the delay's path, not timed */
+    wr_vram_set_copy_paused(v, 1);
+    uint64_t t[N], sub = 0, done = 0;
+    for (int i = 0; i < N; i++) {
         ck_assert_int_eq(
             wr_vram_copy_async(v, (char *)dst + i * BYTES, src + i * BYTES, BYTES, &t[i]), WR_OK);
-    ck_assert_double_lt(now_s() - t0, 0.05); /* submitting does not wait */
+        ck_assert_uint_eq(t[i], (uint64_t)i + 1);
+    }
+    wr_vram_copy_counts(v, &sub, &done);
+    ck_assert_uint_eq(sub, N);
+    ck_assert_uint_eq(done, 0); /* all submitted, none started */
+    wr_vram_set_copy_paused(v, 0);
     ck_assert_int_eq(wr_vram_copy_wait(v, t[N / 2]), WR_OK);
+    wr_vram_copy_counts(v, NULL, &done);
+    ck_assert_uint_ge(done, t[N / 2]);
     ck_assert_int_eq(memcmp(dst, src, (size_t)(N / 2 + 1) * BYTES), 0); /* in order */
-    ck_assert_int_eq(wr_vram_copy_wait(v, t[N - 1]), WR_OK);
-    ck_assert_double_ge(now_s() - t0, N * 0.01 * 0.9); /* the delay applies per copy */
+    ck_assert_int_eq(wr_vram_copy_drain(v), WR_OK);
     ck_assert_int_eq(memcmp(dst, src, N * BYTES), 0);
+    double prev_t1 = 0;
+    for (int i = 0; i < N; i++) { /* one copy at a time, in ticket order */
+        double t0 = 0, t1 = 0;
+        wr_vram_copy_times(v, t[i], &t0, &t1);
+        ck_assert(t0 > 0 && t0 <= t1 && t0 >= prev_t1);
+        prev_t1 = t1;
+    }
     wr_vram_stats s;
     wr_vram_get_stats(v, &s);
     ck_assert_uint_eq(s.copies, N);
     ck_assert_uint_eq(s.copy_bytes, (uint64_t)N * BYTES);
+    /* a failed submission: an error, no ticket used, the next one goes on */
+    wr_vram_fail_copy_submit(v, 0);
+    uint64_t tk = 0;
+    ck_assert_int_eq(wr_vram_copy_async(v, dst, src, BYTES, &tk), WR_ERR_OOM_HOST);
+    ck_assert_int_eq(wr_vram_copy_async(v, dst, src, BYTES, &tk), WR_OK);
+    ck_assert_uint_eq(tk, N + 1);
+    ck_assert_int_eq(wr_vram_copy_wait(v, tk), WR_OK);
     wr_vram_free(v, dst);
-    wr_vram_free_pool(v);
+    /* freeing a paused pool runs what is queued first (the CPU backend's device memory is host
+     * memory: a plain buffer, which outlives the pool, as the target) */
+    unsigned char *late = calloc(1, BYTES);
+    wr_vram_set_copy_paused(v, 1);
+    ck_assert_int_eq(wr_vram_copy_async(v, late, src, BYTES, &tk), WR_OK);
+    free_pool(v);
+    ck_assert_int_eq(memcmp(late, src, BYTES), 0);
+    free(late);
     free(src);
+}
+END_TEST
+
+/* A block of two tensors (the streamer-free test). */
+typedef struct two_blk {
+    wr_tensor a, b;
+} two_blk;
+
+static int two_tensors(void *blk, wr_tensor **t) {
+    t[0] = &((two_blk *)blk)->a;
+    t[1] = &((two_blk *)blk)->b;
+    return 2;
+}
+
+/* wr_streamer_free waits for every copy the streamer started before it gives the slots back,
+ * also when filling a slot failed half way. Before, a slot whose fill failed after its first
+ * tensor's copy was queued was marked empty and freed at once while the copy thread still
+ * wrote into it (a use after free in copy_main). Here the first tensor's copy is slowed so it
+ * is still queued when the second submission fails; after wr_streamer_free every submitted
+ * copy must have finished. */
+START_TEST(test_streamer_free_waits) {
+    enum { NB = 3, NE = 4096 };
+    static float data[NB][2][NE];
+    two_blk blk[NB];
+    for (int i = 0; i < NB; i++) {
+        blk[i].a = wr_tensor_make(data[i][0], WR_DTYPE_F32, 1, (int64_t[]){NE});
+        blk[i].b = wr_tensor_make(data[i][1], WR_DTYPE_F32, 1, (int64_t[]){NE});
+    }
+    for (int fail_at = 1; fail_at <= 3; fail_at++) { /* block 0's b; block 1's a; block 1's b */
+        wr_vram *v = new_pool(0);
+        wr_streamer *s = NULL;
+        ck_assert_int_eq(wr_streamer_create(&s, v, blk, sizeof blk[0], NB, two_tensors, 0), WR_OK);
+        wr_vram_set_copy_delay(v, 0.05);
+        wr_vram_fail_copy_submit(v, fail_at);
+        const void *b = NULL;
+        const wr_status st = wr_streamer_acquire(s, 0, &b);
+        ck_assert_int_eq(st, WR_ERR_OOM_HOST);
+        wr_streamer_free(s);
+        uint64_t sub = 0, done = 0;
+        wr_vram_copy_counts(v, &sub, &done);
+        ck_assert_uint_eq(sub, (uint64_t)fail_at);
+        ck_assert_msg(done == sub,
+                      "fail at copy %d: the streamer was freed with %llu of its %llu "
+                      "copies unfinished",
+                      fail_at, (unsigned long long)(sub - done), (unsigned long long)sub);
+        free_pool(v);
+    }
 }
 END_TEST
 
@@ -316,19 +408,17 @@ START_TEST(test_dit_streaming_bitwise) {
     const size_t blk = wr_dit_block_bytes(m);
     uint64_t other = 0; /* the non-block weights, counted as resident whatever streams */
     {
-        wr_vram *v = NULL;
-        ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+        wr_vram *v = new_pool(0);
         ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_OK);
         wr_vram_stats s;
         wr_vram_get_stats(v, &s);
         other = s.current[WR_MEM_WEIGHTS_RESIDENT];
         ck_assert(other > 0);
         ck_assert_int_eq(wr_dit_set_vram(m, NULL, 0), WR_OK);
-        wr_vram_free_pool(v);
+        free_pool(v);
     }
     for (int64_t resident = L; resident >= 0; resident -= (resident == L ? 2 : 1)) {
-        wr_vram *v = NULL;
-        ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+        wr_vram *v = new_pool(0);
         ck_assert_int_eq(wr_dit_set_vram(m, v, resident), WR_OK);
         for (int pass = 0; pass < 2; pass++) {
             memset(got, 0, sizeof(float) * (size_t)d.nout);
@@ -350,13 +440,12 @@ START_TEST(test_dit_streaming_bitwise) {
                 (unsigned long long)s.peak[WR_MEM_WEIGHTS_STREAMING],
                 (unsigned long long)s.peak[WR_MEM_ACTIVATIONS], (unsigned long long)s.copies);
         ck_assert_int_eq(wr_dit_set_vram(m, NULL, 0), WR_OK);
-        wr_vram_free_pool(v); /* asserts that the model gave everything back */
+        free_pool(v); /* asserts that the model gave everything back */
     }
     /* a limit too small for the slots: a clear error, the model still usable */
-    wr_vram *v = NULL;
-    ck_assert_int_eq(wr_vram_create(&v, g_be, blk), WR_OK);
+    wr_vram *v = new_pool(blk);
     ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_ERR_OOM_DEVICE);
-    wr_vram_free_pool(v);
+    free_pool(v);
     forward(m, &d, got);
     ck_assert_int_eq(memcmp(got, ref, sizeof(float) * (size_t)d.nout), 0);
     free(ref);
@@ -449,8 +538,7 @@ START_TEST(test_level3_peak_independent_of_layers) {
         dit_io d;
         open_io(&d, "dit/tiny3", m);
         float *out = malloc(sizeof(float) * (size_t)d.nout);
-        wr_vram *v = NULL;
-        ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+        wr_vram *v = new_pool(0);
         ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_OK);
         forward(m, &d, out);
         forward(m, &d, out);
@@ -462,7 +550,7 @@ START_TEST(test_level3_peak_independent_of_layers) {
                 (unsigned long long)s.total_peak,
                 (unsigned long long)s.peak[WR_MEM_WEIGHTS_STREAMING]);
         wr_dit_set_vram(m, NULL, 0);
-        wr_vram_free_pool(v);
+        free_pool(v);
         free(out);
         wr_st_close(d.io);
         wr_dit_free(m);
@@ -471,105 +559,96 @@ START_TEST(test_level3_peak_independent_of_layers) {
 }
 END_TEST
 
-START_TEST(test_prefetch_overlaps) {
-    /* Every block's copy is slowed so that a forward's copies take half its compute. With the
-     * next block copied while one computes:
-     *   - the profiler's block timeline shows block i + 1 ready (its copy ended) by the time block
-     *     i's compute ends, for every streamed block after the first;
-     *   - a streamed forward takes about max(copy, compute) = compute, not compute + copy;
-     *   - callers are almost never blocked on copies (time spent in wr_vram_copy_wait), a check
-     *     that does not depend on how fast this machine computes while the test runs. */
+/* The prefetch, from the block timeline's points in the copy order (no clock, so the result
+ * does not depend on how fast this machine computes or copies while the test runs). A 6-block
+ * DiT, every block streamed or blocks 0-1 resident, without and with a copy delay (the copy
+ * thread then lags far behind the compute); after one forward that fills the wrap, two
+ * forwards, whose streamed blocks k are handed out in order with:
+ *   - k's copies finished when its compute began (copy_last <= done0);
+ *   - the next streamed block's copies (wrapping to the first, for the next forward) all
+ *     requested before k's compute began (next.copy_last <= k.issued0) and after k's own:
+ *     the next copy can overlap k's compute;
+ *   - the two slots alternating, and a slot refilled only after the compute of the block it
+ *     held had ended: the block two later was copied into k's slot with tickets issued after
+ *     k's compute ended (copy_first > k.issued1);
+ * and the output bitwise the resident one. How much of the copies the prefetch hides, in
+ * seconds, is tests/bench/bench_prefetch's measurement (BENCHMARKS.md), not a test. */
+START_TEST(test_prefetch_order) {
     wr_dit *m = random_dit(6);
     dit_io d;
     open_io(&d, "dit/tiny3", m);
-    const int64_t C = 16, F = 5, H = 24, W = 40, nx = C * F * H * W; /* 1,200 tokens */
-    float *xb = malloc(sizeof(float) * (size_t)nx);
-    for (int64_t i = 0; i < nx; i++) xb[i] = (float)sin((double)i * 0.37);
-    d.x = wr_tensor_make(xb, WR_DTYPE_F32, 4, (int64_t[]){C, F, H, W});
-    d.nout = C * F * H * W;
     float *ref = malloc(sizeof(float) * (size_t)d.nout), *got = malloc(sizeof(float) * d.nout);
     forward(m, &d, ref); /* resident, the reference output */
-    wr_vram *v = NULL;
-    ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
-    ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_OK);
-    wr_memprof *prof = NULL;
-    char dir[4300];
-    snprintf(dir, sizeof dir, "%s/prefetch-prof", wr_test_tmpdir());
-    ck_assert_int_eq(wr_memprof_create(&prof, dir, 0), WR_OK);
-    wr_memprof_attach(prof, v);
-    forward(m, &d, got); /* from here on the first block is prefetched too */
-    /* compute: streamed forwards without a delay (the real copies are a few MB of memcpy) */
-    double tc = 1e30, tc_mean = 0; /* the fastest sets the delay; the mean is the reference */
-    wr_vram_stats s0, s1;
-    for (int r = 0; r < 3; r++) {
-        wr_vram_get_stats(v, &s0);
-        const double t0 = now_s();
-        forward(m, &d, got);
-        const double dt = now_s() - t0;
-        if (dt < tc) tc = dt;
-        tc_mean += dt / 3;
-        wr_vram_get_stats(v, &s1);
-    }
-    const double per_copy = 0.5 * tc / (double)(s1.copies - s0.copies); /* all of a forward's */
-    wr_vram_set_copy_delay(v, per_copy);
-    forward(m, &d, got); /* the first delayed copies start here */
-    const wr_block_event *ev = NULL;
-    const size_t e0 = wr_memprof_blocks(prof, &ev);
-    wr_vram_get_stats(v, &s0);
-    const double t0 = now_s();
-    forward(m, &d, got);
-    forward(m, &d, got);
-    const double ts = (now_s() - t0) / 2;
-    wr_vram_get_stats(v, &s1);
-    const size_t e1 = wr_memprof_blocks(prof, &ev);
-    ck_assert_int_eq(memcmp(got, ref, sizeof(float) * (size_t)d.nout), 0);
-    const double copy = per_copy * (double)(s1.copies - s0.copies) / 2,
-                 wait = (s1.copy_wait_s - s0.copy_wait_s) / 2;
-    /* the timeline of the two timed forwards: 12 streamed blocks, each one's successor ready
-     * when it ends (allowing a tenth of a block's compute for the copy thread's wake-up) */
-    ck_assert_uint_eq(e1 - e0, 12);
-    double worst = -1e30, blocks = 0; /* blocks: their compute, per forward */
-    for (size_t k = e0; k < e1; k++) blocks += (ev[k].compute_t1 - ev[k].compute_t0) / 2;
-    for (size_t k = e0; k + 1 < e1; k++) {
-        ck_assert_int_eq(ev[k + 1].block, (ev[k].block + 1) % 6);
-        ck_assert(ev[k + 1].copy_t1 > 0 && ev[k + 1].copy_t0 >= ev[k].compute_t0 - 1e-3);
-        const double late = ev[k + 1].copy_t1 - ev[k].compute_t1;
-        if (late > worst) worst = late;
-    }
-    fprintf(stderr,
-            "prefetch: per forward, compute %.3f s, copies %.3f s, streamed forward %.3f s "
-            "(sum %.3f s; %.3f s of it in the blocks' compute), blocked on copies %.4f s; block "
-            "i + 1 ready %.4f s after block i ended at worst (negative: before)\n",
-            tc_mean, copy, ts, tc_mean + copy, blocks, wait, worst);
-    ck_assert(copy > 0.4 * tc); /* the copies are slow enough to matter */
-    ck_assert_msg(worst <= 0.1 * tc / 6, "block ready %.4f s after its predecessor ended", worst);
-    /* max(copy, compute), not the sum: what the streamed forward spends outside its blocks'
-     * compute (the embeddings and head, and any wait for a copy) is well under the copies' time.
-     * Compared within the same forwards, as the compute measured before them (tc_mean) moves
-     * when another process shares the cores (seen: 0.31 s alone, 0.41 s under ctest -j2). */
-    ck_assert_msg(ts - blocks < 0.5 * copy,
-                  "streamed forward %.3f s, %.3f s of it computing blocks: the %.3f s of copies "
-                  "were not hidden",
-                  ts, blocks, copy);
-    ck_assert_msg(wait < 0.25 * copy, "copies did not overlap compute: blocked %.4f of %.4f s",
-                  wait, copy);
-    /* the trace has the block timeline (compute and copy slices) */
-    wr_memprof_peaks pk;
-    ck_assert_int_eq(wr_memprof_write(prof, &pk), WR_OK);
-    char path[4400];
-    snprintf(path, sizeof path, "%s/memprof.rank0.json", dir);
-    FILE *f = fopen(path, "r");
-    ck_assert_ptr_nonnull(f);
-    static char buf[1 << 22];
-    const size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = 0;
-    fclose(f);
-    ck_assert_ptr_nonnull(strstr(buf, "\"copy thread\""));
-    ck_assert_ptr_nonnull(strstr(buf, "\"dit block 5\""));
-    wr_dit_set_vram(m, NULL, 0);
-    wr_vram_free_pool(v);
-    wr_memprof_free(prof); /* after the pool it observes */
-    free(xb);
+    const int64_t residents[2] = {0, 2};
+    const double delays[2] = {0, 0.002};
+    for (int r = 0; r < 2; r++)
+        for (int dl = 0; dl < 2; dl++) {
+            const int64_t res = residents[r], ns = 6 - res; /* streamed blocks */
+            wr_vram *v = new_pool(0);
+            ck_assert_int_eq(wr_dit_set_vram(m, v, res), WR_OK);
+            wr_memprof *prof = NULL;
+            char dir[4300];
+            snprintf(dir, sizeof dir, "%s/prefetch-prof-%d-%d", wr_test_tmpdir(), r, dl);
+            ck_assert_int_eq(wr_memprof_create(&prof, dir, 0), WR_OK);
+            wr_memprof_attach(prof, v);
+            wr_vram_set_copy_delay(v, delays[dl]);
+            forward(m, &d, got); /* from here on the first streamed block is prefetched too */
+            const wr_block_event *ev = NULL;
+            const size_t e0 = wr_memprof_blocks(prof, &ev);
+            ck_assert_uint_eq(e0, (size_t)ns);
+            forward(m, &d, got);
+            ck_assert_int_eq(memcmp(got, ref, sizeof(float) * (size_t)d.nout), 0);
+            forward(m, &d, got);
+            ck_assert_int_eq(memcmp(got, ref, sizeof(float) * (size_t)d.nout), 0);
+            wr_dit_set_vram(m, NULL, 0); /* the last block's compute ends (its event) */
+            const size_t e1 = wr_memprof_blocks(prof, &ev);
+            ck_assert_uint_eq(e1 - e0, (size_t)(2 * ns));
+            for (size_t k = e0; k < e1; k++) {
+                const wr_block_event *e = &ev[k];
+                ck_assert_int_eq(e->block, res + (int64_t)(k - e0) % ns);
+                ck_assert(e->copy_first > 0 && e->copy_first <= e->copy_last);
+                ck_assert_msg(e->copy_last <= e->done0,
+                              "block %lld computed before its copy %llu finished (%llu done)",
+                              (long long)e->block, (unsigned long long)e->copy_last,
+                              (unsigned long long)e->done0);
+                ck_assert(e->done0 <= e->issued0 && e->issued0 <= e->issued1);
+                if (k + 1 < e1) {
+                    const wr_block_event *n = &ev[k + 1];
+                    ck_assert_msg(n->copy_first > e->copy_last && n->copy_last <= e->issued0,
+                                  "block %lld's copies %llu..%llu not requested before block "
+                                  "%lld's compute began (%llu issued)",
+                                  (long long)n->block, (unsigned long long)n->copy_first,
+                                  (unsigned long long)n->copy_last, (long long)e->block,
+                                  (unsigned long long)e->issued0);
+                    ck_assert_int_ne(n->slot, e->slot);
+                }
+                if (k + 2 < e1) {
+                    const wr_block_event *n2 = &ev[k + 2];
+                    ck_assert_int_eq(n2->slot, e->slot);
+                    ck_assert_msg(n2->copy_first > e->issued1,
+                                  "slot %d refilled (copy %llu) before block %lld's compute "
+                                  "ended (%llu issued)",
+                                  e->slot, (unsigned long long)n2->copy_first, (long long)e->block,
+                                  (unsigned long long)e->issued1);
+                }
+            }
+            if (r == 0 && dl == 1) { /* the trace has the block timeline (compute, copy) */
+                wr_memprof_peaks pk;
+                ck_assert_int_eq(wr_memprof_write(prof, &pk), WR_OK);
+                char path[4400];
+                snprintf(path, sizeof path, "%s/memprof.rank0.json", dir);
+                FILE *f = fopen(path, "r");
+                ck_assert_ptr_nonnull(f);
+                static char buf[1 << 22];
+                const size_t n = fread(buf, 1, sizeof buf - 1, f);
+                buf[n] = 0;
+                fclose(f);
+                ck_assert_ptr_nonnull(strstr(buf, "\"copy thread\""));
+                ck_assert_ptr_nonnull(strstr(buf, "\"dit block 5\""));
+            }
+            free_pool(v);
+            wr_memprof_free(prof); /* after the pool it observes */
+        }
     free(ref);
     free(got);
     wr_st_close(d.io);
@@ -612,8 +691,7 @@ START_TEST(test_plan_matches_measurement) {
     float *enc = calloc((size_t)(S * TD), sizeof(float)), *out = malloc(sizeof(float) * nz);
     wr_tensor et = wr_tensor_make(enc, WR_DTYPE_F32, 2, (int64_t[]){S, TD});
     wr_tensor ot = wr_tensor_make(out, WR_DTYPE_F32, 4, (int64_t[]){C, T, H, W});
-    wr_vram *v = NULL;
-    ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+    wr_vram *v = new_pool(0);
     ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_OK);
     ck_assert_int_eq(wr_dit_forward(m, &ot, &zt, 500.0f, &et), WR_OK);
     wr_vram_stats s;
@@ -631,7 +709,7 @@ START_TEST(test_plan_matches_measurement) {
     ck_assert_uint_eq(pd[WR_MEM_WEIGHTS_STREAMING], s.peak[WR_MEM_WEIGHTS_STREAMING]);
     ck_assert_uint_eq(pd[WR_MEM_ACTIVATIONS], s.peak[WR_MEM_ACTIVATIONS]);
     wr_dit_set_vram(m, NULL, 0);
-    wr_vram_free_pool(v);
+    free_pool(v);
     wr_dit_free(m);
 
     /* the VAE decode: untiled (level 0) and tiled (level 1) */
@@ -676,8 +754,7 @@ START_TEST(test_memprof) {
     snprintf(dir, sizeof dir, "%s/prof", wr_test_tmpdir());
     wr_memprof *p = NULL;
     ck_assert_int_eq(wr_memprof_create(&p, dir, 3), WR_OK);
-    wr_vram *v = NULL;
-    ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+    wr_vram *v = new_pool(0);
     wr_memprof_attach(p, v);
     void *a = NULL, *b = NULL;
     wr_memprof_begin(p, "load");
@@ -743,7 +820,7 @@ START_TEST(test_memprof) {
     ck_assert_str_eq(head, "<svg");
     fclose(f);
     wr_vram_free(v, a);
-    wr_vram_free_pool(v);
+    free_pool(v);
     wr_memprof_free(p);
     /* a path that is a file: a clear error */
     ck_assert_int_eq(wr_memprof_create(&p, path, 0), WR_ERR_IO);
@@ -951,8 +1028,7 @@ START_TEST(test_disk_offload_host_bounded) {
             dit_io d;
             open_io(&d, "dit/tiny3", m);
             float *out = malloc(sizeof(float) * (size_t)d.nout);
-            wr_vram *v = NULL;
-            ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+            wr_vram *v = new_pool(0);
             wr_vram_set_disk_offload(v, off);
             ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_OK);
             blk = wr_dit_block_bytes(m);
@@ -967,7 +1043,7 @@ START_TEST(test_disk_offload_host_bounded) {
                     off ? "on " : "off", layers[k], (double)blk / 1e6, growth[off][k] / 1e6,
                     (double)kept[off][k] / 1e6);
             wr_dit_set_vram(m, NULL, 0);
-            wr_vram_free_pool(v);
+            free_pool(v);
             free(out);
             wr_st_close(d.io);
             wr_dit_free(m);
@@ -1017,14 +1093,13 @@ START_TEST(test_fp8_storage) {
          * converted weights are in host memory, not in a file: copied through the staging
          * buffers instead of read from the file */
         float *out2 = malloc(sizeof(float) * (size_t)d.nout);
-        wr_vram *v = NULL;
-        ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+        wr_vram *v = new_pool(0);
         wr_vram_set_disk_offload(v, k == 1);
         ck_assert_int_eq(wr_dit_set_vram(m, v, 0), WR_OK);
         forward(m, &d, out2);
         ck_assert_int_eq(memcmp(out, out2, sizeof(float) * (size_t)d.nout), 0);
         wr_dit_set_vram(m, NULL, 0);
-        wr_vram_free_pool(v);
+        free_pool(v);
         free(out);
         free(out2);
         wr_st_close(g);
@@ -1039,6 +1114,11 @@ static void setup(void) {
 }
 
 static void teardown(void) {
+    for (int k = 0; k < g_npools; k++) { /* a failed test's pools (see new_pool) */
+        wr_vram_set_copy_paused(g_pools[k], 0);
+        (void)wr_vram_copy_drain(g_pools[k]);
+    }
+    g_npools = 0;
     wr_backend_free(g_be);
 }
 
@@ -1051,15 +1131,24 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_copies);
     tcase_add_test(tc, test_op_scratch);
     tcase_add_test(tc, test_weight_states);
+    tcase_add_test(tc, test_streamer_free_waits);
     tcase_add_test(tc, test_dit_streaming_bitwise);
     tcase_add_test(tc, test_level3_peak_independent_of_layers);
-    tcase_add_test(tc, test_prefetch_overlaps);
+    tcase_add_test(tc, test_prefetch_order);
     tcase_add_test(tc, test_plan_matches_measurement);
     tcase_add_test(tc, test_memprof);
-    tcase_add_test(tc, test_plan_whole_pipeline);
     tcase_add_test(tc, test_levels_json);
     tcase_add_test(tc, test_disk_offload_host_bounded);
     tcase_add_test(tc, test_fp8_storage);
     suite_add_tcase(s, tc);
+    /* thirteen whole generations: 60 % of this program's time, 30 s under ThreadSanitizer, whose
+     * step in launch/test.sh leaves it out (CK_EXCLUDE_TAGS=whole-pipeline; its threads, the copy
+     * thread and the streamers, are exercised by the tests above and test_parallel's level 3) */
+    TCase *tp = tcase_create("pipeline");
+    tcase_set_tags(tp, "whole-pipeline");
+    tcase_add_checked_fixture(tp, setup, teardown);
+    tcase_set_timeout(tp, 0);
+    tcase_add_test(tp, test_plan_whole_pipeline);
+    suite_add_tcase(s, tp);
     return s;
 }

@@ -1,5 +1,17 @@
 /*
  * stream.c — resident and streamed blocks (see stream.h).
+ *
+ * Lifetimes against the copy thread: a copy reads a block's host tensors and writes a slot (or
+ * the resident copies) after wr_vram_copy_async returned, until its ticket is done. So the
+ * streamer remembers the last ticket it was handed (last_ticket, whatever the copy was for)
+ * and wr_streamer_free waits for it before it gives any slot, resident copy or staging buffer
+ * back. A slot is refilled only after the compute of the block it held is over (acquire of
+ * the next block) and after that block's own copies finished (fill_slot waits for them).
+ * "Over" means the host returned from it: true of the backends with ops today, whose compute is
+ * synchronous. A backend that computes asynchronously (CUDA, once its ops land) must also make
+ * the refill's copies wait for the compute that read the slot (an event recorded on the
+ * compute stream when the block is released, waited by the copy stream), or the copy thread
+ * overwrites weights a kernel still reads.
  */
 #include "vram/stream.h"
 
@@ -30,12 +42,24 @@ struct wr_streamer {
     int64_t computing;      /* the block acquired and not released (any), -1: none */
     uint64_t cur_first, cur_last;
     double cur_t0;
+    uint64_t cur_issued0, cur_done0; /* the copy order when the current compute began */
+    int cur_slot;
+    uint64_t last_ticket; /* the last copy this streamer submitted (0: none) */
 };
 
 /* The block computing now is done: its timeline event. */
 static void finish_current(wr_streamer *s) {
     if (s->cur < 0) return;
-    wr_block_event e = {s->name, s->cur, 0, 0, s->cur_t0, wr_now_s()};
+    wr_block_event e = {.model = s->name,
+                        .block = s->cur,
+                        .compute_t0 = s->cur_t0,
+                        .compute_t1 = wr_now_s(),
+                        .copy_first = s->cur_first,
+                        .copy_last = s->cur_last,
+                        .issued0 = s->cur_issued0,
+                        .done0 = s->cur_done0,
+                        .slot = s->cur_slot};
+    wr_vram_copy_counts(s->v, &e.issued1, NULL);
     double t;
     wr_vram_copy_times(s->v, s->cur_first, &e.copy_t0, &t);
     wr_vram_copy_times(s->v, s->cur_last, &t, &e.copy_t1);
@@ -80,6 +104,7 @@ static wr_status copy_block(wr_streamer *s, int64_t i, void *mem, void *view, ui
         const size_t bytes = wr_tensor_nbytes(src[j]);
         dst[j]->data = (char *)mem + off;
         WR_TRY(wr_vram_copy_async(s->v, dst[j]->data, src[j]->data, bytes, ticket));
+        s->last_ticket = *ticket; /* waited by wr_streamer_free even if a later one fails */
         if (first && off == 0) *first = *ticket;
         off += align64(bytes);
     }
@@ -89,11 +114,12 @@ static wr_status copy_block(wr_streamer *s, int64_t i, void *mem, void *view, ui
 void wr_streamer_free(wr_streamer *s) {
     if (s == NULL) return;
     finish_current(s);
-    for (int k = 0; k < 2; k++) {
-        if (s->slot_block[k] >= 0) (void)wr_vram_copy_wait(s->v, s->slot_ticket[k]);
-        wr_vram_free(s->v, s->slot[k]);
-    }
-    if (s->staging) wr_vram_staging_release(s->v); /* after the waits above */
+    /* every copy it started, also one into a slot whose fill failed half way (slot_block -1)
+     * or into the resident copies when creating failed: the copy thread must be done with
+     * them before the memory goes back (copies finish in order) */
+    if (s->last_ticket) (void)wr_vram_copy_wait(s->v, s->last_ticket);
+    for (int k = 0; k < 2; k++) wr_vram_free(s->v, s->slot[k]);
+    if (s->staging) wr_vram_staging_release(s->v); /* after the wait above */
     wr_vram_free(s->v, s->res_mem);
     if (s->accounted) (void)wr_vram_account(s->v, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)s->accounted);
     if (s->host) wr_vram_host_account(s->v, WR_HOST_PAGEABLE, -(int64_t)s->host);
@@ -214,11 +240,14 @@ wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **out) {
     }
     WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[k]));
     s->cur = i, s->cur_first = s->slot_first[k], s->cur_last = s->slot_ticket[k];
+    s->cur_slot = k;
     s->cur_t0 = wr_now_s();
+    wr_vram_copy_counts(s->v, &s->cur_issued0, &s->cur_done0); /* (if the fill below fails) */
     /* the next streamed block (wrapping to the first, for the next pass) into the other slot,
-     * which block i - 1 no longer uses */
+     * which block i - 1 no longer uses (its compute ended when this acquire began) */
     const int64_t j = i + 1 < s->n ? i + 1 : s->resident;
     if (j != i && s->slot_block[1 - k] != j) WR_TRY(fill_slot(s, 1 - k, j));
+    wr_vram_copy_counts(s->v, &s->cur_issued0, &s->cur_done0); /* block i's compute begins */
     *out = s->slot_view + (size_t)k * s->ssz;
     return WR_OK;
 }

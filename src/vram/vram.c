@@ -59,6 +59,8 @@ struct wr_vram {
     wr_status copy_status;
     char copy_error[256];
     double delay_s;
+    int paused;          /* tests: no copy starts while set */
+    int64_t fail_submit; /* tests: submissions that still succeed, -1: all */
     wr_vram_observer obs;
     void *obs_ctx;
     int disk_offload;
@@ -112,8 +114,8 @@ static void *copy_main(void *arg) {
     wr_vram *v = arg;
     pthread_mutex_lock(&v->mu);
     for (;;) {
-        while (v->head == NULL && !v->stop) pthread_cond_wait(&v->cv_job, &v->mu);
-        if (v->head == NULL && v->stop) break;
+        while (!v->stop && (v->head == NULL || v->paused)) pthread_cond_wait(&v->cv_job, &v->mu);
+        if (v->head == NULL) break; /* stopped, every job done */
         job *j = v->head;
         v->head = j->next;
         if (v->head == NULL) v->tail = NULL;
@@ -149,6 +151,7 @@ wr_status wr_vram_create(wr_vram **out, wr_backend *be, uint64_t limit_bytes) {
     if (v == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     v->be = be;
     v->limit = limit_bytes;
+    v->fail_submit = -1;
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->cv_job, NULL);
     pthread_cond_init(&v->cv_done, NULL);
@@ -312,8 +315,9 @@ void wr_vram_reset_peaks(wr_vram *v) {
 
 wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t bytes,
                              uint64_t *ticket) {
-    job *j = malloc(sizeof *j);
-    if (j == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    job *j = v->fail_submit == 0 ? NULL : malloc(sizeof *j);
+    if (v->fail_submit >= 0) v->fail_submit--; /* the injected failure is one-shot (-1 after) */
+    if (j == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for a copy job");
     *j = (job){dst, host_src, bytes, v->disk_offload, v->staging[0] != NULL, NULL};
     if (!v->started) {
         if (pthread_create(&v->thread, NULL, copy_main, v) != 0) {
@@ -347,6 +351,19 @@ wr_status wr_vram_copy_wait(wr_vram *v, uint64_t ticket) {
     pthread_mutex_unlock(&v->mu);
     if (st != WR_OK) return WR_FAIL(st, "a copy to the device failed: %s", msg);
     return WR_OK;
+}
+
+wr_status wr_vram_copy_drain(wr_vram *v) {
+    uint64_t last = 0;
+    wr_vram_copy_counts(v, &last, NULL);
+    return wr_vram_copy_wait(v, last);
+}
+
+void wr_vram_copy_counts(wr_vram *v, uint64_t *submitted, uint64_t *done) {
+    pthread_mutex_lock(&v->mu);
+    if (submitted) *submitted = v->submitted;
+    if (done) *done = v->done;
+    pthread_mutex_unlock(&v->mu);
 }
 
 int wr_vram_wants_staging(const wr_vram *v) {
@@ -416,6 +433,17 @@ void wr_vram_set_copy_delay(wr_vram *v, double seconds) {
     pthread_mutex_lock(&v->mu);
     v->delay_s = seconds;
     pthread_mutex_unlock(&v->mu);
+}
+
+void wr_vram_set_copy_paused(wr_vram *v, int paused) {
+    pthread_mutex_lock(&v->mu);
+    v->paused = paused;
+    pthread_cond_broadcast(&v->cv_job);
+    pthread_mutex_unlock(&v->mu);
+}
+
+void wr_vram_fail_copy_submit(wr_vram *v, int64_t after) {
+    v->fail_submit = after < 0 ? -1 : after;
 }
 
 wr_status wr_workspace_ensure(wr_workspace *w, wr_backend *be, wr_vram *pool, size_t bytes,

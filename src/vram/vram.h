@@ -92,10 +92,17 @@ wr_status wr_workspace_ensure(wr_workspace *w, wr_backend *be, wr_vram *pool, si
 void wr_workspace_release(wr_workspace *w, wr_backend *be);
 
 /* Copies host_src (host memory, must stay valid until waited) into device memory dst on the
- * copy thread; *ticket orders it. */
+ * copy thread; *ticket orders it. Tickets are 1, 2, 3, ... in submission order. Whoever
+ * submits a copy must wait for it (or a later ticket) before dst or host_src go away, and
+ * the backend must outlive the pool. */
 wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t bytes,
                              uint64_t *ticket);
 wr_status wr_vram_copy_wait(wr_vram *v, uint64_t ticket);
+/* Waits for every copy submitted so far (the copy thread is idle after it). */
+wr_status wr_vram_copy_drain(wr_vram *v);
+/* The copy order as counters: tickets handed out so far (the last one) and copies finished
+ * (every ticket <= *done is finished). Either pointer may be NULL. */
+void wr_vram_copy_counts(wr_vram *v, uint64_t *submitted, uint64_t *done);
 /* Disk offload: copies of weights that lie in a mapped checkpoint read them from the file with
  * pread into the staging buffers (below), never through the mapping, so streamed weights do
  * not become part of this process and host memory stays bounded by a few blocks. Set before
@@ -113,14 +120,19 @@ int wr_vram_wants_staging(const wr_vram *v);
 wr_status wr_vram_staging_acquire(wr_vram *v);
 void wr_vram_staging_release(wr_vram *v);
 
-/* The block timeline (the memory profiler draws it; tests check the prefetch with it): for every
- * streamed block a streamer hands out, when its copy started and ended on the copy thread and
- * when its compute started (acquire returned) and ended (release, or the next acquire).
- * Seconds of CLOCK_MONOTONIC. */
+/* The block timeline: for every streamed block a streamer hands out, when its copy started and
+ * ended on the copy thread and when its compute started (acquire returned) and ended (release,
+ * or the next acquire), in seconds of CLOCK_MONOTONIC (the memory profiler draws these); and
+ * the same points in the pool's copy order, with no clock (the tests check the prefetch with
+ * these): its copies are the tickets copy_first..copy_last; when its compute started,
+ * issued0 copies had been submitted (wr_vram_copy_counts) and done0 finished; when it ended,
+ * issued1 had been submitted. slot: which of the streamer's two slots held it. */
 typedef struct wr_block_event {
     const char *model; /* "dit", "text encoder", ... (static storage) */
     int64_t block;
     double copy_t0, copy_t1, compute_t0, compute_t1;
+    uint64_t copy_first, copy_last, issued0, done0, issued1;
+    int slot;
 } wr_block_event;
 typedef void (*wr_vram_block_fn)(void *ctx, const wr_block_event *e);
 void wr_vram_set_block_observer(wr_vram *v, wr_vram_block_fn fn, void *ctx);
@@ -131,5 +143,12 @@ void wr_vram_copy_times(wr_vram *v, uint64_t ticket, double *t0, double *t1);
 
 /* Tests and benchmarks: every copy also sleeps this long (the "slow link"). */
 void wr_vram_set_copy_delay(wr_vram *v, double seconds);
+/* Tests: while paused the copy thread starts no copy (a wait for a copy not yet started would
+ * block until resumed; freeing the pool resumes it). */
+void wr_vram_set_copy_paused(wr_vram *v, int paused);
+/* Tests: the submission after `after` more successful ones fails with WR_ERR_OOM_HOST, as when
+ * its job cannot be allocated (the error paths of the streamer), once; -1: never (the
+ * default). */
+void wr_vram_fail_copy_submit(wr_vram *v, int64_t after);
 
 #endif /* WR_VRAM_VRAM_H */

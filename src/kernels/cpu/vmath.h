@@ -23,10 +23,11 @@
 /*
  * Hot loops marked WR_VMATH_CLONES are compiled for AVX-512, AVX2+FMA and the baseline, the
  * version picked at load time by the CPU (GCC target_clones on x86-64 Linux; plain elsewhere
- * and under the sanitizers).
+ * and under the sanitizers: a clone's resolver runs during relocation, before ThreadSanitizer's
+ * runtime is initialised, and crashes in its instrumentation).
  */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&       \
-    !defined(__SANITIZE_ADDRESS__)
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define WR_VMATH_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
 #else
 #define WR_VMATH_CLONES
