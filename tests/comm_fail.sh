@@ -47,6 +47,8 @@ fail() {
     exit 1
 }
 
+# The only bound on time is the hang guard: `timeout` ends a job still running after $limit s
+# (exit 124, reported as a hang); the elapsed seconds are printed, never compared.
 start=$(date +%s)
 if [ "$mode" = busy-mixed ]; then
     timeout -k 5 "$limit" "$mpiexec" --oversubscribe \
@@ -62,7 +64,6 @@ case "$mode" in
 kill)
     [ "$rc" -eq 124 ] && fail "the job hung: still running after ${limit} s"
     [ "$rc" -ne 0 ] || fail "the job exited 0 although rank 1 was killed"
-    [ "$elapsed" -lt "$limit" ] || fail "took ${elapsed} s"
     grep -q '^\[rank 1\] raising SIGKILL' "$out" || fail "rank 1 never reached the kill"
     echo "kill: the job ended with exit $rc after ${elapsed} s"
     ;;
@@ -82,7 +83,6 @@ stop)
     want='^\[0/2\] error: rank 1 has not answered for [0-9]+ s \(stopped or hung\?\) in MPI_Iallreduce \(agreeing on a status\) on the group communicator; aborting the job \(WR_COMM_TIMEOUT_S=3\)$'
     grep -Eq "$want" "$out" || fail "no line matching '$want'"
     [ "$rc" -eq 5 ] || fail "exit $rc, expected 5 (WR_COMM_ABORT_EXIT)"
-    [ "$elapsed" -lt "$limit" ] || fail "took ${elapsed} s"
     echo "stop: rank 0 named the stopped rank 1 and the job exited $rc after ${elapsed} s"
     ;;
 busy | busy-mixed)
