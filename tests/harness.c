@@ -1,11 +1,13 @@
 /* harness.c — shared main for every Check test program; see harness.h. */
 #include "harness.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -88,6 +90,43 @@ int main(int argc, char **argv) {
     MPI_Finalize();
     if (skip) return WR_TEST_SKIP;
     return any ? 1 : 0;
+}
+
+const char *wr_test_dir(const char *name, char *buf, size_t n) {
+    snprintf(buf, n, "%s/%s", wr_test_tmpdir(), name);
+    ck_assert_msg(mkdir(buf, 0755) == 0, "mkdir %s failed", buf);
+    return buf;
+}
+
+void wr_test_rmtree(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d == NULL) return;
+    struct dirent *e;
+    char p[4400];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+            wr_test_rmtree(p);
+        else
+            unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+int wr_test_count_entries(const char *dir, const char *needle) {
+    DIR *d = opendir(dir);
+    if (d == NULL) return -1;
+    struct dirent *e;
+    int k = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (strstr(e->d_name, needle) != NULL) k++;
+    }
+    closedir(d);
+    return k;
 }
 
 double wr_test_nmse(const float *a, const float *b, int64_t n) {

@@ -25,6 +25,12 @@ void wr_test_skip(const char *why);
 const char *wr_test_data(const char *rel);
 /* A fresh empty temporary directory for this rank (removed at exit only if empty). */
 const char *wr_test_tmpdir(void);
+/* A fresh directory <tmpdir>/<name> (wr_test_tmpdir) in buf[n], made now; returns buf. */
+const char *wr_test_dir(const char *name, char *buf, size_t n);
+/* Removes dir and everything under it (symbolic links are removed, not followed). */
+void wr_test_rmtree(const char *dir);
+/* Entries of dir whose name contains needle ("" counts all); -1 when dir cannot be read. */
+int wr_test_count_entries(const char *dir, const char *needle);
 /* sum (a - b)^2 / sum b^2 in double (sum (a - b)^2 when b is all zero); INFINITY when either
  * holds a NaN or an infinity, so a non-finite output never passes a bound. */
 double wr_test_nmse(const float *a, const float *b, int64_t n);

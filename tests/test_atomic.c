@@ -30,43 +30,6 @@
 #include "io/video.h"
 #include "wr_build_config.h"
 
-static const char *test_dir(const char *name, char *buf, size_t n) {
-    snprintf(buf, n, "%s/%s", wr_test_tmpdir(), name);
-    ck_assert_int_eq(mkdir(buf, 0755), 0);
-    return buf;
-}
-
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d == NULL) return;
-    struct dirent *e;
-    char p[4400];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-static int count_entries(const char *dir, const char *needle) {
-    DIR *d = opendir(dir);
-    if (d == NULL) return -1;
-    struct dirent *e;
-    int k = 0;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        if (strstr(e->d_name, needle) != NULL) k++;
-    }
-    closedir(d);
-    return k;
-}
-
 static void write_text(const char *path, const char *s) {
     FILE *f = fopen(path, "wb");
     ck_assert_ptr_nonnull(f);
@@ -144,7 +107,7 @@ END_TEST
  * a 256-byte one is refused before anything is written. */
 START_TEST(test_longest_names) {
     char dbuf[4096], name[300], path[4400];
-    const char *dir = test_dir("long", dbuf, sizeof dbuf);
+    const char *dir = wr_test_dir("long", dbuf, sizeof dbuf);
     for (size_t n = 246; n <= 255; n++) {
         long_name(name, n - strlen(".safetensors"), 'l');
         snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
@@ -167,12 +130,12 @@ START_TEST(test_longest_names) {
         ck_assert_msg(wr_video_write(path, WR_VIDEO_PNG, frames, 1, 2, 2, 16) == WR_OK, "%s",
                       wr_error_detail());
     }
-    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
+    ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     long_name(name, 256, 'q');
     snprintf(path, sizeof path, "%s/%s", dir, name);
     ck_assert_int_eq(wr_atomic_check(path, WR_ATOMIC_FILE), WR_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(wr_error_detail(), "256 bytes"));
-    remove_tree(dir);
+    wr_test_rmtree(dir);
 }
 END_TEST
 
@@ -180,7 +143,7 @@ END_TEST
 
 START_TEST(test_begin_commit_discard) {
     char dbuf[4096], path[4400], child[4400];
-    const char *dir = test_dir("bcd", dbuf, sizeof dbuf);
+    const char *dir = wr_test_dir("bcd", dbuf, sizeof dbuf);
     snprintf(path, sizeof path, "%s/out.bin", dir);
     write_text(path, "old");
     wr_atomic a;
@@ -191,13 +154,13 @@ START_TEST(test_begin_commit_discard) {
     ck_assert(file_equals(path, "old"));
     wr_atomic_discard(&a);
     ck_assert(file_equals(path, "old"));
-    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
+    ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     wr_atomic_discard(&a); /* released: does nothing */
     ck_assert_int_eq(wr_atomic_begin(&a, path, WR_ATOMIC_FILE), WR_OK);
     ck_assert_int_eq(write(a.fd, "new", 3), 3);
     ck_assert_int_eq(wr_atomic_commit(&a), WR_OK);
     ck_assert(file_equals(path, "new"));
-    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
+    ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     /* a directory with children; discarded, then committed */
     snprintf(path, sizeof path, "%s/frames", dir);
     ck_assert_int_eq(wr_atomic_begin_dir(&a, path, "f_", ".txt"), WR_OK);
@@ -208,7 +171,7 @@ START_TEST(test_begin_commit_discard) {
     ck_assert_ptr_nonnull(strstr(child, "/f_00002.txt"));
     wr_atomic_discard(&a);
     ck_assert(!exists(path));
-    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
+    ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     ck_assert_int_eq(wr_atomic_begin_dir(&a, path, "f_", ".txt"), WR_OK);
     ck_assert_int_eq(wr_atomic_child(&a, 123456, child, sizeof child), WR_OK);
     ck_assert_ptr_nonnull(strstr(child, "/f_123456.txt"));
@@ -231,8 +194,8 @@ START_TEST(test_begin_commit_discard) {
     ck_assert_int_eq(mkfifo(path, 0644), 0);
     ck_assert_int_eq(wr_atomic_check(path, WR_ATOMIC_FILE), WR_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(wr_error_detail(), "not a regular file"));
-    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
-    remove_tree(dir);
+    ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
+    wr_test_rmtree(dir);
 }
 END_TEST
 
@@ -240,7 +203,7 @@ END_TEST
  * one of another, dead pid is left (and warned about) and never read. */
 START_TEST(test_stale) {
     char dbuf[4096], path[4400], stale[4400], other[4400];
-    const char *dir = test_dir("stale", dbuf, sizeof dbuf);
+    const char *dir = wr_test_dir("stale", dbuf, sizeof dbuf);
     snprintf(path, sizeof path, "%s/clip.y4m", dir);
     ck_assert_int_gt(wr_atomic_temp_name(stale, sizeof stale, path, (long)getpid(), 0), 0);
     write_text(stale, "garbage of a killed run");
@@ -255,8 +218,8 @@ START_TEST(test_stale) {
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_AUTO, frames, 1, 2, 2, 16), WR_OK);
     ck_assert(!exists(stale));
     ck_assert(file_equals(other, "garbage of another killed run"));
-    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 1);
-    remove_tree(dir);
+    ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 1);
+    wr_test_rmtree(dir);
 }
 END_TEST
 
@@ -347,13 +310,14 @@ static void signal_during_write(const char *dir, const char *name, int sig) {
     close(fds[0]);
     if (!woke) kill(pid, SIGKILL);
     ck_assert_msg(woke, "%s: the child never reached the last frame", name);
-    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 1); /* mid-write */
+    ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 1); /* mid-write */
     ck_assert_int_eq(kill(pid, sig), 0);
     int status = 0;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == sig,
                   "%s: child status 0x%x, expected death by signal %d", name, status, sig);
-    ck_assert_msg(count_entries(dir, WR_ATOMIC_TMP_TAG) == 0, "%s: a temporary is left", name);
+    ck_assert_msg(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG) == 0, "%s: a temporary is left",
+                  name);
     if (is_dir)
         ck_assert(!exists(path));
     else
@@ -362,7 +326,7 @@ static void signal_during_write(const char *dir, const char *name, int sig) {
 
 START_TEST(test_signal_cleanup) {
     char dbuf[4096];
-    const char *dir = test_dir("signals", dbuf, sizeof dbuf);
+    const char *dir = wr_test_dir("signals", dbuf, sizeof dbuf);
     const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
     for (int k = 0; k < 3; k++) {
         signal_during_write(dir, "clip.y4m", sigs[k]);
@@ -371,7 +335,7 @@ START_TEST(test_signal_cleanup) {
         signal_during_write(dir, "clip.mp4", sigs[k]);
 #endif
     }
-    remove_tree(dir);
+    wr_test_rmtree(dir);
 }
 END_TEST
 
@@ -379,7 +343,7 @@ END_TEST
  * next write of the same output succeeds and does not read it. */
 START_TEST(test_sigkill_leaves_recognisable_temp) {
     char dbuf[4096], path[4400], want[4400];
-    const char *dir = test_dir("sigkill", dbuf, sizeof dbuf);
+    const char *dir = wr_test_dir("sigkill", dbuf, sizeof dbuf);
     snprintf(path, sizeof path, "%s/clip.y4m", dir);
     write_text(path, "previous output");
     int fds[2];
@@ -407,7 +371,7 @@ START_TEST(test_sigkill_leaves_recognisable_temp) {
     float frames[3 * 4] = {0.25f};
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_AUTO, frames, 1, 2, 2, 16), WR_OK);
     ck_assert(!file_equals(path, "previous output"));
-    remove_tree(dir);
+    wr_test_rmtree(dir);
 }
 END_TEST
 

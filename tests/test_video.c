@@ -25,46 +25,6 @@
 
 /* ---- helpers ---- */
 
-/* A fresh directory <tmpdir>/<name> for one test (returned in a static buffer per call). */
-static const char *test_dir(const char *name, char *buf, size_t n) {
-    snprintf(buf, n, "%s/%s", wr_test_tmpdir(), name);
-    ck_assert_int_eq(mkdir(buf, 0755), 0);
-    return buf;
-}
-
-/* Removes `dir`, its plain files and one level of subdirectories (what these tests make). */
-static void remove_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d == NULL) return;
-    struct dirent *e;
-    char p[4096];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat sb;
-        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
-/* Number of entries of `dir` whose name contains `needle` ("" counts all). */
-static int count_entries(const char *dir, const char *needle) {
-    DIR *d = opendir(dir);
-    if (d == NULL) return -1;
-    struct dirent *e;
-    int k = 0;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        if (strstr(e->d_name, needle) != NULL) k++;
-    }
-    closedir(d);
-    return k;
-}
-
 static uint8_t *read_all(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (f == NULL) return NULL;
@@ -199,7 +159,7 @@ END_TEST
 
 START_TEST(test_u8_rule_png) {
     char dbuf[4096], path[4200];
-    const char *dir = test_dir("u8", dbuf, sizeof dbuf);
+    const char *dir = wr_test_dir("u8", dbuf, sizeof dbuf);
     /* One frame, 1 x 8, grey (R = G = B). 0.5 -> 127.5 and 0.9999 -> 254.97 tell truncation
      * (export_to_video) from rounding (numpy_to_pil: 128, 255); out of range clamps. */
     const float vals[8] = {0.0f, 1.0f, 0.5f, 0.9999f, 0.2f, 1e-3f, -0.5f, 1.5f};
@@ -219,21 +179,21 @@ START_TEST(test_u8_rule_png) {
             ck_assert_msg(img[3 * i + c] == want[i], "x = %g: got %d, want %d", vals[i],
                           img[3 * i + c], want[i]);
     free(img);
-    remove_tree(dir);
+    wr_test_rmtree(dir);
 }
 END_TEST
 
 START_TEST(test_png_dir) {
     char dbuf[4096], path[4200], file[4300];
-    const char *dir = test_dir("png", dbuf, sizeof dbuf);
+    const char *dir = wr_test_dir("png", dbuf, sizeof dbuf);
     const int64_t n = 9, h = 48, w = 64;
     float *v = make_frames(n, h, w);
     uint8_t *want = expect_rgb(v, n, h, w);
     snprintf(path, sizeof path, "%s/frames/", dir); /* trailing slash: a directory */
     ck_assert_int_eq(wr_video_check(path, WR_VIDEO_AUTO, h, w), WR_OK);
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_AUTO, v, n, h, w, 16.0), WR_OK);
-    ck_assert_int_eq(count_entries(path, ""), (int)n);
-    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
+    ck_assert_int_eq(wr_test_count_entries(path, ""), (int)n);
+    ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     for (int64_t f = 0; f < n; f++) {
         snprintf(file, sizeof file, "%sframe_%05lld.png", path, (long long)f);
         int64_t rh = 0, rw = 0;
@@ -248,20 +208,20 @@ START_TEST(test_png_dir) {
     /* A non-empty destination is refused; an empty directory is replaced. */
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_PNG, v, n, h, w, 16.0), WR_ERR_INVALID_ARG);
     ck_assert_ptr_nonnull(strstr(wr_error_detail(), "not empty"));
-    ck_assert_int_eq(count_entries(path, ""), (int)n);
+    ck_assert_int_eq(wr_test_count_entries(path, ""), (int)n);
     snprintf(path, sizeof path, "%s/empty", dir);
     ck_assert_int_eq(mkdir(path, 0755), 0);
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_PNG, v, 2, h, w, 16.0), WR_OK);
-    ck_assert_int_eq(count_entries(path, ".png"), 2);
+    ck_assert_int_eq(wr_test_count_entries(path, ".png"), 2);
     /* A file where the directory should go is refused. */
     snprintf(path, sizeof path, "%s/afile", dir);
     write_text(path, "keep");
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_PNG, v, 2, h, w, 16.0), WR_ERR_INVALID_ARG);
     ck_assert(file_equals(path, "keep"));
-    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
+    ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     free(v);
     free(want);
-    remove_tree(dir);
+    wr_test_rmtree(dir);
 }
 END_TEST
 
@@ -292,7 +252,7 @@ static uint8_t *parse_y4m(const char *path, const char *want_header, int64_t n, 
 
 START_TEST(test_y4m_known_colours) {
     char dbuf[4096], path[4200];
-    const char *dir = test_dir("y4m_known", dbuf, sizeof dbuf);
+    const char *dir = wr_test_dir("y4m_known", dbuf, sizeof dbuf);
     /* black, white, red, green, blue, grey 0.5 (-> 127) */
     const float rgb[6][3] = {{0, 0, 0}, {1, 1, 1}, {1, 0, 0},
                              {0, 1, 0}, {0, 0, 1}, {.5f, .5f, .5f}};
@@ -312,7 +272,7 @@ START_TEST(test_y4m_known_colours) {
             ck_assert_msg(pl[k * 6 + i] == want[k][i], "plane %d pixel %d: got %d, want %d", k, i,
                           pl[k * 6 + i], want[k][i]);
     free(pl);
-    remove_tree(dir);
+    wr_test_rmtree(dir);
 }
 END_TEST
 
@@ -418,7 +378,7 @@ static readback read_back(const char *path, const uint8_t *want, int64_t n) {
 
 START_TEST(test_y4m_frames) {
     char dbuf[4096], path[4200];
-    const char *dir = test_dir("y4m", dbuf, sizeof dbuf);
+    const char *dir = wr_test_dir("y4m", dbuf, sizeof dbuf);
     const int64_t n = 9, h = 48, w = 64;
     float *v = make_frames(n, h, w);
     uint8_t *want = expect_rgb(v, n, h, w);
@@ -463,7 +423,7 @@ START_TEST(test_y4m_frames) {
 #endif
     free(v);
     free(want);
-    remove_tree(dir);
+    wr_test_rmtree(dir);
 }
 END_TEST
 
@@ -471,7 +431,7 @@ END_TEST
 
 START_TEST(test_mp4) {
     char dbuf[4096], path[4200];
-    const char *dir = test_dir("mp4", dbuf, sizeof dbuf);
+    const char *dir = wr_test_dir("mp4", dbuf, sizeof dbuf);
     /* 64x48 and 72x40 (not multiples of 16: the encoder pads and crops), at 16 and at
      * 24000/1001 fps. */
     const int64_t sizes[2][2] = {{48, 64}, {40, 72}};
@@ -519,8 +479,8 @@ START_TEST(test_mp4) {
         free(v);
         free(want);
     }
-    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
-    remove_tree(dir);
+    ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
+    wr_test_rmtree(dir);
 }
 END_TEST
 
@@ -528,7 +488,7 @@ END_TEST
 
 START_TEST(test_errors) {
     char dbuf[4096], path[4200];
-    const char *dir = test_dir("errors", dbuf, sizeof dbuf);
+    const char *dir = wr_test_dir("errors", dbuf, sizeof dbuf);
     float *v = make_frames(2, 8, 8);
     snprintf(path, sizeof path, "%s/v.y4m", dir);
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_AUTO, v, 0, 8, 8, 16), WR_ERR_INVALID_ARG);
@@ -551,7 +511,7 @@ START_TEST(test_errors) {
     snprintf(path, sizeof path, "%s/d.y4m", dir);
     ck_assert_int_eq(mkdir(path, 0755), 0);
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_AUTO, v, 2, 8, 8, 16), WR_ERR_INVALID_ARG);
-    ck_assert_int_eq(count_entries(path, ""), 0);
+    ck_assert_int_eq(wr_test_count_entries(path, ""), 0);
     /* odd sizes: refused for MP4 (4:2:0), fine for Y4M and PNG */
     snprintf(path, sizeof path, "%s/odd.mp4", dir);
 #if WR_HAVE_FFMPEG
@@ -569,9 +529,9 @@ START_TEST(test_errors) {
     snprintf(path, sizeof path, "%s/r.y4m", dir);
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_AUTO, v, 1, 8, 8, 30000.0 / 1001.0), WR_OK);
     free(parse_y4m(path, "YUV4MPEG2 W8 H8 F30000:1001 Ip A1:1 C444 XCOLORRANGE=FULL\n", 1, 8, 8));
-    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
+    ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     free(v);
-    remove_tree(dir);
+    wr_test_rmtree(dir);
 }
 END_TEST
 
@@ -579,7 +539,7 @@ END_TEST
 
 START_TEST(test_atomic) {
     char dbuf[4096], path[4200];
-    const char *dir = test_dir("atomic", dbuf, sizeof dbuf);
+    const char *dir = wr_test_dir("atomic", dbuf, sizeof dbuf);
     const int64_t n = 5, h = 16, w = 16;
     float *v = make_frames(n, h, w);
     /* The last frame's last pixel of the blue channel is NaN: the writers have written
@@ -603,7 +563,7 @@ START_TEST(test_atomic) {
             ck_assert(file_equals(path, "previous output"));
         else
             ck_assert(!exists(path));
-        ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
+        ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     }
     /* +infinity is refused too */
     v[(2 * n + (n - 1)) * h * w + h * w - 1] = INFINITY;
@@ -614,9 +574,9 @@ START_TEST(test_atomic) {
     v[(2 * n + (n - 1)) * h * w + h * w - 1] = 0.5f;
     ck_assert_int_eq(wr_video_write(path, WR_VIDEO_AUTO, v, n, h, w, 16), WR_OK);
     ck_assert(!file_equals(path, "previous output"));
-    ck_assert_int_eq(count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
+    ck_assert_int_eq(wr_test_count_entries(dir, WR_ATOMIC_TMP_TAG), 0);
     free(v);
-    remove_tree(dir);
+    wr_test_rmtree(dir);
 }
 END_TEST
 

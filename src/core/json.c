@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *kind_word(const cJSON *v) {
+const char *wr_json_kind_name(const cJSON *v) {
+    if (v == NULL) return "nothing";
     if (cJSON_IsNull(v)) return "null";
     if (cJSON_IsBool(v)) return "a boolean";
     if (cJSON_IsNumber(v)) return "a number";
@@ -137,7 +138,7 @@ static int as_int(const cJSON *v, int64_t *out) {
 static wr_status field_error(const wr_json_doc *doc, const wr_json_field *f, const char *want,
                              const cJSON *got) {
     return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' must be %s, got %s", doc->path, f->name, want,
-                   kind_word(got));
+                   wr_json_kind_name(got));
 }
 
 static wr_status read_array(void *dst, const wr_json_doc *doc, const wr_json_field *f,
@@ -153,18 +154,18 @@ static wr_status read_array(void *dst, const wr_json_doc *doc, const wr_json_fie
         if (f->kind == WR_JSON_DOUBLE_ARRAY) {
             if (!cJSON_IsNumber(it))
                 return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s'[%d] must be a number, got %s",
-                               doc->path, f->name, i, kind_word(it));
+                               doc->path, f->name, i, wr_json_kind_name(it));
             ((wr_json_double_array *)dst)->v[i] = it->valuedouble;
         } else if (f->kind == WR_JSON_BOOL_ARRAY) {
             if (!cJSON_IsBool(it))
                 return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s'[%d] must be a boolean, got %s",
-                               doc->path, f->name, i, kind_word(it));
+                               doc->path, f->name, i, wr_json_kind_name(it));
             ((wr_json_int_array *)dst)->v[i] = cJSON_IsTrue(it);
         } else {
             int64_t x;
             if (!as_int(it, &x))
                 return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s'[%d] must be an integer, got %s",
-                               doc->path, f->name, i, kind_word(it));
+                               doc->path, f->name, i, wr_json_kind_name(it));
             ((wr_json_int_array *)dst)->v[i] = x;
         }
         i++;

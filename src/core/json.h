@@ -36,6 +36,10 @@ wr_status wr_json_load_max(wr_json_doc *out, const char *path, size_t max_bytes)
  * object is WR_ERR_FORMAT naming it (see wr_json_duplicate_key). */
 wr_status wr_json_parse(wr_json_doc *out, const char *text, size_t len, const char *name);
 void wr_json_free(wr_json_doc *doc);
+/* What a JSON value is, for messages: "null", "a boolean", "a number", "a string", "an array",
+ * "an object" ("nothing" for NULL). Static string. */
+const char *wr_json_kind_name(const cJSON *v);
+
 /* The first member name of object `obj` (borrowed) that appears twice, or NULL (also for a
  * non-object). cJSON keeps every duplicate and its lookups return the first; Python's json
  * keeps the last: a document with both is ambiguous. *oom is set when the check could not run

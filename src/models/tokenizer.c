@@ -788,17 +788,6 @@ done:
 #define TJ_MAX_PIECE    1024    /* bytes of one piece (SentencePiece's default limit: 16 chars) */
 #define TJ_MAX_TEMPLATE 256     /* entries of post_processor.single / pair / special_tokens */
 
-static const char *tj_kind(const cJSON *v) {
-    if (!v) return "nothing";
-    if (cJSON_IsNull(v)) return "null";
-    if (cJSON_IsBool(v)) return "a boolean";
-    if (cJSON_IsNumber(v)) return "a number";
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsArray(v)) return "an array";
-    if (cJSON_IsObject(v)) return "an object";
-    return "an unknown value";
-}
-
 /* A string value for a message: at most 48 bytes, control bytes and quotes escaped. */
 static const char *tj_show(const char *s, char out[80]) {
     size_t k = 0, i = 0;
@@ -826,7 +815,7 @@ static wr_status tj_type_error(const char *file, const char *path, const char *w
         return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' must be %s, got %.17g", file, path, want,
                        v->valuedouble);
     return WR_FAIL(WR_ERR_FORMAT, "%s: field '%s' must be %s, got %s", file, path, want,
-                   tj_kind(v));
+                   wr_json_kind_name(v));
 }
 
 /* obj must be an object whose keys are all in keys[] and none twice. */
