@@ -14,58 +14,8 @@ fail=0
 out=$(mktemp)
 err=$(mktemp)
 trap 'rm -f "$out" "$err"' EXIT
-
-# expect CODE DESCRIPTION -- command...; then optional checks on $out / $err
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$out" 2>"$err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL: $what: exit $got, expected $want"
-        sed 's/^/  stderr: /' "$err" | head -5
-    fi
-}
-
-# hasnt FILE PATTERN DESCRIPTION: the pattern must not match
-hasnt() {
-    if grep -qE -- "$2" "$1"; then
-        fail=$((fail + 1))
-        echo "FAIL: $3: unexpected match for '$2' in:"
-        grep -E -- "$2" "$1" | head -3 | sed 's/^/  /'
-    else
-        pass=$((pass + 1))
-    fi
-}
-
-# check DESCRIPTION -- command...: passes when the command succeeds
-check() {
-    local what=$1
-    shift 2
-    if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $what"; fi
-}
-
-# one_line FILE DESCRIPTION: the error is one line
-one_line() {
-    local n
-    n=$(wc -l <"$1")
-    if [ "$n" -eq 1 ]; then pass=$((pass + 1)); else
-        fail=$((fail + 1)); echo "FAIL: $2: $n lines on stderr"; sed 's/^/  /' "$1" | head -5; fi
-}
-
-# has FILE PATTERN DESCRIPTION
-has() {
-    if grep -qE -- "$2" "$1"; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL: $3: no match for '$2' in:"
-        head -5 "$1" | sed 's/^/  /'
-    fi
-}
+# shellcheck source=tests/cli_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 
 expect 0 "--help" -- "$WANRUN" --help
 has "$out" "inspect PATH" "--help lists inspect"

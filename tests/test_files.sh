@@ -17,37 +17,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/wr-files.XXXXXX")
 out="$work/stdout"
 err="$work/stderr"
 trap 'rm -rf "$work"' EXIT
-LIMIT=30 # seconds for one call that must fail at once (a FIFO would block forever)
-
-# expect CODE DESCRIPTION -- command...; then optional checks on $out / $err
-expect() {
-    local want=$1 what=$2
-    shift 3
-    timeout -k 5 "$LIMIT" "$@" >"$out" 2>"$err" </dev/null
-    local got=$?
-    if [ "$got" -eq "$want" ]; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        if [ "$got" -eq 124 ] || [ "$got" -eq 137 ]; then
-            echo "FAIL: $what: no answer within ${LIMIT}s (blocked?)"
-        else
-            echo "FAIL: $what: exit $got, expected $want"
-        fi
-        sed 's/^/  stderr: /' "$err" | tail -5
-    fi
-}
-
-# has FILE PATTERN DESCRIPTION
-has() {
-    if grep -qE -- "$2" "$1"; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL: $3: no match for '$2' in:"
-        tail -5 "$1" | sed 's/^/  /'
-    fi
-}
+CLI_LIMIT=30 # seconds for one call that must fail at once (a FIFO would block forever)
+# shellcheck source=tests/cli_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 
 ok() { # CONDITION-EXIT-STATUS DESCRIPTION
     if [ "$1" -eq 0 ]; then pass=$((pass + 1)); else

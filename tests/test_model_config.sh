@@ -13,32 +13,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 out="$work/stdout"
 err="$work/stderr"
-
-# expect CODE DESCRIPTION -- command...
-expect() {
-    local want=$1 what=$2
-    shift 3
-    "$@" >"$out" 2>"$err"
-    local got=$?
-    if [ "$got" -eq "$want" ]; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL: $what: exit $got, expected $want"
-        sed 's/^/  stderr: /' "$err" | head -5
-    fi
-}
-
-# has FILE PATTERN DESCRIPTION
-has() {
-    if grep -qE -- "$2" "$1"; then
-        pass=$((pass + 1))
-    else
-        fail=$((fail + 1))
-        echo "FAIL: $3: no match for '$2' in:"
-        head -5 "$1" | sed 's/^/  /'
-    fi
-}
+# shellcheck source=tests/cli_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 
 # model NAME [COMPONENT=DIR ...]: a copy of wan-tiny in $work/NAME (JSON files copied, so that
 # sed can change them, weights symlinked); COMPONENT=DIR takes that component's weights and
