@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/fileio.h"
 #include "core/json.h"
 #include "models/spm_shim.h"
 
@@ -471,60 +472,6 @@ static void vocab_insert(wr_tokenizer *t, int32_t id) {
 /* The largest tokenizer model file read (UMT5: spiece.model 4.5 MB, tokenizer.json ~17 MB; the
  * JSON tree costs a few times the text). */
 #define MAX_MODEL_FILE ((size_t)64 << 20)
-
-/* Reads a whole regular file (not a FIFO or device: opened non-blocking, checked with fstat on
- * the open descriptor) of at most MAX_MODEL_FILE bytes into *out (malloc'd, NUL-terminated). */
-static wr_status read_file(const char *path, uint8_t **out, size_t *n) {
-    *out = NULL;
-    *n = 0;
-    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO,
-                       "%s: cannot open the tokenizer model: %s; pass the tokenizer/spiece.model "
-                       "or tokenizer/tokenizer.json of the checkpoint",
-                       path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return WR_FAIL(WR_ERR_IO,
-                       "%s: not a regular file; pass the tokenizer/spiece.model or "
-                       "tokenizer/tokenizer.json file",
-                       path);
-    }
-    if ((uint64_t)sb.st_size > MAX_MODEL_FILE) {
-        close(fd);
-        return WR_FAIL(WR_ERR_FORMAT,
-                       "%s: %lld bytes, larger than any tokenizer model (at most %zu MiB read)",
-                       path, (long long)sb.st_size, MAX_MODEL_FILE >> 20);
-    }
-    const size_t size = (size_t)sb.st_size;
-    uint8_t *buf = malloc(size + 1);
-    if (!buf) {
-        close(fd);
-        return WR_FAIL(WR_ERR_OOM_HOST, "%s: out of host memory (%zu bytes)", path, size);
-    }
-    size_t got = 0;
-    int err = 0;
-    while (got < size) {
-        const ssize_t r = read(fd, buf + got, size - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            err = r < 0 ? errno : 0;
-            break;
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    if (got != size) {
-        free(buf);
-        return WR_FAIL(WR_ERR_IO, "%s: read %zu of %zu bytes: %s", path, got, size,
-                       err ? strerror(err) : "file shrank while reading");
-    }
-    buf[size] = '\0';
-    *out = buf;
-    *n = size;
-    return WR_OK;
-}
 
 /* Protocol-buffer wire format, just enough to read piece types and the normalizer's char map
  * (the Debian package ships no sentencepiece_model.pb.h). */
@@ -1413,13 +1360,14 @@ wr_status wr_tokenizer_open(wr_tokenizer **out, const char *path) {
     WR_ASSERT(out && path);
     *out = NULL;
     wr_tokenizer *t = NULL;
-    uint8_t *buf = NULL;
+    char *buf = NULL;
     size_t nbuf = 0;
     WR_TRY(tokenizer_new(&t, path));
-    wr_status st = read_file(t->path, &buf, &nbuf);
+    /* a regular file only, of at most MAX_MODEL_FILE bytes (core/fileio.h) */
+    wr_status st = wr_read_small_file(&buf, &nbuf, t->path, MAX_MODEL_FILE, "a tokenizer model");
     if (st == WR_OK)
-        st = ends_with(path, ".json") ? open_json(t, (const char *)buf, nbuf)
-                                      : open_spiece(t, buf, nbuf);
+        st = ends_with(path, ".json") ? open_json(t, buf, nbuf)
+                                      : open_spiece(t, (const uint8_t *)buf, nbuf);
     free(buf);
     if (st != WR_OK) {
         wr_tokenizer_free(t);
