@@ -635,9 +635,10 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
                 done);
     WR_TRY_GOTO(st, wr_op_channel_affine(c->be, &f2, &f2, &hv, &hv), done);
     WR_TRY_GOTO(st, wr_op_clamp(c->be, &f2, &f2, 0.0f, 1.0f), done);
-    /* (7) only now that the run has succeeded: the latents file, if asked for (a failed run
-     * leaves an existing file alone) */
+    /* (7) only now that the run has succeeded (and no model file was cut short under it): the
+     * latents file, if asked for (a failed run leaves an existing file alone) */
     if (r->save_latents) {
+        WR_TRY_GOTO(st, wr_st_check_faults(), done);
         wr_st_writer *w = NULL;
         WR_TRY_GOTO(st, wr_st_writer_init(&w), done);
         st = wr_st_writer_add(w, "latents", WR_DTYPE_F32, 4, shape, x);
