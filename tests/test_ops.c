@@ -100,7 +100,7 @@ START_TEST(test_attention_mask_chunks_lse) {
         wr_tensor vt = wr_tensor_make(v, WR_DTYPE_F32, 3, (int64_t[]){Lk, NH, HD});
         wr_tensor ot = wr_tensor_make(o, WR_DTYPE_F32, 3, (int64_t[]){Lq, NH, HD});
         wr_tensor lt = wr_tensor_make(l, WR_DTYPE_F32, 2, (int64_t[]){NH, Lq});
-        wr_attn_params p = {(float)scale, mask, ch[0], ch[1], with_bias ? &pbt : NULL};
+        wr_attn_params p = {(float)scale, mask, ch[0], ch[1], with_bias ? &pbt : NULL, 0};
         ck_assert_int_eq(wr_op_attention(g_be, &ot, &lt, &qt, &kt, &vt, &p), WR_OK);
         double e_o = nmse(o, ro, Lq * NH * HD), e_l = nmse(l, rl, NH * Lq);
         /* f32 vs f64 of the same sums: measured ~1e-14; 1e-10 leaves room for BLAS kernels */
@@ -119,7 +119,7 @@ START_TEST(test_attention_mask_chunks_lse) {
     wr_tensor vt = wr_tensor_make(v, WR_DTYPE_F32, 3, (int64_t[]){Lk, NH, HD});
     wr_tensor ot = wr_tensor_make(o, WR_DTYPE_F32, 3, (int64_t[]){Lq, NH, HD});
     wr_tensor lt = wr_tensor_make(l, WR_DTYPE_F32, 2, (int64_t[]){NH, Lq});
-    wr_attn_params p = {(float)scale, mask, 4, 4, &pbt};
+    wr_attn_params p = {(float)scale, mask, 4, 4, &pbt, 0};
     ck_assert_int_eq(wr_op_attention(g_be, &ot, &lt, &qt, &kt, &vt, &p), WR_OK);
     for (int64_t i = 0; i < Lq * NH * HD; i++) ck_assert(o[i] == 0.0f);
     for (int64_t i = 0; i < NH * Lq; i++) ck_assert(isinf(l[i]) && l[i] < 0);

@@ -38,6 +38,42 @@ typedef struct wr_device_info {
 
 typedef struct wr_backend wr_backend;
 
+/* Streams of a backend: ops, uploads/downloads and memsets a caller issues run in issue order on
+ * the compute stream; the vram layer's copy thread issues its weight copies on the copy stream.
+ * Nothing orders the two streams but events. */
+#define WR_STREAM_COMPUTE 0
+#define WR_STREAM_COPY    1
+#define WR_STREAM_COUNT   2
+
+/* An event: a point in a stream's order (ggml-backend's / CUDA's). Opaque. */
+typedef struct wr_event wr_event;
+
+/* A strided byte copy (cudaMemcpy3D's shape): planes x rows runs of `width` contiguous bytes;
+ * pitches are the bytes between rows and between planes, each side its own. */
+typedef enum wr_copy_dir { WR_COPY_D2D = 0, WR_COPY_H2D, WR_COPY_D2H } wr_copy_dir;
+typedef struct wr_copy3d {
+    wr_copy_dir dir;
+    void *dst;
+    const void *src;
+    size_t width;                 /* bytes per run */
+    int64_t rows, planes;         /* runs per plane, planes (>= 1 each; 0 copies nothing) */
+    size_t dpitch, dplane;        /* dst bytes between runs, between planes */
+    size_t spitch, splane;        /* src bytes between runs, between planes */
+} wr_copy3d;
+
+/* How a backend is made (wr_backend_create_ex). */
+typedef struct wr_backend_opts {
+    wr_backend_kind kind;
+    int device;  /* CUDA: device index (a rank takes its node-local rank modulo the count) */
+    int threads; /* <= 0: OMP_NUM_THREADS, else the cores (CPU) */
+    /* CPU only. strict: "device" memory the host cannot touch (addresses in a PROT_NONE
+     * reservation; the ops reach it through a private mapping): a host read of device memory
+     * is a SIGSEGV. async (implies strict): every stream's work runs on its own worker thread,
+     * so a missing wait or a host read before a sync gives wrong results. -1 each: from the
+     * environment, WR_STRICT_DEVICE=1 (strict) or =async. */
+    int strict, async;
+} wr_backend_opts;
+
 /* Attention parameters (see wr_op_attention). */
 typedef struct wr_attn_params {
     float scale;             /* usually 1/sqrt(HD) */
@@ -47,6 +83,7 @@ typedef struct wr_attn_params {
     /* [NH, Lq + Lk - 1] f32 backend memory, or NULL: added to score (i, j) of head h after the
      * scale, at [h, j - i + Lq - 1] (T5's relative position bias, a function of j - i) */
     const wr_tensor *pos_bias;
+    int64_t k_valid; /* keys [k_valid, Lk) are masked (padding at the end); 0: all */
 } wr_attn_params;
 
 /* Convolution parameters (see wr_op_conv3d). */
@@ -64,7 +101,28 @@ typedef struct wr_backend_iface {
     wr_status (*download)(wr_backend *be, void *host_dst, const void *src, size_t nbytes);
     wr_status (*copy)(wr_backend *be, void *dst, const void *src, size_t nbytes);
     wr_status (*memset0)(wr_backend *be, void *dst, size_t nbytes);
+    /* waits until every stream's work so far is done */
     wr_status (*sync)(wr_backend *be);
+    /* ---- streams and events (NULL everywhere on a synchronous backend: every call has
+     * finished when it returns; the wr_event_* wrappers then do nothing) ---- */
+    wr_status (*event_create)(wr_backend *be, wr_event **out);
+    void (*event_free)(wr_backend *be, wr_event *ev);
+    /* the event completes when everything issued to `stream` before it is done */
+    wr_status (*event_record)(wr_backend *be, wr_event *ev, int stream);
+    /* work issued to `stream` after this starts only once ev completed (no host block) */
+    wr_status (*stream_wait)(wr_backend *be, int stream, wr_event *ev);
+    /* blocks the host until ev completed */
+    wr_status (*event_sync)(wr_backend *be, wr_event *ev);
+    /* upload / download / memset / copy3d on a stream: upload, download and memset0 above
+     * are these on the compute stream, finished before they return */
+    wr_status (*upload_on)(wr_backend *be, int stream, void *dst, const void *host_src,
+                           size_t nbytes);
+    /* the host bytes are valid only after an event recorded behind it completed */
+    wr_status (*download_async)(wr_backend *be, void *host_dst, const void *src, size_t nbytes);
+    wr_status (*copy3d)(wr_backend *be, const wr_copy3d *c);
+    /* The host-addressable alias of device memory, or NULL when there is none (CUDA). Only
+     * the transports use it (MPI over a CPU "device", after a sync): never model code. */
+    void *(*host_alias)(wr_backend *be, const void *dev);
     /* ---- the copy stream (the vram layer's copy thread calls these; NULL: plain host memory
      * and synchronous uploads, as on the CPU backend) ---- */
     /* page-locked host memory (staging for copies to the device) */
@@ -125,6 +183,10 @@ typedef struct wr_backend_iface {
     /* y[c, p] = x[c, p] / max(||x[:, p]||_2, 1e-12) * sqrt(C) * gamma[c]; x [C, P] */
     wr_status (*rms_norm_channels)(wr_backend *be, wr_tensor *y, const wr_tensor *x,
                                    const wr_tensor *gamma);
+    /* y [n, D] f32 = table [V, D] (any float dtype) rows idx[0..n-1] (host ints, read at
+     * issue time like kernel arguments; 0 <= idx < V checked by the wrapper) */
+    wr_status (*gather_rows)(wr_backend *be, wr_tensor *y, const wr_tensor *table,
+                             const int32_t *idx);
     /* y [N, M] = x [M, N]^T */
     wr_status (*transpose)(wr_backend *be, wr_tensor *y, const wr_tensor *x);
     /* y = min(max(x, lo), hi) */
@@ -173,7 +235,15 @@ struct wr_backend {
     const wr_backend_iface *iface;
     wr_backend_kind kind;
     int threads; /* CPU: worker threads for OpenMP and OpenBLAS */
-    void *impl;  /* backend-private state */
+    int device;  /* CUDA device index */
+    /* 1: the ops read host memory in place (the plain CPU backend): a loader may hand them a
+     * mapped checkpoint's tensors without a copy. 0 (strict CPU, CUDA): every tensor an op
+     * reads must be device memory from alloc. */
+    int host_visible;
+    int strict, async; /* CPU strict / async device mode (wr_backend_opts) */
+    void *impl;        /* backend-private state */
+    /* strict CPU: the ops' view of scratch memory (NULL: identity) */
+    void *(*scratch_view)(wr_backend *be, void *dev);
     wr_scratch scratch;
 };
 
@@ -207,7 +277,32 @@ const char *wr_backend_name(wr_backend_kind kind);
  * The caller owns *out (wr_backend_free).
  */
 wr_status wr_backend_create(wr_backend **out, wr_backend_kind kind, int threads);
+/* The same with every option (kind, device, threads, strict / async CPU modes). */
+wr_status wr_backend_create_ex(wr_backend **out, const wr_backend_opts *o);
 void wr_backend_free(wr_backend *be);
+/* What WR_STRICT_DEVICE asks for: 0 (unset or 0), 1 (strict), 2 (async). */
+int wr_backend_strict_env(void);
+
+/* Events and copies on any backend (a synchronous backend's slots are NULL: every call has
+ * then already finished, and these do nothing / run the synchronous copy). ev may be NULL
+ * in free. */
+wr_status wr_event_create(wr_backend *be, wr_event **out);
+void wr_event_free(wr_backend *be, wr_event *ev);
+wr_status wr_event_record(wr_backend *be, wr_event *ev, int stream);
+wr_status wr_stream_wait(wr_backend *be, int stream, wr_event *ev);
+wr_status wr_event_sync(wr_backend *be, wr_event *ev);
+/* synchronous (finished on return) memory calls on the compute stream */
+wr_status wr_upload(wr_backend *be, void *dst, const void *host_src, size_t nbytes);
+wr_status wr_download(wr_backend *be, void *host_dst, const void *src, size_t nbytes);
+wr_status wr_dev_copy(wr_backend *be, void *dst, const void *src, size_t nbytes);
+wr_status wr_dev_memset0(wr_backend *be, void *dst, size_t nbytes);
+/* upload on the copy stream (the vram copy thread): ordered against compute only by events */
+wr_status wr_upload_on(wr_backend *be, int stream, void *dst, const void *host_src,
+                       size_t nbytes);
+/* async download on the compute stream; complete after an event recorded behind it */
+wr_status wr_download_async(wr_backend *be, void *host_dst, const void *src, size_t nbytes);
+/* strided copy on the compute stream (finished on return for H2D / D2H) */
+wr_status wr_copy_3d(wr_backend *be, const wr_copy3d *c);
 
 /*
  * Asks the CUDA runtime for devices. WR_ERR_UNSUPPORTED when built without CUDA,

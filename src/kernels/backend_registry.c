@@ -38,10 +38,27 @@ wr_status wr_backend_probe_cuda(wr_device_info *out) {
 #endif
 }
 
+int wr_backend_strict_env(void) {
+    const char *e = getenv("WR_STRICT_DEVICE");
+    if (e == NULL || *e == 0 || strcmp(e, "0") == 0) return 0;
+    return strcmp(e, "async") == 0 ? 2 : 1;
+}
+
 wr_status wr_backend_create(wr_backend **out, wr_backend_kind kind, int threads) {
+    const wr_backend_opts o = {.kind = kind, .threads = threads, .strict = -1, .async = -1};
+    return wr_backend_create_ex(out, &o);
+}
+
+wr_status wr_backend_create_ex(wr_backend **out, const wr_backend_opts *o) {
+    const wr_backend_kind kind = o->kind;
+    const int threads = o->threads;
     *out = NULL;
     wr_backend *be = calloc(1, sizeof *be);
     if (be == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    const int env = wr_backend_strict_env();
+    be->async = o->async >= 0 ? o->async : env == 2;
+    be->strict = be->async || (o->strict >= 0 ? o->strict : env >= 1);
+    be->device = o->device;
     wr_status st;
     switch (kind) {
     case WR_BACKEND_CPU:

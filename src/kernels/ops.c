@@ -331,3 +331,59 @@ wr_status wr_op_channel_affine(wr_backend *be, wr_tensor *y, const wr_tensor *x,
     expect_vec("channel_affine", shift, x->shape[0], x);
     CALL(be, channel_affine, y, x, scale, shift);
 }
+
+wr_status wr_op_gather_rows(wr_backend *be, wr_tensor *y, const wr_tensor *table,
+                            const int32_t *idx) {
+    expect_f32("gather_rows", y);
+    EXPECT(table->ndim == 2 && y->ndim == 2 && y->shape[1] == table->shape[1] &&
+               wr_dtype_is_float(table->dtype) && table->dtype != WR_DTYPE_F64,
+           "gather_rows", "table [V, D] float, y [n, D] F32", y, table);
+    for (int64_t i = 0; i < y->shape[0]; i++)
+        EXPECT(idx[i] >= 0 && idx[i] < table->shape[0], "gather_rows", "index out of range", y,
+               table);
+    if (y->shape[0] == 0) return WR_OK;
+    CALL(be, gather_rows, y, table, idx);
+}
+
+/* ---- fused ops: the backend's slot, or the composition ---- */
+
+wr_status wr_op_layer_norm_modulate(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                                    const wr_tensor *scale, const wr_tensor *shift, float eps) {
+    WR_TRY(wr_op_layer_norm(be, y, x, NULL, NULL, eps));
+    return wr_op_modulate(be, y, y, scale, shift);
+}
+
+wr_status wr_op_rms_norm_rope(wr_backend *be, wr_tensor *x, const wr_tensor *w, float eps,
+                              const wr_tensor *cos, const wr_tensor *sin) {
+    EXPECT(x->ndim == 3, "rms_norm_rope", "x must be [L, NH, HD]", x, NULL);
+    wr_tensor flat = *x;
+    flat.ndim = 2;
+    flat.shape[1] = x->shape[1] * x->shape[2];
+    WR_TRY(wr_op_rms_norm(be, &flat, &flat, w, eps));
+    return wr_op_rope(be, x, cos, sin);
+}
+
+wr_status wr_op_linear_gelu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                            const wr_tensor *b, float alpha) {
+    WR_TRY(wr_op_matmul_scaled(be, y, x, w, b, alpha));
+    return wr_op_gelu_tanh(be, y, y);
+}
+
+wr_status wr_op_linear_residual(wr_backend *be, wr_tensor *x, const wr_tensor *a,
+                                const wr_tensor *w, const wr_tensor *b, float alpha,
+                                const wr_tensor *gate, wr_tensor *tmp) {
+    EXPECT(tmp != NULL, "linear_residual", "the composition needs tmp", x, a);
+    WR_TRY(wr_op_matmul_scaled(be, tmp, a, w, b, alpha));
+    return wr_op_gated_residual(be, x, tmp, gate);
+}
+
+wr_dtype wr_backend_gemm_dtype(const wr_backend *be) {
+    return be->kind == WR_BACKEND_CUDA ? WR_DTYPE_BF16 : WR_DTYPE_F32;
+}
+
+int wr_backend_supports(const wr_backend *be, const char *op, const wr_dtype *dtypes, int n) {
+    (void)op;
+    for (int i = 0; i < n; i++) /* activations f32 or bf16 (weights: any float, checked apart) */
+        if (dtypes[i] != WR_DTYPE_F32 && dtypes[i] != WR_DTYPE_BF16) return 0;
+    return be->iface != NULL;
+}

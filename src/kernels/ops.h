@@ -85,6 +85,38 @@ wr_status wr_op_clamp(wr_backend *be, wr_tensor *y, const wr_tensor *x, float lo
 wr_status wr_op_channel_affine(wr_backend *be, wr_tensor *y, const wr_tensor *x,
                                const wr_tensor *scale, const wr_tensor *shift);
 
+/* y [n, D] f32 = rows idx[0..n-1] of table [V, D] (any float dtype); idx host ints in [0, V),
+ * read when the op is issued (like kernel arguments) */
+wr_status wr_op_gather_rows(wr_backend *be, wr_tensor *y, const wr_tensor *table,
+                            const int32_t *idx);
+
+/*
+ * Fused ops a GPU wants (one kernel each there); on a backend without the slot they run as
+ * the composition written next to them, with the same rounding points.
+ *   layer_norm_modulate  y = LN(x) * (1 + scale) + shift (x f32; y f32 or the GEMM dtype)
+ *   rms_norm_rope        x [L, NH, HD] := rope(rms_norm(x over NH*HD) * w) in place
+ *   linear_gelu          y = gelu_tanh(x . w^T * alpha + b)
+ *   linear_residual      x += gate * (a . w^T * alpha + b)  (gate [D] or NULL); tmp [rows, N]
+ *                        holds the product where the backend composes (may be NULL on one that
+ *                        fuses; wr_op_fused_needs_tmp says)
+ */
+wr_status wr_op_layer_norm_modulate(wr_backend *be, wr_tensor *y, const wr_tensor *x,
+                                    const wr_tensor *scale, const wr_tensor *shift, float eps);
+wr_status wr_op_rms_norm_rope(wr_backend *be, wr_tensor *x, const wr_tensor *w, float eps,
+                              const wr_tensor *cos, const wr_tensor *sin);
+wr_status wr_op_linear_gelu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
+                            const wr_tensor *b, float alpha);
+wr_status wr_op_linear_residual(wr_backend *be, wr_tensor *x, const wr_tensor *a,
+                                const wr_tensor *w, const wr_tensor *b, float alpha,
+                                const wr_tensor *gate, wr_tensor *tmp);
+
+/* The dtype a backend wants GEMM inputs and the activations between GEMMs in (f32 on the CPU,
+ * bf16 on CUDA); a model may run in either on the CPU (--compute-dtype). */
+wr_dtype wr_backend_gemm_dtype(const wr_backend *be);
+/* 1 when the op (its wr_op_* name without the prefix, "matmul") takes these operand dtypes on
+ * this backend, in the order of its tensor arguments. */
+int wr_backend_supports(const wr_backend *be, const char *op, const wr_dtype *dtypes, int n);
+
 /* Rows of a tensor for row-wise ops: product of all dims but the last. */
 int64_t wr_rows(const wr_tensor *t);
 /* Last dimension (1 for a scalar). */

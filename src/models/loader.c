@@ -115,3 +115,47 @@ wr_status wr_load_fp8(const wr_st_tensor *t, uint8_t *dst, float *scale) {
     *scale = s;
     return WR_OK;
 }
+
+/* ---- the resident device arena ---- */
+
+size_t wr_dev_arena_need(size_t nbytes) {
+    return (nbytes + 63) & ~(size_t)63;
+}
+
+wr_status wr_dev_arena_init(wr_dev_arena *a, wr_backend *be, size_t bytes) {
+    memset(a, 0, sizeof *a);
+    a->be = be;
+    if (bytes == 0) return WR_OK;
+    void *p = NULL;
+    WR_TRY(be->iface->alloc(be, &p, bytes));
+    a->base = p;
+    a->cap = bytes;
+    return WR_OK;
+}
+
+wr_status wr_dev_arena_take(wr_dev_arena *a, size_t nbytes, void **out) {
+    const size_t n = wr_dev_arena_need(nbytes);
+    *out = NULL;
+    if (n > a->cap - a->used)
+        return WR_FAIL(WR_ERR_INTERNAL, "device weight arena: %zu bytes asked, %zu of %zu left "
+                                        "(the plan pass missed a tensor)",
+                       nbytes, a->cap - a->used, a->cap);
+    *out = a->base + a->used;
+    a->used += n;
+    return WR_OK;
+}
+
+wr_status wr_dev_arena_put(wr_dev_arena *a, wr_tensor *t, int force) {
+    if (t->data == NULL || (a->be->host_visible && !force)) return WR_OK;
+    const size_t n = wr_tensor_nbytes(t);
+    void *d = NULL;
+    WR_TRY(wr_dev_arena_take(a, n, &d));
+    WR_TRY(wr_upload(a->be, d, t->data, n));
+    t->data = d;
+    return WR_OK;
+}
+
+void wr_dev_arena_free(wr_dev_arena *a) {
+    if (a->base) a->be->iface->free(a->be, a->base);
+    memset(a, 0, sizeof *a);
+}

@@ -12,6 +12,7 @@
 
 #include "core/safetensors.h"
 #include "core/tensor.h"
+#include "kernels/backend.h"
 
 #define WR_LOAD_SHOWN 5 /* problems spelled out in the report; the rest are counted */
 
@@ -43,6 +44,28 @@ wr_status wr_load_check_layers(const wr_st_set *set, const char *prefix, int64_t
  * per-tensor scale s = amax / 448 (the largest magnitude maps to e4m3's largest finite value;
  * 1 for an all-zero or non-finite tensor) returned in *scale; a matmul then uses w = s * dst. */
 wr_status wr_load_fp8(const wr_st_tensor *t, uint8_t *dst, float *scale);
+
+/*
+ * A model's resident device copy of weights that live for the model's life (the non-streamed
+ * ones: embeddings, heads, vectors, FP8-converted matrices). One device allocation of the
+ * planned size; put() uploads a host tensor into it and rewrites *t to point there. On a
+ * backend whose ops read host memory in place (be->host_visible: the plain CPU backend) put()
+ * keeps *t as it is (the mapped checkpoint or a host copy, no second copy) unless `force`.
+ */
+typedef struct wr_dev_arena {
+    wr_backend *be;
+    char *base;
+    size_t cap, used; /* bytes */
+} wr_dev_arena;
+
+/* bytes 0: nothing is allocated (every put() must then be in place). */
+wr_status wr_dev_arena_init(wr_dev_arena *a, wr_backend *be, size_t bytes);
+/* 64-byte aligned bytes a put() of n bytes takes (for the plan pass) */
+size_t wr_dev_arena_need(size_t nbytes);
+wr_status wr_dev_arena_put(wr_dev_arena *a, wr_tensor *t, int force);
+/* nbytes of device memory from the arena (uninitialised) */
+wr_status wr_dev_arena_take(wr_dev_arena *a, size_t nbytes, void **out);
+void wr_dev_arena_free(wr_dev_arena *a);
 
 /* Activations carved from one f32 workspace; with base NULL only counts (the plan pass). */
 typedef struct wr_carve {

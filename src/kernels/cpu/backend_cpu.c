@@ -70,6 +70,7 @@ static const wr_backend_iface cpu_iface = {
     .conv3d = conv3d_cpu,
     .upsample2x = upsample2x_cpu,
     .rms_norm_channels = rms_norm_channels_cpu,
+    .gather_rows = gather_rows_cpu,
     .transpose = transpose_cpu,
     .clamp = clamp_cpu,
     .channel_affine = channel_affine_cpu,
@@ -86,6 +87,7 @@ wr_status wr_backend_cpu_init(wr_backend *be, int threads) {
     }
     be->iface = &cpu_iface;
     be->kind = WR_BACKEND_CPU;
+    be->host_visible = 1;
     be->threads = threads;
 #ifdef _OPENMP
     omp_set_num_threads(threads);
