@@ -28,10 +28,12 @@
  */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/modeldir.h"
@@ -360,6 +362,255 @@ START_TEST(test_streamer_free_waits) {
                       fail_at, (unsigned long long)(sub - done), (unsigned long long)sub);
         free_pool(v);
     }
+}
+END_TEST
+
+/* ---- a fake asynchronous backend (test_stream_events): the CPU backend's memory, and two
+ * streams whose work runs on a worker thread each, later than it is issued, ordered with each
+ * other only by events (the semantics of backend.h's slots: a wait captures the event's last
+ * record at the time of the call). The compute stream's only "op" is fake_read (a copy of
+ * device bytes into a host buffer, as a kernel reading weights); each stream can be slowed
+ * down. ---- */
+
+enum { FK_COPY = 0, FK_RECORD, FK_WAIT };
+
+struct wr_event {
+    uint64_t rec, done; /* records issued, completed (under g_fake.mu) */
+};
+
+typedef struct fake_item {
+    int kind;
+    void *dst;
+    const void *src;
+    size_t n;
+    wr_event *ev;
+    uint64_t gen;
+    struct fake_item *next;
+} fake_item;
+
+typedef struct fake_stream {
+    fake_item *head, *tail;
+    int busy;
+    double delay; /* seconds before each copy */
+    pthread_t th;
+} fake_stream;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    fake_stream s[WR_STREAM_COUNT];
+    int stop;
+    int waits[WR_STREAM_COUNT]; /* stream_wait calls per stream */
+    wr_backend be;
+    wr_backend_iface iface;
+} g_fake = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *fake_main(void *arg) {
+    fake_stream *q = arg;
+    pthread_mutex_lock(&g_fake.mu);
+    for (;;) {
+        while (!g_fake.stop && q->head == NULL) pthread_cond_wait(&g_fake.cv, &g_fake.mu);
+        if (q->head == NULL) break;
+        fake_item *it = q->head;
+        q->busy = 1;
+        if (it->kind == FK_WAIT) {
+            while (it->ev->done < it->gen) pthread_cond_wait(&g_fake.cv, &g_fake.mu);
+        } else if (it->kind == FK_COPY) {
+            const double d = q->delay;
+            pthread_mutex_unlock(&g_fake.mu);
+            if (d > 0) nanosleep(&(struct timespec){0, (long)(d * 1e9)}, NULL);
+            memcpy(it->dst, it->src, it->n);
+            pthread_mutex_lock(&g_fake.mu);
+        } else if (it->ev->done < it->gen) {
+            it->ev->done = it->gen;
+        }
+        q->head = it->next;
+        if (q->head == NULL) q->tail = NULL;
+        q->busy = 0;
+        free(it);
+        pthread_cond_broadcast(&g_fake.cv);
+    }
+    pthread_mutex_unlock(&g_fake.mu);
+    return NULL;
+}
+
+/* Queues an item on stream k (under the lock). */
+static void fake_push(int k, fake_item it) {
+    fake_item *p = malloc(sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    *p = it;
+    p->next = NULL;
+    fake_stream *q = &g_fake.s[k];
+    if (q->tail)
+        q->tail->next = p;
+    else
+        q->head = p;
+    q->tail = p;
+    pthread_cond_broadcast(&g_fake.cv);
+}
+
+static void fake_idle(int k) { /* under the lock */
+    while (g_fake.s[k].head || g_fake.s[k].busy) pthread_cond_wait(&g_fake.cv, &g_fake.mu);
+}
+
+static wr_status fake_upload_on(wr_backend *be, int k, void *dst, const void *src, size_t n) {
+    (void)be;
+    pthread_mutex_lock(&g_fake.mu);
+    fake_push(k, (fake_item){FK_COPY, dst, src, n, NULL, 0, NULL});
+    pthread_mutex_unlock(&g_fake.mu);
+    return WR_OK;
+}
+
+/* synchronous copies on the compute stream (finished on return) */
+static wr_status fake_copy_sync(wr_backend *be, void *dst, const void *src, size_t n) {
+    (void)be;
+    pthread_mutex_lock(&g_fake.mu);
+    fake_push(WR_STREAM_COMPUTE, (fake_item){FK_COPY, dst, src, n, NULL, 0, NULL});
+    fake_idle(WR_STREAM_COMPUTE);
+    pthread_mutex_unlock(&g_fake.mu);
+    return WR_OK;
+}
+
+static wr_status fake_sync(wr_backend *be) {
+    (void)be;
+    pthread_mutex_lock(&g_fake.mu);
+    for (int k = 0; k < WR_STREAM_COUNT; k++) fake_idle(k);
+    pthread_mutex_unlock(&g_fake.mu);
+    return WR_OK;
+}
+
+static wr_status fake_event_create(wr_backend *be, wr_event **out) {
+    (void)be;
+    *out = calloc(1, sizeof **out);
+    return *out ? WR_OK : WR_FAIL(WR_ERR_OOM_HOST, "fake event");
+}
+
+static void fake_event_free(wr_backend *be, wr_event *ev) {
+    (void)be;
+    free(ev);
+}
+
+static wr_status fake_event_record(wr_backend *be, wr_event *ev, int k) {
+    (void)be;
+    pthread_mutex_lock(&g_fake.mu);
+    fake_push(k, (fake_item){FK_RECORD, NULL, NULL, 0, ev, ++ev->rec, NULL});
+    pthread_mutex_unlock(&g_fake.mu);
+    return WR_OK;
+}
+
+static wr_status fake_stream_wait(wr_backend *be, int k, wr_event *ev) {
+    (void)be;
+    pthread_mutex_lock(&g_fake.mu);
+    fake_push(k, (fake_item){FK_WAIT, NULL, NULL, 0, ev, ev->rec, NULL});
+    g_fake.waits[k]++;
+    pthread_mutex_unlock(&g_fake.mu);
+    return WR_OK;
+}
+
+static wr_status fake_event_sync(wr_backend *be, wr_event *ev) {
+    (void)be;
+    pthread_mutex_lock(&g_fake.mu);
+    const uint64_t gen = ev->rec;
+    while (ev->done < gen) pthread_cond_wait(&g_fake.cv, &g_fake.mu);
+    pthread_mutex_unlock(&g_fake.mu);
+    return WR_OK;
+}
+
+/* The compute stream's "op": host dst := device src, when the stream gets to it. */
+static void fake_read(void *dst, const void *src, size_t n) {
+    pthread_mutex_lock(&g_fake.mu);
+    fake_push(WR_STREAM_COMPUTE, (fake_item){FK_COPY, dst, src, n, NULL, 0, NULL});
+    pthread_mutex_unlock(&g_fake.mu);
+}
+
+static wr_backend *fake_start(double compute_delay, double copy_delay) {
+    g_fake.iface = *g_be->iface; /* the CPU backend's memory */
+    g_fake.iface.upload = fake_copy_sync;
+    g_fake.iface.download = fake_copy_sync;
+    g_fake.iface.copy = fake_copy_sync;
+    g_fake.iface.sync = fake_sync;
+    g_fake.iface.event_create = fake_event_create;
+    g_fake.iface.event_free = fake_event_free;
+    g_fake.iface.event_record = fake_event_record;
+    g_fake.iface.stream_wait = fake_stream_wait;
+    g_fake.iface.event_sync = fake_event_sync;
+    g_fake.iface.upload_on = fake_upload_on;
+    g_fake.be = *g_be;
+    memset(&g_fake.be.scratch, 0, sizeof g_fake.be.scratch);
+    g_fake.be.iface = &g_fake.iface;
+    g_fake.be.host_visible = 0; /* resident blocks are copied too */
+    g_fake.stop = 0;
+    for (int k = 0; k < WR_STREAM_COUNT; k++) {
+        g_fake.waits[k] = 0;
+        g_fake.s[k].delay = k == WR_STREAM_COMPUTE ? compute_delay : copy_delay;
+        ck_assert_int_eq(pthread_create(&g_fake.s[k].th, NULL, fake_main, &g_fake.s[k]), 0);
+    }
+    return &g_fake.be;
+}
+
+static void fake_stop(void) {
+    pthread_mutex_lock(&g_fake.mu);
+    g_fake.stop = 1;
+    pthread_cond_broadcast(&g_fake.cv);
+    pthread_mutex_unlock(&g_fake.mu);
+    for (int k = 0; k < WR_STREAM_COUNT; k++) pthread_join(g_fake.s[k].th, NULL);
+}
+
+/* The streamer on an asynchronous backend (the fake above), six blocks, block 0 resident (a
+ * device copy: the fake's ops cannot read host memory), three passes of acquire, a read of the
+ * block's weights on the compute stream, release; without and with disk offload (the staging
+ * buffers, whose reuse waits for their last upload):
+ *   - the compute stream slowed down (each read 2 ms late): the host and the copy thread run
+ *     far ahead of it, so a slot refilled before the release event of the block it held
+ *     completed would hand the read the next block's weights;
+ *   - the copy stream slowed down (each upload 2 ms late): a read not ordered after its
+ *     block's copies (acquire's wait on the copy's event) would see the slot's old contents;
+ * every read must see its own block. Acquire makes the compute stream wait (one wait per
+ * streamed acquire), it does not block the host for the bytes. */
+START_TEST(test_stream_events) {
+    enum { NB = 6, NE = 4096, PASSES = 3 };
+    static float data[NB][NE], got[PASSES][NB][NE];
+    one_blk blk[NB];
+    for (int i = 0; i < NB; i++) {
+        for (int j = 0; j < NE; j++) data[i][j] = (float)(i * NE + j);
+        blk[i].w = wr_tensor_make(data[i], WR_DTYPE_F32, 1, (int64_t[]){NE});
+    }
+    for (int slow = 0; slow < 2; slow++)
+        for (int off = 0; off < 2; off++) {
+            wr_backend *be = fake_start(slow == 0 ? 0.002 : 0, slow == 1 ? 0.002 : 0);
+            wr_vram *v = NULL;
+            ck_assert_int_eq(wr_vram_create(&v, be, 0), WR_OK);
+            wr_vram_set_disk_offload(v, off);
+            wr_streamer *s = NULL;
+            ck_assert_int_eq(wr_streamer_create(&s, v, blk, sizeof blk[0], NB, one_tensors, 1),
+                             WR_OK);
+            wr_vram_stats st;
+            wr_vram_get_stats(v, &st);
+            ck_assert_uint_eq(st.current[WR_MEM_WEIGHTS_RESIDENT], sizeof data[0]);
+            memset(got, 0, sizeof got);
+            for (int p = 0; p < PASSES; p++)
+                for (int i = 0; i < NB; i++) {
+                    const void *b = NULL;
+                    ck_assert_int_eq(wr_streamer_acquire(s, i, &b), WR_OK);
+                    const wr_tensor *w = &((const one_blk *)b)->w;
+                    ck_assert_ptr_ne(w->data, data[i]); /* a device copy, also block 0 */
+                    fake_read(got[p][i], w->data, sizeof data[i]);
+                    wr_streamer_release(s, i);
+                }
+            ck_assert_int_eq(fake_sync(be), WR_OK);
+            for (int p = 0; p < PASSES; p++)
+                for (int i = 0; i < NB; i++)
+                    ck_assert_msg(memcmp(got[p][i], data[i], sizeof data[i]) == 0,
+                                  "slow %s, offload %d, pass %d: block %d's read saw %g at 0 "
+                                  "(block %g's)",
+                                  slow ? "copies" : "compute", off, p, i, (double)got[p][i][0],
+                                  (double)got[p][i][0] / NE);
+            ck_assert_int_eq(g_fake.waits[WR_STREAM_COMPUTE], PASSES * (NB - 1));
+            ck_assert_int_gt(g_fake.waits[WR_STREAM_COPY], 0);
+            wr_streamer_free(s);
+            wr_vram_free_pool(v);
+            fake_stop();
+        }
 }
 END_TEST
 
@@ -741,6 +992,22 @@ START_TEST(test_plan_matches_measurement) {
     ck_assert_int_eq(wr_plan_level(&in, 3, 0, &deep), WR_OK);
     ck_assert_uint_eq(deep.dev[WR_PLAN_DENOISE][WR_MEM_WEIGHTS_STREAMING],
                       o.dev[WR_PLAN_DENOISE][WR_MEM_WEIGHTS_STREAMING]);
+    /* the DiT's per-block upcast buffer: a bf16 checkpoint on the f32 CPU counts one block
+     * with f32 matrices in the denoising workspace, streamed or resident; f32 weights none */
+    in.dit.num_layers /= 10;
+    size_t up = 0, up_other = 0;
+    wr_dit_plan_weights(&in.dit, 4, &up, &up_other);
+    for (int level = 0; level <= 3; level += 3) {
+        wr_plan_out f32, bf16;
+        ck_assert_int_eq(wr_plan_level(&in, level, 0, &f32), WR_OK);
+        in.dit_wbytes = 2;
+        ck_assert_int_eq(wr_plan_level(&in, level, 0, &bf16), WR_OK);
+        in.dit_wbytes = 4;
+        ck_assert_uint_eq(bf16.dev[WR_PLAN_DENOISE][WR_MEM_WORKSPACE],
+                          f32.dev[WR_PLAN_DENOISE][WR_MEM_WORKSPACE] + up);
+        ck_assert_uint_eq(bf16.dev[WR_PLAN_ENCODE][WR_MEM_WORKSPACE],
+                          f32.dev[WR_PLAN_ENCODE][WR_MEM_WORKSPACE]);
+    }
     free(frames);
     free(enc);
     free(out);
@@ -1132,6 +1399,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_op_scratch);
     tcase_add_test(tc, test_weight_states);
     tcase_add_test(tc, test_streamer_free_waits);
+    tcase_add_test(tc, test_stream_events);
     tcase_add_test(tc, test_dit_streaming_bitwise);
     tcase_add_test(tc, test_level3_peak_independent_of_layers);
     tcase_add_test(tc, test_prefetch_order);
