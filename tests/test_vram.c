@@ -113,6 +113,25 @@ static void fill(float *p, int64_t n, uint32_t seed) {
     }
 }
 
+/* Device memory of g_be (outside any pool) holding n bytes of host (NULL: zeros): the tests
+ * give the ops device tensors and read results back with wr_download, as host code may not
+ * touch device memory (the strict CPU device mode faults on it). */
+static void *dev_from(const void *host, size_t n) {
+    void *p = NULL;
+    ck_assert_int_eq(g_be->iface->alloc(g_be, &p, n), WR_OK);
+    ck_assert_int_eq(host ? wr_upload(g_be, p, host, n) : wr_dev_memset0(g_be, p, n), WR_OK);
+    return p;
+}
+
+static void dev_free(void *p) {
+    g_be->iface->free(g_be, p);
+}
+
+/* Every stream's work so far is done (the async CPU mode runs ops and copies on workers). */
+static void be_sync(void) {
+    ck_assert_int_eq(g_be->iface->sync(g_be), WR_OK);
+}
+
 static wr_status small_alloc(void *ctx, size_t bytes, void **out) {
     return wr_vram_alloc(ctx, WR_MEM_WORKSPACE, bytes, out);
 }
@@ -129,14 +148,19 @@ static void run_conv(float *y) {
     fill(x, CI * TX * H * W, 1), fill(c, CI * TC * H * W, 2), fill(wf, CO * CI * 27, 3);
     fill(b, CO, 4);
     wr_dtype_convert(wb, WR_DTYPE_BF16, wf, WR_DTYPE_F32, CO * CI * 27);
-    wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 4, (int64_t[]){CI, TX, H, W});
-    wr_tensor ct = wr_tensor_make(c, WR_DTYPE_F32, 4, (int64_t[]){CI, TC, H, W});
-    wr_tensor wt = wr_tensor_make(wb, WR_DTYPE_BF16, 5, (int64_t[]){CO, CI, 3, 3, 3});
-    wr_tensor bt = wr_tensor_make(b, WR_DTYPE_F32, 1, (int64_t[]){CO});
-    wr_tensor yt = wr_tensor_make(y, WR_DTYPE_F32, 4, (int64_t[]){CO, TX, H, W});
+    void *dx = dev_from(x, sizeof x), *dc = dev_from(c, sizeof c), *dw = dev_from(wb, sizeof wb);
+    void *db = dev_from(b, sizeof b), *dy = dev_from(NULL, sizeof(float) * CO * TX * H * W);
+    wr_tensor xt = wr_tensor_make(dx, WR_DTYPE_F32, 4, (int64_t[]){CI, TX, H, W});
+    wr_tensor ct = wr_tensor_make(dc, WR_DTYPE_F32, 4, (int64_t[]){CI, TC, H, W});
+    wr_tensor wt = wr_tensor_make(dw, WR_DTYPE_BF16, 5, (int64_t[]){CO, CI, 3, 3, 3});
+    wr_tensor bt = wr_tensor_make(db, WR_DTYPE_F32, 1, (int64_t[]){CO});
+    wr_tensor yt = wr_tensor_make(dy, WR_DTYPE_F32, 4, (int64_t[]){CO, TX, H, W});
     const wr_conv_params cp = {0, 1, 1};
     ck_assert_msg(wr_op_conv3d(g_be, &yt, &xt, &ct, &wt, &bt, &cp) == WR_OK, "%s",
                   wr_error_detail());
+    ck_assert_int_eq(wr_download(g_be, y, dy, sizeof(float) * CO * TX * H * W), WR_OK);
+    be_sync(); /* (the scratch counters the caller reads) */
+    dev_free(dx), dev_free(dc), dev_free(dw), dev_free(db), dev_free(dy);
 }
 
 START_TEST(test_op_scratch) {
@@ -174,18 +198,24 @@ START_TEST(test_op_scratch) {
     uint16_t *wb = malloc(sizeof(uint16_t) * N * K);
     fill(x, M * K, 5), fill(wf, N * K, 6);
     wr_dtype_convert(wb, WR_DTYPE_BF16, wf, WR_DTYPE_F32, N * K);
-    wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 2, (int64_t[]){M, K});
-    wr_tensor wt = wr_tensor_make(wb, WR_DTYPE_BF16, 2, (int64_t[]){N, K});
-    wr_tensor yt = wr_tensor_make(y, WR_DTYPE_F32, 2, (int64_t[]){M, N});
+    void *dx = dev_from(x, sizeof(float) * M * K), *dw = dev_from(wb, sizeof(uint16_t) * N * K);
+    void *dy = dev_from(NULL, sizeof(float) * M * N);
+    wr_tensor xt = wr_tensor_make(dx, WR_DTYPE_F32, 2, (int64_t[]){M, K});
+    wr_tensor wt = wr_tensor_make(dw, WR_DTYPE_BF16, 2, (int64_t[]){N, K});
+    wr_tensor yt = wr_tensor_make(dy, WR_DTYPE_F32, 2, (int64_t[]){M, N});
     g_be->scratch.high = 0;
     ck_assert_int_eq(wr_op_matmul(g_be, &yt, &xt, &wt, NULL), WR_OK);
+    be_sync();
     ck_assert_uint_ge(g_be->scratch.high, sizeof(float) * N * K); /* the whole weight, one panel */
-    float *q = malloc(sizeof(float) * L * NH * HD), *o = malloc(sizeof(float) * L * NH * HD);
+    float *q = malloc(sizeof(float) * L * NH * HD);
     fill(q, L * NH * HD, 7);
-    wr_tensor qt = wr_tensor_make(q, WR_DTYPE_F32, 3, (int64_t[]){L, NH, HD});
-    wr_tensor ot = wr_tensor_make(o, WR_DTYPE_F32, 3, (int64_t[]){L, NH, HD});
+    void *dq = dev_from(q, sizeof(float) * L * NH * HD),
+         *dout = dev_from(NULL, sizeof(float) * L * NH * HD);
+    wr_tensor qt = wr_tensor_make(dq, WR_DTYPE_F32, 3, (int64_t[]){L, NH, HD});
+    wr_tensor ot = wr_tensor_make(dout, WR_DTYPE_F32, 3, (int64_t[]){L, NH, HD});
     g_be->scratch.high = 0;
     ck_assert_int_eq(wr_op_attention(g_be, &ot, NULL, &qt, &qt, &qt, NULL), WR_OK);
+    be_sync();
     ck_assert_uint_gt(g_be->scratch.high, 0);
     ck_assert_uint_eq(wr_scratch_left(g_be), cap);
     ck_assert_uint_eq(g_be->scratch.oversize, over0 + 1); /* none of them needed a one-off */
@@ -203,7 +233,8 @@ START_TEST(test_op_scratch) {
     ck_assert_int_eq(memcmp(y1, y2, sizeof(float) * YN), 0);
     wr_scratch_detach(g_be);
     free_pool(v); /* the pool no longer provides the arena: nothing to give back */
-    free(x), free(wf), free(y), free(wb), free(q), free(o), free(y1), free(y2);
+    dev_free(dx), dev_free(dw), dev_free(dy), dev_free(dq), dev_free(dout);
+    free(x), free(wf), free(y), free(wb), free(q), free(y1), free(y2);
 }
 END_TEST
 
@@ -238,8 +269,11 @@ START_TEST(test_weight_states) {
         const void *b = NULL;
         for (int i = 0; i < NB; i++) {
             ck_assert_int_eq(wr_streamer_acquire(s, i, &b), WR_OK);
-            const float *w = ((const one_blk *)b)->w.data;
-            ck_assert(w[0] == (float)(i * NE) && w[NE - 1] == (float)(i * NE + NE - 1));
+            const float *w = ((const one_blk *)b)->w.data; /* device memory */
+            float w0 = 0, w1 = 0; /* (the compute stream waited for the block's copies) */
+            ck_assert_int_eq(wr_download(g_be, &w0, w, sizeof w0), WR_OK);
+            ck_assert_int_eq(wr_download(g_be, &w1, w + NE - 1, sizeof w1), WR_OK);
+            ck_assert(w0 == (float)(i * NE) && w1 == (float)(i * NE + NE - 1));
             ck_assert_int_eq(wr_streamer_state(s, i), WR_WEIGHTS_COMPUTATION);
             /* the next streamed block (wrapping to 1 after 3) is in a slot, being copied */
             const int next = i + 1 < NB ? i + 1 : 1;
@@ -261,7 +295,9 @@ END_TEST
 
 /* Copies: submitting does not wait for the copy thread (it returns while the thread is held,
  * so a submit that waited would hang the test), tickets count up in order, a wait covers its
- * ticket and every earlier one, and a copy's recorded start is after the previous one's end. */
+ * ticket and every earlier one, and a copy's recorded start is after the previous one's end.
+ * The target is read back with wr_download after a backend sync (a ticket done means issued
+ * on the copy stream; an asynchronous backend delivers the bytes later). */
 START_TEST(test_copies) {
     wr_vram *v = new_pool(0);
     enum { N = 8, BYTES = 1 << 16 };
@@ -284,9 +320,14 @@ START_TEST(test_copies) {
     ck_assert_int_eq(wr_vram_copy_wait(v, t[N / 2]), WR_OK);
     wr_vram_copy_counts(v, NULL, &done);
     ck_assert_uint_ge(done, t[N / 2]);
-    ck_assert_int_eq(memcmp(dst, src, (size_t)(N / 2 + 1) * BYTES), 0); /* in order */
+    unsigned char *back = malloc(N * BYTES);
+    be_sync();
+    ck_assert_int_eq(wr_download(g_be, back, dst, (size_t)(N / 2 + 1) * BYTES), WR_OK);
+    ck_assert_int_eq(memcmp(back, src, (size_t)(N / 2 + 1) * BYTES), 0); /* in order */
     ck_assert_int_eq(wr_vram_copy_drain(v), WR_OK);
-    ck_assert_int_eq(memcmp(dst, src, N * BYTES), 0);
+    be_sync();
+    ck_assert_int_eq(wr_download(g_be, back, dst, N * BYTES), WR_OK);
+    ck_assert_int_eq(memcmp(back, src, N * BYTES), 0);
     double prev_t1 = 0;
     for (int i = 0; i < N; i++) { /* one copy at a time, in ticket order */
         double t0 = 0, t1 = 0;
@@ -306,14 +347,17 @@ START_TEST(test_copies) {
     ck_assert_uint_eq(tk, N + 1);
     ck_assert_int_eq(wr_vram_copy_wait(v, tk), WR_OK);
     wr_vram_free(v, dst);
-    /* freeing a paused pool runs what is queued first (the CPU backend's device memory is host
-     * memory: a plain buffer, which outlives the pool, as the target) */
-    unsigned char *late = calloc(1, BYTES);
+    /* freeing a paused pool runs what is queued first (the target: backend memory outside the
+     * pool, which outlives it) */
+    unsigned char *late = dev_from(NULL, BYTES);
     wr_vram_set_copy_paused(v, 1);
     ck_assert_int_eq(wr_vram_copy_async(v, late, src, BYTES, &tk), WR_OK);
     free_pool(v);
-    ck_assert_int_eq(memcmp(late, src, BYTES), 0);
-    free(late);
+    be_sync();
+    ck_assert_int_eq(wr_download(g_be, back, late, BYTES), WR_OK);
+    ck_assert_int_eq(memcmp(back, src, BYTES), 0);
+    dev_free(late);
+    free(back);
     free(src);
 }
 END_TEST
@@ -365,7 +409,7 @@ START_TEST(test_streamer_free_waits) {
 }
 END_TEST
 
-/* ---- a fake asynchronous backend (test_stream_events): the CPU backend's memory, and two
+/* ---- a fake asynchronous backend (test_stream_events): plain host memory, and two
  * streams whose work runs on a worker thread each, later than it is issued, ordered with each
  * other only by events (the semantics of backend.h's slots: a wait captures the event's last
  * record at the time of the call). The compute stream's only "op" is fake_read (a copy of
@@ -523,8 +567,21 @@ static void fake_read(void *dst, const void *src, size_t n) {
     pthread_mutex_unlock(&g_fake.mu);
 }
 
+static wr_status fake_alloc(wr_backend *be, void **out, size_t n) {
+    (void)be;
+    *out = n ? aligned_alloc(64, (n + 63) & ~(size_t)63) : NULL;
+    return *out || !n ? WR_OK : WR_FAIL(WR_ERR_OOM_DEVICE, "fake backend");
+}
+
+static void fake_free(wr_backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
 static wr_backend *fake_start(double compute_delay, double copy_delay) {
-    g_fake.iface = *g_be->iface; /* the CPU backend's memory */
+    memset(&g_fake.iface, 0, sizeof g_fake.iface); /* no ops: only memory, copies, events */
+    g_fake.iface.alloc = fake_alloc;
+    g_fake.iface.free = fake_free;
     g_fake.iface.upload = fake_copy_sync;
     g_fake.iface.download = fake_copy_sync;
     g_fake.iface.copy = fake_copy_sync;
@@ -535,8 +592,9 @@ static wr_backend *fake_start(double compute_delay, double copy_delay) {
     g_fake.iface.stream_wait = fake_stream_wait;
     g_fake.iface.event_sync = fake_event_sync;
     g_fake.iface.upload_on = fake_upload_on;
-    g_fake.be = *g_be;
-    memset(&g_fake.be.scratch, 0, sizeof g_fake.be.scratch);
+    memset(&g_fake.be, 0, sizeof g_fake.be);
+    g_fake.be.kind = WR_BACKEND_CPU;
+    g_fake.be.threads = 1;
     g_fake.be.iface = &g_fake.iface;
     g_fake.be.host_visible = 0; /* resident blocks are copied too */
     g_fake.stop = 0;
