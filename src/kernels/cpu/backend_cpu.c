@@ -74,6 +74,7 @@ static const wr_backend_iface cpu_iface = {
     .transpose = transpose_cpu,
     .clamp = clamp_cpu,
     .channel_affine = channel_affine_cpu,
+    .blend = blend_cpu,
 };
 
 wr_status wr_backend_cpu_init(wr_backend *be, int threads) {

@@ -44,5 +44,6 @@ wr_status transpose_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x);
 wr_status clamp_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, float lo, float hi);
 wr_status channel_affine_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x,
                              const wr_tensor *scale, const wr_tensor *shift);
+wr_status blend_cpu(wr_backend *be, wr_tensor *dst, const wr_tensor *a, int64_t e);
 
 #endif /* WR_KERNELS_CPU_CPU_INTERNAL_H */
