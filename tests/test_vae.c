@@ -3,7 +3,8 @@
  * (tests/data/vae/<case>/io.safetensors from tests/golden/golden_vae.py): the taps of a
  * 1-latent-frame decode, an untiled 4-latent-frame decode (13 frames), and a tiled decode with
  * the generator's tile/stride; the real decoder's inventory from configs/ alone; memory of
- * tiled vs untiled decode; loader and argument errors.
+ * tiled vs untiled decode; the blend op against its definition (bitwise); loader and argument
+ * errors.
  *
  * Tolerance: NMSE <= 1e-6 for every frame tensor and tap (the issue's bound), max |d| printed.
  * The generator measured fp32 PyTorch against float64 at 1e-15..1e-10 (the largest where an
