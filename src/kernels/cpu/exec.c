@@ -85,6 +85,7 @@ enum {
     J_TRANSPOSE,
     J_CLAMP,
     J_AFFINE,
+    J_BLEND,
     J_OPS, /* ops end here; memory jobs follow */
     J_COPY,
     J_MEMSET,
@@ -104,7 +105,7 @@ static const char *const roles[J_OPS] = {
     [J_GATED] = "oii",   [J_ROPE] = "oii",        [J_ATTN] = "ooiiii",  [J_PATCH] = "oiwi",
     [J_MERGE] = "ooii",  [J_UNPATCH] = "oi",      [J_CONV] = "oiiwi",   [J_UPS] = "oi",
     [J_RMSC] = "oii",    [J_GATHER] = "ow",       [J_TRANSPOSE] = "oi", [J_CLAMP] = "oi",
-    [J_AFFINE] = "oiii",
+    [J_AFFINE] = "oiii", [J_BLEND] = "oi",
 };
 
 typedef struct wr_event {
@@ -187,6 +188,7 @@ static const char *job_name(int kind) {
                                         "transpose",
                                         "clamp",
                                         "channel_affine",
+                                        "blend",
                                         "-",
                                         "copy",
                                         "memset0",
@@ -465,6 +467,9 @@ static wr_status run_op(wr_backend *be, job *j) {
         break;
     case J_AFFINE:
         st = channel_affine_cpu(be, T(0), T(1), T(2), T(3));
+        break;
+    case J_BLEND:
+        st = blend_cpu(be, T(0), T(1), j->n0);
         break;
     default:
         st = WR_FAIL(WR_ERR_INTERNAL, "CPU backend: job %d is not an op", j->kind);
@@ -969,6 +974,12 @@ static wr_status x_clamp(wr_backend *be, wr_tensor *y, const wr_tensor *x, float
     return submit(be, &j);
 }
 
+static wr_status x_blend(wr_backend *be, wr_tensor *dst, const wr_tensor *a, int64_t e) {
+    job j = {.kind = J_BLEND, .n0 = e};
+    put(&j, 0, dst), put(&j, 1, a);
+    return submit(be, &j);
+}
+
 static const wr_backend_iface cpu_iface = {
     .alloc = x_alloc,
     .free = x_free,
@@ -1003,6 +1014,7 @@ static const wr_backend_iface cpu_iface = {
     .transpose = x_transpose,
     .clamp = x_clamp,
     .channel_affine = x_affine,
+    .blend = x_blend,
 };
 
 /* the same with events: only the async mode has real ones (a synchronous mode's NULL slots
