@@ -142,14 +142,23 @@ static const wr_backend_iface cuda_iface = {
 wr_status wr_backend_cuda_init(wr_backend *be, int threads) {
     wr_device_info di;
     WR_TRY(wr_cuda_probe(&di));
-    CUDA_TRY(cudaSetDevice(0), "cudaSetDevice(0)");
+    if (be->device < 0 || be->device >= di.count)
+        return WR_FAIL(WR_ERR_NO_DEVICE, "CUDA device %d: %d device(s) are visible", be->device,
+                       di.count);
+    CUDA_TRY(cudaSetDevice(be->device), "cudaSetDevice");
     cuda_impl *ci = calloc(1, sizeof *ci);
     if (ci == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    ci->device = be->device;
     be->impl = ci;
     be->iface = &cuda_iface;
     be->kind = WR_BACKEND_CUDA;
     be->threads = threads;
     return WR_OK;
+}
+
+void *wr_cuda_compute_stream(wr_backend *be) {
+    (void)be;
+    return NULL; /* the legacy default stream (cudaMemcpy's) until the backend has its own */
 }
 
 void wr_backend_cuda_release(wr_backend *be) {
