@@ -424,13 +424,12 @@ wr_status wr_vae_set_vram(wr_vae *m, wr_vram *v) {
     m->w_bytes = 0;
     if (v == NULL) return WR_OK;
     WR_TRY(wr_vram_scratch_ensure(v)); /* the ops' scratch, from the pool from now on */
-    /* the weights: their device copies, or where the ops read host memory (the plain CPU
-     * backend) the tensors used in place */
-    uint64_t bytes = m->warena.cap;
-    if (m->warena.base == NULL) {
-        walker wk = {sum_bytes, &bytes, 0, 0};
-        walk(&m->cfg, m, &wk);
-    }
+    /* the weights' bytes, whether used in place (the plain CPU backend) or copied into the
+     * device arena: the planner's number in both cases (the arena's 64-byte alignment padding
+     * and its two 16-float de-normalisation vectors, under 4 KiB, are not counted) */
+    uint64_t bytes = 0;
+    walker wk = {sum_bytes, &bytes, 0, 0};
+    walk(&m->cfg, m, &wk);
     WR_TRY(wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)bytes));
     m->w_bytes = bytes;
     m->vram = v;
