@@ -120,6 +120,9 @@ static void *dev_from(const void *host, size_t n) {
     void *p = NULL;
     ck_assert_int_eq(g_be->iface->alloc(g_be, &p, n), WR_OK);
     ck_assert_int_eq(host ? wr_upload(g_be, p, host, n) : wr_dev_memset0(g_be, p, n), WR_OK);
+    /* the memset runs on the compute stream; the pool's copies on the copy stream, which
+     * nothing orders against it: done before the buffer is handed out */
+    ck_assert_int_eq(g_be->iface->sync(g_be), WR_OK);
     return p;
 }
 
