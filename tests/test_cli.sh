@@ -491,10 +491,16 @@ if command -v mpiexec >/dev/null; then
         "$ST_NMSE" "$gen/p5.safetensors" "$gen/p1.safetensors" latents "$CP_NMSE"; then
         pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: level 3 on 2 ranks differs"; fi
     # one rank out of memory (its address space capped; not under ASan, whose shadow memory
-    # needs far more address space): every rank the same error, exit 4
+    # needs far more address space): every rank the same error, exit 4. The strict device
+    # modes reserve their device space as address space (twice WR_STRICT_DEVICE_GIB): 1 GiB
+    # of it, and the cap raised by those 2 GiB
     if ! ldd "$WANRUN" | grep libasan >/dev/null; then
     expect 4 "one rank out of memory" -- mpiexec -n 2 --oversubscribe bash -c \
-        'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then ulimit -v 1500000; fi; exec "$0" "$@"' \
+        'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then
+            if [ -n "${WR_STRICT_DEVICE:-}" ] && [ "$WR_STRICT_DEVICE" != 0 ]; then
+                export WR_STRICT_DEVICE_GIB=1; ulimit -v 3597152
+            else ulimit -v 1500000; fi
+        fi; exec "$0" "$@"' \
         "$WANRUN" --model "$tiny" --prompt p --size 4096x4096 --frames 121 --steps 1 --threads 1 \
         --out "$gen/oom.y4m"
     has "$err" "\[0/2\] error: ERR_OOM_(HOST|DEVICE): rank 1: .*cannot allocate" "rank 0 names rank 1"
