@@ -389,3 +389,15 @@ int wr_backend_supports(const wr_backend *be, const char *op, const wr_dtype *dt
         if (dtypes[i] != WR_DTYPE_F32 && dtypes[i] != WR_DTYPE_BF16) return 0;
     return be->iface != NULL;
 }
+
+wr_status wr_op_blend(wr_backend *be, wr_tensor *dst, const wr_tensor *a, int64_t e) {
+    expect_f32("blend", dst);
+    expect_f32("blend", a);
+    EXPECT(dst->ndim == 3 && a->ndim == 3 && dst->shape[0] == a->shape[0] &&
+               dst->shape[2] == a->shape[2],
+           "blend", "dst [P, Ld, Q] and a [P, La, Q]", dst, a);
+    EXPECT(e >= 0 && e <= dst->shape[1] && e <= a->shape[1], "blend", "0 <= e <= min(Ld, La)", dst,
+           a);
+    if (e == 0 || wr_tensor_nelem(dst) == 0) return WR_OK;
+    CALL(be, blend, dst, a, e);
+}

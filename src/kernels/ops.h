@@ -122,4 +122,16 @@ int64_t wr_rows(const wr_tensor *t);
 /* Last dimension (1 for a scalar). */
 int64_t wr_cols(const wr_tensor *t);
 
+/*
+ * blend: the linear cross-fade of tiled decoding (diffusers' blend_v / blend_h). dst [P, Ld, Q]
+ * and a [P, La, Q], both F32, same P and Q, 0 <= e <= min(Ld, La), not overlapping; the first e
+ * entries of dst's axis 1 fade in over the last e of a's:
+ *   for i in [0, e), all p, q:
+ *     dst[p, i, q] = a[p, La - e + i, q] * wa(i) + dst[p, i, q] * wb(i)
+ *     wa(i) = (float)(1.0 - (double)i / e), wb(i) = (float)((double)i / e)
+ * (float products and sum). Rows of an image [C, H, W]: P = C, axis 1 = H, Q = W; its
+ * columns: P = C * H, axis 1 = W, Q = 1. e = 0 does nothing.
+ */
+wr_status wr_op_blend(wr_backend *be, wr_tensor *dst, const wr_tensor *a, int64_t e);
+
 #endif /* WR_KERNELS_OPS_H */

@@ -161,6 +161,19 @@ struct wr_dit {
     /* f32 copies of 1-D tensors, one arena */
     float *vec_arena;
     size_t vec_used, vec_cap; /* floats */
+    /* Device copies where the ops cannot read host memory (!be->host_visible; on the plain CPU
+     * backend both arenas stay empty and the tensors are used in place): the non-block weights
+     * (made at load; the fields above then point into it), and without a pool every block
+     * (made on the first acquire; dev_blocks[i] is blocks[i] pointing into it). m->blocks
+     * itself always stays host memory: the streamer copies from it. */
+    wr_dev_arena warena, barena;
+    wr_dit_block *dev_blocks;
+    /* host staging of what the forward computes on the host: the timestep sinusoid
+     * [freq_dim], the RoPE tables (cos then sin, [L, HD/2] each) and a tap's download */
+    float *h_sinus, *h_rope;
+    size_t h_rope_cap; /* floats */
+    void *tap_buf;
+    size_t tap_cap; /* bytes */
     /* taps */
     wr_dit_tap_fn tap;
     void *tap_ctx;
@@ -177,7 +190,7 @@ struct wr_dit {
     /* the vram layer (wr_dit_set_vram): resident and streamed blocks (src/vram/stream.h) */
     wr_vram *vram;
     wr_streamer *stream;
-    uint64_t other_acc; /* the non-block weights, counted in the pool (used in place) */
+    uint64_t other_acc; /* the non-block weights, counted in the pool */
 };
 
 typedef struct load_ctx {
@@ -312,6 +325,35 @@ static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape
     *dst = wr_tensor_make(v, WR_DTYPE_F32, ndim, shape);
 }
 
+/* The weights outside the blocks (embeddings, head); returns the count. */
+static int other_tensors(wr_dit *m, wr_tensor **o) {
+    int n = 0;
+    o[n++] = &m->patch_embedding.weight, o[n++] = &m->patch_embedding.bias;
+    wr_linear *l[5] = {&m->condition_embedder.time_embedder.linear_1,
+                       &m->condition_embedder.time_embedder.linear_2,
+                       &m->condition_embedder.text_embedder.linear_1,
+                       &m->condition_embedder.text_embedder.linear_2,
+                       &m->condition_embedder.time_proj};
+    for (int i = 0; i < 5; i++) o[n++] = &l[i]->weight, o[n++] = &l[i]->bias;
+    o[n++] = &m->proj_out.weight, o[n++] = &m->proj_out.bias;
+    o[n++] = &m->scale_shift_table;
+    return n;
+}
+#define DIT_MAX_OTHER 16
+
+/* The non-block weights into device memory where the ops cannot read the host (one arena of
+ * their size); on a host-visible backend nothing is allocated and they stay where they are. */
+static wr_status other_to_device(wr_dit *m) {
+    wr_tensor *o[DIT_MAX_OTHER];
+    const int n = other_tensors(m, o);
+    size_t bytes = 0;
+    for (int i = 0; i < n; i++)
+        if (o[i]->data) bytes += wr_dev_arena_need(wr_tensor_nbytes(o[i]));
+    WR_TRY(wr_dev_arena_init(&m->warena, m->be, m->be->host_visible ? 0 : bytes));
+    for (int i = 0; i < n; i++) WR_TRY(wr_dev_arena_put(&m->warena, o[i], 0));
+    return WR_OK;
+}
+
 wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir) {
     return wr_dit_load_ex(out, be, dir, NULL);
 }
@@ -321,7 +363,7 @@ wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr
     wr_status st = WR_OK;
     if (be->kind != WR_BACKEND_CPU)
         return WR_FAIL(WR_ERR_UNSUPPORTED, "the DiT runs on the CPU backend only so far (the "
-                                           "CUDA op kernels are not written yet)");
+                                           "CUDA op kernels are issue #16)");
     wr_dit *m = calloc(1, sizeof *m);
     if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     m->be = be;
@@ -352,11 +394,13 @@ wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr
     wr_dit_expected_tensors(&m->cfg, NULL, count_vectors, &lc);
     m->vec_cap = lc.vec_floats;
     m->vec_arena = malloc(m->vec_cap * sizeof(float) + 64);
+    m->h_sinus = malloc(sizeof(float) * (size_t)(m->cfg.freq_dim > 0 ? m->cfg.freq_dim : 1));
     if (m->fp8) {
         wr_dit_expected_tensors(&m->cfg, NULL, count_fp8, &m->fp8_cap);
         m->fp8_arena = malloc(m->fp8_cap + 64);
     }
-    if (m->blocks == NULL || m->vec_arena == NULL || (m->fp8 && m->fp8_arena == NULL)) {
+    if (m->blocks == NULL || m->vec_arena == NULL || m->h_sinus == NULL ||
+        (m->fp8 && m->fp8_arena == NULL)) {
         st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", dir);
         goto fail;
     }
@@ -370,6 +414,7 @@ wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr
         st = wr_load_fail(&lc.rep, dir, n, "transformer");
         goto fail;
     }
+    WR_TRY_GOTO(st, other_to_device(m), fail);
     if (wr_st_set_count(m->weights) != n)
         wr_warn("%s: %lld tensors in the checkpoint, %lld used (extra tensors ignored)", dir,
                 (long long)wr_st_set_count(m->weights), (long long)n);
@@ -384,11 +429,17 @@ fail:
 }
 
 static void vram_release_all(wr_dit *m);
+static void dev_blocks_free(wr_dit *m);
 
 void wr_dit_free(wr_dit *m) {
     if (m == NULL) return;
     vram_release_all(m);
     wr_workspace_release(&m->ws, m->be);
+    dev_blocks_free(m);
+    wr_dev_arena_free(&m->warena);
+    free(m->h_sinus);
+    free(m->h_rope);
+    free(m->tap_buf);
     free(m->vec_arena);
     free(m->fp8_arena);
     free(m->blocks);
@@ -437,23 +488,11 @@ static void vram_release_all(wr_dit *m) {
 }
 
 size_t wr_dit_other_bytes(const wr_dit *m) {
-    const wr_tensor *o[] = {&m->patch_embedding.weight,
-                            &m->patch_embedding.bias,
-                            &m->condition_embedder.time_embedder.linear_1.weight,
-                            &m->condition_embedder.time_embedder.linear_1.bias,
-                            &m->condition_embedder.time_embedder.linear_2.weight,
-                            &m->condition_embedder.time_embedder.linear_2.bias,
-                            &m->condition_embedder.text_embedder.linear_1.weight,
-                            &m->condition_embedder.text_embedder.linear_1.bias,
-                            &m->condition_embedder.text_embedder.linear_2.weight,
-                            &m->condition_embedder.text_embedder.linear_2.bias,
-                            &m->condition_embedder.time_proj.weight,
-                            &m->condition_embedder.time_proj.bias,
-                            &m->proj_out.weight,
-                            &m->proj_out.bias,
-                            &m->scale_shift_table};
+    if (m->warena.cap) return m->warena.cap; /* the device copy */
+    wr_tensor *o[DIT_MAX_OTHER];
+    const int n = other_tensors((wr_dit *)m, o);
     size_t other = 0;
-    for (size_t i = 0; i < sizeof o / sizeof o[0]; i++)
+    for (int i = 0; i < n; i++)
         if (o[i]->data) other += wr_tensor_nbytes(o[i]);
     return other;
 }
@@ -462,12 +501,44 @@ size_t wr_dit_block_bytes(const wr_dit *m) {
     return wr_blocks_max_bytes(m->blocks, sizeof *m->blocks, m->cfg.num_layers, block_tensors);
 }
 
+/* Without a pool on a backend whose ops cannot read the host: every block's device copy,
+ * uploaded once (the first acquire). */
+static wr_status dev_blocks_make(wr_dit *m) {
+    const int64_t nl = m->cfg.num_layers;
+    wr_tensor *t[WR_STREAM_MAX_TENSORS];
+    size_t bytes = 0;
+    for (int64_t i = 0; i < nl; i++) {
+        const int n = block_tensors(&m->blocks[i], t);
+        for (int j = 0; j < n; j++)
+            if (t[j]->data) bytes += wr_dev_arena_need(wr_tensor_nbytes(t[j]));
+    }
+    m->dev_blocks = malloc(sizeof *m->dev_blocks * (size_t)(nl ? nl : 1));
+    if (m->dev_blocks == NULL)
+        return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for the DiT's block table");
+    memcpy(m->dev_blocks, m->blocks, sizeof *m->dev_blocks * (size_t)nl);
+    wr_status st = wr_dev_arena_init(&m->barena, m->be, bytes);
+    for (int64_t i = 0; st == WR_OK && i < nl; i++) {
+        const int n = block_tensors(&m->dev_blocks[i], t);
+        for (int j = 0; st == WR_OK && j < n; j++) st = wr_dev_arena_put(&m->barena, t[j], 0);
+    }
+    if (st != WR_OK) dev_blocks_free(m);
+    return st;
+}
+
+static void dev_blocks_free(wr_dit *m) {
+    wr_dev_arena_free(&m->barena);
+    free(m->dev_blocks);
+    m->dev_blocks = NULL;
+}
+
 wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident) {
     vram_release_all(m);
     wr_dit_release_workspace(m); /* into the pool's accounting on the next forward */
     if (v == NULL) return WR_OK;
+    dev_blocks_free(m);                /* the streamer keeps its own device copies */
     WR_TRY(wr_vram_scratch_ensure(v)); /* the ops' scratch, from the pool from now on */
-    /* the embeddings and the head are small: used in place, counted */
+    /* the embeddings and the head are small: resident (in place on a host-visible backend,
+     * else the device arena made at load), counted */
     const uint64_t other = wr_dit_other_bytes(m);
     WR_TRY(wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)other));
     wr_status st = wr_streamer_create(&m->stream, v, m->blocks, sizeof *m->blocks,
@@ -490,7 +561,12 @@ void wr_dit_release_workspace(wr_dit *m) {
 wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out) {
     WR_ASSERT(i >= 0 && i < m->cfg.num_layers);
     if (m->vram == NULL) {
-        *out = &m->blocks[i]; /* the checkpoint's own tensors (mapped), no copy */
+        if (m->be->host_visible) {
+            *out = &m->blocks[i]; /* the checkpoint's own tensors (mapped), no copy */
+            return WR_OK;
+        }
+        if (m->dev_blocks == NULL) WR_TRY(dev_blocks_make(m));
+        *out = &m->dev_blocks[i];
         return WR_OK;
     }
     const void *b = NULL;
@@ -508,8 +584,22 @@ void wr_dit_set_tap(wr_dit *m, wr_dit_tap_fn fn, void *ctx) {
     m->tap_ctx = ctx;
 }
 
-static void tap(wr_dit *m, const char *name, const wr_tensor *t) {
-    if (m->tap) m->tap(m->tap_ctx, name, t);
+/* A tap: t (device memory) downloaded into the host buffer, handed to the callback. */
+static wr_status tap(wr_dit *m, const char *name, const wr_tensor *t) {
+    if (m->tap == NULL) return WR_OK;
+    const size_t n = wr_tensor_nbytes(t);
+    if (n > m->tap_cap) {
+        void *p = realloc(m->tap_buf, n);
+        if (p == NULL)
+            return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for the DiT tap %s (%zu bytes)",
+                           name, n);
+        m->tap_buf = p, m->tap_cap = n;
+    }
+    WR_TRY(wr_download(m->be, m->tap_buf, t->data, n));
+    wr_tensor h = *t;
+    h.data = m->tap_buf;
+    m->tap(m->tap_ctx, name, &h);
+    return WR_OK;
 }
 
 /* ---- forward ---- */
@@ -535,10 +625,16 @@ typedef struct dit_acts {
     wr_tensor o2;             /* ring: [Ls, D] one shard's attention */
     wr_tensor lse, lse2;      /* ring: [NH, Ls] */
     wr_tensor head_all;       /* [P * Ls, Cout*pt*ph*pw] every rank's head rows */
-    int64_t Lg, n0, nreal;    /* global tokens, this shard's first token and real tokens */
+    /* the forward's input and output (uploaded / downloaded once), flat; last in the plan so
+     * that they never move the RoPE tables */
+    wr_tensor xin;         /* [C * F * H * W] the latent */
+    wr_tensor encin;       /* [S, text_dim] the text */
+    wr_tensor outd;        /* [Cout * F * H * W] the velocity */
+    int64_t Lg, n0, nreal; /* global tokens, this shard's first token and real tokens */
 } dit_acts;
 
-static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t S, dit_acts *a) {
+/* The workspace's regions for L tokens of this rank out of Lg, S text rows. */
+static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t Lg, int64_t S, dit_acts *a) {
     const int64_t D = m->D, P = m->cfg.out_channels * m->cfg.patch_size.v[0] *
                                 m->cfg.patch_size.v[1] * m->cfg.patch_size.v[2];
     a->x = WR_TAKE(c, L, D);
@@ -578,6 +674,10 @@ static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t S, dit_acts *a
         }
         a->head_all = WR_TAKE(c, m->P * L, P);
     }
+    const int64_t pp = m->cfg.patch_size.v[0] * m->cfg.patch_size.v[1] * m->cfg.patch_size.v[2];
+    a->xin = WR_TAKE(c, m->cfg.in_channels * Lg * pp);
+    a->encin = WR_TAKE(c, S, m->cfg.text_dim);
+    a->outd = WR_TAKE(c, m->cfg.out_channels * Lg * pp);
 }
 
 size_t wr_dit_plan_workspace(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows, int P,
@@ -621,7 +721,7 @@ void wr_dit_plan_weights(const wr_dit_config *cfg, int wbytes, size_t *block_byt
 size_t wr_dit_workspace_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows) {
     wr_carve c = {0};
     dit_acts a;
-    plan(&c, m, (tokens + m->P - 1) / m->P, text_rows, &a);
+    plan(&c, m, (tokens + m->P - 1) / m->P, tokens, text_rows, &a);
     return c.used * sizeof(float);
 }
 
@@ -710,7 +810,15 @@ wr_status wr_dit_set_parallel(wr_dit *m, wr_comm *cp, wr_cp_mode mode) {
               : mode == WR_CP_AUTO && m->NH % P == 0 ? WR_CP_ULYSSES
               : mode == WR_CP_AUTO                   ? WR_CP_RING
                                                      : mode;
+    /* the collectives read and write the workspace, device memory on every backend (the
+     * communicator reaches a CPU "device" through the backend) */
+#ifdef WR_COMM_HAS_BACKEND
+    if (cp) wr_comm_set_backend(cp, m->be);
+    m->where = WR_MEM_DEVICE;
+#else
+    /* until the communicator takes a backend: host buffers on the CPU backend */
     m->where = m->be->kind == WR_BACKEND_CPU ? WR_MEM_HOST : WR_MEM_DEVICE;
+#endif
     wr_dit_release_workspace(m); /* the plan changes: rebuilt on the next forward */
     return WR_OK;
 }
@@ -728,13 +836,22 @@ static wr_status attention_ulysses(wr_dit *m, dit_acts *a, const wr_attn_params 
     wr_backend *be = m->be;
     const int64_t Ls = a->x.shape[0], D = m->D, P = m->P, NHr = m->NH / P, cw = NHr * m->HD;
     const size_t block = sizeof(float) * (size_t)(Ls * cw);
+    const size_t row = sizeof(float) * (size_t)D, run = sizeof(float) * (size_t)cw;
     wr_tensor *src[3] = {&a->q, &a->k, &a->v}, *dst[3] = {&a->qg, &a->kg, &a->vg};
     for (int i = 0; i < 3; i++) {
-        float *pk = a->pack.data;
-        for (int64_t r = 0; r < P; r++) /* block r: heads r*NHr.. of every token */
-            WR_TRY(wr_op_copy2d(be, pk + r * Ls * cw, cw, (const float *)src[i]->data + r * cw, D,
-                                Ls, cw));
-        WR_TRY(wr_comm_alltoall(m->cp, dst[i]->data, pk, block, m->where));
+        /* pack: plane r = heads r*NHr.. of every token          [Ls, D] -> [P, Ls, cw] */
+        const wr_copy3d pack = {.dir = WR_COPY_D2D,
+                                .dst = a->pack.data,
+                                .src = src[i]->data,
+                                .width = run,
+                                .rows = Ls,
+                                .planes = P,
+                                .dpitch = run,
+                                .dplane = block,
+                                .spitch = row,
+                                .splane = run};
+        WR_TRY(wr_copy_3d(be, &pack));
+        WR_TRY(wr_comm_alltoall(m->cp, dst[i]->data, a->pack.data, block, m->where));
     }
     const int64_t L = a->Lg;
     wr_tensor q, k, v, o;
@@ -744,12 +861,21 @@ static wr_status attention_ulysses(wr_dit *m, dit_acts *a, const wr_attn_params 
     WR_TRY(wr_tensor_slice0(&o, &a->og, 0, L));
     WR_TRY(wr_op_attention(be, &o, NULL, &q, &k, &v, ap));
     if (P * Ls > L) /* the padding's rows: defined values, never used */
-        WR_TRY(be->iface->memset0(be, (float *)a->og.data + L * cw,
-                                  sizeof(float) * (size_t)((P * Ls - L) * cw)));
-    float *pk = a->pack.data;
-    WR_TRY(wr_comm_alltoall(m->cp, pk, a->og.data, block, m->where));
-    for (int64_t r = 0; r < P; r++) /* from rank r: its heads of my tokens */
-        WR_TRY(wr_op_copy2d(be, (float *)a->a.data + r * cw, D, pk + r * Ls * cw, cw, Ls, cw));
+        WR_TRY(wr_dev_memset0(be, (float *)a->og.data + L * cw,
+                              sizeof(float) * (size_t)((P * Ls - L) * cw)));
+    WR_TRY(wr_comm_alltoall(m->cp, a->pack.data, a->og.data, block, m->where));
+    /* unpack: plane r (from rank r) = its heads of my tokens    [P, Ls, cw] -> [Ls, D] */
+    const wr_copy3d unpack = {.dir = WR_COPY_D2D,
+                              .dst = a->a.data,
+                              .src = a->pack.data,
+                              .width = run,
+                              .rows = Ls,
+                              .planes = P,
+                              .dpitch = row,
+                              .dplane = run,
+                              .spitch = run,
+                              .splane = block};
+    WR_TRY(wr_copy_3d(be, &unpack));
     return WR_OK;
 }
 
@@ -761,8 +887,8 @@ static wr_status attention_ring(wr_dit *m, dit_acts *a, const wr_attn_params *ap
     const int64_t Ls = a->x.shape[0], D = m->D, P = m->P, L = a->Lg;
     const size_t half = sizeof(float) * (size_t)(Ls * D);
     float *cur = a->kv0.data, *next = a->kv1.data;
-    WR_TRY(be->iface->copy(be, cur, a->k.data, half));
-    WR_TRY(be->iface->copy(be, cur + Ls * D, a->v.data, half));
+    WR_TRY(wr_dev_copy(be, cur, a->k.data, half));
+    WR_TRY(wr_dev_copy(be, cur + Ls * D, a->v.data, half));
     const int dst = (int)((m->cp_rank + 1) % P), srcr = (int)((m->cp_rank + P - 1) % P);
     wr_tensor qh = as_heads(&a->q, m->NH, m->HD), oh = as_heads(&a->a, m->NH, m->HD);
     wr_tensor o2 = as_heads(&a->o2, m->NH, m->HD);
@@ -881,6 +1007,8 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
         out->shape[2] != latent->shape[2] || out->shape[3] != latent->shape[3])
         return WR_FAIL(WR_ERR_INVALID_ARG, "DiT output must be [%lld, F, H, W] like the input",
                        (long long)c->out_channels);
+    if (latent->dtype != WR_DTYPE_F32 || enc->dtype != WR_DTYPE_F32 || out->dtype != WR_DTYPE_F32)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "DiT input, text and output must be f32");
     const int64_t Fp = latent->shape[1] / pt, Hp = latent->shape[2] / ph,
                   Wp = latent->shape[3] / pw;
     /* diffusers' RoPE tables hold rope_max_seq_len positions per axis (its forward fails past) */
@@ -899,56 +1027,74 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
     /* the workspace, planned from the shapes (grown only when a larger shape comes) */
     wr_carve c0 = {0};
     dit_acts a;
-    plan(&c0, m, L, S, &a);
+    plan(&c0, m, L, Lg, S, &a);
     int moved = 0;
     wr_status st = wr_workspace_ensure(&m->ws, be, m->vram, c0.used * sizeof(float), &moved);
     if (moved) m->rope_key[0] = 0;            /* the RoPE tables live in it */
     if (m->cp) st = wr_comm_agree(m->cp, st); /* nobody waits in a collective for a failed rank */
     WR_TRY(st);
     wr_carve cw = {m->ws.p, 0, m->ws.bytes / sizeof(float)};
-    plan(&cw, m, L, S, &a);
+    plan(&cw, m, L, Lg, S, &a);
     a.Lg = Lg, a.n0 = n0, a.nreal = nreal;
 
-    /* (1) RoPE tables and (2) patch embedding                       x: [L, D] */
+    /* (0) the inputs into the workspace: latent [C, F, H, W], text [S, text_dim] */
+    wr_tensor xd = *latent, ed = *enc, od = *out;
+    xd.data = a.xin.data, ed.data = a.encin.data, od.data = a.outd.data;
+    WR_TRY(wr_upload(be, xd.data, latent->data, wr_tensor_nbytes(latent)));
+    WR_TRY(wr_upload(be, ed.data, enc->data, wr_tensor_nbytes(enc)));
+
+    /* (1) RoPE tables (the same every denoising step: built on the host and uploaded once per
+     * shape) and (2) patch embedding                                  x: [L, D] */
     if (m->rope_key[0] != Fp || m->rope_key[1] != Hp || m->rope_key[2] != Wp ||
-        m->rope_key[3] != S || m->rope_key[4] != n0 ||
-        m->rope_key[5] != L) { /* the same every denoising step: built once */
-        rope_tables(a.cos.data, a.sin.data, m->HD, Hp, Wp, n0, L);
+        m->rope_key[3] != S || m->rope_key[4] != n0 || m->rope_key[5] != L) {
+        const size_t nt = (size_t)(L * (m->HD / 2)); /* floats per table: [L, HD/2] */
+        if (2 * nt > m->h_rope_cap) {
+            float *p = realloc(m->h_rope, sizeof(float) * 2 * nt);
+            if (p == NULL)
+                return WR_FAIL(WR_ERR_OOM_HOST,
+                               "out of host memory for the RoPE tables of %lld tokens",
+                               (long long)L);
+            m->h_rope = p, m->h_rope_cap = 2 * nt;
+        }
+        rope_tables(m->h_rope, m->h_rope + nt, m->HD, Hp, Wp, n0, L);
+        WR_TRY(wr_upload(be, a.cos.data, m->h_rope, sizeof(float) * nt));
+        WR_TRY(wr_upload(be, a.sin.data, m->h_rope + nt, sizeof(float) * nt));
         m->rope_key[0] = Fp, m->rope_key[1] = Hp, m->rope_key[2] = Wp, m->rope_key[3] = S;
         m->rope_key[4] = n0, m->rope_key[5] = L;
     }
     if (nreal < L) /* padding tokens: zero rows, carried along and dropped at the end */
-        WR_TRY(be->iface->memset0(be, (float *)a.x.data + nreal * m->D,
-                                  sizeof(float) * (size_t)((L - nreal) * m->D)));
+        WR_TRY(wr_dev_memset0(be, (float *)a.x.data + nreal * m->D,
+                              sizeof(float) * (size_t)((L - nreal) * m->D)));
     if (nreal > 0) {
         wr_tensor xr;
         WR_TRY(wr_tensor_slice0(&xr, &a.x, 0, nreal));
-        WR_TRY(wr_op_patch_embed_rows(be, &xr, latent, &m->patch_embedding.weight,
+        WR_TRY(wr_op_patch_embed_rows(be, &xr, &xd, &m->patch_embedding.weight,
                                       &m->patch_embedding.bias, n0));
     }
-    tap(m, "patch_embed", &a.x);
+    WR_TRY(tap(m, "patch_embed", &a.x));
 
     /* (3) time embedding: temb = linear_2(silu(linear_1(sinusoid)))  temb: [D] */
-    timestep_sinusoid(a.sinus.data, c->freq_dim, timestep);
+    timestep_sinusoid(m->h_sinus, c->freq_dim, timestep);
+    WR_TRY(wr_upload(be, a.sinus.data, m->h_sinus, sizeof(float) * (size_t)c->freq_dim));
     const wr_tensor s2 = wr_tensor_make(a.sinus.data, WR_DTYPE_F32, 2, (int64_t[]){1, c->freq_dim});
     wr_tensor t1 = wr_tensor_make(a.t1.data, WR_DTYPE_F32, 2, (int64_t[]){1, m->D});
     wr_tensor temb = wr_tensor_make(a.temb.data, WR_DTYPE_F32, 2, (int64_t[]){1, m->D});
     WR_TRY(lin(be, &t1, &s2, &m->condition_embedder.time_embedder.linear_1));
     WR_TRY(wr_op_silu(be, &t1, &t1));
     WR_TRY(lin(be, &temb, &t1, &m->condition_embedder.time_embedder.linear_2));
-    tap(m, "temb", &temb);
+    WR_TRY(tap(m, "temb", &temb));
     /* e6 = time_proj(silu(temb))                                     e6: [6, D] */
     wr_tensor tact = wr_tensor_make(a.temb_act.data, WR_DTYPE_F32, 2, (int64_t[]){1, m->D});
     wr_tensor e6 = wr_tensor_make(a.e6.data, WR_DTYPE_F32, 2, (int64_t[]){1, 6 * m->D});
     WR_TRY(wr_op_silu(be, &tact, &temb));
     WR_TRY(lin(be, &e6, &tact, &m->condition_embedder.time_proj));
-    tap(m, "timestep_proj", &a.e6);
+    WR_TRY(tap(m, "timestep_proj", &a.e6));
 
     /* (4) text projection: ctx = linear_2(gelu_tanh(linear_1(enc)))  ctx: [S, D] */
-    WR_TRY(lin(be, &a.th, enc, &m->condition_embedder.text_embedder.linear_1));
+    WR_TRY(lin(be, &a.th, &ed, &m->condition_embedder.text_embedder.linear_1));
     WR_TRY(wr_op_gelu_tanh(be, &a.th, &a.th));
     WR_TRY(lin(be, &a.ctx, &a.th, &m->condition_embedder.text_embedder.linear_2));
-    tap(m, "text_proj", &a.ctx);
+    WR_TRY(tap(m, "text_proj", &a.ctx));
 
     /* (5) the blocks */
     for (int64_t i = 0; i < c->num_layers; i++) {
@@ -959,7 +1105,7 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
         WR_TRY(st);
         char name[32];
         snprintf(name, sizeof name, "block.%lld", (long long)i);
-        tap(m, name, &a.x);
+        WR_TRY(tap(m, name, &a.x));
     }
 
     /* (6) head: shift, scale = scale_shift_table[1,2,D] + temb; proj_out(LN(x)*(1+scale)+shift) */
@@ -970,7 +1116,7 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
     WR_TRY(wr_op_layer_norm(be, &a.h, &a.x, NULL, NULL, (float)c->eps)); /* norm_out */
     WR_TRY(wr_op_modulate(be, &a.h, &a.h, &scale, &shift));
     WR_TRY(lin(be, &a.head, &a.h, &m->proj_out)); /* head: [L, Cout*pt*ph*pw] */
-    tap(m, "head", &a.head);
+    WR_TRY(tap(m, "head", &a.head));
 
     /* (7) unpatchify (context-parallel: every rank's head rows first, the padding dropped)
      *                                                                 out: [Cout, F, H, W] */
@@ -980,7 +1126,9 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
                                  m->where));
         WR_TRY(wr_tensor_slice0(&head, &a.head_all, 0, Lg));
     }
-    WR_TRY(wr_op_unpatchify(be, out, &head, (int)pt, (int)ph, (int)pw));
-    tap(m, "output", out);
+    WR_TRY(wr_op_unpatchify(be, &od, &head, (int)pt, (int)ph, (int)pw));
+    /* (8) the velocity to the caller */
+    WR_TRY(wr_download(be, out->data, od.data, wr_tensor_nbytes(out)));
+    if (m->tap) m->tap(m->tap_ctx, "output", out); /* host memory already */
     return WR_OK;
 }

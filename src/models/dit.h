@@ -4,10 +4,19 @@
  * Loading reads transformer/ (a single file or a sharded index; F32/BF16/F16/F8 per tensor;
  * diffusers key names or the original Wan names through the rename table of spec §2.7) and
  * checks every expected tensor's presence and shape, reporting the first few problems.
- * Weights are reached through wr_dit_acquire/wr_dit_release per block; today every block is
- * resident (on the CPU backend, matrices are used in place from the mapped checkpoint in their
- * storage dtype; 1-D tensors are converted to f32 once). The forward plans one activation
- * workspace up front from the shapes.
+ * Weights are reached through wr_dit_acquire/wr_dit_release per block. Matrices keep their
+ * storage dtype; 1-D tensors are converted to f32 once. On a backend whose ops read host memory
+ * (be->host_visible: the plain CPU backend) every weight is used in place (the mapped
+ * checkpoint, or the converted copies); on any other (strict CPU, CUDA) the weights outside
+ * the blocks are uploaded at load into one device arena, and without a vram pool every block
+ * is uploaded once, on the first acquire (with a pool, the streamer places them). The forward
+ * plans one activation workspace (device memory) up front from the shapes.
+ *
+ * Host and device: wr_dit_forward's latent, text and output are host tensors; the forward
+ * uploads the latent and the text into its workspace, computes the timestep sinusoid and the
+ * RoPE tables on the host and uploads them (the tables only when the shape changes), and
+ * downloads the velocity: per forward, one upload of the latent and the text and one download,
+ * nothing else crosses (context parallelism's collectives run on the workspace).
  *
  * Dimension letters: D = NH * HD width, NH heads, HD head dim, FF ffn dim, L tokens,
  * S text rows, C latent channels, F/H/W latent frames/height/width.
@@ -54,8 +63,9 @@ typedef struct wr_dit_block {
 typedef struct wr_dit wr_dit;
 
 /* Called with each named tap ("patch_embed", "temb", "timestep_proj", "text_proj",
- * "block.<i>", "head", "output"); t is backend memory, valid only during the call. Under
- * context parallelism the token taps are this rank's shard. */
+ * "block.<i>", "head", "output"); t is a host tensor (the activation downloaded into a buffer
+ * the model owns, reused by the next tap), valid only during the call. Under context
+ * parallelism the token taps are this rank's shard. */
 typedef void (*wr_dit_tap_fn)(void *ctx, const char *name, const wr_tensor *t);
 
 /* Enumerates every tensor a config implies, in diffusers order: fn(ctx, name, ndim, shape).
@@ -93,23 +103,27 @@ const wr_dit_config *wr_dit_config_of(const wr_dit *m);
  * block's size (weights-streaming): acquiring block i waits for its copy and starts copying
  * the next streamed block (wrapping to the first, for the next forward) on the pool's copy
  * thread, so copies overlap compute. resident < 0 or >= layers: all resident. The workspace
- * is then allocated from the pool (activations). On the CPU backend, whose device memory is
- * host memory, resident blocks are the checkpoint's mapped tensors used in place and only
- * counted (weights-resident); streamed blocks are really copied into the slots. v NULL: back
- * to the checkpoint's own tensors.
+ * is then allocated from the pool (activations). On the plain CPU backend, whose device memory
+ * is host memory, resident blocks are the checkpoint's mapped tensors used in place and only
+ * counted (weights-resident); streamed blocks are really copied into the slots. The non-block
+ * weights are counted as weights-resident (wr_dit_other_bytes). v NULL: back to the
+ * checkpoint's own tensors (not host-visible: their device copies, made on the next acquire).
  * The pool must outlive the model or be detached first.
  */
 wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident);
 /* Gives the activation workspace back (the next forward plans it again). */
 void wr_dit_release_workspace(wr_dit *m);
-/* The weights outside the blocks (embeddings, head), as held in memory. */
+/* The weights outside the blocks (embeddings, head), as held in memory: their device arena
+ * where the backend is not host-visible, else the tensors used in place. */
 size_t wr_dit_other_bytes(const wr_dit *m);
 /* The largest block's weights in device memory (one streaming slot). */
 size_t wr_dit_block_bytes(const wr_dit *m);
-/* The activation workspace a forward of `tokens` tokens (this rank's share under context
- * parallelism) and `text_rows` text rows allocates. */
+/* The activation workspace (with the latent, text and output copies) a forward of `tokens`
+ * tokens (all ranks' together; this rank's share under context parallelism is counted) and
+ * `text_rows` text rows allocates. */
 size_t wr_dit_workspace_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows);
-/* Weights of block i, resident for the duration (acquire/release pair). */
+/* Weights of block i in device memory for the duration (acquire/release pair). Without a pool
+ * on a backend that is not host-visible, the first acquire uploads every block (once). */
 wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out);
 void wr_dit_release(wr_dit *m, int64_t i);
 
@@ -143,8 +157,9 @@ void wr_dit_plan_weights(const wr_dit_config *cfg, int wbytes, size_t *block_byt
 /*
  * One forward pass (batch 1): latent [C, F, H, W], timestep (the scheduler's value),
  * enc [S, text_dim] (UMT5 output, padded rows zero) -> out [C_out, F, H, W], the flow
- * velocity. All tensors f32 in backend memory. F, H, W must be multiples of the patch size
- * (WR_ERR_INVALID_ARG otherwise).
+ * velocity. All three are f32 HOST tensors (borrowed; uploaded into / downloaded from the
+ * workspace, whose size wr_dit_workspace_bytes counts them in); out is written when the call
+ * returns WR_OK. F, H, W must be multiples of the patch size (WR_ERR_INVALID_ARG otherwise).
  */
 wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, float timestep,
                          const wr_tensor *enc);
