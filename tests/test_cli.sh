@@ -490,6 +490,29 @@ if command -v mpiexec >/dev/null; then
     if cmp -s "$gen/p2.safetensors" "$gen/p5.safetensors" &&
         "$ST_NMSE" "$gen/p5.safetensors" "$gen/p1.safetensors" latents "$CP_NMSE"; then
         pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: level 3 on 2 ranks differs"; fi
+    # The device contract: the strict CPU mode (device memory the host cannot touch) and the
+    # async one (every stream on its own thread) run the same kernels on the same values, so
+    # every level, layout and option gives the plain backend's latents and video bit for bit.
+    dm_cases=("1|--low-mem-level 0" "1|--low-mem-level 3 --disk-offload"
+        "1|--fp8 storage --low-mem-level 2 --te-device cpu" "1|--vae tiled --low-mem-level 1"
+        "2|--cp ring" "2|--cp ulysses --low-mem-level 3" "2|--cfg-parallel 2" "3|--cp ring"
+        "4|--cp ulysses --cfg-parallel 2")
+    k=0
+    for c in "${dm_cases[@]}"; do
+        n=${c%%|*}
+        read -r -a extra <<<"${c#*|}"
+        k=$((k + 1))
+        for mode in 0 1 async; do
+            expect 0 "np $n ${c#*|}, WR_STRICT_DEVICE=$mode" -- env WR_STRICT_DEVICE=$mode \
+                mpiexec -n "$n" --oversubscribe "$WANRUN" "${par[@]}" "${extra[@]}" \
+                --out "$gen/dm$k.$mode.y4m" --save-latents "$gen/dm$k.$mode.safetensors"
+        done
+        if cmp -s "$gen/dm$k.0.safetensors" "$gen/dm$k.1.safetensors" &&
+            cmp -s "$gen/dm$k.0.safetensors" "$gen/dm$k.async.safetensors" &&
+            cmp -s "$gen/dm$k.0.y4m" "$gen/dm$k.1.y4m" && cmp -s "$gen/dm$k.0.y4m" "$gen/dm$k.async.y4m"
+        then pass=$((pass + 1)); else fail=$((fail + 1))
+            echo "FAIL: np $n ${c#*|}: the strict / async device modes differ from the plain backend"; fi
+    done
     # one rank out of memory (its address space capped; not under ASan, whose shadow memory
     # needs far more address space): every rank the same error, exit 4. The strict device
     # modes reserve their device space as address space (twice WR_STRICT_DEVICE_GIB): 1 GiB
