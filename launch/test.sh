@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # test.sh — installs what is missing, builds, and runs every test:
 #   1. formatting of src/, launch/, tests/ (clang-format, .clang-format at the root);
-#   2. the normal build (CUDA compiled where nvcc exists) and its CTest suite, then its
-#      multi-rank tests again under other OpenBLAS kernels (OPENBLAS_CORETYPE);
+#   2. the normal build (CUDA compiled where nvcc exists) and its CTest suite three times: on
+#      the plain CPU backend, in the strict CPU device mode (WR_STRICT_DEVICE=1: device memory
+#      the host cannot touch) and in the async mode (=async: every stream on its own thread);
+#      then its multi-rank tests again under other OpenBLAS kernels (OPENBLAS_CORETYPE);
 #   3. an AddressSanitizer + UndefinedBehaviorSanitizer build and the same suite, and a clang
 #      UndefinedBehaviorSanitizer build (with float-cast-overflow) and the same suite;
 #   4. a ThreadSanitizer build of the threaded tests (the copy thread, the streamers, MPI ranks);
@@ -31,8 +33,15 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 echo "== build (build/)"
 bash launch/build.sh "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWR_BUILD_TESTS=ON \
     -DWR_SANITIZE=
-echo "== tests (build/, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset})"
-(cd build && ctest --output-on-failure --timeout 300)
+echo "== tests (build/, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, plain CPU backend)"
+(cd build && WR_STRICT_DEVICE=0 ctest --output-on-failure --timeout 300)
+# The device contract (src/kernels/backend.h): the same suite where a host read of device
+# memory is a SIGSEGV, and where every stream runs on its own thread behind a lag (a missing
+# wait or a host read before a sync gives wrong bits).
+for mode in 1 async; do
+    echo "== tests (build/, WR_STRICT_DEVICE=$mode)"
+    (cd build && WR_STRICT_DEVICE=$mode ctest --output-on-failure --timeout 300)
+done
 
 # The multi-rank tests compare N ranks with one: bitwise where only data moves, to an NMSE
 # bound where each rank's GEMMs have other row counts (tests/harness.h). Whether a row's bits
@@ -48,9 +57,9 @@ for core in default Haswell Sandybridge; do
     esac
     echo "== multi-rank tests (build/, OPENBLAS_CORETYPE=$core)"
     if [ "$core" = default ]; then
-        (cd build && env -u OPENBLAS_CORETYPE ctest --output-on-failure --timeout 300 -L multirank)
+        (cd build && env -u OPENBLAS_CORETYPE WR_STRICT_DEVICE=0 ctest --output-on-failure --timeout 300 -L multirank)
     else
-        (cd build && OPENBLAS_CORETYPE=$core ctest --output-on-failure --timeout 300 -L multirank)
+        (cd build && OPENBLAS_CORETYPE=$core WR_STRICT_DEVICE=0 ctest --output-on-failure --timeout 300 -L multirank)
     fi
 done
 
@@ -63,7 +72,9 @@ bash launch/build.sh "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DWR_CUDA=OFF \
 # every input (it does not initialise MPI).
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-(cd build-asan && ctest --output-on-failure --timeout 600)
+# on the plain CPU backend: its device buffers come from malloc, with AddressSanitizer's
+# redzones around them (the strict mode's pages have none)
+(cd build-asan && WR_STRICT_DEVICE=0 ctest --output-on-failure --timeout 600)
 
 # clang's UndefinedBehaviorSanitizer has checks GCC's lacks, float-cast-overflow first (a float
 # outside an integer type's range cast to it: a --config number, a config value, a size).

@@ -293,6 +293,117 @@ START_TEST(test_tiny_b_bf16_inner_width) {
 }
 END_TEST
 
+/* ---- the device path ---- */
+
+typedef struct tap_rec {
+    float *buf;
+    size_t n, cap; /* floats */
+} tap_rec;
+
+static void on_tap_rec(void *ctx, const char *name, const wr_tensor *t) {
+    (void)name;
+    tap_rec *r = ctx;
+    const size_t n = (size_t)wr_tensor_nelem(t);
+    if (r->n + n > r->cap) {
+        r->cap = 2 * (r->n + n);
+        r->buf = realloc(r->buf, r->cap * sizeof(float));
+        ck_assert_ptr_nonnull(r->buf);
+    }
+    memcpy(r->buf + r->n, t->data, n * sizeof(float)); /* a host tensor: readable here */
+    r->n += n;
+}
+
+/* One forward with every tap recorded: output, then the taps, into r (cleared first). */
+static void forward_rec(wr_t5 *m, tap_rec *r, const wr_st_tensor *ids, const wr_st_tensor *mask) {
+    const int64_t L = ids->nelem, D = wr_t5_config_of(m)->d_model;
+    r->n = 0;
+    float *out = malloc(sizeof(float) * (size_t)(L * D));
+    wr_tensor ot = wr_tensor_make(out, WR_DTYPE_F32, 2, (int64_t[]){L, D});
+    wr_t5_set_tap(m, on_tap_rec, r);
+    ck_assert_msg(wr_t5_forward(m, &ot, wr_st_tensor_data(ids), wr_st_tensor_data(mask), L) ==
+                      WR_OK,
+                  "%s", wr_error_detail());
+    wr_t5_set_tap(m, NULL, NULL);
+    wr_tensor whole = wr_tensor_make(out, WR_DTYPE_F32, 2, (int64_t[]){L, D});
+    on_tap_rec(r, "output", &whole);
+    free(out);
+}
+
+/* A backend whose ops cannot read host memory (be->host_visible cleared on a CPU backend: its
+ * ops still could, so only the model's side of the contract changes): the final norm in device
+ * memory from load, the layers uploaded once without a pool or streamed with one, the prompt's
+ * embedding rows staged and uploaded. The same ops in the same order, so the output and every
+ * tap must equal the in-place path's bit for bit (f32 and FP8 storage, both cases). */
+START_TEST(test_device_path_same_bits) {
+    wr_backend *dev = NULL;
+    ck_assert_int_eq(wr_backend_create(&dev, WR_BACKEND_CPU, 0), WR_OK);
+    dev->host_visible = 0;
+    const char *cases[2] = {"t5/tiny_a", "t5/tiny_b"};
+    tap_rec want = {0}, got = {0};
+    for (int k = 0; k < 4; k++) {
+        char dir[4300], path[4300];
+        snprintf(dir, sizeof dir, "%s/text_encoder", wr_test_data(cases[k / 2]));
+        snprintf(path, sizeof path, "%s/io.safetensors", wr_test_data(cases[k / 2]));
+        const wr_t5_load_opts lo = {.fp8_storage = k % 2};
+        wr_t5 *a = NULL, *b = NULL;
+        ck_assert_int_eq(wr_t5_load_ex(&a, g_be, dir, &lo), WR_OK);
+        ck_assert_int_eq(wr_t5_load_ex(&b, dev, dir, &lo), WR_OK);
+        wr_st_file *io = NULL;
+        ck_assert_int_eq(wr_st_open(&io, path), WR_OK);
+        const wr_st_tensor *ids = need(io, "input.ids", WR_DTYPE_I32);
+        const wr_st_tensor *mask = need(io, "input.mask", WR_DTYPE_U8);
+        forward_rec(a, &want, ids, mask);
+        const int64_t ntaps = 3 + wr_t5_config_of(a)->num_layers; /* embed, blocks, norm, out */
+        ck_assert_uint_eq(want.n, (size_t)(ntaps * ids->nelem * wr_t5_config_of(a)->d_model));
+        /* no pool (the layers' device copy), a pool streaming every layer, and no pool again
+         * (the copy made anew) */
+        wr_vram *v = NULL;
+        ck_assert_int_eq(wr_vram_create(&v, dev, 0), WR_OK);
+        for (int pass = 0; pass < 3; pass++) {
+            if (pass == 1) ck_assert_int_eq(wr_t5_set_vram(b, v, 0), WR_OK);
+            if (pass == 2) ck_assert_int_eq(wr_t5_set_vram(b, NULL, 0), WR_OK);
+            forward_rec(b, &got, ids, mask);
+            ck_assert_uint_eq(got.n, want.n);
+            ck_assert_msg(memcmp(got.buf, want.buf, want.n * sizeof(float)) == 0,
+                          "%s%s pass %d: the device path differs", cases[k / 2],
+                          k % 2 ? " fp8" : "", pass);
+        }
+        wr_vram_free_pool(v);
+        wr_st_close(io);
+        wr_t5_free(a);
+        wr_t5_free(b);
+    }
+    free(want.buf);
+    free(got.buf);
+    wr_backend_free(dev);
+}
+END_TEST
+
+/* The attention takes the real length, not a byte mask: padding must come at the end (the
+ * tokenizer's layout), anything else is refused naming the position; so is a prompt without a
+ * real token. */
+START_TEST(test_mask_layout) {
+    wr_t5 *m = NULL;
+    ck_assert_int_eq(wr_t5_load(&m, g_be, wr_test_data("t5/tiny_a/text_encoder")), WR_OK);
+    const int64_t D = wr_t5_config_of(m)->d_model;
+    float *o = malloc(sizeof(float) * (size_t)(4 * D));
+    wr_tensor t = wr_tensor_make(o, WR_DTYPE_F32, 2, (int64_t[]){4, D});
+    const int32_t ids[4] = {5, 17, 42, 1};
+    const uint8_t hole[4] = {1, 0, 1, 0}, none[4] = {0, 0, 0, 0}, ok[4] = {1, 1, 0, 0};
+    ck_assert_int_eq(wr_t5_forward(m, &t, ids, hole, 4), WR_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(wr_error_detail(), "position 2") &&
+                      strstr(wr_error_detail(), "position 1"),
+                  "%s", wr_error_detail());
+    ck_assert_int_eq(wr_t5_forward(m, &t, ids, none, 4), WR_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(wr_error_detail(), "position 0"), "%s", wr_error_detail());
+    int64_t n = 0;
+    ck_assert_int_eq(wr_t5_encode(m, &t, ids, ok, 4, &n), WR_OK);
+    ck_assert_int_eq(n, 2);
+    free(o);
+    wr_t5_free(m);
+}
+END_TEST
+
 /* ---- errors ---- */
 
 /* Writes tiny_a's tensors to DIR/model.safetensors, dropping `drop`, renaming `from` to `to`,
@@ -414,6 +525,8 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_missing_tensor_and_alias);
     tcase_add_test(tc, test_unsupported_configs);
     tcase_add_test(tc, test_fp8_storage);
+    tcase_add_test(tc, test_device_path_same_bits);
+    tcase_add_test(tc, test_mask_layout);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -55,10 +55,10 @@ typedef struct wr_copy3d {
     wr_copy_dir dir;
     void *dst;
     const void *src;
-    size_t width;                 /* bytes per run */
-    int64_t rows, planes;         /* runs per plane, planes (>= 1 each; 0 copies nothing) */
-    size_t dpitch, dplane;        /* dst bytes between runs, between planes */
-    size_t spitch, splane;        /* src bytes between runs, between planes */
+    size_t width;          /* bytes per run */
+    int64_t rows, planes;  /* runs per plane, planes (>= 1 each; 0 copies nothing) */
+    size_t dpitch, dplane; /* dst bytes between runs, between planes */
+    size_t spitch, splane; /* src bytes between runs, between planes */
 } wr_copy3d;
 
 /* How a backend is made (wr_backend_create_ex). */
@@ -297,8 +297,7 @@ wr_status wr_download(wr_backend *be, void *host_dst, const void *src, size_t nb
 wr_status wr_dev_copy(wr_backend *be, void *dst, const void *src, size_t nbytes);
 wr_status wr_dev_memset0(wr_backend *be, void *dst, size_t nbytes);
 /* upload on the copy stream (the vram copy thread): ordered against compute only by events */
-wr_status wr_upload_on(wr_backend *be, int stream, void *dst, const void *host_src,
-                       size_t nbytes);
+wr_status wr_upload_on(wr_backend *be, int stream, void *dst, const void *host_src, size_t nbytes);
 /* async download on the compute stream; complete after an event recorded behind it */
 wr_status wr_download_async(wr_backend *be, void *host_dst, const void *src, size_t nbytes);
 /* strided copy on the compute stream (finished on return for H2D / D2H) */
@@ -311,6 +310,11 @@ wr_status wr_copy_3d(wr_backend *be, const wr_copy3d *c);
  */
 wr_status wr_backend_probe_cuda(wr_device_info *out);
 
+/* Tests: the async CPU mode's stream runs no job while paused (a host wait on it then blocks
+ * until resumed; freeing the backend resumes it). */
+void wr_backend_stream_pause(wr_backend *be, int stream, int paused);
+
 /* Backend constructors (registry use only). */
 wr_status wr_backend_cpu_init(wr_backend *be, int threads);
+void wr_backend_cpu_release(wr_backend *be);
 #endif /* WR_KERNELS_BACKEND_H */

@@ -47,8 +47,7 @@ wr_status wr_dev_memset0(wr_backend *be, void *dst, size_t nbytes) {
     return nbytes ? be->iface->memset0(be, dst, nbytes) : WR_OK;
 }
 
-wr_status wr_upload_on(wr_backend *be, int stream, void *dst, const void *host_src,
-                       size_t nbytes) {
+wr_status wr_upload_on(wr_backend *be, int stream, void *dst, const void *host_src, size_t nbytes) {
     WR_ASSERT(stream >= 0 && stream < WR_STREAM_COUNT);
     if (nbytes == 0) return WR_OK;
     if (be->iface->upload_on) return be->iface->upload_on(be, stream, dst, host_src, nbytes);

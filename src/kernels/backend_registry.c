@@ -59,6 +59,7 @@ wr_status wr_backend_create_ex(wr_backend **out, const wr_backend_opts *o) {
     be->async = o->async >= 0 ? o->async : env == 2;
     be->strict = be->async || (o->strict >= 0 ? o->strict : env >= 1);
     be->device = o->device;
+    if (kind != WR_BACKEND_CPU) be->strict = be->async = 0; /* CPU modes */
     wr_status st;
     switch (kind) {
     case WR_BACKEND_CPU:
@@ -87,6 +88,7 @@ wr_status wr_backend_create_ex(wr_backend **out, const wr_backend_opts *o) {
 void wr_backend_free(wr_backend *be) {
     if (be == NULL) return;
     wr_scratch_detach(be); /* its own arena (a pool's was given back when the pool went) */
+    if (be->kind == WR_BACKEND_CPU) wr_backend_cpu_release(be);
 #if WR_HAVE_CUDA
     if (be->kind == WR_BACKEND_CUDA) wr_backend_cuda_release(be);
 #endif

@@ -88,8 +88,10 @@ static void shape_fail(const char *op, const char *what, const wr_tensor *a, con
         return st_;                                                                                \
     } while (0)
 
+/* activations: F32, or BF16 where the backend supports it (the CPU converts on load) */
 static void expect_f32(const char *op, const wr_tensor *t) {
-    EXPECT(t->dtype == WR_DTYPE_F32, op, "activation must be F32", t, NULL);
+    EXPECT(t->dtype == WR_DTYPE_F32 || t->dtype == WR_DTYPE_BF16, op,
+           "activation must be F32 or BF16", t, NULL);
 }
 
 static void expect_vec(const char *op, const wr_tensor *v, int64_t n, const wr_tensor *x) {

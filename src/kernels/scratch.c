@@ -33,13 +33,20 @@ static void release_arena(wr_backend *be) {
     s->owned = 0;
 }
 
+/* No queued op may hold the arena while it changes hands (the async CPU mode). */
+static void quiesce(wr_backend *be) {
+    if (be->iface && be->iface->event_create && be->iface->sync) (void)be->iface->sync(be);
+}
+
 void wr_scratch_attach(wr_backend *be, const wr_scratch_provider *prov, size_t cap) {
+    quiesce(be);
     release_arena(be);
     be->scratch.prov = *prov;
     be->scratch.cap = cap ? cap : wr_backend_scratch_bytes(be->kind);
 }
 
 void wr_scratch_detach(wr_backend *be) {
+    quiesce(be);
     release_arena(be);
     memset(&be->scratch.prov, 0, sizeof be->scratch.prov);
     be->scratch.cap = wr_backend_scratch_bytes(be->kind);
@@ -80,7 +87,7 @@ wr_status wr_scratch_get(wr_backend *be, size_t bytes, const char *what, void **
     const size_t n = (bytes + 63) & ~(size_t)63;
     if (n < bytes) return WR_FAIL(WR_ERR_OOM_DEVICE, "%s: %zu bytes of scratch", what, bytes);
     if (n <= s->cap - s->used) {
-        *out = s->base + s->used;
+        *out = be->scratch_view ? be->scratch_view(be, s->base + s->used) : s->base + s->used;
         s->used += n;
         if (s->used > s->high) s->high = s->used;
         return WR_OK;
@@ -95,6 +102,6 @@ wr_status wr_scratch_get(wr_backend *be, size_t bytes, const char *what, void **
     WR_TRY(arena_alloc(be, n, &p));
     s->big[s->nbig++] = p;
     s->oversize++;
-    *out = p;
+    *out = be->scratch_view ? be->scratch_view(be, p) : p;
     return WR_OK;
 }

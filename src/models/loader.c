@@ -137,8 +137,9 @@ wr_status wr_dev_arena_take(wr_dev_arena *a, size_t nbytes, void **out) {
     const size_t n = wr_dev_arena_need(nbytes);
     *out = NULL;
     if (n > a->cap - a->used)
-        return WR_FAIL(WR_ERR_INTERNAL, "device weight arena: %zu bytes asked, %zu of %zu left "
-                                        "(the plan pass missed a tensor)",
+        return WR_FAIL(WR_ERR_INTERNAL,
+                       "device weight arena: %zu bytes asked, %zu of %zu left "
+                       "(the plan pass missed a tensor)",
                        nbytes, a->cap - a->used, a->cap);
     *out = a->base + a->used;
     a->used += n;

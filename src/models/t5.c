@@ -1,6 +1,12 @@
 /*
  * t5.c — UMT5 encoder: loading, the relative-position bucket table, and the fp32 forward
  * written straight-line after transformers' UMT5Stack / UMT5Block.
+ *
+ * Host and device (backend.h's contract): the residual stream and every activation live in the
+ * workspace (device memory); the host computes only integers (the ids' check, the buckets of the
+ * distances, the mask's length), which reach the ops as issue-time arguments, and copies the
+ * prompt's embedding rows where the ops cannot read the mapping. The result and the taps are
+ * downloaded into host memory.
  */
 #include "models/t5.h"
 
@@ -74,9 +80,14 @@ struct wr_t5 {
     wr_st_set *weights;
     int64_t D, NH, DK, I, FF;
     wr_tensor shared;    /* [V, D] storage dtype, in the mapping: rows gathered per forward */
-    wr_t5_block *blocks; /* [num_layers] */
-    wr_tensor final_ln;  /* [D] f32 */
-    float *vec_arena;    /* f32 copies of the norms and bias tables */
+    wr_t5_block *blocks; /* [num_layers], host tensors (the mapping, vec_arena, fp8_arena) */
+    wr_tensor final_ln;  /* [D] f32, device memory (res) where the ops cannot read the host */
+    wr_dev_arena res;    /* final_ln's device copy (nothing allocated when be->host_visible) */
+    /* without a pool on a backend whose ops cannot read host memory: every layer uploaded once,
+     * at the first acquire (NULL until then, and again once a pool is set) */
+    wr_t5_block *dev_blocks;
+    wr_dev_arena dev_arena;
+    float *vec_arena; /* f32 copies of the norms and bias tables */
     size_t vec_used, vec_cap;
     int fp8;            /* FP8 storage (wr_t5_load_opts) */
     uint8_t *fp8_arena; /* the layers' matrices in e4m3 */
@@ -88,6 +99,12 @@ struct wr_t5 {
     /* taps */
     wr_t5_tap_fn tap;
     void *tap_ctx;
+    /* host scratch of a forward: idx = the buckets of the distances -(L-1) .. L-1 (for idx_L
+     * tokens), then 0 .. L-1; host = [L, D] f32 (the staged embedding rows, then the taps) */
+    int32_t *idx;
+    int64_t idx_cap, idx_L;
+    float *host;
+    size_t host_cap; /* floats */
     /* workspace */
     wr_workspace ws; /* from the pool when one is set */
     /* the vram layer (wr_t5_set_vram): layers resident or streamed (src/vram/stream.h) */
@@ -286,6 +303,15 @@ wr_status wr_t5_load_ex(wr_t5 **out, wr_backend *be, const char *dir, const wr_t
     if (have != n)
         wr_warn("%s: %lld tensors in the checkpoint, %lld used (extra tensors ignored)", dir,
                 (long long)have, (long long)n);
+    /* the final norm on the device (in place on a backend that reads host memory); the layers
+     * are uploaded by the streamer or at the first acquire (t5_upload_blocks), the embedding
+     * never (the forward stages the prompt's rows) */
+    WR_TRY_GOTO(
+        st,
+        wr_dev_arena_init(&m->res, be,
+                          be->host_visible ? 0 : wr_dev_arena_need(wr_tensor_nbytes(&m->final_ln))),
+        fail);
+    WR_TRY_GOTO(st, wr_dev_arena_put(&m->res, &m->final_ln, 0), fail);
     wr_debug("%s: UMT5 loaded: %lld layers, D=%lld, %lld x %lld heads, FF=%lld, vocab %lld", dir,
              (long long)m->cfg.num_layers, (long long)m->D, (long long)m->NH, (long long)m->DK,
              (long long)m->FF, (long long)m->cfg.vocab_size);
@@ -298,10 +324,16 @@ fail:
 
 static void t5_vram_release(wr_t5 *m);
 
+static void t5_dev_blocks_free(wr_t5 *m);
+
 void wr_t5_free(wr_t5 *m) {
     if (m == NULL) return;
     t5_vram_release(m);
+    t5_dev_blocks_free(m);
+    wr_dev_arena_free(&m->res);
     wr_workspace_release(&m->ws, m->be);
+    free(m->idx);
+    free(m->host);
     free(m->vec_arena);
     free(m->fp8_arena);
     free(m->bucket_lut);
@@ -335,10 +367,40 @@ static void t5_vram_release(wr_t5 *m) {
     m->vram = NULL;
 }
 
+/* The layers' device copy without a pool (!be->host_visible): every tensor of every layer in
+ * one arena, uploaded once. */
+static wr_status t5_upload_blocks(wr_t5 *m) {
+    const int64_t nl = m->cfg.num_layers;
+    wr_tensor *t[WR_STREAM_MAX_TENSORS];
+    size_t bytes = 0;
+    for (int64_t l = 0; l < nl; l++) {
+        const int n = layer_tensors(&m->blocks[l], t);
+        for (int j = 0; j < n; j++)
+            if (t[j]->data) bytes += wr_dev_arena_need(wr_tensor_nbytes(t[j]));
+    }
+    m->dev_blocks = malloc(sizeof *m->dev_blocks * (size_t)nl);
+    if (m->dev_blocks == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory (%s)", m->dir);
+    memcpy(m->dev_blocks, m->blocks, sizeof *m->dev_blocks * (size_t)nl);
+    wr_status st = wr_dev_arena_init(&m->dev_arena, m->be, bytes);
+    for (int64_t l = 0; st == WR_OK && l < nl; l++) {
+        const int n = layer_tensors(&m->dev_blocks[l], t);
+        for (int j = 0; st == WR_OK && j < n; j++) st = wr_dev_arena_put(&m->dev_arena, t[j], 1);
+    }
+    if (st != WR_OK) t5_dev_blocks_free(m);
+    return st;
+}
+
+static void t5_dev_blocks_free(wr_t5 *m) {
+    wr_dev_arena_free(&m->dev_arena);
+    free(m->dev_blocks);
+    m->dev_blocks = NULL;
+}
+
 wr_status wr_t5_set_vram(wr_t5 *m, wr_vram *v, int64_t resident) {
     t5_vram_release(m);
     wr_workspace_release(&m->ws, m->be); /* into the pool's accounting on the next forward */
     if (v == NULL) return WR_OK;
+    t5_dev_blocks_free(m);             /* the pool's copies from now on */
     WR_TRY(wr_vram_scratch_ensure(v)); /* the ops' scratch, from the pool from now on */
     /* the final norm, used in place and counted (the embedding table never is on the device) */
     WR_TRY(wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)wr_tensor_nbytes(&m->final_ln)));
@@ -363,8 +425,13 @@ size_t wr_t5_layer_bytes(const wr_t5 *m) {
 
 wr_status wr_t5_acquire(wr_t5 *m, int64_t i, const wr_t5_block **out) {
     WR_ASSERT(i >= 0 && i < m->cfg.num_layers);
-    if (m->vram == NULL) {
-        *out = &m->blocks[i]; /* the checkpoint's own tensors (mapped) */
+    if (m->vram == NULL && m->be->host_visible) {
+        *out = &m->blocks[i]; /* the checkpoint's own tensors (mapped), read in place */
+        return WR_OK;
+    }
+    if (m->vram == NULL) { /* no pool: the layers' device copy, made once */
+        if (m->dev_blocks == NULL) WR_TRY(t5_upload_blocks(m));
+        *out = &m->dev_blocks[i];
         return WR_OK;
     }
     const void *b = NULL;
@@ -382,22 +449,43 @@ void wr_t5_set_tap(wr_t5 *m, wr_t5_tap_fn fn, void *ctx) {
     m->tap_ctx = ctx;
 }
 
-static void tap(wr_t5 *m, const char *name, const wr_tensor *t) {
-    if (m->tap) m->tap(m->tap_ctx, name, t);
+/* Host buffer of at least n floats (kept for the next forward). */
+static wr_status host_buf(wr_t5 *m, size_t n) {
+    if (m->host_cap >= n) return WR_OK;
+    float *p = realloc(m->host, n * sizeof(float));
+    if (p == NULL)
+        return WR_FAIL(WR_ERR_OOM_HOST, "text encoder: no host memory for %zu floats", n);
+    m->host = p;
+    m->host_cap = n;
+    return WR_OK;
+}
+
+/* The tap callback with a host copy of t (device memory). */
+static wr_status tap(wr_t5 *m, const char *name, const wr_tensor *t) {
+    if (m->tap == NULL) return WR_OK;
+    const size_t n = (size_t)wr_tensor_nelem(t);
+    WR_TRY(host_buf(m, n));
+    WR_TRY(wr_download(m->be, m->host, t->data, n * sizeof(float)));
+    const wr_tensor h = wr_tensor_make(m->host, WR_DTYPE_F32, t->ndim, t->shape);
+    m->tap(m->tap_ctx, name, &h);
+    return WR_OK;
 }
 
 /* ---- forward ---- */
 
 typedef struct t5_acts {
+    wr_tensor x;       /* [L, D] the residual stream */
     wr_tensor h;       /* [L, D] normed input of a sub-layer, then its output */
     wr_tensor q, k, v; /* [L, I] */
     wr_tensor a;       /* [L, I] attention output */
     wr_tensor g, u;    /* [min(L, chunk), FF] gate and linear branches */
+    wr_tensor pbt;     /* [2L - 1, NH] the current layer's bias rows, distance-major */
     wr_tensor pb;      /* [NH, 2L - 1] position bias of the current layer */
 } t5_acts;
 
 static void plan(wr_carve *c, const wr_t5 *m, int64_t L, t5_acts *a) {
     const int64_t R = L < WR_T5_FFN_CHUNK ? L : WR_T5_FFN_CHUNK;
+    a->x = WR_TAKE(c, L, m->D);
     a->h = WR_TAKE(c, L, m->D);
     a->q = WR_TAKE(c, L, m->I);
     a->k = WR_TAKE(c, L, m->I);
@@ -405,6 +493,7 @@ static void plan(wr_carve *c, const wr_t5 *m, int64_t L, t5_acts *a) {
     a->a = WR_TAKE(c, L, m->I);
     a->g = WR_TAKE(c, R, m->FF);
     a->u = WR_TAKE(c, R, m->FF);
+    a->pbt = WR_TAKE(c, 2 * L - 1, m->NH);
     a->pb = WR_TAKE(c, m->NH, 2 * L - 1);
 }
 
@@ -439,12 +528,21 @@ size_t wr_t5_plan_layer_bytes(const wr_t5_config *cfg, int wbytes) {
     return c.layer;
 }
 
-/* pb[h, r + L - 1] = rel_bias[bucket(r), h] for r = j - i in [-(L-1), L-1]; host memory (CPU). */
-static void fill_pos_bias(const wr_t5 *m, float *pb, const float *rel_bias, int64_t L) {
-    for (int64_t r = -(L - 1); r <= L - 1; r++) {
-        const float *row = rel_bias + (int64_t)wr_t5_bucket(m, r) * m->NH;
-        for (int64_t h = 0; h < m->NH; h++) pb[h * (2 * L - 1) + r + L - 1] = row[h];
+/* m->idx: [0, 2L-1) the buckets of r = j - i in [-(L-1), L-1], then [2L-1, 3L-1) 0 .. L-1 (the
+ * staged embedding rows in order). Host ints, recomputed only when L changes. */
+static wr_status fill_indices(wr_t5 *m, int64_t L) {
+    if (m->idx_L == L) return WR_OK;
+    const int64_t n = 3 * L - 1;
+    if (m->idx_cap < n) {
+        int32_t *p = realloc(m->idx, sizeof(int32_t) * (size_t)n);
+        if (p == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "text encoder: no host memory");
+        m->idx = p;
+        m->idx_cap = n;
     }
+    for (int64_t r = -(L - 1); r <= L - 1; r++) m->idx[r + L - 1] = wr_t5_bucket(m, r);
+    for (int64_t l = 0; l < L; l++) m->idx[2 * L - 1 + l] = (int32_t)l;
+    m->idx_L = L;
+    return WR_OK;
 }
 
 static wr_tensor as_heads(const wr_tensor *t, int64_t NH, int64_t DK) {
@@ -458,14 +556,15 @@ static wr_status linear(wr_backend *be, wr_tensor *y, const wr_tensor *x, const 
 }
 
 /* transformers UMT5Block.forward (encoder, eval) */
-static wr_status block_forward(wr_t5 *m, const wr_t5_block *b, wr_tensor *x, const uint8_t *mask,
+static wr_status block_forward(wr_t5 *m, const wr_t5_block *b, wr_tensor *x, int64_t n_real,
                                t5_acts *a) {
     wr_backend *be = m->be;
     const float eps = (float)m->cfg.layer_norm_epsilon;
-    const int64_t L = x->shape[0];
-    /* (a) self-attention: no 1/sqrt(d_kv), relative position bias, padded keys masked */
-    fill_pos_bias(m, a->pb.data, b->rel_bias.data, L);
-    const wr_attn_params ap = {.scale = 1.0f, .key_mask = mask, .pos_bias = &a->pb};
+    /* (a) self-attention: no 1/sqrt(d_kv), relative position bias (each UMT5 layer has its own
+     * table: pb[h, r + L - 1] = rel_bias[bucket(r), h]), keys [n_real, L) (padding) masked */
+    WR_TRY(wr_op_gather_rows(be, &a->pbt, &b->rel_bias, m->idx)); /* pbt: [2L - 1, NH] */
+    WR_TRY(wr_op_transpose(be, &a->pb, &a->pbt));                 /* pb: [NH, 2L - 1] */
+    const wr_attn_params ap = {.scale = 1.0f, .k_valid = n_real, .pos_bias = &a->pb};
     WR_TRY(wr_op_rms_norm(be, &a->h, x, &b->ln0, eps));  /* h: [L, D] */
     WR_TRY(linear(be, &a->q, &a->h, &b->q, b->q_scale)); /* q: [L, I] */
     WR_TRY(linear(be, &a->k, &a->h, &b->k, b->k_scale)); /* k: [L, I] */
@@ -478,6 +577,7 @@ static wr_status block_forward(wr_t5 *m, const wr_t5_block *b, wr_tensor *x, con
 
     /* (b) gated-GELU FFN in row chunks: h = (gelu_tanh(h wi_0^T) * (h wi_1^T)) wo^T */
     WR_TRY(wr_op_rms_norm(be, &a->h, x, &b->ln1, eps));
+    const int64_t L = x->shape[0];
     for (int64_t r0 = 0; r0 < L; r0 += a->g.shape[0]) {
         const int64_t nr = L - r0 < a->g.shape[0] ? L - r0 : a->g.shape[0];
         wr_tensor hin, g, u;
@@ -502,7 +602,8 @@ wr_status wr_t5_forward(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint
     if (L < 1)
         return WR_FAIL(WR_ERR_INVALID_ARG, "text encoder: %lld tokens; need at least one",
                        (long long)L);
-    if (out->ndim != 2 || out->shape[0] != L || out->shape[1] != m->D || out->dtype != WR_DTYPE_F32)
+    if (out->ndim != 2 || out->shape[0] != L || out->shape[1] != m->D ||
+        out->dtype != WR_DTYPE_F32 || out->data == NULL)
         return WR_FAIL(WR_ERR_INVALID_ARG, "text encoder output must be F32 [%lld, %lld]",
                        (long long)L, (long long)m->D);
     for (int64_t l = 0; l < L; l++)
@@ -511,6 +612,19 @@ wr_status wr_t5_forward(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint
                            "token id %d at position %lld is outside the text encoder's "
                            "vocabulary [0, %lld) (%s): tokenizer and encoder do not match",
                            (int)ids[l], (long long)l, (long long)c->vocab_size, m->dir);
+    /* the real tokens come first (the tokenizer's layout): the attention masks keys from n on */
+    int64_t n = 0;
+    while (n < L && (mask == NULL || mask[n] != 0)) n++;
+    for (int64_t l = n; l < L; l++)
+        if (mask[l] != 0)
+            return WR_FAIL(WR_ERR_INVALID_ARG,
+                           "text encoder: mask position %lld is a real token after padding at "
+                           "position %lld; padding must come after every real token",
+                           (long long)l, (long long)n);
+    if (n == 0)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "text encoder: mask position 0 is padding; the prompt needs at least one "
+                       "real token");
 
     /* the workspace, planned from L (grown only when a longer input comes) */
     wr_carve c0 = {0};
@@ -519,32 +633,43 @@ wr_status wr_t5_forward(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint
     WR_TRY(wr_workspace_ensure(&m->ws, be, m->vram, c0.used * sizeof(float), NULL));
     wr_carve cw = {m->ws.p, 0, m->ws.bytes / sizeof(float)};
     plan(&cw, m, L, &a);
+    WR_TRY(fill_indices(m, L));
 
-    /* (1) x = shared[ids]: only these rows of the table are read (pages of the mapping) */
-    const size_t esz = wr_dtype_size(m->shared.dtype);
-    float *x = out->data;
-    for (int64_t l = 0; l < L; l++)
-        wr_dtype_convert(x + l * m->D, WR_DTYPE_F32,
-                         (const char *)m->shared.data + (size_t)ids[l] * (size_t)m->D * esz,
-                         m->shared.dtype, m->D);
-    tap(m, "embed", out);
+    /* (1) x = shared[ids]: only these rows of the table are read (pages of the mapping). A
+     * backend that reads host memory gathers them in place; otherwise the rows are copied on the
+     * host (storage dtype), uploaded into h (free until the first norm; L x D x esz <= its
+     * bytes) and converted by the same gather over rows 0 .. L-1. */
+    if (be->host_visible) {
+        WR_TRY(wr_op_gather_rows(be, &a.x, &m->shared, ids)); /* x: [L, D] */
+    } else {
+        const size_t row = (size_t)m->D * wr_dtype_size(m->shared.dtype);
+        WR_TRY(host_buf(m, (size_t)(L * m->D)));
+        for (int64_t l = 0; l < L; l++)
+            memcpy((char *)m->host + (size_t)l * row,
+                   (const char *)m->shared.data + (size_t)ids[l] * row, row);
+        WR_TRY(wr_upload(be, a.h.data, m->host, (size_t)L * row));
+        const wr_tensor rows =
+            wr_tensor_make(a.h.data, m->shared.dtype, 2, (int64_t[]){L, m->D}); /* [L, D] */
+        WR_TRY(wr_op_gather_rows(be, &a.x, &rows, m->idx + 2 * L - 1));         /* x: [L, D] */
+    }
+    WR_TRY(tap(m, "embed", &a.x));
 
-    /* (2) the layers, residual stream in out */
+    /* (2) the layers, residual stream in x */
     for (int64_t i = 0; i < c->num_layers; i++) {
         const wr_t5_block *b;
         WR_TRY(wr_t5_acquire(m, i, &b));
-        wr_status st = block_forward(m, b, out, mask, &a);
+        wr_status st = block_forward(m, b, &a.x, n, &a);
         wr_t5_release(m, i);
         WR_TRY(st);
         char name[32];
         snprintf(name, sizeof name, "block.%lld", (long long)i);
-        tap(m, name, out);
+        WR_TRY(tap(m, name, &a.x));
     }
 
-    /* (3) final RMS norm, in place */
-    WR_TRY(wr_op_rms_norm(be, out, out, &m->final_ln, (float)c->layer_norm_epsilon));
-    tap(m, "final_norm", out);
-    return WR_OK;
+    /* (3) final RMS norm, in place, and the result to the host */
+    WR_TRY(wr_op_rms_norm(be, &a.x, &a.x, &m->final_ln, (float)c->layer_norm_epsilon));
+    WR_TRY(tap(m, "final_norm", &a.x));
+    return wr_download(be, out->data, a.x.data, wr_tensor_nbytes(&a.x));
 }
 
 wr_status wr_t5_encode(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint8_t *mask, int64_t L,
@@ -552,9 +677,8 @@ wr_status wr_t5_encode(wr_t5 *m, wr_tensor *out, const int32_t *ids, const uint8
     WR_TRY(wr_t5_forward(m, out, ids, mask, L));
     int64_t n = 0;
     for (int64_t l = 0; l < L; l++) n += mask == NULL || mask[l] != 0;
-    if (n < L)
-        WR_TRY(m->be->iface->memset0(m->be, (float *)out->data + n * m->D,
-                                     sizeof(float) * (size_t)((L - n) * m->D)));
+    if (n < L) /* host memory: all-zero bytes are +0.0f */
+        memset((float *)out->data + n * m->D, 0, sizeof(float) * (size_t)((L - n) * m->D));
     if (n_real) *n_real = n;
     return WR_OK;
 }

@@ -14,6 +14,10 @@ the engine, its build nor CI runs this script.
     python3 tests/golden/gen_golden.py sched      # tests/data/sched/ (tables, runs)
     python3 tests/golden/gen_golden.py pipeline   # tests/data/wan-tiny/ (model dir, golden runs)
     python3 tests/golden/gen_golden.py fp8        # tests/data/{dit/tiny{2,3},t5/tiny_{a,b}}/fp8.safetensors
+    python3 tests/golden/gen_golden.py bf16       # tests/data/{dit/{tiny2,tiny3,tiny2_bf16,nocross},
+                                                  #   t5/tiny_{a,b}}/bf16.safetensors
+
+`dit` and `t5` rewrite each case directory from scratch, so run `fp8` and `bf16` after them.
 
 Each subcommand writes small safetensors files under tests/data/ whose __metadata__ records the
 torch version and what was generated.
@@ -705,6 +709,12 @@ def gen_fp8(args):
     golden_fp8.generate(DATA, save_file_sorted_meta)
 
 
+def gen_bf16(args):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import golden_bf16
+    golden_bf16.generate(DATA, save_file_sorted_meta)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -727,6 +737,9 @@ def main():
     sub.add_parser("fp8", help="diffusers' FP8 layerwise casting outputs of the tiny DiTs and "
                    "UMT5 encoders (tests/golden/golden_fp8.py; after dit and t5)").set_defaults(
         fn=gen_fp8)
+    sub.add_parser("bf16", help="the tiny DiTs and UMT5 encoders run by diffusers/transformers in "
+                   "bf16 (tests/golden/golden_bf16.py, tests/golden/BF16.md; after dit and "
+                   "t5)").set_defaults(fn=gen_bf16)
     args = ap.parse_args()
     args.fn(args)
 

@@ -1,5 +1,8 @@
 /*
- * attention.c — softmax(q k^T * scale) v per head, f32, with an optional key mask.
+ * attention.c — softmax(q k^T * scale) v per head, f32, with an optional key mask: host bytes
+ * (key_mask) and/or a valid-key length (k_valid: keys from k_valid on are padding). Both mask a
+ * key the same way (its score -inf before the block's max), so a prefix mask and its length give
+ * the same bits.
  *
  * Queries are processed in chunks of qc rows and keys in blocks of kc with an online softmax
  * (running max m, running sum l, rescaled accumulator o), so the working set per step is
@@ -33,12 +36,12 @@ typedef struct {
 } attn_scratch;
 
 /*
- * One online-softmax step for row si[0..nk): add the position bias row (if any), fold the block
- * into (m, l), turn si into e^(s - m_new), and return the factor the row's accumulator must be
- * scaled by.
+ * One online-softmax step for row si[0..nk): add the position bias row (if any), mask keys
+ * (mask[j] == 0, and every j >= nvalid), fold the block into (m, l), turn si into e^(s - m_new),
+ * and return the factor the row's accumulator must be scaled by.
  */
 WR_VMATH_CLONES static float softmax_step(float *si, int64_t nk, const float *bias,
-                                          const uint8_t *mask, float *m, float *l) {
+                                          const uint8_t *mask, int64_t nvalid, float *m, float *l) {
     float mx = *m;
     if (bias) {
 #pragma omp simd
@@ -48,6 +51,7 @@ WR_VMATH_CLONES static float softmax_step(float *si, int64_t nk, const float *bi
         for (int64_t j = 0; j < nk; j++)
             if (!mask[j]) si[j] = -INFINITY;
     }
+    for (int64_t j = nvalid < 0 ? 0 : nvalid; j < nk; j++) si[j] = -INFINITY;
 #pragma omp simd reduction(max : mx)
     for (int64_t j = 0; j < nk; j++) mx = si[j] > mx ? si[j] : mx;
     if (mx == -INFINITY) { /* every key so far masked: keep zeros, nothing to accumulate */
@@ -76,6 +80,8 @@ wr_status attention_cpu(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr
     const int64_t kc = p && p->k_chunk > 0 ? p->k_chunk : WR_ATTN_KC;
     const float scale = p ? p->scale : 1.0f / sqrtf((float)HD);
     const uint8_t *mask = p ? p->key_mask : NULL;
+    /* keys [kv, Lk) are padding (k_valid 0 or >= Lk: none) */
+    const int64_t kv = p && p->k_valid > 0 && p->k_valid < Lk ? p->k_valid : Lk;
     const float *pb = p && p->pos_bias ? p->pos_bias->data : NULL;
     const int64_t nb = Lq + Lk - 1; /* bias entries per head */
     const float *qd = q->data, *kd = k->data, *vd = v->data;
@@ -129,7 +135,7 @@ wr_status attention_cpu(wr_backend *be, wr_tensor *out, wr_tensor *lse, const wr
                     /* bias of (i0 + i, j0 + j) sits at j0 + j - (i0 + i) + Lq - 1 */
                     const float *bi = pb ? pb + h * nb + (j0 - (i0 + i) + Lq - 1) : NULL;
                     float alpha = softmax_step(w.s + i * nk, nk, bi, mask ? mask + j0 : NULL,
-                                               &w.m[i], &w.l[i]);
+                                               kv - j0, &w.m[i], &w.l[i]);
                     if (alpha != 1.0f) {
                         float *oi = w.o + i * HD;
 #pragma omp simd

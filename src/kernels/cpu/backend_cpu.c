@@ -1,4 +1,4 @@
-/* backend_cpu.c — the CPU backend: "device" memory is host memory; the vtable. */
+/* backend_cpu.c — the CPU backend: threads and BLAS set-up (the vtable is exec.c's). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,71 +11,6 @@
 
 #include "core/log.h"
 
-static wr_status alloc_cpu(wr_backend *be, void **out, size_t nbytes) {
-    (void)be;
-    *out = NULL;
-    if (nbytes == 0) return WR_OK;
-    size_t rounded = (nbytes + 63) & ~(size_t)63;
-    if (rounded < nbytes || (*out = aligned_alloc(64, rounded)) == NULL)
-        return WR_FAIL(WR_ERR_OOM_DEVICE, "CPU backend: cannot allocate %.3f GiB",
-                       (double)nbytes / (1024.0 * 1024 * 1024));
-    return WR_OK;
-}
-
-static void free_cpu(wr_backend *be, void *p) {
-    (void)be;
-    free(p);
-}
-
-static wr_status copy_cpu(wr_backend *be, void *dst, const void *src, size_t n) {
-    (void)be;
-    if (n) memmove(dst, src, n);
-    return WR_OK;
-}
-
-static wr_status memset0_cpu(wr_backend *be, void *dst, size_t n) {
-    (void)be;
-    if (n) memset(dst, 0, n);
-    return WR_OK;
-}
-
-static wr_status sync_cpu(wr_backend *be) {
-    (void)be;
-    return WR_OK;
-}
-
-static const wr_backend_iface cpu_iface = {
-    .alloc = alloc_cpu,
-    .free = free_cpu,
-    .upload = copy_cpu,
-    .download = copy_cpu,
-    .copy = copy_cpu,
-    .memset0 = memset0_cpu,
-    .sync = sync_cpu,
-    .matmul = matmul_cpu,
-    .layer_norm = layer_norm_cpu,
-    .rms_norm = rms_norm_cpu,
-    .gelu_tanh = gelu_tanh_cpu,
-    .silu = silu_cpu,
-    .add = add_cpu,
-    .mul = mul_cpu,
-    .modulate = modulate_cpu,
-    .gated_residual = gated_residual_cpu,
-    .rope = rope_cpu,
-    .attention = attention_cpu,
-    .patch_embed = patch_embed_cpu,
-    .attn_merge = attn_merge_cpu,
-    .copy2d = copy2d_cpu,
-    .unpatchify = unpatchify_cpu,
-    .conv3d = conv3d_cpu,
-    .upsample2x = upsample2x_cpu,
-    .rms_norm_channels = rms_norm_channels_cpu,
-    .gather_rows = gather_rows_cpu,
-    .transpose = transpose_cpu,
-    .clamp = clamp_cpu,
-    .channel_affine = channel_affine_cpu,
-};
-
 wr_status wr_backend_cpu_init(wr_backend *be, int threads) {
     if (threads <= 0) {
         const char *env = getenv("OMP_NUM_THREADS");
@@ -85,10 +20,9 @@ wr_status wr_backend_cpu_init(wr_backend *be, int threads) {
 #endif
         if (threads <= 0) threads = 1;
     }
-    be->iface = &cpu_iface;
     be->kind = WR_BACKEND_CPU;
-    be->host_visible = 1;
     be->threads = threads;
+    WR_TRY(wr_cpu_exec_init(be)); /* the vtable, and the strict / async modes (exec.c) */
 #ifdef _OPENMP
     omp_set_num_threads(threads);
 #endif
@@ -98,4 +32,8 @@ wr_status wr_backend_cpu_init(wr_backend *be, int threads) {
         wr_warn("the loaded OpenBLAS uses its own pthreads, not OpenMP: CPU ops will run several "
                 "times slower (install libopenblas-openmp-dev and rebuild)");
     return WR_OK;
+}
+
+void wr_backend_cpu_release(wr_backend *be) {
+    wr_cpu_exec_release(be);
 }

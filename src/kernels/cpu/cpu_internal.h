@@ -45,4 +45,8 @@ wr_status clamp_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, float lo, 
 wr_status channel_affine_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x,
                              const wr_tensor *scale, const wr_tensor *shift);
 
+/* exec.c: the vtable (plain, strict and async modes) and its state in be->impl */
+wr_status wr_cpu_exec_init(wr_backend *be);
+void wr_cpu_exec_release(wr_backend *be);
+
 #endif /* WR_KERNELS_CPU_CPU_INTERNAL_H */

@@ -35,44 +35,19 @@ static void free_cuda(wr_backend *be, void *p) {
     if (p) cudaFree(p);
 }
 
-static wr_status upload_cuda(wr_backend *be, void *dst, const void *src, size_t n) {
-    (void)be;
-    CUDA_TRY(cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), "host-to-device copy");
-    return WR_OK;
-}
-
-static wr_status download_cuda(wr_backend *be, void *dst, const void *src, size_t n) {
-    (void)be;
-    CUDA_TRY(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost), "device-to-host copy");
-    return WR_OK;
-}
-
-static wr_status copy_cuda(wr_backend *be, void *dst, const void *src, size_t n) {
-    (void)be;
-    CUDA_TRY(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToDevice), "device-to-device copy");
-    return WR_OK;
-}
-
-static wr_status memset0_cuda(wr_backend *be, void *dst, size_t n) {
-    (void)be;
-    CUDA_TRY(cudaMemset(dst, 0, n), "cudaMemset");
-    return WR_OK;
-}
-
-static wr_status sync_cuda(wr_backend *be) {
-    (void)be;
-    CUDA_TRY(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-    return WR_OK;
-}
-
 /* The copy stream: one non-blocking stream per backend and an event per staging buffer, made by
  * the thread that first copies (the vram layer's copy thread, which must select the device). */
 typedef struct cuda_impl {
     int device;
+    cudaStream_t compute; /* every op, memset and synchronous copy, in issue order */
     cudaStream_t copy;
     cudaEvent_t done[2];
     int ready;
 } cuda_impl;
+
+static cudaStream_t compute_of(wr_backend *be) {
+    return ((cuda_impl *)be->impl)->compute;
+}
 
 static wr_status copy_stream(wr_backend *be, cuda_impl **out) {
     cuda_impl *ci = be->impl;
@@ -84,6 +59,124 @@ static wr_status copy_stream(wr_backend *be, cuda_impl **out) {
         ci->ready = 1;
     }
     *out = ci;
+    return WR_OK;
+}
+
+/* ---- memory calls, stream-ordered on the compute stream ---- */
+
+/* synchronous ones finish before they return (the host buffer may be reused at once) */
+static wr_status upload_cuda(wr_backend *be, void *dst, const void *src, size_t n) {
+    cudaStream_t s = compute_of(be);
+    CUDA_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s), "host-to-device copy");
+    CUDA_TRY(cudaStreamSynchronize(s), "host-to-device copy (sync)");
+    return WR_OK;
+}
+
+static wr_status download_cuda(wr_backend *be, void *dst, const void *src, size_t n) {
+    cudaStream_t s = compute_of(be);
+    CUDA_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, s), "device-to-host copy");
+    CUDA_TRY(cudaStreamSynchronize(s), "device-to-host copy (sync)");
+    return WR_OK;
+}
+
+static wr_status download_async_cuda(wr_backend *be, void *dst, const void *src, size_t n) {
+    CUDA_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToHost, compute_of(be)),
+             "async device-to-host copy");
+    return WR_OK;
+}
+
+static wr_status copy_cuda(wr_backend *be, void *dst, const void *src, size_t n) {
+    CUDA_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, compute_of(be)),
+             "device-to-device copy");
+    return WR_OK;
+}
+
+static wr_status memset0_cuda(wr_backend *be, void *dst, size_t n) {
+    CUDA_TRY(cudaMemsetAsync(dst, 0, n, compute_of(be)), "cudaMemsetAsync");
+    return WR_OK;
+}
+
+static wr_status copy3d_cuda(wr_backend *be, const wr_copy3d *c) {
+    cudaStream_t s = compute_of(be);
+    const enum cudaMemcpyKind kind = c->dir == WR_COPY_H2D   ? cudaMemcpyHostToDevice
+                                     : c->dir == WR_COPY_D2H ? cudaMemcpyDeviceToHost
+                                                             : cudaMemcpyDeviceToDevice;
+    const size_t dp = c->rows > 1 ? c->dpitch : c->width, sp = c->rows > 1 ? c->spitch : c->width;
+    /* planes that continue the row pattern are one 2-D copy; else one per plane */
+    const int flat = c->planes == 1 || (c->dplane == (size_t)c->rows * dp &&
+                                        c->splane == (size_t)c->rows * sp);
+    if (flat)
+        CUDA_TRY(cudaMemcpy2DAsync(c->dst, dp, c->src, sp, c->width,
+                                   (size_t)(c->rows * c->planes), kind, s),
+                 "strided copy");
+    else
+        for (int64_t p = 0; p < c->planes; p++)
+            CUDA_TRY(cudaMemcpy2DAsync((char *)c->dst + (size_t)p * c->dplane, dp,
+                                       (const char *)c->src + (size_t)p * c->splane, sp,
+                                       c->width, (size_t)c->rows, kind, s),
+                     "strided copy");
+    if (c->dir != WR_COPY_D2D) CUDA_TRY(cudaStreamSynchronize(s), "strided copy (sync)");
+    return WR_OK;
+}
+
+static wr_status sync_cuda(wr_backend *be) {
+    CUDA_TRY(cudaSetDevice(((cuda_impl *)be->impl)->device), "cudaSetDevice");
+    CUDA_TRY(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    return WR_OK;
+}
+
+/* ---- events ---- */
+
+static cudaStream_t stream_of(wr_backend *be, int stream, wr_status *st) {
+    cuda_impl *ci = be->impl;
+    *st = WR_OK;
+    if (stream == WR_STREAM_COMPUTE) return ci->compute;
+    if (!ci->ready) *st = copy_stream(be, &ci);
+    return ci->copy;
+}
+
+static wr_status event_create_cuda(wr_backend *be, wr_event **out) {
+    (void)be;
+    cudaEvent_t e;
+    CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+    *out = (wr_event *)e;
+    return WR_OK;
+}
+
+static void event_free_cuda(wr_backend *be, wr_event *ev) {
+    (void)be;
+    (void)cudaEventDestroy((cudaEvent_t)ev);
+}
+
+static wr_status event_record_cuda(wr_backend *be, wr_event *ev, int stream) {
+    wr_status st;
+    cudaStream_t s = stream_of(be, stream, &st);
+    WR_TRY(st);
+    CUDA_TRY(cudaEventRecord((cudaEvent_t)ev, s), "cudaEventRecord");
+    return WR_OK;
+}
+
+static wr_status stream_wait_cuda(wr_backend *be, int stream, wr_event *ev) {
+    wr_status st;
+    cudaStream_t s = stream_of(be, stream, &st);
+    WR_TRY(st);
+    CUDA_TRY(cudaStreamWaitEvent(s, (cudaEvent_t)ev, 0), "cudaStreamWaitEvent");
+    return WR_OK;
+}
+
+static wr_status event_sync_cuda(wr_backend *be, wr_event *ev) {
+    (void)be;
+    CUDA_TRY(cudaEventSynchronize((cudaEvent_t)ev), "cudaEventSynchronize");
+    return WR_OK;
+}
+
+static wr_status upload_on_cuda(wr_backend *be, int stream, void *dst, const void *src,
+                                size_t n) {
+    wr_status st;
+    cudaStream_t s = stream_of(be, stream, &st);
+    WR_TRY(st);
+    CUDA_TRY(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s), "host-to-device copy");
+    CUDA_TRY(cudaStreamSynchronize(s), "host-to-device copy (sync)");
     return WR_OK;
 }
 
@@ -136,16 +229,34 @@ static const wr_backend_iface cuda_iface = {
     .host_free = host_free_cuda,
     .upload_async = upload_async_cuda,
     .upload_wait = upload_wait_cuda,
+    .event_create = event_create_cuda,
+    .event_free = event_free_cuda,
+    .event_record = event_record_cuda,
+    .stream_wait = stream_wait_cuda,
+    .event_sync = event_sync_cuda,
+    .upload_on = upload_on_cuda,
+    .download_async = download_async_cuda,
+    .copy3d = copy3d_cuda,
     /* op slots: NULL until the CUDA kernels land */
 };
 
 wr_status wr_backend_cuda_init(wr_backend *be, int threads) {
     wr_device_info di;
     WR_TRY(wr_cuda_probe(&di));
-    CUDA_TRY(cudaSetDevice(0), "cudaSetDevice(0)");
+    if (be->device < 0 || be->device >= di.count)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "--device %d: this machine has %d CUDA device%s (0..%d)",
+                       be->device, di.count, di.count == 1 ? "" : "s", di.count - 1);
+    CUDA_TRY(cudaSetDevice(be->device), "cudaSetDevice");
     cuda_impl *ci = calloc(1, sizeof *ci);
     if (ci == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    ci->device = be->device;
+    cudaError_t e = cudaStreamCreateWithFlags(&ci->compute, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+        free(ci);
+        return WR_FAIL(WR_ERR_DEVICE, "compute stream: %s", cudaGetErrorString(e));
+    }
     be->impl = ci;
+    be->host_visible = 0;
     be->iface = &cuda_iface;
     be->kind = WR_BACKEND_CUDA;
     be->threads = threads;
@@ -155,6 +266,8 @@ wr_status wr_backend_cuda_init(wr_backend *be, int threads) {
 void wr_backend_cuda_release(wr_backend *be) {
     cuda_impl *ci = be->impl;
     if (ci == NULL) return;
+    (void)cudaStreamSynchronize(ci->compute);
+    (void)cudaStreamDestroy(ci->compute);
     if (ci->ready) {
         (void)cudaStreamSynchronize(ci->copy);
         for (int k = 0; k < 2; k++) (void)cudaEventDestroy(ci->done[k]);
@@ -162,4 +275,8 @@ void wr_backend_cuda_release(wr_backend *be) {
     }
     free(ci);
     be->impl = NULL;
+}
+
+void *wr_cuda_compute_stream(wr_backend *be) {
+    return be->kind == WR_BACKEND_CUDA && be->impl ? (void *)compute_of(be) : NULL;
 }

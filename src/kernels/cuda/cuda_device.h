@@ -18,11 +18,15 @@ extern "C" {
 /* See wr_backend_probe_cuda. */
 wr_status wr_cuda_probe(wr_device_info *out);
 
-/* Fills the CUDA backend (device 0 for now; the parallel layer picks the local rank's GPU):
+/* Fills the CUDA backend on device be->device (the pipeline picks the node-local rank's GPU),
+ * with its compute stream (non-blocking; every op and memory call, in issue order) and the
+ * vram layer's copy stream (made by the copy thread on first use); events are CUDA events:
  * memory slots are implemented; op slots are NULL until the CUDA kernels land (a later issue
  * onwards), so a model run on it fails with WR_ERR_UNSUPPORTED naming the op. */
 wr_status wr_backend_cuda_init(wr_backend *be, int threads);
 void wr_backend_cuda_release(wr_backend *be);
+/* The backend's compute stream (a cudaStream_t) for NCCL and the kernels; NULL if not CUDA. */
+void *wr_cuda_compute_stream(wr_backend *be);
 
 /*
  * Converts n elements on the device (dst and src are device pointers) from st to dt, with the
