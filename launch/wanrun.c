@@ -122,7 +122,10 @@ static const char usage_text[] =
     "  --fps F                frames per second of the video (default 16)\n"
     "  --save-latents FILE    also write the final latents (tensor \"latents\") as .safetensors,\n"
     "                         together with --out, once the run has succeeded\n"
-    "  --backend auto|cpu|cuda  default auto (= cpu until the CUDA kernels exist)\n"
+    "  --backend auto|cpu|cuda  default auto (= cpu until the CUDA kernels exist; cuda fails at\n"
+    "                         model load for now, exit 6)\n"
+    "  --device N             the CUDA device, 0..1023 (--backend cuda only; default: each rank\n"
+    "                         the node-local rank modulo the devices visible)\n"
     "  --threads N            CPU threads (default: $OMP_NUM_THREADS or all cores)\n"
     "  --low-mem-level L      0..3: 1 decodes the video in tiles (less memory); 2 also streams\n"
     "                         the text encoder's layers through device memory and frees it\n"
@@ -199,6 +202,9 @@ static const char usage_text[] =
     "Environment:\n"
     "  WR_LOG_LEVEL        default log level (as --log-level)\n"
     "  OMP_NUM_THREADS     default CPU thread count\n"
+    "  WR_STRICT_DEVICE    1: the CPU backend's device memory is unreadable by host code (a\n"
+    "                      host read is a crash: tests the GPU contract on the CPU); async:\n"
+    "                      also runs the ops on a worker thread per stream (same results)\n"
     "  WR_COMM_TIMEOUT_S   under mpirun: a rank silent this long (stopped, frozen) ends the\n"
     "                      job, exit 5; busy ranks keep answering (default 300, 0: never)\n"
     "\n"
@@ -838,6 +844,8 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
 
     wr_options opt;
     wr_options_defaults(&opt);
+    opt.backend = strcmp(g.backend, "cuda") == 0 ? WR_BACKEND_CUDA : WR_BACKEND_CPU;
+    opt.device = g.device;
     opt.threads = g.threads;
     opt.low_mem_level = g.low_mem_level;
     opt.vram_limit = (uint64_t)g.vram_limit;

@@ -11,7 +11,15 @@
  * transformer/, vae/, scheduler/) and loads its components (weights mapped lazily). Each
  * wr_generate: clean + tokenize + encode the prompt (and the negative prompt when guidance
  * > 1), draw the initial noise (seeded, or from a file), denoise with classifier-free
- * guidance and the scheduler, decode with the VAE, and map [-1, 1] to [0, 1]. Errors are
+ * guidance and the scheduler, decode with the VAE, and map [-1, 1] to [0, 1].
+ *
+ * Host and device: the latents, the noise, the scheduler, the guidance combine, the text
+ * embeddings between encoding and denoising and the frames live in host memory (the scheduler
+ * stays bit-for-bit diffusers'); the models take and return host tensors and move them to and
+ * from the backend's memory themselves (models/dit.h, t5.h, vae.h), so per denoising step only
+ * the DiT's input and its velocity cross. The pipeline's MPI traffic (embeddings, velocities)
+ * is on host memory; the DiT's context-parallel traffic is on device memory through its
+ * communicator's backend (parallel/comm.h). Errors are
  * wr_status values with a detail naming the file, tensor or option (core/status.h).
  * Not thread-safe: one generation at a time per context.
  */
@@ -21,6 +29,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "kernels/backend.h"
 #include "parallel/comm.h"
 #include "vram/vram.h"
 #include "models/vae.h"
@@ -28,6 +37,13 @@
 typedef struct wr_context wr_context;
 
 typedef struct wr_options {
+    /* the compute backend: WR_BACKEND_CPU (0, the default) or WR_BACKEND_CUDA (which fails at
+     * model load with WR_ERR_UNSUPPORTED until its op kernels exist). The CPU backend's strict
+     * and async device modes come from WR_STRICT_DEVICE (kernels/backend.h). */
+    wr_backend_kind backend;
+    /* CUDA: the device index; -1 (wr_options_defaults): this rank's node-local rank
+     * (wr_world.local_rank) modulo the devices visible */
+    int device;
     int threads;       /* CPU threads; 0: $OMP_NUM_THREADS or all cores */
     int low_mem_level; /* 0..3; >= 1 decodes the video in tiles (the VAE's enable_tiling);
                           3 streams the DiT's blocks through the vram pool */

@@ -23,6 +23,10 @@ has "$out" "Exit codes" "--help lists the exit codes"
 expect 0 "--version" -- "$WANRUN" --version
 has "$out" "^wanrun [0-9]+\.[0-9]+\.[0-9]+" "--version prints the version"
 has "$out" "^cuda: " "--version reports CUDA"
+# --backend cuda reaches the library: a GPU (or a build without CUDA) fails with "unsupported"
+# (6: no CUDA op kernels yet / not compiled), a CUDA build without a usable GPU with "no device" (5)
+cuda_code=6
+if grep -q "CUDA=1" "$out" && grep -q "^cuda: unavailable" "$out"; then cuda_code=5; fi
 
 expect 2 "no command" -- "$WANRUN"
 has "$err" "no command given" "no command message"
@@ -210,7 +214,12 @@ expect 2 "generate with a bad scheduler" -- "$WANRUN" --prompt p --scheduler ddi
 expect 3 "generate from a directory missing a component" -- "$WANRUN" --model "$enc/m" \
     --prompt p --size 16x16 --frames 1 --steps 1 --out "$gen/c.mp4"
 has "$err" "model_index.json|transformer" "the missing part is named"
-expect 6 "generate on cuda" -- "$WANRUN" --prompt p --backend cuda --out "$gen/c.mp4"
+expect $cuda_code "generate on cuda" -- "$WANRUN" --prompt p --backend cuda --out "$gen/c.mp4"
+has "$err" "error: ERR_(NO_DEVICE|UNSUPPORTED): .*(CUDA|cuda)" "the CUDA failure says why"
+expect $cuda_code "generate on CUDA device 0" -- "$WANRUN" --prompt p --backend cuda --device 0 \
+    --out "$gen/c.mp4"
+expect 2 "--device without --backend cuda" -- "$WANRUN" --prompt p --device 1 --out "$gen/c.mp4"
+has "$err" "--device 1.*--backend cuda" "--device names what it needs"
 expect 3 "generate with init noise of the wrong shape" -- "$WANRUN" --prompt p --size 16x16 \
     --frames 5 --steps 1 --init-noise "$gen/lat.safetensors" --out "$gen/c.mp4"
 if [ -e "$gen/c.mp4" ] || ls -A "$gen" | grep -q 'wanrun-tmp'; then fail=$((fail + 1)); \
@@ -400,7 +409,7 @@ for spec in "size|16by16" "frames|five" "steps|0" "steps|1001" "guidance|-1" "gu
     "shift|0" "fps|0" "fps|inf" "seed|1.5" "scheduler|ddim" "threads|0" "threads|many" \
     "low-mem-level|4" "low-mem-level|high" "vram-limit|lots" "cfg-parallel|3" "cp-size|0" \
     "cp|zigzag" "text-encoder|gpu" "dit|maybe" "vae|square" "fp8|sometimes" "te-device|gpu0" \
-    "backend|tpu"; do
+    "backend|tpu" "device|-1" "device|gpu1" "device|1024"; do
     flag=${spec%%|*}
     val=${spec#*|}
     expect 2 "--$flag $val" -- "$WANRUN" --prompt p --out "$bad/f.y4m" "--$flag" "$val"

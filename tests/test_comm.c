@@ -7,15 +7,18 @@
  * bytes after every receive buffer. Reductions use integer-valued floats small enough
  * (< 2^24 after summing) that the sum is exact in any order.
  *
- * Covered: allgather (also in place), alltoall, bcast from every root, allreduce sum/max/min
+ * Covered: allgather (also in place), alltoall, the grouped alltoall3 (against three
+ * alltoalls), bcast from every root, allreduce sum/max/min
  * f32 and i64, sendrecv and isendrecv around a ring, barrier, byte counts above the MPI count
  * limit (lowered for the test), wr_comm_agree (all OK, one failing rank, two failing ranks,
  * sub-communicators), every valid and invalid layout of this world size, the byte counters,
- * and device buffers: WR_ERR_UNSUPPORTED on host-only groups; on a machine with enough GPUs,
- * the NCCL paths compared the same way. The watched wait: WR_COMM_TIMEOUT_S's parsing, the
- * heartbeat running at np > 1, and every communicator's members' world ranks (whom a wait
- * watches and names; with the layouts). A stopped or busy peer is tested as a whole job
- * (comm_fail stop, busy).
+ * and device buffers: WR_ERR_UNSUPPORTED on host-only groups; memory of a CPU backend in its
+ * plain, strict and async modes (from be->iface->alloc, produced by a queued op just before
+ * each call, so a transport that did not sync the backend first sends stale bytes); on a
+ * machine with enough GPUs, the NCCL paths compared the same way. The watched wait:
+ * WR_COMM_TIMEOUT_S's parsing, the heartbeat running at np > 1, and every communicator's members'
+ * world ranks (whom a wait watches and names; with the layouts). A stopped or busy peer is tested
+ * as a whole job (comm_fail stop, busy).
  *
  * All checks are collective (CHECK reduces over the ranks) and every rank runs the same ones.
  */
@@ -26,6 +29,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "kernels/backend.h"
 #include "parallel/comm.h"
 #include "parallel/comm_internal.h"
 #include "wr_build_config.h"
@@ -205,6 +209,53 @@ START_TEST(test_alltoall) {
     wr_groups g;
     groups(&g, 1, 1);
     for (size_t k = 0; k < NSIZES; k++) check_alltoall(g.world, (int)k + 21, k_sizes[k]);
+    wr_groups_free(&g);
+}
+END_TEST
+
+/* three all-to-alls at once: each as check_alltoall's with its own seed, and bitwise what three
+ * wr_comm_alltoall calls give */
+static void check_alltoall3(wr_comm *c, int seed, size_t bytes) {
+    const int n = wr_comm_size(c), me = wr_comm_rank(c);
+    const size_t total = (size_t)n * bytes;
+    uint8_t *send[3], *want[3], *recv[3];
+    for (int k = 0; k < 3; k++) {
+        send[k] = malloc(total + 1), want[k] = malloc(total + 1), recv[k] = guarded(total);
+        for (int j = 0; j < n; j++) {
+            fill_bytes(send[k] + (size_t)j * bytes, bytes, seed + k, me * 64 + j);
+            fill_bytes(want[k] + (size_t)j * bytes, bytes, seed + k, j * 64 + me);
+        }
+    }
+    void *const rv[3] = {recv[0], recv[1], recv[2]};
+    const void *const sv[3] = {send[0], send[1], send[2]};
+    wr_status st = wr_comm_alltoall3(c, rv, sv, bytes, WR_MEM_HOST);
+    CHECK(st == WR_OK, "alltoall3 %zu bytes: %s", bytes, wr_error_detail());
+    uint8_t *one = guarded(total);
+    for (int k = 0; k < 3; k++) {
+        CHECK(memcmp(recv[k], want[k], total) == 0 && guard_intact(recv[k], total),
+              "alltoall3 buffer %d, %zu bytes per block: wrong data or guard overwritten", k,
+              bytes);
+        st = wr_comm_alltoall(c, one, send[k], bytes, WR_MEM_HOST);
+        CHECK(st == WR_OK && memcmp(one, recv[k], total) == 0,
+              "alltoall3 buffer %d differs from one alltoall", k);
+        free(send[k]);
+        free(want[k]);
+        free(recv[k]);
+    }
+    free(one);
+}
+
+START_TEST(test_alltoall3) {
+    wr_groups g;
+    groups(&g, 1, 1);
+    for (size_t k = 0; k < NSIZES; k++) check_alltoall3(g.world, (int)k * 3 + 121, k_sizes[k]);
+    /* over a sub-communicator too (cp of a cfg-parallel layout, when the world divides) */
+    if (wr_comm_size(g.world) % 2 == 0) {
+        wr_groups g2;
+        groups(&g2, 2, wr_comm_size(g.world) / 2);
+        check_alltoall3(g2.cp, 171, 1000);
+        wr_groups_free(&g2);
+    }
     wr_groups_free(&g);
 }
 END_TEST
@@ -552,6 +603,15 @@ START_TEST(test_byte_counters) {
     CHECK(wr_comm_alltoall(c, out, buf, 10, WR_MEM_HOST) == WR_OK, "%s", wr_error_detail());
     CHECK(wr_comm_bytes_sent() == 10 * others, "alltoall counted %llu",
           (unsigned long long)wr_comm_bytes_sent());
+    wr_comm_bytes_reset();
+    {
+        uint8_t o2[3][64 * 4];
+        void *const rv[3] = {o2[0], o2[1], o2[2]};
+        const void *const sv[3] = {buf, buf + 1024, buf + 2048};
+        CHECK(wr_comm_alltoall3(c, rv, sv, 10, WR_MEM_HOST) == WR_OK, "%s", wr_error_detail());
+        CHECK(wr_comm_bytes_sent() == 30 * others, "alltoall3 counted %llu",
+              (unsigned long long)wr_comm_bytes_sent());
+    }
     for (int root = 0; root < n; root++) {
         wr_comm_bytes_reset();
         CHECK(wr_comm_bcast(c, buf, 64, root, WR_MEM_HOST) == WR_OK, "%s", wr_error_detail());
@@ -611,6 +671,176 @@ START_TEST(test_device_on_host_groups) {
     CHECK(req == NULL, "no request after a failed isendrecv");
     CHECK(strstr(wr_error_detail(), "world communicator") != NULL, "detail: %s", wr_error_detail());
     wr_groups_free(&g);
+}
+END_TEST
+
+/* ---- device buffers of a CPU backend ---- */
+
+/* Device memory of be: bytes then GUARD guard bytes, the bytes 0x5A; through be->iface->alloc
+ * (in the strict modes an address the host cannot touch) and wr_upload. */
+static void *dev_new(wr_backend *be, size_t bytes) {
+    void *d = NULL;
+    ck_assert_int_eq(be->iface->alloc(be, &d, bytes + GUARD), WR_OK);
+    uint8_t *h = guarded(bytes);
+    ck_assert_int_eq(wr_upload(be, d, h, bytes + GUARD), WR_OK);
+    free(h);
+    return d;
+}
+
+/* d's first `bytes` := host, by a device copy queued on the compute stream (in the async mode
+ * it runs some 2 ms later unless something syncs); *stage is the source, to free after the
+ * call that reads d. */
+static void dev_fill(wr_backend *be, void *d, const void *host, size_t bytes, void **stage) {
+    *stage = NULL;
+    ck_assert_int_eq(be->iface->alloc(be, stage, bytes + 1), WR_OK);
+    ck_assert_int_eq(wr_upload(be, *stage, host, bytes), WR_OK);
+    ck_assert_int_eq(wr_dev_copy(be, d, *stage, bytes), WR_OK);
+}
+
+/* 1 when d holds want and its guard bytes */
+static int dev_check(wr_backend *be, const void *d, const void *want, size_t bytes) {
+    uint8_t *h = malloc(bytes + GUARD);
+    ck_assert_int_eq(wr_download(be, h, d, bytes + GUARD), WR_OK);
+    const int ok = memcmp(h, want, bytes) == 0 && guard_intact(h, bytes);
+    free(h);
+    return ok;
+}
+
+static void dev_free(wr_backend *be, void *p) {
+    be->iface->free(be, p);
+}
+
+/* Every collective and the point-to-point calls with WR_MEM_DEVICE buffers of one CPU backend,
+ * compared bitwise with what the host path gives. */
+static void check_device_cpu(wr_comm *c, wr_backend *be, const char *mode) {
+    const int n = wr_comm_size(c), me = wr_comm_rank(c);
+    const size_t bytes = 1001, total = bytes * (size_t)n;
+    uint8_t *h = malloc(total), *want = malloc(total);
+    void *stage = NULL;
+
+    /* allgather, separate and in place */
+    for (int inplace = 0; inplace < 2; inplace++) {
+        fill_bytes(h, bytes, 71 + inplace, me);
+        for (int r = 0; r < n; r++) fill_bytes(want + (size_t)r * bytes, bytes, 71 + inplace, r);
+        uint8_t *dr = dev_new(be, total),
+                *ds = inplace ? dr + (size_t)me * bytes : dev_new(be, bytes);
+        dev_fill(be, ds, h, bytes, &stage);
+        CHECK(wr_comm_allgather(c, dr, ds, bytes, WR_MEM_DEVICE) == WR_OK, "%s: %s", mode,
+              wr_error_detail());
+        CHECK(dev_check(be, dr, want, total), "%s: device allgather%s", mode,
+              inplace ? " in place" : "");
+        dev_free(be, stage);
+        if (!inplace) dev_free(be, ds);
+        dev_free(be, dr);
+    }
+
+    /* alltoall, then the grouped three */
+    uint8_t *want3[3];
+    void *ds3[3], *dr3[3], *st3[3];
+    for (int k = 0; k < 3; k++) {
+        want3[k] = malloc(total);
+        for (int j = 0; j < n; j++) {
+            fill_bytes(h + (size_t)j * bytes, bytes, 80 + k, me * 64 + j);
+            fill_bytes(want3[k] + (size_t)j * bytes, bytes, 80 + k, j * 64 + me);
+        }
+        ds3[k] = dev_new(be, total), dr3[k] = dev_new(be, total);
+        dev_fill(be, ds3[k], h, total, &st3[k]);
+    }
+    CHECK(wr_comm_alltoall(c, dr3[0], ds3[0], bytes, WR_MEM_DEVICE) == WR_OK, "%s: %s", mode,
+          wr_error_detail());
+    CHECK(dev_check(be, dr3[0], want3[0], total), "%s: device alltoall", mode);
+    wr_dev_memset0(be, dr3[0], total); /* queued: must have run before the transfer writes */
+    CHECK(wr_comm_alltoall3(c, dr3, (const void *const *)ds3, bytes, WR_MEM_DEVICE) == WR_OK,
+          "%s: %s", mode, wr_error_detail());
+    for (int k = 0; k < 3; k++) {
+        CHECK(dev_check(be, dr3[k], want3[k], total), "%s: device alltoall3 buffer %d", mode, k);
+        dev_free(be, st3[k]);
+        dev_free(be, ds3[k]);
+        dev_free(be, dr3[k]);
+        free(want3[k]);
+    }
+
+    /* bcast from every root */
+    for (int root = 0; root < n; root++) {
+        fill_bytes(want, bytes, 90 + root, root);
+        void *d = dev_new(be, bytes);
+        if (me == root) dev_fill(be, d, want, bytes, &stage);
+        CHECK(wr_comm_bcast(c, d, bytes, root, WR_MEM_DEVICE) == WR_OK, "%s: %s", mode,
+              wr_error_detail());
+        CHECK(dev_check(be, d, want, bytes), "%s: device bcast from %d", mode, root);
+        if (me == root) dev_free(be, stage);
+        dev_free(be, d);
+    }
+
+    /* allreduce f32 sum (integer-valued: exact in any order) */
+    enum { NF = 333 };
+    float fh[NF], fw[NF];
+    for (size_t i = 0; i < NF; i++) {
+        fh[i] = fval(95, me, i);
+        fw[i] = 0;
+        for (int r = 0; r < n; r++) fw[i] += fval(95, r, i);
+    }
+    float *df = dev_new(be, sizeof fh);
+    dev_fill(be, df, fh, sizeof fh, &stage);
+    CHECK(wr_comm_allreduce_f32(c, df, NF, WR_REDUCE_SUM, WR_MEM_DEVICE) == WR_OK, "%s: %s", mode,
+          wr_error_detail());
+    CHECK(dev_check(be, df, fw, sizeof fw), "%s: device allreduce", mode);
+    dev_free(be, stage);
+    dev_free(be, df);
+
+    /* sendrecv, then isendrecv with an op issued on other memory while it is in flight */
+    const int dst = (me + 1) % n, src = (me - 1 + n) % n;
+    fill_bytes(h, bytes, 97, me);
+    fill_bytes(want, bytes, 97, src);
+    void *ds = dev_new(be, bytes), *dr = dev_new(be, bytes), *other = dev_new(be, bytes);
+    dev_fill(be, ds, h, bytes, &stage);
+    CHECK(wr_comm_sendrecv(c, ds, dst, dr, src, bytes, WR_MEM_DEVICE) == WR_OK, "%s: %s", mode,
+          wr_error_detail());
+    CHECK(dev_check(be, dr, want, bytes), "%s: device sendrecv", mode);
+    dev_free(be, stage);
+    fill_bytes(h, bytes, 98, me);
+    fill_bytes(want, bytes, 98, src);
+    dev_fill(be, ds, h, bytes, &stage);
+    wr_dev_memset0(be, dr, bytes);
+    wr_comm_req *req = NULL;
+    CHECK(wr_comm_isendrecv(c, ds, dst, dr, src, bytes, WR_MEM_DEVICE, &req) == WR_OK && req,
+          "%s: %s", mode, wr_error_detail());
+    uint8_t *zero = calloc(1, bytes);
+    ck_assert_int_eq(wr_dev_memset0(be, other, bytes), WR_OK); /* overlaps the transfer */
+    CHECK(wr_comm_wait(req) == WR_OK, "%s: wait: %s", mode, wr_error_detail());
+    CHECK(dev_check(be, dr, want, bytes), "%s: device isendrecv", mode);
+    CHECK(dev_check(be, other, zero, bytes), "%s: the op beside the isendrecv", mode);
+    free(zero);
+    dev_free(be, stage);
+    dev_free(be, ds);
+    dev_free(be, dr);
+    dev_free(be, other);
+    free(h);
+    free(want);
+}
+
+START_TEST(test_device_on_cpu_backend) {
+    static const char *const modes[] = {"plain", "strict", "async"};
+    for (int m = 0; m < 3; m++) {
+        const wr_backend_opts o = {
+            .kind = WR_BACKEND_CPU, .threads = 1, .strict = m >= 1, .async = m == 2};
+        wr_backend *be = NULL;
+        wr_status st = wr_backend_create_ex(&be, &o);
+        CHECK(st == WR_OK, "%s CPU backend: %s", modes[m], wr_error_detail());
+        CHECK(be->host_visible == (m == 0), "%s: host_visible %d", modes[m], be->host_visible);
+        wr_groups g;
+        groups(&g, 1, 1);
+        wr_groups_set_backend(&g, be);
+        check_device_cpu(g.world, be, modes[m]);
+        check_device_cpu(g.cp, be, modes[m]);
+        /* without the backend the same call is refused again */
+        wr_comm_set_backend(g.world, NULL);
+        char a[8] = {0}, b[8 * 4] = {0};
+        CHECK(wr_comm_allgather(g.world, b, a, 1, WR_MEM_DEVICE) == WR_ERR_UNSUPPORTED,
+              "%s: no backend, no device side", modes[m]);
+        wr_groups_free(&g);
+        wr_backend_free(be);
+    }
 }
 END_TEST
 
@@ -764,6 +994,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_world);
     tcase_add_test(tc, test_allgather);
     tcase_add_test(tc, test_alltoall);
+    tcase_add_test(tc, test_alltoall3);
     tcase_add_test(tc, test_bcast);
     tcase_add_test(tc, test_allreduce);
     tcase_add_test(tc, test_sendrecv_ring);
@@ -776,6 +1007,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_layouts);
     tcase_add_test(tc, test_byte_counters);
     tcase_add_test(tc, test_device_on_host_groups);
+    tcase_add_test(tc, test_device_on_cpu_backend);
     tcase_add_test(tc, test_timeout_parse);
     tcase_add_test(tc, test_heartbeat_on);
 #if WR_HAVE_NCCL

@@ -7,6 +7,8 @@
  * direct AVX-512 kernel) over paddings, caches, zero frames, odd widths, channel counts off the
  * kernel's tile and several row bands. References are plain float64 loops written here (the
  * straight definition of each op); model math itself is checked against PyTorch in test_dit.c.
+ * The backend is wr_backend_create's (WR_STRICT_DEVICE picks the strict / async CPU modes): every
+ * tensor is device memory, filled by wr_upload and read back by wr_download.
  */
 #include <math.h>
 #include <stdint.h>
@@ -35,6 +37,29 @@ static float *randv(int64_t n) {
     float *p = malloc(sizeof(float) * (size_t)n);
     for (int64_t i = 0; i < n; i++) p[i] = frand();
     return p;
+}
+
+/* ---- device memory: every tensor an op sees comes from the backend's alloc, reached only
+ * through wr_upload / wr_download, so the tests hold on the strict and async device modes
+ * (WR_STRICT_DEVICE=1 / async) too ---- */
+
+/* A device tensor of the shape, with host's bytes uploaded (host NULL: uninitialised). */
+static wr_tensor dev_tensor(const void *host, wr_dtype dt, int ndim, const int64_t *shape) {
+    wr_tensor t = wr_tensor_make(NULL, dt, ndim, shape);
+    const size_t nb = wr_tensor_nbytes(&t);
+    ck_assert_int_eq(g_be->iface->alloc(g_be, &t.data, nb ? nb : 1), WR_OK);
+    if (host) ck_assert_int_eq(wr_upload(g_be, t.data, host, nb), WR_OK);
+    return t;
+}
+
+/* t's bytes into host */
+static void dev_read(void *host, const wr_tensor *t) {
+    ck_assert_int_eq(wr_download(g_be, host, t->data, wr_tensor_nbytes(t)), WR_OK);
+}
+
+static void dev_free(wr_tensor *t) {
+    if (t->data) g_be->iface->free(g_be, t->data);
+    t->data = NULL;
 }
 
 static double nmse(const float *a, const double *b, int64_t n) {
@@ -85,7 +110,12 @@ START_TEST(test_attention_mask_chunks_lse) {
            *rl = malloc(sizeof(double) * (size_t)(NH * Lq));
     const double scale = 1.0 / sqrt((double)HD);
     float *pb = randv(NH * (Lq + Lk - 1));
-    wr_tensor pbt = wr_tensor_make(pb, WR_DTYPE_F32, 2, (int64_t[]){NH, Lq + Lk - 1});
+    wr_tensor pbt = dev_tensor(pb, WR_DTYPE_F32, 2, (int64_t[]){NH, Lq + Lk - 1});
+    wr_tensor qt = dev_tensor(q, WR_DTYPE_F32, 3, (int64_t[]){Lq, NH, HD});
+    wr_tensor kt = dev_tensor(k, WR_DTYPE_F32, 3, (int64_t[]){Lk, NH, HD});
+    wr_tensor vt = dev_tensor(v, WR_DTYPE_F32, 3, (int64_t[]){Lk, NH, HD});
+    wr_tensor ot = dev_tensor(NULL, WR_DTYPE_F32, 3, (int64_t[]){Lq, NH, HD});
+    wr_tensor lt = dev_tensor(NULL, WR_DTYPE_F32, 2, (int64_t[]){NH, Lq});
     const int64_t chunks[][2] = {{0, 0}, {1, 1}, {5, 7}, {16, 64}, {64, 3}};
     for (size_t c = 0; c < 2 * sizeof chunks / sizeof chunks[0]; c++) {
         /* the first pass without, the second with a relative position bias */
@@ -95,13 +125,10 @@ START_TEST(test_attention_mask_chunks_lse) {
             attn_ref(ro, rl, q, k, v, mask, with_bias ? pb : NULL, Lq, Lk, NH, HD, scale);
         float *o = calloc((size_t)(Lq * NH * HD), sizeof(float));
         float *l = calloc((size_t)(NH * Lq), sizeof(float));
-        wr_tensor qt = wr_tensor_make(q, WR_DTYPE_F32, 3, (int64_t[]){Lq, NH, HD});
-        wr_tensor kt = wr_tensor_make(k, WR_DTYPE_F32, 3, (int64_t[]){Lk, NH, HD});
-        wr_tensor vt = wr_tensor_make(v, WR_DTYPE_F32, 3, (int64_t[]){Lk, NH, HD});
-        wr_tensor ot = wr_tensor_make(o, WR_DTYPE_F32, 3, (int64_t[]){Lq, NH, HD});
-        wr_tensor lt = wr_tensor_make(l, WR_DTYPE_F32, 2, (int64_t[]){NH, Lq});
         wr_attn_params p = {(float)scale, mask, ch[0], ch[1], with_bias ? &pbt : NULL, 0};
         ck_assert_int_eq(wr_op_attention(g_be, &ot, &lt, &qt, &kt, &vt, &p), WR_OK);
+        dev_read(o, &ot);
+        dev_read(l, &lt);
         double e_o = nmse(o, ro, Lq * NH * HD), e_l = nmse(l, rl, NH * Lq);
         /* f32 vs f64 of the same sums: measured ~1e-14; 1e-10 leaves room for BLAS kernels */
         ck_assert_msg(e_o < 1e-10 && e_l < 1e-10,
@@ -114,17 +141,20 @@ START_TEST(test_attention_mask_chunks_lse) {
     memset(mask, 0, sizeof mask);
     float *o = malloc(sizeof(float) * (size_t)(Lq * NH * HD)),
           *l = malloc(sizeof(float) * (size_t)(NH * Lq));
-    wr_tensor qt = wr_tensor_make(q, WR_DTYPE_F32, 3, (int64_t[]){Lq, NH, HD});
-    wr_tensor kt = wr_tensor_make(k, WR_DTYPE_F32, 3, (int64_t[]){Lk, NH, HD});
-    wr_tensor vt = wr_tensor_make(v, WR_DTYPE_F32, 3, (int64_t[]){Lk, NH, HD});
-    wr_tensor ot = wr_tensor_make(o, WR_DTYPE_F32, 3, (int64_t[]){Lq, NH, HD});
-    wr_tensor lt = wr_tensor_make(l, WR_DTYPE_F32, 2, (int64_t[]){NH, Lq});
     wr_attn_params p = {(float)scale, mask, 4, 4, &pbt, 0};
     ck_assert_int_eq(wr_op_attention(g_be, &ot, &lt, &qt, &kt, &vt, &p), WR_OK);
+    dev_read(o, &ot);
+    dev_read(l, &lt);
     for (int64_t i = 0; i < Lq * NH * HD; i++) ck_assert(o[i] == 0.0f);
     for (int64_t i = 0; i < NH * Lq; i++) ck_assert(isinf(l[i]) && l[i] < 0);
     free(o);
     free(l);
+    dev_free(&pbt);
+    dev_free(&qt);
+    dev_free(&kt);
+    dev_free(&vt);
+    dev_free(&ot);
+    dev_free(&lt);
     free(q);
     free(k);
     free(v);
@@ -153,11 +183,16 @@ START_TEST(test_matmul_weight_dtypes) {
                 ref[m * N + n] = acc;
             }
         float *y = malloc(sizeof(float) * (size_t)(M * N));
-        wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 2, (int64_t[]){M, K});
-        wr_tensor wt = wr_tensor_make(wn, d, 2, (int64_t[]){N, K});
-        wr_tensor bt = wr_tensor_make(b, WR_DTYPE_F32, 1, (int64_t[]){N});
-        wr_tensor yt = wr_tensor_make(y, WR_DTYPE_F32, 2, (int64_t[]){M, N});
+        wr_tensor xt = dev_tensor(x, WR_DTYPE_F32, 2, (int64_t[]){M, K});
+        wr_tensor wt = dev_tensor(wn, d, 2, (int64_t[]){N, K});
+        wr_tensor bt = dev_tensor(b, WR_DTYPE_F32, 1, (int64_t[]){N});
+        wr_tensor yt = dev_tensor(NULL, WR_DTYPE_F32, 2, (int64_t[]){M, N});
         ck_assert_int_eq(wr_op_matmul(g_be, &yt, &xt, &wt, &bt), WR_OK);
+        dev_read(y, &yt);
+        dev_free(&xt);
+        dev_free(&wt);
+        dev_free(&bt);
+        dev_free(&yt);
         double e = nmse(y, ref, M * N);
         ck_assert_msg(e < 1e-12, "%s weights: nmse %.3e", wr_dtype_name(d), e);
         free(wn);
@@ -181,12 +216,18 @@ START_TEST(test_patchify_roundtrip) {
     /* patch feature order is (c, a, i, j); unpatchify expects (a, i, j, c): permute in w */
     for (int64_t c = 0; c < C; c++)
         for (int64_t r = 0; r < pt * ph * pw; r++) w[(r * C + c) * P + c * pt * ph * pw + r] = 1.0f;
-    wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 4, (int64_t[]){C, F, H, W});
-    wr_tensor wt = wr_tensor_make(w, WR_DTYPE_F32, 5, (int64_t[]){P, C, pt, ph, pw});
-    wr_tensor yt = wr_tensor_make(y, WR_DTYPE_F32, 2, (int64_t[]){L, P});
-    wr_tensor bt = wr_tensor_make(back, WR_DTYPE_F32, 4, (int64_t[]){C, F, H, W});
+    wr_tensor xt = dev_tensor(x, WR_DTYPE_F32, 4, (int64_t[]){C, F, H, W});
+    wr_tensor wt = dev_tensor(w, WR_DTYPE_F32, 5, (int64_t[]){P, C, pt, ph, pw});
+    wr_tensor yt = dev_tensor(NULL, WR_DTYPE_F32, 2, (int64_t[]){L, P});
+    wr_tensor bt = dev_tensor(NULL, WR_DTYPE_F32, 4, (int64_t[]){C, F, H, W});
     ck_assert_int_eq(wr_op_patch_embed(g_be, &yt, &xt, &wt, NULL), WR_OK);
     ck_assert_int_eq(wr_op_unpatchify(g_be, &bt, &yt, (int)pt, (int)ph, (int)pw), WR_OK);
+    dev_read(y, &yt);
+    dev_read(back, &bt);
+    dev_free(&xt);
+    dev_free(&wt);
+    dev_free(&yt);
+    dev_free(&bt);
     ck_assert(memcmp(x, back, sizeof(float) * (size_t)(C * F * H * W)) == 0);
     free(x);
     free(w);
@@ -231,10 +272,11 @@ START_TEST(test_gelu_silu_range) {
     float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
     for (int64_t i = 0; i < n; i++) x[i] = -20.0f + 40.0f * (float)i / (float)(n - 1);
     x[0] = -1e4f, x[1] = 1e4f, x[2] = -0.0f, x[3] = 1e-30f;
-    wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 1, (int64_t[]){n});
-    wr_tensor yt = wr_tensor_make(y, WR_DTYPE_F32, 1, (int64_t[]){n});
+    wr_tensor xt = dev_tensor(x, WR_DTYPE_F32, 1, (int64_t[]){n});
+    wr_tensor yt = dev_tensor(NULL, WR_DTYPE_F32, 1, (int64_t[]){n});
     for (int op = 0; op < 2; op++) {
         ck_assert_int_eq(op ? wr_op_silu(g_be, &yt, &xt) : wr_op_gelu_tanh(g_be, &yt, &xt), WR_OK);
+        dev_read(y, &yt);
         for (int64_t i = 0; i < n; i++) {
             double v = x[i];
             double ref =
@@ -246,6 +288,8 @@ START_TEST(test_gelu_silu_range) {
                           op ? "silu" : "gelu_tanh", v, (double)y[i], ref);
         }
     }
+    dev_free(&xt);
+    dev_free(&yt);
     free(x);
     free(y);
 }
@@ -328,22 +372,29 @@ START_TEST(test_conv3d_impls) {
             wr_conv_set_impl(impls[m]);
             out[m] = malloc(sizeof(float) * (size_t)ny);
             for (int64_t i = 0; i < ny; i++) out[m][i] = NAN; /* every output must be written */
-            wr_tensor tx =
-                wr_tensor_make(x, WR_DTYPE_F32, 4, (int64_t[]){c->ci, c->tx, c->h, c->w});
+            wr_tensor tx = dev_tensor(x, WR_DTYPE_F32, 4, (int64_t[]){c->ci, c->tx, c->h, c->w});
             wr_tensor tcache =
-                wr_tensor_make(cache, WR_DTYPE_F32, 4, (int64_t[]){c->ci, c->tc, c->h, c->w});
-            wr_tensor tw = c->w4d ? wr_tensor_make(c->bf16 ? (void *)wb : wt,
-                                                   c->bf16 ? WR_DTYPE_BF16 : WR_DTYPE_F32, 4,
-                                                   (int64_t[]){c->co, c->ci, c->kh, c->kw})
-                                  : wr_tensor_make(c->bf16 ? (void *)wb : wt,
-                                                   c->bf16 ? WR_DTYPE_BF16 : WR_DTYPE_F32, 5,
-                                                   (int64_t[]){c->co, c->ci, c->kt, c->kh, c->kw});
-            wr_tensor tb = wr_tensor_make(b, WR_DTYPE_F32, 1, (int64_t[]){c->co});
-            wr_tensor ty = wr_tensor_make(out[m], WR_DTYPE_F32, 4, (int64_t[]){c->co, To, Ho, Wo});
+                wr_tensor_make(NULL, WR_DTYPE_F32, 4, (int64_t[]){c->ci, c->tc, c->h, c->w});
+            if (c->tc)
+                tcache = dev_tensor(cache, WR_DTYPE_F32, 4, (int64_t[]){c->ci, c->tc, c->h, c->w});
+            wr_tensor tw =
+                c->w4d
+                    ? dev_tensor(c->bf16 ? (void *)wb : wt, c->bf16 ? WR_DTYPE_BF16 : WR_DTYPE_F32,
+                                 4, (int64_t[]){c->co, c->ci, c->kh, c->kw})
+                    : dev_tensor(c->bf16 ? (void *)wb : wt, c->bf16 ? WR_DTYPE_BF16 : WR_DTYPE_F32,
+                                 5, (int64_t[]){c->co, c->ci, c->kt, c->kh, c->kw});
+            wr_tensor tb = dev_tensor(b, WR_DTYPE_F32, 1, (int64_t[]){c->co});
+            wr_tensor ty = dev_tensor(out[m], WR_DTYPE_F32, 4, (int64_t[]){c->co, To, Ho, Wo});
             wr_conv_params p = {c->pad_t, c->ph, c->pw};
             ck_assert_int_eq(
                 wr_op_conv3d(g_be, &ty, &tx, c->tc ? &tcache : NULL, &tw, c->bias ? &tb : NULL, &p),
                 WR_OK);
+            dev_read(out[m], &ty);
+            dev_free(&tx);
+            dev_free(&tcache);
+            dev_free(&tw);
+            dev_free(&tb);
+            dev_free(&ty);
             const double e = nmse(out[m], ref, ny);
             ck_assert_msg(e <= 1e-11, "conv case %zu (%s): nmse %.3g", ic, m ? "direct" : "gemm",
                           e);
@@ -364,10 +415,10 @@ START_TEST(test_unsupported_slot) {
     partial.gelu_tanh = NULL;
     wr_backend be = *g_be;
     be.iface = &partial;
-    float v[4] = {0};
-    wr_tensor t = wr_tensor_make(v, WR_DTYPE_F32, 1, (int64_t[]){4});
+    wr_tensor t = dev_tensor(NULL, WR_DTYPE_F32, 1, (int64_t[]){4});
     ck_assert_int_eq(wr_op_gelu_tanh(&be, &t, &t), WR_ERR_UNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(wr_error_detail(), "gelu_tanh"));
+    dev_free(&t);
 }
 END_TEST
 

@@ -3,7 +3,8 @@
  * (tests/data/vae/<case>/io.safetensors from tests/golden/golden_vae.py): the taps of a
  * 1-latent-frame decode, an untiled 4-latent-frame decode (13 frames), and a tiled decode with
  * the generator's tile/stride; the real decoder's inventory from configs/ alone; memory of
- * tiled vs untiled decode; loader and argument errors.
+ * tiled vs untiled decode; the blend op against its definition (bitwise); loader and argument
+ * errors.
  *
  * Tolerance: NMSE <= 1e-6 for every frame tensor and tap (the issue's bound), max |d| printed.
  * The generator measured fp32 PyTorch against float64 at 1e-15..1e-10 (the largest where an
@@ -23,6 +24,7 @@
 #include "core/safetensors.h"
 #include "harness.h"
 #include "kernels/backend.h"
+#include "kernels/ops.h"
 #include "models/vae.h"
 
 static wr_backend *g_be;
@@ -205,6 +207,55 @@ START_TEST(test_memory_tiled_flat) {
 }
 END_TEST
 
+/* ---- the blend op (tiled decode's cross-fade) against its definition in ops.h ---- */
+
+/* device copy of n host floats */
+static float *dev_copy(const float *h, size_t n) {
+    void *d = NULL;
+    ck_assert_int_eq(g_be->iface->alloc(g_be, &d, n * sizeof(float)), WR_OK);
+    ck_assert_int_eq(wr_upload(g_be, d, h, n * sizeof(float)), WR_OK);
+    return d;
+}
+
+START_TEST(test_blend_op) {
+    /* {P, Ld, La, Q, e}: rows of a [C N, H, W] tile (Q = W), its columns (Q = 1), e below both
+     * lengths, e = the margin's whole length, e = 1 (weights 1 and 0) and e = 0 */
+    const int64_t cases[][5] = {
+        {6, 9, 5, 7, 4}, {42, 11, 3, 1, 3}, {5, 4, 8, 3, 4}, {3, 6, 6, 5, 1}, {2, 3, 3, 4, 0}};
+    uint64_t rs = 99;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const int64_t P = cases[k][0], Ld = cases[k][1], La = cases[k][2], Q = cases[k][3],
+                      e = cases[k][4];
+        const size_t nd = (size_t)(P * Ld * Q), na = (size_t)(P * La * Q);
+        float *hd = malloc(nd * sizeof(float)), *ha = malloc(na * sizeof(float)),
+              *want = malloc(nd * sizeof(float)), *got = malloc(nd * sizeof(float));
+        for (size_t i = 0; i < nd; i++)
+            hd[i] = (float)((rs = rs * 6364136223846793005ULL + 1) >> 40) / 16777216.0f - 0.5f;
+        for (size_t i = 0; i < na; i++)
+            ha[i] = (float)((rs = rs * 6364136223846793005ULL + 1) >> 40) / 16777216.0f + 2.0f;
+        memcpy(want, hd, nd * sizeof(float));
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t i = 0; i < e; i++)
+                for (int64_t q = 0; q < Q; q++) {
+                    const float wa = (float)(1.0 - (double)i / (double)e),
+                                wb = (float)((double)i / (double)e);
+                    float *d = &want[(p * Ld + i) * Q + q];
+                    *d = ha[(p * La + La - e + i) * Q + q] * wa + *d * wb;
+                }
+        float *dd = dev_copy(hd, nd), *da = dev_copy(ha, na);
+        wr_tensor td = wr_tensor_make(dd, WR_DTYPE_F32, 3, (int64_t[]){P, Ld, Q});
+        wr_tensor ta = wr_tensor_make(da, WR_DTYPE_F32, 3, (int64_t[]){P, La, Q});
+        ck_assert_int_eq(wr_op_blend(g_be, &td, &ta, e), WR_OK);
+        ck_assert_int_eq(wr_download(g_be, got, dd, nd * sizeof(float)), WR_OK);
+        /* the same expression: bitwise; rows >= e untouched */
+        ck_assert_msg(memcmp(got, want, nd * sizeof(float)) == 0, "blend case %zu differs", k);
+        g_be->iface->free(g_be, dd);
+        g_be->iface->free(g_be, da);
+        free(hd), free(ha), free(want), free(got);
+    }
+}
+END_TEST
+
 /* ---- errors ---- */
 
 START_TEST(test_errors) {
@@ -274,6 +325,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_tiny_a);
     tcase_add_test(tc, test_tiny_b_bf16);
     tcase_add_test(tc, test_memory_tiled_flat);
+    tcase_add_test(tc, test_blend_op);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
     return s;

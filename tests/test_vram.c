@@ -28,10 +28,12 @@
  */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/modeldir.h"
@@ -111,6 +113,25 @@ static void fill(float *p, int64_t n, uint32_t seed) {
     }
 }
 
+/* Device memory of g_be (outside any pool) holding n bytes of host (NULL: zeros): the tests
+ * give the ops device tensors and read results back with wr_download, as host code may not
+ * touch device memory (the strict CPU device mode faults on it). */
+static void *dev_from(const void *host, size_t n) {
+    void *p = NULL;
+    ck_assert_int_eq(g_be->iface->alloc(g_be, &p, n), WR_OK);
+    ck_assert_int_eq(host ? wr_upload(g_be, p, host, n) : wr_dev_memset0(g_be, p, n), WR_OK);
+    return p;
+}
+
+static void dev_free(void *p) {
+    g_be->iface->free(g_be, p);
+}
+
+/* Every stream's work so far is done (the async CPU mode runs ops and copies on workers). */
+static void be_sync(void) {
+    ck_assert_int_eq(g_be->iface->sync(g_be), WR_OK);
+}
+
 static wr_status small_alloc(void *ctx, size_t bytes, void **out) {
     return wr_vram_alloc(ctx, WR_MEM_WORKSPACE, bytes, out);
 }
@@ -127,14 +148,19 @@ static void run_conv(float *y) {
     fill(x, CI * TX * H * W, 1), fill(c, CI * TC * H * W, 2), fill(wf, CO * CI * 27, 3);
     fill(b, CO, 4);
     wr_dtype_convert(wb, WR_DTYPE_BF16, wf, WR_DTYPE_F32, CO * CI * 27);
-    wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 4, (int64_t[]){CI, TX, H, W});
-    wr_tensor ct = wr_tensor_make(c, WR_DTYPE_F32, 4, (int64_t[]){CI, TC, H, W});
-    wr_tensor wt = wr_tensor_make(wb, WR_DTYPE_BF16, 5, (int64_t[]){CO, CI, 3, 3, 3});
-    wr_tensor bt = wr_tensor_make(b, WR_DTYPE_F32, 1, (int64_t[]){CO});
-    wr_tensor yt = wr_tensor_make(y, WR_DTYPE_F32, 4, (int64_t[]){CO, TX, H, W});
+    void *dx = dev_from(x, sizeof x), *dc = dev_from(c, sizeof c), *dw = dev_from(wb, sizeof wb);
+    void *db = dev_from(b, sizeof b), *dy = dev_from(NULL, sizeof(float) * CO * TX * H * W);
+    wr_tensor xt = wr_tensor_make(dx, WR_DTYPE_F32, 4, (int64_t[]){CI, TX, H, W});
+    wr_tensor ct = wr_tensor_make(dc, WR_DTYPE_F32, 4, (int64_t[]){CI, TC, H, W});
+    wr_tensor wt = wr_tensor_make(dw, WR_DTYPE_BF16, 5, (int64_t[]){CO, CI, 3, 3, 3});
+    wr_tensor bt = wr_tensor_make(db, WR_DTYPE_F32, 1, (int64_t[]){CO});
+    wr_tensor yt = wr_tensor_make(dy, WR_DTYPE_F32, 4, (int64_t[]){CO, TX, H, W});
     const wr_conv_params cp = {0, 1, 1};
     ck_assert_msg(wr_op_conv3d(g_be, &yt, &xt, &ct, &wt, &bt, &cp) == WR_OK, "%s",
                   wr_error_detail());
+    ck_assert_int_eq(wr_download(g_be, y, dy, sizeof(float) * CO * TX * H * W), WR_OK);
+    be_sync(); /* (the scratch counters the caller reads) */
+    dev_free(dx), dev_free(dc), dev_free(dw), dev_free(db), dev_free(dy);
 }
 
 START_TEST(test_op_scratch) {
@@ -172,18 +198,24 @@ START_TEST(test_op_scratch) {
     uint16_t *wb = malloc(sizeof(uint16_t) * N * K);
     fill(x, M * K, 5), fill(wf, N * K, 6);
     wr_dtype_convert(wb, WR_DTYPE_BF16, wf, WR_DTYPE_F32, N * K);
-    wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 2, (int64_t[]){M, K});
-    wr_tensor wt = wr_tensor_make(wb, WR_DTYPE_BF16, 2, (int64_t[]){N, K});
-    wr_tensor yt = wr_tensor_make(y, WR_DTYPE_F32, 2, (int64_t[]){M, N});
+    void *dx = dev_from(x, sizeof(float) * M * K), *dw = dev_from(wb, sizeof(uint16_t) * N * K);
+    void *dy = dev_from(NULL, sizeof(float) * M * N);
+    wr_tensor xt = wr_tensor_make(dx, WR_DTYPE_F32, 2, (int64_t[]){M, K});
+    wr_tensor wt = wr_tensor_make(dw, WR_DTYPE_BF16, 2, (int64_t[]){N, K});
+    wr_tensor yt = wr_tensor_make(dy, WR_DTYPE_F32, 2, (int64_t[]){M, N});
     g_be->scratch.high = 0;
     ck_assert_int_eq(wr_op_matmul(g_be, &yt, &xt, &wt, NULL), WR_OK);
+    be_sync();
     ck_assert_uint_ge(g_be->scratch.high, sizeof(float) * N * K); /* the whole weight, one panel */
-    float *q = malloc(sizeof(float) * L * NH * HD), *o = malloc(sizeof(float) * L * NH * HD);
+    float *q = malloc(sizeof(float) * L * NH * HD);
     fill(q, L * NH * HD, 7);
-    wr_tensor qt = wr_tensor_make(q, WR_DTYPE_F32, 3, (int64_t[]){L, NH, HD});
-    wr_tensor ot = wr_tensor_make(o, WR_DTYPE_F32, 3, (int64_t[]){L, NH, HD});
+    void *dq = dev_from(q, sizeof(float) * L * NH * HD),
+         *dout = dev_from(NULL, sizeof(float) * L * NH * HD);
+    wr_tensor qt = wr_tensor_make(dq, WR_DTYPE_F32, 3, (int64_t[]){L, NH, HD});
+    wr_tensor ot = wr_tensor_make(dout, WR_DTYPE_F32, 3, (int64_t[]){L, NH, HD});
     g_be->scratch.high = 0;
     ck_assert_int_eq(wr_op_attention(g_be, &ot, NULL, &qt, &qt, &qt, NULL), WR_OK);
+    be_sync();
     ck_assert_uint_gt(g_be->scratch.high, 0);
     ck_assert_uint_eq(wr_scratch_left(g_be), cap);
     ck_assert_uint_eq(g_be->scratch.oversize, over0 + 1); /* none of them needed a one-off */
@@ -201,7 +233,8 @@ START_TEST(test_op_scratch) {
     ck_assert_int_eq(memcmp(y1, y2, sizeof(float) * YN), 0);
     wr_scratch_detach(g_be);
     free_pool(v); /* the pool no longer provides the arena: nothing to give back */
-    free(x), free(wf), free(y), free(wb), free(q), free(o), free(y1), free(y2);
+    dev_free(dx), dev_free(dw), dev_free(dy), dev_free(dq), dev_free(dout);
+    free(x), free(wf), free(y), free(wb), free(q), free(y1), free(y2);
 }
 END_TEST
 
@@ -236,8 +269,11 @@ START_TEST(test_weight_states) {
         const void *b = NULL;
         for (int i = 0; i < NB; i++) {
             ck_assert_int_eq(wr_streamer_acquire(s, i, &b), WR_OK);
-            const float *w = ((const one_blk *)b)->w.data;
-            ck_assert(w[0] == (float)(i * NE) && w[NE - 1] == (float)(i * NE + NE - 1));
+            const float *w = ((const one_blk *)b)->w.data; /* device memory */
+            float w0 = 0, w1 = 0; /* (the compute stream waited for the block's copies) */
+            ck_assert_int_eq(wr_download(g_be, &w0, w, sizeof w0), WR_OK);
+            ck_assert_int_eq(wr_download(g_be, &w1, w + NE - 1, sizeof w1), WR_OK);
+            ck_assert(w0 == (float)(i * NE) && w1 == (float)(i * NE + NE - 1));
             ck_assert_int_eq(wr_streamer_state(s, i), WR_WEIGHTS_COMPUTATION);
             /* the next streamed block (wrapping to 1 after 3) is in a slot, being copied */
             const int next = i + 1 < NB ? i + 1 : 1;
@@ -259,7 +295,9 @@ END_TEST
 
 /* Copies: submitting does not wait for the copy thread (it returns while the thread is held,
  * so a submit that waited would hang the test), tickets count up in order, a wait covers its
- * ticket and every earlier one, and a copy's recorded start is after the previous one's end. */
+ * ticket and every earlier one, and a copy's recorded start is after the previous one's end.
+ * The target is read back with wr_download after a backend sync (a ticket done means issued
+ * on the copy stream; an asynchronous backend delivers the bytes later). */
 START_TEST(test_copies) {
     wr_vram *v = new_pool(0);
     enum { N = 8, BYTES = 1 << 16 };
@@ -282,9 +320,14 @@ START_TEST(test_copies) {
     ck_assert_int_eq(wr_vram_copy_wait(v, t[N / 2]), WR_OK);
     wr_vram_copy_counts(v, NULL, &done);
     ck_assert_uint_ge(done, t[N / 2]);
-    ck_assert_int_eq(memcmp(dst, src, (size_t)(N / 2 + 1) * BYTES), 0); /* in order */
+    unsigned char *back = malloc(N * BYTES);
+    be_sync();
+    ck_assert_int_eq(wr_download(g_be, back, dst, (size_t)(N / 2 + 1) * BYTES), WR_OK);
+    ck_assert_int_eq(memcmp(back, src, (size_t)(N / 2 + 1) * BYTES), 0); /* in order */
     ck_assert_int_eq(wr_vram_copy_drain(v), WR_OK);
-    ck_assert_int_eq(memcmp(dst, src, N * BYTES), 0);
+    be_sync();
+    ck_assert_int_eq(wr_download(g_be, back, dst, N * BYTES), WR_OK);
+    ck_assert_int_eq(memcmp(back, src, N * BYTES), 0);
     double prev_t1 = 0;
     for (int i = 0; i < N; i++) { /* one copy at a time, in ticket order */
         double t0 = 0, t1 = 0;
@@ -304,14 +347,17 @@ START_TEST(test_copies) {
     ck_assert_uint_eq(tk, N + 1);
     ck_assert_int_eq(wr_vram_copy_wait(v, tk), WR_OK);
     wr_vram_free(v, dst);
-    /* freeing a paused pool runs what is queued first (the CPU backend's device memory is host
-     * memory: a plain buffer, which outlives the pool, as the target) */
-    unsigned char *late = calloc(1, BYTES);
+    /* freeing a paused pool runs what is queued first (the target: backend memory outside the
+     * pool, which outlives it) */
+    unsigned char *late = dev_from(NULL, BYTES);
     wr_vram_set_copy_paused(v, 1);
     ck_assert_int_eq(wr_vram_copy_async(v, late, src, BYTES, &tk), WR_OK);
     free_pool(v);
-    ck_assert_int_eq(memcmp(late, src, BYTES), 0);
-    free(late);
+    be_sync();
+    ck_assert_int_eq(wr_download(g_be, back, late, BYTES), WR_OK);
+    ck_assert_int_eq(memcmp(back, src, BYTES), 0);
+    dev_free(late);
+    free(back);
     free(src);
 }
 END_TEST
@@ -360,6 +406,269 @@ START_TEST(test_streamer_free_waits) {
                       fail_at, (unsigned long long)(sub - done), (unsigned long long)sub);
         free_pool(v);
     }
+}
+END_TEST
+
+/* ---- a fake asynchronous backend (test_stream_events): plain host memory, and two
+ * streams whose work runs on a worker thread each, later than it is issued, ordered with each
+ * other only by events (the semantics of backend.h's slots: a wait captures the event's last
+ * record at the time of the call). The compute stream's only "op" is fake_read (a copy of
+ * device bytes into a host buffer, as a kernel reading weights); each stream can be slowed
+ * down. ---- */
+
+enum { FK_COPY = 0, FK_RECORD, FK_WAIT };
+
+struct wr_event {
+    uint64_t rec, done; /* records issued, completed (under g_fake.mu) */
+};
+
+typedef struct fake_item {
+    int kind;
+    void *dst;
+    const void *src;
+    size_t n;
+    wr_event *ev;
+    uint64_t gen;
+    struct fake_item *next;
+} fake_item;
+
+typedef struct fake_stream {
+    fake_item *head, *tail;
+    int busy;
+    double delay; /* seconds before each copy */
+    pthread_t th;
+} fake_stream;
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    fake_stream s[WR_STREAM_COUNT];
+    int stop;
+    int waits[WR_STREAM_COUNT]; /* stream_wait calls per stream */
+    wr_backend be;
+    wr_backend_iface iface;
+} g_fake = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *fake_main(void *arg) {
+    fake_stream *q = arg;
+    pthread_mutex_lock(&g_fake.mu);
+    for (;;) {
+        while (!g_fake.stop && q->head == NULL) pthread_cond_wait(&g_fake.cv, &g_fake.mu);
+        if (q->head == NULL) break;
+        fake_item *it = q->head;
+        q->busy = 1;
+        if (it->kind == FK_WAIT) {
+            while (it->ev->done < it->gen) pthread_cond_wait(&g_fake.cv, &g_fake.mu);
+        } else if (it->kind == FK_COPY) {
+            const double d = q->delay;
+            pthread_mutex_unlock(&g_fake.mu);
+            if (d > 0) nanosleep(&(struct timespec){0, (long)(d * 1e9)}, NULL);
+            memcpy(it->dst, it->src, it->n);
+            pthread_mutex_lock(&g_fake.mu);
+        } else if (it->ev->done < it->gen) {
+            it->ev->done = it->gen;
+        }
+        q->head = it->next;
+        if (q->head == NULL) q->tail = NULL;
+        q->busy = 0;
+        free(it);
+        pthread_cond_broadcast(&g_fake.cv);
+    }
+    pthread_mutex_unlock(&g_fake.mu);
+    return NULL;
+}
+
+/* Queues an item on stream k (under the lock). */
+static void fake_push(int k, fake_item it) {
+    fake_item *p = malloc(sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    *p = it;
+    p->next = NULL;
+    fake_stream *q = &g_fake.s[k];
+    if (q->tail)
+        q->tail->next = p;
+    else
+        q->head = p;
+    q->tail = p;
+    pthread_cond_broadcast(&g_fake.cv);
+}
+
+static void fake_idle(int k) { /* under the lock */
+    while (g_fake.s[k].head || g_fake.s[k].busy) pthread_cond_wait(&g_fake.cv, &g_fake.mu);
+}
+
+static wr_status fake_upload_on(wr_backend *be, int k, void *dst, const void *src, size_t n) {
+    (void)be;
+    pthread_mutex_lock(&g_fake.mu);
+    fake_push(k, (fake_item){FK_COPY, dst, src, n, NULL, 0, NULL});
+    pthread_mutex_unlock(&g_fake.mu);
+    return WR_OK;
+}
+
+/* synchronous copies on the compute stream (finished on return) */
+static wr_status fake_copy_sync(wr_backend *be, void *dst, const void *src, size_t n) {
+    (void)be;
+    pthread_mutex_lock(&g_fake.mu);
+    fake_push(WR_STREAM_COMPUTE, (fake_item){FK_COPY, dst, src, n, NULL, 0, NULL});
+    fake_idle(WR_STREAM_COMPUTE);
+    pthread_mutex_unlock(&g_fake.mu);
+    return WR_OK;
+}
+
+static wr_status fake_sync(wr_backend *be) {
+    (void)be;
+    pthread_mutex_lock(&g_fake.mu);
+    for (int k = 0; k < WR_STREAM_COUNT; k++) fake_idle(k);
+    pthread_mutex_unlock(&g_fake.mu);
+    return WR_OK;
+}
+
+static wr_status fake_event_create(wr_backend *be, wr_event **out) {
+    (void)be;
+    *out = calloc(1, sizeof **out);
+    return *out ? WR_OK : WR_FAIL(WR_ERR_OOM_HOST, "fake event");
+}
+
+static void fake_event_free(wr_backend *be, wr_event *ev) {
+    (void)be;
+    free(ev);
+}
+
+static wr_status fake_event_record(wr_backend *be, wr_event *ev, int k) {
+    (void)be;
+    pthread_mutex_lock(&g_fake.mu);
+    fake_push(k, (fake_item){FK_RECORD, NULL, NULL, 0, ev, ++ev->rec, NULL});
+    pthread_mutex_unlock(&g_fake.mu);
+    return WR_OK;
+}
+
+static wr_status fake_stream_wait(wr_backend *be, int k, wr_event *ev) {
+    (void)be;
+    pthread_mutex_lock(&g_fake.mu);
+    fake_push(k, (fake_item){FK_WAIT, NULL, NULL, 0, ev, ev->rec, NULL});
+    g_fake.waits[k]++;
+    pthread_mutex_unlock(&g_fake.mu);
+    return WR_OK;
+}
+
+static wr_status fake_event_sync(wr_backend *be, wr_event *ev) {
+    (void)be;
+    pthread_mutex_lock(&g_fake.mu);
+    const uint64_t gen = ev->rec;
+    while (ev->done < gen) pthread_cond_wait(&g_fake.cv, &g_fake.mu);
+    pthread_mutex_unlock(&g_fake.mu);
+    return WR_OK;
+}
+
+/* The compute stream's "op": host dst := device src, when the stream gets to it. */
+static void fake_read(void *dst, const void *src, size_t n) {
+    pthread_mutex_lock(&g_fake.mu);
+    fake_push(WR_STREAM_COMPUTE, (fake_item){FK_COPY, dst, src, n, NULL, 0, NULL});
+    pthread_mutex_unlock(&g_fake.mu);
+}
+
+static wr_status fake_alloc(wr_backend *be, void **out, size_t n) {
+    (void)be;
+    *out = n ? aligned_alloc(64, (n + 63) & ~(size_t)63) : NULL;
+    return *out || !n ? WR_OK : WR_FAIL(WR_ERR_OOM_DEVICE, "fake backend");
+}
+
+static void fake_free(wr_backend *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static wr_backend *fake_start(double compute_delay, double copy_delay) {
+    memset(&g_fake.iface, 0, sizeof g_fake.iface); /* no ops: only memory, copies, events */
+    g_fake.iface.alloc = fake_alloc;
+    g_fake.iface.free = fake_free;
+    g_fake.iface.upload = fake_copy_sync;
+    g_fake.iface.download = fake_copy_sync;
+    g_fake.iface.copy = fake_copy_sync;
+    g_fake.iface.sync = fake_sync;
+    g_fake.iface.event_create = fake_event_create;
+    g_fake.iface.event_free = fake_event_free;
+    g_fake.iface.event_record = fake_event_record;
+    g_fake.iface.stream_wait = fake_stream_wait;
+    g_fake.iface.event_sync = fake_event_sync;
+    g_fake.iface.upload_on = fake_upload_on;
+    memset(&g_fake.be, 0, sizeof g_fake.be);
+    g_fake.be.kind = WR_BACKEND_CPU;
+    g_fake.be.threads = 1;
+    g_fake.be.iface = &g_fake.iface;
+    g_fake.be.host_visible = 0; /* resident blocks are copied too */
+    g_fake.stop = 0;
+    for (int k = 0; k < WR_STREAM_COUNT; k++) {
+        g_fake.waits[k] = 0;
+        g_fake.s[k].delay = k == WR_STREAM_COMPUTE ? compute_delay : copy_delay;
+        ck_assert_int_eq(pthread_create(&g_fake.s[k].th, NULL, fake_main, &g_fake.s[k]), 0);
+    }
+    return &g_fake.be;
+}
+
+static void fake_stop(void) {
+    pthread_mutex_lock(&g_fake.mu);
+    g_fake.stop = 1;
+    pthread_cond_broadcast(&g_fake.cv);
+    pthread_mutex_unlock(&g_fake.mu);
+    for (int k = 0; k < WR_STREAM_COUNT; k++) pthread_join(g_fake.s[k].th, NULL);
+}
+
+/* The streamer on an asynchronous backend (the fake above), six blocks, block 0 resident (a
+ * device copy: the fake's ops cannot read host memory), three passes of acquire, a read of the
+ * block's weights on the compute stream, release; without and with disk offload (the staging
+ * buffers, whose reuse waits for their last upload):
+ *   - the compute stream slowed down (each read 2 ms late): the host and the copy thread run
+ *     far ahead of it, so a slot refilled before the release event of the block it held
+ *     completed would hand the read the next block's weights;
+ *   - the copy stream slowed down (each upload 2 ms late): a read not ordered after its
+ *     block's copies (acquire's wait on the copy's event) would see the slot's old contents;
+ * every read must see its own block. Acquire makes the compute stream wait (one wait per
+ * streamed acquire), it does not block the host for the bytes. */
+START_TEST(test_stream_events) {
+    enum { NB = 6, NE = 4096, PASSES = 3 };
+    static float data[NB][NE], got[PASSES][NB][NE];
+    one_blk blk[NB];
+    for (int i = 0; i < NB; i++) {
+        for (int j = 0; j < NE; j++) data[i][j] = (float)(i * NE + j);
+        blk[i].w = wr_tensor_make(data[i], WR_DTYPE_F32, 1, (int64_t[]){NE});
+    }
+    for (int slow = 0; slow < 2; slow++)
+        for (int off = 0; off < 2; off++) {
+            wr_backend *be = fake_start(slow == 0 ? 0.002 : 0, slow == 1 ? 0.002 : 0);
+            wr_vram *v = NULL;
+            ck_assert_int_eq(wr_vram_create(&v, be, 0), WR_OK);
+            wr_vram_set_disk_offload(v, off);
+            wr_streamer *s = NULL;
+            ck_assert_int_eq(wr_streamer_create(&s, v, blk, sizeof blk[0], NB, one_tensors, 1),
+                             WR_OK);
+            wr_vram_stats st;
+            wr_vram_get_stats(v, &st);
+            ck_assert_uint_eq(st.current[WR_MEM_WEIGHTS_RESIDENT], sizeof data[0]);
+            memset(got, 0, sizeof got);
+            for (int p = 0; p < PASSES; p++)
+                for (int i = 0; i < NB; i++) {
+                    const void *b = NULL;
+                    ck_assert_int_eq(wr_streamer_acquire(s, i, &b), WR_OK);
+                    const wr_tensor *w = &((const one_blk *)b)->w;
+                    ck_assert_ptr_ne(w->data, data[i]); /* a device copy, also block 0 */
+                    fake_read(got[p][i], w->data, sizeof data[i]);
+                    wr_streamer_release(s, i);
+                }
+            ck_assert_int_eq(fake_sync(be), WR_OK);
+            for (int p = 0; p < PASSES; p++)
+                for (int i = 0; i < NB; i++)
+                    ck_assert_msg(memcmp(got[p][i], data[i], sizeof data[i]) == 0,
+                                  "slow %s, offload %d, pass %d: block %d's read saw %g at 0 "
+                                  "(block %g's)",
+                                  slow ? "copies" : "compute", off, p, i, (double)got[p][i][0],
+                                  (double)got[p][i][0] / NE);
+            ck_assert_int_eq(g_fake.waits[WR_STREAM_COMPUTE], PASSES * (NB - 1));
+            ck_assert_int_gt(g_fake.waits[WR_STREAM_COPY], 0);
+            wr_streamer_free(s);
+            wr_vram_free_pool(v);
+            fake_stop();
+        }
 }
 END_TEST
 
@@ -741,6 +1050,22 @@ START_TEST(test_plan_matches_measurement) {
     ck_assert_int_eq(wr_plan_level(&in, 3, 0, &deep), WR_OK);
     ck_assert_uint_eq(deep.dev[WR_PLAN_DENOISE][WR_MEM_WEIGHTS_STREAMING],
                       o.dev[WR_PLAN_DENOISE][WR_MEM_WEIGHTS_STREAMING]);
+    /* the DiT's per-block upcast buffer: a bf16 checkpoint on the f32 CPU counts one block
+     * with f32 matrices in the denoising workspace, streamed or resident; f32 weights none */
+    in.dit.num_layers /= 10;
+    size_t up = 0, up_other = 0;
+    wr_dit_plan_weights(&in.dit, 4, &up, &up_other);
+    for (int level = 0; level <= 3; level += 3) {
+        wr_plan_out f32, bf16;
+        ck_assert_int_eq(wr_plan_level(&in, level, 0, &f32), WR_OK);
+        in.dit_wbytes = 2;
+        ck_assert_int_eq(wr_plan_level(&in, level, 0, &bf16), WR_OK);
+        in.dit_wbytes = 4;
+        ck_assert_uint_eq(bf16.dev[WR_PLAN_DENOISE][WR_MEM_WORKSPACE],
+                          f32.dev[WR_PLAN_DENOISE][WR_MEM_WORKSPACE] + up);
+        ck_assert_uint_eq(bf16.dev[WR_PLAN_ENCODE][WR_MEM_WORKSPACE],
+                          f32.dev[WR_PLAN_ENCODE][WR_MEM_WORKSPACE]);
+    }
     free(frames);
     free(enc);
     free(out);
@@ -1132,6 +1457,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_op_scratch);
     tcase_add_test(tc, test_weight_states);
     tcase_add_test(tc, test_streamer_free_waits);
+    tcase_add_test(tc, test_stream_events);
     tcase_add_test(tc, test_dit_streaming_bitwise);
     tcase_add_test(tc, test_level3_peak_independent_of_layers);
     tcase_add_test(tc, test_prefetch_order);

@@ -194,6 +194,9 @@ typedef struct wr_backend_iface {
     /* y[c, :] = x[c, :] * scale[c] + shift[c]; x [C, P] */
     wr_status (*channel_affine)(wr_backend *be, wr_tensor *y, const wr_tensor *x,
                                 const wr_tensor *scale, const wr_tensor *shift);
+    /* dst [P, Ld, Q] := the cross-fade of its first e rows of axis 1 with the last e of
+     * a [P, La, Q] (wr_op_blend) */
+    wr_status (*blend)(wr_backend *be, wr_tensor *dst, const wr_tensor *a, int64_t e);
 } wr_backend_iface;
 
 /*

@@ -361,11 +361,12 @@ wr_status wr_op_gather_rows(wr_backend *be, wr_tensor *y, const wr_tensor *table
 wr_status wr_op_layer_norm_modulate(wr_backend *be, wr_tensor *y, const wr_tensor *x,
                                     const wr_tensor *scale, const wr_tensor *shift, float eps,
                                     wr_tensor *tmp) {
-    /* the LayerNorm in f32 (in y itself when y is f32 and no other tmp is given: the norm, then
-     * the modulation in place), then the modulation rounds once into y */
+    /* the LayerNorm into tmp (f32), then the modulation rounds once into y; without tmp (or
+     * with tmp = y) the norm is formed in y and modulated in place */
     wr_tensor *n = tmp && tmp->data != y->data ? tmp : y;
-    EXPECT(n->dtype == WR_DTYPE_F32 && wr_tensor_nelem(n) == wr_tensor_nelem(x),
-           "layer_norm_modulate", "the composition needs an f32 tmp like x unless y is f32", n, x);
+    if (n == tmp)
+        EXPECT(tmp->dtype == WR_DTYPE_F32 && wr_tensor_nelem(tmp) == wr_tensor_nelem(x),
+               "layer_norm_modulate", "tmp must be f32 like x", tmp, x);
     WR_TRY(wr_op_layer_norm(be, n, x, NULL, NULL, eps));
     return wr_op_modulate(be, y, n, scale, shift);
 }
@@ -403,4 +404,16 @@ int wr_backend_supports(const wr_backend *be, const char *op, const wr_dtype *dt
     for (int i = 0; i < n; i++) /* activations f32 or bf16 (weights: any float, checked apart) */
         if (dtypes[i] != WR_DTYPE_F32 && dtypes[i] != WR_DTYPE_BF16) return 0;
     return be->iface != NULL;
+}
+
+wr_status wr_op_blend(wr_backend *be, wr_tensor *dst, const wr_tensor *a, int64_t e) {
+    expect_f32("blend", dst);
+    expect_f32("blend", a);
+    EXPECT(dst->ndim == 3 && a->ndim == 3 && dst->shape[0] == a->shape[0] &&
+               dst->shape[2] == a->shape[2],
+           "blend", "dst [P, Ld, Q] and a [P, La, Q]", dst, a);
+    EXPECT(e >= 0 && e <= dst->shape[1] && e <= a->shape[1], "blend", "0 <= e <= min(Ld, La)", dst,
+           a);
+    if (e == 0 || wr_tensor_nelem(dst) == 0) return WR_OK;
+    CALL(be, blend, dst, a, e);
 }

@@ -93,10 +93,11 @@ wr_status wr_op_gather_rows(wr_backend *be, wr_tensor *y, const wr_tensor *table
 /*
  * Fused ops a GPU wants (one kernel each there); on a backend without the slot they run as
  * the composition written next to them. Where an output is BF16 the composition rounds it
- * after each op of it, except layer_norm_modulate, whose LayerNorm it forms in f32.
+ * after each op of it, except layer_norm_modulate given a tmp.
  *   layer_norm_modulate  y = LN(x) * (1 + scale) + shift (x f32; y f32 or the GEMM dtype);
- *                        tmp f32 like x holds LN(x) where the backend composes; NULL (or y)
- *                        when y is f32: the norm is then formed in y
+ *                        tmp (f32 like x, or NULL) holds LN(x) where the backend composes, so
+ *                        a BF16 y rounds once, as a fused kernel does; NULL (or y itself): the
+ *                        norm is formed in y (for an f32 y the same bits, no extra buffer)
  *   rms_norm_rope        x [L, NH, HD] := rope(rms_norm(x over NH*HD) * w) in place (a BF16
  *                        x rounds after the norm and after the rotation, as diffusers does)
  *   linear_gelu          y = gelu_tanh(x . w^T * alpha + b) (a BF16 y: rounded after the
@@ -127,5 +128,17 @@ int wr_backend_supports(const wr_backend *be, const char *op, const wr_dtype *dt
 int64_t wr_rows(const wr_tensor *t);
 /* Last dimension (1 for a scalar). */
 int64_t wr_cols(const wr_tensor *t);
+
+/*
+ * blend: the linear cross-fade of tiled decoding (diffusers' blend_v / blend_h). dst [P, Ld, Q]
+ * and a [P, La, Q], both F32, same P and Q, 0 <= e <= min(Ld, La), not overlapping; the first e
+ * entries of dst's axis 1 fade in over the last e of a's:
+ *   for i in [0, e), all p, q:
+ *     dst[p, i, q] = a[p, La - e + i, q] * wa(i) + dst[p, i, q] * wb(i)
+ *     wa(i) = (float)(1.0 - (double)i / e), wb(i) = (float)((double)i / e)
+ * (float products and sum). Rows of an image [C, H, W]: P = C, axis 1 = H, Q = W; its
+ * columns: P = C * H, axis 1 = W, Q = 1. e = 0 does nothing.
+ */
+wr_status wr_op_blend(wr_backend *be, wr_tensor *dst, const wr_tensor *a, int64_t e);
 
 #endif /* WR_KERNELS_OPS_H */

@@ -26,7 +26,7 @@ typedef struct vae_cache {
 } vae_cache;
 
 typedef struct vae_conv {
-    wr_tensor w, b; /* weight in storage dtype (in the mapping), bias f32 */
+    wr_tensor w, b; /* weight in storage dtype, bias f32 (in place or in the device arena) */
     vae_cache cache;
 } vae_conv;
 
@@ -64,8 +64,10 @@ struct wr_vae {
     vae_up up[WR_VAE_MAX_UP];
     wr_tensor norm_out;
     wr_tensor std_t, mean_t; /* [z] f32: de-normalisation */
-    float *vec_arena;
+    float *vec_arena;        /* host: the f32 vectors (NULL once uploaded into warena) */
     size_t vec_used, vec_cap;
+    /* the weights' device copies (nothing allocated where be->host_visible: used in place) */
+    wr_dev_arena warena;
     wr_vae_tap_fn tap;
     void *tap_ctx;
     int tapping; /* taps fire (latent frame 0 of an untiled decode or of the first tile) */
@@ -296,6 +298,47 @@ static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape
     *dst = wr_tensor_make(v, WR_DTYPE_F32, 1, (int64_t[]){shape[0]});
 }
 
+static void arena_need(void *ctx, const char *name, int ndim, const int64_t *shape,
+                       wr_tensor *dst) {
+    (void)name, (void)ndim, (void)shape;
+    *(size_t *)ctx += wr_dev_arena_need(wr_tensor_nbytes(dst));
+}
+
+typedef struct put_ctx {
+    wr_dev_arena *a;
+    wr_status st;
+} put_ctx;
+
+static void arena_put(void *ctx, const char *name, int ndim, const int64_t *shape, wr_tensor *dst) {
+    put_ctx *pc = ctx;
+    (void)name, (void)ndim, (void)shape;
+    if (pc->st == WR_OK) pc->st = wr_dev_arena_put(pc->a, dst, 0);
+}
+
+/* Where the ops cannot read host memory (!be->host_visible): every weight, the f32 vectors and
+ * the de-normalisation vectors into one device arena; the host copies (the mapped checkpoint,
+ * vec_arena) are then released. Elsewhere everything stays in place. */
+static wr_status upload_weights(wr_vae *m) {
+    if (m->be->host_visible) return WR_OK;
+    size_t bytes = 0;
+    walker wn = {arena_need, &bytes, 0, 0};
+    walk(&m->cfg, m, &wn);
+    bytes += wr_dev_arena_need(wr_tensor_nbytes(&m->std_t)) +
+             wr_dev_arena_need(wr_tensor_nbytes(&m->mean_t));
+    WR_TRY(wr_dev_arena_init(&m->warena, m->be, bytes));
+    put_ctx pc = {&m->warena, WR_OK};
+    walker wp = {arena_put, &pc, 0, 0};
+    walk(&m->cfg, m, &wp);
+    WR_TRY(pc.st);
+    WR_TRY(wr_dev_arena_put(&m->warena, &m->std_t, 0));
+    WR_TRY(wr_dev_arena_put(&m->warena, &m->mean_t, 0));
+    free(m->vec_arena);
+    m->vec_arena = NULL;
+    wr_st_set_close(m->weights);
+    m->weights = NULL;
+    return WR_OK;
+}
+
 wr_status wr_vae_load(wr_vae **out, wr_backend *be, const char *dir) {
     *out = NULL;
     wr_status st = WR_OK;
@@ -341,6 +384,7 @@ wr_status wr_vae_load(wr_vae **out, wr_backend *be, const char *dir) {
     }
     m->std_t = wr_tensor_make(sd, WR_DTYPE_F32, 1, (int64_t[]){m->z});
     m->mean_t = wr_tensor_make(mn, WR_DTYPE_F32, 1, (int64_t[]){m->z});
+    WR_TRY_GOTO(st, upload_weights(m), fail);
     wr_debug("%s: VAE decoder loaded: z=%lld, base %lld, %d up blocks (%d temporal), %lld tensors",
              dir, (long long)m->z, (long long)m->cfg.decoder_base_dim, m->nup, m->ntime,
              (long long)wb.count);
@@ -359,6 +403,7 @@ void wr_vae_free(wr_vae *m) {
     for (int i = 0; i < WR_VAE_NBUF; i++) vae_release(m, &m->buf[i], m->buf_cap);
     if (m->vram && m->w_bytes)
         (void)wr_vram_account(m->vram, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)m->w_bytes);
+    wr_dev_arena_free(&m->warena);
     free(m->vec_arena);
     wr_st_set_close(m->weights);
     free(m);
@@ -379,7 +424,9 @@ wr_status wr_vae_set_vram(wr_vae *m, wr_vram *v) {
     m->w_bytes = 0;
     if (v == NULL) return WR_OK;
     WR_TRY(wr_vram_scratch_ensure(v)); /* the ops' scratch, from the pool from now on */
-    /* the weights are used in place (CPU backend: host memory is the device's): counted */
+    /* the weights' bytes, whether used in place (the plain CPU backend) or copied into the
+     * device arena: the planner's number in both cases (the arena's 64-byte alignment padding
+     * and its two 16-float de-normalisation vectors, under 4 KiB, are not counted) */
     uint64_t bytes = 0;
     walker wk = {sum_bytes, &bytes, 0, 0};
     walk(&m->cfg, m, &wk);
@@ -402,8 +449,21 @@ void wr_vae_set_tap(wr_vae *m, wr_vae_tap_fn fn, void *ctx) {
     m->tap_ctx = ctx;
 }
 
+/* The callback gets a host copy of t (downloaded, so valid in the async device mode too). */
 static void tap(wr_vae *m, const char *name, const wr_tensor *t) {
-    if (m->tap && m->tapping) m->tap(m->tap_ctx, name, t);
+    if (m->tap == NULL || !m->tapping) return;
+    const size_t n = wr_tensor_nbytes(t);
+    wr_tensor h = *t;
+    h.data = malloc(n ? n : 1);
+    if (h.data == NULL) {
+        wr_warn("VAE tap %s: out of host memory for %zu bytes, skipped", name, n);
+        return;
+    }
+    if (wr_download(m->be, h.data, t->data, n) == WR_OK)
+        m->tap(m->tap_ctx, name, &h);
+    else
+        wr_warn("VAE tap %s: download failed (%s), skipped", name, wr_error_detail());
+    free(h.data);
 }
 
 wr_vae_tiling wr_vae_tiling_default(void) {
@@ -460,28 +520,51 @@ static wr_status cache_update(wr_vae *m, vae_cache *c, const wr_tensor *x, int r
     }
     const float *xd = x->data;
     const size_t fb = sizeof(float) * (size_t)HW;
-    if (T >= 2) {
-        for (int64_t ch = 0; ch < C; ch++)
-            WR_TRY(be->iface->copy(be, c->buf + ch * 2 * HW, xd + (ch * T + T - 2) * HW, 2 * fb));
+    /* x's frame 0 of each channel -> frame 1 of the slot [C, 2, HW] */
+    const wr_copy3d x_to_1 = {.dir = WR_COPY_D2D,
+                              .dst = c->buf + HW,
+                              .src = xd,
+                              .width = fb,
+                              .rows = C,
+                              .planes = 1,
+                              .dpitch = 2 * fb,
+                              .spitch = fb};
+    if (T >= 2) { /* x's last two frames of each channel */
+        const wr_copy3d k = {.dir = WR_COPY_D2D,
+                             .dst = c->buf,
+                             .src = xd + (T - 2) * HW,
+                             .width = 2 * fb,
+                             .rows = C,
+                             .planes = 1,
+                             .dpitch = 2 * fb,
+                             .spitch = (size_t)T * fb};
+        WR_TRY(wr_copy_3d(be, &k));
         c->n = 2;
-    } else if (rep_zero) {
-        for (int64_t ch = 0; ch < C; ch++) {
-            WR_TRY(be->iface->memset0(be, c->buf + ch * 2 * HW, fb));
-            WR_TRY(be->iface->copy(be, c->buf + ch * 2 * HW + HW, xd + ch * HW, fb));
-        }
+    } else if (rep_zero) { /* [0, x] */
+        WR_TRY(wr_dev_memset0(be, c->buf, 2 * (size_t)C * fb));
+        WR_TRY(wr_copy_3d(be, &x_to_1));
         c->n = 2;
     } else if (c->n == 0) {
-        WR_TRY(be->iface->copy(be, c->buf, xd, (size_t)C * fb));
+        WR_TRY(wr_dev_copy(be, c->buf, xd, (size_t)C * fb));
         c->n = 1;
     } else {
-        /* [C, n, HW] -> [C, 2, HW]: frame 0 = the old last frame, frame 1 = x. Channels are
-         * moved from the last down, so no source is overwritten before it is read. */
-        for (int64_t ch = C - 1; ch >= 0; ch--) {
-            const float *last = c->buf + (ch * c->n + c->n - 1) * HW;
-            if (last != c->buf + ch * 2 * HW)
-                WR_TRY(be->iface->copy(be, c->buf + ch * 2 * HW, last, fb));
-            WR_TRY(be->iface->copy(be, c->buf + ch * 2 * HW + HW, xd + ch * HW, fb));
+        /* [C, n, HW] -> [C, 2, HW]: frame 0 = the old last frame, frame 1 = x */
+        if (c->n == 2) { /* frame 1 -> frame 0 of each channel: the runs do not overlap */
+            const wr_copy3d k = {.dir = WR_COPY_D2D,
+                                 .dst = c->buf,
+                                 .src = c->buf + HW,
+                                 .width = fb,
+                                 .rows = C,
+                                 .planes = 1,
+                                 .dpitch = 2 * fb,
+                                 .spitch = 2 * fb};
+            WR_TRY(wr_copy_3d(be, &k));
+        } else { /* n = 1: channel ch moves from ch to 2 ch, from the last down, so no source
+                  * is overwritten before it is read (once per decode and conv) */
+            for (int64_t ch = C - 1; ch > 0; ch--)
+                WR_TRY(wr_dev_copy(be, c->buf + ch * 2 * HW, c->buf + ch * HW, fb));
         }
+        WR_TRY(wr_copy_3d(be, &x_to_1));
         c->n = 2;
     }
     return WR_OK;
@@ -599,13 +682,22 @@ static wr_status upsample_forward(wr_vae *m, vae_up *u, float **P, wr_tensor *x)
             } else {
                 WR_TRY(cached_conv(m, tc, &y, x, 0));
             }
-            /* [2, C, T] -> [C, T, 2]: channel block k of frame t becomes frame 2t + k */
+            /* [2, C, T] -> [C, T, 2]: channel block k of frame t becomes frame 2t + k (one
+             * strided copy per k: planes c, rows t) */
             const size_t fb = sizeof(float) * (size_t)(H * W);
-            for (int64_t c = 0; c < C; c++)
-                for (int64_t t = 0; t < T; t++)
-                    for (int64_t k = 0; k < 2; k++)
-                        WR_TRY(be->iface->copy(be, P[2] + ((c * 2 * T) + 2 * t + k) * H * W,
-                                               P[1] + ((k * C + c) * T + t) * H * W, fb));
+            for (int64_t k = 0; k < 2; k++) {
+                const wr_copy3d cp = {.dir = WR_COPY_D2D,
+                                      .dst = P[2] + k * H * W,
+                                      .src = P[1] + k * C * T * H * W,
+                                      .width = fb,
+                                      .rows = T,
+                                      .planes = C,
+                                      .dpitch = 2 * fb,
+                                      .dplane = 2 * (size_t)T * fb,
+                                      .spitch = fb,
+                                      .splane = (size_t)T * fb};
+                WR_TRY(wr_copy_3d(be, &cp));
+            }
             T *= 2;
             swap(&P[0], &P[2]);
             *x = view4(P[0], C, T, H, W);
@@ -622,8 +714,9 @@ static wr_status upsample_forward(wr_vae *m, vae_up *u, float **P, wr_tensor *x)
 }
 
 /* WanDecoder3d.forward for one latent frame: x [z, 1, h, w] in P[0] -> frames [out, Tc, rh, rw]
- * written into dst (channel stride N*rh*rw) from frame f0. */
-static wr_status decoder_chunk(wr_vae *m, wr_tensor *x, wr_tensor *dst, int64_t f0) {
+ * written into dst (channel stride N*rh*rw) from frame f0: dst_host 0: device memory (a tile,
+ * unclamped); 1: host memory (the output), clamped to [-1, 1] first. */
+static wr_status decoder_chunk(wr_vae *m, wr_tensor *x, wr_tensor *dst, int dst_host, int64_t f0) {
     wr_backend *be = m->be;
     float **P = m->buf;
     const int64_t H = x->shape[2], W = x->shape[3];
@@ -658,10 +751,17 @@ static wr_status decoder_chunk(wr_vae *m, wr_tensor *x, wr_tensor *dst, int64_t 
     /* frames into dst [out, N, Hs, Ws]: per channel one contiguous run of T frames */
     const int64_t N = dst->shape[1];
     WR_ASSERT(dst->shape[2] == Hs && dst->shape[3] == Ws && f0 + T <= N);
-    for (int64_t c = 0; c < m->out_ch; c++)
-        WR_TRY(be->iface->copy(be, (float *)dst->data + (c * N + f0) * Hs * Ws,
-                               P[2] + c * T * Hs * Ws, sizeof(float) * (size_t)(T * Hs * Ws)));
-    return WR_OK;
+    if (dst_host) WR_TRY(wr_op_clamp(be, &o, &o, -1.0f, 1.0f)); /* o is not read again */
+    const size_t run = sizeof(float) * (size_t)(T * Hs * Ws);
+    const wr_copy3d cp = {.dir = dst_host ? WR_COPY_D2H : WR_COPY_D2D,
+                          .dst = (float *)dst->data + f0 * Hs * Ws,
+                          .src = P[2],
+                          .width = run,
+                          .rows = m->out_ch,
+                          .planes = 1,
+                          .dpitch = sizeof(float) * (size_t)(N * Hs * Ws),
+                          .spitch = run};
+    return wr_copy_3d(be, &cp);
 }
 
 /* Largest buffer (floats) a latent tile of h x w needs, walking the shapes of a chunk whose
@@ -708,23 +808,28 @@ static wr_status ensure_workspace(wr_vae *m, int64_t h, int64_t w) {
     return WR_OK;
 }
 
-/* Decodes every latent frame of z[:, :, y0:y0+h, x0:x0+w] with a fresh cache into dst
- * [out, N, r*h, r*w] (unclamped). */
-static wr_status decode_region(wr_vae *m, wr_tensor *dst, const wr_tensor *z, int64_t y0,
-                               int64_t x0, int64_t h, int64_t w, int taps) {
+/* Decodes every latent frame of z[:, :, y0:y0+h, x0:x0+w] (host) with a fresh cache into dst
+ * [out, N, r*h, r*w]: device memory, unclamped (dst_host 0), or host memory, clamped. */
+static wr_status decode_region(wr_vae *m, wr_tensor *dst, int dst_host, const wr_tensor *z,
+                               int64_t y0, int64_t x0, int64_t h, int64_t w, int taps) {
     wr_backend *be = m->be;
     const int64_t T = z->shape[1], Hz = z->shape[2], Wz = z->shape[3];
     WR_TRY(ensure_workspace(m, h, w));
     clear_caches(m);
     for (int64_t k = 0; k < T; k++) {
         m->tapping = taps && k == 0;
-        /* latent frame k of the region -> P[1] [z, 1, h, w] (rows copied one by one) */
-        for (int64_t c = 0; c < m->z; c++)
-            for (int64_t i = 0; i < h; i++)
-                WR_TRY(
-                    be->iface->copy(be, m->buf[1] + (c * h + i) * w,
-                                    (const float *)z->data + ((c * T + k) * Hz + y0 + i) * Wz + x0,
-                                    sizeof(float) * (size_t)w));
+        /* latent frame k of the region -> P[1] [z, 1, h, w]: one upload of z rows of h runs */
+        const wr_copy3d up = {.dir = WR_COPY_H2D,
+                              .dst = m->buf[1],
+                              .src = (const float *)z->data + (k * Hz + y0) * Wz + x0,
+                              .width = sizeof(float) * (size_t)w,
+                              .rows = h,
+                              .planes = m->z,
+                              .dpitch = sizeof(float) * (size_t)w,
+                              .dplane = sizeof(float) * (size_t)(h * w),
+                              .spitch = sizeof(float) * (size_t)Wz,
+                              .splane = sizeof(float) * (size_t)(T * Hz * Wz)};
+        WR_TRY(wr_copy_3d(be, &up));
         wr_tensor lat = view4(m->buf[1], m->z, 1, h, w), lf = flat2(&lat);
         WR_TRY(wr_op_channel_affine(be, &lf, &lf, &m->std_t, &m->mean_t)); /* z*std + mean */
         tap(m, "latent_vae", &lat);
@@ -733,7 +838,7 @@ static wr_status decode_region(wr_vae *m, wr_tensor *dst, const wr_tensor *z, in
         WR_TRY(wr_op_conv3d(be, &x, &lat, NULL, &m->post_quant.w, &m->post_quant.b, &p0));
         tap(m, "post_quant_conv", &x);
         const int64_t f0 = k == 0 ? 0 : 1 + ((int64_t)1 << m->ntime) * (k - 1);
-        WR_TRY(decoder_chunk(m, &x, dst, f0));
+        WR_TRY(decoder_chunk(m, &x, dst, dst_host, f0));
     }
     m->tapping = 0;
     clear_caches(m);
@@ -742,39 +847,21 @@ static wr_status decode_region(wr_vae *m, wr_tensor *dst, const wr_tensor *z, in
 
 /* ---- tiled decode ---- */
 
-/* Blends rows [0, e) of the tile b ([C, N, bh, bw], in place) with the last e rows of a
- * ([C, N, ah, bw]): b[y] = a[ah - e + y] (1 - y/e) + b[y] (y/e) (diffusers blend_v). */
-static void blend_v(float *b, int64_t bh, const float *a, int64_t ah, int64_t CN, int64_t bw,
-                    int64_t e) {
-    for (int64_t y = 0; y < e; y++) {
-        const float wa = (float)(1.0 - (double)y / (double)e), wb = (float)((double)y / (double)e);
-        for (int64_t cn = 0; cn < CN; cn++) {
-            float *br = b + (cn * bh + y) * bw;
-            const float *ar = a + (cn * ah + ah - e + y) * bw;
-            for (int64_t x = 0; x < bw; x++) br[x] = ar[x] * wa + br[x] * wb;
-        }
-    }
-}
-
-/* Columns [0, e) of b ([C, N, bh, bw]) with the last e columns of a ([C, N, bh, aw]). */
-static void blend_h(float *b, int64_t bw, const float *a, int64_t aw, int64_t CNH, int64_t e) {
-    for (int64_t x = 0; x < e; x++) {
-        const float wa = (float)(1.0 - (double)x / (double)e), wb = (float)((double)x / (double)e);
-        for (int64_t r = 0; r < CNH; r++)
-            b[r * bw + x] = a[r * aw + aw - e + x] * wa + b[r * bw + x] * wb;
-    }
-}
-
+/* Raster order as diffusers: tile b blends rows [0, e) with the last e rows of the tile above
+ * (blend_v: b[y] = a[ah - e + y] (1 - y/e) + b[y] (y/e)), then columns [0, e) with the last e
+ * columns of the left one (blend_h), both wr_op_blend on device memory. */
 static wr_status decode_tiled(wr_vae *m, wr_tensor *out, const wr_tensor *z,
                               const wr_vae_tiling *t) {
     wr_status st = WR_OK;
+    wr_backend *be = m->be;
     const int64_t r = m->r, Hz = z->shape[2], Wz = z->shape[3], N = out->shape[1];
     const int64_t C = m->out_ch, Hs = Hz * r, Ws = Wz * r;
     const int64_t tlh = t->tile_h / r, tlw = t->tile_w / r, slh = t->stride_h / r,
                   slw = t->stride_w / r;
     const int64_t bh = t->tile_h - t->stride_h, bw = t->tile_w - t->stride_w; /* blend, px */
     const int64_t ncol = (Wz + slw - 1) / slw;
-    /* tile output, the left tile's right margin, and the previous row's bottom margins */
+    /* device: the tile output, the left tile's right margin, and the previous row's bottom
+     * margins */
     float *tile = NULL, *left = NULL, *above = NULL;
     const size_t tile_f = (size_t)(C * N * tlh * r * tlw * r);
     const size_t left_f = (size_t)(C * N * tlh * r * bw),
@@ -785,42 +872,69 @@ static wr_status decode_tiled(wr_vae *m, wr_tensor *out, const wr_tensor *z,
     WR_TRY_GOTO(st, vae_alloc(m, &tile, tile_f), done);
     WR_TRY_GOTO(st, vae_alloc_kind(m, &left, left_f, MEM_BLEND), done);
     WR_TRY_GOTO(st, vae_alloc_kind(m, &above, above_f, MEM_BLEND), done);
+    const size_t fs = sizeof(float);
     for (int64_t i0 = 0, ri = 0; i0 < Hz; i0 += slh, ri++) {
         for (int64_t j0 = 0, cj = 0; j0 < Wz; j0 += slw, cj++) {
             const int64_t h = Hz - i0 < tlh ? Hz - i0 : tlh, w = Wz - j0 < tlw ? Wz - j0 : tlw;
             const int64_t th = h * r, tw = w * r, CN = C * N;
             wr_tensor tt = view4(tile, C, N, th, tw);
-            WR_TRY_GOTO(st, decode_region(m, &tt, z, i0, j0, h, w, ri == 0 && cj == 0), done);
+            WR_TRY_GOTO(st, decode_region(m, &tt, 0, z, i0, j0, h, w, ri == 0 && cj == 0), done);
             float *ab = above + (size_t)(cj * CN * bh * tlw * r); /* this column's margin */
-            if (ri > 0) {
+            if (ri > 0) { /* rows: tile [CN, th, tw] with the margin [CN, above_h, tw] */
                 const int64_t e =
                     above_h[cj] < th ? (above_h[cj] < bh ? above_h[cj] : bh) : (th < bh ? th : bh);
-                blend_v(tile, th, ab, above_h[cj], CN, tw, e);
+                wr_tensor d3 = wr_tensor_make(tile, WR_DTYPE_F32, 3, (int64_t[]){CN, th, tw});
+                wr_tensor a3 =
+                    wr_tensor_make(ab, WR_DTYPE_F32, 3, (int64_t[]){CN, above_h[cj], tw});
+                WR_TRY_GOTO(st, wr_op_blend(be, &d3, &a3, e), done);
             }
-            if (cj > 0) {
+            if (cj > 0) { /* columns: tile [CN th, tw, 1] with the margin [CN th, left_w, 1] */
                 const int64_t e = left_w < tw ? (left_w < bw ? left_w : bw) : (tw < bw ? tw : bw);
-                blend_h(tile, tw, left, left_w, CN * th, e);
+                wr_tensor d3 = wr_tensor_make(tile, WR_DTYPE_F32, 3, (int64_t[]){CN * th, tw, 1});
+                wr_tensor a3 =
+                    wr_tensor_make(left, WR_DTYPE_F32, 3, (int64_t[]){CN * th, left_w, 1});
+                WR_TRY_GOTO(st, wr_op_blend(be, &d3, &a3, e), done);
             }
-            /* keep the margins the next tiles read: the last rows and the last columns */
+            /* keep the margins the next tiles read: the last kr rows (-> ab [CN, kr, tw]) and
+             * the last kc columns (-> left [CN th, kc]), one strided copy each */
             const int64_t kr = th < bh ? th : bh, kc = tw < bw ? tw : bw;
-            for (int64_t cn = 0; cn < CN; cn++) {
-                memcpy(ab + cn * kr * tw, tile + (cn * th + th - kr) * tw,
-                       sizeof(float) * (size_t)(kr * tw));
-                for (int64_t y = 0; y < th; y++)
-                    memcpy(left + (cn * th + y) * kc, tile + (cn * th + y) * tw + tw - kc,
-                           sizeof(float) * (size_t)kc);
-            }
+            const wr_copy3d rows = {.dir = WR_COPY_D2D,
+                                    .dst = ab,
+                                    .src = tile + (th - kr) * tw,
+                                    .width = fs * (size_t)(kr * tw),
+                                    .rows = CN,
+                                    .planes = 1,
+                                    .dpitch = fs * (size_t)(kr * tw),
+                                    .spitch = fs * (size_t)(th * tw)};
+            const wr_copy3d cols = {.dir = WR_COPY_D2D,
+                                    .dst = left,
+                                    .src = tile + tw - kc,
+                                    .width = fs * (size_t)kc,
+                                    .rows = CN * th,
+                                    .planes = 1,
+                                    .dpitch = fs * (size_t)kc,
+                                    .spitch = fs * (size_t)tw};
+            WR_TRY_GOTO(st, wr_copy_3d(be, &rows), done);
+            WR_TRY_GOTO(st, wr_copy_3d(be, &cols), done);
             above_h[cj] = kr;
             left_w = kc;
-            /* the cropped tile [:stride_h, :stride_w] into out at (ri*stride_h, cj*stride_w) */
+            /* the tile clamped (the margins keep it unclamped), then the crop [:stride_h,
+             * :stride_w] straight into out at (ri*stride_h, cj*stride_w): one download */
+            WR_TRY_GOTO(st, wr_op_clamp(be, &tt, &tt, -1.0f, 1.0f), done);
             const int64_t oy = ri * t->stride_h, ox = cj * t->stride_w;
             const int64_t ch = th < t->stride_h ? th : t->stride_h,
                           cw = tw < t->stride_w ? tw : t->stride_w;
-            for (int64_t cn = 0; cn < CN; cn++)
-                for (int64_t y = 0; y < ch && oy + y < Hs; y++)
-                    memcpy((float *)out->data + (cn * Hs + oy + y) * Ws + ox,
-                           tile + (cn * th + y) * tw,
-                           sizeof(float) * (size_t)(ox + cw <= Ws ? cw : Ws - ox));
+            const wr_copy3d crop = {.dir = WR_COPY_D2H,
+                                    .dst = (float *)out->data + oy * Ws + ox,
+                                    .src = tile,
+                                    .width = fs * (size_t)(ox + cw <= Ws ? cw : Ws - ox),
+                                    .rows = oy + ch <= Hs ? ch : Hs - oy,
+                                    .planes = CN,
+                                    .dpitch = fs * (size_t)Ws,
+                                    .dplane = fs * (size_t)(Hs * Ws),
+                                    .spitch = fs * (size_t)tw,
+                                    .splane = fs * (size_t)(th * tw)};
+            WR_TRY_GOTO(st, wr_copy_3d(be, &crop), done);
         }
     }
 done:
@@ -859,9 +973,7 @@ wr_status wr_vae_decode(wr_vae *m, wr_tensor *out, const wr_tensor *z,
                            (long long)t->stride_w, (long long)r);
         tiled = z->shape[2] > t->tile_h / r || z->shape[3] > t->tile_w / r;
     }
-    if (tiled)
-        WR_TRY(decode_tiled(m, out, z, tiling));
-    else
-        WR_TRY(decode_region(m, out, z, 0, 0, z->shape[2], z->shape[3], 1));
-    return wr_op_clamp(m->be, out, out, -1.0f, 1.0f);
+    /* both clamp on the device, before the frames are downloaded into out */
+    if (tiled) return decode_tiled(m, out, z, tiling);
+    return decode_region(m, out, 1, z, 0, 0, z->shape[2], z->shape[3], 1);
 }

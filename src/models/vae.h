@@ -3,8 +3,11 @@
  *
  * Loading reads vae/ (config.json + weights; F32/BF16/F16 per tensor; the encoder's tensors
  * may be absent) and checks every decoder tensor (post_quant_conv + decoder.*) for presence
- * and shape, reporting the first few problems. Conv weights are used in place in their storage
- * dtype; RMS gammas are converted to f32 once.
+ * and shape, reporting the first few problems. Conv weights keep their storage dtype; biases and
+ * RMS gammas are converted to f32 once. Where the backend's ops read host memory
+ * (be->host_visible: the plain CPU backend) the weights are used in place (the mapped
+ * checkpoint); elsewhere they are uploaded once into one device arena and the checkpoint is
+ * closed.
  *
  * Decoding follows diffusers exactly: the model-space latent is de-normalised per channel
  * (z * std + mean), post_quant_conv, then the decoder runs once per latent frame with the
@@ -15,12 +18,18 @@
  * Tiled decode (low_mem_level 1) is diffusers' enable_tiling(): latent tiles of
  * tile/ratio with stride stride/ratio (ratio = scale_factor_spatial), each decoded with a fresh
  * cache, blended in raster order in place (vertical with the tile above, then horizontal with
- * the left one, linear ramps over tile - stride pixels), cropped to the stride and assembled;
- * only the margins needed for blending are kept, never all the tiles.
+ * the left one, linear ramps over tile - stride pixels: wr_op_blend), cropped to the stride and
+ * assembled; only the margins needed for blending are kept, never all the tiles.
+ *
+ * Memory: the latent z and the frames out are HOST memory; everything else (weights, workspace,
+ * caches, the tile and its margins) is device memory that only ops and copies touch. Each
+ * latent frame of the decoded region is uploaded from z (one strided copy); the decoded
+ * frames are clamped on the device and downloaded into out (untiled: per latent frame; tiled:
+ * each cropped tile straight to its place, one strided copy).
  *
  * Letters: z latent channels, T latent frames, H/W latent size, N = output frames, C width.
- * Lifetime: a wr_vae owns its weight set, f32 gammas, caches and workspace; the backend is
- * borrowed. Not thread-safe.
+ * Lifetime: a wr_vae owns its weight set (or their device copies), f32 gammas, caches and
+ * workspace; the backend is borrowed. Not thread-safe.
  */
 #ifndef WR_MODELS_VAE_H
 #define WR_MODELS_VAE_H
@@ -49,7 +58,8 @@ wr_vae_tiling wr_vae_tiling_default(void);
 /* Called with named taps during the decode of latent frame 0 only ("latent_vae",
  * "post_quant_conv", "decoder.conv_in", "decoder.mid_block.resnets.0",
  * "decoder.mid_block.attentions.0", "decoder.mid_block", "decoder.up_blocks.<i>.resnets",
- * "decoder.up_blocks.<i>"); t is [C, T, H, W] backend memory valid during the call. */
+ * "decoder.up_blocks.<i>"); t is [C, T, H, W], a HOST copy (downloaded for the call) valid
+ * during the call. */
 typedef void (*wr_vae_tap_fn)(void *ctx, const char *name, const wr_tensor *t);
 
 /* Enumerates the decoder tensors a config implies (post_quant_conv and decoder.*):
@@ -76,9 +86,11 @@ int64_t wr_vae_frames(const wr_vae *m, int64_t latent_frames);
 void wr_vae_set_tap(wr_vae *m, wr_vae_tap_fn fn, void *ctx);
 
 /*
- * Decodes z [z_dim, T, H, W] (model space, f32) into out [out_channels, N, r*H, r*W] (f32,
- * clamped to [-1, 1]; r = scale_factor_spatial). tiling NULL or disabled: untiled. Tile and
- * stride must be positive multiples of r with stride <= tile (WR_ERR_INVALID_ARG otherwise).
+ * Decodes z [z_dim, T, H, W] (model space, f32, host memory, borrowed) into out
+ * [out_channels, N, r*H, r*W] (f32 host memory, clamped to [-1, 1]; r = scale_factor_spatial;
+ * complete when this returns, also on an asynchronous backend). tiling NULL or disabled:
+ * untiled. Tile and stride must be positive multiples of r with stride <= tile
+ * (WR_ERR_INVALID_ARG otherwise).
  */
 wr_status wr_vae_decode(wr_vae *m, wr_tensor *out, const wr_tensor *z, const wr_vae_tiling *tiling);
 
@@ -94,7 +106,8 @@ wr_status wr_vae_decode(wr_vae *m, wr_tensor *out, const wr_tensor *z, const wr_
  */
 size_t wr_vae_peak_bytes(const wr_vae *m);
 /* From now on the decoder's buffers come from the pool v (category vae) and its weights are
- * counted there (weights-resident; used in place); NULL: the backend, nothing counted. */
+ * counted there (weights-resident: the device arena's bytes, or the tensors' bytes where they
+ * are used in place); NULL: the backend, nothing counted. */
 wr_status wr_vae_set_vram(wr_vae *m, wr_vram *v);
 size_t wr_vae_blend_peak_bytes(const wr_vae *m);
 void wr_vae_reset_peak(wr_vae *m);

@@ -1,7 +1,9 @@
 /*
  * comm.c — the distributed layer's host side (comm.h): world bootstrap, the group layout,
  * MPI collectives on host buffers, the single-process fallback (local copies), collective
- * agreement on a status, and the byte counters. Device buffers are dispatched to comm_nccl.c.
+ * agreement on a status, and the byte counters. Device buffers are memory of the
+ * communicator's backend: on a CPU backend they take the MPI host path on the backend's host
+ * alias after a sync (device_path); otherwise they are dispatched to comm_nccl.c.
  *
  * Conventions:
  *   - MPI is "active" when MPI_Init has run (here or by the caller, e.g. the test harness) and
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "kernels/backend.h"
 #include "parallel/comm_internal.h"
 
 /* Tag of every point-to-point message: MPI keeps messages with the same (source, tag,
@@ -308,6 +311,18 @@ void wr_groups_free(wr_groups *g) {
     g->cfg = g->cp = g->group = g->world = NULL;
 }
 
+void wr_comm_set_backend(wr_comm *c, wr_backend *be) {
+    WR_ASSERT(c != NULL);
+    c->be = be;
+}
+
+void wr_groups_set_backend(wr_groups *g, wr_backend *be) {
+    WR_ASSERT(g != NULL);
+    wr_comm *all[4] = {g->world, g->group, g->cp, g->cfg};
+    for (int i = 0; i < 4; i++)
+        if (all[i]) wr_comm_set_backend(all[i], be);
+}
+
 int wr_comm_rank(const wr_comm *c) {
     WR_ASSERT(c != NULL);
     return c->rank;
@@ -380,6 +395,29 @@ static wr_status device_required(const wr_comm *c, const char *what) {
                    what, c->name, c->size);
 }
 
+/* How c moves device buffers: *host = 1 on a CPU backend, synchronised here (every op issued
+ * so far has run, so the buffers hold their bytes and no op touches them during the transfer):
+ * the caller then runs the host path on host_view()s. *host = 0: NCCL (c->dev), or
+ * WR_ERR_UNSUPPORTED when c has no device side. */
+static wr_status device_path(wr_comm *c, const char *what, int *host) {
+    wr_backend *be = c->be;
+    *host = be != NULL && be->kind == WR_BACKEND_CPU;
+    if (!*host) return device_required(c, what);
+    if (be->iface->sync == NULL) return WR_OK;
+    wr_status st = be->iface->sync(be);
+    if (st != WR_OK)
+        wr_error_prefix("%s on the %s communicator: syncing the backend", what, c->name);
+    return st;
+}
+
+/* The host-addressable view of CPU-backend device memory p (the strict mode's private mapping;
+ * the plain mode's p itself). Only after device_path's sync. */
+static void *host_view(const wr_comm *c, const void *p) {
+    wr_backend *be = c->be;
+    if (p == NULL || be->iface->host_alias == NULL) return (void *)p;
+    return be->iface->host_alias(be, p);
+}
+
 static void copy_bytes(void *dst, const void *src, size_t bytes) {
     if (bytes > 0 && dst != src) memmove(dst, src, bytes);
 }
@@ -409,8 +447,11 @@ wr_status wr_comm_allgather(wr_comm *c, void *recv, const void *send, size_t byt
     WR_ASSERT(bytes == 0 || (recv != NULL && send != NULL));
     WR_ASSERT(bytes <= SIZE_MAX / (size_t)c->size);
     wr_status st;
-    if (where == WR_MEM_DEVICE) {
-        WR_TRY(device_required(c, "allgather"));
+    int host = 0;
+    if (where == WR_MEM_DEVICE) WR_TRY(device_path(c, "allgather", &host));
+    if (host) {
+        st = allgather_host(c, host_view(c, recv), host_view(c, send), bytes);
+    } else if (where == WR_MEM_DEVICE) {
         st = wr_comm_dev_allgather(c, recv, send, bytes);
     } else {
         st = allgather_host(c, recv, send, bytes);
@@ -439,8 +480,11 @@ wr_status wr_comm_alltoall(wr_comm *c, void *recv, const void *send, size_t byte
     WR_ASSERT(bytes == 0 || (recv != NULL && send != NULL && recv != send));
     WR_ASSERT(bytes <= SIZE_MAX / (size_t)c->size);
     wr_status st;
-    if (where == WR_MEM_DEVICE) {
-        WR_TRY(device_required(c, "alltoall"));
+    int host = 0;
+    if (where == WR_MEM_DEVICE) WR_TRY(device_path(c, "alltoall", &host));
+    if (host) {
+        st = alltoall_host(c, host_view(c, recv), host_view(c, send), bytes);
+    } else if (where == WR_MEM_DEVICE) {
         st = wr_comm_dev_alltoall(c, recv, send, bytes);
     } else {
         st = alltoall_host(c, recv, send, bytes);
@@ -449,13 +493,63 @@ wr_status wr_comm_alltoall(wr_comm *c, void *recv, const void *send, size_t byte
     return st;
 }
 
+/* The three all-to-alls posted together, then waited for together. */
+static wr_status alltoall3_host(wr_comm *c, void *const recv[3], const void *const send[3],
+                                size_t bytes) {
+    if (c->mpi == MPI_COMM_NULL) {
+        for (int k = 0; k < 3; k++) copy_bytes(recv[k], send[k], bytes);
+        return WR_OK;
+    }
+    byte_type bt;
+    WR_TRY(byte_type_make(&bt, c, "MPI_Ialltoall (x3)", bytes));
+    MPI_Request r[3] = {MPI_REQUEST_NULL, MPI_REQUEST_NULL, MPI_REQUEST_NULL};
+    int rc = MPI_SUCCESS, k = 0;
+    for (; k < 3 && rc == MPI_SUCCESS; k++)
+        rc = MPI_Ialltoall(send[k], bt.count, bt.type, recv[k], bt.count, bt.type, c->mpi, &r[k]);
+    byte_type_free(&bt);
+    if (rc != MPI_SUCCESS) {
+        /* the ones posted before must still complete: every rank posted them too (the failed
+         * post is this rank's alone, and is reported) */
+        wr_status st = WR_COMM_MPI_FAIL(c, "MPI_Ialltoall (x3)", rc);
+        if (k > 1) (void)wr_comm_watch_wait(c, "MPI_Ialltoall (x3)", k - 1, r, 0);
+        return st;
+    }
+    return wr_comm_watch_wait(c, "MPI_Ialltoall (x3)", 3, r, 3 * bytes * (size_t)c->size);
+}
+
+wr_status wr_comm_alltoall3(wr_comm *c, void *const recv[3], const void *const send[3],
+                            size_t bytes, wr_mem_where where) {
+    WR_ASSERT(c != NULL && recv != NULL && send != NULL);
+    WR_ASSERT(bytes <= SIZE_MAX / 3 / (size_t)c->size);
+    for (int k = 0; k < 3; k++)
+        WR_ASSERT(bytes == 0 || (recv[k] != NULL && send[k] != NULL && recv[k] != send[k]));
+    if (bytes == 0) return WR_OK;
+    wr_status st;
+    int host = 0;
+    if (where == WR_MEM_DEVICE) WR_TRY(device_path(c, "alltoall (x3)", &host));
+    if (host) {
+        void *hr[3];
+        const void *hs[3];
+        for (int k = 0; k < 3; k++) hr[k] = host_view(c, recv[k]), hs[k] = host_view(c, send[k]);
+        st = alltoall3_host(c, hr, hs, bytes);
+    } else if (where == WR_MEM_DEVICE) {
+        st = wr_comm_dev_alltoall_n(c, 3, recv, send, bytes);
+    } else {
+        st = alltoall3_host(c, recv, send, bytes);
+    }
+    if (st == WR_OK) count_sent(3 * (uint64_t)bytes * (uint64_t)(c->size - 1));
+    return st;
+}
+
 wr_status wr_comm_bcast(wr_comm *c, void *buf, size_t bytes, int root, wr_mem_where where) {
     WR_ASSERT(c != NULL);
     WR_ASSERT(root >= 0 && root < c->size);
     WR_ASSERT(bytes == 0 || buf != NULL);
     wr_status st = WR_OK;
-    if (where == WR_MEM_DEVICE) {
-        WR_TRY(device_required(c, "bcast"));
+    int host = 0;
+    if (where == WR_MEM_DEVICE) WR_TRY(device_path(c, "bcast", &host));
+    if (host) buf = host_view(c, buf);
+    if (where == WR_MEM_DEVICE && !host) {
         st = wr_comm_dev_bcast(c, buf, bytes, root);
     } else if (c->mpi != MPI_COMM_NULL) {
         byte_type bt;
@@ -512,8 +606,10 @@ wr_status wr_comm_allreduce_f32(wr_comm *c, float *buf, size_t n, wr_reduce_op o
     WR_ASSERT(c != NULL);
     WR_ASSERT(n == 0 || buf != NULL);
     wr_status st;
-    if (where == WR_MEM_DEVICE) {
-        WR_TRY(device_required(c, "allreduce"));
+    int host = 0;
+    if (where == WR_MEM_DEVICE) WR_TRY(device_path(c, "allreduce", &host));
+    if (host) buf = host_view(c, buf);
+    if (where == WR_MEM_DEVICE && !host) {
         st = wr_comm_dev_allreduce_f32(c, buf, n, op);
     } else {
         st = allreduce_host(c, buf, n, sizeof(float), MPI_FLOAT, op, "MPI_Iallreduce (f32)");
@@ -534,8 +630,10 @@ wr_status wr_comm_allreduce_i64(wr_comm *c, int64_t *buf, size_t n, wr_reduce_op
 /* ---- point-to-point ---- */
 
 struct wr_comm_req {
-    wr_comm *c; /* borrowed: must outlive the request */
-    int n;      /* active MPI requests (0: completed already) */
+    wr_comm *c;     /* borrowed: must outlive the request */
+    wr_backend *be; /* c's backend when the buffers are device memory (borrowed), else NULL */
+    int dev;        /* 1: an NCCL isendrecv on c's own stream (wr_comm_dev_wait) */
+    int n;          /* active MPI requests (0: completed already) */
     size_t bytes;
     MPI_Request r[2];
 };
@@ -573,8 +671,10 @@ wr_status wr_comm_sendrecv(wr_comm *c, const void *send, int dst, void *recv, in
                            wr_mem_where where) {
     sendrecv_check(c, send, dst, recv, src, bytes);
     wr_status st = WR_OK;
-    if (where == WR_MEM_DEVICE) {
-        WR_TRY(device_required(c, "sendrecv"));
+    int host = 0;
+    if (where == WR_MEM_DEVICE) WR_TRY(device_path(c, "sendrecv", &host));
+    if (host) send = host_view(c, send), recv = host_view(c, recv);
+    if (where == WR_MEM_DEVICE && !host) {
         st = wr_comm_dev_sendrecv(c, send, dst, recv, src, bytes);
     } else if (c->mpi == MPI_COMM_NULL) {
         copy_bytes(recv, send, bytes); /* size 1: dst == src == 0 */
@@ -599,14 +699,26 @@ wr_status wr_comm_isendrecv(wr_comm *c, const void *send, int dst, void *recv, i
     q->c = c;
     q->r[0] = q->r[1] = MPI_REQUEST_NULL;
     wr_status st = WR_OK;
-    if (where == WR_MEM_DEVICE || c->mpi == MPI_COMM_NULL) {
-        /* Device buffers: NCCL send/recv already run on the communicator's stream, but the
-         * call waits for completion (the blocking form), so nothing is left to wait for. */
-        st = wr_comm_sendrecv(c, send, dst, recv, src, bytes, where);
-        if (st != WR_OK) {
-            free(q);
+    int host = 0;
+    if (where == WR_MEM_DEVICE) {
+        q->be = c->be;
+        st = device_path(c, "isendrecv", &host);
+        if (st == WR_OK && !host) { /* NCCL, on c's own stream: completed by wr_comm_wait */
+            st = wr_comm_dev_isendrecv(c, send, dst, recv, src, bytes);
+            q->dev = st == WR_OK;
+            if (st == WR_OK && dst != c->rank) count_sent(bytes);
+        }
+        if (st != WR_OK || !host) {
+            if (st != WR_OK) free(q);
+            *req = st == WR_OK ? q : NULL;
             return st;
         }
+        /* a CPU backend, synchronised: MPI on the host views (ops issued from now on may run
+         * beside the transfer; they must not touch the two buffers until the wait) */
+        send = host_view(c, send), recv = host_view(c, recv);
+    }
+    if (c->mpi == MPI_COMM_NULL) { /* size 1: dst == src == 0, a copy */
+        copy_bytes(recv, send, bytes);
         *req = q;
         return WR_OK;
     }
@@ -625,7 +737,11 @@ wr_status wr_comm_isendrecv(wr_comm *c, const void *send, int dst, void *recv, i
 wr_status wr_comm_wait(wr_comm_req *req) {
     if (req == NULL) return WR_OK;
     wr_status st = WR_OK;
-    if (req->n > 0) {
+    if (req->dev) {
+        st = wr_comm_dev_wait(req->c);
+    } else if (req->n > 0) {
+        /* on a CPU backend nothing more is needed: the host views are the memory the ops
+         * issued after the wait read */
         st = wr_comm_watch_wait(req->c, "MPI_Isend/MPI_Irecv (isendrecv)", req->n, req->r,
                                 req->bytes);
     }

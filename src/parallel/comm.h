@@ -15,10 +15,23 @@
  * collective is a local copy: callers never special-case it.
  *
  * Buffers: every collective takes a `where` (WR_MEM_HOST or WR_MEM_DEVICE). Host buffers go
- * through MPI (so every path runs on the CPU backend too); device buffers through NCCL when
- * the build has it and the communicator was created with a CUDA backend, else
- * WR_ERR_UNSUPPORTED. Byte counts are per rank. All calls are collective over the
- * communicator unless said otherwise. Errors are WR_ERR_COMM with the MPI/NCCL text.
+ * through MPI. Device buffers are memory of the communicator's backend (wr_comm_set_backend):
+ *   - a CPU backend (plain, strict or async mode): the backend is synchronised (every op
+ *     issued before the call has run), then the MPI host path runs on the backend's host
+ *     alias of the buffers (be->iface->host_alias: the strict mode's private view; the plain
+ *     mode's identity). The transports are the only code allowed that alias. A device pointer
+ *     that is not the backend's memory aborts in the strict mode.
+ *   - a CUDA backend: NCCL (groups made with a cuda_device), enqueued on the backend's compute
+ *     stream, after the work issued there before the call.
+ *   - no backend set: NCCL when the groups were made with a cuda_device, else
+ *     WR_ERR_UNSUPPORTED naming the communicator.
+ * Byte counts are per rank. All calls are collective over the communicator unless said
+ * otherwise. Errors are WR_ERR_COMM with the MPI/NCCL text.
+ *
+ * NCCL errors and the timeout (WR_NCCL_TIMEOUT_S) are checked where the host waits: every
+ * device collective waits for its transfer before it returns (a sync point of the compute
+ * stream), and wr_comm_wait for an isendrecv; isendrecv runs on the communicator's own stream,
+ * after the compute stream's earlier work, so the compute stream's later ops overlap it.
  *
  * Waiting and stopped ranks (comm_watch.c). Every host collective and point-to-point call is
  * posted non-blocking (MPI_Iallgather, MPI_Ialltoall, MPI_Ibcast, MPI_Iallreduce, MPI_Ibarrier,
@@ -66,6 +79,11 @@
 typedef enum wr_mem_where { WR_MEM_HOST = 0, WR_MEM_DEVICE = 1 } wr_mem_where;
 
 typedef struct wr_comm wr_comm;
+typedef struct wr_backend wr_backend; /* kernels/backend.h */
+
+/* The communicators take a backend (wr_comm_set_backend) and have the grouped all-to-all
+ * (wr_comm_alltoall3). */
+#define WR_COMM_HAS_BACKEND 1
 
 /* Set once per process. */
 typedef struct wr_world {
@@ -120,12 +138,26 @@ void wr_groups_free(wr_groups *g);
 int wr_comm_rank(const wr_comm *c);
 int wr_comm_size(const wr_comm *c);
 
+/* The backend whose memory this communicator's WR_MEM_DEVICE buffers are (above, "Buffers").
+ * Borrowed: it must outlive every device call on c (and any request still to be waited on);
+ * NULL: none. Not collective; set it on every rank alike. _groups_: on the four
+ * communicators of g. */
+void wr_comm_set_backend(wr_comm *c, wr_backend *be);
+void wr_groups_set_backend(wr_groups *g, wr_backend *be);
+
 /* Every rank's `bytes` from `send` land at recv + rank * bytes (recv holds size * bytes). */
 wr_status wr_comm_allgather(wr_comm *c, void *recv, const void *send, size_t bytes,
                             wr_mem_where where);
 /* Block j (bytes each) of `send` goes to rank j, landing at recv + my_rank * bytes there. */
 wr_status wr_comm_alltoall(wr_comm *c, void *recv, const void *send, size_t bytes,
                            wr_mem_where where);
+/* Three all-to-alls of the same block size in one call (Ulysses' q, k, v): recv[k] and send[k]
+ * as wr_comm_alltoall's, k = 0, 1, 2, no two buffers overlapping. Host: the three posted
+ * together and waited for together; device: one NCCL group (one launch, one wait); a CPU
+ * backend's device buffers: one sync, then the host path. The data moved is the same as three
+ * wr_comm_alltoall calls (bitwise). */
+wr_status wr_comm_alltoall3(wr_comm *c, void *const recv[3], const void *const send[3],
+                            size_t bytes, wr_mem_where where);
 wr_status wr_comm_bcast(wr_comm *c, void *buf, size_t bytes, int root, wr_mem_where where);
 
 typedef enum wr_reduce_op { WR_REDUCE_SUM = 0, WR_REDUCE_MAX, WR_REDUCE_MIN } wr_reduce_op;
@@ -137,7 +169,11 @@ wr_status wr_comm_allreduce_i64(wr_comm *c, int64_t *buf, size_t n, wr_reduce_op
 
 /* Point-to-point for ring attention: sends `bytes` of `send` to rank dst and receives `bytes`
  * from rank src into `recv` (send != recv). The nonblocking form returns a request to wait on,
- * so compute can overlap the transfer. */
+ * so compute can overlap the transfer: neither buffer may be touched (by the host or by an
+ * op) until wr_comm_wait returned. Device buffers: the request remembers c's backend; on a
+ * CPU backend the backend is synchronised when the call is made, so ops issued after it may
+ * run during the transfer; once wr_comm_wait returns, recv holds the data for ops issued
+ * after it. */
 typedef struct wr_comm_req wr_comm_req;
 wr_status wr_comm_sendrecv(wr_comm *c, const void *send, int dst, void *recv, int src, size_t bytes,
                            wr_mem_where where);

@@ -26,6 +26,7 @@ struct wr_comm {
     int *world_of;              /* owned: world rank of each member; NULL: the identity */
     char name[8];               /* "world", "group", "cp", "cfg" */
     wr_comm_dev *dev;           /* owned; NULL: host buffers only */
+    wr_backend *be;             /* borrowed (wr_comm_set_backend); NULL: none */
 };
 
 /* Records WR_ERR_COMM "<what> on the <name> communicator (size N): <MPI error text>". */
@@ -38,19 +39,29 @@ wr_status wr_comm_mpi_fail_at(const char *file, int line, const wr_comm *c, cons
  * and the others are never reached (c->dev stays NULL); _free(c) with c->dev == NULL does
  * nothing.
  *
- * Device buffers must be ready with respect to the legacy default stream: the communicator's
- * stream is a blocking stream, so it waits for work queued there. Every call returns once the
- * transfer has completed (the stream is polled with the WR_NCCL_TIMEOUT_S timeout); on an NCCL
- * error or a timeout the NCCL communicator is aborted and every later device call on it fails.
+ * The collectives are enqueued on the compute stream of c->be when it is a CUDA backend (else
+ * the legacy default stream), so they follow the work issued there; each returns once its
+ * transfer has completed (the stream is polled with the WR_NCCL_TIMEOUT_S timeout and NCCL's
+ * asynchronous error state). _isendrecv enqueues on the communicator's own non-blocking
+ * stream behind an event recorded on the compute stream and returns at once; _wait polls that
+ * stream the same way. On an NCCL error or a timeout the NCCL communicator is aborted and every
+ * later device call on it fails.
  */
 wr_status wr_comm_dev_create(wr_comm *c, int cuda_device); /* collective over c */
 void wr_comm_dev_free(wr_comm *c);
 wr_status wr_comm_dev_allgather(wr_comm *c, void *recv, const void *send, size_t bytes);
 wr_status wr_comm_dev_alltoall(wr_comm *c, void *recv, const void *send, size_t bytes);
+/* n (1..3) all-to-alls in one NCCL group */
+wr_status wr_comm_dev_alltoall_n(wr_comm *c, int n, void *const recv[], const void *const send[],
+                                 size_t bytes);
 wr_status wr_comm_dev_bcast(wr_comm *c, void *buf, size_t bytes, int root);
 wr_status wr_comm_dev_allreduce_f32(wr_comm *c, float *buf, size_t n, wr_reduce_op op);
 wr_status wr_comm_dev_sendrecv(wr_comm *c, const void *send, int dst, void *recv, int src,
                                size_t bytes);
+wr_status wr_comm_dev_isendrecv(wr_comm *c, const void *send, int dst, void *recv, int src,
+                                size_t bytes);
+/* completes every _isendrecv issued on c so far */
+wr_status wr_comm_dev_wait(wr_comm *c);
 
 /*
  * The watched wait (comm_watch.c; comm.h, "Waiting and stopped ranks").

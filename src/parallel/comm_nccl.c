@@ -1,12 +1,21 @@
 /*
  * comm_nccl.c — the device side of the communicators (comm_internal.h): one NCCL communicator
  * per group, its unique id broadcast over MPI, non-blocking initialisation, collectives on the
- * communicator's own CUDA stream, and a polling wait that checks NCCL's asynchronous error
- * state with a timeout (WR_NCCL_TIMEOUT_S seconds, default 300) and aborts the communicator on
- * an error or a timeout, so a dead peer ends in WR_ERR_COMM instead of a hang.
+ * backend's compute stream (wr_cuda_compute_stream of c->be; the legacy default stream without
+ * a CUDA backend), point-to-point for ring attention on the communicator's own non-blocking
+ * stream behind an event recorded on the compute stream, and a polling wait that checks NCCL's
+ * asynchronous error state with a timeout (WR_NCCL_TIMEOUT_S seconds, default 300) and aborts
+ * the communicator on an error or a timeout, so a dead peer ends in WR_ERR_COMM instead of a
+ * hang. NCCL's asynchronous error state is also checked when every call begins.
+ *
+ * The host waits are the sync points where errors and the timeout are seen: each collective
+ * returns once its transfer has completed (so it also waits for the compute stream's earlier
+ * work); an isendrecv returns at once and its wait polls the communicator's stream.
+ * TODO(#16): a watchdog thread that aborts the communicator on an error or a timeout, so that
+ * collectives can return before completion and the host keeps issuing ahead of the device.
  *
  * A communicator of size 1 has a stream but no NCCL communicator: its collectives are device
- * copies. Every call returns once its transfer has completed on the device.
+ * copies.
  *
  * Without NCCL in the build (WR_HAVE_NCCL == 0) only stubs remain: creating a device side is
  * WR_ERR_UNSUPPORTED, so the others are never reached.
@@ -30,13 +39,24 @@
 #include <time.h>
 
 #include "core/log.h"
+#include "kernels/backend.h"
+#include "kernels/cuda/cuda_device.h"
 
 struct wr_comm_dev {
     int device;
-    cudaStream_t stream; /* blocking: waits for the legacy default stream's earlier work */
+    cudaStream_t stream; /* non-blocking, for isendrecv: ordered after the compute stream by */
+    cudaEvent_t ready;   /* this event, recorded there before each isendrecv */
     ncclComm_t nccl;     /* NULL for a size-1 communicator, and after an abort */
     int aborted;         /* 1 once ncclCommAbort ran: every later call fails */
 };
+
+/* Where the collectives go: the CUDA backend's compute stream, else the legacy default stream
+ * (NULL). */
+static cudaStream_t compute_stream(const wr_comm *c) {
+    if (c->be != NULL && c->be->kind == WR_BACKEND_CUDA)
+        return (cudaStream_t)wr_cuda_compute_stream(c->be);
+    return NULL;
+}
 
 #define WR_NCCL_TIMEOUT_DEFAULT_S 300.0
 
@@ -129,11 +149,11 @@ static wr_status check_cuda(wr_comm *c, const char *what, cudaError_t e) {
 
 /* The cudaStreamSynchronize of this layer: polls the stream, and the communicator's
  * asynchronous error state, until done, an error, or the timeout. */
-static wr_status wait_stream(wr_comm *c, const char *what) {
+static wr_status wait_stream(wr_comm *c, const char *what, cudaStream_t stream) {
     wr_comm_dev *d = c->dev;
     const double t0 = wr_now_s(), limit = timeout_s();
     for (unsigned polls = 0;;) {
-        cudaError_t e = cudaStreamQuery(d->stream);
+        cudaError_t e = cudaStreamQuery(stream);
         if (e == cudaSuccess) return WR_OK;
         if (e != cudaErrorNotReady) return check_cuda(c, what, e);
         if (d->nccl != NULL) {
@@ -160,14 +180,19 @@ static wr_status dev_begin(wr_comm *c, const char *what) {
         return WR_FAIL(WR_ERR_DEVICE, "%s on the %s communicator: cudaSetDevice(%d): %s", what,
                        c->name, d->device, cudaGetErrorString(e));
     }
+    if (d->nccl != NULL) { /* an error of earlier work (an isendrecv not yet waited for) */
+        ncclResult_t state = ncclSuccess;
+        ncclResult_t r = ncclCommGetAsyncError(d->nccl, &state);
+        if (r != ncclSuccess) state = r;
+        if (state != ncclSuccess && state != ncclInProgress) return nccl_fail(c, what, state);
+    }
     return WR_OK;
 }
 
-static wr_status copy_async(wr_comm *c, const char *what, void *dst, const void *src,
-                            size_t bytes) {
+static wr_status copy_async(wr_comm *c, const char *what, void *dst, const void *src, size_t bytes,
+                            cudaStream_t stream) {
     if (bytes == 0 || dst == src) return WR_OK;
-    return check_cuda(c, what,
-                      cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, c->dev->stream));
+    return check_cuda(c, what, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
 }
 
 /* ---- set-up and tear-down ---- */
@@ -185,12 +210,18 @@ static wr_status dev_setup(wr_comm *c, int cuda_device) {
         return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for the %s device communicator",
                        c->name);
     d->device = cuda_device;
-    e = cudaStreamCreateWithFlags(&d->stream, cudaStreamDefault);
+    e = cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking);
+    if (e == cudaSuccess) {
+        e = cudaEventCreateWithFlags(&d->ready, cudaEventDisableTiming);
+        if (e != cudaSuccess) cudaStreamDestroy(d->stream);
+    }
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
         free(d);
-        return WR_FAIL(WR_ERR_DEVICE, "cudaStreamCreate for the %s communicator on device %d: %s",
-                       c->name, cuda_device, cudaGetErrorString(e));
+        return WR_FAIL(
+            WR_ERR_DEVICE,
+            "cudaStreamCreate / cudaEventCreate for the %s communicator on device %d: %s", c->name,
+            cuda_device, cudaGetErrorString(e));
     }
     c->dev = d;
     return WR_OK;
@@ -277,6 +308,7 @@ void wr_comm_dev_free(wr_comm *c) {
         d->nccl = NULL;
     }
     if (d->stream != NULL) cudaStreamDestroy(d->stream);
+    if (d->ready != NULL) cudaEventDestroy(d->ready);
     (void)cudaGetLastError();
     free(d);
     c->dev = NULL;
@@ -289,42 +321,56 @@ wr_status wr_comm_dev_allgather(wr_comm *c, void *recv, const void *send, size_t
     WR_TRY(dev_begin(c, what));
     wr_comm_dev *d = c->dev;
     if (bytes == 0) return WR_OK;
+    cudaStream_t cs = compute_stream(c);
     if (d->nccl == NULL) {
-        WR_TRY(copy_async(c, what, recv, send, bytes));
+        WR_TRY(copy_async(c, what, recv, send, bytes, cs));
     } else {
-        WR_TRY(check_nccl(c, what, ncclAllGather(send, recv, bytes, ncclChar, d->nccl, d->stream)));
+        WR_TRY(check_nccl(c, what, ncclAllGather(send, recv, bytes, ncclChar, d->nccl, cs)));
     }
-    return wait_stream(c, what);
+    return wait_stream(c, what, cs);
 }
 
-/* ncclAlltoAll exists only in recent NCCL releases: grouped ncclSend/ncclRecv work with all,
- * and the own block is a device copy. */
-wr_status wr_comm_dev_alltoall(wr_comm *c, void *recv, const void *send, size_t bytes) {
-    const char *what = "alltoall (grouped ncclSend/ncclRecv)";
+/* n all-to-alls as one group of ncclSend/ncclRecv (ncclAlltoAll exists only in recent NCCL
+ * releases); the own blocks are device copies on the same stream. */
+wr_status wr_comm_dev_alltoall_n(wr_comm *c, int n, void *const recv[], const void *const send[],
+                                 size_t bytes) {
+    const char *what =
+        n == 1 ? "alltoall (grouped ncclSend/ncclRecv)" : "alltoall x3 (grouped ncclSend/ncclRecv)";
+    WR_ASSERT(n >= 1 && n <= 3);
     WR_TRY(dev_begin(c, what));
     wr_comm_dev *d = c->dev;
     if (bytes == 0) return WR_OK;
-    char *rb = recv;
-    const char *sb = send;
+    cudaStream_t cs = compute_stream(c);
     const size_t me = (size_t)c->rank * bytes;
-    WR_TRY(copy_async(c, what, rb + me, sb + me, bytes));
+    for (int k = 0; k < n; k++)
+        WR_TRY(copy_async(c, what, (char *)recv[k] + me, (const char *)send[k] + me, bytes, cs));
     if (d->nccl != NULL) {
         ncclResult_t r = ncclGroupStart();
         if (r != ncclSuccess) return nccl_fail(c, what, r);
         ncclResult_t first = ncclSuccess;
-        for (int j = 0; j < c->size; j++) {
-            if (j == c->rank) continue;
-            const size_t off = (size_t)j * bytes;
-            r = ncclSend(sb + off, bytes, ncclChar, j, d->nccl, d->stream);
-            if (r != ncclSuccess && r != ncclInProgress && first == ncclSuccess) first = r;
-            r = ncclRecv(rb + off, bytes, ncclChar, j, d->nccl, d->stream);
-            if (r != ncclSuccess && r != ncclInProgress && first == ncclSuccess) first = r;
+        for (int k = 0; k < n; k++) {
+            char *rb = recv[k];
+            const char *sb = send[k];
+            for (int j = 0; j < c->size; j++) {
+                if (j == c->rank) continue;
+                const size_t off = (size_t)j * bytes;
+                r = ncclSend(sb + off, bytes, ncclChar, j, d->nccl, cs);
+                if (r != ncclSuccess && r != ncclInProgress && first == ncclSuccess) first = r;
+                r = ncclRecv(rb + off, bytes, ncclChar, j, d->nccl, cs);
+                if (r != ncclSuccess && r != ncclInProgress && first == ncclSuccess) first = r;
+            }
         }
         r = ncclGroupEnd(); /* always closed, even after a failed call inside */
         if (first != ncclSuccess) return nccl_fail(c, what, first);
         WR_TRY(check_nccl(c, what, r));
     }
-    return wait_stream(c, what);
+    return wait_stream(c, what, cs);
+}
+
+wr_status wr_comm_dev_alltoall(wr_comm *c, void *recv, const void *send, size_t bytes) {
+    void *const r[1] = {recv};
+    const void *const s[1] = {send};
+    return wr_comm_dev_alltoall_n(c, 1, r, s, bytes);
 }
 
 wr_status wr_comm_dev_bcast(wr_comm *c, void *buf, size_t bytes, int root) {
@@ -332,8 +378,9 @@ wr_status wr_comm_dev_bcast(wr_comm *c, void *buf, size_t bytes, int root) {
     WR_TRY(dev_begin(c, what));
     wr_comm_dev *d = c->dev;
     if (bytes == 0 || d->nccl == NULL) return WR_OK;
-    WR_TRY(check_nccl(c, what, ncclBroadcast(buf, buf, bytes, ncclChar, root, d->nccl, d->stream)));
-    return wait_stream(c, what);
+    cudaStream_t cs = compute_stream(c);
+    WR_TRY(check_nccl(c, what, ncclBroadcast(buf, buf, bytes, ncclChar, root, d->nccl, cs)));
+    return wait_stream(c, what, cs);
 }
 
 wr_status wr_comm_dev_allreduce_f32(wr_comm *c, float *buf, size_t n, wr_reduce_op op) {
@@ -341,32 +388,56 @@ wr_status wr_comm_dev_allreduce_f32(wr_comm *c, float *buf, size_t n, wr_reduce_
     WR_TRY(dev_begin(c, what));
     wr_comm_dev *d = c->dev;
     if (n == 0 || d->nccl == NULL) return WR_OK;
+    cudaStream_t cs = compute_stream(c);
     ncclRedOp_t nop = op == WR_REDUCE_MAX ? ncclMax : op == WR_REDUCE_MIN ? ncclMin : ncclSum;
-    WR_TRY(check_nccl(c, what, ncclAllReduce(buf, buf, n, ncclFloat32, nop, d->nccl, d->stream)));
-    return wait_stream(c, what);
+    WR_TRY(check_nccl(c, what, ncclAllReduce(buf, buf, n, ncclFloat32, nop, d->nccl, cs)));
+    return wait_stream(c, what, cs);
+}
+
+/* One send and one receive as a group on `stream`. */
+static wr_status sendrecv_on(wr_comm *c, const char *what, const void *send, int dst, void *recv,
+                             int src, size_t bytes, cudaStream_t stream) {
+    wr_comm_dev *d = c->dev;
+    if (d->nccl == NULL) return copy_async(c, what, recv, send, bytes, stream); /* size 1 */
+    ncclResult_t r = ncclGroupStart();
+    if (r != ncclSuccess) return nccl_fail(c, what, r);
+    ncclResult_t first = ncclSuccess;
+    r = ncclSend(send, bytes, ncclChar, dst, d->nccl, stream);
+    if (r != ncclSuccess && r != ncclInProgress) first = r;
+    r = ncclRecv(recv, bytes, ncclChar, src, d->nccl, stream);
+    if (r != ncclSuccess && r != ncclInProgress && first == ncclSuccess) first = r;
+    r = ncclGroupEnd();
+    if (first != ncclSuccess) return nccl_fail(c, what, first);
+    return check_nccl(c, what, r);
 }
 
 wr_status wr_comm_dev_sendrecv(wr_comm *c, const void *send, int dst, void *recv, int src,
                                size_t bytes) {
     const char *what = "sendrecv (grouped ncclSend/ncclRecv)";
     WR_TRY(dev_begin(c, what));
+    if (bytes == 0) return WR_OK;
+    cudaStream_t cs = compute_stream(c);
+    WR_TRY(sendrecv_on(c, what, send, dst, recv, src, bytes, cs));
+    return wait_stream(c, what, cs);
+}
+
+/* On the communicator's stream, after the compute stream's work so far (the buffers' producers):
+ * the compute stream's later ops run beside the transfer. */
+wr_status wr_comm_dev_isendrecv(wr_comm *c, const void *send, int dst, void *recv, int src,
+                                size_t bytes) {
+    const char *what = "isendrecv (grouped ncclSend/ncclRecv)";
+    WR_TRY(dev_begin(c, what));
     wr_comm_dev *d = c->dev;
     if (bytes == 0) return WR_OK;
-    if (d->nccl == NULL) {
-        WR_TRY(copy_async(c, what, recv, send, bytes)); /* size 1: dst == src == 0 */
-    } else {
-        ncclResult_t r = ncclGroupStart();
-        if (r != ncclSuccess) return nccl_fail(c, what, r);
-        ncclResult_t first = ncclSuccess;
-        r = ncclSend(send, bytes, ncclChar, dst, d->nccl, d->stream);
-        if (r != ncclSuccess && r != ncclInProgress) first = r;
-        r = ncclRecv(recv, bytes, ncclChar, src, d->nccl, d->stream);
-        if (r != ncclSuccess && r != ncclInProgress && first == ncclSuccess) first = r;
-        r = ncclGroupEnd();
-        if (first != ncclSuccess) return nccl_fail(c, what, first);
-        WR_TRY(check_nccl(c, what, r));
-    }
-    return wait_stream(c, what);
+    WR_TRY(check_cuda(c, what, cudaEventRecord(d->ready, compute_stream(c))));
+    WR_TRY(check_cuda(c, what, cudaStreamWaitEvent(d->stream, d->ready, 0)));
+    return sendrecv_on(c, what, send, dst, recv, src, bytes, d->stream);
+}
+
+wr_status wr_comm_dev_wait(wr_comm *c) {
+    const char *what = "isendrecv (waiting)";
+    WR_TRY(dev_begin(c, what));
+    return wait_stream(c, what, c->dev->stream);
 }
 
 #else /* !WR_HAVE_NCCL */
@@ -396,8 +467,19 @@ wr_status wr_comm_dev_bcast(wr_comm *c, void *buf, size_t bytes, int root) {
 wr_status wr_comm_dev_allreduce_f32(wr_comm *c, float *buf, size_t n, wr_reduce_op op) {
     return WR_FAIL(WR_ERR_UNSUPPORTED, "no NCCL in this build");
 }
+wr_status wr_comm_dev_alltoall_n(wr_comm *c, int n, void *const recv[], const void *const send[],
+                                 size_t bytes) {
+    return WR_FAIL(WR_ERR_UNSUPPORTED, "no NCCL in this build");
+}
 wr_status wr_comm_dev_sendrecv(wr_comm *c, const void *send, int dst, void *recv, int src,
                                size_t bytes) {
+    return WR_FAIL(WR_ERR_UNSUPPORTED, "no NCCL in this build");
+}
+wr_status wr_comm_dev_isendrecv(wr_comm *c, const void *send, int dst, void *recv, int src,
+                                size_t bytes) {
+    return WR_FAIL(WR_ERR_UNSUPPORTED, "no NCCL in this build");
+}
+wr_status wr_comm_dev_wait(wr_comm *c) {
     return WR_FAIL(WR_ERR_UNSUPPORTED, "no NCCL in this build");
 }
 

@@ -54,6 +54,7 @@ static const struct {
     [WR_OPT_TE_DEVICE] = {"te-device", K_TEXT},
     [WR_OPT_DISK_OFFLOAD] = {"disk-offload", K_SWITCH},
     [WR_OPT_VERBOSE] = {"verbose", K_SWITCH},
+    [WR_OPT_DEVICE] = {"device", K_INT},
 };
 
 #define Q(buf, s) wr_quote(buf, sizeof buf, s)
@@ -102,6 +103,7 @@ void wr_gen_opts_init(wr_gen_opts *g) {
     g->scheduler = -1;
     g->te_stream = g->dit_stream = g->vae_tiled = -1;
     snprintf(g->backend, sizeof g->backend, "auto");
+    g->device = -1;
 }
 
 void wr_gen_opts_free(wr_gen_opts *g) {
@@ -300,6 +302,9 @@ wr_status wr_gen_opts_set(wr_gen_opts *g, const char *name, const char *v) {
     }
     case WR_OPT_THREADS:
         WR_TRY(parse_int(n, v, 1, 4096, &g->threads));
+        break;
+    case WR_OPT_DEVICE:
+        WR_TRY(parse_int(n, v, 0, 1023, &g->device));
         break;
     case WR_OPT_LOW_MEM_LEVEL:
         if (!strcmp(v, "auto"))
@@ -505,9 +510,11 @@ wr_status wr_gen_opts_finish(wr_gen_opts *g, const char *default_model) {
         return WR_FAIL(WR_ERR_INVALID_ARG, "--out FILE is required: a .mp4, a .y4m or a directory "
                                            "for PNG frames");
     WR_TRY(wr_request_check_sizes(g->width, g->height, g->frames));
-    if (!strcmp(g->backend, "cuda"))
-        return WR_FAIL(WR_ERR_UNSUPPORTED, "--backend cuda: the CUDA op kernels are not written "
-                                           "yet; use --backend cpu");
+    if ((g->given & ((uint64_t)1 << WR_OPT_DEVICE)) && strcmp(g->backend, "cuda") != 0)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "--device %d selects a CUDA device: give it with --backend cuda (--backend "
+                       "%s runs on the CPU)",
+                       g->device, g->backend);
     if (g->save_latents && !strcmp(g->save_latents, g->out))
         return WR_FAIL(WR_ERR_INVALID_ARG, "--save-latents and --out are the same path: %s",
                        g->out);

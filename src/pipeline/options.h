@@ -60,6 +60,7 @@ typedef enum wr_gen_opt {
     WR_OPT_TE_DEVICE,
     WR_OPT_DISK_OFFLOAD,
     WR_OPT_VERBOSE,
+    WR_OPT_DEVICE,
     WR_OPT_COUNT
 } wr_gen_opt;
 
@@ -72,7 +73,8 @@ typedef struct wr_gen_opts {
     int threads;        /* 0: $OMP_NUM_THREADS or all cores */
     int low_mem_level;  /* 0..3, -1: auto */
     int64_t vram_limit; /* bytes, 0: none */
-    char backend[8];    /* auto | cpu | cuda */
+    char backend[8];    /* auto | cpu | cuda (auto: cpu until the CUDA op kernels exist) */
+    int device;         /* --device: the CUDA device index, -1: the node-local rank's */
     int cfg_parallel, cp_size, cp_mode;
     int te_stream, dit_stream, vae_tiled; /* -1: the level's (configs/levels.json) */
     int disk_offload;
@@ -122,8 +124,9 @@ wr_status wr_gen_opts_parse_args(wr_gen_opts *g, int argc, char **argv);
  * After the flags: without --model the bundled model `default_model` with its own small
  * defaults (WR_BUNDLED_*) for the size, frames and steps not given (g->bundled = 1); then
  * the checks that need no model: --prompt and --out present, the request sizes
- * (wr_request_check_sizes: 4k+1 frames with the nearest valid counts, bounds), --backend
- * cuda (WR_ERR_UNSUPPORTED), --out and --save-latents not the same path.
+ * (wr_request_check_sizes: 4k+1 frames with the nearest valid counts, bounds), --device only
+ * with --backend cuda, --out and --save-latents not the same path. --backend cuda is passed on
+ * (the library fails at model load, WR_ERR_UNSUPPORTED, until the CUDA kernels exist).
  */
 wr_status wr_gen_opts_finish(wr_gen_opts *g, const char *default_model);
 

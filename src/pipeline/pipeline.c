@@ -2,7 +2,12 @@
  * pipeline.c — WanPipeline.__call__ in C (spec §6.1): text -> UMT5 embeddings -> noise ->
  * classifier-free-guided denoising with the scheduler -> VAE decode -> frames in [0, 1].
  *
- * Everything runs on the CPU backend so far (the CUDA op kernels are not written yet).
+ * The backend is wr_options.backend on device wr_options.device (each rank its node-local
+ * rank's GPU by default); only the CPU backend has op kernels so far, so a CUDA run fails at
+ * model load. On the CPU, WR_STRICT_DEVICE=1 / async makes the backend's memory unreadable by
+ * host code (kernels/backend.h): what stays on the host here is the scheduler's state (the
+ * latent x, the velocities v and vu, the guidance combine, the noise), the text embeddings
+ * and the frames, all plain host buffers the models read and write as host tensors.
  * low_mem_level >= 1 tiles the VAE decode; 3 streams the DiT's blocks through a vram pool
  * (src/vram: accounted "device" memory, a copy thread prefetching the next block) with as
  * many blocks resident as --vram-limit allows. The rest of the vram layer (level 2's text
@@ -27,7 +32,6 @@
 #include "core/modeldir.h"
 #include "core/safetensors.h"
 #include "kernels/backend.h"
-#include "kernels/ops.h"
 #include "models/dit.h"
 #include "models/sched.h"
 #include "models/t5.h"
@@ -41,6 +45,7 @@ struct wr_context {
     wr_options opt;
     wr_model_dir md;
     wr_backend *be;
+    int device;        /* the CUDA device of this rank (pick_device); 0 on the CPU */
     wr_tokenizer *tok; /* writer only */
     wr_t5 *t5;         /* writer only */
     wr_dit *dit;
@@ -55,6 +60,8 @@ struct wr_context {
 
 void wr_options_defaults(wr_options *o) {
     memset(o, 0, sizeof *o);
+    o->backend = WR_BACKEND_CPU;
+    o->device = -1;
     o->tiling = wr_vae_tiling_default();
     o->te_stream = o->dit_stream = o->vae_tiled = -1;
 }
@@ -124,7 +131,18 @@ static wr_status load_components(wr_context *c, const char *model_dir) {
                            path, wr_component_name(need[i]));
         }
     }
-    WR_TRY(wr_backend_create(&c->be, WR_BACKEND_CPU, c->opt.threads));
+    /* strict / async: -1, from WR_STRICT_DEVICE */
+    const wr_backend_opts bo = {.kind = c->opt.backend,
+                                .device = c->device,
+                                .threads = c->opt.threads,
+                                .strict = -1,
+                                .async = -1};
+    WR_TRY(wr_backend_create_ex(&c->be, &bo));
+    wr_debug("backend %s%s", wr_backend_name(c->be->kind),
+             c->be->kind != WR_BACKEND_CPU ? ""
+             : c->be->async                ? " (async device mode)"
+             : c->be->strict               ? " (strict device mode)"
+                                           : "");
     if (c->role.writer) {
         wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TOKENIZER);
         WR_TRY(wr_tokenizer_open_dir(&c->tok, path)); /* spiece.model, else tokenizer.json */
@@ -154,6 +172,22 @@ static wr_status load_components(wr_context *c, const char *model_dir) {
     return WR_OK;
 }
 
+/* This rank's CUDA device: --device, else the node-local rank modulo the devices visible (0
+ * when none are: creating the backend or the device communicators then fails, agreed, with the
+ * reason). 0 on the CPU backend. */
+static int pick_device(const wr_options *o) {
+    if (o->backend != WR_BACKEND_CUDA) return 0;
+    if (o->device >= 0) return o->device;
+    const int local = o->world ? o->world->local_rank : 0;
+    wr_device_info di;
+    const wr_status st = wr_backend_probe_cuda(&di);
+    wr_error_clear(); /* reported by whoever uses the device */
+    const int dev = st == WR_OK && di.count > 0 ? local % di.count : 0;
+    wr_debug("CUDA device %d (node-local rank %d, %d device(s) visible)", dev, local,
+             st == WR_OK ? di.count : 0);
+    return dev;
+}
+
 wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_options *opt) {
     *out = NULL;
     wr_status st = WR_OK;
@@ -164,6 +198,12 @@ wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_op
     else
         wr_options_defaults(&c->opt);
     if (c->opt.cfg_parallel <= 0) c->opt.cfg_parallel = 1;
+    if (c->opt.backend != WR_BACKEND_CPU && c->opt.backend != WR_BACKEND_CUDA) {
+        st = WR_FAIL(WR_ERR_INVALID_ARG, "wr_options.backend %d: not a backend",
+                     (int)c->opt.backend);
+        goto fail;
+    }
+    c->device = pick_device(&c->opt);
     WR_TRY_GOTO(st, wr_mem_policy_of_level(c->opt.low_mem_level, &c->pol), fail);
     if (c->opt.te_stream >= 0) c->pol.te_stream = c->opt.te_stream;
     if (c->opt.dit_stream >= 0) c->pol.dit_stream = c->opt.dit_stream;
@@ -184,7 +224,9 @@ wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_op
                          cfg, cp, cfg * cp, w->size);
             goto fail;
         }
-        WR_TRY_GOTO(st, wr_groups_create(&c->groups, w, (wr_layout){cfg, cp}, -1), fail);
+        /* on CUDA, NCCL communicators on this rank's device too (the DiT's device traffic) */
+        const int dev = c->opt.backend == WR_BACKEND_CUDA ? c->device : -1;
+        WR_TRY_GOTO(st, wr_groups_create(&c->groups, w, (wr_layout){cfg, cp}, dev), fail);
         c->distributed = 1;
         c->role.replica = c->groups.replica;
         c->role.replicas = c->groups.replicas;
@@ -211,6 +253,8 @@ wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_op
     wr_memprof_end(c->prof);
     if (c->distributed) st = wr_comm_agree(c->groups.world, st);
     if (st != WR_OK) goto fail;
+    /* device buffers on the communicators are this backend's memory */
+    if (c->distributed) wr_groups_set_backend(&c->groups, c->be);
     if (c->role.cp > 1) {
         WR_TRY_GOTO(st, wr_dit_set_parallel(c->dit, c->groups.cp, (wr_cp_mode)c->opt.cp_mode),
                     fail);
@@ -442,6 +486,34 @@ static wr_status write_profile(wr_context *c) {
     return st;
 }
 
+/* ---- the pipeline's host buffers ---- */
+
+/* A host buffer (64-byte aligned, as the CPU backend's memory) whose bytes are also counted as
+ * device workspace in the pool (wr_vram_account, limit-checked): on the plain CPU backend the
+ * models read and write it in place, so these are device bytes; elsewhere they stand for the
+ * device copies the models make of their inputs and outputs. The planner counts them so
+ * (plan.c, "the pipeline's buffers"). WR_ERR_OOM_HOST / WR_ERR_OOM_DEVICE (the limit). */
+static wr_status host_buf(wr_context *c, size_t bytes, float **out) {
+    *out = NULL;
+    WR_TRY(wr_vram_account(c->vram, WR_MEM_WORKSPACE, (int64_t)bytes));
+    const size_t rounded = (bytes + 63) & ~(size_t)63;
+    *out = rounded >= bytes ? aligned_alloc(64, rounded ? rounded : 64) : NULL;
+    if (*out == NULL) {
+        wr_vram_account(c->vram, WR_MEM_WORKSPACE, -(int64_t)bytes);
+        return WR_FAIL(WR_ERR_OOM_HOST, "cannot allocate %.1f MiB of host memory",
+                       (double)bytes / 1048576.0);
+    }
+    return WR_OK;
+}
+
+/* Frees *p (NULL: nothing) and its count; *p = NULL. */
+static void host_buf_free(wr_context *c, float **p, size_t bytes) {
+    if (*p == NULL) return;
+    free(*p);
+    wr_vram_account(c->vram, WR_MEM_WORKSPACE, -(int64_t)bytes);
+    *p = NULL;
+}
+
 /* The writer encodes (after agreeing that it could), then broadcasts to its group. */
 static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, float *emb,
                                  float *emb_neg, int64_t D) {
@@ -486,13 +558,15 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     const int cfg = r->guidance > 1.0;
     /* CFG-parallel: this rank runs one branch (0 conditional, 1 unconditional) */
     const int split = cfg && c->role.cfg == 2;
+    /* host buffers (host_buf): the scheduler's state and the embeddings stay on the host */
     float *emb = NULL, *emb_neg = NULL, *x = NULL, *v = NULL, *vu = NULL;
     wr_sched *s = NULL;
-
-    /* (1) text: the embeddings live in device memory from encoding to the end of denoising */
     const size_t eb = sizeof(float) * (size_t)(WR_TOKENIZER_MAX_LEN * D);
-    st = wr_vram_alloc(c->vram, WR_MEM_WORKSPACE, eb, (void **)&emb);
-    if (st == WR_OK && cfg) st = wr_vram_alloc(c->vram, WR_MEM_WORKSPACE, eb, (void **)&emb_neg);
+    const size_t lb = sizeof(float) * (size_t)nlat, vb = split ? 2 * lb : lb;
+
+    /* (1) text: the embeddings, from encoding to the end of denoising */
+    st = host_buf(c, eb, &emb);
+    if (st == WR_OK && cfg) st = host_buf(c, eb, &emb_neg);
     if (st != WR_OK) wr_error_prefix("the text embeddings");
     if (c->distributed) st = wr_comm_agree(c->groups.world, st);
     if (st != WR_OK) goto done;
@@ -501,12 +575,10 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     WR_TRY_GOTO(st, text_embeddings(c, r, cfg, emb, emb_neg, D), done);
     wr_memprof_end(c->prof);
     /* the latent x, the velocity v (both branches' with CFG-parallel) and the unconditional
-     * one: device memory while denoising, x until decoded */
-    const size_t lb = sizeof(float) * (size_t)nlat;
-    st = wr_vram_alloc(c->vram, WR_MEM_WORKSPACE, lb, (void **)&x);
-    if (st == WR_OK)
-        st = wr_vram_alloc(c->vram, WR_MEM_WORKSPACE, split ? 2 * lb : lb, (void **)&v);
-    if (st == WR_OK && cfg) st = wr_vram_alloc(c->vram, WR_MEM_WORKSPACE, lb, (void **)&vu);
+     * one: while denoising, x until decoded */
+    st = host_buf(c, lb, &x);
+    if (st == WR_OK) st = host_buf(c, vb, &v);
+    if (st == WR_OK && cfg) st = host_buf(c, lb, &vu);
     if (st != WR_OK) wr_error_prefix("the latents");
     if (c->distributed) st = wr_comm_agree(c->groups.world, st);
     if (st != WR_OK) goto done;
@@ -584,11 +656,10 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
      * 3 the DiT leaves the device altogether */
     wr_dit_release_workspace(c->dit);
     if (c->pol.dit_stream) WR_TRY_GOTO(st, wr_dit_set_vram(c->dit, NULL, 0), done);
-    wr_vram_free(c->vram, v);
-    wr_vram_free(c->vram, vu);
-    wr_vram_free(c->vram, emb);
-    wr_vram_free(c->vram, emb_neg);
-    v = vu = emb = emb_neg = NULL;
+    host_buf_free(c, &v, vb);
+    host_buf_free(c, &vu, lb);
+    host_buf_free(c, &emb, eb);
+    host_buf_free(c, &emb_neg, eb);
     {
         wr_vram_stats vs;
         wr_vram_get_stats(c->vram, &vs);
@@ -625,16 +696,18 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
                 done);
     wr_memprof_end(c->prof);
     wr_debug("VAE decode %.2f s", wr_now_s() - t0);
-    const float half[3] = {0.5f, 0.5f, 0.5f};
-    wr_tensor hv = wr_tensor_make((void *)half, WR_DTYPE_F32, 1, (int64_t[]){3});
-    wr_tensor f2 = wr_tensor_make(out->frames, WR_DTYPE_F32, 2, (int64_t[]){oc, N * H * W});
     /* before the clamp, which would hide a NaN */
     WR_TRY_GOTO(st,
                 check_finite(out->frames, oc * N * H * W, "the decoded video",
                              "vae/config.json, e.g. latents_mean / latents_std"),
                 done);
-    WR_TRY_GOTO(st, wr_op_channel_affine(c->be, &f2, &f2, &hv, &hv), done);
-    WR_TRY_GOTO(st, wr_op_clamp(c->be, &f2, &f2, 0.0f, 1.0f), done);
+    /* on the host frames: x * 0.5 + 0.5, then torch.clamp's (0, 1) (the CPU backend's
+     * channel_affine and clamp, the same two roundings) */
+    for (int64_t i = 0, n = oc * N * H * W; i < n; i++) {
+        float y = out->frames[i] * 0.5f + 0.5f;
+        y = y < 0.0f ? 0.0f : y;
+        out->frames[i] = y > 1.0f ? 1.0f : y;
+    }
     /* (7) only now that the run has succeeded (and no model file was cut short under it): the
      * latents file, if asked for (a failed run leaves an existing file alone) */
     if (r->save_latents) {
@@ -659,10 +732,10 @@ done:
     if (st == WR_OK && c->prof) st = write_profile(c);
     if (st != WR_OK) wr_video_free(out);
     wr_sched_free(s);
-    wr_vram_free(c->vram, emb);
-    wr_vram_free(c->vram, emb_neg);
-    wr_vram_free(c->vram, x);
-    wr_vram_free(c->vram, v);
-    wr_vram_free(c->vram, vu);
+    host_buf_free(c, &emb, eb);
+    host_buf_free(c, &emb_neg, eb);
+    host_buf_free(c, &x, lb);
+    host_buf_free(c, &v, vb);
+    host_buf_free(c, &vu, lb);
     return st;
 }

@@ -42,9 +42,12 @@ typedef struct wr_plan_in {
     int dit_wbytes; /* bytes per DiT matrix element in device memory: 4 f32, 2 bf16, 1 fp8 */
     int t5_wbytes;
     int vae_wbytes;
-    int act_bytes;    /* activations: 4 on the CPU backend (f32) */
-    int fp8_upcast;   /* FP8 storage (GPU): one DiT block and one text encoder layer upcast to the
-                       * compute dtype (act_bytes), workspace while their model computes */
+    int act_bytes; /* activations: 4 on the CPU backend (f32) */
+    /* FP8 storage (GPU): one DiT block and one text encoder layer upcast to the compute dtype
+     * (act_bytes), workspace while their model computes. The DiT's upcast buffer is counted
+     * also without it whenever dit_wbytes < act_bytes (a bf16 checkpoint on the f32 CPU): one
+     * block with its matrices at act_bytes, vectors f32 (wr_dit_plan_weights(act_bytes)) */
+    int fp8_upcast;
     uint64_t scratch; /* the backend's op scratch (wr_backend_scratch_bytes), every phase */
     uint64_t staging; /* pinned staging buffers (2 WR_VRAM_STAGING_CHUNK where the pool wants
                        * them: a GPU, or disk offload), host bytes while a model streams */

@@ -4,14 +4,24 @@
  * Lifetimes against the copy thread: a copy reads a block's host tensors and writes a slot (or
  * the resident copies) after wr_vram_copy_async returned, until its ticket is done. So the
  * streamer remembers the last ticket it was handed (last_ticket, whatever the copy was for)
- * and wr_streamer_free waits for it before it gives any slot, resident copy or staging buffer
- * back. A slot is refilled only after the compute of the block it held is over (acquire of
- * the next block) and after that block's own copies finished (fill_slot waits for them).
- * "Over" means the host returned from it: true of the backends with ops today, whose compute is
- * synchronous. A backend that computes asynchronously (CUDA, once its ops land) must also make
- * the refill's copies wait for the compute that read the slot (an event recorded on the
- * compute stream when the block is released, waited by the copy stream), or the copy thread
- * overwrites weights a kernel still reads.
+ * and wr_streamer_free waits for it, and then for the backend (every stream), before it gives
+ * any slot, resident copy or staging buffer back.
+ *
+ * Ordering against the compute stream, by events (backend.h; no-ops on a synchronous backend,
+ * where an op has finished when it returns and a copy when its ticket is done):
+ *   - a slot is refilled only after the ops that read the block it held: when block i is
+ *     released (wr_streamer_release, or the next acquire), freed[k] is recorded on the compute
+ *     stream behind the ops issued for it; the refill's first copy makes the copy stream wait
+ *     for it (the copy thread issues that wait, the host does not block);
+ *   - a block's ops read its slot only after its copies arrived: the fill's last copy records
+ *     ready[k] on the copy stream, and acquire makes the compute stream wait for it once the
+ *     copy thread has issued the fill (its ticket), instead of the host waiting for the bytes;
+ *   - the resident copies (a backend whose ops cannot read host memory) are waited on the
+ *     host once, when the streamer is made.
+ * freed[k] is recorded again only when a later block of slot k is released, which is after
+ * its acquire waited the fill's ticket, so the copy thread has issued the wait for the
+ * previous record by then (ready[k] likewise: recorded again only by the next fill of slot k,
+ * submitted after the acquire issued its wait).
  */
 #include "vram/stream.h"
 
@@ -22,24 +32,32 @@
 
 struct wr_streamer {
     wr_vram *v;
+    wr_backend *be;
     char *blocks; /* the model's structs */
     size_t ssz;
     int64_t n, resident;
     wr_block_tensors_fn tensors;
     size_t slot_bytes;
-    uint64_t accounted; /* CPU: resident bytes counted, not copied */
+    int in_place;       /* be->host_visible: resident blocks are the model's tensors, counted */
+    uint64_t accounted; /* in place: resident bytes counted, not copied */
     uint64_t host;      /* streamed blocks' bytes, counted as host memory (pageable) */
-    void *res_mem;      /* other backends: the resident blocks' copies */
-    char *res_views;    /* [resident] structs pointing at the resident copies */
+    void *res_mem;      /* otherwise: the resident blocks' copies */
+    char *res_views;    /* [resident] structs pointing at the resident blocks */
     void *slot[2];
     char *slot_view; /* [2] structs */
     int64_t slot_block[2];
     uint64_t slot_ticket[2];
+    wr_event *ready[2]; /* copy stream: behind slot k's fill (ready_rec: one is queued) */
+    wr_event *freed[2]; /* compute stream: behind the ops of slot k's last released block */
+    int ready_rec[2], freed_rec[2];
+    wr_event *res_ready;    /* copy stream: behind the resident copies */
+    wr_status release_st;   /* a failed record at release, returned by the next acquire */
     int staging;            /* holds the pool's staging buffers (while blocks stream) */
     uint64_t slot_first[2]; /* the first copy of the slot's block */
     const char *name;       /* for the block timeline */
     int64_t cur;            /* the streamed block computing now, -1: none (timeline) */
     int64_t computing;      /* the block acquired and not released (any), -1: none */
+    int comp_slot;          /* its slot, -1: resident (or none) */
     uint64_t cur_first, cur_last;
     double cur_t0;
     uint64_t cur_issued0, cur_done0; /* the copy order when the current compute began */
@@ -89,21 +107,27 @@ size_t wr_blocks_max_bytes(void *blocks, size_t ssz, int64_t n, wr_block_tensors
     return mx;
 }
 
-/* Starts copying block i's tensors into mem; *view (a struct) gets them pointing there. */
-static wr_status copy_block(wr_streamer *s, int64_t i, void *mem, void *view, uint64_t *first,
-                            uint64_t *ticket) {
+/* Starts copying block i's tensors into mem; *view (a struct) gets them pointing there. The
+ * first copy waits for `after`, the last one records `record` (either NULL: none); *ticket is
+ * the last copy's (0: the block has no tensor). */
+static wr_status copy_block(wr_streamer *s, int64_t i, void *mem, void *view, wr_event *after,
+                            wr_event *record, uint64_t *first, uint64_t *ticket) {
     void *src_block = s->blocks + (size_t)i * s->ssz;
     memcpy(view, src_block, s->ssz);
     wr_tensor *src[WR_STREAM_MAX_TENSORS], *dst[WR_STREAM_MAX_TENSORS];
     const int k = s->tensors(src_block, src);
     s->tensors(view, dst);
+    int last = -1;
+    for (int j = 0; j < k; j++)
+        if (src[j]->data) last = j;
     size_t off = 0;
     *ticket = 0;
     for (int j = 0; j < k; j++) {
         if (src[j]->data == NULL) continue;
         const size_t bytes = wr_tensor_nbytes(src[j]);
         dst[j]->data = (char *)mem + off;
-        WR_TRY(wr_vram_copy_async(s->v, dst[j]->data, src[j]->data, bytes, ticket));
+        WR_TRY(wr_vram_copy_async_ev(s->v, dst[j]->data, src[j]->data, bytes,
+                                     off == 0 ? after : NULL, j == last ? record : NULL, ticket));
         s->last_ticket = *ticket; /* waited by wr_streamer_free even if a later one fails */
         if (first && off == 0) *first = *ticket;
         off += align64(bytes);
@@ -111,21 +135,61 @@ static wr_status copy_block(wr_streamer *s, int64_t i, void *mem, void *view, ui
     return WR_OK;
 }
 
+/* The block acquired last no longer computes: the timeline's event, and for a streamed block
+ * the event its slot's refill waits for, behind the ops issued for it. */
+static wr_status end_compute(wr_streamer *s) {
+    finish_current(s);
+    const int k = s->computing >= 0 ? s->comp_slot : -1;
+    s->computing = -1, s->comp_slot = -1;
+    if (k < 0) return WR_OK;
+    const wr_status st = wr_event_record(s->be, s->freed[k], WR_STREAM_COMPUTE);
+    s->freed_rec[k] = st == WR_OK;
+    return st;
+}
+
 void wr_streamer_free(wr_streamer *s) {
     if (s == NULL) return;
-    finish_current(s);
+    (void)end_compute(s);
     /* every copy it started, also one into a slot whose fill failed half way (slot_block -1)
      * or into the resident copies when creating failed: the copy thread must be done with
-     * them before the memory goes back (copies finish in order) */
+     * them before the memory goes back (copies finish in order); then, on an asynchronous
+     * backend, the copies it issued and the ops that read the slots */
     if (s->last_ticket) (void)wr_vram_copy_wait(s->v, s->last_ticket);
+    if (s->be->iface->sync) (void)s->be->iface->sync(s->be);
     for (int k = 0; k < 2; k++) wr_vram_free(s->v, s->slot[k]);
-    if (s->staging) wr_vram_staging_release(s->v); /* after the wait above */
+    if (s->staging) wr_vram_staging_release(s->v); /* after the waits above */
     wr_vram_free(s->v, s->res_mem);
     if (s->accounted) (void)wr_vram_account(s->v, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)s->accounted);
     if (s->host) wr_vram_host_account(s->v, WR_HOST_PAGEABLE, -(int64_t)s->host);
+    for (int k = 0; k < 2; k++) {
+        wr_event_free(s->be, s->ready[k]);
+        wr_event_free(s->be, s->freed[k]);
+    }
+    wr_event_free(s->be, s->res_ready);
     free(s->res_views);
     free(s->slot_view);
     free(s);
+}
+
+/* The resident blocks' device copies (a backend whose ops read device memory only), waited
+ * on the host: made once, with the model. */
+static wr_status copy_resident(wr_streamer *s, size_t total) {
+    WR_TRY(wr_vram_alloc(s->v, WR_MEM_WEIGHTS_RESIDENT, total, &s->res_mem));
+    int64_t last = -1; /* the last block with a tensor records the event */
+    for (int64_t i = 0; i < s->resident; i++)
+        if (one_block_bytes(s->blocks + (size_t)i * s->ssz, s->tensors)) last = i;
+    uint64_t t = 0;
+    size_t off = 0;
+    for (int64_t i = 0; i < s->resident; i++) {
+        uint64_t ti = 0;
+        WR_TRY(copy_block(s, i, (char *)s->res_mem + off, s->res_views + (size_t)i * s->ssz, NULL,
+                          i == last ? s->res_ready : NULL, NULL, &ti));
+        if (ti) t = ti;
+        off += one_block_bytes(s->blocks + (size_t)i * s->ssz, s->tensors);
+    }
+    if (t == 0) return WR_OK;
+    WR_TRY(wr_vram_copy_wait(s->v, t));        /* issued, res_ready recorded behind it */
+    return wr_event_sync(s->be, s->res_ready); /* arrived */
 }
 
 wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t ssz, int64_t n,
@@ -135,16 +199,24 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
     wr_streamer *s = calloc(1, sizeof *s);
     if (s == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     s->v = v, s->blocks = blocks, s->ssz = ssz, s->n = n, s->resident = resident, s->tensors = fn;
+    s->be = wr_vram_backend(v);
+    s->in_place = s->be->host_visible;
     s->slot_block[0] = s->slot_block[1] = -1;
     s->cur = s->computing = -1;
+    s->comp_slot = -1;
     s->name = "blocks";
     s->slot_bytes = wr_blocks_max_bytes(blocks, ssz, n, fn);
     s->res_views = calloc((size_t)(resident ? resident : 1), ssz);
     s->slot_view = calloc(2, ssz);
     wr_status st =
         s->res_views && s->slot_view ? WR_OK : WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    for (int k = 0; st == WR_OK && k < 2; k++) {
+        st = wr_event_create(s->be, &s->ready[k]);
+        if (st == WR_OK) st = wr_event_create(s->be, &s->freed[k]);
+    }
+    if (st == WR_OK) st = wr_event_create(s->be, &s->res_ready);
     /* the staging buffers the copies go through (while anything is copied) */
-    const int copies = resident < n || wr_vram_backend(v)->kind != WR_BACKEND_CPU;
+    const int copies = resident < n || (!s->in_place && resident > 0);
     if (st == WR_OK && copies && wr_vram_wants_staging(v)) {
         st = wr_vram_staging_acquire(v);
         s->staging = st == WR_OK;
@@ -152,22 +224,14 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
     size_t total = 0;
     for (int64_t i = 0; i < resident; i++)
         total += one_block_bytes(s->blocks + (size_t)i * ssz, fn);
-    if (st == WR_OK && resident > 0 && wr_vram_backend(v)->kind == WR_BACKEND_CPU) {
+    if (st == WR_OK && resident > 0 && s->in_place) {
         st = wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)total);
         if (st == WR_OK) {
             s->accounted = total;
             memcpy(s->res_views, blocks, ssz * (size_t)resident);
         }
     } else if (st == WR_OK && resident > 0) {
-        st = wr_vram_alloc(v, WR_MEM_WEIGHTS_RESIDENT, total, &s->res_mem);
-        uint64_t t = 0;
-        size_t off = 0;
-        for (int64_t i = 0; st == WR_OK && i < resident; i++) {
-            st = copy_block(s, i, (char *)s->res_mem + off, s->res_views + (size_t)i * ssz, NULL,
-                            &t);
-            off += one_block_bytes(s->blocks + (size_t)i * ssz, fn);
-        }
-        if (st == WR_OK && t) st = wr_vram_copy_wait(v, t);
+        st = copy_resident(s, total);
     }
     if (st == WR_OK && s->staging && resident == n) { /* nothing streams: not needed any more */
         wr_vram_staging_release(v);
@@ -208,22 +272,33 @@ void wr_streamer_set_name(wr_streamer *s, const char *name) {
 void wr_streamer_release(wr_streamer *s, int64_t i) {
     if (s == NULL) return;
     if (s->cur == i) finish_current(s);
-    if (s->computing == i) s->computing = -1;
+    if (s->computing == i) {
+        const wr_status st = end_compute(s);
+        if (st != WR_OK && s->release_st == WR_OK) s->release_st = st;
+    }
 }
 
-/* Starts copying block j into slot k (after the slot's previous copy, if any). */
+/* Starts copying block j into slot k, behind the ops that read the slot's previous block and
+ * after the slot's previous copy, if any. */
 static wr_status fill_slot(wr_streamer *s, int k, int64_t j) {
     if (s->slot_block[k] >= 0) WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[k]));
     s->slot_block[k] = -1;
-    WR_TRY(copy_block(s, j, s->slot[k], s->slot_view + (size_t)k * s->ssz, &s->slot_first[k],
+    s->ready_rec[k] = 0;
+    WR_TRY(copy_block(s, j, s->slot[k], s->slot_view + (size_t)k * s->ssz,
+                      s->freed_rec[k] ? s->freed[k] : NULL, s->ready[k], &s->slot_first[k],
                       &s->slot_ticket[k]));
+    s->ready_rec[k] = s->slot_ticket[k] != 0;
     s->slot_block[k] = j;
     return WR_OK;
 }
 
 wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **out) {
     WR_ASSERT(i >= 0 && i < s->n);
-    finish_current(s);
+    /* the previous block's compute is over (if it was not released) */
+    wr_status st = end_compute(s);
+    if (st == WR_OK) st = s->release_st;
+    s->release_st = WR_OK;
+    WR_TRY(st);
     s->computing = i;
     if (i < s->resident) {
         /* the last resident block: the first streamed one starts copying */
@@ -238,13 +313,17 @@ wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **out) {
         k = 0;
         WR_TRY(fill_slot(s, 0, i));
     }
+    /* the fill issued (on a synchronous backend: arrived); block i's ops wait for its bytes */
     WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[k]));
+    if (s->ready_rec[k]) WR_TRY(wr_stream_wait(s->be, WR_STREAM_COMPUTE, s->ready[k]));
+    s->comp_slot = k;
     s->cur = i, s->cur_first = s->slot_first[k], s->cur_last = s->slot_ticket[k];
     s->cur_slot = k;
     s->cur_t0 = wr_now_s();
     wr_vram_copy_counts(s->v, &s->cur_issued0, &s->cur_done0); /* (if the fill below fails) */
     /* the next streamed block (wrapping to the first, for the next pass) into the other slot,
-     * which block i - 1 no longer uses (its compute ended when this acquire began) */
+     * behind the ops of block i - 1, which it held (their event was recorded when this acquire
+     * began, or at its release) */
     const int64_t j = i + 1 < s->n ? i + 1 : s->resident;
     if (j != i && s->slot_block[1 - k] != j) WR_TRY(fill_slot(s, 1 - k, j));
     wr_vram_copy_counts(s->v, &s->cur_issued0, &s->cur_done0); /* block i's compute begins */

@@ -9,11 +9,20 @@
  * 0, 1, ..., n-1 (a forward), then again from the start; another order still works, only
  * without the prefetch.
  *
- * On the CPU backend, whose device memory is host memory where the checkpoint is mapped,
- * resident blocks are the model's own tensors used in place and only counted
- * (weights-resident); streamed blocks are really copied (weights-streaming). The streamed
- * blocks are counted as host memory (pageable) unless the pool does disk offload, where they
- * are read from the files each time.
+ * The blocks' tensors are host memory (the mapped checkpoint, or host buffers the loader
+ * converted into). On a backend whose ops read host memory (be->host_visible: the plain CPU
+ * backend), resident blocks are the model's own tensors used in place and only counted
+ * (weights-resident); elsewhere (the strict CPU device mode, CUDA) they are device copies in
+ * the weights-resident category, uploaded when the streamer is made. Streamed blocks are
+ * always copied (weights-streaming). The streamed blocks are counted as host memory
+ * (pageable) unless the pool does disk offload, where they are read from the files each time.
+ *
+ * Stream order (backend.h's events; nothing on a synchronous backend): the ops a caller issues
+ * for block i between acquire(i) and release(i) (or the next acquire) run on the compute
+ * stream; acquire makes that stream wait for the block's copies, and a slot is refilled only
+ * behind an event recorded on the compute stream when the block it held was released. So the
+ * caller issues every op that reads block i's weights before it releases block i, and never
+ * reads them on the host (they are device memory).
  */
 #ifndef WR_VRAM_STREAM_H
 #define WR_VRAM_STREAM_H
@@ -36,8 +45,13 @@ typedef struct wr_streamer wr_streamer;
  * must outlive the streamer. WR_ERR_OOM_DEVICE when the pool's limit refuses the memory. */
 wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t struct_size,
                              int64_t n, wr_block_tensors_fn tensors, int64_t resident);
-/* Waits for every copy, gives the memory back to the pool. NULL is a no-op. */
+/* Waits for every copy and for the backend (every stream: the ops that read the slots), gives
+ * the memory back to the pool. NULL is a no-op. */
 void wr_streamer_free(wr_streamer *s);
+/* Block i's struct, its tensors in device memory; the compute stream waits for their copies
+ * (the host only for the copy thread to have issued them). Implies the release of the block
+ * acquired before, if it was not released. Fails with the copy's error, a failed event call,
+ * or WR_ERR_OOM_HOST when a copy cannot be queued; the streamer stays usable. */
 wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **block);
 /* DESIGN.md §4's weight states of a block: offload (in the checkpoint files: streamed under disk
  * offload), onload (in host memory, ready to copy), preparing (in device memory in its storage
@@ -52,7 +66,9 @@ typedef enum wr_weight_state {
 wr_weight_state wr_streamer_state(const wr_streamer *s, int64_t i);
 const char *wr_weight_state_name(wr_weight_state st);
 
-/* Block i's compute is over (its timeline event; the next acquire implies it too). */
+/* Block i's ops are all issued: an event recorded behind them on the compute stream lets its
+ * slot be refilled once they ran (and the timeline event). The next acquire implies it too; a
+ * failed record is returned by the next acquire. */
 void wr_streamer_release(wr_streamer *s, int64_t i);
 /* The model's name in the block timeline (static storage; default "blocks"). */
 void wr_streamer_set_name(wr_streamer *s, const char *name);

@@ -6,12 +6,19 @@
  * The copy thread takes jobs from a FIFO under a mutex; `done` counts finished jobs, and a
  * waiter sleeps on a condition variable until done reaches its ticket.
  *
- * Staged copies (while a streamer holds the staging buffers, on a backend with a copy stream or
- * with disk offload): a job goes through two staging buffers of WR_VRAM_STAGING_CHUNK bytes in
- * turn; each chunk is read into a buffer (pread from the checkpoint file under disk offload,
- * else copied from host memory), then uploaded (queued on the copy stream, whose event for
- * that buffer is waited before the buffer is filled again); the job is done when the copy
- * stream has delivered it all.
+ * Every upload is issued on the backend's copy stream (wr_upload_on(WR_STREAM_COPY)): on a
+ * synchronous backend (the plain CPU one: no event slots) it has arrived when the call returns;
+ * on an asynchronous one it arrives later, in the copy stream's order, and a job is "done" once
+ * it is issued: what reads the bytes orders itself after them by the job's `record` event. A
+ * job's `after` event is waited by the copy stream (not the host) before the job's upload.
+ *
+ * Staged copies (while a streamer holds the staging buffers, on a backend with page-locked host
+ * memory or with disk offload): a job goes through two staging buffers of WR_VRAM_STAGING_CHUNK
+ * bytes in turn; each chunk is read into a buffer (pread from the checkpoint file under disk
+ * offload, else copied from host memory), then uploaded from it on the copy stream, and an
+ * event recorded behind that upload; the copy thread waits for the buffer's event (the host
+ * side, as the host refills it) before it fills the buffer again, and the pool waits for both
+ * before it gives the buffers back.
  */
 #include "vram/vram.h"
 
@@ -37,8 +44,10 @@ typedef struct job {
     void *dst;
     const void *src;
     size_t bytes;
-    int from_file; /* disk offload: read the source from its checkpoint file */
-    int staged;    /* through the staging buffers */
+    int from_file;    /* disk offload: read the source from its checkpoint file */
+    int staged;       /* through the staging buffers */
+    wr_event *after;  /* the copy stream waits for it before the upload (NULL: none) */
+    wr_event *record; /* recorded on the copy stream behind the upload (NULL: none) */
     struct job *next;
 } job;
 
@@ -64,8 +73,10 @@ struct wr_vram {
     wr_vram_observer obs;
     void *obs_ctx;
     int disk_offload;
-    int scratch;      /* the backend's op scratch comes from this pool */
-    void *staging[2]; /* pinned staging buffers, WR_VRAM_STAGING_CHUNK each */
+    int scratch;             /* the backend's op scratch comes from this pool */
+    void *staging[2];        /* pinned staging buffers, WR_VRAM_STAGING_CHUNK each */
+    wr_event *staging_ev[2]; /* behind the last upload from each (copy stream) */
+    int staging_used[2];     /* staging_ev[k] recorded since the buffers were made */
     double job_t0[WR_VRAM_TIMES], job_t1[WR_VRAM_TIMES]; /* by ticket % WR_VRAM_TIMES */
     uint64_t taken;                                      /* jobs taken by the copy thread */
     wr_vram_block_fn block_fn;
@@ -89,24 +100,35 @@ static void sleep_s(double s) {
 /* One job through the staging buffers (see the top of the file). */
 static wr_status staged_copy(wr_vram *v, const job *j) {
     wr_backend *be = v->be;
-    const wr_backend_iface *f = be->iface;
     const char *src = j->src;
     char *dst = j->dst;
     int k = 0;
     for (size_t off = 0; off < j->bytes; off += WR_VRAM_STAGING_CHUNK, k ^= 1) {
         const size_t c =
             j->bytes - off < WR_VRAM_STAGING_CHUNK ? j->bytes - off : WR_VRAM_STAGING_CHUNK;
-        if (f->upload_wait) WR_TRY(f->upload_wait(be, k)); /* buffer k's last upload is done */
+        if (v->staging_used[k]) /* buffer k's last upload is done */
+            WR_TRY(wr_event_sync(be, v->staging_ev[k]));
         wr_status st =
             j->from_file ? wr_st_pread_mapped(src + off, c, v->staging[k]) : WR_ERR_NOT_FOUND;
         if (st == WR_ERR_NOT_FOUND) /* not in a file (e.g. converted to FP8 at load) */
             memcpy(v->staging[k], src + off, c);
         else if (st != WR_OK)
             return st;
-        WR_TRY(f->upload_async ? f->upload_async(be, dst + off, v->staging[k], c, k)
-                               : f->upload(be, dst + off, v->staging[k], c));
+        WR_TRY(wr_upload_on(be, WR_STREAM_COPY, dst + off, v->staging[k], c));
+        WR_TRY(wr_event_record(be, v->staging_ev[k], WR_STREAM_COPY));
+        v->staging_used[k] = 1;
     }
-    if (f->upload_wait) WR_TRY(f->upload_wait(be, -1)); /* all of it on the device */
+    return WR_OK;
+}
+
+/* One job on the copy stream: its wait, its upload, its event. */
+static wr_status run_job(wr_vram *v, const job *j) {
+    if (j->after) WR_TRY(wr_stream_wait(v->be, WR_STREAM_COPY, j->after));
+    if (j->staged)
+        WR_TRY(staged_copy(v, j));
+    else
+        WR_TRY(wr_upload_on(v->be, WR_STREAM_COPY, j->dst, j->src, j->bytes));
+    if (j->record) WR_TRY(wr_event_record(v->be, j->record, WR_STREAM_COPY));
     return WR_OK;
 }
 
@@ -124,11 +146,7 @@ static void *copy_main(void *arg) {
         const double delay = v->delay_s;
         pthread_mutex_unlock(&v->mu);
         sleep_s(delay);
-        wr_status st;
-        if (j->staged)
-            st = staged_copy(v, j);
-        else
-            st = v->be->iface->upload(v->be, j->dst, j->src, j->bytes);
+        const wr_status st = run_job(v, j);
         pthread_mutex_lock(&v->mu);
         if (st != WR_OK && v->copy_status == WR_OK) {
             v->copy_status = st;
@@ -315,10 +333,15 @@ void wr_vram_reset_peaks(wr_vram *v) {
 
 wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t bytes,
                              uint64_t *ticket) {
+    return wr_vram_copy_async_ev(v, dst, host_src, bytes, NULL, NULL, ticket);
+}
+
+wr_status wr_vram_copy_async_ev(wr_vram *v, void *dst, const void *host_src, size_t bytes,
+                                wr_event *after, wr_event *record, uint64_t *ticket) {
     job *j = v->fail_submit == 0 ? NULL : malloc(sizeof *j);
     if (v->fail_submit >= 0) v->fail_submit--; /* the injected failure is one-shot (-1 after) */
     if (j == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for a copy job");
-    *j = (job){dst, host_src, bytes, v->disk_offload, v->staging[0] != NULL, NULL};
+    *j = (job){dst, host_src, bytes, v->disk_offload, v->staging[0] != NULL, after, record, NULL};
     if (!v->started) {
         if (pthread_create(&v->thread, NULL, copy_main, v) != 0) {
             free(j);
@@ -367,7 +390,7 @@ void wr_vram_copy_counts(wr_vram *v, uint64_t *submitted, uint64_t *done) {
 }
 
 int wr_vram_wants_staging(const wr_vram *v) {
-    return v->disk_offload || v->be->iface->upload_async != NULL;
+    return v->disk_offload || v->be->iface->host_alloc != NULL;
 }
 
 wr_status wr_vram_staging_acquire(wr_vram *v) {
@@ -381,12 +404,15 @@ wr_status wr_vram_staging_acquire(wr_vram *v) {
         else if ((v->staging[k] = aligned_alloc(64, WR_VRAM_STAGING_CHUNK)) == NULL)
             st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for a %.0f MiB staging buffer",
                          (double)WR_VRAM_STAGING_CHUNK / 1048576.0);
+        if (st == WR_OK) {
+            wr_vram_host_account(v, WR_HOST_PINNED, (int64_t)WR_VRAM_STAGING_CHUNK);
+            st = wr_event_create(v->be, &v->staging_ev[k]);
+        }
         if (st != WR_OK) {
             v->staging_refs = 1;
             wr_vram_staging_release(v);
             return st;
         }
-        wr_vram_host_account(v, WR_HOST_PINNED, (int64_t)WR_VRAM_STAGING_CHUNK);
     }
     return WR_OK;
 }
@@ -394,6 +420,12 @@ wr_status wr_vram_staging_acquire(wr_vram *v) {
 void wr_vram_staging_release(wr_vram *v) {
     if (!wr_vram_wants_staging(v) || v->staging_refs == 0 || --v->staging_refs > 0) return;
     for (int k = 0; k < 2; k++) {
+        /* the copy stream's last upload from the buffer is done (the holders waited their
+         * tickets: the copy thread issued everything and touches neither any more) */
+        if (v->staging_used[k]) (void)wr_event_sync(v->be, v->staging_ev[k]);
+        wr_event_free(v->be, v->staging_ev[k]);
+        v->staging_ev[k] = NULL;
+        v->staging_used[k] = 0;
         if (v->staging[k] == NULL) continue;
         if (v->be->iface->host_free)
             v->be->iface->host_free(v->be, v->staging[k]);

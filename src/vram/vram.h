@@ -6,9 +6,14 @@
  * category and in total, and refuses an allocation that would pass the limit with
  * WR_ERR_OOM_DEVICE and the numbers (never a crash).
  *
- * The copy engine runs copies into device memory on its own thread (the CPU backend's stand-in
- * for a CUDA copy stream): wr_vram_copy_async returns a ticket; wr_vram_copy_wait blocks until
- * that copy and every earlier one finished. Copies run in submission order.
+ * The copy engine runs copies into device memory on its own thread, which issues them on the
+ * backend's copy stream (wr_upload_on(WR_STREAM_COPY); on the plain CPU backend a memcpy on
+ * that thread): wr_vram_copy_async returns a ticket; wr_vram_copy_wait blocks until that copy
+ * and every earlier one is done. Copies run in submission order. "Done" means issued on the
+ * copy stream: on a synchronous backend (backend.h: no event slots) the bytes have then
+ * arrived; on an asynchronous one (CUDA, the strict CPU device mode's async variant) they
+ * arrive in the copy stream's order, and whatever reads them waits for an event recorded
+ * behind the copy (wr_vram_copy_async_ev), not for the ticket alone.
  *
  * Not thread-safe except where said: one thread allocates and submits; the copy thread only
  * copies.
@@ -97,6 +102,14 @@ void wr_workspace_release(wr_workspace *w, wr_backend *be);
  * the backend must outlive the pool. */
 wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t bytes,
                              uint64_t *ticket);
+/* The same, ordered against the other streams by events (backend.h; either may be NULL): the
+ * copy stream waits for `after` (e.g. recorded on the compute stream behind the last op that
+ * reads dst) before the copy writes dst, and `record` is recorded on the copy stream behind the
+ * copy, so it completes when the bytes arrived. Both events are borrowed and must stay valid
+ * until the ticket is done; once it is, `record` has been recorded (the compute stream may then
+ * wait for it: wr_stream_wait) and `after` was waited for (the caller may record it again). */
+wr_status wr_vram_copy_async_ev(wr_vram *v, void *dst, const void *host_src, size_t bytes,
+                                wr_event *after, wr_event *record, uint64_t *ticket);
 wr_status wr_vram_copy_wait(wr_vram *v, uint64_t ticket);
 /* Waits for every copy submitted so far (the copy thread is idle after it). */
 wr_status wr_vram_copy_drain(wr_vram *v);
@@ -111,10 +124,11 @@ void wr_vram_set_disk_offload(wr_vram *v, int on);
 int wr_vram_disk_offload(const wr_vram *v);
 /* Staging: two page-locked host buffers of WR_VRAM_STAGING_CHUNK bytes (host_alloc of the
  * backend; plain host memory on the CPU backend), counted as pinned host bytes, that copies go
- * through while any streamer holds them: on a backend with a copy stream (CUDA: pread / copy
- * into one buffer while the other uploads) or with disk offload (the pread target). acquire and
- * release are reference counted and do nothing where staging is not wanted; release only after
- * the holder's copies were waited. */
+ * through while any streamer holds them: on a backend with page-locked host memory (a GPU:
+ * pread / copy into one buffer while the other uploads) or with disk offload (the pread
+ * target). acquire and release are reference counted and do nothing where staging is not
+ * wanted; release only after the holder's copies were waited (the last release then waits,
+ * on the host, for the copy stream's last upload from each buffer before freeing them). */
 #define WR_VRAM_STAGING_CHUNK ((size_t)8 << 20)
 int wr_vram_wants_staging(const wr_vram *v);
 wr_status wr_vram_staging_acquire(wr_vram *v);

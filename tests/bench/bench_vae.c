@@ -211,8 +211,21 @@ static int conv_shapes(conv_shape *v, int cap, const wr_vae_config *c) {
     return n;
 }
 
+/* A device copy of n host floats (NULL on failure, reported). */
+static float *to_device(wr_backend *be, const float *h, size_t n) {
+    void *d = NULL;
+    if (n == 0) return NULL;
+    if (be->iface->alloc(be, &d, n * sizeof(float)) != WR_OK ||
+        wr_upload(be, d, h, n * sizeof(float)) != WR_OK) {
+        fprintf(stderr, "bench_vae: conv sweep: %s\n", wr_error_detail());
+        if (d) be->iface->free(be, d);
+        return NULL;
+    }
+    return d;
+}
+
 /* Times every conv shape of one steady-state latent frame at latent h x w (median of 3 after a
- * warm-up; random data) and prints the per-layer table. */
+ * warm-up; random data; device operands) and prints the per-layer table. */
 static void conv_sweep(wr_backend *be, const wr_vae_config *c, int64_t h, int64_t w) {
     conv_shape v[64];
     const int n = conv_shapes(v, 64, c);
@@ -236,6 +249,12 @@ static void conv_sweep(wr_backend *be, const wr_vae_config *c, int64_t h, int64_
         for (size_t k = 0; k < nc; k++) cb[k] = lcg_uniform(&rs);
         for (size_t k = 0; k < nw; k++) wt[k] = 0.01f * lcg_uniform(&rs);
         for (int64_t k = 0; k < e->co; k++) b[k] = 0.0f;
+        /* the operands in device memory (the op contract; a copy on the plain CPU backend) */
+        float *hx = x, *hc = cb, *hw = wt, *hb = b, *hy = y;
+        x = to_device(be, hx, nx), cb = to_device(be, hc, nc), wt = to_device(be, hw, nw);
+        b = to_device(be, hb, (size_t)e->co), y = to_device(be, hy, ny);
+        free(hx), free(hc), free(hw), free(hb), free(hy);
+        if (!x || (nc && !cb) || !wt || !b || !y) return;
         wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 4, (int64_t[]){e->ci, e->t, H, W});
         wr_tensor ct = wr_tensor_make(cb, WR_DTYPE_F32, 4, (int64_t[]){e->ci, tc, H, W});
         wr_tensor wtt = e->kt == 1 && e->kh == 3
@@ -261,11 +280,11 @@ static void conv_sweep(wr_backend *be, const wr_vae_config *c, int64_t h, int64_
             2.0 * (double)(e->co * e->ci * e->kt * e->kh * e->kh * To * H * W) * (double)e->count;
         tot += ts[i];
         ftot += fl[i];
-        free(x);
-        free(cb);
-        free(wt);
-        free(b);
-        free(y);
+        be->iface->free(be, x);
+        if (cb) be->iface->free(be, cb);
+        be->iface->free(be, wt);
+        be->iface->free(be, b);
+        be->iface->free(be, y);
     }
     printf("conv3d per layer, one steady-state latent frame at latent %lldx%lld (median of 3, "
            "random data):\n",

@@ -44,6 +44,7 @@ wr_status transpose_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x);
 wr_status clamp_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, float lo, float hi);
 wr_status channel_affine_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x,
                              const wr_tensor *scale, const wr_tensor *shift);
+wr_status blend_cpu(wr_backend *be, wr_tensor *dst, const wr_tensor *a, int64_t e);
 
 /* exec.c: the vtable (plain, strict and async modes) and its state in be->impl */
 wr_status wr_cpu_exec_init(wr_backend *be);

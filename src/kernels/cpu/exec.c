@@ -85,6 +85,7 @@ enum {
     J_TRANSPOSE,
     J_CLAMP,
     J_AFFINE,
+    J_BLEND,
     J_OPS, /* ops end here; memory jobs follow */
     J_COPY,
     J_MEMSET,
@@ -104,7 +105,7 @@ static const char *const roles[J_OPS] = {
     [J_GATED] = "oii",   [J_ROPE] = "oii",        [J_ATTN] = "ooiiii",  [J_PATCH] = "oiwi",
     [J_MERGE] = "ooii",  [J_UNPATCH] = "oi",      [J_CONV] = "oiiwi",   [J_UPS] = "oi",
     [J_RMSC] = "oii",    [J_GATHER] = "ow",       [J_TRANSPOSE] = "oi", [J_CLAMP] = "oi",
-    [J_AFFINE] = "oiii",
+    [J_AFFINE] = "oiii", [J_BLEND] = "oi",
 };
 
 typedef struct wr_event {
@@ -187,6 +188,7 @@ static const char *job_name(int kind) {
                                         "transpose",
                                         "clamp",
                                         "channel_affine",
+                                        "blend",
                                         "-",
                                         "copy",
                                         "memset0",
@@ -238,30 +240,37 @@ static void ext_del(extent *a, int *n, int at) {
     (*n)--;
 }
 
+/* Reserves the device range and its private view: WR_STRICT_DEVICE_GIB (default 64) GiB,
+ * halved while the address space (ulimit -v) refuses it, down to 256 MiB: a small "device". */
 static wr_status space_init(dev_space *sp) {
     memset(sp, 0, sizeof *sp);
     size_t gib = WR_STRICT_DEFAULT_GIB;
     const char *e = getenv("WR_STRICT_DEVICE_GIB");
     if (e && atoll(e) > 0) gib = (size_t)atoll(e);
-    sp->size = gib << 30;
-    sp->dev = mmap(NULL, sp->size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (sp->dev == MAP_FAILED) {
-        sp->dev = NULL;
+    const int fixed = e && atoll(e) > 0;
+    int err = 0;
+    for (size_t size = gib << 30; size >= ((size_t)256 << 20); size /= 2) {
+        void *d = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        void *p = d == MAP_FAILED ? MAP_FAILED
+                                  : mmap(NULL, size, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p != MAP_FAILED) {
+            sp->dev = d, sp->priv = p, sp->size = size;
+            break;
+        }
+        err = errno;
+        if (d != MAP_FAILED) munmap(d, size);
+        if (fixed) break;
+    }
+    if (sp->dev == NULL)
         return WR_FAIL(WR_ERR_OOM_DEVICE,
                        "strict device mode: cannot reserve %zu GiB of address space (%s); set "
                        "WR_STRICT_DEVICE_GIB smaller",
-                       gib, strerror(errno));
-    }
-    sp->priv = mmap(NULL, sp->size, PROT_READ | PROT_WRITE,
-                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (sp->priv == MAP_FAILED) {
-        munmap(sp->dev, sp->size);
-        sp->dev = sp->priv = NULL;
-        return WR_FAIL(WR_ERR_OOM_DEVICE,
-                       "strict device mode: cannot map %zu GiB of address space (%s); set "
-                       "WR_STRICT_DEVICE_GIB smaller",
-                       gib, strerror(errno));
-    }
+                       gib, strerror(err));
+    if (sp->size != gib << 30)
+        wr_debug("strict device mode: %.2f GiB of device space (the address space refused %zu "
+                 "GiB)",
+                 (double)sp->size / 1073741824.0, gib);
     pthread_mutex_init(&sp->mu, NULL);
     extent all = {0, sp->size};
     if (ext_push(&sp->fr, &sp->nfr, &sp->capfr, 0, all) != 0)
@@ -295,8 +304,8 @@ static wr_status space_alloc(dev_space *sp, size_t nbytes, void **out) {
     if (at < 0) {
         pthread_mutex_unlock(&sp->mu);
         return WR_FAIL(WR_ERR_OOM_DEVICE,
-                       "strict device mode: no room for %.3f GiB in the %.0f GiB device space "
-                       "(%.3f GiB in use); set WR_STRICT_DEVICE_GIB larger",
+                       "strict device mode: cannot allocate %.3f GiB: no room in the %.2f GiB "
+                       "device space (%.3f GiB in use); set WR_STRICT_DEVICE_GIB larger",
                        (double)nbytes / 1073741824.0, (double)sp->size / 1073741824.0,
                        (double)sp->in_use / 1073741824.0);
     }
@@ -465,6 +474,9 @@ static wr_status run_op(wr_backend *be, job *j) {
         break;
     case J_AFFINE:
         st = channel_affine_cpu(be, T(0), T(1), T(2), T(3));
+        break;
+    case J_BLEND:
+        st = blend_cpu(be, T(0), T(1), j->n0);
         break;
     default:
         st = WR_FAIL(WR_ERR_INTERNAL, "CPU backend: job %d is not an op", j->kind);
@@ -969,6 +981,12 @@ static wr_status x_clamp(wr_backend *be, wr_tensor *y, const wr_tensor *x, float
     return submit(be, &j);
 }
 
+static wr_status x_blend(wr_backend *be, wr_tensor *dst, const wr_tensor *a, int64_t e) {
+    job j = {.kind = J_BLEND, .n0 = e};
+    put(&j, 0, dst), put(&j, 1, a);
+    return submit(be, &j);
+}
+
 static const wr_backend_iface cpu_iface = {
     .alloc = x_alloc,
     .free = x_free,
@@ -1003,6 +1021,7 @@ static const wr_backend_iface cpu_iface = {
     .transpose = x_transpose,
     .clamp = x_clamp,
     .channel_affine = x_affine,
+    .blend = x_blend,
 };
 
 /* the same with events: only the async mode has real ones (a synchronous mode's NULL slots
