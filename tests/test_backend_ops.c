@@ -692,7 +692,7 @@ static void case_gather_rows(int64_t V, int64_t D, wr_dtype td, int64_t n) {
 /* y, x, scale, shift; f0 eps */
 static wr_status run_layer_norm_modulate(wr_backend *be, wr_tensor *t, const bcase *c,
                                          const void *h) {
-    return wr_op_layer_norm_modulate(be, &t[0], &t[1], &t[2], &t[3], c->f[0]);
+    return wr_op_layer_norm_modulate(be, &t[0], &t[1], &t[2], &t[3], c->f[0], NULL);
 }
 
 static void case_layer_norm_modulate(int64_t R, int64_t D) {

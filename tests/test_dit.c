@@ -205,6 +205,267 @@ START_TEST(test_no_cross_attn_norm) {
 }
 END_TEST
 
+/* ---- bf16 activations (wr_dit_set_compute_dtype) ---- */
+
+/* Each tap of our bf16 forward against two references: diffusers run in bf16 on the same inputs
+ * (bf16.safetensors) and the f32 golden (io.safetensors, diffusers fp32 on the unrounded
+ * inputs). Records the NMSE of every tap; the bounds are checked by the caller. */
+typedef struct bf16_check {
+    wr_st_file *dif, *f32;
+    int checked, nan;
+    double out_dif, out_f32;     /* the output's NMSE against each */
+    double worst_dif, worst_f32; /* the worst tap's (output included) */
+} bf16_check;
+
+static double tap_nmse(const wr_st_file *f, const char *key, const wr_tensor *t, int *nan) {
+    const wr_st_tensor *ref = wr_st_find(f, key);
+    if (ref == NULL) return -1.0;
+    const int64_t n = wr_tensor_nelem(t);
+    ck_assert_msg(ref->nelem == n && ref->dtype == WR_DTYPE_F32 && t->dtype == WR_DTYPE_F32,
+                  "%s: %lld elements here, %lld in the golden file", key, (long long)n,
+                  (long long)ref->nelem);
+    const float *a = t->data;
+    for (int64_t i = 0; i < n; i++) *nan |= !isfinite(a[i]);
+    return wr_test_nmse(a, wr_st_tensor_data(ref), n);
+}
+
+static void on_tap_bf16(void *ctx, const char *name, const wr_tensor *t) {
+    bf16_check *bc = ctx;
+    char key[96];
+    snprintf(key, sizeof key, "tap.%s", name);
+    const double ed = tap_nmse(bc->dif, key, t, &bc->nan), ef = tap_nmse(bc->f32, key, t, &bc->nan);
+    if (ed < 0 || ef < 0) return;
+    fprintf(stderr, "  %-16s nmse vs diffusers-bf16 %.3e  vs f32 golden %.3e\n", key, ed, ef);
+    if (ed > bc->worst_dif) bc->worst_dif = ed;
+    if (ef > bc->worst_f32) bc->worst_f32 = ef;
+    if (strcmp(name, "output") == 0) bc->out_dif = ed, bc->out_f32 = ef;
+    bc->checked++;
+}
+
+/*
+ * One case in bf16 on the bf16 file's inputs (io's rounded to bf16), every tap against both
+ * references. Bounds, from the values this test prints (2026-12-02, OpenBLAS 0.3.21 with its
+ * Cooperlake, Haswell, Sandybridge and Zen kernels: within 2 % of each other), with a margin of
+ * 1.5x on the worst case; in every case the worst tap is the output:
+ *   - vs diffusers-bf16: measured 3.80e-5 (tiny2), 4.70e-5 (tiny3), 2.89e-5 (tiny2_bf16), 3.77e-5
+ *     (nocross); bound 7e-5. This is mostly diffusers' own bf16 error (its output is 2.8e-5 ..
+ *     4.6e-5 from f32, tests/golden/BF16.md): it rounds the residual stream, temb, the text
+ *     embedder, patch embedding and time_proj, which we keep in f32, and rounds an f32
+ *     checkpoint's weights, which we use as they are.
+ *   - vs the f32 golden: measured 7.25e-6, 7.41e-6, 6.32e-6, 7.02e-6 (of which 2.5e-6 .. 2.9e-6
+ *     is the inputs' rounding, the patch_embed tap); bound 1.1e-5. And at most half of
+ *     diffusers-bf16's own error against f32 (the file's nmse_bf16_vs_fp32.output; measured
+ *     0.16 .. 0.23 of it): we round in fewer places.
+ *   - our bf16 against our f32 compute on the same inputs, the activation rounding alone:
+ *     measured 3.79e-6 .. 5.36e-6; bound 8e-6 above and 1e-7 below (f32 vs f32 is ~1e-12: a
+ *     compute dtype that is ignored fails).
+ */
+#define BF16_MAX_VS_DIFFUSERS 7e-5
+#define BF16_MAX_VS_F32       1.1e-5
+#define BF16_MAX_VS_F32_SHARE 0.5
+#define BF16_MAX_VS_OUR_F32   8e-6
+#define BF16_MIN_VS_OUR_F32   1e-7
+static void run_bf16_case(const char *name) {
+    const double max_dif = BF16_MAX_VS_DIFFUSERS, max_f32 = BF16_MAX_VS_F32;
+    char dir[4300], path[4300];
+    snprintf(dir, sizeof dir, "%s/transformer", wr_test_data(name));
+    fprintf(stderr, "%s, compute dtype BF16\n", name);
+    wr_dit *m = NULL;
+    ck_assert_msg(wr_dit_load(&m, g_be, dir) == WR_OK, "%s: %s", name, wr_error_detail());
+    ck_assert_int_eq(wr_dit_compute_dtype(m), WR_DTYPE_F32); /* the default */
+    ck_assert_int_eq(wr_dit_set_compute_dtype(m, WR_DTYPE_BF16), WR_OK);
+    ck_assert_int_eq(wr_dit_compute_dtype(m), WR_DTYPE_BF16);
+    bf16_check bc = {0};
+    snprintf(path, sizeof path, "%s/bf16.safetensors", wr_test_data(name));
+    ck_assert_int_eq(wr_st_open(&bc.dif, path), WR_OK);
+    snprintf(path, sizeof path, "%s/io.safetensors", wr_test_data(name));
+    ck_assert_int_eq(wr_st_open(&bc.f32, path), WR_OK);
+    const wr_st_tensor *lat = wr_st_find(bc.dif, "input.hidden_states");
+    const wr_st_tensor *ts = wr_st_find(bc.dif, "input.timestep");
+    const wr_st_tensor *enc = wr_st_find(bc.dif, "input.encoder_hidden_states");
+    ck_assert(lat && ts && enc && lat->ndim == 5 && lat->shape[0] == 1 && enc->ndim == 3);
+    const int64_t *ls = lat->shape;
+    wr_tensor x = wr_tensor_make((void *)wr_st_tensor_data(lat), WR_DTYPE_F32, 4,
+                                 (int64_t[]){ls[1], ls[2], ls[3], ls[4]});
+    wr_tensor e = wr_tensor_make((void *)wr_st_tensor_data(enc), WR_DTYPE_F32, 2,
+                                 (int64_t[]){enc->shape[1], enc->shape[2]});
+    const wr_dit_config *cfg = wr_dit_config_of(m);
+    const int64_t n = cfg->out_channels * ls[2] * ls[3] * ls[4];
+    float *o16 = malloc(sizeof(float) * (size_t)n), *o32 = malloc(sizeof(float) * (size_t)n);
+    wr_tensor out =
+        wr_tensor_make(o16, WR_DTYPE_F32, 4, (int64_t[]){cfg->out_channels, ls[2], ls[3], ls[4]});
+    const float t = ts->dtype == WR_DTYPE_I64 ? (float)((const int64_t *)wr_st_tensor_data(ts))[0]
+                                              : ((const float *)wr_st_tensor_data(ts))[0];
+    wr_dit_set_tap(m, on_tap_bf16, &bc);
+    ck_assert_msg(wr_dit_forward(m, &out, &x, t, &e) == WR_OK, "%s", wr_error_detail());
+    wr_dit_set_tap(m, NULL, NULL);
+    ck_assert_msg(!bc.nan, "%s: a bf16 tap is not finite", name);
+    ck_assert_msg(bc.checked >= 6 + cfg->num_layers, "%s: only %d taps compared", name, bc.checked);
+    /* really bf16: the same inputs in f32 differ by bf16 rounding, far above f32's own (<1e-10) */
+    ck_assert_int_eq(wr_dit_set_compute_dtype(m, WR_DTYPE_F32), WR_OK);
+    out.data = o32;
+    ck_assert_int_eq(wr_dit_forward(m, &out, &x, t, &e), WR_OK);
+    const double e16 = wr_test_nmse(o16, o32, n);
+    const char *dm = wr_st_metadata(bc.dif, "nmse_bf16_vs_fp32.output");
+    ck_assert_ptr_nonnull(dm);
+    const double dif_own = atof(dm);
+    fprintf(stderr,
+            "  output: vs diffusers-bf16 %.3e (bound %.1e), vs f32 golden %.3e (bound %.1e, "
+            "%.2f of diffusers-bf16's %.3e), vs our f32 compute %.3e (bounds %.0e, %.0e)\n",
+            bc.out_dif, max_dif, bc.out_f32, max_f32, bc.out_f32 / dif_own, dif_own, e16,
+            BF16_MIN_VS_OUR_F32, BF16_MAX_VS_OUR_F32);
+    ck_assert_msg(e16 > BF16_MIN_VS_OUR_F32 && e16 <= BF16_MAX_VS_OUR_F32,
+                  "%s: bf16 vs f32 compute nmse %.3g", name, e16);
+    ck_assert_msg(bc.worst_dif <= max_dif, "%s: a tap vs diffusers-bf16 nmse %.3e > %.1e", name,
+                  bc.worst_dif, max_dif);
+    ck_assert_msg(bc.worst_f32 <= max_f32, "%s: a tap vs the f32 golden nmse %.3e > %.1e", name,
+                  bc.worst_f32, max_f32);
+    ck_assert_msg(bc.out_f32 <= BF16_MAX_VS_F32_SHARE * dif_own,
+                  "%s: output vs f32 %.3e, more than %.1f of diffusers-bf16's %.3e", name,
+                  bc.out_f32, BF16_MAX_VS_F32_SHARE, dif_own);
+    free(o16);
+    free(o32);
+    wr_st_close(bc.dif);
+    wr_st_close(bc.f32);
+    wr_dit_free(m);
+}
+
+START_TEST(test_bf16_tiny2) {
+    run_bf16_case("dit/tiny2");
+}
+END_TEST
+START_TEST(test_bf16_tiny3) {
+    run_bf16_case("dit/tiny3");
+}
+END_TEST
+START_TEST(test_bf16_bf16_weights) {
+    run_bf16_case("dit/tiny2_bf16");
+}
+END_TEST
+START_TEST(test_bf16_nocross) {
+    run_bf16_case("dit/nocross");
+}
+END_TEST
+
+/* ---- the workspace in the compute dtype, the text cache ---- */
+
+/* The workspace counts each buffer in its own dtype, from the model or its config alike; bf16
+ * activations take less (x, the norm/GEMM products into the residual and the embeddings stay
+ * f32), and the text cache adds exactly its slots' K/V. */
+START_TEST(test_workspace_dtypes) {
+    wr_dit *m = NULL;
+    ck_assert_int_eq(wr_dit_load(&m, g_be, wr_test_data("dit/tiny3/transformer")), WR_OK);
+    const wr_dit_config *c = wr_dit_config_of(m);
+    const int64_t L = 75, S = 12, D = c->num_attention_heads * c->attention_head_dim;
+    const size_t f32 = wr_dit_workspace_bytes(m, L, S);
+    ck_assert_uint_eq(f32, wr_dit_plan_workspace(c, L, S, 1, WR_CP_AUTO));
+    ck_assert_uint_eq(f32, wr_dit_plan_workspace_ex(c, L, S, 1, WR_CP_AUTO, WR_DTYPE_F32, 0));
+    ck_assert_int_eq(wr_dit_set_compute_dtype(m, WR_DTYPE_F16), WR_ERR_INVALID_ARG);
+    ck_assert_int_eq(wr_dit_set_compute_dtype(m, WR_DTYPE_BF16), WR_OK);
+    const size_t b16 = wr_dit_workspace_bytes(m, L, S);
+    ck_assert_uint_eq(b16, wr_dit_plan_workspace_ex(c, L, S, 1, WR_CP_AUTO, WR_DTYPE_BF16, 0));
+    /* h q k v a [L, D], ffn [L, FF], kc vc [S, D] at half size; hf [L, D] f32 more */
+    const size_t want =
+        f32 - 2 * (size_t)(5 * L * D + L * c->ffn_dim + 2 * S * D) + 4 * (size_t)(L * D);
+    ck_assert_msg(b16 < f32 && b16 <= want + 64 * 8 && b16 + 64 * 8 >= want,
+                  "bf16 workspace %zu B, f32 %zu B, expected about %zu B", b16, f32, want);
+    ck_assert_int_eq(wr_dit_set_text_cache(m, 2), WR_OK);
+    const size_t kv = (size_t)(S * D) * 2; /* one [S, D] bf16, a multiple of 64 here */
+    ck_assert_uint_eq(wr_dit_workspace_bytes(m, L, S), b16 + 2 * (size_t)c->num_layers * 2 * kv);
+    ck_assert_uint_eq(wr_dit_workspace_bytes(m, L, S),
+                      wr_dit_plan_workspace_ex(c, L, S, 1, WR_CP_AUTO, WR_DTYPE_BF16, 2));
+    ck_assert_int_eq(wr_dit_set_text_cache(m, WR_DIT_MAX_TEXTS + 1), WR_ERR_INVALID_ARG);
+    ck_assert_int_eq(wr_dit_set_text_cache(m, 0), WR_OK);
+    ck_assert_uint_eq(wr_dit_workspace_bytes(m, L, S), b16);
+    wr_dit_free(m);
+}
+END_TEST
+
+static int g_text_taps;
+static void count_text_tap(void *ctx, const char *name, const wr_tensor *t) {
+    (void)ctx, (void)t;
+    g_text_taps += strcmp(name, "text_proj") == 0;
+}
+
+/* The text cache gives the bits of a forward without it, in both compute dtypes: two texts
+ * (CFG's prompt and negative prompt) in two slots over steps with other timesteps and latents;
+ * a full slot does not recompute (the text projection does not run, and a text other than the
+ * one that filled it is not read); clear, or another row count, recomputes. */
+START_TEST(test_text_cache) {
+    wr_dit *m = NULL, *r = NULL;
+    const char *dir = wr_test_data("dit/tiny2/transformer");
+    ck_assert_int_eq(wr_dit_load(&m, g_be, dir), WR_OK);
+    ck_assert_int_eq(wr_dit_load(&r, g_be, wr_test_data("dit/tiny2/transformer")), WR_OK);
+    wr_st_file *io = NULL;
+    ck_assert_int_eq(wr_st_open(&io, wr_test_data("dit/tiny2/io.safetensors")), WR_OK);
+    const wr_st_tensor *lat = wr_st_find(io, "input.hidden_states");
+    const wr_st_tensor *enc = wr_st_find(io, "input.encoder_hidden_states");
+    const int64_t *ls = lat->shape, S = enc->shape[1], T = enc->shape[2];
+    const int64_t nx = ls[1] * ls[2] * ls[3] * ls[4], ne = S * T;
+    const wr_dit_config *c = wr_dit_config_of(m);
+    const int64_t no = c->out_channels * ls[2] * ls[3] * ls[4];
+    float *x2 = malloc(sizeof(float) * (size_t)nx), *e2 = malloc(sizeof(float) * (size_t)ne);
+    float *o1 = malloc(sizeof(float) * (size_t)no), *o2 = malloc(sizeof(float) * (size_t)no);
+    const float *x1 = wr_st_tensor_data(lat), *e1 = wr_st_tensor_data(enc);
+    for (int64_t i = 0; i < nx; i++) x2[i] = 0.5f * x1[nx - 1 - i];
+    for (int64_t i = 0; i < ne; i++) e2[i] = -0.7f * e1[(i + T) % ne]; /* the other text */
+    const int64_t xs[4] = {ls[1], ls[2], ls[3], ls[4]},
+                  os[4] = {c->out_channels, ls[2], ls[3], ls[4]};
+    wr_tensor xt[2] = {wr_tensor_make((void *)x1, WR_DTYPE_F32, 4, xs),
+                       wr_tensor_make(x2, WR_DTYPE_F32, 4, xs)};
+    wr_tensor et[2] = {wr_tensor_make((void *)e1, WR_DTYPE_F32, 2, (int64_t[]){S, T}),
+                       wr_tensor_make(e2, WR_DTYPE_F32, 2, (int64_t[]){S, T})};
+    wr_tensor out = wr_tensor_make(o1, WR_DTYPE_F32, 4, os),
+              ref = wr_tensor_make(o2, WR_DTYPE_F32, 4, os);
+    const wr_dtype dts[2] = {WR_DTYPE_F32, WR_DTYPE_BF16};
+    for (int d = 0; d < 2; d++) {
+        ck_assert_int_eq(wr_dit_set_compute_dtype(m, dts[d]), WR_OK);
+        ck_assert_int_eq(wr_dit_set_compute_dtype(r, dts[d]), WR_OK);
+        ck_assert_int_eq(wr_dit_set_text_cache(m, 2), WR_OK);
+        wr_dit_set_tap(m, count_text_tap, NULL);
+        g_text_taps = 0;
+        for (int step = 0; step < 3; step++)
+            for (int k = 0; k < 2; k++) { /* slot k holds text k */
+                const float t = 900.0f - 300.0f * (float)step;
+                ck_assert_int_eq(wr_dit_forward_ex(m, &out, &xt[step % 2], t, &et[k], k), WR_OK);
+                ck_assert_int_eq(wr_dit_forward(r, &ref, &xt[step % 2], t, &et[k]), WR_OK);
+                ck_assert_msg(memcmp(o1, o2, sizeof(float) * (size_t)no) == 0,
+                              "%s, step %d, text %d: the cached forward differs",
+                              wr_dtype_name(dts[d]), step, k);
+            }
+        ck_assert_int_eq(g_text_taps, 2); /* the text projection ran once per slot */
+        /* a full slot keeps its text: slot 0 given text 1 still gives text 0's result */
+        ck_assert_int_eq(wr_dit_forward_ex(m, &out, &xt[0], 500.0f, &et[1], 0), WR_OK);
+        ck_assert_int_eq(wr_dit_forward(r, &ref, &xt[0], 500.0f, &et[0]), WR_OK);
+        ck_assert(memcmp(o1, o2, sizeof(float) * (size_t)no) == 0);
+        /* after clear, the slot takes the new text */
+        wr_dit_text_cache_clear(m);
+        ck_assert_int_eq(wr_dit_forward_ex(m, &out, &xt[0], 500.0f, &et[1], 0), WR_OK);
+        ck_assert_int_eq(wr_dit_forward(r, &ref, &xt[0], 500.0f, &et[1]), WR_OK);
+        ck_assert(memcmp(o1, o2, sizeof(float) * (size_t)no) == 0);
+        ck_assert_int_eq(g_text_taps, 3);
+        /* fewer text rows: the cache is laid out again and the slot recomputed */
+        wr_tensor es = et[0];
+        es.shape[0] = S - 3;
+        ck_assert_int_eq(wr_dit_forward_ex(m, &out, &xt[1], 700.0f, &es, 0), WR_OK);
+        ck_assert_int_eq(wr_dit_forward(r, &ref, &xt[1], 700.0f, &es), WR_OK);
+        ck_assert(memcmp(o1, o2, sizeof(float) * (size_t)no) == 0);
+        ck_assert_int_eq(g_text_taps, 4);
+        /* a slot the cache does not have */
+        ck_assert_int_eq(wr_dit_forward_ex(m, &out, &xt[0], 500.0f, &et[0], 2), WR_ERR_INVALID_ARG);
+        ck_assert_int_eq(wr_dit_forward_ex(r, &out, &xt[0], 500.0f, &et[0], 0), WR_ERR_INVALID_ARG);
+        wr_dit_set_tap(m, NULL, NULL);
+    }
+    free(x2);
+    free(e2);
+    free(o1);
+    free(o2);
+    wr_st_close(io);
+    wr_dit_free(m);
+    wr_dit_free(r);
+}
+END_TEST
+
 /* ---- the per-block upcast ---- */
 
 /* One forward of case `name` (its golden inputs) with the given load options; returns the
@@ -337,6 +598,12 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_bf16_weights);
     tcase_add_test(tc, test_original_key_names);
     tcase_add_test(tc, test_no_cross_attn_norm);
+    tcase_add_test(tc, test_bf16_tiny2);
+    tcase_add_test(tc, test_bf16_tiny3);
+    tcase_add_test(tc, test_bf16_bf16_weights);
+    tcase_add_test(tc, test_bf16_nocross);
+    tcase_add_test(tc, test_workspace_dtypes);
+    tcase_add_test(tc, test_text_cache);
     tcase_add_test(tc, test_upcast_once_per_block);
     tcase_add_test(tc, test_missing_and_misshaped);
     suite_add_tcase(s, tc);

@@ -94,6 +94,14 @@ static void expect_f32(const char *op, const wr_tensor *t) {
            "activation must be F32 or BF16", t, NULL);
 }
 
+/* the same shape, each operand in its own activation dtype */
+static int same_dims(const wr_tensor *a, const wr_tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return 0;
+    return 1;
+}
+
 static void expect_vec(const char *op, const wr_tensor *v, int64_t n, const wr_tensor *x) {
     EXPECT(v->dtype == WR_DTYPE_F32 && wr_tensor_nelem(v) == n, op, "vector length", v, x);
 }
@@ -118,7 +126,8 @@ wr_status wr_op_matmul_scaled(wr_backend *be, wr_tensor *y, const wr_tensor *x, 
 wr_status wr_op_layer_norm(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
                            const wr_tensor *b, float eps) {
     expect_f32("layer_norm", x);
-    EXPECT(wr_tensor_same_shape(x, y), "layer_norm", "y shape", y, x);
+    expect_f32("layer_norm", y);
+    EXPECT(same_dims(x, y), "layer_norm", "y shape", y, x);
     if (w) expect_vec("layer_norm", w, wr_cols(x), x);
     if (b) expect_vec("layer_norm", b, wr_cols(x), x);
     CALL(be, layer_norm, y, x, w, b, eps);
@@ -350,9 +359,16 @@ wr_status wr_op_gather_rows(wr_backend *be, wr_tensor *y, const wr_tensor *table
 /* ---- fused ops: the backend's slot, or the composition ---- */
 
 wr_status wr_op_layer_norm_modulate(wr_backend *be, wr_tensor *y, const wr_tensor *x,
-                                    const wr_tensor *scale, const wr_tensor *shift, float eps) {
-    WR_TRY(wr_op_layer_norm(be, y, x, NULL, NULL, eps));
-    return wr_op_modulate(be, y, y, scale, shift);
+                                    const wr_tensor *scale, const wr_tensor *shift, float eps,
+                                    wr_tensor *tmp) {
+    /* the LayerNorm into tmp (f32), then the modulation rounds once into y; without tmp (or
+     * with tmp = y) the norm is formed in y and modulated in place */
+    wr_tensor *n = tmp && tmp->data != y->data ? tmp : y;
+    if (n == tmp)
+        EXPECT(tmp->dtype == WR_DTYPE_F32 && wr_tensor_nelem(tmp) == wr_tensor_nelem(x),
+               "layer_norm_modulate", "tmp must be f32 like x", tmp, x);
+    WR_TRY(wr_op_layer_norm(be, n, x, NULL, NULL, eps));
+    return wr_op_modulate(be, y, n, scale, shift);
 }
 
 wr_status wr_op_rms_norm_rope(wr_backend *be, wr_tensor *x, const wr_tensor *w, float eps,

@@ -92,16 +92,23 @@ wr_status wr_op_gather_rows(wr_backend *be, wr_tensor *y, const wr_tensor *table
 
 /*
  * Fused ops a GPU wants (one kernel each there); on a backend without the slot they run as
- * the composition written next to them, with the same rounding points.
- *   layer_norm_modulate  y = LN(x) * (1 + scale) + shift (x f32; y f32 or the GEMM dtype)
- *   rms_norm_rope        x [L, NH, HD] := rope(rms_norm(x over NH*HD) * w) in place
- *   linear_gelu          y = gelu_tanh(x . w^T * alpha + b)
+ * the composition written next to them. Where an output is BF16 the composition rounds it
+ * after each op of it, except layer_norm_modulate given a tmp.
+ *   layer_norm_modulate  y = LN(x) * (1 + scale) + shift (x f32; y f32 or the GEMM dtype);
+ *                        tmp (f32 like x, or NULL) holds LN(x) where the backend composes, so
+ *                        a BF16 y rounds once, as a fused kernel does; NULL (or y itself): the
+ *                        norm is formed in y (for an f32 y the same bits, no extra buffer)
+ *   rms_norm_rope        x [L, NH, HD] := rope(rms_norm(x over NH*HD) * w) in place (a BF16
+ *                        x rounds after the norm and after the rotation, as diffusers does)
+ *   linear_gelu          y = gelu_tanh(x . w^T * alpha + b) (a BF16 y: rounded after the
+ *                        product and after the GELU, as diffusers does)
  *   linear_residual      x += gate * (a . w^T * alpha + b)  (gate [D] or NULL); tmp [rows, N]
  *                        holds the product where the backend composes (may be NULL on one that
  *                        fuses; wr_op_fused_needs_tmp says)
  */
 wr_status wr_op_layer_norm_modulate(wr_backend *be, wr_tensor *y, const wr_tensor *x,
-                                    const wr_tensor *scale, const wr_tensor *shift, float eps);
+                                    const wr_tensor *scale, const wr_tensor *shift, float eps,
+                                    wr_tensor *tmp);
 wr_status wr_op_rms_norm_rope(wr_backend *be, wr_tensor *x, const wr_tensor *w, float eps,
                               const wr_tensor *cos, const wr_tensor *sin);
 wr_status wr_op_linear_gelu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,

@@ -188,6 +188,13 @@ struct wr_dit {
     void *tap_ctx;
     /* workspace */
     wr_workspace ws; /* the activations (from the pool when one is set) */
+    wr_dtype cdt;    /* the compute dtype (wr_dit_set_compute_dtype) */
+    /* the text cache (wr_dit_set_text_cache): per slot and block the cross-attention K and V,
+     * [S, D] each in the compute dtype, laid out for tc_rows text rows */
+    int tc_n;
+    int *tc_full; /* [tc_n] 1: the slot holds its text's K/V */
+    int64_t tc_rows;
+    wr_workspace tc_ws;
     /* (F', H', W', S, first token, tokens) the RoPE tables in the workspace were built for
      * (S too: the text activations precede them in the plan, so S moves them); [0] = 0: none */
     int64_t rope_key[6];
@@ -425,6 +432,7 @@ wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr
     if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     m->be = be;
     m->P = 1;
+    m->cdt = WR_DTYPE_F32;
     m->fp8 = o && o->fp8_storage;
     snprintf(m->dir, sizeof m->dir, "%s", dir);
     char path[WR_PATH_CAP + 32];
@@ -492,7 +500,8 @@ static void dev_blocks_free(wr_dit *m);
 void wr_dit_free(wr_dit *m) {
     if (m == NULL) return;
     vram_release_all(m);
-    wr_workspace_release(&m->ws, m->be);
+    wr_dit_release_workspace(m);
+    free(m->tc_full);
     dev_blocks_free(m);
     wr_dev_arena_free(&m->warena);
     free(m->h_sinus);
@@ -611,6 +620,9 @@ wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident) {
 void wr_dit_release_workspace(wr_dit *m) {
     wr_workspace_release(&m->ws, m->be);
     m->rope_key[0] = 0;
+    wr_workspace_release(&m->tc_ws, m->be);
+    m->tc_rows = 0;
+    for (int i = 0; i < m->tc_n; i++) m->tc_full[i] = 0;
     if (m->upc) {
         if (m->upc_pool)
             wr_vram_free(m->upc_pool, m->upc);
@@ -653,6 +665,41 @@ static wr_status upcast_block(wr_dit *m, const wr_dit_block *b, const wr_dit_blo
     }
     *out = &m->upc_block;
     return WR_OK;
+}
+
+
+wr_status wr_dit_set_compute_dtype(wr_dit *m, wr_dtype dt) {
+    const wr_dtype ops[2] = {dt, dt};
+    if (dt != WR_DTYPE_F32 && dt != WR_DTYPE_BF16)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "DiT compute dtype %s: F32 or BF16 only",
+                       wr_dtype_name(dt));
+    if (!wr_backend_supports(m->be, "matmul", ops, 2))
+        return WR_FAIL(WR_ERR_UNSUPPORTED, "the %s backend has no %s activations",
+                       wr_backend_name(m->be->kind), wr_dtype_name(dt));
+    if (dt != m->cdt) wr_dit_release_workspace(m); /* every buffer's size changes */
+    m->cdt = dt;
+    return WR_OK;
+}
+
+wr_dtype wr_dit_compute_dtype(const wr_dit *m) {
+    return m->cdt;
+}
+
+wr_status wr_dit_set_text_cache(wr_dit *m, int n_texts) {
+    if (n_texts < 0 || n_texts > WR_DIT_MAX_TEXTS)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "DiT text cache of %d texts: 0 to %d", n_texts,
+                       WR_DIT_MAX_TEXTS);
+    wr_dit_release_workspace(m);
+    int *full = n_texts ? calloc((size_t)n_texts, sizeof *full) : NULL;
+    if (n_texts && full == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    free(m->tc_full);
+    m->tc_full = full;
+    m->tc_n = n_texts;
+    return WR_OK;
+}
+
+void wr_dit_text_cache_clear(wr_dit *m) {
+    for (int i = 0; i < m->tc_n; i++) m->tc_full[i] = 0;
 }
 
 wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out) {
@@ -701,10 +748,13 @@ static wr_status tap(wr_dit *m, const char *name, const wr_tensor *t) {
 
 #define FFN_CHUNK 1024
 
-/* Every activation of one forward, in one workspace. */
+/* Every activation of one forward, in one workspace. The compute dtype (wr_dit_set_compute_dtype)
+ * is that of h, q, k, v, a, ffn, kc, vc and the context-parallel q/k/v/out buffers: what the
+ * GEMMs and the attention read; everything else is f32. */
 typedef struct dit_acts {
     wr_tensor x, h, q, k, v, a;   /* [L, D] */
     wr_tensor ffn;                /* [min(L, FFN_CHUNK), FF] */
+    wr_tensor hf, ff;             /* [L, D] f32 results on their way into x or h (see plan) */
     wr_tensor ctx, kc, vc, th;    /* [S, D] */
     wr_tensor sinus;              /* [freq_dim] */
     wr_tensor temb, temb_act, t1; /* [D] */
@@ -732,16 +782,27 @@ typedef struct dit_acts {
 static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t Lg, int64_t S, dit_acts *a) {
     const int64_t D = m->D, P = m->cfg.out_channels * m->cfg.patch_size.v[0] *
                                 m->cfg.patch_size.v[1] * m->cfg.patch_size.v[2];
+    const wr_dtype cd = m->cdt;
     a->x = WR_TAKE(c, L, D);
-    a->h = WR_TAKE(c, L, D);
-    a->q = WR_TAKE(c, L, D);
-    a->k = WR_TAKE(c, L, D);
-    a->v = WR_TAKE(c, L, D);
-    a->a = WR_TAKE(c, L, D);
-    a->ffn = WR_TAKE(c, L < FFN_CHUNK ? L : FFN_CHUNK, m->FF);
+    a->h = WR_TAKE_AS(c, cd, L, D);
+    a->q = WR_TAKE_AS(c, cd, L, D);
+    a->k = WR_TAKE_AS(c, cd, L, D);
+    a->v = WR_TAKE_AS(c, cd, L, D);
+    a->a = WR_TAKE_AS(c, cd, L, D);
+    a->ffn = WR_TAKE_AS(c, cd, L < FFN_CHUNK ? L : FFN_CHUNK, m->FF);
+    /* The f32 results on their way into x or a compute-dtype buffer: the LayerNorm before its
+     * modulation and to_out's product (hf), ffn.net.2's product (ff). In f32 they are formed
+     * where they always were, hf in h and ff in a (no extra memory); else in one f32 buffer. */
+    if (cd == WR_DTYPE_F32) {
+        a->hf = a->h;
+        a->ff = a->a;
+    } else {
+        a->hf = WR_TAKE(c, L, D);
+        a->ff = a->hf;
+    }
     a->ctx = WR_TAKE(c, S, D);
-    a->kc = WR_TAKE(c, S, D);
-    a->vc = WR_TAKE(c, S, D);
+    a->kc = WR_TAKE_AS(c, cd, S, D);
+    a->vc = WR_TAKE_AS(c, cd, S, D);
     a->th = WR_TAKE(c, S, D);
     a->sinus = WR_TAKE(c, m->cfg.freq_dim);
     a->temb = WR_TAKE(c, D);
@@ -755,15 +816,15 @@ static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t Lg, int64_t S,
     a->head = WR_TAKE(c, L, P);
     if (m->P > 1) {
         if (m->mode == WR_CP_ULYSSES) {
-            a->qg = WR_TAKE(c, m->P * L, m->NH / m->P, m->HD);
-            a->kg = WR_TAKE(c, m->P * L, m->NH / m->P, m->HD);
-            a->vg = WR_TAKE(c, m->P * L, m->NH / m->P, m->HD);
-            a->og = WR_TAKE(c, m->P * L, m->NH / m->P, m->HD);
-            a->pack = WR_TAKE(c, L, D);
+            a->qg = WR_TAKE_AS(c, cd, m->P * L, m->NH / m->P, m->HD);
+            a->kg = WR_TAKE_AS(c, cd, m->P * L, m->NH / m->P, m->HD);
+            a->vg = WR_TAKE_AS(c, cd, m->P * L, m->NH / m->P, m->HD);
+            a->og = WR_TAKE_AS(c, cd, m->P * L, m->NH / m->P, m->HD);
+            a->pack = WR_TAKE_AS(c, cd, L, D);
         } else {
-            a->kv0 = WR_TAKE(c, 2, L, D);
-            a->kv1 = WR_TAKE(c, 2, L, D);
-            a->o2 = WR_TAKE(c, L, m->NH, m->HD);
+            a->kv0 = WR_TAKE_AS(c, cd, 2, L, D);
+            a->kv1 = WR_TAKE_AS(c, cd, 2, L, D);
+            a->o2 = WR_TAKE_AS(c, cd, L, m->NH, m->HD);
             a->lse = WR_TAKE(c, m->NH, L);
             a->lse2 = WR_TAKE(c, m->NH, L);
         }
@@ -779,7 +840,12 @@ static size_t plan_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows);
 
 size_t wr_dit_plan_workspace(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows, int P,
                              wr_cp_mode mode) {
-    wr_dit m = {0}; /* just the dimensions plan() reads */
+    return wr_dit_plan_workspace_ex(cfg, tokens, text_rows, P, mode, WR_DTYPE_F32, 0);
+}
+
+size_t wr_dit_plan_workspace_ex(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows, int P,
+                                wr_cp_mode mode, wr_dtype compute, int text_cache) {
+    wr_dit m = {0}; /* just the dimensions and settings plan() and the text cache read */
     m.cfg = *cfg;
     m.NH = cfg->num_attention_heads, m.HD = cfg->attention_head_dim, m.D = m.NH * m.HD;
     m.FF = cfg->ffn_dim;
@@ -787,6 +853,8 @@ size_t wr_dit_plan_workspace(const wr_dit_config *cfg, int64_t tokens, int64_t t
     m.mode = P <= 1               ? WR_CP_AUTO
              : mode == WR_CP_AUTO ? (m.NH % P == 0 ? WR_CP_ULYSSES : WR_CP_RING)
                                   : mode;
+    m.cdt = compute;
+    m.tc_n = text_cache > 0 ? text_cache : 0;
     return plan_bytes(&m, tokens, text_rows); /* the planner counts the upcast on its own */
 }
 
@@ -827,11 +895,21 @@ size_t wr_dit_plan_upcast(const wr_dit_config *cfg) {
     return bytes;
 }
 
+/* One text's K or V of one block in the text cache: [S, D] in the compute dtype, 64-byte
+ * aligned. */
+static size_t tc_tensor_bytes(const wr_dit *m, int64_t S) {
+    return align64((size_t)(S * m->D) * wr_dtype_size(m->cdt));
+}
+
+static size_t tc_bytes(const wr_dit *m, int64_t S) {
+    return (size_t)m->tc_n * (size_t)m->cfg.num_layers * 2 * tc_tensor_bytes(m, S);
+}
+
 static size_t plan_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows) {
     wr_carve c = {0};
     dit_acts a;
     plan(&c, m, (tokens + m->P - 1) / m->P, tokens, text_rows, &a);
-    return c.used * sizeof(float);
+    return c.used * sizeof(float) + tc_bytes(m, text_rows);
 }
 
 size_t wr_dit_workspace_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows) {
@@ -890,8 +968,20 @@ static wr_status lin(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_
     return wr_op_matmul_scaled(be, y, x, &l->weight, &l->bias, l->wscale > 0 ? l->wscale : 1.0f);
 }
 
+/* y = gelu_tanh(linear(x)) */
+static wr_status lin_gelu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_linear *l) {
+    return wr_op_linear_gelu(be, y, x, &l->weight, &l->bias, l->wscale > 0 ? l->wscale : 1.0f);
+}
+
+/* x += gate * linear(a) (gate NULL: 1); tmp [rows, out] f32 holds the product */
+static wr_status lin_residual(wr_backend *be, wr_tensor *x, const wr_tensor *a, const wr_linear *l,
+                              const wr_tensor *gate, wr_tensor *tmp) {
+    return wr_op_linear_residual(be, x, a, &l->weight, &l->bias, l->wscale > 0 ? l->wscale : 1.0f,
+                                 gate, tmp);
+}
+
 static wr_tensor as_heads(const wr_tensor *t, int64_t NH, int64_t HD) {
-    return wr_tensor_make(t->data, WR_DTYPE_F32, 3, (int64_t[]){t->shape[0], NH, HD});
+    return wr_tensor_make(t->data, t->dtype, 3, (int64_t[]){t->shape[0], NH, HD});
 }
 
 static wr_tensor row(const wr_tensor *t, int64_t r) {
@@ -952,8 +1042,9 @@ wr_cp_mode wr_dit_cp_mode(const wr_dit *m) {
 static wr_status attention_ulysses(wr_dit *m, dit_acts *a, const wr_attn_params *ap) {
     wr_backend *be = m->be;
     const int64_t Ls = a->x.shape[0], D = m->D, P = m->P, NHr = m->NH / P, cw = NHr * m->HD;
-    const size_t block = sizeof(float) * (size_t)(Ls * cw);
-    const size_t row = sizeof(float) * (size_t)D, run = sizeof(float) * (size_t)cw;
+    const size_t es = wr_dtype_size(a->q.dtype); /* q, k, v, out and the staging alike */
+    const size_t block = es * (size_t)(Ls * cw);
+    const size_t row = es * (size_t)D, run = es * (size_t)cw;
     wr_tensor *src[3] = {&a->q, &a->k, &a->v}, *dst[3] = {&a->qg, &a->kg, &a->vg};
     for (int i = 0; i < 3; i++) {
         /* pack: plane r = heads r*NHr.. of every token          [Ls, D] -> [P, Ls, cw] */
@@ -978,8 +1069,8 @@ static wr_status attention_ulysses(wr_dit *m, dit_acts *a, const wr_attn_params 
     WR_TRY(wr_tensor_slice0(&o, &a->og, 0, L));
     WR_TRY(wr_op_attention(be, &o, NULL, &q, &k, &v, ap));
     if (P * Ls > L) /* the padding's rows: defined values, never used */
-        WR_TRY(wr_dev_memset0(be, (float *)a->og.data + L * cw,
-                              sizeof(float) * (size_t)((P * Ls - L) * cw)));
+        WR_TRY(wr_dev_memset0(be, (char *)a->og.data + es * (size_t)(L * cw),
+                              es * (size_t)((P * Ls - L) * cw)));
     WR_TRY(wr_comm_alltoall(m->cp, a->pack.data, a->og.data, block, m->where));
     /* unpack: plane r (from rank r) = its heads of my tokens    [P, Ls, cw] -> [Ls, D] */
     const wr_copy3d unpack = {.dir = WR_COPY_D2D,
@@ -1002,10 +1093,11 @@ static wr_status attention_ulysses(wr_dit *m, dit_acts *a, const wr_attn_params 
 static wr_status attention_ring(wr_dit *m, dit_acts *a, const wr_attn_params *ap) {
     wr_backend *be = m->be;
     const int64_t Ls = a->x.shape[0], D = m->D, P = m->P, L = a->Lg;
-    const size_t half = sizeof(float) * (size_t)(Ls * D);
-    float *cur = a->kv0.data, *next = a->kv1.data;
+    const wr_dtype kd = a->k.dtype; /* k, v and the shards alike */
+    const size_t half = wr_dtype_size(kd) * (size_t)(Ls * D);
+    char *cur = a->kv0.data, *next = a->kv1.data;
     WR_TRY(wr_dev_copy(be, cur, a->k.data, half));
-    WR_TRY(wr_dev_copy(be, cur + Ls * D, a->v.data, half));
+    WR_TRY(wr_dev_copy(be, cur + half, a->v.data, half));
     const int dst = (int)((m->cp_rank + 1) % P), srcr = (int)((m->cp_rank + P - 1) % P);
     wr_tensor qh = as_heads(&a->q, m->NH, m->HD), oh = as_heads(&a->a, m->NH, m->HD);
     wr_tensor o2 = as_heads(&a->o2, m->NH, m->HD);
@@ -1018,9 +1110,8 @@ static wr_status attention_ring(wr_dit *m, dit_acts *a, const wr_attn_params *ap
         const int64_t ns = L - s * Ls < 0 ? 0 : L - s * Ls < Ls ? L - s * Ls : Ls;
         wr_status st = WR_OK;
         if (ns > 0) {
-            wr_tensor k = wr_tensor_make(cur, WR_DTYPE_F32, 3, (int64_t[]){ns, m->NH, m->HD});
-            wr_tensor v =
-                wr_tensor_make(cur + Ls * D, WR_DTYPE_F32, 3, (int64_t[]){ns, m->NH, m->HD});
+            wr_tensor k = wr_tensor_make(cur, kd, 3, (int64_t[]){ns, m->NH, m->HD});
+            wr_tensor v = wr_tensor_make(cur + half, kd, 3, (int64_t[]){ns, m->NH, m->HD});
             if (!have) {
                 st = wr_op_attention(be, &oh, &a->lse, &qh, &k, &v, ap);
                 have = 1;
@@ -1032,14 +1123,16 @@ static wr_status attention_ring(wr_dit *m, dit_acts *a, const wr_attn_params *ap
         wr_status sw = wr_comm_wait(req);
         WR_TRY(st);
         WR_TRY(sw);
-        float *t = cur;
+        char *t = cur;
         cur = next, next = t;
     }
     return WR_OK;
 }
 
-/* diffusers WanTransformerBlock.forward */
-static wr_status block_forward(wr_dit *m, const wr_dit_block *b, dit_acts *a) {
+/* diffusers WanTransformerBlock.forward. kc, vc [S, D]: the text's cross-attention keys and
+ * values, computed from a->ctx when text_kv (else already there: the text cache). */
+static wr_status block_forward(wr_dit *m, const wr_dit_block *b, dit_acts *a, wr_tensor *kc,
+                               wr_tensor *vc, int text_kv) {
     wr_backend *be = m->be;
     const float eps = (float)m->cfg.eps;
     const wr_attn_params ap = {.scale = 1.0f / sqrtf((float)m->HD)};
@@ -1051,25 +1144,23 @@ static wr_status block_forward(wr_dit *m, const wr_dit_block *b, dit_acts *a) {
     wr_tensor shift2 = row(&a->mod, 3), scale2 = row(&a->mod, 4), gate2 = row(&a->mod, 5);
 
     /* (a) self-attention */
-    WR_TRY(wr_op_layer_norm(be, &a->h, &a->x, NULL, NULL, eps));     /* h: [L, D] norm1 */
-    WR_TRY(wr_op_modulate(be, &a->h, &a->h, &scale1, &shift1));      /* h*(1+scale1)+shift1 */
-    WR_TRY(lin(be, &a->q, &a->h, &b->attn1.to_q));                   /* q: [L, D] */
-    WR_TRY(lin(be, &a->k, &a->h, &b->attn1.to_k));                   /* k: [L, D] */
-    WR_TRY(lin(be, &a->v, &a->h, &b->attn1.to_v));                   /* v: [L, D] */
-    WR_TRY(wr_op_rms_norm(be, &a->q, &a->q, &b->attn1.norm_q, eps)); /* over the full D */
-    WR_TRY(wr_op_rms_norm(be, &a->k, &a->k, &b->attn1.norm_k, eps));
+    WR_TRY(wr_op_layer_norm_modulate(be, &a->h, &a->x, &scale1, &shift1, eps, &a->hf));
+    /* h: [L, D] norm1(x)*(1+scale1)+shift1 */
+    WR_TRY(lin(be, &a->q, &a->h, &b->attn1.to_q)); /* q: [L, D] */
+    WR_TRY(lin(be, &a->k, &a->h, &b->attn1.to_k)); /* k: [L, D] */
+    WR_TRY(lin(be, &a->v, &a->h, &b->attn1.to_v)); /* v: [L, D] */
     wr_tensor qh = as_heads(&a->q, m->NH, m->HD), kh = as_heads(&a->k, m->NH, m->HD);
     wr_tensor vh = as_heads(&a->v, m->NH, m->HD), oh = as_heads(&a->a, m->NH, m->HD);
-    WR_TRY(wr_op_rope(be, &qh, &a->cos, &a->sin)); /* q, k: [L, NH, HD] */
-    WR_TRY(wr_op_rope(be, &kh, &a->cos, &a->sin));
+    /* q, k: [L, NH, HD], RMSNorm over the full D, then RoPE */
+    WR_TRY(wr_op_rms_norm_rope(be, &qh, &b->attn1.norm_q, eps, &a->cos, &a->sin));
+    WR_TRY(wr_op_rms_norm_rope(be, &kh, &b->attn1.norm_k, eps, &a->cos, &a->sin));
     if (m->P == 1)
         WR_TRY(wr_op_attention(be, &oh, NULL, &qh, &kh, &vh, &ap)); /* a: [L, NH, HD] */
     else if (m->mode == WR_CP_ULYSSES)
         WR_TRY(attention_ulysses(m, a, &ap));
     else
         WR_TRY(attention_ring(m, a, &ap));
-    WR_TRY(lin(be, &a->h, &a->a, &b->attn1.to_out));        /* h: [L, D] */
-    WR_TRY(wr_op_gated_residual(be, &a->x, &a->h, &gate1)); /* x += h * gate1 */
+    WR_TRY(lin_residual(be, &a->x, &a->a, &b->attn1.to_out, &gate1, &a->hf)); /* x += o*gate1 */
 
     /* (b) cross-attention: keys and values from the text rows, no mask, no RoPE; norm2 is the
      * affine LayerNorm with cross_attn_norm, an identity without */
@@ -1078,36 +1169,40 @@ static wr_status block_forward(wr_dit *m, const wr_dit_block *b, dit_acts *a) {
         WR_TRY(wr_op_layer_norm(be, &a->h, &a->x, &b->norm2.weight, &b->norm2.bias, eps));
         xn = &a->h;
     }
-    WR_TRY(lin(be, &a->q, xn, &b->attn2.to_q));       /* q: [L, D] */
-    WR_TRY(lin(be, &a->kc, &a->ctx, &b->attn2.to_k)); /* kc: [S, D] */
-    WR_TRY(lin(be, &a->vc, &a->ctx, &b->attn2.to_v)); /* vc: [S, D] */
+    WR_TRY(lin(be, &a->q, xn, &b->attn2.to_q)); /* q: [L, D] */
+    if (text_kv) {
+        WR_TRY(lin(be, kc, &a->ctx, &b->attn2.to_k)); /* kc: [S, D] */
+        WR_TRY(lin(be, vc, &a->ctx, &b->attn2.to_v)); /* vc: [S, D] */
+    }
     WR_TRY(wr_op_rms_norm(be, &a->q, &a->q, &b->attn2.norm_q, eps));
-    WR_TRY(wr_op_rms_norm(be, &a->kc, &a->kc, &b->attn2.norm_k, eps));
-    wr_tensor kch = as_heads(&a->kc, m->NH, m->HD), vch = as_heads(&a->vc, m->NH, m->HD);
-    WR_TRY(wr_op_attention(be, &oh, NULL, &qh, &kch, &vch, &ap)); /* a: [L, NH, HD] */
-    WR_TRY(lin(be, &a->h, &a->a, &b->attn2.to_out));              /* h: [L, D] */
-    WR_TRY(wr_op_gated_residual(be, &a->x, &a->h, NULL));         /* x += h */
+    if (text_kv) WR_TRY(wr_op_rms_norm(be, kc, kc, &b->attn2.norm_k, eps));
+    wr_tensor kch = as_heads(kc, m->NH, m->HD), vch = as_heads(vc, m->NH, m->HD);
+    WR_TRY(wr_op_attention(be, &oh, NULL, &qh, &kch, &vch, &ap));           /* a: [L, NH, HD] */
+    WR_TRY(lin_residual(be, &a->x, &a->a, &b->attn2.to_out, NULL, &a->hf)); /* x += o */
 
     /* (c) feed-forward, in token chunks so the [*, FF] activation stays bounded */
-    WR_TRY(wr_op_layer_norm(be, &a->h, &a->x, NULL, NULL, eps)); /* norm3 */
-    WR_TRY(wr_op_modulate(be, &a->h, &a->h, &scale2, &shift2));
+    WR_TRY(wr_op_layer_norm_modulate(be, &a->h, &a->x, &scale2, &shift2, eps, &a->hf)); /* norm3 */
     const int64_t L = a->x.shape[0];
     for (int64_t r0 = 0; r0 < L; r0 += a->ffn.shape[0]) {
         const int64_t nr = L - r0 < a->ffn.shape[0] ? L - r0 : a->ffn.shape[0];
-        wr_tensor hin, fout, hid;
-        WR_TRY(wr_tensor_slice0(&hin, &a->h, r0, nr));  /* [nr, D] */
-        WR_TRY(wr_tensor_slice0(&fout, &a->a, r0, nr)); /* [nr, D] */
-        WR_TRY(wr_tensor_slice0(&hid, &a->ffn, 0, nr)); /* [nr, FF] */
-        WR_TRY(lin(be, &hid, &hin, &b->ffn.net_0_proj));
-        WR_TRY(wr_op_gelu_tanh(be, &hid, &hid));
-        WR_TRY(lin(be, &fout, &hid, &b->ffn.net_2));
+        wr_tensor hin, xr, fout, hid;
+        WR_TRY(wr_tensor_slice0(&hin, &a->h, r0, nr));   /* [nr, D] */
+        WR_TRY(wr_tensor_slice0(&xr, &a->x, r0, nr));    /* [nr, D] */
+        WR_TRY(wr_tensor_slice0(&fout, &a->ff, r0, nr)); /* [nr, D] f32 */
+        WR_TRY(wr_tensor_slice0(&hid, &a->ffn, 0, nr));  /* [nr, FF] */
+        WR_TRY(lin_gelu(be, &hid, &hin, &b->ffn.net_0_proj));
+        WR_TRY(lin_residual(be, &xr, &hid, &b->ffn.net_2, &gate2, &fout)); /* x += f * gate2 */
     }
-    WR_TRY(wr_op_gated_residual(be, &a->x, &a->a, &gate2)); /* x += f * gate2 */
     return WR_OK;
 }
 
 wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, float timestep,
                          const wr_tensor *enc) {
+    return wr_dit_forward_ex(m, out, latent, timestep, enc, -1);
+}
+
+wr_status wr_dit_forward_ex(wr_dit *m, wr_tensor *out, const wr_tensor *latent, float timestep,
+                            const wr_tensor *enc, int text_slot) {
     wr_backend *be = m->be;
     const wr_dit_config *c = &m->cfg;
     const int64_t pt = c->patch_size.v[0], ph = c->patch_size.v[1], pw = c->patch_size.v[2];
@@ -1126,6 +1221,9 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
                        (long long)c->out_channels);
     if (latent->dtype != WR_DTYPE_F32 || enc->dtype != WR_DTYPE_F32 || out->dtype != WR_DTYPE_F32)
         return WR_FAIL(WR_ERR_INVALID_ARG, "DiT input, text and output must be f32");
+    if (text_slot < -1 || text_slot >= m->tc_n)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "DiT text slot %d: the text cache has %d slots",
+                       text_slot, m->tc_n);
     const int64_t Fp = latent->shape[1] / pt, Hp = latent->shape[2] / ph,
                   Wp = latent->shape[3] / pw;
     /* diffusers' RoPE tables hold rope_max_seq_len positions per axis (its forward fails past) */
@@ -1149,17 +1247,26 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
     wr_status st = wr_workspace_ensure(&m->ws, be, m->vram, c0.used * sizeof(float), &moved);
     if (moved) m->rope_key[0] = 0; /* the RoPE tables live in it */
     if (st == WR_OK) st = upcast_ensure(m);
+    if (st == WR_OK && text_slot >= 0 && m->tc_rows != S) {
+        /* the text cache laid out for S rows: every slot empty */
+        wr_dit_text_cache_clear(m);
+        m->tc_rows = 0;
+        st = wr_workspace_ensure(&m->tc_ws, be, m->vram, tc_bytes(m, S), NULL);
+        if (st == WR_OK) m->tc_rows = S;
+    }
     if (m->cp) st = wr_comm_agree(m->cp, st); /* nobody waits in a collective for a failed rank */
     WR_TRY(st);
     wr_carve cw = {m->ws.p, 0, m->ws.bytes / sizeof(float)};
     plan(&cw, m, L, Lg, S, &a);
     a.Lg = Lg, a.n0 = n0, a.nreal = nreal;
+    /* the text's K/V: computed in every block (no slot, or an empty one: then kept) or kept */
+    const int text_kv = text_slot < 0 || !m->tc_full[text_slot];
 
     /* (0) the inputs into the workspace: latent [C, F, H, W], text [S, text_dim] */
     wr_tensor xd = *latent, ed = *enc, od = *out;
     xd.data = a.xin.data, ed.data = a.encin.data, od.data = a.outd.data;
     WR_TRY(wr_upload(be, xd.data, latent->data, wr_tensor_nbytes(latent)));
-    WR_TRY(wr_upload(be, ed.data, enc->data, wr_tensor_nbytes(enc)));
+    if (text_kv) WR_TRY(wr_upload(be, ed.data, enc->data, wr_tensor_nbytes(enc)));
 
     /* (1) RoPE tables (the same every denoising step: built on the host and uploaded once per
      * shape) and (2) patch embedding                                  x: [L, D] */
@@ -1208,31 +1315,42 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
     WR_TRY(lin(be, &e6, &tact, &m->condition_embedder.time_proj));
     WR_TRY(tap(m, "timestep_proj", &a.e6));
 
-    /* (4) text projection: ctx = linear_2(gelu_tanh(linear_1(enc)))  ctx: [S, D] */
-    WR_TRY(lin(be, &a.th, &ed, &m->condition_embedder.text_embedder.linear_1));
-    WR_TRY(wr_op_gelu_tanh(be, &a.th, &a.th));
-    WR_TRY(lin(be, &a.ctx, &a.th, &m->condition_embedder.text_embedder.linear_2));
-    WR_TRY(tap(m, "text_proj", &a.ctx));
+    /* (4) text projection: ctx = linear_2(gelu_tanh(linear_1(enc)))  ctx: [S, D]
+     * (only what the blocks' text K/V are computed from: not when the cache holds them) */
+    if (text_kv) {
+        WR_TRY(lin(be, &a.th, &ed, &m->condition_embedder.text_embedder.linear_1));
+        WR_TRY(wr_op_gelu_tanh(be, &a.th, &a.th));
+        WR_TRY(lin(be, &a.ctx, &a.th, &m->condition_embedder.text_embedder.linear_2));
+        WR_TRY(tap(m, "text_proj", &a.ctx));
+    }
 
     /* (5) the blocks */
+    if (text_slot >= 0) m->tc_full[text_slot] = 0; /* until every block has its K/V */
     for (int64_t i = 0; i < c->num_layers; i++) {
+        wr_tensor kc = a.kc, vc = a.vc; /* [S, D] this forward's, or the slot's of block i */
+        if (text_slot >= 0) {
+            const size_t tb = tc_tensor_bytes(m, S);
+            char *p = (char *)m->tc_ws.p +
+                      ((size_t)text_slot * (size_t)c->num_layers + (size_t)i) * 2 * tb;
+            kc.data = p, vc.data = p + tb;
+        }
         const wr_dit_block *b;
         WR_TRY(wr_dit_acquire(m, i, &b));
-        st = block_forward(m, b, &a);
+        st = block_forward(m, b, &a, &kc, &vc, text_kv);
         wr_dit_release(m, i);
         WR_TRY(st);
         char name[32];
         snprintf(name, sizeof name, "block.%lld", (long long)i);
         WR_TRY(tap(m, name, &a.x));
     }
+    if (text_slot >= 0) m->tc_full[text_slot] = 1;
 
     /* (6) head: shift, scale = scale_shift_table[1,2,D] + temb; proj_out(LN(x)*(1+scale)+shift) */
     wr_tensor sst =
         wr_tensor_make(m->scale_shift_table.data, WR_DTYPE_F32, 2, (int64_t[]){2, m->D});
     WR_TRY(wr_op_add(be, &a.mod_out, &sst, &a.temb));
     wr_tensor shift = row(&a.mod_out, 0), scale = row(&a.mod_out, 1);
-    WR_TRY(wr_op_layer_norm(be, &a.h, &a.x, NULL, NULL, (float)c->eps)); /* norm_out */
-    WR_TRY(wr_op_modulate(be, &a.h, &a.h, &scale, &shift));
+    WR_TRY(wr_op_layer_norm_modulate(be, &a.h, &a.x, &scale, &shift, (float)c->eps, &a.hf));
     WR_TRY(lin(be, &a.head, &a.h, &m->proj_out)); /* head: [L, Cout*pt*ph*pw] */
     WR_TRY(tap(m, "head", &a.head));
 

@@ -1,5 +1,6 @@
 /*
- * dit.h — the Wan2.1 diffusion transformer (diffusers WanTransformer3DModel), fp32 compute.
+ * dit.h — the Wan2.1 diffusion transformer (diffusers WanTransformer3DModel), f32 or bf16
+ * activations (wr_dit_set_compute_dtype).
  *
  * Loading reads transformer/ (a single file or a sharded index; F32/BF16/F16/F8 per tensor;
  * diffusers key names or the original Wan names through the rename table of spec §2.7) and
@@ -17,6 +18,14 @@
  * RoPE tables on the host and uploads them (the tables only when the shape changes), and
  * downloads the velocity: per forward, one upload of the latent and the text and one download,
  * nothing else crosses (context parallelism's collectives run on the workspace).
+ *
+ * Activations: in the compute dtype (F32 by default; BF16 where a GPU wants its GEMM inputs)
+ * are the blocks' normed hidden states, q/k/v (self and cross), the attention output and the
+ * FFN hidden: what the GEMMs and the attention read. f32 always: the residual stream, the norm
+ * statistics, the modulation vectors (temb, timestep_proj, each block's shift/scale/gate), the
+ * RoPE tables and rotation math, the softmax, the products that are added into the residual
+ * (to_out, ffn.net.2: one f32 accumulation with the gate), the embeddings outside the blocks,
+ * the head's output and every tap.
  *
  * Dimension letters: D = NH * HD width, NH heads, HD head dim, FF ffn dim, L tokens,
  * S text rows, C latent channels, F/H/W latent frames/height/width.
@@ -128,7 +137,8 @@ size_t wr_dit_other_bytes(const wr_dit *m);
 size_t wr_dit_block_bytes(const wr_dit *m);
 /* The device memory a forward of `tokens` tokens (all ranks' together; this rank's share under
  * context parallelism is counted) and `text_rows` text rows allocates: the activation
- * workspace (with the latent, text and output copies) and the upcast buffer. */
+ * workspace (with the latent, text and output copies) in the model's compute dtype, its text
+ * cache (wr_dit_set_text_cache) for text_rows rows, and the upcast buffer. */
 size_t wr_dit_workspace_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows);
 /* The per-block upcast buffer (wr_dit_load_opts): one block's narrow matrices in f32, 0 when
  * none are narrow or with upcast_per_use. */
@@ -139,6 +149,32 @@ wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out);
 void wr_dit_release(wr_dit *m, int64_t i);
 
 void wr_dit_set_tap(wr_dit *m, wr_dit_tap_fn fn, void *ctx);
+
+/* The dtype of the activations listed at the top (the GEMM and attention inputs): WR_DTYPE_F32
+ * (the default, the bits of an f32-only forward) or WR_DTYPE_BF16 (on the CPU backend: the
+ * rounding points of a GPU running bf16 activations, each BF16 output rounded to nearest even).
+ * A change gives the workspace and the text cache back. WR_ERR_INVALID_ARG for another dtype,
+ * WR_ERR_UNSUPPORTED when the backend's ops do not take it. */
+wr_status wr_dit_set_compute_dtype(wr_dit *m, wr_dtype dt);
+wr_dtype wr_dit_compute_dtype(const wr_dit *m);
+
+/*
+ * The text cache: the cross-attention keys and values of a text (to_k / to_v of the projected
+ * text, norm_k) are the same at every denoising step. With n_texts slots (CFG: 2, the prompt and
+ * the negative prompt), wr_dit_forward_ex(..., slot) computes them in the first forward with an
+ * empty slot and keeps them for the following ones, which then skip the text projection and
+ * those GEMMs (and the "text_proj" tap). The caller promises that every forward naming a full
+ * slot passes the same text as the one that filled it; a new text needs
+ * wr_dit_text_cache_clear (or another slot). Slots are emptied by clear, by a text of another row
+ * count, by wr_dit_release_workspace and whatever releases it (set_vram, set_parallel,
+ * set_compute_dtype). Memory: n_texts * num_layers * 2 * [S, D] in the compute dtype, device
+ * memory next to the workspace (from the pool when one is set), counted by
+ * wr_dit_workspace_bytes. n_texts 0 (the default): no cache, today's memory. WR_ERR_INVALID_ARG
+ * outside [0, WR_DIT_MAX_TEXTS].
+ */
+#define WR_DIT_MAX_TEXTS 8
+wr_status wr_dit_set_text_cache(wr_dit *m, int n_texts);
+void wr_dit_text_cache_clear(wr_dit *m);
 
 /* Context parallelism over the ranks of `cp` (DESIGN.md §5): each rank holds ceil(L/P)
  * contiguous tokens (the last ranks padded at the end; padded keys never enter self-attention,
@@ -164,6 +200,10 @@ wr_cp_mode wr_dit_cp_mode(const wr_dit *m);
  * aligned tensors, as wr_dit_block_bytes measures) and the non-block weights' bytes. */
 size_t wr_dit_plan_workspace(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows, int P,
                              wr_cp_mode mode);
+/* The same in a compute dtype (F32: wr_dit_plan_workspace) with a text cache of text_cache
+ * slots (0: none), as wr_dit_workspace_bytes counts a model so set. */
+size_t wr_dit_plan_workspace_ex(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows, int P,
+                                wr_cp_mode mode, wr_dtype compute, int text_cache);
 void wr_dit_plan_weights(const wr_dit_config *cfg, int wbytes, size_t *block_bytes,
                          size_t *other_bytes);
 /* The upcast buffer of a checkpoint whose block matrices are all narrower than f32: one
@@ -178,5 +218,9 @@ size_t wr_dit_plan_upcast(const wr_dit_config *cfg);
  */
 wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, float timestep,
                          const wr_tensor *enc);
+/* The same with the text in slot text_slot of the text cache (see wr_dit_set_text_cache; -1:
+ * none, wr_dit_forward). WR_ERR_INVALID_ARG for a slot outside [-1, n_texts). */
+wr_status wr_dit_forward_ex(wr_dit *m, wr_tensor *out, const wr_tensor *latent, float timestep,
+                            const wr_tensor *enc, int text_slot);
 
 #endif /* WR_MODELS_DIT_H */

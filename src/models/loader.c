@@ -86,13 +86,21 @@ static int64_t nelem_saturated(int ndim, const int64_t *shape) {
     return n;
 }
 
-wr_tensor wr_carve_take(wr_carve *c, int ndim, const int64_t *shape) {
+wr_tensor wr_carve_take_as(wr_carve *c, wr_dtype dt, int ndim, const int64_t *shape) {
+    const size_t es = wr_dtype_size(dt);
+    WR_ASSERT(es == 1 || es == 2 || es == 4);
     const int64_t n = nelem_saturated(ndim, shape);
     float *p = c->base ? c->base + c->used : NULL;
-    const size_t take = n > (INT64_MAX >> 3) ? SIZE_MAX / 8 : (size_t)((n + 15) & ~(int64_t)15);
-    c->used = c->used > SIZE_MAX / 8 - take ? SIZE_MAX / 8 : c->used + take; /* 64-byte starts */
+    /* n elements of es bytes in 4-byte units, rounded up to 16 of them (64-byte starts) */
+    const int64_t units = n > (INT64_MAX >> 3) ? 0 : (n * (int64_t)es + 3) / 4;
+    const size_t take = n > (INT64_MAX >> 3) ? SIZE_MAX / 8 : (size_t)((units + 15) & ~(int64_t)15);
+    c->used = c->used > SIZE_MAX / 8 - take ? SIZE_MAX / 8 : c->used + take;
     WR_ASSERT(c->base == NULL || c->used <= c->cap);
-    return wr_tensor_make(p, WR_DTYPE_F32, ndim, shape);
+    return wr_tensor_make(p, dt, ndim, shape);
+}
+
+wr_tensor wr_carve_take(wr_carve *c, int ndim, const int64_t *shape) {
+    return wr_carve_take_as(c, WR_DTYPE_F32, ndim, shape);
 }
 
 wr_status wr_load_fp8(const wr_st_tensor *t, uint8_t *dst, float *scale) {

@@ -67,15 +67,23 @@ wr_status wr_dev_arena_put(wr_dev_arena *a, wr_tensor *t, int force);
 wr_status wr_dev_arena_take(wr_dev_arena *a, size_t nbytes, void **out);
 void wr_dev_arena_free(wr_dev_arena *a);
 
-/* Activations carved from one f32 workspace; with base NULL only counts (the plan pass). */
+/* Activations carved from one workspace, each tensor in its own dtype and starting on a 64-byte
+ * boundary; with base NULL only counts (the plan pass). used and cap count 4-byte units (a
+ * workspace of `used` units is used * sizeof(float) bytes), whatever the dtypes. */
 typedef struct wr_carve {
     float *base;
-    size_t used, cap; /* floats */
+    size_t used, cap; /* 4-byte units */
 } wr_carve;
 
+/* An F32 tensor of the shape. */
 wr_tensor wr_carve_take(wr_carve *c, int ndim, const int64_t *shape);
+/* A tensor of dtype dt (a float dtype of 1, 2 or 4 bytes) of the shape. */
+wr_tensor wr_carve_take_as(wr_carve *c, wr_dtype dt, int ndim, const int64_t *shape);
 #define WR_TAKE(c, ...)                                                                            \
     wr_carve_take((c), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),                  \
                   (int64_t[]){__VA_ARGS__})
+#define WR_TAKE_AS(c, dt, ...)                                                                     \
+    wr_carve_take_as((c), (dt), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)),         \
+                     (int64_t[]){__VA_ARGS__})
 
 #endif /* WR_MODELS_LOADER_H */

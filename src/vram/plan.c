@@ -155,12 +155,12 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
     const int cp = in->cp > 1 ? in->cp : 1;
     o->tokens = L;
 
-    /* the DiT: blocks, the rest, the workspace of this rank's shard (f32 on the CPU backend:
-     * act_bytes / 4 scales it for another activation dtype) */
+    /* the DiT: blocks, the rest, the workspace of this rank's shard, each buffer in its own
+     * dtype (act_bytes 2: bf16 activations, the residual stream and the rest f32; else f32) */
     size_t blk = 0, dit_other = 0;
     wr_dit_plan_weights(d, in->dit_wbytes, &blk, &dit_other);
-    const uint64_t dit_ws =
-        (uint64_t)wr_dit_plan_workspace(d, L, 512, cp, in->cp_mode) / 4 * (uint64_t)in->act_bytes;
+    const uint64_t dit_ws = (uint64_t)wr_dit_plan_workspace_ex(
+        d, L, 512, cp, in->cp_mode, in->act_bytes == 2 ? WR_DTYPE_BF16 : WR_DTYPE_F32, 0);
     /* the per-block upcast buffer (DESIGN.md's "computation" state): block matrices stored
      * narrower than the compute dtype (a bf16 checkpoint on the f32 CPU, FP8 storage anywhere)
      * are converted once per acquire into one block laid out in the compute dtype (matrices at
