@@ -667,7 +667,6 @@ static wr_status upcast_block(wr_dit *m, const wr_dit_block *b, const wr_dit_blo
     return WR_OK;
 }
 
-
 wr_status wr_dit_set_compute_dtype(wr_dit *m, wr_dtype dt) {
     const wr_dtype ops[2] = {dt, dt};
     if (dt != WR_DTYPE_F32 && dt != WR_DTYPE_BF16)
