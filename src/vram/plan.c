@@ -161,20 +161,16 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
     wr_dit_plan_weights(d, in->dit_wbytes, &blk, &dit_other);
     const uint64_t dit_ws = (uint64_t)wr_dit_plan_workspace_ex(
         d, L, 512, cp, in->cp_mode,
-        (in->dit_act_bytes ? in->dit_act_bytes : in->act_bytes) == 2 ? WR_DTYPE_BF16
-                                                                    : WR_DTYPE_F32,
+        (in->dit_act_bytes ? in->dit_act_bytes : in->act_bytes) == 2 ? WR_DTYPE_BF16 : WR_DTYPE_F32,
         0);
     /* the per-block upcast buffer (DESIGN.md's "computation" state): block matrices stored
      * narrower than the compute dtype (a bf16 checkpoint on the f32 CPU, FP8 storage anywhere)
-     * are converted once per acquire into one block laid out in the compute dtype (matrices at
-     * act_bytes, vectors f32, 64-byte aligned tensors: wr_dit_plan_weights), a workspace while
+     * are converted once per acquire into one block's matrices in the compute dtype (64-byte
+     * aligned: wr_dit_plan_upcast, the DiT's own number, scaled from f32), a workspace while
      * the DiT computes, whether its blocks stream or stay resident */
-    uint64_t upcast = 0;
-    if (in->dit_wbytes < in->act_bytes || in->fp8_upcast) {
-        size_t up = 0, up_other = 0;
-        wr_dit_plan_weights(d, in->act_bytes, &up, &up_other);
-        upcast = up;
-    }
+    const uint64_t upcast = in->dit_wbytes < in->act_bytes || in->fp8_upcast
+                                ? (uint64_t)wr_dit_plan_upcast(d) / 4 * (uint64_t)in->act_bytes
+                                : 0;
     /* the text encoder: its layers (t5.c's layout) and final norm, never the embedding table
      * (its rows are gathered on the host); the workspace of 512 tokens */
     const int64_t t5L = in->t5.num_layers;

@@ -36,6 +36,10 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "core/log.h"
 #include "kernels/cpu/cpu_internal.h"
 
@@ -551,6 +555,9 @@ static _Thread_local int tl_worker;
 static void *worker(void *arg) {
     stream_q *q = arg;
     tl_worker = 1;
+#ifdef _OPENMP
+    omp_set_num_threads(q->ex->be->threads); /* a thread's own setting: the backend's count */
+#endif
     wr_backend *be = q->ex->be;
     pthread_mutex_lock(&q->mu);
     for (;;) {

@@ -76,9 +76,10 @@ wr_status gather_rows_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *table,
     (void)be;
     const int64_t n = y->shape[0], D = y->shape[1];
     const size_t esz = wr_dtype_size(table->dtype);
+#pragma omp parallel for schedule(static) if (n * D > 65536)
     for (int64_t i = 0; i < n; i++)
         wr_dtype_convert((float *)y->data + i * D, WR_DTYPE_F32,
-                         (const char *)table->data + (size_t)idx[i] * (size_t)D * esz,
-                         table->dtype, D);
+                         (const char *)table->data + (size_t)idx[i] * (size_t)D * esz, table->dtype,
+                         D);
     return WR_OK;
 }
