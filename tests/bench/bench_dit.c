@@ -15,8 +15,10 @@
  * The per-block upcast (issue #15 §4): by default narrow block matrices are converted to f32
  * once per acquired block; --per-use loads with wr_dit_load_opts.upcast_per_use (the matmuls
  * convert per use, once per FFN chunk: the behaviour before); --compare loads the checkpoint
- * both ways, runs their forwards alternately and prints both times, the speed-up and whether
- * the outputs are bitwise equal (else their NMSE).
+ * both ways, runs their forwards alternately and prints both times (median and best wall
+ * time per block, and the process's CPU time per forward: with --threads 1 the figure a shared
+ * machine disturbs least), the speed-up and whether the outputs are bitwise equal (else their
+ * NMSE).
  *
  * IO.safetensors holds input.hidden_states [1,16,F,H,W], input.timestep [1],
  * input.encoder_hidden_states [1,S,text_dim] and (optionally) ref.output, diffusers' output for
@@ -158,14 +160,21 @@ static wr_status make_bf16(const char *dir, int layers) {
     return st;
 }
 
-/* One timed forward; the taps fill tm. */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* One timed forward (wall seconds in *dt, the process's CPU seconds in *cpu); the taps fill tm. */
 static wr_status timed_forward(wr_dit *m, timing *tm, wr_tensor *out, const wr_tensor *x, float t,
-                               const wr_tensor *e, double *dt) {
+                               const wr_tensor *e, double *dt, double *cpu) {
     memset(tm, 0, sizeof *tm);
     wr_dit_set_tap(m, on_tap, tm);
-    const double t0 = now();
+    const double t0 = now(), c0 = cpu_now();
     const wr_status st = wr_dit_forward(m, out, x, t, e);
     *dt = now() - t0;
+    *cpu = cpu_now() - c0;
     return st;
 }
 
@@ -276,21 +285,25 @@ int main(int argc, char **argv) {
            *blk = calloc((size_t)repeat + 1, sizeof(double));
     double *tot2 = calloc((size_t)repeat + 1, sizeof(double)),
            *blk2 = calloc((size_t)repeat + 1, sizeof(double));
+    /* CPU seconds per forward (with --threads 1 the measure least disturbed by other load) */
+    double *cpu1 = calloc((size_t)repeat + 1, sizeof(double)),
+           *cpu2 = calloc((size_t)repeat + 1, sizeof(double));
     float *out2buf = compare ? malloc(wr_tensor_nbytes(&out)) : NULL;
     wr_tensor out2 = out;
     out2.data = out2buf;
     const float t = tval;
     /* run 0 is a warm-up (page faults of the weights); --compare alternates the two models */
     for (int r = 0; r <= repeat; r++) {
-        double dt = 0;
-        st = timed_forward(m, &tm, &out, &x, t, &e, &dt);
+        double dt = 0, cpu = 0;
+        st = timed_forward(m, &tm, &out, &x, t, &e, &dt, &cpu);
         if (st == WR_OK && r > 0) {
-            tot[r - 1] = dt;
+            tot[r - 1] = dt, cpu1[r - 1] = cpu;
             blk[r - 1] = tm.blocks_total / tm.nblocks;
         }
         if (st == WR_OK && compare) {
-            st = timed_forward(m2, &tm, &out2, &x, t, &e, &dt);
-            if (r > 0) tot2[r - 1] = dt, blk2[r - 1] = tm.blocks_total / tm.nblocks;
+            st = timed_forward(m2, &tm, &out2, &x, t, &e, &dt, &cpu);
+            if (r > 0)
+                tot2[r - 1] = dt, cpu2[r - 1] = cpu, blk2[r - 1] = tm.blocks_total / tm.nblocks;
         }
         if (st != WR_OK) {
             fprintf(stderr, "bench_dit: forward: %s\n", wr_error_detail());
@@ -311,6 +324,8 @@ int main(int argc, char **argv) {
     qsort(blk, (size_t)repeat, sizeof(double), cmp_d);
     qsort(tot2, (size_t)repeat, sizeof(double), cmp_d);
     qsort(blk2, (size_t)repeat, sizeof(double), cmp_d);
+    qsort(cpu1, (size_t)repeat, sizeof(double), cmp_d);
+    qsort(cpu2, (size_t)repeat, sizeof(double), cmp_d);
     double nmse = -1;
     if (ref && ref->nelem == wr_tensor_nelem(&out)) {
         const float *b = wr_st_tensor_data(ref);
@@ -345,13 +360,24 @@ int main(int argc, char **argv) {
                (double)wr_dit_upcast_bytes(m) / 1048576.0, tot[repeat / 2], blk[repeat / 2],
                tot2[repeat / 2], blk2[repeat / 2], blk2[repeat / 2] / blk[repeat / 2],
                same ? "bitwise equal" : "differ", den > 0 ? num / den : num);
-        printf("RESULT upcast_block_s=%.4f peruse_block_s=%.4f speedup=%.4f bitwise=%d\n",
-               blk[repeat / 2], blk2[repeat / 2], blk2[repeat / 2] / blk[repeat / 2], same);
+        /* the best of the runs too: on a shared machine, interference only adds time */
+        printf("wanrun: best of %d: upcast once %.3f s per block, per use %.3f s per block, "
+               "speed-up %.3fx\n",
+               repeat, blk[0], blk2[0], blk2[0] / blk[0]);
+        printf("wanrun: CPU time per forward (median): upcast once %.3f s, per use %.3f s, "
+               "ratio %.3f\n",
+               cpu1[repeat / 2], cpu2[repeat / 2], cpu2[repeat / 2] / cpu1[repeat / 2]);
+        printf("RESULT upcast_block_s=%.4f peruse_block_s=%.4f speedup=%.4f best_speedup=%.4f "
+               "cpu_ratio=%.4f bitwise=%d\n",
+               blk[repeat / 2], blk2[repeat / 2], blk2[repeat / 2] / blk[repeat / 2],
+               blk2[0] / blk[0], cpu2[repeat / 2] / cpu1[repeat / 2], same);
     }
     free(tot);
     free(blk);
     free(tot2);
     free(blk2);
+    free(cpu1);
+    free(cpu2);
     free(out2buf);
     wr_dit_free(m2);
     free(outbuf);
