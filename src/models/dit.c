@@ -1044,11 +1044,15 @@ static wr_status attention_ulysses(wr_dit *m, dit_acts *a, const wr_attn_params 
     const size_t es = wr_dtype_size(a->q.dtype); /* q, k, v, out and the staging alike */
     const size_t block = es * (size_t)(Ls * cw);
     const size_t row = es * (size_t)D, run = es * (size_t)cw;
-    wr_tensor *src[3] = {&a->q, &a->k, &a->v}, *dst[3] = {&a->qg, &a->kg, &a->vg};
+    wr_tensor *src[3] = {&a->q, &a->k, &a->v};
+    /* staging: pack, and og and a, which are free until the attention / the unpack writes them
+     * (each [Ls, D] elements); then one grouped exchange of the three (one NCCL group) */
+    void *const stage[3] = {a->pack.data, a->og.data, a->a.data};
+    void *const recv[3] = {a->qg.data, a->kg.data, a->vg.data};
     for (int i = 0; i < 3; i++) {
         /* pack: plane r = heads r*NHr.. of every token          [Ls, D] -> [P, Ls, cw] */
         const wr_copy3d pack = {.dir = WR_COPY_D2D,
-                                .dst = a->pack.data,
+                                .dst = stage[i],
                                 .src = src[i]->data,
                                 .width = run,
                                 .rows = Ls,
@@ -1058,8 +1062,8 @@ static wr_status attention_ulysses(wr_dit *m, dit_acts *a, const wr_attn_params 
                                 .spitch = row,
                                 .splane = run};
         WR_TRY(wr_copy_3d(be, &pack));
-        WR_TRY(wr_comm_alltoall(m->cp, dst[i]->data, a->pack.data, block, m->where));
     }
+    WR_TRY(wr_comm_alltoall3(m->cp, recv, (const void *const *)stage, block, m->where));
     const int64_t L = a->Lg;
     wr_tensor q, k, v, o;
     WR_TRY(wr_tensor_slice0(&q, &a->qg, 0, L));
