@@ -1,6 +1,7 @@
 /* ops.c — shape checks and dispatch for the wr_op_* wrappers. */
 #include "kernels/ops.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -399,11 +400,69 @@ wr_dtype wr_backend_gemm_dtype(const wr_backend *be) {
     return be->kind == WR_BACKEND_CUDA ? WR_DTYPE_BF16 : WR_DTYPE_F32;
 }
 
+/* the op slots by their wr_op_* name */
+#define SLOT_OF(name)                                                                              \
+    { #name, offsetof(wr_backend_iface, name) }
+static const struct {
+    const char *name;
+    size_t off;
+} k_slots[] = {
+    SLOT_OF(matmul),
+    SLOT_OF(layer_norm),
+    SLOT_OF(rms_norm),
+    SLOT_OF(gelu_tanh),
+    SLOT_OF(silu),
+    SLOT_OF(add),
+    SLOT_OF(mul),
+    SLOT_OF(modulate),
+    SLOT_OF(gated_residual),
+    SLOT_OF(rope),
+    SLOT_OF(attention),
+    SLOT_OF(patch_embed),
+    SLOT_OF(attn_merge),
+    SLOT_OF(unpatchify),
+    SLOT_OF(conv3d),
+    SLOT_OF(upsample2x),
+    SLOT_OF(rms_norm_channels),
+    SLOT_OF(gather_rows),
+    SLOT_OF(transpose),
+    SLOT_OF(clamp),
+    SLOT_OF(channel_affine),
+    SLOT_OF(blend),
+};
+#undef SLOT_OF
+
 int wr_backend_supports(const wr_backend *be, const char *op, const wr_dtype *dtypes, int n) {
-    (void)op;
     for (int i = 0; i < n; i++) /* activations f32 or bf16 (weights: any float, checked apart) */
         if (dtypes[i] != WR_DTYPE_F32 && dtypes[i] != WR_DTYPE_BF16) return 0;
-    return be->iface != NULL;
+    for (size_t i = 0; i < sizeof k_slots / sizeof k_slots[0]; i++)
+        if (strcmp(k_slots[i].name, op) == 0) {
+            void *slot;
+            memcpy(&slot, (const char *)be->iface + k_slots[i].off, sizeof slot);
+            return slot != NULL;
+        }
+    return 0;
+}
+
+wr_status wr_backend_require(const wr_backend *be, const char *what, const char *const *ops) {
+    char missing[256] = "";
+    size_t used = 0;
+    int nmiss = 0;
+    const wr_dtype f32 = WR_DTYPE_F32;
+    for (int i = 0; ops[i]; i++)
+        if (!wr_backend_supports(be, ops[i], &f32, 1)) {
+            int w =
+                snprintf(missing + used, sizeof missing - used, "%s%s", nmiss ? ", " : "", ops[i]);
+            if (w > 0 && (size_t)w < sizeof missing - used) used += (size_t)w;
+            nmiss++;
+        }
+    if (nmiss == 0) return WR_OK;
+    return WR_FAIL(WR_ERR_UNSUPPORTED,
+                   "%s needs %d op%s the %s backend does not implement yet (%s)%s", what, nmiss,
+                   nmiss == 1 ? "" : "s", wr_backend_name(be->kind), missing,
+                   be->kind == WR_BACKEND_CUDA ? ": the CUDA op kernels are issue #16; use "
+                                                 "--backend cpu"
+                                               : "");
 }
 
 wr_status wr_op_blend(wr_backend *be, wr_tensor *dst, const wr_tensor *a, int64_t e) {

@@ -123,6 +123,9 @@ wr_dtype wr_backend_gemm_dtype(const wr_backend *be);
 /* 1 when the op (its wr_op_* name without the prefix, "matmul") takes these operand dtypes on
  * this backend, in the order of its tensor arguments. */
 int wr_backend_supports(const wr_backend *be, const char *op, const wr_dtype *dtypes, int n);
+/* WR_OK when every op of the NULL-terminated list has a slot; else WR_ERR_UNSUPPORTED naming
+ * `what` (a model) and the ops missing (the loaders ask before reading any weight). */
+wr_status wr_backend_require(const wr_backend *be, const char *what, const char *const *ops);
 
 /* Rows of a tensor for row-wise ops: product of all dims but the last. */
 int64_t wr_rows(const wr_tensor *t);

@@ -425,9 +425,11 @@ wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir) {
 wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr_dit_load_opts *o) {
     *out = NULL;
     wr_status st = WR_OK;
-    if (be->kind != WR_BACKEND_CPU)
-        return WR_FAIL(WR_ERR_UNSUPPORTED, "the DiT runs on the CPU backend only so far (the "
-                                           "CUDA op kernels are issue #16)");
+    static const char *const ops[] = {"matmul",     "layer_norm",  "rms_norm",    "gelu_tanh",
+                                      "silu",       "add",         "modulate",    "gated_residual",
+                                      "rope",       "attention",   "patch_embed", "attn_merge",
+                                      "unpatchify", "gather_rows", NULL};
+    WR_TRY(wr_backend_require(be, "the DiT", ops));
     wr_dit *m = calloc(1, sizeof *m);
     if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     m->be = be;

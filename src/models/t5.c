@@ -245,9 +245,10 @@ wr_status wr_t5_load(wr_t5 **out, wr_backend *be, const char *dir) {
 wr_status wr_t5_load_ex(wr_t5 **out, wr_backend *be, const char *dir, const wr_t5_load_opts *o) {
     *out = NULL;
     wr_status st = WR_OK;
-    if (be->kind != WR_BACKEND_CPU)
-        return WR_FAIL(WR_ERR_UNSUPPORTED, "the text encoder runs on the CPU backend only so far "
-                                           "(the CUDA op kernels are not written yet)");
+    static const char *const ops[] = {"matmul",    "rms_norm",       "gelu_tanh",
+                                      "mul",       "attention",      "gather_rows",
+                                      "transpose", "gated_residual", NULL};
+    WR_TRY(wr_backend_require(be, "the text encoder", ops));
     wr_t5 *m = calloc(1, sizeof *m);
     if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     m->be = be;

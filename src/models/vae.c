@@ -342,9 +342,10 @@ static wr_status upload_weights(wr_vae *m) {
 wr_status wr_vae_load(wr_vae **out, wr_backend *be, const char *dir) {
     *out = NULL;
     wr_status st = WR_OK;
-    if (be->kind != WR_BACKEND_CPU)
-        return WR_FAIL(WR_ERR_UNSUPPORTED, "the VAE runs on the CPU backend only so far (the "
-                                           "CUDA op kernels are not written yet)");
+    static const char *const ops[] = {
+        "conv3d",         "upsample2x", "rms_norm_channels", "silu",      "add", "clamp",
+        "channel_affine", "blend",      "attention",         "transpose", NULL};
+    WR_TRY(wr_backend_require(be, "the VAE", ops));
     wr_vae *m = calloc(1, sizeof *m);
     if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     m->be = be;
