@@ -52,6 +52,10 @@ typedef struct wr_options {
     int dit_stream;       /* DiT: 0 resident, 1 streamed while denoising */
     int vae_tiled;        /* VAE: 0 untiled, 1 tiled */
     int fp8_storage;      /* the DiT blocks' Linear weights in float8_e4m3, per-tensor scale */
+    /* the DiT's activation dtype between GEMMs (normed hidden states, q/k/v, attention output,
+     * FFN hidden): WR_DTYPE_F32 (the default) or WR_DTYPE_BF16 (a GPU's rounding points; the
+     * residual stream, norms' statistics, modulation, RoPE, softmax and the scheduler stay f32) */
+    wr_dtype compute_dtype;
     int te_cpu;           /* the text encoder runs from host memory, never on the device */
     int disk_offload;     /* streamed weights are read from the files when needed: host memory stays
                              bounded by a few blocks (vram.h, wr_vram_set_disk_offload) */

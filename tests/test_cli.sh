@@ -127,6 +127,17 @@ has "$err" "wrote .*a.mp4 \(5 frames, 32x32, 16 fps\)" "the video is reported"
 if [ -s "$gen/a.mp4" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: no mp4"; fi
 expect 0 "the saved latents" -- "$WANRUN" inspect "$gen/lat.safetensors"
 has "$out" "latents +F32 +\[16, 2, 4, 4\]" "latents [16, T, H/8, W/8]"
+# --compute-dtype bf16: the DiT's GEMM / attention activations rounded to bf16 (a GPU's rounding
+# points): other bits than f32, close to them (measured 4.41e-5 NMSE here, and 4.42e-5 at
+# 256x256, 3 steps; diffusers run in bf16 is 3e-5..5e-5 from its f32 on the tiny DiTs)
+expect 0 "--compute-dtype bf16" -- "$WANRUN" --model "$tiny" --prompt "a red fox" --size 32x32 \
+    --frames 5 --steps 3 --out "$gen/a16.y4m" --save-latents "$gen/lat16.safetensors" --threads 1 \
+    --compute-dtype bf16
+if ! cmp -s "$gen/lat.safetensors" "$gen/lat16.safetensors" &&
+    "$ST_NMSE" "$gen/lat16.safetensors" "$gen/lat.safetensors" latents 1e-3 >/dev/null; then
+    pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: bf16 latents not within 1e-3 of f32 (or equal)"; fi
+expect 2 "a bad --compute-dtype" -- "$WANRUN" --prompt p --out "$gen/x16.y4m" --compute-dtype fp16
+has "$err" "--compute-dtype must be f32 or bf16, got 'fp16'" "--compute-dtype names the value"
 cat >"$gen/cfg.json" <<'JSON'
 {"prompt": "from the config", "size": "16x16", "frames": 1, "steps": 50, "scheduler": "euler"}
 JSON
@@ -490,11 +501,40 @@ if command -v mpiexec >/dev/null; then
     if cmp -s "$gen/p2.safetensors" "$gen/p5.safetensors" &&
         "$ST_NMSE" "$gen/p5.safetensors" "$gen/p1.safetensors" latents "$CP_NMSE"; then
         pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: level 3 on 2 ranks differs"; fi
+    # The device contract: the strict CPU mode (device memory the host cannot touch) and the
+    # async one (every stream on its own thread) run the same kernels on the same values, so
+    # every level, layout and option gives the plain backend's latents and video bit for bit.
+    dm_cases=("1|--low-mem-level 0" "1|--low-mem-level 3 --disk-offload"
+        "1|--fp8 storage --low-mem-level 2 --te-device cpu" "1|--vae tiled --low-mem-level 1"
+        "2|--cp ring" "2|--cp ulysses --low-mem-level 3" "2|--cfg-parallel 2" "3|--cp ring"
+        "4|--cp ulysses --cfg-parallel 2")
+    k=0
+    for c in "${dm_cases[@]}"; do
+        n=${c%%|*}
+        read -r -a extra <<<"${c#*|}"
+        k=$((k + 1))
+        for mode in 0 1 async; do
+            expect 0 "np $n ${c#*|}, WR_STRICT_DEVICE=$mode" -- env WR_STRICT_DEVICE=$mode \
+                mpiexec -n "$n" --oversubscribe "$WANRUN" "${par[@]}" "${extra[@]}" \
+                --out "$gen/dm$k.$mode.y4m" --save-latents "$gen/dm$k.$mode.safetensors"
+        done
+        if cmp -s "$gen/dm$k.0.safetensors" "$gen/dm$k.1.safetensors" &&
+            cmp -s "$gen/dm$k.0.safetensors" "$gen/dm$k.async.safetensors" &&
+            cmp -s "$gen/dm$k.0.y4m" "$gen/dm$k.1.y4m" && cmp -s "$gen/dm$k.0.y4m" "$gen/dm$k.async.y4m"
+        then pass=$((pass + 1)); else fail=$((fail + 1))
+            echo "FAIL: np $n ${c#*|}: the strict / async device modes differ from the plain backend"; fi
+    done
     # one rank out of memory (its address space capped; not under ASan, whose shadow memory
-    # needs far more address space): every rank the same error, exit 4
+    # needs far more address space): every rank the same error, exit 4. The strict device
+    # modes reserve their device space as address space (twice WR_STRICT_DEVICE_GIB): 1 GiB
+    # of it, and the cap raised by those 2 GiB
     if ! ldd "$WANRUN" | grep libasan >/dev/null; then
     expect 4 "one rank out of memory" -- mpiexec -n 2 --oversubscribe bash -c \
-        'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then ulimit -v 1500000; fi; exec "$0" "$@"' \
+        'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then
+            if [ -n "${WR_STRICT_DEVICE:-}" ] && [ "$WR_STRICT_DEVICE" != 0 ]; then
+                export WR_STRICT_DEVICE_GIB=1; ulimit -v 3597152
+            else ulimit -v 1500000; fi
+        fi; exec "$0" "$@"' \
         "$WANRUN" --model "$tiny" --prompt p --size 4096x4096 --frames 121 --steps 1 --threads 1 \
         --out "$gen/oom.y4m"
     has "$err" "\[0/2\] error: ERR_OOM_(HOST|DEVICE): rank 1: .*cannot allocate" "rank 0 names rank 1"

@@ -466,6 +466,75 @@ START_TEST(test_text_cache) {
 }
 END_TEST
 
+/* ---- the per-block upcast ---- */
+
+/* One forward of case `name` (its golden inputs) with the given load options; returns the
+ * output (malloc'd) and its element count, and the model's upcast buffer size. */
+static float *forward_with(const char *name, const wr_dit_load_opts *o, int64_t *n,
+                           size_t *upcast) {
+    char dir[4300], io_path[4300];
+    snprintf(dir, sizeof dir, "%s/transformer", wr_test_data(name));
+    snprintf(io_path, sizeof io_path, "%s/io.safetensors", wr_test_data(name));
+    wr_dit *m = NULL;
+    ck_assert_msg(wr_dit_load_ex(&m, g_be, dir, o) == WR_OK, "%s", wr_error_detail());
+    wr_st_file *io = NULL;
+    ck_assert_int_eq(wr_st_open(&io, io_path), WR_OK);
+    const wr_st_tensor *lat = wr_st_find(io, "input.hidden_states");
+    const wr_st_tensor *ts = wr_st_find(io, "input.timestep");
+    const wr_st_tensor *enc = wr_st_find(io, "input.encoder_hidden_states");
+    ck_assert(lat && ts && enc);
+    const int64_t *ls = lat->shape;
+    wr_tensor x = wr_tensor_make((void *)wr_st_tensor_data(lat), WR_DTYPE_F32, 4,
+                                 (int64_t[]){ls[1], ls[2], ls[3], ls[4]});
+    wr_tensor e = wr_tensor_make((void *)wr_st_tensor_data(enc), WR_DTYPE_F32, 2,
+                                 (int64_t[]){enc->shape[1], enc->shape[2]});
+    const wr_dit_config *cfg = wr_dit_config_of(m);
+    *n = cfg->out_channels * ls[2] * ls[3] * ls[4];
+    float *buf = malloc(sizeof(float) * (size_t)*n);
+    wr_tensor out =
+        wr_tensor_make(buf, WR_DTYPE_F32, 4, (int64_t[]){cfg->out_channels, ls[2], ls[3], ls[4]});
+    ck_assert_msg(wr_dit_forward(m, &out, &x, ((const float *)wr_st_tensor_data(ts))[0], &e) ==
+                      WR_OK,
+                  "%s", wr_error_detail());
+    *upcast = wr_dit_upcast_bytes(m);
+    /* the planner's count from the config alone, when every block matrix is narrow */
+    if (*upcast) ck_assert_uint_eq(*upcast, wr_dit_plan_upcast(wr_dit_config_of(m)));
+    /* the workspace the caller plans for counts the buffer */
+    ck_assert_uint_ge(wr_dit_workspace_bytes(m, 1, 1), *upcast);
+    wr_st_close(io);
+    wr_dit_free(m);
+    return buf;
+}
+
+/* Narrow block matrices (a bf16 checkpoint, FP8 storage) are converted once per acquired block
+ * into the upcast buffer; the matmul then runs the same sgemm on the same f32 values as when it
+ * converts per use (one weight panel at these sizes): bitwise the same output. f32 matrices
+ * need no buffer. */
+START_TEST(test_upcast_once_per_block) {
+    const struct {
+        const char *name;
+        int fp8, narrow;
+    } cases[] = {{"dit/tiny2_bf16", 0, 1}, {"dit/tiny2", 1, 1}, {"dit/tiny2", 0, 0}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        const wr_dit_load_opts once = {.fp8_storage = cases[k].fp8},
+                               per_use = {.fp8_storage = cases[k].fp8, .upcast_per_use = 1};
+        int64_t n1 = 0, n2 = 0;
+        size_t u1 = 0, u2 = 0;
+        float *a = forward_with(cases[k].name, &once, &n1, &u1);
+        float *b = forward_with(cases[k].name, &per_use, &n2, &u2);
+        ck_assert_int_eq(n1, n2);
+        ck_assert_msg(cases[k].narrow ? u1 > 0 : u1 == 0, "%s fp8 %d: upcast buffer %zu bytes",
+                      cases[k].name, cases[k].fp8, u1);
+        ck_assert_uint_eq(u2, 0);
+        ck_assert_msg(memcmp(a, b, sizeof(float) * (size_t)n1) == 0,
+                      "%s fp8 %d: upcast once differs from per-use conversion", cases[k].name,
+                      cases[k].fp8);
+        free(a);
+        free(b);
+    }
+}
+END_TEST
+
 /* ---- loader errors ---- */
 
 START_TEST(test_missing_and_misshaped) {
@@ -535,6 +604,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_bf16_nocross);
     tcase_add_test(tc, test_workspace_dtypes);
     tcase_add_test(tc, test_text_cache);
+    tcase_add_test(tc, test_upcast_once_per_block);
     tcase_add_test(tc, test_missing_and_misshaped);
     suite_add_tcase(s, tc);
     return s;

@@ -174,6 +174,15 @@ struct wr_dit {
     size_t h_rope_cap; /* floats */
     void *tap_buf;
     size_t tap_cap; /* bytes */
+    /* The per-block upcast (DESIGN.md §4's computation state): a block whose matrices are
+     * narrower than the GEMM dtype (bf16 / f16 / FP8 on the f32 CPU) has them converted once when
+     * it is acquired, into one block's worth of device memory (from the pool's workspace
+     * category when there is a pool), instead of inside every matmul (once per FFN chunk). */
+    size_t upc_bytes;       /* the buffer's size; 0: no block needs it (or per-use conversion) */
+    void *upc;              /* NULL until the first forward / acquire needs it */
+    wr_vram *upc_pool;      /* where upc came from; NULL: the backend */
+    wr_dit_block upc_block; /* the acquired block, its narrow matrices pointing into upc */
+    int32_t *upc_idx;       /* 0 .. the most rows of a matrix - 1 (gather_rows' identity) */
     /* taps */
     wr_dit_tap_fn tap;
     void *tap_ctx;
@@ -361,6 +370,54 @@ static wr_status other_to_device(wr_dit *m) {
     return WR_OK;
 }
 
+/* The matrices of a block (its Linear weights); returns the count. */
+#define DIT_BLOCK_MATRICES 10
+static int block_matrices(wr_dit_block *b, wr_tensor **t) {
+    int n = 0;
+    wr_dit_attn *at[2] = {&b->attn1, &b->attn2};
+    for (int i = 0; i < 2; i++) {
+        t[n++] = &at[i]->to_q.weight, t[n++] = &at[i]->to_k.weight;
+        t[n++] = &at[i]->to_v.weight, t[n++] = &at[i]->to_out.weight;
+    }
+    t[n++] = &b->ffn.net_0_proj.weight, t[n++] = &b->ffn.net_2.weight;
+    return n;
+}
+
+static int needs_upcast(const wr_tensor *t) {
+    return t->data != NULL && t->dtype != WR_DTYPE_F32;
+}
+
+static size_t align64(size_t n) {
+    return (n + 63) & ~(size_t)63;
+}
+
+/* The upcast buffer's size: the largest block's narrow matrices in f32 (0 when every matrix is
+ * f32, or when the backend's GEMMs do not take f32: the conversion target would differ), and
+ * gather_rows' identity index over the most rows. */
+static wr_status upcast_plan(wr_dit *m) {
+    if (wr_backend_gemm_dtype(m->be) != WR_DTYPE_F32) return WR_OK;
+    size_t most = 0;
+    int64_t rows = 0;
+    for (int64_t i = 0; i < m->cfg.num_layers; i++) {
+        wr_tensor *t[DIT_BLOCK_MATRICES];
+        const int n = block_matrices(&m->blocks[i], t);
+        size_t bytes = 0;
+        for (int j = 0; j < n; j++)
+            if (needs_upcast(t[j])) {
+                bytes += align64(sizeof(float) * (size_t)wr_tensor_nelem(t[j]));
+                if (t[j]->shape[0] > rows) rows = t[j]->shape[0];
+            }
+        if (bytes > most) most = bytes;
+    }
+    if (most == 0) return WR_OK;
+    m->upc_idx = malloc(sizeof(int32_t) * (size_t)rows);
+    if (m->upc_idx == NULL)
+        return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for the DiT's upcast index");
+    for (int64_t r = 0; r < rows; r++) m->upc_idx[r] = (int32_t)r;
+    m->upc_bytes = most;
+    return WR_OK;
+}
+
 wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir) {
     return wr_dit_load_ex(out, be, dir, NULL);
 }
@@ -423,6 +480,7 @@ wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr
         goto fail;
     }
     WR_TRY_GOTO(st, other_to_device(m), fail);
+    if (!(o && o->upcast_per_use)) WR_TRY_GOTO(st, upcast_plan(m), fail);
     if (wr_st_set_count(m->weights) != n)
         wr_warn("%s: %lld tensors in the checkpoint, %lld used (extra tensors ignored)", dir,
                 (long long)wr_st_set_count(m->weights), (long long)n);
@@ -449,6 +507,7 @@ void wr_dit_free(wr_dit *m) {
     free(m->h_sinus);
     free(m->h_rope);
     free(m->tap_buf);
+    free(m->upc_idx);
     free(m->vec_arena);
     free(m->fp8_arena);
     free(m->blocks);
@@ -479,10 +538,6 @@ static int block_tensors(void *blk, wr_tensor **t) {
     t[n++] = &b->ffn.net_0_proj.weight, t[n++] = &b->ffn.net_0_proj.bias;
     t[n++] = &b->ffn.net_2.weight, t[n++] = &b->ffn.net_2.bias;
     return n;
-}
-
-static size_t align64(size_t n) {
-    return (n + 63) & ~(size_t)63;
 }
 
 static void vram_release_all(wr_dit *m) {
@@ -568,6 +623,48 @@ void wr_dit_release_workspace(wr_dit *m) {
     wr_workspace_release(&m->tc_ws, m->be);
     m->tc_rows = 0;
     for (int i = 0; i < m->tc_n; i++) m->tc_full[i] = 0;
+    if (m->upc) {
+        if (m->upc_pool)
+            wr_vram_free(m->upc_pool, m->upc);
+        else
+            m->be->iface->free(m->be, m->upc);
+    }
+    m->upc = NULL, m->upc_pool = NULL;
+}
+
+/* The upcast buffer, from the pool's workspace category (or the backend) if not there yet. */
+static wr_status upcast_ensure(wr_dit *m) {
+    if (m->upc_bytes == 0 || m->upc) return WR_OK;
+    void *p = NULL;
+    if (m->vram)
+        WR_TRY(wr_vram_alloc(m->vram, WR_MEM_WORKSPACE, m->upc_bytes, &p));
+    else
+        WR_TRY(m->be->iface->alloc(m->be, &p, m->upc_bytes));
+    m->upc = p, m->upc_pool = m->vram;
+    return WR_OK;
+}
+
+/* Block b's narrow matrices converted to f32 into the upcast buffer (an op: gather_rows over
+ * every row, the conversion the matmul would do per use); *out is b itself when nothing is
+ * narrow. The weight scales (FP8 storage) stay with the Linears: the matmul applies them. */
+static wr_status upcast_block(wr_dit *m, const wr_dit_block *b, const wr_dit_block **out) {
+    *out = b;
+    if (m->upc_bytes == 0) return WR_OK;
+    WR_TRY(upcast_ensure(m));
+    m->upc_block = *b;
+    wr_tensor *t[DIT_BLOCK_MATRICES];
+    const int n = block_matrices(&m->upc_block, t);
+    char *p = m->upc;
+    for (int j = 0; j < n; j++) {
+        if (!needs_upcast(t[j])) continue;
+        wr_tensor y = wr_tensor_make(p, WR_DTYPE_F32, 2, t[j]->shape); /* [N, K] */
+        WR_ASSERT(p + align64(wr_tensor_nbytes(&y)) <= (char *)m->upc + m->upc_bytes);
+        WR_TRY(wr_op_gather_rows(m->be, &y, t[j], m->upc_idx));
+        p += align64(wr_tensor_nbytes(&y));
+        *t[j] = y;
+    }
+    *out = &m->upc_block;
+    return WR_OK;
 }
 
 wr_status wr_dit_set_compute_dtype(wr_dit *m, wr_dtype dt) {
@@ -607,18 +704,16 @@ void wr_dit_text_cache_clear(wr_dit *m) {
 wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out) {
     WR_ASSERT(i >= 0 && i < m->cfg.num_layers);
     if (m->vram == NULL) {
-        if (m->be->host_visible) {
-            *out = &m->blocks[i]; /* the checkpoint's own tensors (mapped), no copy */
-            return WR_OK;
-        }
+        if (m->be->host_visible)
+            return upcast_block(m, &m->blocks[i], out); /* the checkpoint's own tensors */
         if (m->dev_blocks == NULL) WR_TRY(dev_blocks_make(m));
-        *out = &m->dev_blocks[i];
-        return WR_OK;
+        return upcast_block(m, &m->dev_blocks[i], out);
     }
     const void *b = NULL;
     WR_TRY(wr_streamer_acquire(m->stream, i, &b));
-    *out = b;
-    return WR_OK;
+    const wr_status st = upcast_block(m, b, out);
+    if (st != WR_OK) wr_streamer_release(m->stream, i);
+    return st;
 }
 
 void wr_dit_release(wr_dit *m, int64_t i) {
@@ -746,6 +841,8 @@ static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t Lg, int64_t S,
     a->outd = WR_TAKE(c, m->cfg.out_channels * Lg * pp);
 }
 
+static size_t plan_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows);
+
 size_t wr_dit_plan_workspace(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows, int P,
                              wr_cp_mode mode) {
     return wr_dit_plan_workspace_ex(cfg, tokens, text_rows, P, mode, WR_DTYPE_F32, 0);
@@ -763,7 +860,7 @@ size_t wr_dit_plan_workspace_ex(const wr_dit_config *cfg, int64_t tokens, int64_
                                   : mode;
     m.cdt = compute;
     m.tc_n = text_cache > 0 ? text_cache : 0;
-    return wr_dit_workspace_bytes(&m, tokens, text_rows);
+    return plan_bytes(&m, tokens, text_rows); /* the planner counts the upcast on its own */
 }
 
 typedef struct plan_w_ctx {
@@ -791,6 +888,18 @@ void wr_dit_plan_weights(const wr_dit_config *cfg, int wbytes, size_t *block_byt
     *other_bytes = c.other;
 }
 
+static void plan_upcast_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    size_t *bytes = ctx;
+    if (ndim != 2 || strncmp(name, "blocks.0.", 9) != 0) return; /* block 0's matrices */
+    *bytes += align64(sizeof(float) * (size_t)(shape[0] * shape[1]));
+}
+
+size_t wr_dit_plan_upcast(const wr_dit_config *cfg) {
+    size_t bytes = 0;
+    wr_dit_expected_tensors(cfg, NULL, plan_upcast_one, &bytes);
+    return bytes;
+}
+
 /* One text's K or V of one block in the text cache: [S, D] in the compute dtype, 64-byte
  * aligned. */
 static size_t tc_tensor_bytes(const wr_dit *m, int64_t S) {
@@ -801,11 +910,19 @@ static size_t tc_bytes(const wr_dit *m, int64_t S) {
     return (size_t)m->tc_n * (size_t)m->cfg.num_layers * 2 * tc_tensor_bytes(m, S);
 }
 
-size_t wr_dit_workspace_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows) {
+static size_t plan_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows) {
     wr_carve c = {0};
     dit_acts a;
     plan(&c, m, (tokens + m->P - 1) / m->P, tokens, text_rows, &a);
     return c.used * sizeof(float) + tc_bytes(m, text_rows);
+}
+
+size_t wr_dit_workspace_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows) {
+    return plan_bytes(m, tokens, text_rows) + m->upc_bytes;
+}
+
+size_t wr_dit_upcast_bytes(const wr_dit *m) {
+    return m->upc_bytes;
 }
 
 /* diffusers get_timestep_embedding(t, freq_dim, flip_sin_to_cos=True, downscale_freq_shift=0),
@@ -1138,6 +1255,7 @@ wr_status wr_dit_forward_ex(wr_dit *m, wr_tensor *out, const wr_tensor *latent, 
     int moved = 0;
     wr_status st = wr_workspace_ensure(&m->ws, be, m->vram, c0.used * sizeof(float), &moved);
     if (moved) m->rope_key[0] = 0; /* the RoPE tables live in it */
+    if (st == WR_OK) st = upcast_ensure(m);
     if (st == WR_OK && text_slot >= 0 && m->tc_rows != S) {
         /* the text cache laid out for S rows: every slot empty */
         wr_dit_text_cache_clear(m);

@@ -97,9 +97,17 @@ wr_status wr_dit_load(wr_dit **out, wr_backend *be, const char *dir);
  * its skip patterns keeping patch_embedding, condition_embedder and the norms) are converted at
  * load to float8_e4m3 with a per-tensor scale (amax / 448, so the largest value uses the whole
  * range; diffusers casts without one); e4m3 tensors in the checkpoint are used as they are.
- * The matmul upcasts per use and applies the scale. Biases stay f32. */
+ * Biases stay f32.
+ * Upcast: a block whose matrices are narrower than the backend's GEMM dtype (a bf16 / f16
+ * checkpoint or FP8 storage on the f32 CPU) has them converted to f32 once when it is acquired,
+ * into a buffer of one block's matrices (wr_dit_upcast_bytes: device memory from the pool's
+ * workspace category, else the backend; given back with the workspace), and the matmuls use
+ * that copy (the FP8 scale still applied by the matmul). upcast_per_use keeps the narrow
+ * matrices in the matmuls, which convert them per use (no buffer; the conversion is repeated
+ * per FFN token chunk): the same values, for memory-tight runs and benchmarks. */
 typedef struct wr_dit_load_opts {
     int fp8_storage;
+    int upcast_per_use;
 } wr_dit_load_opts;
 wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr_dit_load_opts *o);
 void wr_dit_free(wr_dit *m);
@@ -127,11 +135,14 @@ void wr_dit_release_workspace(wr_dit *m);
 size_t wr_dit_other_bytes(const wr_dit *m);
 /* The largest block's weights in device memory (one streaming slot). */
 size_t wr_dit_block_bytes(const wr_dit *m);
-/* The activation workspace (with the latent, text and output copies) a forward of `tokens`
- * tokens (all ranks' together; this rank's share under context parallelism is counted) and
- * `text_rows` text rows allocates, in the model's compute dtype, plus its text cache
- * (wr_dit_set_text_cache) for text_rows rows. */
+/* The device memory a forward of `tokens` tokens (all ranks' together; this rank's share under
+ * context parallelism is counted) and `text_rows` text rows allocates: the activation
+ * workspace (with the latent, text and output copies) in the model's compute dtype, its text
+ * cache (wr_dit_set_text_cache) for text_rows rows, and the upcast buffer. */
 size_t wr_dit_workspace_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows);
+/* The per-block upcast buffer (wr_dit_load_opts): one block's narrow matrices in f32, 0 when
+ * none are narrow or with upcast_per_use. */
+size_t wr_dit_upcast_bytes(const wr_dit *m);
 /* Weights of block i in device memory for the duration (acquire/release pair). Without a pool
  * on a backend that is not host-visible, the first acquire uploads every block (once). */
 wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out);
@@ -183,7 +194,8 @@ wr_status wr_dit_set_parallel(wr_dit *m, wr_comm *cp, wr_cp_mode mode);
 /* The mode in use (WR_CP_ULYSSES / WR_CP_RING; WR_CP_AUTO when not parallel). */
 wr_cp_mode wr_dit_cp_mode(const wr_dit *m);
 
-/* Planning from a config alone (the vram planner): the workspace of a forward, and one block's
+/* Planning from a config alone (the vram planner): the workspace of a forward (the activation
+ * workspace alone: the planner counts the upcast buffer itself), and one block's
  * device bytes (a streaming slot; matrices in `wbytes` per element, vectors f32, 64-byte
  * aligned tensors, as wr_dit_block_bytes measures) and the non-block weights' bytes. */
 size_t wr_dit_plan_workspace(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows, int P,
@@ -194,6 +206,9 @@ size_t wr_dit_plan_workspace_ex(const wr_dit_config *cfg, int64_t tokens, int64_
                                 wr_cp_mode mode, wr_dtype compute, int text_cache);
 void wr_dit_plan_weights(const wr_dit_config *cfg, int wbytes, size_t *block_bytes,
                          size_t *other_bytes);
+/* The upcast buffer of a checkpoint whose block matrices are all narrower than f32: one
+ * block's matrices in f32, 64-byte aligned each (what wr_dit_upcast_bytes then reports). */
+size_t wr_dit_plan_upcast(const wr_dit_config *cfg);
 /*
  * One forward pass (batch 1): latent [C, F, H, W], timestep (the scheduler's value),
  * enc [S, text_dim] (UMT5 output, padded rows zero) -> out [C_out, F, H, W], the flow

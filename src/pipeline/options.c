@@ -55,6 +55,7 @@ static const struct {
     [WR_OPT_DISK_OFFLOAD] = {"disk-offload", K_SWITCH},
     [WR_OPT_VERBOSE] = {"verbose", K_SWITCH},
     [WR_OPT_DEVICE] = {"device", K_INT},
+    [WR_OPT_COMPUTE_DTYPE] = {"compute-dtype", K_TEXT},
 };
 
 #define Q(buf, s) wr_quote(buf, sizeof buf, s)
@@ -341,6 +342,12 @@ wr_status wr_gen_opts_set(wr_gen_opts *g, const char *name, const char *v) {
             return WR_FAIL(WR_ERR_INVALID_ARG, "--fp8 must be storage, compute or off, got %s",
                            Q(q, v));
         g->fp8 = !strcmp(v, "storage");
+        break;
+    case WR_OPT_COMPUTE_DTYPE:
+        if (strcmp(v, "f32") && strcmp(v, "bf16"))
+            return WR_FAIL(WR_ERR_INVALID_ARG, "--compute-dtype must be f32 or bf16, got %s",
+                           Q(q, v));
+        g->compute_bf16 = !strcmp(v, "bf16");
         break;
     case WR_OPT_DISK_OFFLOAD:
         WR_TRY(parse_switch(n, v, &g->disk_offload));

@@ -61,6 +61,7 @@ typedef enum wr_gen_opt {
     WR_OPT_DISK_OFFLOAD,
     WR_OPT_VERBOSE,
     WR_OPT_DEVICE,
+    WR_OPT_COMPUTE_DTYPE,
     WR_OPT_COUNT
 } wr_gen_opt;
 
@@ -79,6 +80,7 @@ typedef struct wr_gen_opts {
     int te_stream, dit_stream, vae_tiled; /* -1: the level's (configs/levels.json) */
     int disk_offload;
     int fp8; /* 0 off, 1 storage */
+    int compute_bf16; /* --compute-dtype bf16: the DiT's GEMM / attention activations in bf16 */
     int te_cpu;
     int verbose;
     int bundled;    /* set by wr_gen_opts_finish: no --model, the bundled model and defaults */

@@ -165,6 +165,8 @@ static wr_status load_components(wr_context *c, const char *model_dir) {
     wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TRANSFORMER);
     const wr_dit_load_opts lo = {.fp8_storage = c->opt.fp8_storage};
     WR_TRY(wr_dit_load_ex(&c->dit, c->be, path, &lo));
+    if (c->opt.compute_dtype != WR_DTYPE_F32)
+        WR_TRY(wr_dit_set_compute_dtype(c->dit, c->opt.compute_dtype));
     if (c->role.writer) {
         wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_VAE);
         WR_TRY(wr_vae_load(&c->vae, c->be, path));

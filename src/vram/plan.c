@@ -160,7 +160,10 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
     size_t blk = 0, dit_other = 0;
     wr_dit_plan_weights(d, in->dit_wbytes, &blk, &dit_other);
     const uint64_t dit_ws = (uint64_t)wr_dit_plan_workspace_ex(
-        d, L, 512, cp, in->cp_mode, in->act_bytes == 2 ? WR_DTYPE_BF16 : WR_DTYPE_F32, 0);
+        d, L, 512, cp, in->cp_mode,
+        (in->dit_act_bytes ? in->dit_act_bytes : in->act_bytes) == 2 ? WR_DTYPE_BF16
+                                                                    : WR_DTYPE_F32,
+        0);
     /* the per-block upcast buffer (DESIGN.md's "computation" state): block matrices stored
      * narrower than the compute dtype (a bf16 checkpoint on the f32 CPU, FP8 storage anywhere)
      * are converted once per acquire into one block laid out in the compute dtype (matrices at

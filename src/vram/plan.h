@@ -43,6 +43,9 @@ typedef struct wr_plan_in {
     int t5_wbytes;
     int vae_wbytes;
     int act_bytes; /* activations: 4 on the CPU backend (f32) */
+    /* the DiT's compute dtype (--compute-dtype): 2 bf16 GEMM / attention activations, 4 f32;
+     * 0: act_bytes */
+    int dit_act_bytes;
     /* FP8 storage (GPU): one DiT block and one text encoder layer upcast to the compute dtype
      * (act_bytes), workspace while their model computes. The DiT's upcast buffer is counted
      * also without it whenever dit_wbytes < act_bytes (a bf16 checkpoint on the f32 CPU): one

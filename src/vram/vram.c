@@ -57,6 +57,9 @@ struct wr_vram {
     rec *recs;
     size_t nrec, caprec;
     uint64_t cur[WR_MEM_CAT_COUNT], peak[WR_MEM_CAT_COUNT], total, total_peak;
+    /* the records and counters: an op's one-off scratch piece is allocated and freed on the
+     * async CPU mode's compute thread while the host thread allocates */
+    pthread_mutex_t acct;
     /* copy engine */
     pthread_t thread;
     int started, stop;
@@ -171,6 +174,7 @@ wr_status wr_vram_create(wr_vram **out, wr_backend *be, uint64_t limit_bytes) {
     v->limit = limit_bytes;
     v->fail_submit = -1;
     pthread_mutex_init(&v->mu, NULL);
+    pthread_mutex_init(&v->acct, NULL);
     pthread_cond_init(&v->cv_job, NULL);
     pthread_cond_init(&v->cv_done, NULL);
     *out = v;
@@ -192,6 +196,7 @@ void wr_vram_free_pool(wr_vram *v) {
     WR_ASSERT(v->total == 0);
     for (int k = 0; k < WR_HOST_CAT_COUNT; k++) WR_ASSERT(v->host[k] == 0);
     pthread_mutex_destroy(&v->mu);
+    pthread_mutex_destroy(&v->acct);
     pthread_cond_destroy(&v->cv_job);
     pthread_cond_destroy(&v->cv_done);
     free(v->recs);
@@ -202,28 +207,38 @@ wr_status wr_vram_alloc(wr_vram *v, wr_mem_cat cat, size_t bytes, void **out) {
     *out = NULL;
     WR_ASSERT(cat >= 0 && cat < WR_MEM_CAT_COUNT);
     if (bytes == 0) return WR_OK;
-    if (v->limit && v->total + bytes > v->limit)
+    pthread_mutex_lock(&v->acct);
+    if (v->limit && v->total + bytes > v->limit) {
+        const uint64_t total = v->total;
+        pthread_mutex_unlock(&v->acct);
         return WR_FAIL(WR_ERR_OOM_DEVICE,
                        "%s: %.1f MiB more would take the device memory to %.1f MiB, over the "
                        "%.1f MiB limit (--vram-limit); in use: %.1f MiB; raise the limit or use "
                        "a higher --low-mem-level",
                        wr_mem_cat_name(cat), (double)bytes / 1048576.0,
-                       (double)(v->total + bytes) / 1048576.0, (double)v->limit / 1048576.0,
-                       (double)v->total / 1048576.0);
+                       (double)(total + bytes) / 1048576.0, (double)v->limit / 1048576.0,
+                       (double)total / 1048576.0);
+    }
     if (v->nrec == v->caprec) {
         size_t cap = v->caprec ? 2 * v->caprec : 32;
         rec *r = realloc(v->recs, cap * sizeof *r);
-        if (r == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        if (r == NULL) {
+            pthread_mutex_unlock(&v->acct);
+            return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+        }
         v->recs = r, v->caprec = cap;
     }
-    WR_TRY(v->be->iface->alloc(v->be, out, bytes));
-    v->recs[v->nrec++] = (rec){*out, bytes, cat};
-    v->cur[cat] += bytes;
-    v->total += bytes;
-    if (v->cur[cat] > v->peak[cat]) v->peak[cat] = v->cur[cat];
-    if (v->total > v->total_peak) v->total_peak = v->total;
-    if (v->obs) v->obs(v->obs_ctx, v);
-    return WR_OK;
+    wr_status st = v->be->iface->alloc(v->be, out, bytes);
+    if (st == WR_OK) {
+        v->recs[v->nrec++] = (rec){*out, bytes, cat};
+        v->cur[cat] += bytes;
+        v->total += bytes;
+        if (v->cur[cat] > v->peak[cat]) v->peak[cat] = v->cur[cat];
+        if (v->total > v->total_peak) v->total_peak = v->total;
+        if (v->obs) v->obs(v->obs_ctx, v);
+    }
+    pthread_mutex_unlock(&v->acct);
+    return st;
 }
 
 wr_status wr_vram_account(wr_vram *v, wr_mem_cat cat, int64_t delta) {
@@ -268,15 +283,19 @@ void wr_vram_set_observer(wr_vram *v, wr_vram_observer fn, void *ctx) {
 
 void wr_vram_free(wr_vram *v, void *p) {
     if (p == NULL) return;
+    pthread_mutex_lock(&v->acct);
     for (size_t i = 0; i < v->nrec; i++)
         if (v->recs[i].p == p) {
             v->cur[v->recs[i].cat] -= v->recs[i].bytes;
             v->total -= v->recs[i].bytes;
             v->recs[i] = v->recs[--v->nrec];
-            v->be->iface->free(v->be, p);
             if (v->obs) v->obs(v->obs_ctx, v);
+            pthread_mutex_unlock(&v->acct);
+            /* outside the lock: a free waits for queued work, which may allocate */
+            v->be->iface->free(v->be, p);
             return;
         }
+    pthread_mutex_unlock(&v->acct);
     WR_ASSERT(!"wr_vram_free: pointer not from this pool");
 }
 

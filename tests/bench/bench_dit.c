@@ -3,10 +3,20 @@
  *
  *   bench_dit TRANSFORMER_DIR IO.safetensors [--threads N] [--repeat K] [--profile]
  *   bench_dit TRANSFORMER_DIR --random F,H,W,S [--threads N] [--repeat K] [--profile]
+ *             [--make-bf16 LAYERS] [--per-use | --compare]
  *
  * The second form runs on seeded random inputs (latent [16,F,H,W], S text rows): it shows a
  * full-size checkpoint (e.g. the generated 1.3B one of bench_load.sh) loads and runs, and
- * prints the load time.
+ * prints the load time. --make-bf16 LAYERS first writes a random bf16 checkpoint of the
+ * Wan2.1-1.3B width (D=1536, 12 heads x 128, FFN 8960, text 4096) with LAYERS blocks into
+ * TRANSFORMER_DIR (config.json + one safetensors file; matrices uniform in +-1/sqrt(fan-in),
+ * norm weights 1 +- 0.05, the rest +-0.05, seeded).
+ *
+ * The per-block upcast (issue #15 §4): by default narrow block matrices are converted to f32
+ * once per acquired block; --per-use loads with wr_dit_load_opts.upcast_per_use (the matmuls
+ * convert per use, once per FFN chunk: the behaviour before); --compare loads the checkpoint
+ * both ways, runs their forwards alternately and prints both times, the speed-up and whether
+ * the outputs are bitwise equal (else their NMSE).
  *
  * IO.safetensors holds input.hidden_states [1,16,F,H,W], input.timestep [1],
  * input.encoder_hidden_states [1,S,text_dim] and (optionally) ref.output, diffusers' output for
@@ -21,8 +31,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#include "core/dtype.h"
 #include "core/log.h"
 #include "core/safetensors.h"
 #include "kernels/backend.h"
@@ -78,13 +90,92 @@ static double sgemm_gflops(int64_t M, int64_t N, int64_t K) {
     return 2.0 * (double)M * (double)N * (double)K / best / 1e9;
 }
 
+/* ---- --make-bf16: a random checkpoint of the 1.3B width ---- */
+
+typedef struct gen_ctx {
+    wr_st_writer *w;
+    uint16_t **bufs;
+    int n, cap;
+    uint64_t seed;
+    wr_status st;
+} gen_ctx;
+
+static double urand(uint64_t *s) { /* [-1, 1) */
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(*s >> 11) / 4503599627370496.0 - 1.0;
+}
+
+static void gen_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    gen_ctx *g = ctx;
+    if (g->st != WR_OK) return;
+    int64_t n = 1, fan_in = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 1; i < ndim; i++) fan_in *= shape[i];
+    uint16_t *b = malloc(sizeof(uint16_t) * (size_t)n);
+    if (b == NULL || g->n == g->cap) {
+        free(b);
+        g->st = WR_FAIL(WR_ERR_OOM_HOST, "--make-bf16: out of host memory");
+        return;
+    }
+    const int matrix = ndim == 2 || ndim == 5, norm = ndim == 1 && strstr(name, "norm") != NULL;
+    const double a = matrix ? 1.0 / sqrt((double)fan_in) : 0.05;
+    for (int64_t i = 0; i < n; i++)
+        b[i] = wr_f32_to_bf16((float)((norm ? 1.0 : 0.0) + a * urand(&g->seed)));
+    g->bufs[g->n++] = b;
+    g->st = wr_st_writer_add(g->w, name, WR_DTYPE_BF16, ndim, shape, b);
+}
+
+static wr_status make_bf16(const char *dir, int layers) {
+    char path[4200];
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return WR_FAIL(WR_ERR_IO, "--make-bf16: cannot write %s", path);
+    fprintf(f,
+            "{\"_class_name\": \"WanTransformer3DModel\", \"added_kv_proj_dim\": null, "
+            "\"attention_head_dim\": 128, \"cross_attn_norm\": true, \"eps\": 1e-06, "
+            "\"ffn_dim\": 8960, \"freq_dim\": 256, \"image_dim\": null, \"in_channels\": 16, "
+            "\"num_attention_heads\": 12, \"num_layers\": %d, \"out_channels\": 16, "
+            "\"patch_size\": [1, 2, 2], \"qk_norm\": \"rms_norm_across_heads\", "
+            "\"rope_max_seq_len\": 1024, \"text_dim\": 4096}\n",
+            layers);
+    if (fclose(f) != 0) return WR_FAIL(WR_ERR_IO, "--make-bf16: cannot write %s", path);
+    wr_dit_config cfg;
+    WR_TRY(wr_dit_config_read(&cfg, path));
+    gen_ctx g = {.seed = 0x5eed, .st = WR_OK};
+    g.cap = (int)wr_dit_expected_tensors(&cfg, NULL, NULL, NULL);
+    g.bufs = calloc((size_t)g.cap, sizeof *g.bufs);
+    wr_status st = g.bufs ? wr_st_writer_init(&g.w) : WR_FAIL(WR_ERR_OOM_HOST, "out of memory");
+    if (st == WR_OK) {
+        wr_dit_expected_tensors(&cfg, NULL, gen_one, &g);
+        st = g.st;
+    }
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+    if (st == WR_OK) st = wr_st_writer_write(g.w, path);
+    wr_st_writer_free(g.w);
+    for (int i = 0; i < g.n; i++) free(g.bufs[i]);
+    free(g.bufs);
+    return st;
+}
+
+/* One timed forward; the taps fill tm. */
+static wr_status timed_forward(wr_dit *m, timing *tm, wr_tensor *out, const wr_tensor *x, float t,
+                               const wr_tensor *e, double *dt) {
+    memset(tm, 0, sizeof *tm);
+    wr_dit_set_tap(m, on_tap, tm);
+    const double t0 = now();
+    const wr_status st = wr_dit_forward(m, out, x, t, e);
+    *dt = now() - t0;
+    return st;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: bench_dit TRANSFORMER_DIR (IO.safetensors | --random F,H,W,S) "
                         "[--threads N] [--repeat K] [--profile]\n");
         return 2;
     }
-    int threads = 0, repeat = 3, profile = 0;
+    int threads = 0, repeat = 3, profile = 0, make_layers = 0, per_use = 0, compare = 0;
     int64_t rnd[4] = {0, 0, 0, 0};
     const char *io_path = NULL;
     for (int i = 2; i < argc; i++) {
@@ -94,6 +185,12 @@ int main(int argc, char **argv) {
             repeat = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--profile") == 0) {
             profile = 1;
+        } else if (strcmp(argv[i], "--make-bf16") == 0 && i + 1 < argc) {
+            make_layers = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--per-use") == 0) {
+            per_use = 1;
+        } else if (strcmp(argv[i], "--compare") == 0) {
+            compare = 1;
         } else if (strcmp(argv[i], "--random") == 0 && i + 1 < argc) {
             long long a, b, c2, d;
             if (sscanf(argv[++i], "%lld,%lld,%lld,%lld", &a, &b, &c2, &d) != 4) {
@@ -108,12 +205,15 @@ int main(int argc, char **argv) {
     if (repeat < 1) repeat = 1;
     wr_log_init();
     wr_backend *be = NULL;
-    wr_dit *m = NULL;
+    wr_dit *m = NULL, *m2 = NULL; /* m2: --compare's per-use model */
     wr_st_file *io = NULL;
-    wr_status st = wr_backend_create(&be, WR_BACKEND_CPU, threads);
+    wr_status st = make_layers > 0 ? make_bf16(argv[1], make_layers) : WR_OK;
+    if (st == WR_OK) st = wr_backend_create(&be, WR_BACKEND_CPU, threads);
+    const wr_dit_load_opts lo = {.upcast_per_use = per_use}, lo2 = {.upcast_per_use = 1};
     double tl = now();
-    if (st == WR_OK) st = wr_dit_load(&m, be, argv[1]);
+    if (st == WR_OK) st = wr_dit_load_ex(&m, be, argv[1], &lo);
     tl = now() - tl;
+    if (st == WR_OK && compare) st = wr_dit_load_ex(&m2, be, argv[1], &lo2);
     if (st == WR_OK && io_path) st = wr_st_open(&io, io_path);
     if (st != WR_OK) {
         fprintf(stderr, "bench_dit: %s: %s\n", wr_status_name(st), wr_error_detail());
@@ -172,22 +272,29 @@ int main(int argc, char **argv) {
     const double fl_block = 2.0 * (4.0 * L * D * D + 2.0 * L * L * D + 2.0 * L * D * D +
                                    2.0 * S * D * D + 2.0 * L * S * D + 2.0 * L * D * FF);
     timing tm;
-    wr_dit_set_tap(m, on_tap, &tm);
     double *tot = calloc((size_t)repeat + 1, sizeof(double)),
            *blk = calloc((size_t)repeat + 1, sizeof(double));
+    double *tot2 = calloc((size_t)repeat + 1, sizeof(double)),
+           *blk2 = calloc((size_t)repeat + 1, sizeof(double));
+    float *out2buf = compare ? malloc(wr_tensor_nbytes(&out)) : NULL;
+    wr_tensor out2 = out;
+    out2.data = out2buf;
     const float t = tval;
-    for (int r = 0; r <= repeat; r++) { /* run 0 is a warm-up (page faults of the weights) */
-        memset(&tm, 0, sizeof tm);
-        double t0 = now();
-        st = wr_dit_forward(m, &out, &x, t, &e);
-        double dt = now() - t0;
+    /* run 0 is a warm-up (page faults of the weights); --compare alternates the two models */
+    for (int r = 0; r <= repeat; r++) {
+        double dt = 0;
+        st = timed_forward(m, &tm, &out, &x, t, &e, &dt);
+        if (st == WR_OK && r > 0) {
+            tot[r - 1] = dt;
+            blk[r - 1] = tm.blocks_total / tm.nblocks;
+        }
+        if (st == WR_OK && compare) {
+            st = timed_forward(m2, &tm, &out2, &x, t, &e, &dt);
+            if (r > 0) tot2[r - 1] = dt, blk2[r - 1] = tm.blocks_total / tm.nblocks;
+        }
         if (st != WR_OK) {
             fprintf(stderr, "bench_dit: forward: %s\n", wr_error_detail());
             return 1;
-        }
-        if (r > 0) {
-            tot[r - 1] = dt;
-            blk[r - 1] = tm.blocks_total / tm.nblocks;
         }
     }
     if (profile) {
@@ -202,6 +309,8 @@ int main(int argc, char **argv) {
     }
     qsort(tot, (size_t)repeat, sizeof(double), cmp_d);
     qsort(blk, (size_t)repeat, sizeof(double), cmp_d);
+    qsort(tot2, (size_t)repeat, sizeof(double), cmp_d);
+    qsort(blk2, (size_t)repeat, sizeof(double), cmp_d);
     double nmse = -1;
     if (ref && ref->nelem == wr_tensor_nelem(&out)) {
         const float *b = wr_st_tensor_data(ref);
@@ -222,8 +331,29 @@ int main(int argc, char **argv) {
            100.0 * fl_block / blk[repeat / 2] / 1e9 / peak, nmse);
     printf("RESULT forward_s=%.4f block_s=%.4f gflops=%.2f peak=%.2f nmse=%.3e\n", tot[repeat / 2],
            blk[repeat / 2], fl_block / blk[repeat / 2] / 1e9, peak, nmse);
+    if (compare) {
+        const int64_t n = wr_tensor_nelem(&out);
+        const int same = memcmp(outbuf, out2buf, wr_tensor_nbytes(&out)) == 0;
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < n; i++) {
+            num += ((double)outbuf[i] - out2buf[i]) * ((double)outbuf[i] - out2buf[i]);
+            den += (double)out2buf[i] * out2buf[i];
+        }
+        printf("wanrun: upcast once per block (%.1f MiB buffer): forward %.3f s, %.3f s per block; "
+               "per use: forward %.3f s, %.3f s per block; speed-up %.3fx per block; outputs %s "
+               "(nmse %.3e)\n",
+               (double)wr_dit_upcast_bytes(m) / 1048576.0, tot[repeat / 2], blk[repeat / 2],
+               tot2[repeat / 2], blk2[repeat / 2], blk2[repeat / 2] / blk[repeat / 2],
+               same ? "bitwise equal" : "differ", den > 0 ? num / den : num);
+        printf("RESULT upcast_block_s=%.4f peruse_block_s=%.4f speedup=%.4f bitwise=%d\n",
+               blk[repeat / 2], blk2[repeat / 2], blk2[repeat / 2] / blk[repeat / 2], same);
+    }
     free(tot);
     free(blk);
+    free(tot2);
+    free(blk2);
+    free(out2buf);
+    wr_dit_free(m2);
     free(outbuf);
     if (!io) {
         free(xbuf);

@@ -544,8 +544,13 @@ static void job_free(job *j) {
 
 /* ---- the async streams ---- */
 
+/* 1 on a stream's worker thread: a job that frees memory (an op's one-off scratch piece) is
+ * itself the queued work a free would wait for */
+static _Thread_local int tl_worker;
+
 static void *worker(void *arg) {
     stream_q *q = arg;
+    tl_worker = 1;
     wr_backend *be = q->ex->be;
     pthread_mutex_lock(&q->mu);
     for (;;) {
@@ -691,8 +696,10 @@ static void x_free(wr_backend *be, void *p) {
         return;
     }
     /* as cudaFree: nothing queued may still use it */
-    wr_status st = drain_all(be);
-    if (st != WR_OK) wr_warn("%s", wr_error_detail());
+    if (!tl_worker) {
+        wr_status st = drain_all(be);
+        if (st != WR_OK) wr_warn("%s", wr_error_detail());
+    }
     space_free(&EX(be)->sp, p);
 }
 
