@@ -751,11 +751,10 @@ static wr_status tap(wr_dit *m, const char *name, const wr_tensor *t) {
  * is that of h, q, k, v, a, ffn, kc, vc and the context-parallel q/k/v/out buffers: what the
  * GEMMs and the attention read; everything else is f32. */
 typedef struct dit_acts {
-    wr_tensor x, h, q, k, v, a; /* [L, D] */
-    wr_tensor ffn;              /* [min(L, FFN_CHUNK), FF] */
-    wr_tensor hf, ff;           /* [L, D] f32 results on their way into x or h (see plan) */
-    wr_tensor o; /* [L, D] ring attention's running output: a, or its own f32 buffer where the
-                  * compute dtype is narrower (rounded into a once, at the end) */
+    wr_tensor x, h, q, k, v, a;   /* [L, D] */
+    wr_tensor ffn;                /* [min(L, FFN_CHUNK), FF] */
+    wr_tensor hf, ff;             /* [L, D] f32 results on their way into x or h (see plan) */
+    wr_tensor o;                  /* [L, D] ring attention's running output (see plan) */
     wr_tensor ctx, kc, vc, th;    /* [S, D] */
     wr_tensor sinus;              /* [freq_dim] */
     wr_tensor temb, temb_act, t1; /* [D] */
@@ -826,8 +825,9 @@ static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t Lg, int64_t S,
         } else {
             a->kv0 = WR_TAKE_AS(c, cd, 2, L, D);
             a->kv1 = WR_TAKE_AS(c, cd, 2, L, D);
-            /* the shards' attentions merge in f32 (o2 and the running output o), which is
-             * rounded into a once, as P = 1's attention rounds its output */
+            /* the shards' attentions merge in f32 (o2 and the running output o: a itself in
+             * f32, else its own buffer), which is rounded into a once at the end, as P = 1's
+             * attention rounds its output */
             a->o2 = WR_TAKE(c, L, m->NH, m->HD);
             if (cd != WR_DTYPE_F32) a->o = WR_TAKE(c, L, D);
             a->lse = WR_TAKE(c, m->NH, L);
