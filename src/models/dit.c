@@ -756,6 +756,7 @@ typedef struct dit_acts {
     wr_tensor x, h, q, k, v, a;   /* [L, D] */
     wr_tensor ffn;                /* [min(L, FFN_CHUNK), FF] */
     wr_tensor hf, ff;             /* [L, D] f32 results on their way into x or h (see plan) */
+    wr_tensor o;                  /* [L, D] ring attention's running output (see plan) */
     wr_tensor ctx, kc, vc, th;    /* [S, D] */
     wr_tensor sinus;              /* [freq_dim] */
     wr_tensor temb, temb_act, t1; /* [D] */
@@ -801,6 +802,7 @@ static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t Lg, int64_t S,
         a->hf = WR_TAKE(c, L, D);
         a->ff = a->hf;
     }
+    a->o = a->a; /* ring attention's own below where the compute dtype is narrower */
     a->ctx = WR_TAKE(c, S, D);
     a->kc = WR_TAKE_AS(c, cd, S, D);
     a->vc = WR_TAKE_AS(c, cd, S, D);
@@ -825,7 +827,11 @@ static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t Lg, int64_t S,
         } else {
             a->kv0 = WR_TAKE_AS(c, cd, 2, L, D);
             a->kv1 = WR_TAKE_AS(c, cd, 2, L, D);
-            a->o2 = WR_TAKE_AS(c, cd, L, m->NH, m->HD);
+            /* the shards' attentions merge in f32 (o2 and the running output o: a itself in
+             * f32, else its own buffer), which is rounded into a once at the end, as P = 1's
+             * attention rounds its output */
+            a->o2 = WR_TAKE(c, L, m->NH, m->HD);
+            if (cd != WR_DTYPE_F32) a->o = WR_TAKE(c, L, D);
             a->lse = WR_TAKE(c, m->NH, L);
             a->lse2 = WR_TAKE(c, m->NH, L);
         }
@@ -1104,7 +1110,7 @@ static wr_status attention_ring(wr_dit *m, dit_acts *a, const wr_attn_params *ap
     WR_TRY(wr_dev_copy(be, cur, a->k.data, half));
     WR_TRY(wr_dev_copy(be, cur + half, a->v.data, half));
     const int dst = (int)((m->cp_rank + 1) % P), srcr = (int)((m->cp_rank + P - 1) % P);
-    wr_tensor qh = as_heads(&a->q, m->NH, m->HD), oh = as_heads(&a->a, m->NH, m->HD);
+    wr_tensor qh = as_heads(&a->q, m->NH, m->HD), oh = as_heads(&a->o, m->NH, m->HD);
     wr_tensor o2 = as_heads(&a->o2, m->NH, m->HD);
     int have = 0;
     for (int64_t j = 0; j < P; j++) {
@@ -1130,6 +1136,10 @@ static wr_status attention_ring(wr_dit *m, dit_acts *a, const wr_attn_params *ap
         WR_TRY(sw);
         char *t = cur;
         cur = next, next = t;
+    }
+    if (a->o.data != a->a.data) { /* a := 0 + o: the f32 merge rounded once into a */
+        WR_TRY(wr_dev_memset0(be, a->a.data, wr_tensor_nbytes(&a->a)));
+        WR_TRY(wr_op_gated_residual(be, &a->a, &a->o, NULL));
     }
     return WR_OK;
 }
