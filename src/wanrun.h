@@ -48,10 +48,10 @@ typedef struct wr_options {
     int low_mem_level; /* 0..3; >= 1 decodes the video in tiles (the VAE's enable_tiling);
                           3 streams the DiT's blocks through the vram pool */
     /* overrides of the level's preset (configs/levels.json): -1 = the level's */
-    int te_stream;        /* text encoder: 0 resident, 1 streamed and freed after encoding */
-    int dit_stream;       /* DiT: 0 resident, 1 streamed while denoising */
-    int vae_tiled;        /* VAE: 0 untiled, 1 tiled */
-    int fp8_storage;      /* the DiT blocks' Linear weights in float8_e4m3, per-tensor scale */
+    int te_stream;   /* text encoder: 0 resident, 1 streamed and freed after encoding */
+    int dit_stream;  /* DiT: 0 resident, 1 streamed while denoising */
+    int vae_tiled;   /* VAE: 0 untiled, 1 tiled */
+    int fp8_storage; /* the DiT blocks' Linear weights in float8_e4m3, per-tensor scale */
     /* the DiT's activation dtype between GEMMs (normed hidden states, q/k/v, attention output,
      * FFN hidden): WR_DTYPE_F32 (the default) or WR_DTYPE_BF16 (a GPU's rounding points; the
      * residual stream, norms' statistics, modulation, RoPE, softmax and the scheduler stay f32) */

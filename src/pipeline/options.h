@@ -79,7 +79,7 @@ typedef struct wr_gen_opts {
     int cfg_parallel, cp_size, cp_mode;
     int te_stream, dit_stream, vae_tiled; /* -1: the level's (configs/levels.json) */
     int disk_offload;
-    int fp8; /* 0 off, 1 storage */
+    int fp8;          /* 0 off, 1 storage */
     int compute_bf16; /* --compute-dtype bf16: the DiT's GEMM / attention activations in bf16 */
     int te_cpu;
     int verbose;

@@ -38,8 +38,7 @@ wr_status conv3d_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_
 wr_status upsample2x_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x);
 wr_status rms_norm_channels_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x,
                                 const wr_tensor *gamma);
-wr_status gather_rows_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *table,
-                          const int32_t *idx);
+wr_status gather_rows_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *table, const int32_t *idx);
 wr_status transpose_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x);
 wr_status clamp_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x, float lo, float hi);
 wr_status channel_affine_cpu(wr_backend *be, wr_tensor *y, const wr_tensor *x,

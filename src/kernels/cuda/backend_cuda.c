@@ -103,17 +103,17 @@ static wr_status copy3d_cuda(wr_backend *be, const wr_copy3d *c) {
                                                              : cudaMemcpyDeviceToDevice;
     const size_t dp = c->rows > 1 ? c->dpitch : c->width, sp = c->rows > 1 ? c->spitch : c->width;
     /* planes that continue the row pattern are one 2-D copy; else one per plane */
-    const int flat = c->planes == 1 || (c->dplane == (size_t)c->rows * dp &&
-                                        c->splane == (size_t)c->rows * sp);
+    const int flat =
+        c->planes == 1 || (c->dplane == (size_t)c->rows * dp && c->splane == (size_t)c->rows * sp);
     if (flat)
-        CUDA_TRY(cudaMemcpy2DAsync(c->dst, dp, c->src, sp, c->width,
-                                   (size_t)(c->rows * c->planes), kind, s),
+        CUDA_TRY(cudaMemcpy2DAsync(c->dst, dp, c->src, sp, c->width, (size_t)(c->rows * c->planes),
+                                   kind, s),
                  "strided copy");
     else
         for (int64_t p = 0; p < c->planes; p++)
             CUDA_TRY(cudaMemcpy2DAsync((char *)c->dst + (size_t)p * c->dplane, dp,
-                                       (const char *)c->src + (size_t)p * c->splane, sp,
-                                       c->width, (size_t)c->rows, kind, s),
+                                       (const char *)c->src + (size_t)p * c->splane, sp, c->width,
+                                       (size_t)c->rows, kind, s),
                      "strided copy");
     if (c->dir != WR_COPY_D2D) CUDA_TRY(cudaStreamSynchronize(s), "strided copy (sync)");
     return WR_OK;
@@ -170,8 +170,7 @@ static wr_status event_sync_cuda(wr_backend *be, wr_event *ev) {
     return WR_OK;
 }
 
-static wr_status upload_on_cuda(wr_backend *be, int stream, void *dst, const void *src,
-                                size_t n) {
+static wr_status upload_on_cuda(wr_backend *be, int stream, void *dst, const void *src, size_t n) {
     wr_status st;
     cudaStream_t s = stream_of(be, stream, &st);
     WR_TRY(st);
