@@ -570,25 +570,11 @@ size_t wr_dit_block_bytes(const wr_dit *m) {
 /* Without a pool on a backend whose ops cannot read the host: every block's device copy,
  * uploaded once (the first acquire). */
 static wr_status dev_blocks_make(wr_dit *m) {
-    const int64_t nl = m->cfg.num_layers;
-    wr_tensor *t[WR_STREAM_MAX_TENSORS];
-    size_t bytes = 0;
-    for (int64_t i = 0; i < nl; i++) {
-        const int n = block_tensors(&m->blocks[i], t);
-        for (int j = 0; j < n; j++)
-            if (t[j]->data) bytes += wr_dev_arena_need(wr_tensor_nbytes(t[j]));
-    }
-    m->dev_blocks = malloc(sizeof *m->dev_blocks * (size_t)(nl ? nl : 1));
-    if (m->dev_blocks == NULL)
-        return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for the DiT's block table");
-    memcpy(m->dev_blocks, m->blocks, sizeof *m->dev_blocks * (size_t)nl);
-    wr_status st = wr_dev_arena_init(&m->barena, m->be, bytes);
-    for (int64_t i = 0; st == WR_OK && i < nl; i++) {
-        const int n = block_tensors(&m->dev_blocks[i], t);
-        for (int j = 0; st == WR_OK && j < n; j++) st = wr_dev_arena_put(&m->barena, t[j], 0);
-    }
-    if (st != WR_OK) dev_blocks_free(m);
-    return st;
+    void *copy = NULL;
+    WR_TRY(wr_dev_arena_blocks(&m->barena, m->be, m->blocks, sizeof *m->blocks, m->cfg.num_layers,
+                               block_tensors, &copy));
+    m->dev_blocks = copy;
+    return WR_OK;
 }
 
 static void dev_blocks_free(wr_dit *m) {

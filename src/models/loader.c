@@ -168,3 +168,33 @@ void wr_dev_arena_free(wr_dev_arena *a) {
     if (a->base) a->be->iface->free(a->be, a->base);
     memset(a, 0, sizeof *a);
 }
+
+wr_status wr_dev_arena_blocks(wr_dev_arena *a, wr_backend *be, const void *blocks,
+                              size_t struct_size, int64_t n, int (*tensors)(void *, wr_tensor **),
+                              void **out) {
+    *out = NULL;
+    memset(a, 0, sizeof *a);
+    char *copy = malloc(struct_size * (size_t)(n > 0 ? n : 1));
+    if (copy == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for a block table");
+    memcpy(copy, blocks, struct_size * (size_t)n);
+    wr_tensor *t[64];
+    size_t bytes = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int k = tensors(copy + (size_t)i * struct_size, t);
+        WR_ASSERT(k <= 64);
+        for (int j = 0; j < k; j++)
+            if (t[j]->data) bytes += wr_dev_arena_need(wr_tensor_nbytes(t[j]));
+    }
+    wr_status st = wr_dev_arena_init(a, be, bytes);
+    for (int64_t i = 0; st == WR_OK && i < n; i++) {
+        const int k = tensors(copy + (size_t)i * struct_size, t);
+        for (int j = 0; st == WR_OK && j < k; j++) st = wr_dev_arena_put(a, t[j], 1);
+    }
+    if (st != WR_OK) {
+        wr_dev_arena_free(a);
+        free(copy);
+        return st;
+    }
+    *out = copy;
+    return WR_OK;
+}

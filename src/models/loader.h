@@ -66,6 +66,13 @@ wr_status wr_dev_arena_put(wr_dev_arena *a, wr_tensor *t, int force);
 /* nbytes of device memory from the arena (uninitialised) */
 wr_status wr_dev_arena_take(wr_dev_arena *a, size_t nbytes, void **out);
 void wr_dev_arena_free(wr_dev_arena *a);
+/* A model's n block structs (struct_size bytes each; tensors() lists one struct's tensor
+ * fields, absent ones with data NULL, at most 64) as device copies: *out a malloc'd copy of
+ * the structs whose tensors point into one arena a (initialised here) that every tensor was
+ * uploaded into. The caller frees both (wr_dev_arena_free, free). */
+wr_status wr_dev_arena_blocks(wr_dev_arena *a, wr_backend *be, const void *blocks,
+                              size_t struct_size, int64_t n, int (*tensors)(void *, wr_tensor **),
+                              void **out);
 
 /* Activations carved from one workspace, each tensor in its own dtype and starting on a 64-byte
  * boundary; with base NULL only counts (the plan pass). used and cap count 4-byte units (a

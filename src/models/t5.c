@@ -371,24 +371,11 @@ static void t5_vram_release(wr_t5 *m) {
 /* The layers' device copy without a pool (!be->host_visible): every tensor of every layer in
  * one arena, uploaded once. */
 static wr_status t5_upload_blocks(wr_t5 *m) {
-    const int64_t nl = m->cfg.num_layers;
-    wr_tensor *t[WR_STREAM_MAX_TENSORS];
-    size_t bytes = 0;
-    for (int64_t l = 0; l < nl; l++) {
-        const int n = layer_tensors(&m->blocks[l], t);
-        for (int j = 0; j < n; j++)
-            if (t[j]->data) bytes += wr_dev_arena_need(wr_tensor_nbytes(t[j]));
-    }
-    m->dev_blocks = malloc(sizeof *m->dev_blocks * (size_t)nl);
-    if (m->dev_blocks == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory (%s)", m->dir);
-    memcpy(m->dev_blocks, m->blocks, sizeof *m->dev_blocks * (size_t)nl);
-    wr_status st = wr_dev_arena_init(&m->dev_arena, m->be, bytes);
-    for (int64_t l = 0; st == WR_OK && l < nl; l++) {
-        const int n = layer_tensors(&m->dev_blocks[l], t);
-        for (int j = 0; st == WR_OK && j < n; j++) st = wr_dev_arena_put(&m->dev_arena, t[j], 1);
-    }
-    if (st != WR_OK) t5_dev_blocks_free(m);
-    return st;
+    void *copy = NULL;
+    WR_TRY(wr_dev_arena_blocks(&m->dev_arena, m->be, m->blocks, sizeof *m->blocks,
+                               m->cfg.num_layers, layer_tensors, &copy));
+    m->dev_blocks = copy;
+    return WR_OK;
 }
 
 static void t5_dev_blocks_free(wr_t5 *m) {
