@@ -39,6 +39,7 @@
 #include "parallel/comm.h"
 #include "vram/levels.h"
 #include "vram/memprof.h"
+#include "vram/plan.h"
 #include "vram/vram.h"
 
 struct wr_context {
@@ -619,6 +620,12 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     wr_tensor et = wr_tensor_make(emb, WR_DTYPE_F32, 2, (int64_t[]){WR_TOKENIZER_MAX_LEN, D});
     wr_tensor ent = wr_tensor_make(emb_neg, WR_DTYPE_F32, 2, (int64_t[]){WR_TOKENIZER_MAX_LEN, D});
     const float g = (float)r->guidance;
+    /* the text's cross-attention K/V, computed in the first step and kept (slot 0 the prompt,
+     * 1 the negative prompt; with CFG-parallel each rank's own branch in slot 0); emptied when
+     * the workspace is released after denoising */
+    const int ntext = wr_pipeline_text_cache(c->pol.dit_stream, cfg, split ? 2 : 1);
+    WR_TRY_GOTO(st, wr_dit_set_text_cache(c->dit, ntext), done);
+    const int slot_c = ntext ? 0 : -1, slot_u = ntext == 2 ? 1 : ntext ? 0 : -1;
     const double loop0 = wr_now_s();
     wr_memprof_begin(c->prof, "denoise");
     for (int64_t k = 0; k < r->steps; k++) {
@@ -628,7 +635,8 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         wr_memprof_begin(c->prof, step_name);
         const float t = wr_sched_timestep(s, k);
         if (split) { /* my branch, then both branches' velocities on both ranks: v | vu */
-            st = wr_dit_forward(c->dit, &vut, &xt, t, c->role.cfg_rank == 0 ? &et : &ent);
+            st =
+                wr_dit_forward_ex(c->dit, &vut, &xt, t, c->role.cfg_rank == 0 ? &et : &ent, slot_c);
             if (st == WR_OK) st = wr_st_check_faults(); /* the DiT's mapped weights */
             st = wr_comm_agree(c->groups.group, st);
             if (st == WR_OK)
@@ -638,8 +646,8 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
             const float *vc = v, *vn = v + nlat;
             for (int64_t i = 0; i < nlat; i++) v[i] = vn[i] + g * (vc[i] - vn[i]);
         } else {
-            st = wr_dit_forward(c->dit, &vt, &xt, t, &et);
-            if (st == WR_OK && cfg) st = wr_dit_forward(c->dit, &vut, &xt, t, &ent);
+            st = wr_dit_forward_ex(c->dit, &vt, &xt, t, &et, slot_c);
+            if (st == WR_OK && cfg) st = wr_dit_forward_ex(c->dit, &vut, &xt, t, &ent, slot_u);
             if (st == WR_OK) st = wr_st_check_faults(); /* the DiT's mapped weights */
             if (c->distributed) st = wr_comm_agree(c->groups.group, st);
             if (st != WR_OK) goto done;

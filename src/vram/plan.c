@@ -143,6 +143,11 @@ static wr_status plan_check(const wr_plan_in *in) {
     return WR_OK;
 }
 
+int wr_pipeline_text_cache(int dit_stream, int cfg, int cfg_parallel) {
+    if (dit_stream) return 0;
+    return cfg && cfg_parallel != 2 ? 2 : 1;
+}
+
 wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_t budget,
                          wr_plan_out *o) {
     memset(o, 0, sizeof *o);
@@ -159,10 +164,13 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
      * dtype (act_bytes 2: bf16 activations, the residual stream and the rest f32; else f32) */
     size_t blk = 0, dit_other = 0;
     wr_dit_plan_weights(d, in->dit_wbytes, &blk, &dit_other);
+    /* with the blocks resident, the text cache keeps every block's cross-attention K/V of each
+     * text this rank runs (the pipeline's rule, wr_pipeline_text_cache) */
+    const int ntext = wr_pipeline_text_cache(pol->dit_stream, !in->no_cfg, in->cfg_parallel);
     const uint64_t dit_ws = (uint64_t)wr_dit_plan_workspace_ex(
         d, L, 512, cp, in->cp_mode,
         (in->dit_act_bytes ? in->dit_act_bytes : in->act_bytes) == 2 ? WR_DTYPE_BF16 : WR_DTYPE_F32,
-        0);
+        ntext);
     /* the per-block upcast buffer (DESIGN.md's "computation" state): block matrices stored
      * narrower than the compute dtype (a bf16 checkpoint on the f32 CPU, FP8 storage anywhere)
      * are converted once per acquire into one block's matrices in the compute dtype (64-byte

@@ -71,6 +71,11 @@ typedef struct wr_plan_out {
 
 const char *wr_plan_phase_name(int phase);
 
+/* The texts whose cross-attention K/V the DiT keeps across the denoising steps
+ * (wr_dit_set_text_cache): none while its blocks stream (level 3 keeps memory down), else one
+ * per branch this rank runs (CFG: prompt and negative prompt; CFG-parallel: its own branch). */
+int wr_pipeline_text_cache(int dit_stream, int cfg, int cfg_parallel);
+
 /* Output frames for T latent frames, from the config: 1 + 2^k (T - 1), k = the temporal
  * upsamplers (wr_vae_frames for a loaded model). */
 int64_t wr_plan_vae_frames(const wr_vae_config *c, int64_t T);
