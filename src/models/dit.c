@@ -154,19 +154,16 @@ struct wr_dit {
     wr_dit_block *blocks;
     wr_linear proj_out;
     wr_tensor scale_shift_table; /* [1, 2, D] */
-    /* FP8 storage (wr_dit_load_opts): the converted block matrices, one arena */
-    int fp8;
-    uint8_t *fp8_arena;
-    size_t fp8_used, fp8_cap;
-    /* f32 copies of 1-D tensors, one arena */
-    float *vec_arena;
-    size_t vec_used, vec_cap; /* floats */
+    int fp8;                     /* FP8 storage (wr_dit_load_opts) */
+    /* the loader: the f32 copies of the vectors and tables, the FP8-converted block matrices,
+     * and the device copy of the weights outside the blocks (ld.dev) */
+    wr_loader ld;
     /* Device copies where the ops cannot read host memory (!be->host_visible; on the plain CPU
      * backend both arenas stay empty and the tensors are used in place): the non-block weights
      * (made at load; the fields above then point into it), and without a pool every block
      * (made on the first acquire; dev_blocks[i] is blocks[i] pointing into it). m->blocks
      * itself always stays host memory: the streamer copies from it. */
-    wr_dev_arena warena, barena;
+    wr_dev_arena barena;
     wr_dit_block *dev_blocks;
     /* host staging of what the forward computes on the host: the timestep sinusoid
      * [freq_dim], the RoPE tables (cos then sin, [L, HD/2] each) and a tap's download */
@@ -209,43 +206,21 @@ struct wr_dit {
     uint64_t other_acc; /* the non-block weights, counted in the pool */
 };
 
-typedef struct load_ctx {
-    wr_dit *m;
-    wr_load_report rep;
-    size_t vec_floats;
-} load_ctx;
-
-/* Looks a diffusers name up in the weight set (through the rename table if needed) and checks
- * its shape. Returns NULL (and records a problem) when absent or mis-shaped. */
-static const wr_st_tensor *lookup(load_ctx *lc, const char *name, int ndim, const int64_t *shape) {
-    char alt[160];
-    const char *key = name;
-    if (lc->m->original_names) {
-        wr_dit_original_name(alt, sizeof alt, name);
-        key = alt;
-    }
-    return wr_load_expect(&lc->rep, lc->m->weights, key, ndim, shape);
+static wr_tensor *lin_weight(wr_linear *l, float **scale) {
+    *scale = &l->weight.scale;
+    return &l->weight.t;
 }
 
-static void count_vectors(void *ctx, const char *name, int ndim, const int64_t *shape) {
-    load_ctx *lc = ctx;
-    (void)name;
-    if (ndim != 2 && ndim != 5) {
-        int64_t n = 1;
-        for (int i = 0; i < ndim; i++) n *= shape[i];
-        lc->vec_floats += (size_t)((n + 15) & ~(int64_t)15);
-    }
-}
-
-/* Resolves one expected tensor into its struct field. */
-static wr_tensor *field_for(wr_dit *m, const char *name) {
+/* Resolves one expected tensor into its struct field (*scale: a Linear weight's scale). */
+static wr_tensor *field_for(wr_dit *m, const char *name, float **scale) {
     long long bi;
+    *scale = NULL;
     int a, n = 0;
     char rest[96];
     if (strcmp(name, "patch_embedding.weight") == 0) return &m->patch_embedding.weight;
     if (strcmp(name, "patch_embedding.bias") == 0) return &m->patch_embedding.bias;
     if (strcmp(name, "scale_shift_table") == 0) return &m->scale_shift_table;
-    if (strcmp(name, "proj_out.weight") == 0) return &m->proj_out.weight;
+    if (strcmp(name, "proj_out.weight") == 0) return lin_weight(&m->proj_out, scale);
     if (strcmp(name, "proj_out.bias") == 0) return &m->proj_out.bias;
     const struct {
         const char *prefix;
@@ -264,7 +239,8 @@ static wr_tensor *field_for(wr_dit *m, const char *name) {
     for (size_t i = 0; i < sizeof top / sizeof top[0]; i++) {
         size_t pl = strlen(top[i].prefix);
         if (strncmp(name, top[i].prefix, pl) == 0)
-            return strcmp(name + pl, "weight") == 0 ? &top[i].lin->weight : &top[i].lin->bias;
+            return strcmp(name + pl, "weight") == 0 ? lin_weight(top[i].lin, scale)
+                                                    : &top[i].lin->bias;
     }
     if (sscanf(name, "blocks.%lld.%n", &bi, &n) != 1 || n == 0) return NULL;
     wr_dit_block *b = &m->blocks[bi];
@@ -274,8 +250,9 @@ static wr_tensor *field_for(wr_dit *m, const char *name) {
     if (strcmp(r, "norm2.bias") == 0) return &b->norm2.bias;
     int isw = strlen(r) > 7 && strcmp(r + strlen(r) - 7, ".weight") == 0;
     if (strncmp(r, "ffn.net.0.proj.", 15) == 0)
-        return isw ? &b->ffn.net_0_proj.weight : &b->ffn.net_0_proj.bias;
-    if (strncmp(r, "ffn.net.2.", 10) == 0) return isw ? &b->ffn.net_2.weight : &b->ffn.net_2.bias;
+        return isw ? lin_weight(&b->ffn.net_0_proj, scale) : &b->ffn.net_0_proj.bias;
+    if (strncmp(r, "ffn.net.2.", 10) == 0)
+        return isw ? lin_weight(&b->ffn.net_2, scale) : &b->ffn.net_2.bias;
     if (sscanf(r, "attn%d.%95s", &a, rest) == 2) {
         wr_dit_attn *at = a == 1 ? &b->attn1 : &b->attn2;
         if (strcmp(rest, "norm_q.weight") == 0) return &at->norm_q;
@@ -284,61 +261,27 @@ static wr_tensor *field_for(wr_dit *m, const char *name) {
                          : strncmp(rest, "to_k.", 5) == 0 ? &at->to_k
                          : strncmp(rest, "to_v.", 5) == 0 ? &at->to_v
                                                           : &at->to_out;
-        return isw ? &lin->weight : &lin->bias;
+        return isw ? lin_weight(lin, scale) : &lin->bias;
     }
     return NULL;
 }
 
-typedef struct bind_ctx {
-    load_ctx *lc;
-    wr_status st;
-} bind_ctx;
-
-/* FP8 storage: t into the arena as e4m3 with its per-tensor scale (wr_load_fp8); the Linear
- * owning dst gets the scale as its weight scale. */
-static wr_status to_fp8(wr_dit *m, const wr_st_tensor *t, wr_tensor *dst, int ndim,
-                        const int64_t *shape) {
-    WR_ASSERT(m->fp8_used + (size_t)t->nelem <= m->fp8_cap);
-    uint8_t *q = m->fp8_arena + m->fp8_used;
-    m->fp8_used += ((size_t)t->nelem + 63) & ~(size_t)63;
-    float s = 1.0f;
-    WR_TRY(wr_load_fp8(t, q, &s));
-    *dst = wr_tensor_make(q, WR_DTYPE_F8_E4M3, ndim, shape);
-    ((wr_linear *)dst)->wscale = s; /* dst is a wr_linear's weight, its first member */
-    return WR_OK;
+/* Where one expected tensor goes and how it is held (wr_loader): matrices (2-D, and the 5-D
+ * patch embedding) in place in their storage dtype, the blocks' Linear weights in e4m3 under
+ * FP8 storage, everything else (vectors, modulation tables) as f32 copies; the tensors outside
+ * the blocks resident on the device, the blocks left on the host for the vram layer. */
+static void dit_field(void *model, const char *name, int ndim, wr_load_field *f) {
+    wr_dit *m = model;
+    const int in_block = strncmp(name, "blocks.", 7) == 0;
+    f->t = field_for(m, name, &f->scale);
+    f->f32 = ndim != 2 && ndim != 5;
+    f->fp8 = ndim == 2 && in_block;
+    f->resident = !in_block;
+    if (m->original_names) wr_dit_original_name(f->key, sizeof f->key, name);
 }
 
-static void count_fp8(void *ctx, const char *name, int ndim, const int64_t *shape) {
-    size_t *n = ctx, e = 1;
-    if (ndim != 2 || strncmp(name, "blocks.", 7) != 0) return;
-    for (int i = 0; i < ndim; i++) e *= (size_t)shape[i];
-    *n += (e + 63) & ~(size_t)63;
-}
-
-static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
-    bind_ctx *bc = ctx;
-    load_ctx *lc = bc->lc;
-    wr_dit *m = lc->m;
-    if (bc->st != WR_OK) return;
-    const wr_st_tensor *t = lookup(lc, name, ndim, shape);
-    if (t == NULL) return;
-    wr_tensor *dst = field_for(m, name);
-    WR_ASSERT(dst != NULL);
-    if (ndim == 2 && m->fp8 && strncmp(name, "blocks.", 7) == 0 && t->dtype != WR_DTYPE_F8_E4M3) {
-        bc->st = to_fp8(m, t, dst, ndim, shape);
-        return;
-    }
-    if (ndim == 2 || ndim == 5) {
-        /* matrices: used in place, storage dtype (the backend converts per use) */
-        *dst = wr_st_tensor_view(t);
-        return;
-    }
-    /* vectors and modulation tables: f32 copies */
-    float *v = m->vec_arena + m->vec_used;
-    m->vec_used += (size_t)((t->nelem + 15) & ~(int64_t)15);
-    WR_ASSERT(m->vec_used <= m->vec_cap);
-    bc->st = wr_st_read_as(t, WR_DTYPE_F32, v, (size_t)t->nelem * sizeof(float));
-    *dst = wr_tensor_make(v, WR_DTYPE_F32, ndim, shape);
+static int64_t dit_walk(void *model, wr_visit_fn visit, void *ctx) {
+    return wr_dit_expected_tensors(&((wr_dit *)model)->cfg, NULL, visit, ctx);
 }
 
 /* The weights outside the blocks (embeddings, head); returns the count. */
@@ -350,25 +293,12 @@ static int other_tensors(wr_dit *m, wr_tensor **o) {
                        &m->condition_embedder.text_embedder.linear_1,
                        &m->condition_embedder.text_embedder.linear_2,
                        &m->condition_embedder.time_proj};
-    for (int i = 0; i < 5; i++) o[n++] = &l[i]->weight, o[n++] = &l[i]->bias;
-    o[n++] = &m->proj_out.weight, o[n++] = &m->proj_out.bias;
+    for (int i = 0; i < 5; i++) o[n++] = &l[i]->weight.t, o[n++] = &l[i]->bias;
+    o[n++] = &m->proj_out.weight.t, o[n++] = &m->proj_out.bias;
     o[n++] = &m->scale_shift_table;
     return n;
 }
 #define DIT_MAX_OTHER 16
-
-/* The non-block weights into device memory where the ops cannot read the host (one arena of
- * their size); on a host-visible backend nothing is allocated and they stay where they are. */
-static wr_status other_to_device(wr_dit *m) {
-    wr_tensor *o[DIT_MAX_OTHER];
-    const int n = other_tensors(m, o);
-    size_t bytes = 0;
-    for (int i = 0; i < n; i++)
-        if (o[i]->data) bytes += wr_dev_arena_need(wr_tensor_nbytes(o[i]));
-    WR_TRY(wr_dev_arena_init(&m->warena, m->be, m->be->host_visible ? 0 : bytes));
-    for (int i = 0; i < n; i++) WR_TRY(wr_dev_arena_put(&m->warena, o[i], 0));
-    return WR_OK;
-}
 
 /* The matrices of a block (its Linear weights); returns the count. */
 #define DIT_BLOCK_MATRICES 10
@@ -376,10 +306,10 @@ static int block_matrices(wr_dit_block *b, wr_tensor **t) {
     int n = 0;
     wr_dit_attn *at[2] = {&b->attn1, &b->attn2};
     for (int i = 0; i < 2; i++) {
-        t[n++] = &at[i]->to_q.weight, t[n++] = &at[i]->to_k.weight;
-        t[n++] = &at[i]->to_v.weight, t[n++] = &at[i]->to_out.weight;
+        t[n++] = &at[i]->to_q.weight.t, t[n++] = &at[i]->to_k.weight.t;
+        t[n++] = &at[i]->to_v.weight.t, t[n++] = &at[i]->to_out.weight.t;
     }
-    t[n++] = &b->ffn.net_0_proj.weight, t[n++] = &b->ffn.net_2.weight;
+    t[n++] = &b->ffn.net_0_proj.weight.t, t[n++] = &b->ffn.net_2.weight.t;
     return n;
 }
 
@@ -457,31 +387,20 @@ wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr
     m->original_names = wr_st_set_find(m->weights, "time_embedding.0.weight") != NULL ||
                         wr_st_set_find(m->weights, "head.head.weight") != NULL;
     m->blocks = calloc((size_t)m->cfg.num_layers, sizeof *m->blocks);
-    load_ctx lc = {.m = m};
-    wr_dit_expected_tensors(&m->cfg, NULL, count_vectors, &lc);
-    m->vec_cap = lc.vec_floats;
-    m->vec_arena = malloc(m->vec_cap * sizeof(float) + 64);
     m->h_sinus = malloc(sizeof(float) * (size_t)(m->cfg.freq_dim > 0 ? m->cfg.freq_dim : 1));
-    if (m->fp8) {
-        wr_dit_expected_tensors(&m->cfg, NULL, count_fp8, &m->fp8_cap);
-        m->fp8_arena = malloc(m->fp8_cap + 64);
-    }
-    if (m->blocks == NULL || m->vec_arena == NULL || m->h_sinus == NULL ||
-        (m->fp8 && m->fp8_arena == NULL)) {
+    if (m->blocks == NULL || m->h_sinus == NULL) {
         st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", dir);
         goto fail;
     }
-    bind_ctx bc = {&lc, WR_OK};
-    int64_t n = wr_dit_expected_tensors(&m->cfg, NULL, bind_one, &bc);
-    if (bc.st != WR_OK) {
-        st = bc.st;
-        goto fail;
-    }
-    if (lc.rep.problems) {
-        st = wr_load_fail(&lc.rep, dir, n, "transformer");
-        goto fail;
-    }
-    WR_TRY_GOTO(st, other_to_device(m), fail);
+    m->ld = (wr_loader){.set = m->weights,
+                        .dir = m->dir,
+                        .what = "transformer",
+                        .fp8 = m->fp8,
+                        .field = dit_field,
+                        .model = m};
+    int64_t n = 0;
+    WR_TRY_GOTO(st, wr_loader_run(&m->ld, dit_walk, &n), fail);
+    WR_TRY_GOTO(st, wr_loader_upload(&m->ld, be), fail);
     if (!(o && o->upcast_per_use)) WR_TRY_GOTO(st, upcast_plan(m), fail);
     if (wr_st_set_count(m->weights) != n)
         wr_warn("%s: %lld tensors in the checkpoint, %lld used (extra tensors ignored)", dir,
@@ -505,13 +424,11 @@ void wr_dit_free(wr_dit *m) {
     wr_dit_release_workspace(m);
     free(m->tc_full);
     dev_blocks_free(m);
-    wr_dev_arena_free(&m->warena);
+    wr_loader_free(&m->ld);
     free(m->h_sinus);
     free(m->h_rope);
     free(m->tap_buf);
     free(m->upc_idx);
-    free(m->vec_arena);
-    free(m->fp8_arena);
     free(m->blocks);
     wr_st_set_close(m->weights);
     free(m);
@@ -531,14 +448,14 @@ static int block_tensors(void *blk, wr_tensor **t) {
     wr_dit_attn *at[2] = {&b->attn1, &b->attn2};
     for (int i = 0; i < 2; i++) {
         wr_linear *l[4] = {&at[i]->to_q, &at[i]->to_k, &at[i]->to_v, &at[i]->to_out};
-        for (int j = 0; j < 4; j++) t[n++] = &l[j]->weight, t[n++] = &l[j]->bias;
+        for (int j = 0; j < 4; j++) t[n++] = &l[j]->weight.t, t[n++] = &l[j]->bias;
         t[n++] = &at[i]->norm_q;
         t[n++] = &at[i]->norm_k;
     }
     t[n++] = &b->norm2.weight;
     t[n++] = &b->norm2.bias;
-    t[n++] = &b->ffn.net_0_proj.weight, t[n++] = &b->ffn.net_0_proj.bias;
-    t[n++] = &b->ffn.net_2.weight, t[n++] = &b->ffn.net_2.bias;
+    t[n++] = &b->ffn.net_0_proj.weight.t, t[n++] = &b->ffn.net_0_proj.bias;
+    t[n++] = &b->ffn.net_2.weight.t, t[n++] = &b->ffn.net_2.bias;
     return n;
 }
 
@@ -554,7 +471,7 @@ static void vram_release_all(wr_dit *m) {
 }
 
 size_t wr_dit_other_bytes(const wr_dit *m) {
-    if (m->warena.cap) return m->warena.cap; /* the device copy */
+    if (m->ld.dev.cap) return m->ld.dev.cap; /* the device copy */
     wr_tensor *o[DIT_MAX_OTHER];
     const int n = other_tensors((wr_dit *)m, o);
     size_t other = 0;
@@ -958,19 +875,18 @@ static void rope_tables(float *cosv, float *sinv, int64_t HD, int64_t Hp, int64_
 
 /* y = linear(x) */
 static wr_status lin(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_linear *l) {
-    return wr_op_matmul_scaled(be, y, x, &l->weight, &l->bias, l->wscale > 0 ? l->wscale : 1.0f);
+    return wr_op_matmul_scaled(be, y, x, &l->weight.t, &l->bias, l->weight.scale);
 }
 
 /* y = gelu_tanh(linear(x)) */
 static wr_status lin_gelu(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_linear *l) {
-    return wr_op_linear_gelu(be, y, x, &l->weight, &l->bias, l->wscale > 0 ? l->wscale : 1.0f);
+    return wr_op_linear_gelu(be, y, x, &l->weight.t, &l->bias, l->weight.scale);
 }
 
 /* x += gate * linear(a) (gate NULL: 1); tmp [rows, out] f32 holds the product */
 static wr_status lin_residual(wr_backend *be, wr_tensor *x, const wr_tensor *a, const wr_linear *l,
                               const wr_tensor *gate, wr_tensor *tmp) {
-    return wr_op_linear_residual(be, x, a, &l->weight, &l->bias, l->wscale > 0 ? l->wscale : 1.0f,
-                                 gate, tmp);
+    return wr_op_linear_residual(be, x, a, &l->weight.t, &l->bias, l->weight.scale, gate, tmp);
 }
 
 static wr_tensor as_heads(const wr_tensor *t, int64_t NH, int64_t HD) {

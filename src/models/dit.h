@@ -41,13 +41,13 @@
 #include "core/modeldir.h"
 #include "core/safetensors.h"
 #include "kernels/backend.h"
+#include "models/loader.h"
 #include "parallel/comm.h"
 #include "vram/vram.h"
 
 typedef struct wr_linear {
-    wr_tensor weight; /* [out, in], storage dtype */
+    wr_weight weight; /* [out, in], storage dtype, with its FP8 storage scale */
     wr_tensor bias;   /* [out], f32 */
-    float wscale;     /* FP8 storage: weight = wscale * stored values (0: 1) */
 } wr_linear;
 
 /* diffusers WanAttention (attn1 = self, attn2 = cross) */

@@ -198,3 +198,125 @@ wr_status wr_dev_arena_blocks(wr_dev_arena *a, wr_backend *be, const void *block
     *out = copy;
     return WR_OK;
 }
+
+/* ---- the loader ---- */
+
+static size_t align16f(int64_t n) {
+    return (size_t)((n + 15) & ~(int64_t)15);
+}
+
+static int64_t shape_nelem(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+static wr_status push_resident(wr_loader *l, wr_tensor *t) {
+    if (l->nres == l->res_cap) {
+        const int64_t cap = l->res_cap ? 2 * l->res_cap : 64;
+        wr_tensor **r = realloc(l->res, sizeof *r * (size_t)cap);
+        if (r == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", l->dir);
+        l->res = r;
+        l->res_cap = cap;
+    }
+    l->res[l->nres++] = t;
+    return WR_OK;
+}
+
+void wr_loader_bind(wr_loader *l, const char *name, int ndim, const int64_t *shape,
+                    const wr_load_field *f) {
+    const int fp8 = l->fp8 && f->fp8 && f->scale != NULL;
+    if (l->pass == 0) { /* count the host copies (at most: a checkpoint e4m3 stays in place) */
+        const int64_t n = shape_nelem(ndim, shape);
+        if (fp8)
+            l->f8_cap += wr_dev_arena_need((size_t)n);
+        else if (f->f32)
+            l->vec_cap += align16f(n);
+        return;
+    }
+    if (l->st != WR_OK) return;
+    const wr_st_tensor *t = wr_load_expect(&l->rep, l->set, f->key[0] ? f->key : name, ndim, shape);
+    if (t == NULL) return;
+    if (f->scale) *f->scale = 1.0f;
+    if (fp8 && t->dtype != WR_DTYPE_F8_E4M3) {
+        WR_ASSERT(l->f8_used + (size_t)t->nelem <= l->f8_cap);
+        uint8_t *q = l->f8 + l->f8_used;
+        l->f8_used += wr_dev_arena_need((size_t)t->nelem);
+        l->st = wr_load_fp8(t, q, f->scale);
+        *f->t = wr_tensor_make(q, WR_DTYPE_F8_E4M3, ndim, shape);
+    } else if (f->f32 && !fp8) {
+        float *v = l->vec + l->vec_used;
+        l->vec_used += align16f(t->nelem);
+        WR_ASSERT(l->vec_used <= l->vec_cap);
+        l->st = wr_st_read_as(t, WR_DTYPE_F32, v, (size_t)t->nelem * sizeof(float));
+        *f->t = f->flat ? wr_tensor_make(v, WR_DTYPE_F32, 1, (int64_t[]){t->nelem})
+                        : wr_tensor_make(v, WR_DTYPE_F32, ndim, shape);
+    } else {
+        *f->t = wr_st_tensor_view(t); /* used in place, its storage dtype */
+    }
+    if (l->st == WR_OK && f->resident) l->st = push_resident(l, f->t);
+}
+
+void wr_loader_visit(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    wr_loader *l = ctx;
+    wr_load_field f = {0};
+    l->field(l->model, name, ndim, &f);
+    WR_ASSERT(f.t != NULL);
+    wr_loader_bind(l, name, ndim, shape, &f);
+}
+
+wr_status wr_loader_run(wr_loader *l, int64_t (*walk)(void *model, wr_visit_fn visit, void *ctx),
+                        int64_t *count) {
+    l->pass = 0;
+    l->vec_cap = l->extra_floats;
+    l->f8_cap = 0;
+    walk(l->model, wr_loader_visit, l);
+    l->vec = malloc(l->vec_cap * sizeof(float) + 64);
+    l->f8 = l->f8_cap ? malloc(l->f8_cap + 64) : NULL;
+    if (l->vec == NULL || (l->f8_cap && l->f8 == NULL))
+        return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", l->dir);
+    l->pass = 1;
+    l->st = WR_OK;
+    memset(&l->rep, 0, sizeof l->rep);
+    const int64_t n = walk(l->model, wr_loader_visit, l);
+    if (count) *count = n;
+    WR_TRY(l->st);
+    if (l->rep.problems) return wr_load_fail(&l->rep, l->dir, n, l->what);
+    return WR_OK;
+}
+
+wr_status wr_loader_scratch(wr_loader *l, int64_t n, int resident, wr_tensor *out) {
+    WR_ASSERT(l->vec != NULL && l->vec_used + align16f(n) <= l->vec_cap);
+    *out = wr_tensor_make(l->vec + l->vec_used, WR_DTYPE_F32, 1, (int64_t[]){n});
+    l->vec_used += align16f(n);
+    return resident ? push_resident(l, out) : WR_OK;
+}
+
+wr_status wr_loader_upload(wr_loader *l, wr_backend *be) {
+    if (be->host_visible) {
+        wr_dev_arena_init(&l->dev, be, 0);
+        return WR_OK;
+    }
+    size_t bytes = 0;
+    for (int64_t i = 0; i < l->nres; i++)
+        if (l->res[i]->data) bytes += wr_dev_arena_need(wr_tensor_nbytes(l->res[i]));
+    WR_TRY(wr_dev_arena_init(&l->dev, be, bytes));
+    for (int64_t i = 0; i < l->nres; i++) WR_TRY(wr_dev_arena_put(&l->dev, l->res[i], 0));
+    return WR_OK;
+}
+
+void wr_loader_drop_host(wr_loader *l) {
+    free(l->vec);
+    free(l->f8);
+    l->vec = NULL;
+    l->f8 = NULL;
+    l->vec_used = l->vec_cap = l->f8_used = l->f8_cap = 0;
+}
+
+void wr_loader_free(wr_loader *l) {
+    wr_dev_arena_free(&l->dev);
+    wr_loader_drop_host(l);
+    free(l->res);
+    l->res = NULL;
+    l->nres = l->res_cap = 0;
+}

@@ -74,6 +74,82 @@ wr_status wr_dev_arena_blocks(wr_dev_arena *a, wr_backend *be, const void *block
                               size_t struct_size, int64_t n, int (*tensors)(void *, wr_tensor **),
                               void **out);
 
+/*
+ * ---- weights, and the one loader skeleton of the DiT, the text encoder and the VAE ----
+ *
+ * A weight is what a GEMM takes: its storage tensor (the checkpoint's dtype, or e4m3 under FP8
+ * storage) and the per-tensor scale its values carry (weight = scale * stored values; 1 unless
+ * FP8 storage converted it). The matmul applies the scale, so the per-block upcast converts t
+ * and leaves the scale. (An FP8 GEMM's device-side scale comes with the kernels, issue #16.)
+ */
+typedef struct wr_weight {
+    wr_tensor t;
+    float scale;
+} wr_weight;
+
+/* How the loader stores one expected tensor (a model's answer for its name). */
+typedef struct wr_load_field {
+    wr_tensor *t; /* the model's field */
+    float *scale; /* the owning wr_weight's scale (NULL: a plain tensor, no FP8 storage) */
+    int f32;      /* 1: a host f32 copy (vectors, tables, norms); 0: used in place, storage dtype */
+    int flat;     /* the f32 copy as a 1-D [nelem] tensor ([C,1,1,1] gammas), not the shape */
+    int fp8;      /* 1: converted to e4m3 under FP8 storage (the checkpoint's e4m3 kept as is) */
+    int resident; /* 1: uploaded by wr_loader_upload, device memory for the model's life; 0: left
+                     on the host (blocks: the streamer or wr_dev_arena_blocks; host-side use) */
+    char key[160]; /* its key in the checkpoint; "" = the expected name */
+} wr_load_field;
+
+/* A model's walk over its expected tensors calls visit(ctx, name, ndim, shape) for each. */
+typedef void (*wr_visit_fn)(void *ctx, const char *name, int ndim, const int64_t *shape);
+
+/*
+ * The loader: two passes over a model's expected tensors (the first counts the host copies,
+ * the second looks each up with its shape checked, binds it into its field as the field asks,
+ * and collects the problems into one report), the host arenas those copies live in, and the
+ * device arena its resident tensors are uploaded into. A model keeps its loader for its life.
+ */
+typedef struct wr_loader {
+    /* set by the model before wr_loader_run */
+    const wr_st_set *set;
+    const char *dir, *what; /* the report: "DIR: N of TOTAL WHAT tensors ..." */
+    int fp8;                /* FP8 storage */
+    void (*field)(void *model, const char *name, int ndim, wr_load_field *f); /* for visit */
+    void *model;
+    size_t extra_floats; /* host f32 the model takes after the run (wr_loader_scratch) */
+    /* owned */
+    float *vec;               /* the f32 copies */
+    size_t vec_used, vec_cap; /* floats */
+    uint8_t *f8;              /* the FP8-converted matrices */
+    size_t f8_used, f8_cap;
+    wr_tensor **res; /* the resident tensors' fields */
+    int64_t nres, res_cap;
+    wr_dev_arena dev; /* their device copy (nothing allocated where be->host_visible) */
+    /* a run's state */
+    int pass;
+    wr_load_report rep;
+    wr_status st;
+} wr_loader;
+
+/* Runs the two passes: walk(model, visit, ctx) must call visit(ctx, ...) once per expected
+ * tensor, the same sequence both times (wr_loader_visit, which asks l->field; or the model's
+ * own callback ending in wr_loader_bind). *count: the tensors walked. Failures: WR_ERR_FORMAT
+ * (wr_load_fail: the first problems), WR_ERR_OOM_HOST, a read error. */
+wr_status wr_loader_run(wr_loader *l, int64_t (*walk)(void *model, wr_visit_fn visit, void *ctx),
+                        int64_t *count);
+void wr_loader_visit(void *l, const char *name, int ndim, const int64_t *shape);
+void wr_loader_bind(wr_loader *l, const char *name, int ndim, const int64_t *shape,
+                    const wr_load_field *f);
+/* After the run: n floats of host f32 (from extra_floats) as a [n] tensor the model fills;
+ * resident: uploaded with the resident weights. */
+wr_status wr_loader_scratch(wr_loader *l, int64_t n, int resident, wr_tensor *out);
+/* Where the ops cannot read host memory (!be->host_visible): every resident tensor into one
+ * device arena of their size, the fields rewritten to point there. Elsewhere nothing moves. */
+wr_status wr_loader_upload(wr_loader *l, wr_backend *be);
+/* Frees the host arenas: only once every tensor in them was uploaded (a model whose fields
+ * are all resident, after wr_loader_upload on a backend that is not host-visible). */
+void wr_loader_drop_host(wr_loader *l);
+void wr_loader_free(wr_loader *l);
+
 /* Activations carved from one workspace, each tensor in its own dtype and starting on a 64-byte
  * boundary; with base NULL only counts (the plan pass). used and cap count 4-byte units (a
  * workspace of `used` units is used * sizeof(float) bytes), whatever the dtypes. */

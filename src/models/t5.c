@@ -80,18 +80,17 @@ struct wr_t5 {
     wr_st_set *weights;
     int64_t D, NH, DK, I, FF;
     wr_tensor shared;    /* [V, D] storage dtype, in the mapping: rows gathered per forward */
-    wr_t5_block *blocks; /* [num_layers], host tensors (the mapping, vec_arena, fp8_arena) */
-    wr_tensor final_ln;  /* [D] f32, device memory (res) where the ops cannot read the host */
-    wr_dev_arena res;    /* final_ln's device copy (nothing allocated when be->host_visible) */
+    wr_t5_block *blocks; /* [num_layers], host tensors (the mapping, the loader's arenas) */
+    wr_tensor final_ln;  /* [D] f32, device memory (ld.dev) where the ops cannot read the host */
+    /* the loader: the f32 copies of the norms and bias tables, the layers' matrices in e4m3
+     * under FP8 storage, and final_ln's device copy (ld.dev: nothing allocated when
+     * be->host_visible) */
+    wr_loader ld;
     /* without a pool on a backend whose ops cannot read host memory: every layer uploaded once,
      * at the first acquire (NULL until then, and again once a pool is set) */
     wr_t5_block *dev_blocks;
     wr_dev_arena dev_arena;
-    float *vec_arena; /* f32 copies of the norms and bias tables */
-    size_t vec_used, vec_cap;
-    int fp8;            /* FP8 storage (wr_t5_load_opts) */
-    uint8_t *fp8_arena; /* the layers' matrices in e4m3 */
-    size_t fp8_used, fp8_cap;
+    int fp8; /* FP8 storage (wr_t5_load_opts) */
     /* bucket of distance n = |j - i| for n < lut_n = min(max_distance, WR_T5_LUT_MAX), without
      * the direction offset (longer distances are computed when asked for) */
     int *bucket_lut;
@@ -140,25 +139,9 @@ int wr_t5_bucket(const wr_t5 *m, int64_t rel) {
     return base + (int)half - 1;
 }
 
-typedef struct load_ctx {
-    wr_t5 *m;
-    wr_load_report rep;
-    size_t vec_floats;
-    wr_status st;
-} load_ctx;
-
 /* Every tensor but the embedding and the 2-D weight matrices is kept as an f32 copy. */
 static int is_f32_copy(const char *name, int ndim) {
     return ndim == 1 || strstr(name, "relative_attention_bias") != NULL;
-}
-
-static void count_vectors(void *ctx, const char *name, int ndim, const int64_t *shape) {
-    load_ctx *lc = ctx;
-    if (is_f32_copy(name, ndim)) {
-        int64_t n = 1;
-        for (int i = 0; i < ndim; i++) n *= shape[i];
-        lc->vec_floats += (size_t)((n + 15) & ~(int64_t)15);
-    }
 }
 
 /* The field of `name`, and (for the layers' matrices) its FP8 scale. */
@@ -177,15 +160,15 @@ static wr_tensor *field_for(wr_t5 *m, const char *name, float **scale) {
         float *scale;
     } map[] = {
         {"layer.0.layer_norm.weight", &b->ln0, NULL},
-        {"layer.0.SelfAttention.q.weight", &b->q, &b->q_scale},
-        {"layer.0.SelfAttention.k.weight", &b->k, &b->k_scale},
-        {"layer.0.SelfAttention.v.weight", &b->v, &b->v_scale},
-        {"layer.0.SelfAttention.o.weight", &b->o, &b->o_scale},
+        {"layer.0.SelfAttention.q.weight", &b->q.t, &b->q.scale},
+        {"layer.0.SelfAttention.k.weight", &b->k.t, &b->k.scale},
+        {"layer.0.SelfAttention.v.weight", &b->v.t, &b->v.scale},
+        {"layer.0.SelfAttention.o.weight", &b->o.t, &b->o.scale},
         {"layer.0.SelfAttention.relative_attention_bias.weight", &b->rel_bias, NULL},
         {"layer.1.layer_norm.weight", &b->ln1, NULL},
-        {"layer.1.DenseReluDense.wi_0.weight", &b->wi_0, &b->wi_0_scale},
-        {"layer.1.DenseReluDense.wi_1.weight", &b->wi_1, &b->wi_1_scale},
-        {"layer.1.DenseReluDense.wo.weight", &b->wo, &b->wo_scale},
+        {"layer.1.DenseReluDense.wi_0.weight", &b->wi_0.t, &b->wi_0.scale},
+        {"layer.1.DenseReluDense.wi_1.weight", &b->wi_1.t, &b->wi_1.scale},
+        {"layer.1.DenseReluDense.wo.weight", &b->wo.t, &b->wo.scale},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(r, map[i].suffix) == 0) {
@@ -200,42 +183,27 @@ static int is_fp8_candidate(const char *name, int ndim) {
     return ndim == 2 && strncmp(name, "encoder.block.", 14) == 0 && !is_f32_copy(name, ndim);
 }
 
-static void count_fp8(void *ctx, const char *name, int ndim, const int64_t *shape) {
-    size_t *n = ctx;
-    if (is_fp8_candidate(name, ndim))
-        *n += ((size_t)shape[0] * (size_t)shape[1] + 63) & ~(size_t)63;
-}
-
-static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape) {
-    load_ctx *lc = ctx;
-    wr_t5 *m = lc->m;
-    if (lc->st != WR_OK) return;
-    const char *key = name; /* the embedding may be stored under its tied alias */
+/* Where one expected tensor goes and how it is held (wr_loader): the embedding and the matrices
+ * in place in their storage dtype (the matrices in e4m3 under FP8 storage), the norms and bias
+ * tables as f32 copies; the final norm resident on the device, the layers left on the host for
+ * the vram layer, the embedding on the host for good (the forward gathers the prompt's rows).
+ * No per-block upcast here: the FFN runs in chunks of WR_T5_FFN_CHUNK = 512 rows, Wan's text
+ * length, so a narrow matrix is converted once per forward as it is; a layer's f32 copy (760 MB
+ * for umT5-XXL) would save no conversion. */
+static void t5_field(void *model, const char *name, int ndim, wr_load_field *f) {
+    wr_t5 *m = model;
+    /* the embedding may be stored under its tied alias */
     if (strcmp(name, "shared.weight") == 0 && wr_st_set_find(m->weights, name) == NULL &&
         wr_st_set_find(m->weights, "encoder.embed_tokens.weight") != NULL)
-        key = "encoder.embed_tokens.weight";
-    const wr_st_tensor *t = wr_load_expect(&lc->rep, m->weights, key, ndim, shape);
-    if (t == NULL) return;
-    float *scale = NULL;
-    wr_tensor *dst = field_for(m, name, &scale);
-    WR_ASSERT(dst != NULL);
-    if (m->fp8 && is_fp8_candidate(name, ndim) && t->dtype != WR_DTYPE_F8_E4M3) {
-        WR_ASSERT(scale != NULL && m->fp8_used + (size_t)t->nelem <= m->fp8_cap);
-        uint8_t *q = m->fp8_arena + m->fp8_used;
-        m->fp8_used += ((size_t)t->nelem + 63) & ~(size_t)63;
-        lc->st = wr_load_fp8(t, q, scale);
-        *dst = wr_tensor_make(q, WR_DTYPE_F8_E4M3, ndim, shape);
-        return;
-    }
-    if (!is_f32_copy(name, ndim)) {
-        *dst = wr_st_tensor_view(t); /* used in place, storage dtype */
-        return;
-    }
-    float *v = m->vec_arena + m->vec_used;
-    m->vec_used += (size_t)((t->nelem + 15) & ~(int64_t)15);
-    WR_ASSERT(m->vec_used <= m->vec_cap);
-    lc->st = wr_st_read_as(t, WR_DTYPE_F32, v, (size_t)t->nelem * sizeof(float));
-    *dst = wr_tensor_make(v, WR_DTYPE_F32, ndim, shape);
+        snprintf(f->key, sizeof f->key, "encoder.embed_tokens.weight");
+    f->t = field_for(m, name, &f->scale);
+    f->f32 = is_f32_copy(name, ndim);
+    f->fp8 = is_fp8_candidate(name, ndim);
+    f->resident = strcmp(name, "encoder.final_layer_norm.weight") == 0;
+}
+
+static int64_t t5_walk(void *model, wr_visit_fn visit, void *ctx) {
+    return wr_t5_expected_tensors(&((wr_t5 *)model)->cfg, NULL, visit, ctx);
 }
 
 wr_status wr_t5_load(wr_t5 **out, wr_backend *be, const char *dir) {
@@ -272,31 +240,21 @@ wr_status wr_t5_load_ex(wr_t5 **out, wr_backend *be, const char *dir, const wr_t
                    ? m->cfg.relative_attention_max_distance
                    : WR_T5_LUT_MAX;
     m->bucket_lut = malloc(sizeof(int) * (size_t)m->lut_n);
-    load_ctx lc = {.m = m};
-    wr_t5_expected_tensors(&m->cfg, NULL, count_vectors, &lc);
-    m->vec_cap = lc.vec_floats;
-    m->vec_arena = malloc(m->vec_cap * sizeof(float) + 64);
-    if (m->fp8) {
-        wr_t5_expected_tensors(&m->cfg, NULL, count_fp8, &m->fp8_cap);
-        m->fp8_arena = malloc(m->fp8_cap + 64);
-    }
-    if (m->blocks == NULL || m->vec_arena == NULL || m->bucket_lut == NULL ||
-        (m->fp8 && m->fp8_arena == NULL)) {
+    if (m->blocks == NULL || m->bucket_lut == NULL) {
         st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", dir);
         goto fail;
     }
     for (int64_t n = 0; n < m->lut_n; n++)
         m->bucket_lut[n] = bucket_of_distance(n, m->cfg.relative_attention_num_buckets,
                                               m->cfg.relative_attention_max_distance);
-    int64_t n = wr_t5_expected_tensors(&m->cfg, NULL, bind_one, &lc);
-    if (lc.st != WR_OK) {
-        st = lc.st;
-        goto fail;
-    }
-    if (lc.rep.problems) {
-        st = wr_load_fail(&lc.rep, dir, n, "text encoder");
-        goto fail;
-    }
+    m->ld = (wr_loader){.set = m->weights,
+                        .dir = m->dir,
+                        .what = "text encoder",
+                        .fp8 = m->fp8,
+                        .field = t5_field,
+                        .model = m};
+    int64_t n = 0;
+    WR_TRY_GOTO(st, wr_loader_run(&m->ld, t5_walk, &n), fail);
     int64_t have = wr_st_set_count(m->weights);
     if (wr_st_set_find(m->weights, "shared.weight") &&
         wr_st_set_find(m->weights, "encoder.embed_tokens.weight"))
@@ -307,12 +265,7 @@ wr_status wr_t5_load_ex(wr_t5 **out, wr_backend *be, const char *dir, const wr_t
     /* the final norm on the device (in place on a backend that reads host memory); the layers
      * are uploaded by the streamer or at the first acquire (t5_upload_blocks), the embedding
      * never (the forward stages the prompt's rows) */
-    WR_TRY_GOTO(
-        st,
-        wr_dev_arena_init(&m->res, be,
-                          be->host_visible ? 0 : wr_dev_arena_need(wr_tensor_nbytes(&m->final_ln))),
-        fail);
-    WR_TRY_GOTO(st, wr_dev_arena_put(&m->res, &m->final_ln, 0), fail);
+    WR_TRY_GOTO(st, wr_loader_upload(&m->ld, be), fail);
     wr_debug("%s: UMT5 loaded: %lld layers, D=%lld, %lld x %lld heads, FF=%lld, vocab %lld", dir,
              (long long)m->cfg.num_layers, (long long)m->D, (long long)m->NH, (long long)m->DK,
              (long long)m->FF, (long long)m->cfg.vocab_size);
@@ -331,12 +284,10 @@ void wr_t5_free(wr_t5 *m) {
     if (m == NULL) return;
     t5_vram_release(m);
     t5_dev_blocks_free(m);
-    wr_dev_arena_free(&m->res);
+    wr_loader_free(&m->ld);
     wr_workspace_release(&m->ws, m->be);
     free(m->idx);
     free(m->host);
-    free(m->vec_arena);
-    free(m->fp8_arena);
     free(m->bucket_lut);
     free(m->blocks);
     wr_st_set_close(m->weights);
@@ -352,9 +303,9 @@ const wr_t5_config *wr_t5_config_of(const wr_t5 *m) {
 static int layer_tensors(void *blk, wr_tensor **t) {
     wr_t5_block *b = blk;
     int n = 0;
-    t[n++] = &b->ln0, t[n++] = &b->q, t[n++] = &b->k, t[n++] = &b->v, t[n++] = &b->o;
+    t[n++] = &b->ln0, t[n++] = &b->q.t, t[n++] = &b->k.t, t[n++] = &b->v.t, t[n++] = &b->o.t;
     t[n++] = &b->rel_bias, t[n++] = &b->ln1;
-    t[n++] = &b->wi_0, t[n++] = &b->wi_1, t[n++] = &b->wo;
+    t[n++] = &b->wi_0.t, t[n++] = &b->wi_1.t, t[n++] = &b->wo.t;
     return n;
 }
 
@@ -537,10 +488,9 @@ static wr_tensor as_heads(const wr_tensor *t, int64_t NH, int64_t DK) {
     return wr_tensor_make(t->data, WR_DTYPE_F32, 3, (int64_t[]){t->shape[0], NH, DK});
 }
 
-/* y = x . w^T, w times its FP8 scale when it has one */
-static wr_status linear(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_tensor *w,
-                        float scale) {
-    return wr_op_matmul_scaled(be, y, x, w, NULL, scale > 0.0f ? scale : 1.0f);
+/* y = x . w^T, w times its scale (FP8 storage) */
+static wr_status linear(wr_backend *be, wr_tensor *y, const wr_tensor *x, const wr_weight *w) {
+    return wr_op_matmul_scaled(be, y, x, &w->t, NULL, w->scale);
 }
 
 /* transformers UMT5Block.forward (encoder, eval) */
@@ -553,14 +503,14 @@ static wr_status block_forward(wr_t5 *m, const wr_t5_block *b, wr_tensor *x, int
     WR_TRY(wr_op_gather_rows(be, &a->pbt, &b->rel_bias, m->idx)); /* pbt: [2L - 1, NH] */
     WR_TRY(wr_op_transpose(be, &a->pb, &a->pbt));                 /* pb: [NH, 2L - 1] */
     const wr_attn_params ap = {.scale = 1.0f, .k_valid = n_real, .pos_bias = &a->pb};
-    WR_TRY(wr_op_rms_norm(be, &a->h, x, &b->ln0, eps));  /* h: [L, D] */
-    WR_TRY(linear(be, &a->q, &a->h, &b->q, b->q_scale)); /* q: [L, I] */
-    WR_TRY(linear(be, &a->k, &a->h, &b->k, b->k_scale)); /* k: [L, I] */
-    WR_TRY(linear(be, &a->v, &a->h, &b->v, b->v_scale)); /* v: [L, I] */
+    WR_TRY(wr_op_rms_norm(be, &a->h, x, &b->ln0, eps)); /* h: [L, D] */
+    WR_TRY(linear(be, &a->q, &a->h, &b->q));            /* q: [L, I] */
+    WR_TRY(linear(be, &a->k, &a->h, &b->k));            /* k: [L, I] */
+    WR_TRY(linear(be, &a->v, &a->h, &b->v));            /* v: [L, I] */
     wr_tensor qh = as_heads(&a->q, m->NH, m->DK), kh = as_heads(&a->k, m->NH, m->DK);
     wr_tensor vh = as_heads(&a->v, m->NH, m->DK), oh = as_heads(&a->a, m->NH, m->DK);
     WR_TRY(wr_op_attention(be, &oh, NULL, &qh, &kh, &vh, &ap)); /* a: [L, NH, DK] */
-    WR_TRY(linear(be, &a->h, &a->a, &b->o, b->o_scale));        /* h: [L, D] */
+    WR_TRY(linear(be, &a->h, &a->a, &b->o));                    /* h: [L, D] */
     WR_TRY(wr_op_gated_residual(be, x, &a->h, NULL));           /* x += h */
 
     /* (b) gated-GELU FFN in row chunks: h = (gelu_tanh(h wi_0^T) * (h wi_1^T)) wo^T */
@@ -572,12 +522,12 @@ static wr_status block_forward(wr_t5 *m, const wr_t5_block *b, wr_tensor *x, int
         WR_TRY(wr_tensor_slice0(&hin, &a->h, r0, nr)); /* [nr, D] */
         WR_TRY(wr_tensor_slice0(&g, &a->g, 0, nr));    /* [nr, FF] */
         WR_TRY(wr_tensor_slice0(&u, &a->u, 0, nr));    /* [nr, FF] */
-        WR_TRY(linear(be, &g, &hin, &b->wi_0, b->wi_0_scale));
+        WR_TRY(linear(be, &g, &hin, &b->wi_0));
         WR_TRY(wr_op_gelu_tanh(be, &g, &g));
-        WR_TRY(linear(be, &u, &hin, &b->wi_1, b->wi_1_scale));
+        WR_TRY(linear(be, &u, &hin, &b->wi_1));
         WR_TRY(wr_op_mul(be, &g, &g, &u));
         /* the chunk's rows of h are consumed: its FFN output goes in their place */
-        WR_TRY(linear(be, &hin, &g, &b->wo, b->wo_scale));
+        WR_TRY(linear(be, &hin, &g, &b->wo));
     }
     WR_TRY(wr_op_gated_residual(be, x, &a->h, NULL)); /* x += ffn */
     return WR_OK;

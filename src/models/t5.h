@@ -36,20 +36,19 @@
 #include "core/modeldir.h"
 #include "core/safetensors.h"
 #include "kernels/backend.h"
+#include "models/loader.h"
 #include "vram/vram.h"
 
 /* transformers UMT5Block: layer.0 (self-attention) and layer.1 (gated-GELU FFN) */
 typedef struct wr_t5_block {
     wr_tensor ln0;      /* layer.0.layer_norm.weight [D] f32 */
-    wr_tensor q, k, v;  /* SelfAttention.{q,k,v}.weight [I, D], storage dtype */
-    wr_tensor o;        /* SelfAttention.o.weight [D, I] */
+    wr_weight q, k, v;  /* SelfAttention.{q,k,v}.weight [I, D], storage dtype and FP8 scale */
+    wr_weight o;        /* SelfAttention.o.weight [D, I] */
     wr_tensor rel_bias; /* SelfAttention.relative_attention_bias.weight [buckets, NH] f32 */
     wr_tensor ln1;      /* layer.1.layer_norm.weight [D] f32 */
-    wr_tensor wi_0;     /* DenseReluDense.wi_0.weight [FF, D]: the GELU branch */
-    wr_tensor wi_1;     /* DenseReluDense.wi_1.weight [FF, D]: the linear branch */
-    wr_tensor wo;       /* DenseReluDense.wo.weight [D, FF] */
-    /* FP8 storage: each matrix = its scale * its stored e4m3 values (0: no scale) */
-    float q_scale, k_scale, v_scale, o_scale, wi_0_scale, wi_1_scale, wo_scale;
+    wr_weight wi_0;     /* DenseReluDense.wi_0.weight [FF, D]: the GELU branch */
+    wr_weight wi_1;     /* DenseReluDense.wi_1.weight [FF, D]: the linear branch */
+    wr_weight wo;       /* DenseReluDense.wo.weight [D, FF] */
 } wr_t5_block;
 
 typedef struct wr_t5 wr_t5;

@@ -64,10 +64,9 @@ struct wr_vae {
     vae_up up[WR_VAE_MAX_UP];
     wr_tensor norm_out;
     wr_tensor std_t, mean_t; /* [z] f32: de-normalisation */
-    float *vec_arena;        /* host: the f32 vectors (NULL once uploaded into warena) */
-    size_t vec_used, vec_cap;
-    /* the weights' device copies (nothing allocated where be->host_visible: used in place) */
-    wr_dev_arena warena;
+    /* the loader: the f32 vectors (host; freed once uploaded) and every weight's device copy
+     * (ld.dev: nothing allocated where be->host_visible, the weights used in place) */
+    wr_loader ld;
     wr_vae_tap_fn tap;
     void *tap_ctx;
     int tapping; /* taps fire (latent frame 0 of an untiled decode or of the first tile) */
@@ -259,13 +258,6 @@ int64_t wr_vae_expected_tensors(const wr_vae_config *cfg, int64_t *params,
 
 /* ---- loading ---- */
 
-typedef struct load_ctx {
-    wr_vae *m;
-    wr_load_report rep;
-    size_t vec_floats;
-    wr_status st;
-} load_ctx;
-
 /* Conv weights stay in place; biases and RMS gammas ([C], [C,1,1], [C,1,1,1]) become f32 [C]. */
 static int is_vector(const char *name) {
     const size_t n = strlen(name);
@@ -273,70 +265,22 @@ static int is_vector(const char *name) {
            (n > 6 && strcmp(name + n - 6, ".gamma") == 0);
 }
 
-static void count_vectors(void *ctx, const char *name, int ndim, const int64_t *shape,
-                          wr_tensor *dst) {
-    load_ctx *lc = ctx;
-    (void)ndim;
-    (void)dst;
-    if (is_vector(name)) lc->vec_floats += (size_t)((shape[0] + 15) & ~(int64_t)15);
+/* How the loader holds each tensor: the vectors as f32 [C] copies, the conv weights in place;
+ * everything resident (uploaded at load where the ops cannot read host memory). The VAE has
+ * no FP8 storage (diffusers' layerwise casting is the transformer's), so its fields are plain
+ * tensors, no wr_weight scale. */
+static void vae_bind(void *ctx, const char *name, int ndim, const int64_t *shape, wr_tensor *dst) {
+    const wr_load_field f = {.t = dst, .f32 = is_vector(name), .flat = 1, .resident = 1};
+    wr_loader_bind(ctx, name, ndim, shape, &f);
 }
 
-static void bind_one(void *ctx, const char *name, int ndim, const int64_t *shape, wr_tensor *dst) {
-    load_ctx *lc = ctx;
-    wr_vae *m = lc->m;
-    if (lc->st != WR_OK) return;
-    const wr_st_tensor *t = wr_load_expect(&lc->rep, m->weights, name, ndim, shape);
-    if (t == NULL) return;
-    if (!is_vector(name)) {
-        *dst = wr_st_tensor_view(t);
-        return;
-    }
-    float *v = m->vec_arena + m->vec_used;
-    m->vec_used += (size_t)((shape[0] + 15) & ~(int64_t)15);
-    WR_ASSERT(m->vec_used <= m->vec_cap);
-    lc->st = wr_st_read_as(t, WR_DTYPE_F32, v, (size_t)shape[0] * sizeof(float));
-    *dst = wr_tensor_make(v, WR_DTYPE_F32, 1, (int64_t[]){shape[0]});
-}
-
-static void arena_need(void *ctx, const char *name, int ndim, const int64_t *shape,
-                       wr_tensor *dst) {
-    (void)name, (void)ndim, (void)shape;
-    *(size_t *)ctx += wr_dev_arena_need(wr_tensor_nbytes(dst));
-}
-
-typedef struct put_ctx {
-    wr_dev_arena *a;
-    wr_status st;
-} put_ctx;
-
-static void arena_put(void *ctx, const char *name, int ndim, const int64_t *shape, wr_tensor *dst) {
-    put_ctx *pc = ctx;
-    (void)name, (void)ndim, (void)shape;
-    if (pc->st == WR_OK) pc->st = wr_dev_arena_put(pc->a, dst, 0);
-}
-
-/* Where the ops cannot read host memory (!be->host_visible): every weight, the f32 vectors and
- * the de-normalisation vectors into one device arena; the host copies (the mapped checkpoint,
- * vec_arena) are then released. Elsewhere everything stays in place. */
-static wr_status upload_weights(wr_vae *m) {
-    if (m->be->host_visible) return WR_OK;
-    size_t bytes = 0;
-    walker wn = {arena_need, &bytes, 0, 0};
-    walk(&m->cfg, m, &wn);
-    bytes += wr_dev_arena_need(wr_tensor_nbytes(&m->std_t)) +
-             wr_dev_arena_need(wr_tensor_nbytes(&m->mean_t));
-    WR_TRY(wr_dev_arena_init(&m->warena, m->be, bytes));
-    put_ctx pc = {&m->warena, WR_OK};
-    walker wp = {arena_put, &pc, 0, 0};
-    walk(&m->cfg, m, &wp);
-    WR_TRY(pc.st);
-    WR_TRY(wr_dev_arena_put(&m->warena, &m->std_t, 0));
-    WR_TRY(wr_dev_arena_put(&m->warena, &m->mean_t, 0));
-    free(m->vec_arena);
-    m->vec_arena = NULL;
-    wr_st_set_close(m->weights);
-    m->weights = NULL;
-    return WR_OK;
+/* The loader's walk: the decoder's walk binds each tensor through vae_bind (visit unused). */
+static int64_t vae_walk(void *model, wr_visit_fn visit, void *ctx) {
+    wr_vae *m = model;
+    (void)visit;
+    walker wk = {vae_bind, ctx, 0, 0};
+    walk(&m->cfg, m, &wk);
+    return wk.count;
 }
 
 wr_status wr_vae_load(wr_vae **out, wr_backend *be, const char *dir) {
@@ -358,37 +302,30 @@ wr_status wr_vae_load(wr_vae **out, wr_backend *be, const char *dir) {
     m->r = m->cfg.scale_factor_spatial;
     m->out_ch = m->cfg.out_channels;
     WR_TRY_GOTO(st, wr_st_set_open(&m->weights, dir), fail);
-    load_ctx lc = {.m = m};
-    walker wk = {count_vectors, &lc, 0, 0};
-    walk(&m->cfg, NULL, &wk);
-    m->vec_cap = lc.vec_floats + 2 * (size_t)((m->z + 15) & ~(int64_t)15);
-    m->vec_arena = malloc(m->vec_cap * sizeof(float) + 64);
-    if (m->vec_arena == NULL) {
-        st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", dir);
-        goto fail;
-    }
-    walker wb = {bind_one, &lc, 0, 0};
-    walk(&m->cfg, m, &wb);
-    if (lc.st != WR_OK) {
-        st = lc.st;
-        goto fail;
-    }
-    if (lc.rep.problems) {
-        st = wr_load_fail(&lc.rep, dir, wb.count, "VAE decoder");
-        goto fail;
-    }
+    m->ld = (wr_loader){.set = m->weights,
+                        .dir = m->dir,
+                        .what = "VAE decoder",
+                        .model = m,
+                        .extra_floats = 2 * (size_t)((m->z + 15) & ~(int64_t)15)};
+    int64_t count = 0;
+    WR_TRY_GOTO(st, wr_loader_run(&m->ld, vae_walk, &count), fail);
     /* de-normalisation z * std + mean (WanPipeline: latents / (1 / std) + mean) */
-    float *sd = m->vec_arena + m->vec_used, *mn = sd + ((m->z + 15) & ~(int64_t)15);
+    WR_TRY_GOTO(st, wr_loader_scratch(&m->ld, m->z, 1, &m->std_t), fail);
+    WR_TRY_GOTO(st, wr_loader_scratch(&m->ld, m->z, 1, &m->mean_t), fail);
+    float *sd = m->std_t.data, *mn = m->mean_t.data;
     for (int64_t c = 0; c < m->z; c++) {
         sd[c] = 1.0f / (1.0f / (float)m->cfg.latents_std.v[c]);
         mn[c] = (float)m->cfg.latents_mean.v[c];
     }
-    m->std_t = wr_tensor_make(sd, WR_DTYPE_F32, 1, (int64_t[]){m->z});
-    m->mean_t = wr_tensor_make(mn, WR_DTYPE_F32, 1, (int64_t[]){m->z});
-    WR_TRY_GOTO(st, upload_weights(m), fail);
+    WR_TRY_GOTO(st, wr_loader_upload(&m->ld, be), fail);
+    if (!be->host_visible) { /* every tensor is on the device: the host copies go */
+        wr_loader_drop_host(&m->ld);
+        wr_st_set_close(m->weights);
+        m->weights = NULL;
+    }
     wr_debug("%s: VAE decoder loaded: z=%lld, base %lld, %d up blocks (%d temporal), %lld tensors",
              dir, (long long)m->z, (long long)m->cfg.decoder_base_dim, m->nup, m->ntime,
-             (long long)wb.count);
+             (long long)count);
     *out = m;
     return WR_OK;
 fail:
@@ -404,8 +341,7 @@ void wr_vae_free(wr_vae *m) {
     for (int i = 0; i < WR_VAE_NBUF; i++) vae_release(m, &m->buf[i], m->buf_cap);
     if (m->vram && m->w_bytes)
         (void)wr_vram_account(m->vram, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)m->w_bytes);
-    wr_dev_arena_free(&m->warena);
-    free(m->vec_arena);
+    wr_loader_free(&m->ld);
     wr_st_set_close(m->weights);
     free(m);
 }
