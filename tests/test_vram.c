@@ -450,6 +450,14 @@ static struct {
     int waits[WR_STREAM_COUNT]; /* stream_wait calls per stream */
     wr_backend be;
     wr_backend_iface iface;
+    /* page-locked host memory (fake_pinned): host_alloc'd buffers and registered ranges; an
+     * upload on the copy stream from anything else is counted (a GPU's copy engine would make
+     * it synchronous, through a driver bounce buffer) */
+    struct {
+        const char *p;
+        size_t n;
+    } locked[16];
+    int nlocked, nreg, reg_calls, reg_fail, pageable_uploads;
 } g_fake = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static void *fake_main(void *arg) {
@@ -500,9 +508,18 @@ static void fake_idle(int k) { /* under the lock */
     while (g_fake.s[k].head || g_fake.s[k].busy) pthread_cond_wait(&g_fake.cv, &g_fake.mu);
 }
 
+static int fake_locked(const void *src, size_t n) { /* under the lock */
+    const char *c = src;
+    for (int i = 0; i < g_fake.nlocked; i++)
+        if (c >= g_fake.locked[i].p && c + n <= g_fake.locked[i].p + g_fake.locked[i].n) return 1;
+    return 0;
+}
+
 static wr_status fake_upload_on(wr_backend *be, int k, void *dst, const void *src, size_t n) {
     (void)be;
     pthread_mutex_lock(&g_fake.mu);
+    if (k == WR_STREAM_COPY && g_fake.iface.host_register && !fake_locked(src, n))
+        g_fake.pageable_uploads++;
     fake_push(k, (fake_item){FK_COPY, dst, src, n, NULL, 0, NULL});
     pthread_mutex_unlock(&g_fake.mu);
     return WR_OK;
@@ -579,6 +596,75 @@ static wr_status fake_alloc(wr_backend *be, void **out, size_t n) {
 static void fake_free(wr_backend *be, void *p) {
     (void)be;
     free(p);
+}
+
+static void fake_lock_add(const void *p, size_t n) {
+    pthread_mutex_lock(&g_fake.mu);
+    ck_assert_int_lt(g_fake.nlocked, 16);
+    g_fake.locked[g_fake.nlocked].p = p;
+    g_fake.locked[g_fake.nlocked].n = n;
+    g_fake.nlocked++;
+    pthread_mutex_unlock(&g_fake.mu);
+}
+
+static void fake_lock_remove(const void *p) {
+    pthread_mutex_lock(&g_fake.mu);
+    for (int i = 0; i < g_fake.nlocked; i++)
+        if (g_fake.locked[i].p == p) {
+            g_fake.locked[i] = g_fake.locked[--g_fake.nlocked];
+            break;
+        }
+    pthread_mutex_unlock(&g_fake.mu);
+}
+
+static wr_status fake_host_alloc(wr_backend *be, void **out, size_t n) {
+    (void)be;
+    *out = aligned_alloc(4096, (n + 4095) & ~(size_t)4095);
+    if (*out == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "fake host_alloc");
+    fake_lock_add(*out, n);
+    return WR_OK;
+}
+
+static void fake_host_free(wr_backend *be, void *p) {
+    (void)be;
+    fake_lock_remove(p);
+    free(p);
+}
+
+/* a GPU's cudaHostRegister: page-aligned ranges only, never overlapping one already locked */
+static wr_status fake_host_register(wr_backend *be, void *p, size_t n) {
+    (void)be;
+    g_fake.reg_calls++;
+    ck_assert_uint_eq((uintptr_t)p % 4096, 0);
+    ck_assert_uint_eq(n % 4096, 0);
+    pthread_mutex_lock(&g_fake.mu);
+    int overlap = 0;
+    for (int i = 0; i < g_fake.nlocked; i++)
+        overlap |= (const char *)p < g_fake.locked[i].p + g_fake.locked[i].n &&
+                   g_fake.locked[i].p < (const char *)p + n;
+    pthread_mutex_unlock(&g_fake.mu);
+    ck_assert_msg(!overlap, "a registered range overlaps one already locked");
+    if (g_fake.reg_fail) return WR_FAIL(WR_ERR_DEVICE, "fake host_register refused");
+    fake_lock_add(p, n);
+    g_fake.nreg++;
+    return WR_OK;
+}
+
+static void fake_host_unregister(wr_backend *be, void *p) {
+    (void)be;
+    fake_lock_remove(p);
+    g_fake.nreg--;
+}
+
+/* The fake with page-locked host memory (a GPU's): staging buffers from host_alloc, and
+ * host_register (refusing every range when reg_fail). */
+static void fake_pinned(int reg_fail) {
+    g_fake.iface.host_alloc = fake_host_alloc;
+    g_fake.iface.host_free = fake_host_free;
+    g_fake.iface.host_register = fake_host_register;
+    g_fake.iface.host_unregister = fake_host_unregister;
+    g_fake.nlocked = g_fake.nreg = g_fake.reg_calls = g_fake.pageable_uploads = 0;
+    g_fake.reg_fail = reg_fail;
 }
 
 static wr_backend *fake_start(double compute_delay, double copy_delay) {
@@ -672,6 +758,64 @@ START_TEST(test_stream_events) {
             wr_vram_free_pool(v);
             fake_stop();
         }
+}
+END_TEST
+
+/* Pinned host copies of the streamed blocks (a GPU's copy engine reads them directly): on the
+ * fake with page-locked host memory, six page-aligned blocks, block 0 resident:
+ *   - registration works: the five streamed blocks are registered as one range (exactly their
+ *     pages), only the resident block's copy goes through the staging buffers, and after the
+ *     streamer is freed nothing is registered;
+ *   - the backend refuses: every copy is staged;
+ *   - disk offload: nothing is registered (the copies pread through the staging buffers);
+ * in each case every read sees its own block, and no upload on the copy stream reads pageable
+ * memory. */
+START_TEST(test_stream_pinned) {
+    enum { NB = 6, NE = 4096, PASSES = 2 };
+    static float data[NB][NE] __attribute__((aligned(4096))), got[NB][NE];
+    one_blk blk[NB];
+    for (int i = 0; i < NB; i++) {
+        for (int j = 0; j < NE; j++) data[i][j] = (float)(i * NE + j);
+        blk[i].w = wr_tensor_make(data[i], WR_DTYPE_F32, 1, (int64_t[]){NE});
+    }
+    static const char *const what[] = {"registered", "refused", "disk offload"};
+    for (int c = 0; c < 3; c++) {
+        wr_backend *be = fake_start(0, 0.001);
+        fake_pinned(c == 1);
+        wr_vram *v = NULL;
+        ck_assert_int_eq(wr_vram_create(&v, be, 0), WR_OK);
+        wr_vram_set_disk_offload(v, c == 2);
+        wr_streamer *s = NULL;
+        ck_assert_int_eq(wr_streamer_create(&s, v, blk, sizeof blk[0], NB, one_tensors, 1), WR_OK);
+        wr_vram_stats st;
+        wr_vram_get_stats(v, &st);
+        ck_assert_int_eq(g_fake.nreg, c == 0 ? 1 : 0);
+        ck_assert_int_eq(g_fake.reg_calls, c == 2 ? 0 : 1);
+        ck_assert_uint_eq(st.pinned_bytes, c == 0 ? (NB - 1) * sizeof data[0] : 0);
+        for (int p = 0; p < PASSES; p++)
+            for (int i = 0; i < NB; i++) {
+                const void *b = NULL;
+                ck_assert_int_eq(wr_streamer_acquire(s, i, &b), WR_OK);
+                fake_read(got[i], ((const one_blk *)b)->w.data, sizeof data[i]);
+                wr_streamer_release(s, i);
+                ck_assert_int_eq(fake_sync(be), WR_OK);
+                ck_assert_msg(memcmp(got[i], data[i], sizeof data[i]) == 0,
+                              "%s, pass %d: block %d's read saw %g at 0", what[c], p, i,
+                              (double)got[i][0]);
+            }
+        ck_assert_int_eq(wr_vram_copy_drain(v), WR_OK);
+        wr_vram_get_stats(v, &st);
+        ck_assert_uint_gt(st.copies, NB);
+        ck_assert_uint_eq(st.staged_copies, c == 0 ? 1 : st.copies);
+        ck_assert_int_eq(g_fake.pageable_uploads, 0);
+        wr_streamer_free(s);
+        ck_assert_int_eq(g_fake.nreg, 0);
+        wr_vram_get_stats(v, &st);
+        ck_assert_uint_eq(st.pinned_bytes, 0);
+        wr_vram_free_pool(v);
+        fake_stop();
+        ck_assert_int_eq(g_fake.nlocked, 0); /* the staging buffers went back too */
+    }
 }
 END_TEST
 
@@ -1463,6 +1607,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_weight_states);
     tcase_add_test(tc, test_streamer_free_waits);
     tcase_add_test(tc, test_stream_events);
+    tcase_add_test(tc, test_stream_pinned);
     tcase_add_test(tc, test_memprof);
     tcase_add_test(tc, test_levels_json);
     suite_add_tcase(s, tc);

@@ -128,6 +128,13 @@ typedef struct wr_backend_iface {
     /* page-locked host memory (staging for copies to the device) */
     wr_status (*host_alloc)(wr_backend *be, void **out, size_t nbytes);
     void (*host_free)(wr_backend *be, void *p);
+    /* page-locks existing host memory [p, p + nbytes) (page-aligned: a range of a mapped
+     * checkpoint, a loader arena) so that copies read it directly instead of through staging;
+     * an error where the memory cannot be locked (the caller then stages). NULL: never (the
+     * CPU backend, whose copies are memcpy). host_unregister takes the same p, after every
+     * copy from the range completed. */
+    wr_status (*host_register)(wr_backend *be, void *p, size_t nbytes);
+    void (*host_unregister)(wr_backend *be, void *p);
     /* queues a copy of n bytes from page-locked host src into device dst on the copy stream
      * and marks `buf` (0 or 1, the staging buffer src lies in) busy until it is done */
     wr_status (*upload_async)(wr_backend *be, void *dst, const void *src, size_t n, int buf);

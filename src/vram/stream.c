@@ -25,8 +25,10 @@
  */
 #include "vram/stream.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/log.h"
 
@@ -58,6 +60,8 @@ struct wr_streamer {
     int64_t cur;            /* the streamed block computing now, -1: none (timeline) */
     int64_t computing;      /* the block acquired and not released (any), -1: none */
     int comp_slot;          /* its slot, -1: resident (or none) */
+    void **pins;            /* the streamed blocks' host ranges pinned (wr_vram_pin) */
+    int npins;
     uint64_t cur_first, cur_last;
     double cur_t0;
     uint64_t cur_issued0, cur_done0; /* the copy order when the current compute began */
@@ -156,6 +160,8 @@ void wr_streamer_free(wr_streamer *s) {
      * backend, the copies it issued and the ops that read the slots */
     if (s->last_ticket) (void)wr_vram_copy_wait(s->v, s->last_ticket);
     if (s->be->iface->sync) (void)s->be->iface->sync(s->be);
+    for (int i = 0; i < s->npins; i++) wr_vram_unpin(s->v, s->pins[i]);
+    free(s->pins);
     for (int k = 0; k < 2; k++) wr_vram_free(s->v, s->slot[k]);
     if (s->staging) wr_vram_staging_release(s->v); /* after the waits above */
     wr_vram_free(s->v, s->res_mem);
@@ -190,6 +196,52 @@ static wr_status copy_resident(wr_streamer *s, size_t total) {
     if (t == 0) return WR_OK;
     WR_TRY(wr_vram_copy_wait(s->v, t));        /* issued, res_ready recorded behind it */
     return wr_event_sync(s->be, s->res_ready); /* arrived */
+}
+
+typedef struct span {
+    uintptr_t a, b;
+} span;
+
+static int span_cmp(const void *x, const void *y) {
+    const span *p = x, *q = y;
+    return p->a < q->a ? -1 : p->a > q->a;
+}
+
+/* The streamed blocks' host tensors page-locked where the backend can (a GPU's copy engine then
+ * reads them directly, with no staging memcpy): their pages, merged into runs, each run pinned
+ * once. Where pinning fails the run's copies keep going through the staging buffers; with disk
+ * offload nothing is pinned (the copies pread from the file). */
+static void pin_streamed(wr_streamer *s) {
+    if (s->be->iface->host_register == NULL || wr_vram_disk_offload(s->v) || s->resident >= s->n)
+        return;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    int64_t cnt = 0, k = 0;
+    wr_tensor *t[WR_STREAM_MAX_TENSORS];
+    for (int64_t i = s->resident; i < s->n; i++)
+        cnt += s->tensors(s->blocks + (size_t)i * s->ssz, t);
+    span *sp = malloc(sizeof *sp * (size_t)(cnt ? cnt : 1));
+    if (sp == NULL) return; /* staged */
+    for (int64_t i = s->resident; i < s->n; i++) {
+        const int m = s->tensors(s->blocks + (size_t)i * s->ssz, t);
+        for (int j = 0; j < m; j++) {
+            if (t[j]->data == NULL) continue;
+            const uintptr_t a = (uintptr_t)t[j]->data, b = a + wr_tensor_nbytes(t[j]);
+            sp[k++] = (span){a & ~(pg - 1), (b + pg - 1) & ~(pg - 1)};
+        }
+    }
+    qsort(sp, (size_t)k, sizeof *sp, span_cmp);
+    int64_t runs = 0;
+    for (int64_t i = 0; i < k; i++) /* merge overlapping and touching spans */
+        if (runs > 0 && sp[i].a <= sp[runs - 1].b) {
+            if (sp[i].b > sp[runs - 1].b) sp[runs - 1].b = sp[i].b;
+        } else {
+            sp[runs++] = sp[i];
+        }
+    s->pins = malloc(sizeof *s->pins * (size_t)(runs ? runs : 1));
+    for (int64_t i = 0; s->pins && i < runs; i++)
+        if (wr_vram_pin(s->v, (void *)sp[i].a, (size_t)(sp[i].b - sp[i].a)))
+            s->pins[s->npins++] = (void *)sp[i].a;
+    free(sp);
 }
 
 wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t ssz, int64_t n,
@@ -239,6 +291,7 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
     }
     for (int k = 0; st == WR_OK && resident < n && k < 2; k++)
         st = wr_vram_alloc(v, WR_MEM_WEIGHTS_STREAMING, s->slot_bytes, &s->slot[k]);
+    if (st == WR_OK) pin_streamed(s);
     if (st == WR_OK && !wr_vram_disk_offload(v)) { /* the streamed blocks wait in host memory */
         for (int64_t i = resident; i < n; i++)
             s->host += one_block_bytes(s->blocks + (size_t)i * ssz, fn);

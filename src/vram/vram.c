@@ -66,7 +66,14 @@ struct wr_vram {
     pthread_mutex_t mu;
     pthread_cond_t cv_job, cv_done;
     job *head, *tail;
-    uint64_t submitted, done, copies, copy_bytes;
+    uint64_t submitted, done, copies, copy_bytes, staged_copies;
+    /* wr_vram_pin's ranges (under mu) */
+    struct {
+        char *p;
+        size_t n;
+    } * pins;
+    int npins, pins_cap;
+    uint64_t pinned_bytes;
     double wait_s;
     wr_status copy_status;
     char copy_error[256];
@@ -195,6 +202,8 @@ void wr_vram_free_pool(wr_vram *v) {
     WR_ASSERT(v->nrec == 0); /* every allocation returned (accounted bytes too) */
     WR_ASSERT(v->total == 0);
     for (int k = 0; k < WR_HOST_CAT_COUNT; k++) WR_ASSERT(v->host[k] == 0);
+    WR_ASSERT(v->npins == 0); /* every pinned range unpinned */
+    free(v->pins);
     pthread_mutex_destroy(&v->mu);
     pthread_mutex_destroy(&v->acct);
     pthread_cond_destroy(&v->cv_job);
@@ -335,6 +344,8 @@ void wr_vram_get_stats(const wr_vram *v, wr_vram_stats *out) {
     pthread_mutex_lock((pthread_mutex_t *)&v->mu);
     out->copies = v->copies;
     out->copy_bytes = v->copy_bytes;
+    out->staged_copies = v->staged_copies;
+    out->pinned_bytes = v->pinned_bytes;
     out->copy_wait_s = v->wait_s;
     memcpy(out->host, v->host, sizeof v->host);
     memcpy(out->host_peak, v->host_peak, sizeof v->host_peak);
@@ -350,6 +361,8 @@ void wr_vram_reset_peaks(wr_vram *v) {
     for (int k = 0; k < WR_HOST_CAT_COUNT; k++) v->host_total_peak += v->host[k];
 }
 
+static int pinned(wr_vram *v, const void *p, size_t n);
+
 wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t bytes,
                              uint64_t *ticket) {
     return wr_vram_copy_async_ev(v, dst, host_src, bytes, NULL, NULL, ticket);
@@ -360,7 +373,8 @@ wr_status wr_vram_copy_async_ev(wr_vram *v, void *dst, const void *host_src, siz
     job *j = v->fail_submit == 0 ? NULL : malloc(sizeof *j);
     if (v->fail_submit >= 0) v->fail_submit--; /* the injected failure is one-shot (-1 after) */
     if (j == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for a copy job");
-    *j = (job){dst, host_src, bytes, v->disk_offload, v->staging[0] != NULL, after, record, NULL};
+    const int staged = v->staging[0] != NULL && !pinned(v, host_src, bytes);
+    *j = (job){dst, host_src, bytes, v->disk_offload, staged, after, record, NULL};
     if (!v->started) {
         if (pthread_create(&v->thread, NULL, copy_main, v) != 0) {
             free(j);
@@ -375,6 +389,7 @@ wr_status wr_vram_copy_async_ev(wr_vram *v, void *dst, const void *host_src, siz
         v->head = j;
     v->tail = j;
     *ticket = ++v->submitted;
+    v->staged_copies += (uint64_t)staged;
     pthread_cond_signal(&v->cv_job);
     pthread_mutex_unlock(&v->mu);
     return WR_OK;
@@ -410,6 +425,59 @@ void wr_vram_copy_counts(wr_vram *v, uint64_t *submitted, uint64_t *done) {
 
 int wr_vram_wants_staging(const wr_vram *v) {
     return v->disk_offload || v->be->iface->host_alloc != NULL;
+}
+
+/* [p, p + n) lies inside one pinned range */
+static int pinned(wr_vram *v, const void *p, size_t n) {
+    const char *c = p;
+    int in = 0;
+    pthread_mutex_lock(&v->mu);
+    for (int i = 0; !in && i < v->npins; i++)
+        in = c >= v->pins[i].p && n <= v->pins[i].n &&
+             (size_t)(c - v->pins[i].p) <= v->pins[i].n - n;
+    pthread_mutex_unlock(&v->mu);
+    return in;
+}
+
+int wr_vram_pin(wr_vram *v, void *p, size_t n) {
+    const wr_backend_iface *f = v->be->iface;
+    if (f->host_register == NULL || f->host_unregister == NULL || v->disk_offload || n == 0)
+        return 0;
+    pthread_mutex_lock(&v->mu);
+    if (v->npins == v->pins_cap) {
+        const int cap = v->pins_cap ? 2 * v->pins_cap : 8;
+        void *r = realloc(v->pins, sizeof *v->pins * (size_t)cap);
+        if (r == NULL) {
+            pthread_mutex_unlock(&v->mu);
+            return 0;
+        }
+        v->pins = r;
+        v->pins_cap = cap;
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (f->host_register(v->be, p, n) != WR_OK) {
+        wr_debug("pinning %.1f MiB of host weights failed (%s): their copies are staged",
+                 (double)n / 1048576.0, wr_error_detail());
+        return 0;
+    }
+    pthread_mutex_lock(&v->mu);
+    v->pins[v->npins].p = p;
+    v->pins[v->npins].n = n;
+    v->npins++;
+    v->pinned_bytes += n;
+    pthread_mutex_unlock(&v->mu);
+    return 1;
+}
+
+void wr_vram_unpin(wr_vram *v, void *p) {
+    pthread_mutex_lock(&v->mu);
+    int i = 0;
+    while (i < v->npins && v->pins[i].p != p) i++;
+    WR_ASSERT(i < v->npins);
+    v->pinned_bytes -= v->pins[i].n;
+    v->pins[i] = v->pins[--v->npins];
+    pthread_mutex_unlock(&v->mu);
+    v->be->iface->host_unregister(v->be, p);
 }
 
 wr_status wr_vram_staging_acquire(wr_vram *v) {

@@ -51,7 +51,9 @@ typedef struct wr_vram_stats {
     uint64_t total, total_peak; /* all categories together */
     uint64_t limit;             /* 0: none */
     uint64_t copies, copy_bytes;
-    double copy_wait_s; /* time callers spent blocked in wr_vram_copy_wait */
+    uint64_t staged_copies; /* of those, through the staging buffers */
+    uint64_t pinned_bytes;  /* host memory registered by wr_vram_pin now */
+    double copy_wait_s;     /* time callers spent blocked in wr_vram_copy_wait */
     uint64_t host[WR_HOST_CAT_COUNT], host_peak[WR_HOST_CAT_COUNT], host_total_peak;
 } wr_vram_stats;
 
@@ -131,6 +133,14 @@ int wr_vram_disk_offload(const wr_vram *v);
  * on the host, for the copy stream's last upload from each buffer before freeing them). */
 #define WR_VRAM_STAGING_CHUNK ((size_t)8 << 20)
 int wr_vram_wants_staging(const wr_vram *v);
+/* Registered host memory: a copy whose source lies wholly inside a range pinned here skips the
+ * staging buffers (the copy engine reads the source directly). wr_vram_pin page-locks
+ * [p, p + n) through the backend's host_register (p and n page-aligned, not overlapping another
+ * pinned range) and returns 1; 0 where it cannot (no slot, disk offload, whose copies pread
+ * through the staging buffers, or the backend refused: copies from the range keep staging).
+ * wr_vram_unpin only after every copy from the range was waited. */
+int wr_vram_pin(wr_vram *v, void *p, size_t n);
+void wr_vram_unpin(wr_vram *v, void *p);
 wr_status wr_vram_staging_acquire(wr_vram *v);
 void wr_vram_staging_release(wr_vram *v);
 

@@ -198,6 +198,28 @@ static void host_free_cuda(wr_backend *be, void *p) {
     if (p) cudaFreeHost(p);
 }
 
+/* Page-locks a range of existing host memory: read-only first (a checkpoint mapped PROT_READ
+ * can only be registered so), else default (a writable arena). */
+static wr_status host_register_cuda(wr_backend *be, void *p, size_t n) {
+    (void)be;
+    cudaError_t e = cudaHostRegister(p, n, cudaHostRegisterReadOnly);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        e = cudaHostRegister(p, n, cudaHostRegisterDefault);
+    }
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        return WR_FAIL(WR_ERR_DEVICE, "cudaHostRegister of %.1f MiB failed: %s",
+                       (double)n / 1048576.0, cudaGetErrorString(e));
+    }
+    return WR_OK;
+}
+
+static void host_unregister_cuda(wr_backend *be, void *p) {
+    (void)be;
+    if (cudaHostUnregister(p) != cudaSuccess) (void)cudaGetLastError();
+}
+
 static wr_status upload_async_cuda(wr_backend *be, void *dst, const void *src, size_t n, int buf) {
     cuda_impl *ci = NULL;
     WR_TRY(copy_stream(be, &ci));
@@ -226,6 +248,8 @@ static const wr_backend_iface cuda_iface = {
     .sync = sync_cuda,
     .host_alloc = host_alloc_cuda,
     .host_free = host_free_cuda,
+    .host_register = host_register_cuda,
+    .host_unregister = host_unregister_cuda,
     .upload_async = upload_async_cuda,
     .upload_wait = upload_wait_cuda,
     .event_create = event_create_cuda,
