@@ -156,6 +156,10 @@ truncated_run() { # DESCRIPTION extra-options...
     cp -rL "$DATA/wan-tiny" "$m"
     local st="$m/transformer/diffusion_pytorch_model.safetensors"
     printf 'an earlier video\n' >"$work/keep.y4m"
+    # emptied here, not only by the background run's redirection, which may happen after the
+    # loop below first reads it: the previous run's "step 1/1000" would cut the file before
+    # this run opened it
+    : >"$err"
     timeout -k 5 300 "$WANRUN" --model "$m" --prompt "a fox" --size 32x32 --frames 1 \
         --steps 1000 --out "$work/keep.y4m" "$@" >"$out" 2>"$err" </dev/null &
     local pid=$! i
