@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "models/loader.h"
 
 #ifndef WR_TEST_DATA_DIR
 #error "WR_TEST_DATA_DIR must be defined by the build"
@@ -154,4 +155,26 @@ void wr_test_check_fp8(const char *name, const float *ours, const float *ref, co
                   "%s: the two FP8 outputs "
                   "differ by %.3e",
                   name, e_cross);
+}
+
+void wr_test_dscale_visit(void *ctx, const char *name, const wr_weight *w) {
+    wr_test_dscales *c = ctx;
+    c->n++;
+    char why[160] = "";
+    if (w->t.dtype != WR_DTYPE_F8_E4M3) {
+        if (w->dscale != NULL)
+            snprintf(why, sizeof why, "a %s weight has a device scale", wr_dtype_name(w->t.dtype));
+    } else if (w->dscale == NULL) {
+        snprintf(why, sizeof why, "an e4m3 weight has no device scale");
+    } else {
+        c->n8++;
+        if (w->scale != 1.0f) c->scaled++;
+        float d = NAN;
+        const wr_status st = wr_download(c->be, &d, w->dscale, sizeof d);
+        if (st != WR_OK)
+            snprintf(why, sizeof why, "download: %s", wr_error_detail());
+        else if (memcmp(&d, &w->scale, sizeof d) != 0)
+            snprintf(why, sizeof why, "device scale %.9g, scale %.9g", (double)d, (double)w->scale);
+    }
+    if (why[0] && c->bad++ == 0) snprintf(c->first, sizeof c->first, "%s: %s", name, why);
 }

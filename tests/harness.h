@@ -58,6 +58,18 @@ double wr_test_nmse(const float *a, const float *b, int64_t n);
  * error against f32, and the two FP8 outputs within 4x the larger error of each other. */
 void wr_test_check_fp8(const char *name, const float *ours, const float *ref, const float *dif,
                        int64_t n);
+/* The device copies of FP8 weights' scales (wr_dit_each_weight / wr_t5_each_weight with
+ * wr_test_dscale_visit, ctx a wr_test_dscales with be set): each e4m3 weight's dscale is
+ * downloaded from be and compared with its scale bit for bit (data movement); a weight in
+ * another dtype must have none. n: weights seen, n8: e4m3 ones, scaled: e4m3 ones whose scale
+ * is not 1, bad: mismatches, the first described in first. */
+typedef struct wr_test_dscales {
+    struct wr_backend *be;
+    int64_t n, n8, scaled, bad;
+    char first[256];
+} wr_test_dscales;
+struct wr_weight;
+void wr_test_dscale_visit(void *ctx, const char *name, const struct wr_weight *w);
 /* 1 when cond holds on every rank (MPI_Allreduce MIN). */
 int wr_ck_all(int cond);
 

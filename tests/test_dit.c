@@ -129,6 +129,13 @@ static void run_case(const char *name) {
     wr_dit *m = NULL;
     wr_status s = wr_dit_load(&m, g_be, dir);
     ck_assert_msg(s == WR_OK, "%s: %s", name, wr_error_detail());
+    /* without FP8 storage no weight is e4m3 or has a device scale (the blocks' ten Linears and
+     * the six outside them are walked) */
+    wr_test_dscales ds = {.be = g_be};
+    wr_dit_each_weight(m, wr_test_dscale_visit, &ds);
+    ck_assert_msg(ds.bad == 0, "%s: %s", name, ds.first);
+    ck_assert_int_eq(ds.n8, 0);
+    ck_assert_int_eq(ds.n, 10 * wr_dit_config_of(m)->num_layers + 6);
     tap_check tc = {0};
     ck_assert_int_eq(wr_st_open(&tc.io, io_path), WR_OK);
     const wr_st_tensor *lat = wr_st_find(tc.io, "input.hidden_states");

@@ -245,6 +245,14 @@ START_TEST(test_fp8_storage) {
         wr_t5 *m = NULL;
         const wr_t5_load_opts lo = {.fp8_storage = 1};
         ck_assert_msg(wr_t5_load_ex(&m, g_be, dir, &lo) == WR_OK, "%s", wr_error_detail());
+        /* the layers' seven matrices each are e4m3, with their scale on the device */
+        wr_test_dscales ds = {.be = g_be};
+        wr_t5_each_weight(m, wr_test_dscale_visit, &ds);
+        ck_assert_msg(ds.bad == 0, "%s: %lld device scales wrong, first %s", cases[k],
+                      (long long)ds.bad, ds.first);
+        ck_assert_int_eq(ds.n8, 7 * wr_t5_config_of(m)->num_layers);
+        ck_assert_int_eq(ds.n8, ds.n);
+        ck_assert_int_eq(ds.scaled, ds.n8);
         snprintf(path, sizeof path, "%s/io.safetensors", wr_test_data(cases[k]));
         wr_st_file *io = NULL, *g = NULL;
         ck_assert_int_eq(wr_st_open(&io, path), WR_OK);

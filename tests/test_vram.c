@@ -779,6 +779,7 @@ START_TEST(test_stream_pinned) {
         blk[i].w = wr_tensor_make(data[i], WR_DTYPE_F32, 1, (int64_t[]){NE});
     }
     static const char *const what[] = {"registered", "refused", "disk offload"};
+    uint64_t pinned_host[3] = {0};
     for (int c = 0; c < 3; c++) {
         wr_backend *be = fake_start(0, 0.001);
         fake_pinned(c == 1);
@@ -792,6 +793,10 @@ START_TEST(test_stream_pinned) {
         ck_assert_int_eq(g_fake.nreg, c == 0 ? 1 : 0);
         ck_assert_int_eq(g_fake.reg_calls, c == 2 ? 0 : 1);
         ck_assert_uint_eq(st.pinned_bytes, c == 0 ? (NB - 1) * sizeof data[0] : 0);
+        /* the streamed blocks waiting in host memory: page-locked when registered, pageable
+         * when refused, not in host memory under disk offload */
+        ck_assert_uint_eq(st.host[WR_HOST_PAGEABLE], c == 1 ? (NB - 1) * sizeof data[0] : 0);
+        pinned_host[c] = st.host[WR_HOST_PINNED];
         for (int p = 0; p < PASSES; p++)
             for (int i = 0; i < NB; i++) {
                 const void *b = NULL;
@@ -812,10 +817,13 @@ START_TEST(test_stream_pinned) {
         ck_assert_int_eq(g_fake.nreg, 0);
         wr_vram_get_stats(v, &st);
         ck_assert_uint_eq(st.pinned_bytes, 0);
+        ck_assert_uint_eq(st.host[WR_HOST_PAGEABLE], 0);
         wr_vram_free_pool(v);
         fake_stop();
         ck_assert_int_eq(g_fake.nlocked, 0); /* the staging buffers went back too */
     }
+    /* the same staging buffers in both, and the registered blocks on top */
+    ck_assert_uint_eq(pinned_host[0] - pinned_host[1], (NB - 1) * sizeof data[0]);
 }
 END_TEST
 
@@ -1552,6 +1560,13 @@ START_TEST(test_fp8_storage) {
         wr_dit *m = NULL;
         const wr_dit_load_opts lo = {.fp8_storage = 1};
         ck_assert_msg(wr_dit_load_ex(&m, g_be, dir, &lo) == WR_OK, "%s", wr_error_detail());
+        /* the blocks' ten Linear weights each are e4m3, with their scale on the device */
+        wr_test_dscales ds = {.be = g_be};
+        wr_dit_each_weight(m, wr_test_dscale_visit, &ds);
+        ck_assert_msg(ds.bad == 0, "%s: %lld device scales wrong, first %s", cases[k],
+                      (long long)ds.bad, ds.first);
+        ck_assert_int_eq(ds.n8, 10 * wr_dit_config_of(m)->num_layers);
+        ck_assert_int_eq(ds.scaled, ds.n8);
         dit_io d;
         open_io(&d, cases[k], m);
         wr_st_file *g = NULL;

@@ -206,13 +206,13 @@ struct wr_dit {
     uint64_t other_acc; /* the non-block weights, counted in the pool */
 };
 
-static wr_tensor *lin_weight(wr_linear *l, float **scale) {
-    *scale = &l->weight.scale;
+static wr_tensor *lin_weight(wr_linear *l, wr_weight **w) {
+    *w = &l->weight;
     return &l->weight.t;
 }
 
-/* Resolves one expected tensor into its struct field (*scale: a Linear weight's scale). */
-static wr_tensor *field_for(wr_dit *m, const char *name, float **scale) {
+/* Resolves one expected tensor into its struct field (*scale: the Linear weight it is). */
+static wr_tensor *field_for(wr_dit *m, const char *name, wr_weight **scale) {
     long long bi;
     *scale = NULL;
     int a, n = 0;
@@ -273,7 +273,7 @@ static wr_tensor *field_for(wr_dit *m, const char *name, float **scale) {
 static void dit_field(void *model, const char *name, int ndim, wr_load_field *f) {
     wr_dit *m = model;
     const int in_block = strncmp(name, "blocks.", 7) == 0;
-    f->t = field_for(m, name, &f->scale);
+    f->t = field_for(m, name, &f->w);
     f->f32 = ndim != 2 && ndim != 5;
     f->fp8 = ndim == 2 && in_block;
     f->resident = !in_block;
@@ -436,6 +436,26 @@ void wr_dit_free(wr_dit *m) {
 
 const wr_dit_config *wr_dit_config_of(const wr_dit *m) {
     return &m->cfg;
+}
+
+typedef struct {
+    wr_dit *m;
+    wr_weight_fn fn;
+    void *ctx;
+} each_weight_ctx;
+
+static void each_weight_visit(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    (void)ndim;
+    (void)shape;
+    each_weight_ctx *e = ctx;
+    wr_weight *w = NULL;
+    field_for(e->m, name, &w);
+    if (w) e->fn(e->ctx, name, w);
+}
+
+void wr_dit_each_weight(const wr_dit *m, wr_weight_fn fn, void *ctx) {
+    each_weight_ctx e = {(wr_dit *)m, fn, ctx};
+    wr_dit_expected_tensors(&m->cfg, NULL, each_weight_visit, &e);
 }
 
 /* ---- the vram layer: resident and streamed blocks ---- */
@@ -783,6 +803,9 @@ static void plan_w_one(void *ctx, const char *name, int ndim, const int64_t *sha
         c->block += align64(bytes);
     else if (strncmp(name, "blocks.", 7) != 0)
         c->other += bytes;
+    /* FP8 storage: every block matrix's scale stays on the device (the loader's scale array) */
+    if (c->wbytes == 1 && ndim == 2 && strncmp(name, "blocks.", 7) == 0)
+        c->other += sizeof(float);
 }
 
 void wr_dit_plan_weights(const wr_dit_config *cfg, int wbytes, size_t *block_bytes,

@@ -113,6 +113,9 @@ wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr
 void wr_dit_free(wr_dit *m);
 
 const wr_dit_config *wr_dit_config_of(const wr_dit *m);
+/* fn(ctx, name, weight) for each Linear weight, in the checkpoint's order (diffusers' names):
+ * the storage tensor, its scale and device scale, as loaded (tests and tools). */
+void wr_dit_each_weight(const wr_dit *m, wr_weight_fn fn, void *ctx);
 
 /*
  * The vram layer (DESIGN.md §4): with a pool, blocks [0, resident) are copied into its device

@@ -223,9 +223,21 @@ static wr_status push_resident(wr_loader *l, wr_tensor *t) {
     return WR_OK;
 }
 
+static wr_status push_w8(wr_loader *l, wr_weight *w) {
+    if (l->nw8 == l->w8_cap) {
+        const int64_t cap = l->w8_cap ? 2 * l->w8_cap : 64;
+        wr_weight **r = realloc(l->w8, sizeof *r * (size_t)cap);
+        if (r == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", l->dir);
+        l->w8 = r;
+        l->w8_cap = cap;
+    }
+    l->w8[l->nw8++] = w;
+    return WR_OK;
+}
+
 void wr_loader_bind(wr_loader *l, const char *name, int ndim, const int64_t *shape,
                     const wr_load_field *f) {
-    const int fp8 = l->fp8 && f->fp8 && f->scale != NULL;
+    const int fp8 = l->fp8 && f->fp8 && f->w != NULL;
     if (l->pass == 0) { /* count the host copies (at most: a checkpoint e4m3 stays in place) */
         const int64_t n = shape_nelem(ndim, shape);
         if (fp8)
@@ -237,12 +249,16 @@ void wr_loader_bind(wr_loader *l, const char *name, int ndim, const int64_t *sha
     if (l->st != WR_OK) return;
     const wr_st_tensor *t = wr_load_expect(&l->rep, l->set, f->key[0] ? f->key : name, ndim, shape);
     if (t == NULL) return;
-    if (f->scale) *f->scale = 1.0f;
+    if (f->w) {
+        WR_ASSERT(f->t == &f->w->t);
+        f->w->scale = 1.0f;
+        f->w->dscale = NULL;
+    }
     if (fp8 && t->dtype != WR_DTYPE_F8_E4M3) {
         WR_ASSERT(l->f8_used + (size_t)t->nelem <= l->f8_cap);
         uint8_t *q = l->f8 + l->f8_used;
         l->f8_used += wr_dev_arena_need((size_t)t->nelem);
-        l->st = wr_load_fp8(t, q, f->scale);
+        l->st = wr_load_fp8(t, q, &f->w->scale);
         *f->t = wr_tensor_make(q, WR_DTYPE_F8_E4M3, ndim, shape);
     } else if (f->f32 && !fp8) {
         float *v = l->vec + l->vec_used;
@@ -255,6 +271,7 @@ void wr_loader_bind(wr_loader *l, const char *name, int ndim, const int64_t *sha
         *f->t = wr_st_tensor_view(t); /* used in place, its storage dtype */
     }
     if (l->st == WR_OK && f->resident) l->st = push_resident(l, f->t);
+    if (l->st == WR_OK && f->w && f->t->dtype == WR_DTYPE_F8_E4M3) l->st = push_w8(l, f->w);
 }
 
 void wr_loader_visit(void *ctx, const char *name, int ndim, const int64_t *shape) {
@@ -293,15 +310,30 @@ wr_status wr_loader_scratch(wr_loader *l, int64_t n, int resident, wr_tensor *ou
 }
 
 wr_status wr_loader_upload(wr_loader *l, wr_backend *be) {
+    /* the e4m3 weights' scales: one array, its host copy kept for the model's life */
+    free(l->scales);
+    l->scales = NULL;
+    if (l->nw8) {
+        l->scales = malloc(sizeof(float) * (size_t)l->nw8);
+        if (l->scales == NULL)
+            return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", l->dir);
+        for (int64_t i = 0; i < l->nw8; i++) l->scales[i] = l->w8[i]->scale;
+    }
     if (be->host_visible) {
         wr_dev_arena_init(&l->dev, be, 0);
+        for (int64_t i = 0; i < l->nw8; i++) l->w8[i]->dscale = l->scales + i;
         return WR_OK;
     }
-    size_t bytes = 0;
+    size_t bytes = l->nw8 ? wr_dev_arena_need(sizeof(float) * (size_t)l->nw8) : 0;
     for (int64_t i = 0; i < l->nres; i++)
         if (l->res[i]->data) bytes += wr_dev_arena_need(wr_tensor_nbytes(l->res[i]));
     WR_TRY(wr_dev_arena_init(&l->dev, be, bytes));
     for (int64_t i = 0; i < l->nres; i++) WR_TRY(wr_dev_arena_put(&l->dev, l->res[i], 0));
+    if (l->nw8) {
+        wr_tensor st = wr_tensor_make(l->scales, WR_DTYPE_F32, 1, (int64_t[]){l->nw8});
+        WR_TRY(wr_dev_arena_put(&l->dev, &st, 1));
+        for (int64_t i = 0; i < l->nw8; i++) l->w8[i]->dscale = (const float *)st.data + i;
+    }
     return WR_OK;
 }
 
@@ -317,6 +349,10 @@ void wr_loader_free(wr_loader *l) {
     wr_dev_arena_free(&l->dev);
     wr_loader_drop_host(l);
     free(l->res);
+    free(l->w8);
+    free(l->scales);
     l->res = NULL;
-    l->nres = l->res_cap = 0;
+    l->w8 = NULL;
+    l->scales = NULL;
+    l->nres = l->res_cap = l->nw8 = l->w8_cap = 0;
 }

@@ -80,17 +80,24 @@ wr_status wr_dev_arena_blocks(wr_dev_arena *a, wr_backend *be, const void *block
  * A weight is what a GEMM takes: its storage tensor (the checkpoint's dtype, or e4m3 under FP8
  * storage) and the per-tensor scale its values carry (weight = scale * stored values; 1 unless
  * FP8 storage converted it). The matmul applies the scale, so the per-block upcast converts t
- * and leaves the scale. (An FP8 GEMM's device-side scale comes with the kernels, issue #16.)
+ * and leaves the scale. An e4m3 weight's scale is also in device memory (dscale: one float of
+ * the loader's resident scale array, uploaded by wr_loader_upload, for as long as the model
+ * lives, streamed blocks' weights too), which is what an FP8 GEMM reads (cuBLASLt's A/B scale
+ * pointers); NULL for a weight that is not e4m3.
  */
 typedef struct wr_weight {
     wr_tensor t;
     float scale;
+    const float *dscale; /* device memory: the scale, for an e4m3 t; else NULL */
 } wr_weight;
+
+/* A model's weights one by one (wr_dit_each_weight, wr_t5_each_weight): name, weight. */
+typedef void (*wr_weight_fn)(void *ctx, const char *name, const wr_weight *w);
 
 /* How the loader stores one expected tensor (a model's answer for its name). */
 typedef struct wr_load_field {
-    wr_tensor *t; /* the model's field */
-    float *scale; /* the owning wr_weight's scale (NULL: a plain tensor, no FP8 storage) */
+    wr_tensor *t; /* the model's field (w->t for a weight) */
+    wr_weight *w; /* the owning weight (NULL: a plain tensor, no FP8 storage, no scale) */
     int f32;      /* 1: a host f32 copy (vectors, tables, norms); 0: used in place, storage dtype */
     int flat;     /* the f32 copy as a 1-D [nelem] tensor ([C,1,1,1] gammas), not the shape */
     int fp8;      /* 1: converted to e4m3 under FP8 storage (the checkpoint's e4m3 kept as is) */
@@ -123,6 +130,9 @@ typedef struct wr_loader {
     size_t f8_used, f8_cap;
     wr_tensor **res; /* the resident tensors' fields */
     int64_t nres, res_cap;
+    wr_weight **w8; /* the e4m3 weights, whose scales go to the device */
+    float *scales;  /* [nw8] their scales (host; what a host-visible backend's dscale reads) */
+    int64_t nw8, w8_cap;
     wr_dev_arena dev; /* their device copy (nothing allocated where be->host_visible) */
     /* a run's state */
     int pass;
@@ -143,7 +153,9 @@ void wr_loader_bind(wr_loader *l, const char *name, int ndim, const int64_t *sha
  * resident: uploaded with the resident weights. */
 wr_status wr_loader_scratch(wr_loader *l, int64_t n, int resident, wr_tensor *out);
 /* Where the ops cannot read host memory (!be->host_visible): every resident tensor into one
- * device arena of their size, the fields rewritten to point there. Elsewhere nothing moves. */
+ * device arena of their size, the fields rewritten to point there. Elsewhere nothing moves.
+ * Both: every e4m3 weight's dscale set (into that arena, or the host scale array where the
+ * backend is host-visible). */
 wr_status wr_loader_upload(wr_loader *l, wr_backend *be);
 /* Frees the host arenas: only once every tensor in them was uploaded (a model whose fields
  * are all resident, after wr_loader_upload on a backend that is not host-visible). */

@@ -144,8 +144,8 @@ static int is_f32_copy(const char *name, int ndim) {
     return ndim == 1 || strstr(name, "relative_attention_bias") != NULL;
 }
 
-/* The field of `name`, and (for the layers' matrices) its FP8 scale. */
-static wr_tensor *field_for(wr_t5 *m, const char *name, float **scale) {
+/* The field of `name`, and (for the layers' matrices) the weight it is. */
+static wr_tensor *field_for(wr_t5 *m, const char *name, wr_weight **scale) {
     long long l;
     int n = 0;
     if (scale) *scale = NULL;
@@ -157,18 +157,18 @@ static wr_tensor *field_for(wr_t5 *m, const char *name, float **scale) {
     const struct {
         const char *suffix;
         wr_tensor *t;
-        float *scale;
+        wr_weight *scale;
     } map[] = {
         {"layer.0.layer_norm.weight", &b->ln0, NULL},
-        {"layer.0.SelfAttention.q.weight", &b->q.t, &b->q.scale},
-        {"layer.0.SelfAttention.k.weight", &b->k.t, &b->k.scale},
-        {"layer.0.SelfAttention.v.weight", &b->v.t, &b->v.scale},
-        {"layer.0.SelfAttention.o.weight", &b->o.t, &b->o.scale},
+        {"layer.0.SelfAttention.q.weight", &b->q.t, &b->q},
+        {"layer.0.SelfAttention.k.weight", &b->k.t, &b->k},
+        {"layer.0.SelfAttention.v.weight", &b->v.t, &b->v},
+        {"layer.0.SelfAttention.o.weight", &b->o.t, &b->o},
         {"layer.0.SelfAttention.relative_attention_bias.weight", &b->rel_bias, NULL},
         {"layer.1.layer_norm.weight", &b->ln1, NULL},
-        {"layer.1.DenseReluDense.wi_0.weight", &b->wi_0.t, &b->wi_0.scale},
-        {"layer.1.DenseReluDense.wi_1.weight", &b->wi_1.t, &b->wi_1.scale},
-        {"layer.1.DenseReluDense.wo.weight", &b->wo.t, &b->wo.scale},
+        {"layer.1.DenseReluDense.wi_0.weight", &b->wi_0.t, &b->wi_0},
+        {"layer.1.DenseReluDense.wi_1.weight", &b->wi_1.t, &b->wi_1},
+        {"layer.1.DenseReluDense.wo.weight", &b->wo.t, &b->wo},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (strcmp(r, map[i].suffix) == 0) {
@@ -196,7 +196,7 @@ static void t5_field(void *model, const char *name, int ndim, wr_load_field *f) 
     if (strcmp(name, "shared.weight") == 0 && wr_st_set_find(m->weights, name) == NULL &&
         wr_st_set_find(m->weights, "encoder.embed_tokens.weight") != NULL)
         snprintf(f->key, sizeof f->key, "encoder.embed_tokens.weight");
-    f->t = field_for(m, name, &f->scale);
+    f->t = field_for(m, name, &f->w);
     f->f32 = is_f32_copy(name, ndim);
     f->fp8 = is_fp8_candidate(name, ndim);
     f->resident = strcmp(name, "encoder.final_layer_norm.weight") == 0;
@@ -296,6 +296,26 @@ void wr_t5_free(wr_t5 *m) {
 
 const wr_t5_config *wr_t5_config_of(const wr_t5 *m) {
     return &m->cfg;
+}
+
+typedef struct {
+    wr_t5 *m;
+    wr_weight_fn fn;
+    void *ctx;
+} each_weight_ctx;
+
+static void each_weight_visit(void *ctx, const char *name, int ndim, const int64_t *shape) {
+    (void)ndim;
+    (void)shape;
+    each_weight_ctx *e = ctx;
+    wr_weight *w = NULL;
+    field_for(e->m, name, &w);
+    if (w) e->fn(e->ctx, name, w);
+}
+
+void wr_t5_each_weight(const wr_t5 *m, wr_weight_fn fn, void *ctx) {
+    each_weight_ctx e = {(wr_t5 *)m, fn, ctx};
+    wr_t5_expected_tensors(&m->cfg, NULL, each_weight_visit, &e);
 }
 
 /* ---- the vram layer: resident and streamed layers ---- */

@@ -82,6 +82,9 @@ wr_status wr_t5_load_ex(wr_t5 **out, wr_backend *be, const char *dir, const wr_t
 void wr_t5_free(wr_t5 *m);
 
 const wr_t5_config *wr_t5_config_of(const wr_t5 *m);
+/* fn(ctx, name, weight) for each layer matrix (q, k, v, o, wi_0, wi_1, wo), in the
+ * checkpoint's order: the storage tensor, its scale and device scale, as loaded. */
+void wr_t5_each_weight(const wr_t5 *m, wr_weight_fn fn, void *ctx);
 
 /* transformers' bidirectional _relative_position_bucket of j - i, from the load-time table. */
 int wr_t5_bucket(const wr_t5 *m, int64_t rel);

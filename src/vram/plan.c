@@ -183,7 +183,9 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
      * (its rows are gathered on the host); the workspace of 512 tokens */
     const int64_t t5L = in->t5.num_layers;
     const uint64_t t5_layer = (uint64_t)wr_t5_plan_layer_bytes(&in->t5, in->t5_wbytes);
-    const uint64_t t5_all = t5_layer * (uint64_t)t5L + 4 * (uint64_t)in->t5.d_model;
+    /* FP8 storage: the seven matrices' scales of every layer stay on the device */
+    const uint64_t t5_all = t5_layer * (uint64_t)t5L + 4 * (uint64_t)in->t5.d_model +
+                            (in->t5_wbytes == 1 ? 7 * 4 * (uint64_t)t5L : 0);
     const uint64_t t5_ws =
         (uint64_t)wr_t5_plan_workspace(&in->t5, 512) / 4 * (uint64_t)in->act_bytes;
     const uint64_t t5_upcast =

@@ -40,11 +40,12 @@ struct wr_streamer {
     int64_t n, resident;
     wr_block_tensors_fn tensors;
     size_t slot_bytes;
-    int in_place;       /* be->host_visible: resident blocks are the model's tensors, counted */
-    uint64_t accounted; /* in place: resident bytes counted, not copied */
-    uint64_t host;      /* streamed blocks' bytes, counted as host memory (pageable) */
-    void *res_mem;      /* otherwise: the resident blocks' copies */
-    char *res_views;    /* [resident] structs pointing at the resident blocks */
+    int in_place;         /* be->host_visible: resident blocks are the model's tensors, counted */
+    uint64_t accounted;   /* in place: resident bytes counted, not copied */
+    uint64_t host;        /* streamed blocks' bytes, counted as host memory: */
+    uint64_t host_pinned; /* those of it in pinned ranges (the rest pageable) */
+    void *res_mem;        /* otherwise: the resident blocks' copies */
+    char *res_views;      /* [resident] structs pointing at the resident blocks */
     void *slot[2];
     char *slot_view; /* [2] structs */
     int64_t slot_block[2];
@@ -166,7 +167,9 @@ void wr_streamer_free(wr_streamer *s) {
     if (s->staging) wr_vram_staging_release(s->v); /* after the waits above */
     wr_vram_free(s->v, s->res_mem);
     if (s->accounted) (void)wr_vram_account(s->v, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)s->accounted);
-    if (s->host) wr_vram_host_account(s->v, WR_HOST_PAGEABLE, -(int64_t)s->host);
+    if (s->host_pinned) wr_vram_host_account(s->v, WR_HOST_PINNED, -(int64_t)s->host_pinned);
+    if (s->host > s->host_pinned)
+        wr_vram_host_account(s->v, WR_HOST_PAGEABLE, -(int64_t)(s->host - s->host_pinned));
     for (int k = 0; k < 2; k++) {
         wr_event_free(s->be, s->ready[k]);
         wr_event_free(s->be, s->freed[k]);
@@ -293,9 +296,20 @@ wr_status wr_streamer_create(wr_streamer **out, wr_vram *v, void *blocks, size_t
         st = wr_vram_alloc(v, WR_MEM_WEIGHTS_STREAMING, s->slot_bytes, &s->slot[k]);
     if (st == WR_OK) pin_streamed(s);
     if (st == WR_OK && !wr_vram_disk_offload(v)) { /* the streamed blocks wait in host memory */
-        for (int64_t i = resident; i < n; i++)
-            s->host += one_block_bytes(s->blocks + (size_t)i * ssz, fn);
-        if (s->host) wr_vram_host_account(v, WR_HOST_PAGEABLE, (int64_t)s->host);
+        wr_tensor *t[WR_STREAM_MAX_TENSORS];
+        for (int64_t i = resident; i < n; i++) { /* page-locked or pageable, tensor by tensor */
+            const int k = fn(s->blocks + (size_t)i * ssz, t);
+            for (int j = 0; j < k; j++) {
+                if (t[j]->data == NULL) continue;
+                const size_t b = align64(wr_tensor_nbytes(t[j]));
+                s->host += b;
+                if (s->npins && wr_vram_is_pinned(v, t[j]->data, wr_tensor_nbytes(t[j])))
+                    s->host_pinned += b;
+            }
+        }
+        if (s->host_pinned) wr_vram_host_account(v, WR_HOST_PINNED, (int64_t)s->host_pinned);
+        if (s->host > s->host_pinned)
+            wr_vram_host_account(v, WR_HOST_PAGEABLE, (int64_t)(s->host - s->host_pinned));
     }
     if (st != WR_OK) {
         wr_streamer_free(s);

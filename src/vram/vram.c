@@ -361,8 +361,6 @@ void wr_vram_reset_peaks(wr_vram *v) {
     for (int k = 0; k < WR_HOST_CAT_COUNT; k++) v->host_total_peak += v->host[k];
 }
 
-static int pinned(wr_vram *v, const void *p, size_t n);
-
 wr_status wr_vram_copy_async(wr_vram *v, void *dst, const void *host_src, size_t bytes,
                              uint64_t *ticket) {
     return wr_vram_copy_async_ev(v, dst, host_src, bytes, NULL, NULL, ticket);
@@ -373,7 +371,7 @@ wr_status wr_vram_copy_async_ev(wr_vram *v, void *dst, const void *host_src, siz
     job *j = v->fail_submit == 0 ? NULL : malloc(sizeof *j);
     if (v->fail_submit >= 0) v->fail_submit--; /* the injected failure is one-shot (-1 after) */
     if (j == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for a copy job");
-    const int staged = v->staging[0] != NULL && !pinned(v, host_src, bytes);
+    const int staged = v->staging[0] != NULL && !wr_vram_is_pinned(v, host_src, bytes);
     *j = (job){dst, host_src, bytes, v->disk_offload, staged, after, record, NULL};
     if (!v->started) {
         if (pthread_create(&v->thread, NULL, copy_main, v) != 0) {
@@ -427,8 +425,7 @@ int wr_vram_wants_staging(const wr_vram *v) {
     return v->disk_offload || v->be->iface->host_alloc != NULL;
 }
 
-/* [p, p + n) lies inside one pinned range */
-static int pinned(wr_vram *v, const void *p, size_t n) {
+int wr_vram_is_pinned(wr_vram *v, const void *p, size_t n) {
     const char *c = p;
     int in = 0;
     pthread_mutex_lock(&v->mu);

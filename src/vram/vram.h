@@ -39,9 +39,10 @@ typedef enum wr_mem_cat {
 
 const char *wr_mem_cat_name(wr_mem_cat c);
 
-/* Host memory the vram layer keeps weights in: pinned (page-locked staging for copies to a GPU;
+/* Host memory the vram layer keeps weights in: pinned (page-locked: the staging buffers for
+ * copies to a GPU, and the streamed blocks' host copies where the backend registered them;
  * none on the CPU backend) and pageable (weights offloaded from the device: streamed blocks
- * between their uses, a text encoder run on the host). */
+ * between their uses where they are not registered, a text encoder run on the host). */
 typedef enum wr_host_cat { WR_HOST_PINNED = 0, WR_HOST_PAGEABLE, WR_HOST_CAT_COUNT } wr_host_cat;
 
 typedef struct wr_vram wr_vram;
@@ -141,6 +142,8 @@ int wr_vram_wants_staging(const wr_vram *v);
  * wr_vram_unpin only after every copy from the range was waited. */
 int wr_vram_pin(wr_vram *v, void *p, size_t n);
 void wr_vram_unpin(wr_vram *v, void *p);
+/* 1 when [p, p + n) lies inside one range pinned by wr_vram_pin */
+int wr_vram_is_pinned(wr_vram *v, const void *p, size_t n);
 wr_status wr_vram_staging_acquire(wr_vram *v);
 void wr_vram_staging_release(wr_vram *v);
 
