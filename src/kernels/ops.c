@@ -461,9 +461,7 @@ wr_status wr_backend_require(const wr_backend *be, const char *what, const char 
     return WR_FAIL(WR_ERR_UNSUPPORTED,
                    "%s needs %d op%s the %s backend does not implement yet (%s)%s", what, nmiss,
                    nmiss == 1 ? "" : "s", wr_backend_name(be->kind), missing,
-                   be->kind == WR_BACKEND_CUDA ? ": the CUDA op kernels are issue #16; use "
-                                                 "--backend cpu"
-                                               : "");
+                   be->kind == WR_BACKEND_CUDA ? ": use --backend cpu" : "");
 }
 
 wr_status wr_op_blend(wr_backend *be, wr_tensor *dst, const wr_tensor *a, int64_t e) {

@@ -1,11 +1,12 @@
 /* backend_cuda.c — the CUDA backend's vtable: device memory, copies through the CUDA runtime,
- * and the copy stream the vram layer stages weights through (pinned host buffers, async
- * uploads, an event per staging buffer); host glue in C11. Op slots are NULL for now (see
- * cuda_device.h). */
+ * the copy stream the vram layer stages weights through (pinned host buffers, async uploads,
+ * an event per staging buffer), and the op slots (cuda_ops.h: each family's kernels and glue
+ * in its own files); host glue in C11. */
 #include <cuda_runtime.h>
 #include <stdlib.h>
 
 #include "kernels/cuda/cuda_device.h"
+#include "kernels/cuda/cuda_ops.h"
 
 #define CUDA_TRY(call, what)                                                                       \
     do {                                                                                           \
@@ -43,6 +44,7 @@ typedef struct cuda_impl {
     cudaStream_t copy;
     cudaEvent_t done[2];
     int ready;
+    wr_cuda_gemm *gemm; /* cuBLASLt (matmul_cuda.c) */
 } cuda_impl;
 
 static cudaStream_t compute_of(wr_backend *be) {
@@ -260,7 +262,30 @@ static const wr_backend_iface cuda_iface = {
     .upload_on = upload_on_cuda,
     .download_async = download_async_cuda,
     .copy3d = copy3d_cuda,
-    /* op slots: NULL until the CUDA kernels land */
+    /* ---- ops (cuda_ops.h) ---- */
+    .matmul = wr_cuda_matmul,
+    .layer_norm = wr_cuda_layer_norm,
+    .rms_norm = wr_cuda_rms_norm,
+    .gelu_tanh = wr_cuda_gelu_tanh,
+    .silu = wr_cuda_silu,
+    .add = wr_cuda_add,
+    .mul = wr_cuda_mul,
+    .modulate = wr_cuda_modulate,
+    .gated_residual = wr_cuda_gated_residual,
+    .rope = wr_cuda_rope,
+    .attention = wr_cuda_attention,
+    .patch_embed = wr_cuda_patch_embed,
+    .conv3d = wr_cuda_conv3d,
+    .attn_merge = wr_cuda_attn_merge,
+    .copy2d = wr_cuda_copy2d,
+    .unpatchify = wr_cuda_unpatchify,
+    .upsample2x = wr_cuda_upsample2x,
+    .rms_norm_channels = wr_cuda_rms_norm_channels,
+    .gather_rows = wr_cuda_gather_rows,
+    .transpose = wr_cuda_transpose,
+    .clamp = wr_cuda_clamp,
+    .channel_affine = wr_cuda_channel_affine,
+    .blend = wr_cuda_blend,
 };
 
 wr_status wr_backend_cuda_init(wr_backend *be, int threads) {
@@ -290,6 +315,7 @@ void wr_backend_cuda_release(wr_backend *be) {
     cuda_impl *ci = be->impl;
     if (ci == NULL) return;
     (void)cudaStreamSynchronize(ci->compute);
+    wr_cuda_gemm_free(ci->gemm);
     (void)cudaStreamDestroy(ci->compute);
     if (ci->ready) {
         (void)cudaStreamSynchronize(ci->copy);
@@ -298,6 +324,17 @@ void wr_backend_cuda_release(wr_backend *be) {
     }
     free(ci);
     be->impl = NULL;
+}
+
+wr_cuda_gemm **wr_cuda_gemm_slot(wr_backend *be) {
+    return &((cuda_impl *)be->impl)->gemm;
+}
+
+wr_status wr_cuda_launch_status(int cuda_error, const char *op) {
+    if (cuda_error == (int)cudaSuccess) return WR_OK;
+    const cudaError_t e = (cudaError_t)cuda_error;
+    return WR_FAIL(e == cudaErrorMemoryAllocation ? WR_ERR_OOM_DEVICE : WR_ERR_DEVICE,
+                   "%s on CUDA: %s (%s)", op, cudaGetErrorName(e), cudaGetErrorString(e));
 }
 
 void *wr_cuda_compute_stream(wr_backend *be) {

@@ -110,6 +110,19 @@ __global__ void cast_from_f32_kernel(void *dst, int dtype, const float *src, int
         store_from_f32(dst, dtype, i, src[i]);
 }
 
+// any float dtype to any other through f32 (an F32 side moves as is)
+__global__ void cast_kernel(void *dst, int dst_dtype, const void *src, int src_dtype, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const float f =
+            src_dtype == WR_DTYPE_F32 ? ((const float *)src)[i] : load_as_f32(src, src_dtype, i);
+        if (dst_dtype == WR_DTYPE_F32)
+            ((float *)dst)[i] = f;
+        else
+            store_from_f32(dst, dst_dtype, i, f);
+    }
+}
+
 int grid_for(int64_t n) {
     int64_t g = (n + 255) / 256;
     return (int)(g > 65535 ? 65535 : (g < 1 ? 1 : g));
@@ -126,5 +139,12 @@ extern "C" int wr_cuda_cast_to_f32_launch(float *dst, const void *src, int src_d
 extern "C" int wr_cuda_cast_from_f32_launch(void *dst, int dst_dtype, const float *src, int64_t n) {
     if (n <= 0) return cudaSuccess;
     cast_from_f32_kernel<<<grid_for(n), 256>>>(dst, dst_dtype, src, n);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int wr_cuda_cast_launch(void *dst, int dst_dtype, const void *src, int src_dtype,
+                                   int64_t n, void *stream) {
+    if (n <= 0) return cudaSuccess;
+    cast_kernel<<<grid_for(n), 256, 0, (cudaStream_t)stream>>>(dst, dst_dtype, src, src_dtype, n);
     return (int)cudaGetLastError();
 }

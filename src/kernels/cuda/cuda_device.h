@@ -20,9 +20,9 @@ wr_status wr_cuda_probe(wr_device_info *out);
 
 /* Fills the CUDA backend on device be->device (the pipeline picks the node-local rank's GPU),
  * with its compute stream (non-blocking; every op and memory call, in issue order) and the
- * vram layer's copy stream (made by the copy thread on first use); events are CUDA events:
- * memory slots are implemented; op slots are NULL until the CUDA kernels land (a later issue
- * onwards), so a model run on it fails with WR_ERR_UNSUPPORTED naming the op. */
+ * vram layer's copy stream (made by the copy thread on first use); events are CUDA events.
+ * The op slots are cuda_ops.h's; those without a kernel yet are NULL, so a model that needs one
+ * fails with WR_ERR_UNSUPPORTED naming the op. */
 wr_status wr_backend_cuda_init(wr_backend *be, int threads);
 void wr_backend_cuda_release(wr_backend *be);
 /* The backend's compute stream (a cudaStream_t) for NCCL and the kernels; NULL if not CUDA. */
@@ -39,6 +39,10 @@ wr_status wr_cuda_convert(void *dst, wr_dtype dt, const void *src, wr_dtype st, 
 /* Launchers (cast.cu). Return a cudaError_t as int. */
 int wr_cuda_cast_to_f32_launch(float *dst, const void *src, int src_dtype, int64_t n);
 int wr_cuda_cast_from_f32_launch(void *dst, int dst_dtype, const float *src, int64_t n);
+/* n elements from src_dtype to dst_dtype (F32, BF16, F16, F8_E4M3, F8_E5M2; through f32 with
+ * the rules above) on `stream` (a cudaStream_t), not waited. */
+int wr_cuda_cast_launch(void *dst, int dst_dtype, const void *src, int src_dtype, int64_t n,
+                        void *stream);
 
 #ifdef __cplusplus
 }
