@@ -37,9 +37,9 @@
 typedef struct wr_context wr_context;
 
 typedef struct wr_options {
-    /* the compute backend: WR_BACKEND_CPU (0, the default) or WR_BACKEND_CUDA (which fails at
-     * model load with WR_ERR_UNSUPPORTED until its op kernels exist). The CPU backend's strict
-     * and async device modes come from WR_STRICT_DEVICE (kernels/backend.h). */
+    /* the compute backend: WR_BACKEND_CPU (0, the default) or WR_BACKEND_CUDA (its kernels
+     * compile for sm_80 / sm_90a; WR_ERR_NO_DEVICE where no GPU can be used). The CPU backend's
+     * strict and async device modes come from WR_STRICT_DEVICE (kernels/backend.h). */
     wr_backend_kind backend;
     /* CUDA: the device index; -1 (wr_options_defaults): this rank's node-local rank
      * (wr_world.local_rank) modulo the devices visible */

@@ -74,7 +74,7 @@ typedef struct wr_gen_opts {
     int threads;        /* 0: $OMP_NUM_THREADS or all cores */
     int low_mem_level;  /* 0..3, -1: auto */
     int64_t vram_limit; /* bytes, 0: none */
-    char backend[8];    /* auto | cpu | cuda (auto: cpu until the CUDA op kernels exist) */
+    char backend[8];    /* auto | cpu | cuda (auto: cpu until the CUDA kernels are verified) */
     int device;         /* --device: the CUDA device index, -1: the node-local rank's */
     int cfg_parallel, cp_size, cp_mode;
     int te_stream, dit_stream, vae_tiled; /* -1: the level's (configs/levels.json) */
@@ -128,7 +128,7 @@ wr_status wr_gen_opts_parse_args(wr_gen_opts *g, int argc, char **argv);
  * the checks that need no model: --prompt and --out present, the request sizes
  * (wr_request_check_sizes: 4k+1 frames with the nearest valid counts, bounds), --device only
  * with --backend cuda, --out and --save-latents not the same path. --backend cuda is passed on
- * (the library fails at model load, WR_ERR_UNSUPPORTED, until the CUDA kernels exist).
+ * (WR_ERR_NO_DEVICE from the library where no GPU can be used).
  */
 wr_status wr_gen_opts_finish(wr_gen_opts *g, const char *default_model);
 
