@@ -140,9 +140,9 @@ static const char usage_text[] =
     "                         layers in FP8 e4m3 with a per-tensor scale, upcast per use (half\n"
     "                         of bf16's memory); compute: FP8 GEMMs (GPU only: an error on the\n"
     "                         CPU backend)\n"
-    "  --compute-dtype f32|bf16  the DiT's activations between GEMMs (normed hidden states, "
-    "q/k/v,\n"
-    "                         attention output, FFN hidden): f32 (default) or bf16, a GPU's\n"
+    "  --compute-dtype auto|f32|bf16  the DiT's activations between GEMMs (normed hidden\n"
+    "                         states, q/k/v, attention output, FFN hidden): auto (default) is\n"
+    "                         bf16 with --backend cuda, f32 on the CPU; bf16 is a GPU's\n"
     "                         rounding points (the residual stream, norms, modulation, RoPE,\n"
     "                         softmax and the scheduler stay f32)\n"
     "  --disk-offload         streamed weights (text encoder at level >= 2, DiT at 3) are read\n"
@@ -754,7 +754,7 @@ static wr_status auto_level(const wr_gen_opts *g, int *level) {
     in.t5_wbytes = g->fp8 ? 1 : component_wbytes(g->model, "text_encoder");
     in.vae_wbytes = component_wbytes(g->model, "vae");
     in.act_bytes = 4; /* the CPU backend computes in f32 */
-    in.dit_act_bytes = g->compute_bf16 ? 2 : 4;
+    in.dit_act_bytes = wr_gen_opts_bf16(g) ? 2 : 4;
     in.scratch = wr_backend_scratch_bytes(WR_BACKEND_CPU);
     in.disk_offload = g->disk_offload;
     in.staging = g->disk_offload ? 2 * WR_VRAM_STAGING_CHUNK : 0; /* the pread target */
@@ -858,7 +858,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     opt.te_stream = g.te_stream, opt.dit_stream = g.dit_stream, opt.vae_tiled = g.vae_tiled;
     opt.disk_offload = g.disk_offload;
     opt.fp8_storage = g.fp8;
-    opt.compute_dtype = g.compute_bf16 ? WR_DTYPE_BF16 : WR_DTYPE_F32;
+    opt.compute_dtype = wr_gen_opts_bf16(&g) ? WR_DTYPE_BF16 : WR_DTYPE_F32;
     opt.te_cpu = g.te_cpu;
     if (g.low_mem_level < 0 && (st = auto_level(&g, &opt.low_mem_level)) != WR_OK) goto done;
     opt.world = &g_world;

@@ -138,8 +138,14 @@ expect 0 "--compute-dtype bf16" -- "$WANRUN" --model "$tiny" --prompt "a red fox
 if ! cmp -s "$gen/lat.safetensors" "$gen/lat16.safetensors" &&
     "$ST_NMSE" "$gen/lat16.safetensors" "$gen/lat.safetensors" latents 1e-3 >/dev/null; then
     pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: bf16 latents not within 1e-3 of f32 (or equal)"; fi
+# --compute-dtype auto is f32 on the CPU backend: the same bits as the default
+expect 0 "--compute-dtype auto" -- "$WANRUN" --model "$tiny" --prompt "a red fox" --size 32x32 \
+    --frames 5 --steps 3 --out "$gen/aa.y4m" --save-latents "$gen/lat-auto.safetensors" \
+    --threads 1 --compute-dtype auto
+if cmp -s "$gen/lat.safetensors" "$gen/lat-auto.safetensors"; then pass=$((pass + 1)); else
+    fail=$((fail + 1)); echo "FAIL: --compute-dtype auto on the CPU differs from f32"; fi
 expect 2 "a bad --compute-dtype" -- "$WANRUN" --prompt p --out "$gen/x16.y4m" --compute-dtype fp16
-has "$err" "--compute-dtype must be f32 or bf16, got 'fp16'" "--compute-dtype names the value"
+has "$err" "--compute-dtype must be auto, f32 or bf16, got 'fp16'" "--compute-dtype names the value"
 cat >"$gen/cfg.json" <<'JSON'
 {"prompt": "from the config", "size": "16x16", "frames": 1, "steps": 50, "scheduler": "euler"}
 JSON

@@ -105,6 +105,11 @@ void wr_gen_opts_init(wr_gen_opts *g) {
     g->te_stream = g->dit_stream = g->vae_tiled = -1;
     snprintf(g->backend, sizeof g->backend, "auto");
     g->device = -1;
+    g->compute_bf16 = -1; /* auto: the backend's GEMM dtype */
+}
+
+int wr_gen_opts_bf16(const wr_gen_opts *g) {
+    return g->compute_bf16 >= 0 ? g->compute_bf16 : strcmp(g->backend, "cuda") == 0;
 }
 
 void wr_gen_opts_free(wr_gen_opts *g) {
@@ -344,10 +349,10 @@ wr_status wr_gen_opts_set(wr_gen_opts *g, const char *name, const char *v) {
         g->fp8 = !strcmp(v, "storage");
         break;
     case WR_OPT_COMPUTE_DTYPE:
-        if (strcmp(v, "f32") && strcmp(v, "bf16"))
-            return WR_FAIL(WR_ERR_INVALID_ARG, "--compute-dtype must be f32 or bf16, got %s",
+        if (strcmp(v, "f32") && strcmp(v, "bf16") && strcmp(v, "auto"))
+            return WR_FAIL(WR_ERR_INVALID_ARG, "--compute-dtype must be auto, f32 or bf16, got %s",
                            Q(q, v));
-        g->compute_bf16 = !strcmp(v, "bf16");
+        g->compute_bf16 = !strcmp(v, "auto") ? -1 : !strcmp(v, "bf16");
         break;
     case WR_OPT_DISK_OFFLOAD:
         WR_TRY(parse_switch(n, v, &g->disk_offload));

@@ -80,7 +80,8 @@ typedef struct wr_gen_opts {
     int te_stream, dit_stream, vae_tiled; /* -1: the level's (configs/levels.json) */
     int disk_offload;
     int fp8;          /* 0 off, 1 storage */
-    int compute_bf16; /* --compute-dtype bf16: the DiT's GEMM / attention activations in bf16 */
+    int compute_bf16; /* --compute-dtype: 1 bf16 (the DiT's GEMM / attention activations), 0
+                         f32, -1 auto (wr_gen_opts_bf16: bf16 on CUDA, f32 on the CPU) */
     int te_cpu;
     int verbose;
     int bundled;    /* set by wr_gen_opts_finish: no --model, the bundled model and defaults */
@@ -131,6 +132,8 @@ wr_status wr_gen_opts_parse_args(wr_gen_opts *g, int argc, char **argv);
  * (WR_ERR_NO_DEVICE from the library where no GPU can be used).
  */
 wr_status wr_gen_opts_finish(wr_gen_opts *g, const char *default_model);
+/* --compute-dtype resolved: 1 for bf16 (given, or auto with --backend cuda), else 0. */
+int wr_gen_opts_bf16(const wr_gen_opts *g);
 
 /* ---- value parsers (flag: the name without dashes, for the message) ---- */
 
