@@ -43,6 +43,12 @@ for mode in 1 async; do
     (cd build && WR_STRICT_DEVICE=$mode ctest --output-on-failure --timeout 300)
 done
 
+# Device collectives staged through host memory and MPI (what ranks sharing one GPU use, where
+# NCCL refuses): the multi-rank tests again with every communicator staged, on the async
+# backend, so a staged copy that races an op or misses the result gives other bits.
+echo "== multi-rank tests (build/, WR_COMM_STAGED=1, WR_STRICT_DEVICE=async)"
+(cd build && WR_COMM_STAGED=1 WR_STRICT_DEVICE=async ctest --output-on-failure --timeout 300 -L multirank)
+
 # The multi-rank tests compare N ranks with one: bitwise where only data moves, to an NMSE
 # bound where each rank's GEMMs have other row counts (tests/harness.h). Whether a row's bits
 # change with the row count is a property of the BLAS kernel, so they run again under the

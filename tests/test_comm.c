@@ -844,10 +844,25 @@ START_TEST(test_device_on_cpu_backend) {
 }
 END_TEST
 
+/* Groups made for a CUDA device whose device buffers are staged (ranks sharing a GPU, no
+ * NCCL, no GPU at all): their device path, checked on a strict CPU backend, gives the host
+ * path's bytes. */
+static void check_staged_on_cpu(wr_groups *g, const char *why) {
+    const wr_backend_opts o = {.kind = WR_BACKEND_CPU, .threads = 1, .strict = 1};
+    wr_backend *be = NULL;
+    CHECK(wr_backend_create_ex(&be, &o) == WR_OK, "%s", wr_error_detail());
+    wr_groups_set_backend(g, be);
+    check_device_cpu(g->world, be, why);
+    check_device_cpu(g->cp, be, why);
+    wr_groups_free(g);
+    wr_backend_free(be);
+}
+
 #if WR_HAVE_NCCL
-/* Device collectives through NCCL, compared bitwise like the host ones; each rank needs its own
- * GPU (NCCL refuses two ranks on one device), so with fewer GPUs than ranks only the failure
- * of the creation is checked. */
+/* Device collectives on CUDA buffers, compared bitwise like the host ones: through NCCL where
+ * each rank has its own GPU, staged through host memory where ranks share one (NCCL refuses
+ * two ranks on one device); without a GPU, one rank's device groups fail cleanly and several
+ * ranks' are staged (checked on a CPU backend). */
 static void *dev_upload(const void *host, size_t bytes) {
     void *d = NULL;
     if (cudaMalloc(&d, bytes ? bytes : 1) != cudaSuccess) return NULL;
@@ -868,20 +883,26 @@ START_TEST(test_device_collectives) {
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess) count = 0;
     (void)cudaGetLastError();
-    if (!wr_ck_all(count >= w->local_size)) {
-        /* not enough GPUs: creating device communicators fails cleanly, the same on all */
-        if (wr_ck_all(count == 0)) {
-            wr_groups g;
-            wr_status st = wr_groups_create(&g, w, (wr_layout){1, 1}, 0);
+    if (!wr_ck_all(count > 0)) {
+        wr_groups g;
+        wr_status st = wr_groups_create(&g, w, (wr_layout){1, 1}, 0);
+        if (w->size == 1) { /* NCCL's set-up needs the GPU: fails cleanly */
             CHECK(st != WR_OK && g.world == NULL, "device groups without a GPU: %s",
                   wr_status_name(st));
             CHECK(same_on_all_ranks(wr_error_detail()), "same error on every rank");
+        } else { /* every rank on "device 0": staged */
+            CHECK(st == WR_OK, "staged device groups without a GPU: %s", wr_error_detail());
+            check_staged_on_cpu(&g, "staged (no GPU)");
         }
         return;
     }
     wr_groups g;
-    wr_status st = wr_groups_create(&g, w, (wr_layout){1, 1}, w->local_rank);
+    wr_status st = wr_groups_create(&g, w, (wr_layout){1, 1}, w->local_rank % count);
     CHECK(st == WR_OK, "device groups: %s", wr_error_detail());
+    wr_backend *be = NULL; /* the staged path moves the buffers with the backend's copies */
+    const wr_backend_opts bo = {.kind = WR_BACKEND_CUDA, .device = w->local_rank % count};
+    CHECK(wr_backend_create_ex(&be, &bo) == WR_OK, "%s", wr_error_detail());
+    wr_groups_set_backend(&g, be);
     wr_comm *c = g.world;
     const int n = wr_comm_size(c), me = wr_comm_rank(c);
     const size_t bytes = 1001;
@@ -946,17 +967,16 @@ START_TEST(test_device_collectives) {
     free(h);
     free(want);
     wr_groups_free(&g);
+    wr_backend_free(be);
 }
 END_TEST
 #else
-/* No NCCL in this build: asking for device communicators is WR_ERR_UNSUPPORTED on every rank. */
-START_TEST(test_device_groups_unsupported) {
+/* No NCCL in this build: device groups stage their device buffers through host memory. */
+START_TEST(test_device_groups_staged) {
     wr_groups g;
     wr_status st = wr_groups_create(&g, world(), (wr_layout){1, 1}, 0);
-    CHECK(st == WR_ERR_UNSUPPORTED && g.world == NULL, "device groups without NCCL: %s",
-          wr_status_name(st));
-    CHECK(strstr(wr_error_detail(), "NCCL") != NULL && same_on_all_ranks(wr_error_detail()),
-          "detail: %s", wr_error_detail());
+    CHECK(st == WR_OK, "device groups without NCCL: %s", wr_error_detail());
+    check_staged_on_cpu(&g, "staged (no NCCL)");
 }
 END_TEST
 #endif
@@ -1013,7 +1033,7 @@ Suite *wr_test_suite(void) {
 #if WR_HAVE_NCCL
     tcase_add_test(tc, test_device_collectives);
 #else
-    tcase_add_test(tc, test_device_groups_unsupported);
+    tcase_add_test(tc, test_device_groups_staged);
 #endif
     suite_add_tcase(s, tc);
     return s;

@@ -3,7 +3,10 @@
  * MPI collectives on host buffers, the single-process fallback (local copies), collective
  * agreement on a status, and the byte counters. Device buffers are memory of the
  * communicator's backend: on a CPU backend they take the MPI host path on the backend's host
- * alias after a sync (device_path); otherwise they are dispatched to comm_nccl.c.
+ * alias after a sync (device_path); on a staged communicator (c->staged: ranks that share a
+ * GPU, where NCCL refuses, a build without NCCL, or WR_COMM_STAGED=1 to test the path on the
+ * CPU) they are downloaded into host copies, moved by MPI and uploaded; otherwise they are
+ * dispatched to comm_nccl.c.
  *
  * Conventions:
  *   - MPI is "active" when MPI_Init has run (here or by the caller, e.g. the test harness) and
@@ -25,6 +28,7 @@
 
 #include "core/log.h"
 #include "kernels/backend.h"
+#include "wr_build_config.h"
 #include "parallel/comm_internal.h"
 
 /* Tag of every point-to-point message: MPI keeps messages with the same (source, tag,
@@ -248,6 +252,30 @@ static wr_status layout_check(wr_layout layout, int world_size) {
     return WR_OK;
 }
 
+/* *shared = 1 when two ranks of the job use the same GPU (the same node name and device
+ * index), which NCCL refuses; the same answer on every rank. */
+static wr_status shared_device(wr_comm *world, const wr_world *w, int cuda_device, int *shared) {
+    typedef struct {
+        char host[64];
+        int32_t device;
+    } where_t;
+    *shared = 0;
+    if (world->size == 1) return WR_OK;
+    where_t mine;
+    memset(&mine, 0, sizeof mine);
+    snprintf(mine.host, sizeof mine.host, "%s", w->host);
+    mine.device = cuda_device;
+    where_t *all = calloc((size_t)world->size, sizeof *all);
+    if (all == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    wr_status st = wr_comm_allgather(world, all, &mine, sizeof mine, WR_MEM_HOST);
+    for (int i = 0; st == WR_OK && i < world->size && !*shared; i++)
+        for (int j = i + 1; j < world->size && !*shared; j++)
+            *shared = all[i].device == all[j].device &&
+                      strncmp(all[i].host, all[j].host, sizeof all[i].host) == 0;
+    free(all);
+    return st;
+}
+
 wr_status wr_groups_create(wr_groups *g, const wr_world *w, wr_layout layout, int cuda_device) {
     WR_ASSERT(g != NULL && w != NULL);
     memset(g, 0, sizeof *g);
@@ -283,10 +311,22 @@ wr_status wr_groups_create(wr_groups *g, const wr_world *w, wr_layout layout, in
     WR_TRY_GOTO(st, comm_split(&g->cp, w, g->replica * cfg + g->cfg_rank, g->cp_rank, "cp"), fail);
     WR_TRY_GOTO(st, comm_split(&g->cfg, w, g->replica * cp + g->cp_rank, g->cfg_rank, "cfg"), fail);
 
-    if (cuda_device >= 0) {
+    wr_comm *all[4] = {g->world, g->group, g->cp, g->cfg};
+    const char *env = getenv("WR_COMM_STAGED");
+    int staged = env != NULL && strcmp(env, "1") == 0;
+    if (cuda_device >= 0 && !staged) {
+        WR_TRY_GOTO(st, shared_device(g->world, w, cuda_device, &staged), fail);
+        if (!WR_HAVE_NCCL) staged = 1;
+        if (staged && w->rank == 0)
+            wr_info("%s: device collectives go through host memory and MPI",
+                    WR_HAVE_NCCL ? "ranks share a GPU (NCCL needs one GPU per rank)"
+                                 : "this build has no NCCL");
+    }
+    if (staged) {
+        for (int i = 0; i < 4; i++) all[i]->staged = 1;
+    } else if (cuda_device >= 0) {
         /* One at a time, in the same order on every rank, agreed after each: a rank that
          * failed does not leave the others waiting in the next communicator's set-up. */
-        wr_comm *all[4] = {g->world, g->group, g->cp, g->cfg};
         for (int i = 0; i < 4; i++) {
             st = wr_comm_agree(g->world, wr_comm_dev_create(all[i], cuda_device));
             if (st != WR_OK) goto fail;
@@ -294,7 +334,9 @@ wr_status wr_groups_create(wr_groups *g, const wr_world *w, wr_layout layout, in
     }
     wr_debug("groups: replica %d of %d, cfg_rank %d of %d, cp_rank %d of %d%s", g->replica,
              g->replicas, g->cfg_rank, cfg, g->cp_rank, cp,
-             cuda_device >= 0 ? ", device communicators" : "");
+             staged             ? ", device buffers staged through host memory"
+             : cuda_device >= 0 ? ", NCCL device communicators"
+                                : "");
     return WR_OK;
 
 fail:
@@ -395,13 +437,21 @@ static wr_status device_required(const wr_comm *c, const char *what) {
                    what, c->name, c->size);
 }
 
-/* How c moves device buffers: *host = 1 on a CPU backend, synchronised here (every op issued
- * so far has run, so the buffers hold their bytes and no op touches them during the transfer):
- * the caller then runs the host path on host_view()s. *host = 0: NCCL (c->dev), or
- * WR_ERR_UNSUPPORTED when c has no device side. */
+/* How c moves device buffers. PATH_STAGED on a staged communicator with a backend: through
+ * host copies (stage_in / stage_out, each a synchronous download / upload on the compute
+ * stream, so they follow the ops issued before and precede those issued after). PATH_ALIAS on
+ * a CPU backend, synchronised here (every op issued so far has run, so the buffers hold their
+ * bytes and no op touches them during the transfer): the caller then runs the host path on
+ * host_view()s. PATH_NCCL: c->dev, or WR_ERR_UNSUPPORTED when c has no device side. */
+enum { PATH_NCCL = 0, PATH_ALIAS = 1, PATH_STAGED = 2 };
+
 static wr_status device_path(wr_comm *c, const char *what, int *host) {
     wr_backend *be = c->be;
-    *host = be != NULL && be->kind == WR_BACKEND_CPU;
+    if (c->staged && be != NULL) {
+        *host = PATH_STAGED;
+        return WR_OK;
+    }
+    *host = be != NULL && be->kind == WR_BACKEND_CPU ? PATH_ALIAS : PATH_NCCL;
     if (!*host) return device_required(c, what);
     if (be->iface->sync == NULL) return WR_OK;
     wr_status st = be->iface->sync(be);
@@ -416,6 +466,32 @@ static void *host_view(const wr_comm *c, const void *p) {
     wr_backend *be = c->be;
     if (p == NULL || be->iface->host_alias == NULL) return (void *)p;
     return be->iface->host_alias(be, p);
+}
+
+/* A host copy of n bytes for a staged transfer: downloaded from dev when dev is not NULL. */
+static wr_status stage_in(wr_comm *c, void **h, const void *dev, size_t n, const char *what) {
+    *h = malloc(n ? n : 1);
+    if (*h == NULL)
+        return WR_FAIL(WR_ERR_OOM_HOST,
+                       "%s on the %s communicator: out of host memory staging %zu bytes", what,
+                       c->name, n);
+    if (dev == NULL || n == 0) return WR_OK;
+    const wr_status st = wr_download(c->be, *h, dev, n);
+    if (st != WR_OK) {
+        free(*h);
+        *h = NULL;
+        wr_error_prefix("%s on the %s communicator: staging a device buffer", what, c->name);
+    }
+    return st;
+}
+
+static wr_status stage_out(wr_comm *c, void *dev, const void *h, size_t n, const char *what) {
+    if (n == 0) return WR_OK;
+    const wr_status st = wr_upload(c->be, dev, h, n);
+    if (st != WR_OK)
+        wr_error_prefix("%s on the %s communicator: the received bytes to the device", what,
+                        c->name);
+    return st;
 }
 
 static void copy_bytes(void *dst, const void *src, size_t bytes) {
@@ -449,7 +525,15 @@ wr_status wr_comm_allgather(wr_comm *c, void *recv, const void *send, size_t byt
     wr_status st;
     int host = 0;
     if (where == WR_MEM_DEVICE) WR_TRY(device_path(c, "allgather", &host));
-    if (host) {
+    if (host == PATH_STAGED) {
+        void *hs = NULL, *hr = NULL;
+        st = stage_in(c, &hs, send, bytes, "allgather");
+        if (st == WR_OK) st = stage_in(c, &hr, NULL, bytes * (size_t)c->size, "allgather");
+        if (st == WR_OK) st = allgather_host(c, hr, hs, bytes);
+        if (st == WR_OK) st = stage_out(c, recv, hr, bytes * (size_t)c->size, "allgather");
+        free(hs);
+        free(hr);
+    } else if (host) {
         st = allgather_host(c, host_view(c, recv), host_view(c, send), bytes);
     } else if (where == WR_MEM_DEVICE) {
         st = wr_comm_dev_allgather(c, recv, send, bytes);
@@ -482,7 +566,16 @@ wr_status wr_comm_alltoall(wr_comm *c, void *recv, const void *send, size_t byte
     wr_status st;
     int host = 0;
     if (where == WR_MEM_DEVICE) WR_TRY(device_path(c, "alltoall", &host));
-    if (host) {
+    if (host == PATH_STAGED) {
+        void *hs = NULL, *hr = NULL;
+        const size_t all = bytes * (size_t)c->size;
+        st = stage_in(c, &hs, send, all, "alltoall");
+        if (st == WR_OK) st = stage_in(c, &hr, NULL, all, "alltoall");
+        if (st == WR_OK) st = alltoall_host(c, hr, hs, bytes);
+        if (st == WR_OK) st = stage_out(c, recv, hr, all, "alltoall");
+        free(hs);
+        free(hr);
+    } else if (host) {
         st = alltoall_host(c, host_view(c, recv), host_view(c, send), bytes);
     } else if (where == WR_MEM_DEVICE) {
         st = wr_comm_dev_alltoall(c, recv, send, bytes);
@@ -527,7 +620,19 @@ wr_status wr_comm_alltoall3(wr_comm *c, void *const recv[3], const void *const s
     wr_status st;
     int host = 0;
     if (where == WR_MEM_DEVICE) WR_TRY(device_path(c, "alltoall (x3)", &host));
-    if (host) {
+    if (host == PATH_STAGED) {
+        void *hs[3] = {NULL, NULL, NULL}, *hr[3] = {NULL, NULL, NULL};
+        const size_t all = bytes * (size_t)c->size;
+        st = WR_OK;
+        for (int k = 0; st == WR_OK && k < 3; k++) {
+            st = stage_in(c, &hs[k], send[k], all, "alltoall (x3)");
+            if (st == WR_OK) st = stage_in(c, &hr[k], NULL, all, "alltoall (x3)");
+        }
+        if (st == WR_OK) st = alltoall3_host(c, hr, (const void *const *)hs, bytes);
+        for (int k = 0; st == WR_OK && k < 3; k++)
+            st = stage_out(c, recv[k], hr[k], all, "alltoall (x3)");
+        for (int k = 0; k < 3; k++) free(hs[k]), free(hr[k]);
+    } else if (host) {
         void *hr[3];
         const void *hs[3];
         for (int k = 0; k < 3; k++) hr[k] = host_view(c, recv[k]), hs[k] = host_view(c, send[k]);
@@ -548,19 +653,31 @@ wr_status wr_comm_bcast(wr_comm *c, void *buf, size_t bytes, int root, wr_mem_wh
     wr_status st = WR_OK;
     int host = 0;
     if (where == WR_MEM_DEVICE) WR_TRY(device_path(c, "bcast", &host));
-    if (host) buf = host_view(c, buf);
+    void *dev = buf, *staged = NULL;
+    if (host == PATH_STAGED) {
+        WR_TRY(stage_in(c, &staged, c->rank == root ? buf : NULL, bytes, "bcast"));
+        buf = staged;
+    } else if (host) {
+        buf = host_view(c, buf);
+    }
     if (where == WR_MEM_DEVICE && !host) {
         st = wr_comm_dev_bcast(c, buf, bytes, root);
     } else if (c->mpi != MPI_COMM_NULL) {
         byte_type bt;
-        WR_TRY(byte_type_make(&bt, c, "MPI_Ibcast", bytes));
-        MPI_Request r = MPI_REQUEST_NULL;
-        int rc = MPI_Ibcast(buf, bt.count, bt.type, root, c->mpi, &r);
-        byte_type_free(&bt);
-        if (rc != MPI_SUCCESS)
-            st = WR_COMM_MPI_FAIL(c, "MPI_Ibcast", rc);
-        else
-            st = wr_comm_watch_wait(c, "MPI_Ibcast", 1, &r, bytes);
+        st = byte_type_make(&bt, c, "MPI_Ibcast", bytes);
+        if (st == WR_OK) {
+            MPI_Request r = MPI_REQUEST_NULL;
+            int rc = MPI_Ibcast(buf, bt.count, bt.type, root, c->mpi, &r);
+            byte_type_free(&bt);
+            if (rc != MPI_SUCCESS)
+                st = WR_COMM_MPI_FAIL(c, "MPI_Ibcast", rc);
+            else
+                st = wr_comm_watch_wait(c, "MPI_Ibcast", 1, &r, bytes);
+        }
+    }
+    if (staged) {
+        if (st == WR_OK && c->rank != root) st = stage_out(c, dev, staged, bytes, "bcast");
+        free(staged);
     }
     if (st == WR_OK && c->rank == root) count_sent((uint64_t)bytes * (uint64_t)(c->size - 1));
     return st;
@@ -608,11 +725,22 @@ wr_status wr_comm_allreduce_f32(wr_comm *c, float *buf, size_t n, wr_reduce_op o
     wr_status st;
     int host = 0;
     if (where == WR_MEM_DEVICE) WR_TRY(device_path(c, "allreduce", &host));
-    if (host) buf = host_view(c, buf);
+    float *dev = buf;
+    void *staged = NULL;
+    if (host == PATH_STAGED) {
+        WR_TRY(stage_in(c, &staged, buf, n * sizeof(float), "allreduce"));
+        buf = staged;
+    } else if (host) {
+        buf = host_view(c, buf);
+    }
     if (where == WR_MEM_DEVICE && !host) {
         st = wr_comm_dev_allreduce_f32(c, buf, n, op);
     } else {
         st = allreduce_host(c, buf, n, sizeof(float), MPI_FLOAT, op, "MPI_Iallreduce (f32)");
+    }
+    if (staged) {
+        if (st == WR_OK) st = stage_out(c, dev, staged, n * sizeof(float), "allreduce");
+        free(staged);
     }
     if (st == WR_OK) count_sent(ring_allreduce_bytes(c, n * sizeof(float)));
     return st;
@@ -636,6 +764,8 @@ struct wr_comm_req {
     int n;          /* active MPI requests (0: completed already) */
     size_t bytes;
     MPI_Request r[2];
+    void *hs, *hr;  /* staged: the host copies MPI moves (owned) */
+    void *dev_recv; /* staged: where hr goes at the wait */
 };
 
 static void sendrecv_check(const wr_comm *c, const void *send, int dst, const void *recv, int src,
@@ -673,7 +803,18 @@ wr_status wr_comm_sendrecv(wr_comm *c, const void *send, int dst, void *recv, in
     wr_status st = WR_OK;
     int host = 0;
     if (where == WR_MEM_DEVICE) WR_TRY(device_path(c, "sendrecv", &host));
-    if (host) send = host_view(c, send), recv = host_view(c, recv);
+    void *hs = NULL, *hr = NULL, *dev_recv = recv;
+    if (host == PATH_STAGED) {
+        WR_TRY(stage_in(c, &hs, send, bytes, "sendrecv"));
+        st = stage_in(c, &hr, NULL, bytes, "sendrecv");
+        if (st != WR_OK) {
+            free(hs);
+            return st;
+        }
+        send = hs, recv = hr;
+    } else if (host) {
+        send = host_view(c, send), recv = host_view(c, recv);
+    }
     if (where == WR_MEM_DEVICE && !host) {
         st = wr_comm_dev_sendrecv(c, send, dst, recv, src, bytes);
     } else if (c->mpi == MPI_COMM_NULL) {
@@ -682,6 +823,11 @@ wr_status wr_comm_sendrecv(wr_comm *c, const void *send, int dst, void *recv, in
         MPI_Request r[2];
         st = post_sendrecv(c, send, dst, recv, src, bytes, r);
         if (st == WR_OK) st = wr_comm_watch_wait(c, "MPI_Isend/MPI_Irecv (sendrecv)", 2, r, bytes);
+    }
+    if (hr) {
+        if (st == WR_OK) st = stage_out(c, dev_recv, hr, bytes, "sendrecv");
+        free(hs);
+        free(hr);
     }
     if (st == WR_OK && dst != c->rank) count_sent(bytes);
     return st;
@@ -713,17 +859,32 @@ wr_status wr_comm_isendrecv(wr_comm *c, const void *send, int dst, void *recv, i
             *req = st == WR_OK ? q : NULL;
             return st;
         }
-        /* a CPU backend, synchronised: MPI on the host views (ops issued from now on may run
-         * beside the transfer; they must not touch the two buffers until the wait) */
-        send = host_view(c, send), recv = host_view(c, recv);
+        if (host == PATH_STAGED) { /* host copies; the received one is uploaded at the wait */
+            st = stage_in(c, &q->hs, send, bytes, "isendrecv");
+            if (st == WR_OK) st = stage_in(c, &q->hr, NULL, bytes, "isendrecv");
+            if (st != WR_OK) {
+                free(q->hs);
+                free(q);
+                return st;
+            }
+            q->dev_recv = recv;
+            send = q->hs, recv = q->hr;
+        } else {
+            /* a CPU backend, synchronised: MPI on the host views (ops issued from now on may
+             * run beside the transfer; they must not touch the two buffers until the wait) */
+            send = host_view(c, send), recv = host_view(c, recv);
+        }
     }
     if (c->mpi == MPI_COMM_NULL) { /* size 1: dst == src == 0, a copy */
         copy_bytes(recv, send, bytes);
+        q->bytes = bytes;
         *req = q;
         return WR_OK;
     }
     st = post_sendrecv(c, send, dst, recv, src, bytes, q->r);
     if (st != WR_OK) {
+        free(q->hs);
+        free(q->hr);
         free(q);
         return st;
     }
@@ -745,6 +906,10 @@ wr_status wr_comm_wait(wr_comm_req *req) {
         st = wr_comm_watch_wait(req->c, "MPI_Isend/MPI_Irecv (isendrecv)", req->n, req->r,
                                 req->bytes);
     }
+    if (req->hr && st == WR_OK)
+        st = stage_out(req->c, req->dev_recv, req->hr, req->bytes, "isendrecv");
+    free(req->hs);
+    free(req->hr);
     free(req);
     return st;
 }

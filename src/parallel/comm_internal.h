@@ -26,7 +26,9 @@ struct wr_comm {
     int *world_of;              /* owned: world rank of each member; NULL: the identity */
     char name[8];               /* "world", "group", "cp", "cfg" */
     wr_comm_dev *dev;           /* owned; NULL: host buffers only */
-    wr_backend *be;             /* borrowed (wr_comm_set_backend); NULL: none */
+    int staged;     /* device buffers travel through host copies and MPI (no NCCL: ranks sharing a
+                       GPU, a build without NCCL, or WR_COMM_STAGED=1) */
+    wr_backend *be; /* borrowed (wr_comm_set_backend); NULL: none */
 };
 
 /* Records WR_ERR_COMM "<what> on the <name> communicator (size N): <MPI error text>". */

@@ -11,8 +11,8 @@
 #              backend, NMSE per op) and test_cuda_cast
 #   memcheck   test_backend_ops under compute-sanitizer's memcheck (out-of-bounds and
 #              misaligned device accesses, leaks at exit)
-#   pipeline   the tiny pipeline with --backend cuda at levels 0-3 (exits non-zero while any
-#              op the models need has no CUDA kernel: the log names it)
+#   pipeline   the tiny pipeline with --backend cuda at levels 0-3, and on 2 ranks sharing the
+#              GPU (context parallel, device collectives staged through host memory)
 #   bench      bench_cuda: GEMM TFLOP/s at the DiT's shapes next to the 8192^3 figure, and
 #              pinned / pageable H2D GB/s
 # Each step has a time limit (STEP_TIMEOUT, default 240 s) so the whole stays inside the
@@ -52,6 +52,9 @@ pipeline() {
             --size 32x32 --frames 5 --steps 2 --low-mem-level "$lvl" \
             --out "$out/tiny-l$lvl.y4m" || rc=1
     done
+    echo "--- 2 ranks on this GPU (context parallel; device buffers staged through host memory)"
+    mpiexec -n 2 wanrun --backend cuda --model "$here/tests/data/wan-tiny" --prompt "a fox" \
+        --size 32x32 --frames 5 --steps 2 --cp-size 2 --out "$out/tiny-cp2.y4m" || rc=1
     return $rc
 }
 
