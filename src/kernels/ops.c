@@ -226,6 +226,8 @@ wr_status wr_op_patch_embed_rows(wr_backend *be, wr_tensor *y, const wr_tensor *
     expect_f32("patch_embed", x);
     EXPECT(x->ndim == 4 && w->ndim == 5 && w->shape[1] == x->shape[0], "patch_embed",
            "x [C,F,H,W] and w [D,C,pt,ph,pw]", x, w);
+    EXPECT(wr_dtype_is_float(w->dtype) && w->dtype != WR_DTYPE_F64, "patch_embed",
+           "weight must be a float tensor", w, x);
     EXPECT(x->shape[1] % w->shape[2] == 0 && x->shape[2] % w->shape[3] == 0 &&
                x->shape[3] % w->shape[4] == 0,
            "patch_embed", "x not divisible by the patch", x, w);

@@ -1,8 +1,9 @@
 /* conv_cuda.c — the CUDA conv3d and patch_embed slots (host glue, C11): a chunk of output
  * positions at a time, the columns gathered into the op scratch (conv.cu) and multiplied with
  * the weight by cuBLASLt (wr_cuda_gemm_rows); conv3d's bias added per channel after its GEMM
- * (its output is channel-first, which the GEMM's bias epilogue does not broadcast along),
- * patch_embed's fused into the GEMM. */
+ * (its output is channel-first, which the GEMM's bias epilogue does not broadcast along: a
+ * BF16 y is then rounded twice, after the product and after the bias, where the CPU rounds
+ * once), patch_embed's fused into the GEMM. */
 #include "kernels/cuda/conv_launch.h"
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -31,9 +32,12 @@ wr_status wr_cuda_conv3d(wr_backend *be, wr_tensor *y, const wr_tensor *x, const
     const int64_t To = y->shape[1], Ho = y->shape[2], Wo = y->shape[3], P = To * Ho * Wo;
     const int64_t K = Ci * kt * kh * kw;
     if (Co == 0 || P == 0) return WR_OK;
-    /* the columns in the GEMM's input type (wr_cuda_gemm_rows: F32 when the weight and y are) */
-    const wr_dtype cdt =
-        w->dtype == WR_DTYPE_F32 && y->dtype == WR_DTYPE_F32 ? WR_DTYPE_F32 : WR_DTYPE_BF16;
+    /* the GEMM's input type from the activations, as matmul's (F32 when x, the cache and y
+     * are): the columns are gathered in it, the weight converted to it if narrower */
+    const wr_dtype cdt = x->dtype == WR_DTYPE_F32 && y->dtype == WR_DTYPE_F32 &&
+                                 (cache == NULL || cache->dtype == WR_DTYPE_F32)
+                             ? WR_DTYPE_F32
+                             : WR_DTYPE_BF16;
     const size_t ys = wr_dtype_size(y->dtype);
     void *stream = wr_cuda_compute_stream(be);
     const wr_scratch_mark mark = wr_scratch_save(be);
@@ -55,8 +59,8 @@ wr_status wr_cuda_conv3d(wr_backend *be, wr_tensor *y, const wr_tensor *x, const
                     done);
         /* y[:, p0 .. p0 + np) (rows of P) = w [Co, K] . cols [np, K]^T */
         WR_TRY_GOTO(st,
-                    wr_cuda_gemm_rows(be, (char *)y->data + (size_t)p0 * ys, y->dtype, P, w->data,
-                                      w->dtype, cols, cdt, Co, np, K, NULL, 1.0f),
+                    wr_cuda_gemm_rows_as(be, cdt, (char *)y->data + (size_t)p0 * ys, y->dtype, P,
+                                         w->data, w->dtype, cols, cdt, Co, np, K, NULL, 1.0f),
                     done);
         if (b)
             WR_TRY_GOTO(st,
@@ -78,7 +82,9 @@ wr_status wr_cuda_patch_embed(wr_backend *be, wr_tensor *y, const wr_tensor *x, 
     const int64_t D = w->shape[0], pt = w->shape[2], ph = w->shape[3], pw = w->shape[4];
     const int64_t L = y->shape[0], P = C * pt * ph * pw;
     if (L == 0 || D == 0) return WR_OK;
-    const wr_dtype cdt = x->dtype;
+    /* gathered straight in the GEMM's input type (F32 when x and y are, else BF16) */
+    const wr_dtype cdt =
+        x->dtype == WR_DTYPE_F32 && y->dtype == WR_DTYPE_F32 ? WR_DTYPE_F32 : WR_DTYPE_BF16;
     const size_t ys = wr_dtype_size(y->dtype);
     void *stream = wr_cuda_compute_stream(be);
     const wr_scratch_mark mark = wr_scratch_save(be);

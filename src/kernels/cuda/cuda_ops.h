@@ -39,6 +39,12 @@ wr_status wr_cuda_matmul(wr_backend *be, wr_tensor *y, const wr_tensor *x, const
 wr_status wr_cuda_gemm_rows(wr_backend *be, void *y, wr_dtype ydt, int64_t ldy, const void *x,
                             wr_dtype xdt, const void *w, wr_dtype wdt, int64_t M, int64_t N,
                             int64_t K, const float *bias, float alpha);
+/* The same with the GEMM's input type t given (F32 or BF16; F32 only with an F32 y): an
+ * operand in another dtype is converted to t panel by panel. wr_cuda_gemm_rows takes F32 when
+ * x and y are F32, else BF16. */
+wr_status wr_cuda_gemm_rows_as(wr_backend *be, wr_dtype t, void *y, wr_dtype ydt, int64_t ldy,
+                               const void *x, wr_dtype xdt, const void *w, wr_dtype wdt, int64_t M,
+                               int64_t N, int64_t K, const float *bias, float alpha);
 
 /* ---- elementwise (elementwise.cu, elementwise_cuda.c; blend and patch ops too) ---- */
 wr_status wr_cuda_gelu_tanh(wr_backend *be, wr_tensor *y, const wr_tensor *x);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "kernels/cuda/cuda_device.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/ops.h"
@@ -31,7 +32,8 @@
 
 typedef struct gemm_key {
     int64_t m, n, k, ldd;
-    int t, dt, bias, align; /* input and output types, the epilogue, the pointers' alignment */
+    int t, dt, bias, align; /* input and output types, the epilogue (0 none, 1 a bias in D's
+                               type, 2 an f32 bias), the pointers' alignment */
     size_t ws;
 } gemm_key;
 
@@ -104,10 +106,11 @@ static wr_status gemm_state(wr_backend *be, wr_cuda_gemm **out) {
 }
 
 /* D (nr x nc column-major, ld ldd, type dt) = alpha * A^T B (+ bias over D's rows): A [K, nr]
- * and B [K, nc] column-major (ld K) in type t. */
+ * and B [K, nc] column-major (ld K) in type t; bias32: the bias is f32 (else D's type).
+ * WR_ERR_UNSUPPORTED when cuBLASLt has no algorithm for it. */
 static wr_status gemm_one(wr_backend *be, wr_cuda_gemm *g, wr_dtype t, wr_dtype dt, int64_t nr,
                           int64_t nc, int64_t K, const void *A, const void *B, void *D, int64_t ldd,
-                          const void *bias, float alpha, void *ws, size_t wsb) {
+                          const void *bias, int bias32, float alpha, void *ws, size_t wsb) {
     wr_status st = WR_OK;
     cudaStream_t stream = (cudaStream_t)wr_cuda_compute_stream(be);
     cublasLtMatmulDesc_t op = NULL;
@@ -126,13 +129,20 @@ static wr_status gemm_one(wr_backend *be, wr_cuda_gemm *g, wr_dtype t, wr_dtype 
         LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                               sizeof bias),
                "the bias pointer");
+        if (bias32) {
+            const int32_t bt = CUDA_R_32F;
+            LT_TRY(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
+                                                  sizeof bt),
+                   "the bias type");
+        }
     }
     LT_TRY(cublasLtMatrixLayoutCreate(&la, cuda_type(t), (uint64_t)K, (uint64_t)nr, K), "layout A");
     LT_TRY(cublasLtMatrixLayoutCreate(&lb, cuda_type(t), (uint64_t)K, (uint64_t)nc, K), "layout B");
     LT_TRY(cublasLtMatrixLayoutCreate(&ld, cuda_type(dt), (uint64_t)nr, (uint64_t)nc, ldd),
            "layout D");
-    const gemm_key key = {nr, nc, K, ldd, (int)t, (int)dt, bias != NULL, min_align(A, B, D, bias),
-                          wsb};
+    const gemm_key key = {
+        nr, nc, K, ldd, (int)t, (int)dt, bias ? 1 + (bias32 != 0) : 0, min_align(A, B, D, bias),
+        wsb};
     const cublasLtMatmulAlgo_t *algo = NULL;
     for (int i = 0; i < g->n && algo == NULL; i++)
         if (memcmp(&g->cache[i].key, &key, sizeof key) == 0) algo = &g->cache[i].algo;
@@ -151,14 +161,19 @@ static wr_status gemm_one(wr_backend *be, wr_cuda_gemm *g, wr_dtype t, wr_dtype 
         cublasLtMatmulHeuristicResult_t res;
         int found = 0;
         memset(&res, 0, sizeof res);
-        LT_TRY(cublasLtMatmulAlgoGetHeuristic(g->lt, op, la, lb, ld, ld, pref, 1, &res, &found),
-               "the algorithm heuristic");
-        if (found < 1) {
+        const cublasStatus_t hs =
+            cublasLtMatmulAlgoGetHeuristic(g->lt, op, la, lb, ld, ld, pref, 1, &res, &found);
+        if (hs != CUBLAS_STATUS_SUCCESS && hs != CUBLAS_STATUS_NOT_SUPPORTED) {
+            st = lt_fail(hs, "the algorithm heuristic");
+            goto done;
+        }
+        if (hs == CUBLAS_STATUS_NOT_SUPPORTED || found < 1 || res.state != CUBLAS_STATUS_SUCCESS) {
             st = WR_FAIL(WR_ERR_UNSUPPORTED,
                          "matmul on CUDA: cuBLASLt has no algorithm for [%lld x %lld] . [%lld x "
                          "%lld]^T in %s -> %s%s (pointer alignment %d bytes)",
                          (long long)nc, (long long)K, (long long)nr, (long long)K, wr_dtype_name(t),
-                         wr_dtype_name(dt), bias ? " with a bias" : "", key.align);
+                         wr_dtype_name(dt),
+                         bias ? (bias32 ? " with an f32 bias" : " with a bias") : "", key.align);
             goto done;
         }
         const int slot = g->n < GEMM_CACHE ? g->n++ : g->next++ % GEMM_CACHE;
@@ -195,31 +210,42 @@ wr_status wr_cuda_matmul(wr_backend *be, wr_tensor *y, const wr_tensor *x, const
 wr_status wr_cuda_gemm_rows(wr_backend *be, void *yd, wr_dtype ydt, int64_t ldy, const void *xd,
                             wr_dtype xdt, const void *wd, wr_dtype wdt, int64_t M, int64_t N,
                             int64_t K, const float *bd, float alpha) {
+    const wr_dtype t = xdt == WR_DTYPE_F32 && ydt == WR_DTYPE_F32 ? WR_DTYPE_F32 : WR_DTYPE_BF16;
+    return wr_cuda_gemm_rows_as(be, t, yd, ydt, ldy, xd, xdt, wd, wdt, M, N, K, bd, alpha);
+}
+
+wr_status wr_cuda_gemm_rows_as(wr_backend *be, wr_dtype t, void *yd, wr_dtype ydt, int64_t ldy,
+                               const void *xd, wr_dtype xdt, const void *wd, wr_dtype wdt,
+                               int64_t M, int64_t N, int64_t K, const float *bd, float alpha) {
     if (M == 0 || N == 0) return WR_OK;
     if (K == 0)
         return WR_FAIL(WR_ERR_UNSUPPORTED, "matmul on CUDA: an empty inner dimension (K = 0)");
     wr_cuda_gemm *g = NULL;
     WR_TRY(gemm_state(be, &g));
-    const wr_dtype t = xdt == WR_DTYPE_F32 && ydt == WR_DTYPE_F32 ? WR_DTYPE_F32 : WR_DTYPE_BF16;
+    if (t == WR_DTYPE_F32 && ydt != WR_DTYPE_F32)
+        return WR_FAIL(WR_ERR_UNSUPPORTED, "matmul on CUDA: an f32 GEMM writes f32, not %s",
+                       wr_dtype_name(ydt));
     const size_t ts = wr_dtype_size(t), xs = wr_dtype_size(xdt), wsz = wr_dtype_size(wdt),
                  ys = wr_dtype_size(ydt);
     const int conv_x = xdt != t, conv_w = wdt != t;
     const wr_scratch_mark mark = wr_scratch_save(be);
     wr_status st = WR_OK;
-    /* the bias in D's type (a BF16 output's epilogue takes a BF16 bias) */
+    /* the bias: f32 (added to the f32 accumulator, then one rounding, as the CPU does); where
+     * cuBLASLt has no BF16-output algorithm with an f32 bias, a BF16 copy (D's type) */
     const void *bias = bd;
-    if (bd && ydt == WR_DTYPE_BF16) {
-        void *bb = NULL;
+    int bias32 = bd && ydt == WR_DTYPE_BF16;
+    void *bb = NULL;
+    if (bias32)
         WR_TRY_GOTO(st, wr_scratch_get(be, (size_t)N * 2, "matmul: the bias in bf16", &bb), done);
-        WR_TRY_GOTO(st, cast_on(be, bb, WR_DTYPE_BF16, bd, WR_DTYPE_F32, N), done);
-        bias = bb;
-    }
     /* the panels: what is left of the scratch after the workspace, halved when both convert */
     size_t left = wr_scratch_left(be);
     const size_t wsb = left / 4 < GEMM_WS_MAX ? (left / 4) & ~(size_t)255 : GEMM_WS_MAX;
-    void *ws = NULL;
-    if (wsb) WR_TRY_GOTO(st, wr_scratch_get(be, wsb, "matmul: the cuBLASLt workspace", &ws), done);
-    left = left > wsb + 256 ? left - wsb - 256 : 0;
+    void *ws = NULL; /* 256-byte aligned (cuBLAS 12.9+ wants it; the scratch gives 64) */
+    if (wsb) {
+        WR_TRY_GOTO(st, wr_scratch_get(be, wsb + 256, "matmul: the cuBLASLt workspace", &ws), done);
+        ws = (void *)(((uintptr_t)ws + 255) & ~(uintptr_t)255);
+    }
+    left = left > wsb + 512 ? left - wsb - 512 : 0;
     const size_t share = conv_x && conv_w ? left / 2 : left;
     const size_t row = (size_t)K * ts;
     int64_t nb = N, mb = M;
@@ -257,9 +283,19 @@ wr_status wr_cuda_gemm_rows(wr_backend *be, void *yd, wr_dtype ydt, int64_t ldy,
                 xp = xbuf;
             }
             char *d = (char *)yd + ((size_t)m0 * (size_t)ldy + (size_t)n0) * ys;
-            const void *bp = bias ? (const char *)bias + (size_t)n0 * wr_dtype_size(ydt) : NULL;
-            WR_TRY_GOTO(st, gemm_one(be, g, t, ydt, nr, mr, K, wp, xp, d, ldy, bp, alpha, ws, wsb),
-                        done);
+            const size_t bsz = bias32 ? 4 : wr_dtype_size(ydt);
+            const void *bp = bias ? (const char *)bias + (size_t)n0 * bsz : NULL;
+            st = gemm_one(be, g, t, ydt, nr, mr, K, wp, xp, d, ldy, bp, bias32, alpha, ws, wsb);
+            if (st == WR_ERR_UNSUPPORTED && bias32) { /* once: the bias in BF16 from now on */
+                wr_debug("matmul on CUDA: no BF16-output algorithm with an f32 bias; the bias is "
+                         "rounded to BF16 (%s)",
+                         wr_error_detail());
+                WR_TRY_GOTO(st, cast_on(be, bb, WR_DTYPE_BF16, bd, WR_DTYPE_F32, N), done);
+                bias = bb, bias32 = 0;
+                bp = (const char *)bias + (size_t)n0 * 2;
+                st = gemm_one(be, g, t, ydt, nr, mr, K, wp, xp, d, ldy, bp, 0, alpha, ws, wsb);
+            }
+            if (st != WR_OK) goto done;
         }
     }
 done:
