@@ -804,8 +804,7 @@ static void plan_w_one(void *ctx, const char *name, int ndim, const int64_t *sha
     else if (strncmp(name, "blocks.", 7) != 0)
         c->other += bytes;
     /* FP8 storage: every block matrix's scale stays on the device (the loader's scale array) */
-    if (c->wbytes == 1 && ndim == 2 && strncmp(name, "blocks.", 7) == 0)
-        c->other += sizeof(float);
+    if (c->wbytes == 1 && ndim == 2 && strncmp(name, "blocks.", 7) == 0) c->other += sizeof(float);
 }
 
 void wr_dit_plan_weights(const wr_dit_config *cfg, int wbytes, size_t *block_bytes,
