@@ -78,6 +78,10 @@ typedef struct wr_options {
     int cfg_parallel; /* 1 (default when 0) or 2 */
     int cp_size;      /* 0: world size / cfg_parallel (one replica) */
     int cp_mode;      /* WR_CP_AUTO (0), WR_CP_ULYSSES, WR_CP_RING */
+    /* 1: the replicas run different requests, each at its own pace (wanrun --batch):
+     * wr_generate is then collective over this rank's replica only (its agreements and the
+     * memory profile's table too); 0: over the world, every replica the same request */
+    int independent_replicas;
 } wr_options;
 
 /* Where this process sits in the layout. */
@@ -108,11 +112,17 @@ typedef struct wr_request {
     const char *save_latents;    /* NULL, or a .safetensors to write the final latents to */
     wr_progress_fn progress;     /* called after every denoising step (NULL: none) */
     void *progress_ctx;
+    /* NULL, or a flag (set by a signal handler) read before every denoising step: once it is
+     * non-zero on any rank of the replica, the generation stops there with WR_ERR_INTERRUPTED
+     * (agreed), nothing written */
+    const volatile int *stop;
 } wr_request;
 
 typedef struct wr_video {
     float *frames; /* [3, n, h, w] RGB in [0, 1] */
     int64_t n, h, w;
+    /* seconds of the phases on this rank (wall clock; 0 where it took no part) */
+    double sec_encode, sec_denoise, sec_decode;
 } wr_video;
 
 void wr_options_defaults(wr_options *o);
@@ -127,6 +137,15 @@ void wr_context_role(const wr_context *ctx, wr_role *out);
 void wr_context_vram_stats(const wr_context *ctx, wr_vram_stats *out);
 /* Agrees on a status over the whole world (wr_comm_agree); returns st alone. */
 wr_status wr_context_agree(wr_context *ctx, wr_status st);
+/* The communicators of a distributed context (world, replica, cp, cfg), or NULL for a single
+ * process: for callers that coordinate several generations (wanrun --batch). */
+struct wr_groups;
+const struct wr_groups *wr_context_groups(const wr_context *ctx);
+/* The same within this rank's replica (wr_groups.group). */
+wr_status wr_context_agree_replica(wr_context *ctx, wr_status st);
+/* Starts the peaks of wr_context_vram_stats again from the current values (a batch's next
+ * job: its own peaks). */
+void wr_context_reset_peaks(wr_context *ctx);
 
 /* Bounds on a request, whatever the model (sane sizes, far from any overflow): a side at most
  * 8192, at most 4001 frames, frames x height x width at most 2^32 pixels (the decoded video
@@ -151,8 +170,9 @@ wr_status wr_request_check(const wr_context *ctx, const wr_request *r);
  * Call after wr_request_check succeeded. */
 void wr_request_latent_shape(const wr_context *ctx, const wr_request *r, int64_t shape[4]);
 
-/* Collective over the world when distributed (every rank calls it with the same request); a
- * failure on one rank is agreed, so every rank returns the same status and detail. Only the
+/* Collective over the world when distributed (every rank calls it with the same request;
+ * over the replica with independent_replicas); a failure on one rank is agreed, so every rank
+ * (of the replica) returns the same status and detail. Only the
  * replica's writer gets frames (elsewhere out->frames stays NULL, n = 0); latents_out is
  * filled on every rank, save_latents written by the writer only, and only after the whole
  * generation has succeeded (non-finite latents or frames: WR_ERR_CONFIG, nothing written). */

@@ -27,6 +27,7 @@ static const char *const status_names[WR_STATUS_COUNT] = {
     [WR_ERR_DEVICE] = "ERR_DEVICE",
     [WR_ERR_COMM] = "ERR_COMM",
     [WR_ERR_INTERNAL] = "ERR_INTERNAL",
+    [WR_ERR_INTERRUPTED] = "ERR_INTERRUPTED",
 };
 
 const char *wr_status_name(wr_status s) {

@@ -29,6 +29,7 @@ typedef enum wr_status {
     WR_ERR_DEVICE,      /* a CUDA / cuBLAS call failed */
     WR_ERR_COMM,        /* an MPI / NCCL call failed or a peer rank failed */
     WR_ERR_INTERNAL,    /* should not happen; a bug reported as a status */
+    WR_ERR_INTERRUPTED, /* stopped on request (a signal in batch mode): resumable */
     WR_STATUS_COUNT
 } wr_status;
 

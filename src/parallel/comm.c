@@ -991,3 +991,66 @@ wr_status wr_comm_agree(wr_comm *c, wr_status st) {
     WR_TRY(wr_comm_watch_wait(c, what, 1, &r, sizeof m));
     return agree_install(c, &m);
 }
+
+/* ---- the shared counter ---- */
+
+struct wr_counter {
+    wr_comm *c;
+    MPI_Win win; /* MPI_WIN_NULL: size 1, `local` */
+    int64_t *base;
+    int64_t local;
+};
+
+wr_status wr_counter_create(wr_counter **out, wr_comm *c) {
+    *out = NULL;
+    wr_counter *k = calloc(1, sizeof *k);
+    if (k == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    k->c = c;
+    k->win = MPI_WIN_NULL;
+    if (c != NULL && c->mpi != MPI_COMM_NULL) {
+        const MPI_Aint sz = c->rank == 0 ? (MPI_Aint)sizeof(int64_t) : 0;
+        int rc =
+            MPI_Win_allocate(sz, (int)sizeof(int64_t), MPI_INFO_NULL, c->mpi, &k->base, &k->win);
+        if (rc != MPI_SUCCESS) {
+            free(k);
+            return WR_COMM_MPI_FAIL(c, "MPI_Win_allocate (the shared counter)", rc);
+        }
+        MPI_Win_set_errhandler(k->win, MPI_ERRORS_RETURN); /* a window's default is fatal */
+        if (c->rank == 0) {
+            MPI_Win_lock(MPI_LOCK_EXCLUSIVE, 0, 0, k->win);
+            *k->base = 0;
+            MPI_Win_unlock(0, k->win);
+        }
+        const wr_status st = wr_comm_barrier(c); /* set to 0 before anyone takes a number */
+        if (st != WR_OK) {
+            MPI_Win_free(&k->win);
+            free(k);
+            return st;
+        }
+    }
+    *out = k;
+    return WR_OK;
+}
+
+wr_status wr_counter_next(wr_counter *k, int64_t *value) {
+    if (k->win == MPI_WIN_NULL) {
+        *value = k->local++;
+        return WR_OK;
+    }
+    const int64_t one = 1;
+    int rc = MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, k->win);
+    if (rc == MPI_SUCCESS) {
+        rc = MPI_Fetch_and_op(&one, value, MPI_INT64_T, 0, 0, MPI_SUM, k->win);
+        const int rc2 = MPI_Win_unlock(0, k->win);
+        if (rc == MPI_SUCCESS) rc = rc2;
+    }
+    if (rc != MPI_SUCCESS)
+        return WR_COMM_MPI_FAIL(k->c, "MPI_Fetch_and_op (the shared counter)", rc);
+    return WR_OK;
+}
+
+void wr_counter_free(wr_counter *k) {
+    if (k == NULL) return;
+    if (k->win != MPI_WIN_NULL) MPI_Win_free(&k->win);
+    free(k);
+}

@@ -184,6 +184,19 @@ wr_status wr_comm_wait(wr_comm_req *req); /* frees req; NULL is a no-op */
 wr_status wr_comm_barrier(wr_comm *c);
 
 /*
+ * A counter shared by the members of c (a batch's next job: whichever replica is free first
+ * takes the next number, and no two ever get the same one): MPI one-sided, a window on c's
+ * rank 0 updated with MPI_Fetch_and_op under a shared lock, so the members take numbers at
+ * their own pace with no collective. create and free are collective over c; next is not. On a
+ * communicator of size 1 (or c NULL: a single process) a plain local counter.
+ */
+typedef struct wr_counter wr_counter;
+wr_status wr_counter_create(wr_counter **out, wr_comm *c);
+/* *value = the counter, then the counter + 1 (atomically) */
+wr_status wr_counter_next(wr_counter *k, int64_t *value);
+void wr_counter_free(wr_counter *k);
+
+/*
  * Collective agreement on a status (DESIGN.md §5): every rank passes its own; all return the
  * same result: WR_OK if every rank had WR_OK, else the status of the lowest failing rank, with
  * that rank's error detail installed on every rank, prefixed "rank R: " (so every rank prints

@@ -282,6 +282,24 @@ wr_status wr_context_agree(wr_context *c, wr_status st) {
     return c->distributed ? wr_comm_agree(c->groups.world, st) : st;
 }
 
+const wr_groups *wr_context_groups(const wr_context *c) {
+    return c->distributed ? &c->groups : NULL;
+}
+
+wr_status wr_context_agree_replica(wr_context *c, wr_status st) {
+    return c->distributed ? wr_comm_agree(c->groups.group, st) : st;
+}
+
+void wr_context_reset_peaks(wr_context *c) {
+    wr_vram_reset_peaks(c->vram);
+}
+
+/* Who a generation is collective over: the world, or the replica when the replicas run
+ * requests of their own (wr_options.independent_replicas). */
+static wr_comm *gen_comm(const wr_context *c) {
+    return c->opt.independent_replicas ? c->groups.group : c->groups.world;
+}
+
 void wr_context_free(wr_context *c) {
     if (c == NULL) return;
     wr_vae_free(c->vae);
@@ -467,14 +485,15 @@ static wr_status setup_streaming(wr_context *c, int64_t tokens) {
 static wr_status write_profile(wr_context *c) {
     wr_memprof_peaks mine, *all = NULL;
     wr_status st = wr_memprof_write(c->prof, &mine);
-    const int n = c->distributed ? wr_comm_size(c->groups.world) : 1;
-    if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+    wr_comm *gc = c->distributed ? gen_comm(c) : NULL;
+    const int n = gc ? wr_comm_size(gc) : 1;
+    if (gc) st = wr_comm_agree(gc, st);
     WR_TRY(st);
     all = malloc(sizeof *all * (size_t)n);
     st = all ? WR_OK : WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
-    if (c->distributed) st = wr_comm_agree(c->groups.world, st);
-    if (st == WR_OK && c->distributed)
-        st = wr_comm_allgather(c->groups.world, all, &mine, sizeof mine, WR_MEM_HOST);
+    if (gc) st = wr_comm_agree(gc, st);
+    if (st == WR_OK && gc)
+        st = wr_comm_allgather(gc, all, &mine, sizeof mine, WR_MEM_HOST);
     else if (st == WR_OK)
         all[0] = mine;
     if (st == WR_OK) {
@@ -571,19 +590,20 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     st = host_buf(c, eb, &emb);
     if (st == WR_OK && cfg) st = host_buf(c, eb, &emb_neg);
     if (st != WR_OK) wr_error_prefix("the text embeddings");
-    if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+    if (c->distributed) st = wr_comm_agree(gen_comm(c), st);
     if (st != WR_OK) goto done;
     double t0 = wr_now_s();
     wr_memprof_begin(c->prof, "encode");
     WR_TRY_GOTO(st, text_embeddings(c, r, cfg, emb, emb_neg, D), done);
     wr_memprof_end(c->prof);
+    out->sec_encode = wr_now_s() - t0;
     /* the latent x, the velocity v (both branches' with CFG-parallel) and the unconditional
      * one: while denoising, x until decoded */
     st = host_buf(c, lb, &x);
     if (st == WR_OK) st = host_buf(c, vb, &v);
     if (st == WR_OK && cfg) st = host_buf(c, lb, &vu);
     if (st != WR_OK) wr_error_prefix("the latents");
-    if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+    if (c->distributed) st = wr_comm_agree(gen_comm(c), st);
     if (st != WR_OK) goto done;
 
     /* (2) scheduler: the config's sampler and shift unless overridden */
@@ -602,14 +622,15 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         memcpy(x, r->noise, sizeof(float) * (size_t)nlat);
     else if (r->init_noise)
         WR_TRY_GOTO(st, load_noise(x, r->init_noise, shape), done);
-    else /* each replica its own seed */
-        seeded_noise(x, nlat, r->seed + (uint64_t)c->role.replica);
+    else /* each replica its own seed; independent replicas run their own requests */
+        seeded_noise(x, nlat,
+                     r->seed + (c->opt.independent_replicas ? 0 : (uint64_t)c->role.replica));
 
     /* (3b) level 3: the DiT's blocks stream; as many stay resident as the limit allows */
     if (c->pol.dit_stream) {
         st = setup_streaming(c, (T / c->md.dit.patch_size.v[0]) * (Hl / c->md.dit.patch_size.v[1]) *
                                     (Wl / c->md.dit.patch_size.v[2]));
-        if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+        if (c->distributed) st = wr_comm_agree(gen_comm(c), st);
         if (st != WR_OK) goto done;
     }
 
@@ -629,6 +650,15 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     const double loop0 = wr_now_s();
     wr_memprof_begin(c->prof, "denoise");
     for (int64_t k = 0; k < r->steps; k++) {
+        if (r->stop) { /* asked to stop (a signal): agreed before the step's collectives */
+            st = *r->stop ? WR_FAIL(WR_ERR_INTERRUPTED,
+                                    "stopped by a signal before step %lld of %lld; nothing "
+                                    "was written",
+                                    (long long)k + 1, (long long)r->steps)
+                          : WR_OK;
+            if (c->distributed) st = wr_comm_agree(gen_comm(c), st);
+            if (st != WR_OK) goto done;
+        }
         const double ts = wr_now_s();
         char step_name[32];
         snprintf(step_name, sizeof step_name, "step %lld", (long long)k + 1);
@@ -662,6 +692,7 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     }
 
     wr_memprof_end(c->prof);
+    out->sec_denoise = wr_now_s() - loop0;
     /* denoising is over: its activations, the velocities and the embeddings go back; at level
      * 3 the DiT leaves the device altogether */
     wr_dit_release_workspace(c->dit);
@@ -705,7 +736,8 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     WR_TRY_GOTO(st, wr_vae_decode(c->vae, &ft, &xt, c->pol.vae_tiled ? &c->opt.tiling : NULL),
                 done);
     wr_memprof_end(c->prof);
-    wr_debug("VAE decode %.2f s", wr_now_s() - t0);
+    out->sec_decode = wr_now_s() - t0;
+    wr_debug("VAE decode %.2f s", out->sec_decode);
     /* before the clamp, which would hide a NaN */
     WR_TRY_GOTO(st,
                 check_finite(out->frames, oc * N * H * W, "the decoded video",
@@ -738,7 +770,7 @@ done:
         if (fault != WR_OK) st = fault;
     }
     /* every rank ends here: agree (the writer decoded alone), then the memory profile */
-    if (c->distributed) st = wr_comm_agree(c->groups.world, st);
+    if (c->distributed) st = wr_comm_agree(gen_comm(c), st);
     if (st == WR_OK && c->prof) st = write_profile(c);
     if (st != WR_OK) wr_video_free(out);
     wr_sched_free(s);
