@@ -4,12 +4,14 @@
  *   wanrun [--verbose] [--log-level L] inspect PATH [--json] [--summary]
  *   wanrun [...] encode --model DIR --prompt TEXT --out FILE [--threads N]
  *   wanrun [options] --prompt TEXT --out FILE       (generate; see usage_text)
+ *   wanrun [options] --batch FILE --out-dir DIR     (many generations: batch_cmd.c)
  *   wanrun --version | --help
  *
  * Exit codes (also in --help): 0 success; 1 internal error; 2 bad usage (flag, value);
  * 3 input error (file missing, malformed, inconsistent config; a model file that changed size
  * during the run: the SIGBUS guard of safetensors.h); 4 out of memory (host or
- * device); 5 device or communication failure; 6 unsupported in this build.
+ * device); 5 device or communication failure; 6 unsupported in this build; --batch: 7 some
+ * jobs failed, 75 stopped by a signal (resumable).
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -31,6 +33,7 @@
 #include "core/status.h"
 #include "kernels/backend.h"
 #include "io/video.h"
+#include "cli.h"
 #include "models/dit.h"
 #include "models/sched.h"
 #include "models/t5.h"
@@ -42,22 +45,12 @@
 #include "wanrun.h"
 #include "wr_build_config.h"
 
-enum {
-    EXIT_OK = 0,
-    EXIT_INTERNAL = 1,
-    EXIT_USAGE = 2,
-    EXIT_INPUT = 3,
-    EXIT_OOM = 4,
-    EXIT_DEVICE = 5,
-    EXIT_UNSUPPORTED = 6
-};
-
 /* A value quoted for a message (control bytes escaped, long values cut): two per message. */
 static _Thread_local char g_qa[80], g_qb[80];
 #define QA(s) wr_quote(g_qa, sizeof g_qa, (s))
 #define QB(s) wr_quote(g_qb, sizeof g_qb, (s))
 
-static int exit_code_for(wr_status s) {
+int wr_cli_exit_code(wr_status s) {
     switch (s) {
     case WR_OK:
         return EXIT_OK;
@@ -77,6 +70,8 @@ static int exit_code_for(wr_status s) {
         return EXIT_DEVICE;
     case WR_ERR_UNSUPPORTED:
         return EXIT_UNSUPPORTED;
+    case WR_ERR_INTERRUPTED:
+        return EXIT_RESUMABLE;
     default:
         return EXIT_INTERNAL;
     }
@@ -87,6 +82,7 @@ static const char usage_text[] =
     "       wanrun [global options] inspect PATH [--json] [--summary]\n"
     "       wanrun [global options] encode --model DIR --prompt TEXT --out FILE\n"
     "       wanrun plan (--model DIR | --preset 1.3b|14b) [--size WxH] [--frames N] [--np N] ...\n"
+    "       wanrun [options] --batch FILE --out-dir DIR    a batch of jobs (see Batch)\n"
     "\n"
     "wanrun runs Wan2.1 text-to-video diffusion (1.3B, 14B) in C, as diffusers' WanPipeline\n"
     "does: prompt -> UMT5 text encoder -> DiT denoising with classifier-free guidance -> VAE.\n"
@@ -174,6 +170,27 @@ static const char usage_text[] =
     "                         refuses them) or a build without NCCL move them through host\n"
     "                         memory and MPI (slower; WR_COMM_STAGED=1 forces it)\n"
     "\n"
+    "Batch (many generations, the model loaded once per rank; launch/slurm/batch*.sbatch):\n"
+    "  --batch FILE           run the jobs of FILE, one JSON object per line (JSONL), e.g.\n"
+    "                         {\"name\": \"fox\", \"prompt\": \"a red fox\", \"steps\": 30}\n"
+    "                         name: required, unique, [A-Za-z0-9._-]; a job may also set\n"
+    "                         negative_prompt, size, frames, guidance, shift, scheduler, fps,\n"
+    "                         init_noise, format; the options above are the jobs' defaults\n"
+    "                         (model, layout and memory options: command line only). The\n"
+    "                         whole file is checked first: a bad line is reported with its\n"
+    "                         number and recorded as failed, the others run. The replicas\n"
+    "                         (ranks / (cfg-parallel x cp-size)) take the jobs in turn, the\n"
+    "                         next free one the next job; one line per finished job (ETA)\n"
+    "  --out-dir DIR          required: each job writes DIR/<name>.<format> (atomically) and\n"
+    "                         appends its record to DIR/results.jsonl (status, error, timings,\n"
+    "                         per-rank peaks); the same command again resumes: jobs done with\n"
+    "                         the same parameters are skipped, changed ones run again\n"
+    "  --format y4m|mp4|png   the jobs' default output type (default y4m; png: a folder)\n"
+    "  --batch-check          check the file and print each job's planned per-rank peak,\n"
+    "                         without loading the model\n"
+    "                         SIGTERM / SIGINT: the batch stops after the current step and\n"
+    "                         exits 75 (resumable); a second signal ends it at once\n"
+    "\n"
     "Commands:\n"
     "  inspect PATH        list the tensors of a .safetensors file, a *.safetensors.index.json,\n"
     "                      a component folder or a diffusers model directory (every file is\n"
@@ -224,6 +241,8 @@ static const char usage_text[] =
     "    truncated or replaced during the run)\n"
     "  4 out of memory      5 device or communication failure\n"
     "  6 not supported by this build\n"
+    "  7 --batch: some jobs failed (DIR/results.jsonl says which and why)\n"
+    "  75 --batch: stopped by SIGTERM / SIGINT; run the same command again to finish it\n"
     "  killed by a signal: that signal's status (a shell shows 128 + N, e.g. 143 for SIGTERM)\n"
     "\n"
     "Diagnostics go to stderr, prefixed [rank/size]; results go to stdout. Under mpirun, each\n"
@@ -734,12 +753,8 @@ static int component_wbytes(const char *model, const char *sub) {
     return wb;
 }
 
-/* --low-mem-level auto: the lowest level (the fastest) whose planned per-rank peak fits
- * --vram-limit, for this model, request and layout, as this (CPU) backend holds it. */
-static wr_status auto_level(const wr_gen_opts *g, int *level) {
-    if (g->vram_limit <= 0)
-        return WR_FAIL(WR_ERR_INVALID_ARG, "--low-mem-level auto needs --vram-limit SIZE: the "
-                                           "per-rank budget the level must fit");
+/* The planner's input for this model, request and layout, as this (CPU) backend holds it. */
+static wr_status plan_input(const wr_gen_opts *g, wr_plan_in *inp) {
     wr_model_dir *md = calloc(1, sizeof *md);
     if (md == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
     wr_status st = wr_model_dir_open(md, g->model);
@@ -764,13 +779,42 @@ static wr_status auto_level(const wr_gen_opts *g, int *level) {
     in.disk_offload = g->disk_offload;
     in.staging = g->disk_offload ? 2 * WR_VRAM_STAGING_CHUNK : 0; /* the pread target */
     in.tiling = wr_vae_tiling_default();
+    *inp = in;
+    return WR_OK;
+}
+
+/* The policy of level l with the --te-stream / --dit-stream / --vae-tiled overrides. */
+static wr_status level_policy(const wr_gen_opts *g, int l, wr_mem_policy *pol) {
+    WR_TRY(wr_mem_policy_of_level(l, pol));
+    if (g->te_stream >= 0) pol->te_stream = g->te_stream;
+    if (g->dit_stream >= 0) pol->dit_stream = g->dit_stream;
+    if (g->vae_tiled >= 0) pol->vae_tiled = g->vae_tiled;
+    return WR_OK;
+}
+
+wr_status wr_cli_plan_peak(const wr_gen_opts *g, int level, uint64_t *peak) {
+    wr_plan_in in;
+    WR_TRY(plan_input(g, &in));
+    wr_mem_policy pol;
+    WR_TRY(level_policy(g, level, &pol));
+    wr_plan_out o;
+    WR_TRY(wr_plan_policy(&in, &pol, 0, &o));
+    *peak = o.peak_device;
+    return WR_OK;
+}
+
+/* --low-mem-level auto: the lowest level (the fastest) whose planned per-rank peak fits
+ * --vram-limit, for this model, request and layout, as this (CPU) backend holds it. */
+wr_status wr_cli_auto_level(const wr_gen_opts *g, int *level) {
+    if (g->vram_limit <= 0)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "--low-mem-level auto needs --vram-limit SIZE: the "
+                                           "per-rank budget the level must fit");
+    wr_plan_in in;
+    WR_TRY(plan_input(g, &in));
     uint64_t need3 = 0;
     for (int l = 0; l <= 3; l++) {
         wr_mem_policy pol;
-        WR_TRY(wr_mem_policy_of_level(l, &pol));
-        if (g->te_stream >= 0) pol.te_stream = g->te_stream;
-        if (g->dit_stream >= 0) pol.dit_stream = g->dit_stream;
-        if (g->vae_tiled >= 0) pol.vae_tiled = g->vae_tiled;
+        WR_TRY(level_policy(g, l, &pol));
         wr_plan_out o;
         WR_TRY(wr_plan_policy(&in, &pol, 0, &o));
         need3 = o.peak_device;
@@ -865,7 +909,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     opt.fp8_storage = g.fp8;
     opt.compute_dtype = wr_gen_opts_bf16(&g) ? WR_DTYPE_BF16 : WR_DTYPE_F32;
     opt.te_cpu = g.te_cpu;
-    if (g.low_mem_level < 0 && (st = auto_level(&g, &opt.low_mem_level)) != WR_OK) goto done;
+    if (g.low_mem_level < 0 && (st = wr_cli_auto_level(&g, &opt.low_mem_level)) != WR_OK) goto done;
     opt.world = &g_world;
     opt.cfg_parallel = g.cfg_parallel;
     opt.cp_size = g.cp_size;
@@ -952,6 +996,13 @@ done:
     return st;
 }
 
+/* 1 when argv holds the flag (a value of another flag aside: good enough to route) */
+static int has_flag(int argc, char **argv, const char *flag) {
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], flag)) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     /* MPI starts only under an MPI launcher (mpirun/mpiexec/srun) or with WR_FORCE_MPI set: a
      * plain `wanrun ...` does not pay Open MPI's singleton start-up and is rank 0 of 1. */
@@ -998,14 +1049,18 @@ int main(int argc, char **argv) {
         st = cmd_encode(argc - i - 1, argv + i + 1, rank);
     else if (strcmp(argv[i], "plan") == 0 || strcmp(argv[i], "--plan") == 0)
         st = cmd_plan(argc - i - 1, argv + i + 1, rank);
-    else
+    else if (has_flag(argc - i, argv + i, "--batch")) {
+        int bc = EXIT_OK;
+        st = wr_cli_batch(argc - i, argv + i, &g_world, &bc);
+        if (st == WR_OK) code = bc;
+    } else
         st = cmd_generate(argc - i, argv + i, rank);
 
 out:
     if (st != WR_OK) {
         if (wr_error_where()[0]) wr_debug("failed at %s", wr_error_where());
         wr_error("%s: %s", wr_status_name(st), wr_error_detail());
-        code = exit_code_for(st);
+        code = wr_cli_exit_code(st);
     }
     fflush(stdout);
     wr_world_finalize(&g_world);
