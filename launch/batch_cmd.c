@@ -372,11 +372,18 @@ wr_status wr_cli_batch(int argc, char **argv, const wr_world *world, int *code) 
         wr_video vid;
         memset(&vid, 0, sizeof vid);
         wr_context_reset_peaks(ctx);
+        wr_status ps = WR_OK; /* --mem-profile P: each job's profile in P/<name> */
+        if (g.mem_profile) {
+            char pd[4300];
+            snprintf(pd, sizeof pd, "%s/%s", g.mem_profile, j->name);
+            ps = wr_context_profile_to(ctx, pd);
+        }
         if (role.writer)
             wr_info("%s: generating (line %d, %lldx%lld, %lld frames, %lld steps, seed %llu)",
                     j->name, j->line, (long long)j->g.width, (long long)j->g.height,
                     (long long)j->g.frames, (long long)j->g.steps, (unsigned long long)j->g.seed);
-        wr_status js = wr_generate(ctx, &req, &vid);
+        if (gr) ps = wr_comm_agree(gr->group, ps);
+        wr_status js = ps == WR_OK ? wr_generate(ctx, &req, &vid) : ps;
         if (js == WR_OK) js = wr_st_check_faults();
         /* the writer puts the file in place, then the record goes in */
         double tw = -1;

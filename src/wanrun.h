@@ -146,6 +146,9 @@ wr_status wr_context_agree_replica(wr_context *ctx, wr_status st);
 /* Starts the peaks of wr_context_vram_stats again from the current values (a batch's next
  * job: its own peaks). */
 void wr_context_reset_peaks(wr_context *ctx);
+/* With mem_profile_dir: the next generation's profile goes to `dir` (created if absent), the
+ * samples so far dropped (a batch's job: DIR/<name>); WR_OK and nothing done without one. */
+wr_status wr_context_profile_to(wr_context *ctx, const char *dir);
 
 /* Bounds on a request, whatever the model (sane sizes, far from any overflow): a side at most
  * 8192, at most 4001 frames, frames x height x width at most 2^32 pixels (the decoded video

@@ -134,6 +134,16 @@ same_as_alone "$d4" 2 "2 replicas x cp 2"
 grep -q '"peak_device_bytes":\[[0-9]*,[0-9]*\]' "$d4/results.jsonl"
 ok $? "cp 2: a record carries both ranks' peaks"
 
+# ---- --mem-profile: each job's profile in its own folder ----
+expect 7 "batch with --mem-profile" -- "$WANRUN" --batch "$jobs" --out-dir "$work/outp" \
+    "${common[@]}" --mem-profile "$work/prof"
+for n in fox cat; do
+    [ -s "$work/prof/$n/memprof.rank0.json" ] && [ -s "$work/prof/$n/memprof.rank0.svg" ]
+    ok $? "--mem-profile: $n's profile in prof/$n"
+done
+grep -q '"step 3"' "$work/prof/dog/memprof.rank0.json" && ! grep -q '"step 3"' "$work/prof/fox/memprof.rank0.json"
+ok $? "--mem-profile: each profile holds its own job's steps only"
+
 # ---- --batch-check: the plan, nothing loaded or written ----
 expect 7 "--batch-check (bad lines: exit 7)" -- "$WANRUN" --batch "$jobs" --out-dir "$work/chk" \
     "${common[@]}" --batch-check

@@ -294,6 +294,10 @@ void wr_context_reset_peaks(wr_context *c) {
     wr_vram_reset_peaks(c->vram);
 }
 
+wr_status wr_context_profile_to(wr_context *c, const char *dir) {
+    return c->prof ? wr_memprof_restart(c->prof, dir) : WR_OK;
+}
+
 /* Who a generation is collective over: the world, or the replica when the replicas run
  * requests of their own (wr_options.independent_replicas). */
 static wr_comm *gen_comm(const wr_context *c) {

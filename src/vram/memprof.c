@@ -110,6 +110,19 @@ wr_status wr_memprof_create(wr_memprof **out, const char *dir, int rank) {
     return WR_OK;
 }
 
+wr_status wr_memprof_restart(wr_memprof *p, const char *dir) {
+    WR_TRY(wr_memprof_check(dir));
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return WR_FAIL(WR_ERR_IO, "--mem-profile %s: cannot create the directory: %s", dir,
+                       strerror(errno));
+    snprintf(p->dir, sizeof p->dir, "%s", dir);
+    p->ns = p->nsp = p->nev = 0;
+    p->depth = 0;
+    p->t0 = wr_now_s();
+    add_sample(p);
+    return WR_OK;
+}
+
 void wr_memprof_free(wr_memprof *p) {
     if (p == NULL) return;
     free(p->ev);

@@ -35,6 +35,9 @@ wr_status wr_memprof_create(wr_memprof **out, const char *dir, int rank);
  * WR_ERR_IO (a file there, not writable, the parent missing) or WR_ERR_INVALID_ARG (not a
  * usable name), naming dir. */
 wr_status wr_memprof_check(const char *dir);
+/* Starts over into another directory (created if absent, as create's): the samples, spans and
+ * block timeline so far are dropped, times count from now (a batch's next job). */
+wr_status wr_memprof_restart(wr_memprof *p, const char *dir);
 void wr_memprof_free(wr_memprof *p);
 /* Samples on every change of v's counters (replaces v's observer). */
 void wr_memprof_attach(wr_memprof *p, wr_vram *v);
