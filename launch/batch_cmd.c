@@ -71,6 +71,9 @@ static void stop_signals_install(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, &g_old_term);
     sigaction(SIGINT, &sa, &g_old_int);
+    /* an ignored signal stays ignored (SIGINT in a shell's background job) */
+    if (g_old_term.sa_handler == SIG_IGN) sigaction(SIGTERM, &g_old_term, NULL);
+    if (g_old_int.sa_handler == SIG_IGN) sigaction(SIGINT, &g_old_int, NULL);
 }
 
 static void stop_signals_restore(void) {

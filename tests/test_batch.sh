@@ -188,6 +188,26 @@ for f in $(echo "$sums_before" | awk '{print $3}'); do
     ok $? "restart: $f (finished before the signal) untouched"
 done
 
+# a second SIGTERM, sent while the first waits for the step in progress to end (a 512x512 x
+# 17-frame step takes about a second here), ends it at once, through the temporaries' cleanup:
+# the signal's status, nothing partial
+d2s="$work/sig2"
+echo '{"name": "big", "prompt": "p", "size": "512x512", "frames": 17, "steps": 50}' >"$work/big.jsonl"
+"$WANRUN" --batch "$work/big.jsonl" --out-dir "$d2s" "${common[@]}" --verbose >"$out" 2>"$err" </dev/null &
+pid=$!
+(sleep 300 && kill -KILL "$pid" 2>/dev/null) &
+watchdog=$!
+for _ in $(seq 1200); do grep -q "big: step 1/50" "$err" && break; sleep 0.1; done
+kill -TERM "$pid"
+sleep 0.1
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+kill "$watchdog" 2>/dev/null
+ok $((rc != 143)) "a second signal: exit $rc, expected 143 (SIGTERM's status)"
+! ls -a "$d2s" | grep -q wanrun-tmp
+ok $? "a second signal: no temporaries left"
+
 # ---- SIGKILL of one rank mid-batch: the job ends, the restart recovers ----
 dk="$work/kill"
 t0=$SECONDS
