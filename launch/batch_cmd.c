@@ -317,23 +317,7 @@ wr_status wr_cli_batch(int argc, char **argv, const wr_world *world, int *code) 
 
     /* (3) the model, once per rank */
     wr_options opt;
-    wr_options_defaults(&opt);
-    opt.backend = strcmp(g.backend, "cuda") == 0 ? WR_BACKEND_CUDA : WR_BACKEND_CPU;
-    opt.device = g.device;
-    opt.threads = g.threads;
-    opt.low_mem_level = g.low_mem_level;
-    opt.vram_limit = (uint64_t)g.vram_limit;
-    opt.te_stream = g.te_stream, opt.dit_stream = g.dit_stream, opt.vae_tiled = g.vae_tiled;
-    opt.disk_offload = g.disk_offload;
-    opt.fp8_storage = g.fp8;
-    opt.compute_dtype = wr_gen_opts_bf16(&g) ? WR_DTYPE_BF16 : WR_DTYPE_F32;
-    opt.te_cpu = g.te_cpu;
-    if (g.low_mem_level < 0 && (st = wr_cli_auto_level(&g, &opt.low_mem_level)) != WR_OK) goto done;
-    opt.world = world;
-    opt.cfg_parallel = g.cfg_parallel;
-    opt.cp_size = g.cp_size;
-    opt.cp_mode = g.cp_mode;
-    opt.mem_profile_dir = g.mem_profile;
+    if ((st = wr_cli_options(&g, world, &opt)) != WR_OK) goto done;
     opt.independent_replicas = 1;
     if ((st = wr_context_create(&ctx, g.model, &opt)) != WR_OK) goto done;
     wr_role role;

@@ -31,6 +31,10 @@ wr_status wr_cli_plan_peak(const wr_gen_opts *g, int level, uint64_t *peak);
 /* --low-mem-level auto: the lowest level whose planned peak fits g->vram_limit. */
 wr_status wr_cli_auto_level(const wr_gen_opts *g, int *level);
 
+/* The library's options from the command line's (--low-mem-level auto resolved). */
+struct wr_options;
+wr_status wr_cli_options(const wr_gen_opts *g, const wr_world *world, struct wr_options *opt);
+
 /* wanrun --batch FILE --out-dir DIR [...]: argv holds the generate command's arguments (the
  * batch flags among them). *code: the exit code when the call returns WR_OK (0, 7 or 75). */
 wr_status wr_cli_batch(int argc, char **argv, const wr_world *world, int *code);

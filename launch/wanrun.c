@@ -898,23 +898,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
                      WR_BUNDLED_STEPS);
 
     wr_options opt;
-    wr_options_defaults(&opt);
-    opt.backend = strcmp(g.backend, "cuda") == 0 ? WR_BACKEND_CUDA : WR_BACKEND_CPU;
-    opt.device = g.device;
-    opt.threads = g.threads;
-    opt.low_mem_level = g.low_mem_level;
-    opt.vram_limit = (uint64_t)g.vram_limit;
-    opt.te_stream = g.te_stream, opt.dit_stream = g.dit_stream, opt.vae_tiled = g.vae_tiled;
-    opt.disk_offload = g.disk_offload;
-    opt.fp8_storage = g.fp8;
-    opt.compute_dtype = wr_gen_opts_bf16(&g) ? WR_DTYPE_BF16 : WR_DTYPE_F32;
-    opt.te_cpu = g.te_cpu;
-    if (g.low_mem_level < 0 && (st = wr_cli_auto_level(&g, &opt.low_mem_level)) != WR_OK) goto done;
-    opt.world = &g_world;
-    opt.cfg_parallel = g.cfg_parallel;
-    opt.cp_size = g.cp_size;
-    opt.cp_mode = g.cp_mode;
-    opt.mem_profile_dir = g.mem_profile;
+    if ((st = wr_cli_options(&g, &g_world, &opt)) != WR_OK) goto done;
     wr_request req;
     wr_request_defaults(&req);
     req.prompt = g.prompt;
@@ -994,6 +978,27 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
 done:
     wr_gen_opts_free(&g);
     return st;
+}
+
+wr_status wr_cli_options(const wr_gen_opts *g, const wr_world *world, wr_options *opt) {
+    wr_options_defaults(opt);
+    opt->backend = strcmp(g->backend, "cuda") == 0 ? WR_BACKEND_CUDA : WR_BACKEND_CPU;
+    opt->device = g->device;
+    opt->threads = g->threads;
+    opt->low_mem_level = g->low_mem_level;
+    opt->vram_limit = (uint64_t)g->vram_limit;
+    opt->te_stream = g->te_stream, opt->dit_stream = g->dit_stream, opt->vae_tiled = g->vae_tiled;
+    opt->disk_offload = g->disk_offload;
+    opt->fp8_storage = g->fp8;
+    opt->compute_dtype = wr_gen_opts_bf16(g) ? WR_DTYPE_BF16 : WR_DTYPE_F32;
+    opt->te_cpu = g->te_cpu;
+    if (g->low_mem_level < 0) WR_TRY(wr_cli_auto_level(g, &opt->low_mem_level));
+    opt->world = world;
+    opt->cfg_parallel = g->cfg_parallel;
+    opt->cp_size = g->cp_size;
+    opt->cp_mode = g->cp_mode;
+    opt->mem_profile_dir = g->mem_profile;
+    return WR_OK;
 }
 
 /* 1 when argv holds the flag (a value of another flag aside: good enough to route) */
