@@ -166,7 +166,7 @@ ds="$work/sig"
 # (not under timeout, which would take the signal itself: a watchdog kills a hung run instead)
 "$WANRUN" --batch "$long" --out-dir "$ds" "${common[@]}" >"$out" 2>"$err" </dev/null &
 pid=$!
-(sleep 300 && kill -KILL "$pid" 2>/dev/null) &
+(sleep 300 && kill -KILL "$pid") >/dev/null 2>&1 & # not holding the test's output open
 watchdog=$!
 for _ in $(seq 600); do grep -q "j1: done" "$err" && break; sleep 0.1; done
 kill -TERM "$pid"
@@ -195,7 +195,7 @@ d2s="$work/sig2"
 echo '{"name": "big", "prompt": "p", "size": "512x512", "frames": 17, "steps": 50}' >"$work/big.jsonl"
 "$WANRUN" --batch "$work/big.jsonl" --out-dir "$d2s" "${common[@]}" --verbose >"$out" 2>"$err" </dev/null &
 pid=$!
-(sleep 300 && kill -KILL "$pid" 2>/dev/null) &
+(sleep 300 && kill -KILL "$pid") >/dev/null 2>&1 & # not holding the test's output open
 watchdog=$!
 for _ in $(seq 1200); do grep -q "big: step 1/50" "$err" && break; sleep 0.1; done
 kill -TERM "$pid"
