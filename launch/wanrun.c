@@ -81,7 +81,8 @@ static const char usage_text[] =
     "usage: wanrun [options] --prompt TEXT --out FILE      generate a video\n"
     "       wanrun [global options] inspect PATH [--json] [--summary]\n"
     "       wanrun [global options] encode --model DIR --prompt TEXT --out FILE\n"
-    "       wanrun plan (--model DIR | --preset 1.3b|14b) [--size WxH] [--frames N] [--np N] ...\n"
+    "       wanrun plan (--model DIR | --preset 1.3b|14b|a14b) [--size WxH] [--frames N] [--np N]\n"
+    "                  ...\n"
     "       wanrun [options] --batch FILE --out-dir DIR    a batch of jobs (see Batch)\n"
     "\n"
     "wanrun runs Wan2.1 text-to-video diffusion (1.3B, 14B) in C, as diffusers' WanPipeline\n"
@@ -105,7 +106,13 @@ static const char usage_text[] =
     "                         most 2^32\n"
     "  --steps N              denoising steps, 1..1000 (default 50; bundled: 10)\n"
     "  --guidance G           classifier-free guidance scale; <= 1 turns it off (default 5.0)\n"
-    "  --shift S              flow shift (default: the scheduler config's, 3.0 for Wan2.1)\n"
+    "  --guidance-2 G         Wan2.2 two experts (A14B): the low-noise expert's guidance\n"
+    "                         (diffusers' guidance_scale_2; default: --guidance)\n"
+    "  --boundary-ratio R     Wan2.2 two experts: transformer/ runs the steps with timestep\n"
+    "                         t >= R x 1000, transformer_2/ the rest (default: model_index.json's\n"
+    "                         boundary_ratio, 0.875 for T2V-A14B)\n"
+    "  --shift S              flow shift (default: the scheduler config's, 3.0 for Wan2.1; the\n"
+    "                         Wan2.2 A14B diffusers release writes 3.0, its original repo 12)\n"
     "  --scheduler unipc|euler  default: the scheduler config's (UniPC for Wan2.1)\n"
     "  --seed N               initial noise seed, 0..2^63-1 (wanrun's generator, not PyTorch's;\n"
     "                         default 0)\n"
@@ -209,7 +216,8 @@ static const char usage_text[] =
     "                      Under mpirun, rank 0 encodes; the other ranks have nothing to do.\n"
     "  plan (or --plan)    predict the per-rank peak device and host memory of a generation for\n"
     "                      every --low-mem-level, by category, from the configs alone\n"
-    "      --model DIR | --preset 1.3b|14b   the model (presets: configs/)\n"
+    "      --model DIR | --preset 1.3b|14b|a14b   the model (presets: configs/; a14b: Wan2.2\n"
+    "                         T2V-A14B, two experts of 14B's shape, one on the device at a time)\n"
     "      --size WxH --frames N             the request (default 832x480, 81)\n"
     "      --np N --cfg-parallel N --cp MODE the ranks of one generation (default 1, 1, auto)\n"
     "      --fp8           FP8 storage for the DiT blocks and text encoder layers (as --fp8\n"
@@ -659,15 +667,20 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
         wr_model_dir *md = calloc(1, sizeof *md);
         if (md == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
         wr_status st = wr_model_dir_open(md, model);
-        if (st == WR_OK) in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
+        if (st == WR_OK) wr_plan_in_model(&in, md);
         free(md);
         WR_TRY(st);
     } else {
-        if (preset == NULL || (strcmp(preset, "1.3b") && strcmp(preset, "14b")))
-            return WR_FAIL(WR_ERR_INVALID_ARG, "plan needs --model DIR or --preset 1.3b|14b");
+        /* a14b: Wan2.2 T2V-A14B, two experts of Wan2.1 14B's shape */
+        const int a14b = preset && !strcmp(preset, "a14b");
+        if (preset == NULL || (strcmp(preset, "1.3b") && strcmp(preset, "14b") && !a14b))
+            return WR_FAIL(WR_ERR_INVALID_ARG,
+                           "plan needs --model DIR or --preset 1.3b|14b|a14b (Wan2.1 1.3B, 14B, "
+                           "Wan2.2 T2V-A14B)");
         char p[4200];
-        snprintf(p, sizeof p, "%s/dit-%s.json", WR_CONFIG_DIR, preset);
+        snprintf(p, sizeof p, "%s/dit-%s.json", WR_CONFIG_DIR, a14b ? "14b" : preset);
         WR_TRY(wr_dit_config_read(&in.dit, p));
+        if (a14b) in.experts = 2, in.dit2 = in.dit;
         snprintf(p, sizeof p, "%s/umt5-xxl.json", WR_CONFIG_DIR);
         WR_TRY(wr_t5_config_read(&in.t5, p));
         snprintf(p, sizeof p, "%s/vae-wan21.json", WR_CONFIG_DIR);
@@ -695,6 +708,11 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
            : f32 ? "f32"
                  : "bf16",
            f32 ? "f32" : "bf16");
+    if (in.experts == 2)
+        printf("two experts (Wan2.2): one in device memory at a time, swapped at the boundary; the "
+               "waiting one's blocks are in the host column%s, its embeddings and head in "
+               "w-resident\n",
+               in.disk_offload ? " (not with --disk-offload)" : "");
     printf("%-5s %10s %-8s %10s %10s %10s %10s %10s %10s\n", "level", "device", "at", "w-resident",
            "w-stream", "activ.", "vae", "workspace", "host");
     int recommended = -1;
@@ -760,7 +778,7 @@ static wr_status plan_input(const wr_gen_opts *g, wr_plan_in *inp) {
     wr_status st = wr_model_dir_open(md, g->model);
     wr_plan_in in;
     memset(&in, 0, sizeof in);
-    if (st == WR_OK) in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
+    if (st == WR_OK) wr_plan_in_model(&in, md);
     free(md);
     WR_TRY(st);
     in.width = g->width, in.height = g->height, in.frames = g->frames;
@@ -905,6 +923,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     req.negative_prompt = g.negative;
     req.width = g.width, req.height = g.height, req.frames = g.frames, req.steps = g.steps;
     req.guidance = g.guidance, req.shift = g.shift, req.scheduler = g.scheduler;
+    req.guidance_2 = g.guidance_2, req.boundary_ratio = g.boundary_ratio;
     req.seed = g.seed, req.init_noise = g.init_noise;
     req.save_latents = NULL; /* written here, with the video, once both are ready */
     req.progress = on_progress;
@@ -941,6 +960,10 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
         wr_log_rank0("generating %lld frames of %lldx%lld, %lld steps, guidance %g, seed %llu",
                      (long long)g.frames, (long long)g.width, (long long)g.height,
                      (long long)g.steps, g.guidance, (unsigned long long)g.seed);
+        if (wr_context_experts(ctx) == 2)
+            wr_log_rank0("two experts (Wan2.2): transformer/ above the boundary, transformer_2/ "
+                         "below it with guidance %g",
+                         g.guidance_2 >= 0.0 ? g.guidance_2 : g.guidance);
         if (g_world.size > 1)
             wr_log_rank0("%d ranks: %d replica(s) x cfg-parallel %d x context-parallel %d (%s)",
                          g_world.size, role.replicas, role.cfg, role.cp,

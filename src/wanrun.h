@@ -116,6 +116,14 @@ typedef struct wr_request {
      * non-zero on any rank of the replica, the generation stops there with WR_ERR_INTERRUPTED
      * (agreed), nothing written */
     const volatile int *stop;
+    /* Wan2.2 two experts (T2V-A14B, wr_context_experts() == 2): the low-noise expert's guidance
+     * (diffusers' guidance_scale_2; < 0: guidance, as diffusers' default) and the switch
+     * (boundary_ratio; < 0: model_index.json's). The high-noise expert (transformer/) runs the
+     * steps with t >= boundary_ratio x num_train_timesteps, transformer_2/ the others; whether
+     * there is classifier-free guidance at all follows guidance alone, as in diffusers. Either
+     * set on a one-expert model is WR_ERR_INVALID_ARG (diffusers refuses guidance_scale_2). */
+    double guidance_2;
+    double boundary_ratio;
 } wr_request;
 
 typedef struct wr_video {
@@ -135,6 +143,9 @@ void wr_context_role(const wr_context *ctx, wr_role *out);
 /* This rank's device memory pool counters (current and peak bytes by category) since the
  * context was created. */
 void wr_context_vram_stats(const wr_context *ctx, wr_vram_stats *out);
+/* The DiT experts of the model: 1 (Wan2.1), 2 (Wan2.2 A14B: transformer/ and transformer_2/,
+ * only one of them on the device at a time). */
+int wr_context_experts(const wr_context *ctx);
 /* Agrees on a status over the whole world (wr_comm_agree); returns st alone. */
 wr_status wr_context_agree(wr_context *ctx, wr_status st);
 /* The communicators of a distributed context (world, replica, cp, cfg), or NULL for a single

@@ -305,7 +305,7 @@ static wr_status stage_sched(const wr_model_dir *md, const char *id, char *why, 
 static wr_status stage_plan(const wr_model_dir *md) {
     wr_plan_in in;
     memset(&in, 0, sizeof in);
-    in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
+    wr_plan_in_model(&in, md);
     in.width = 32, in.height = 32, in.frames = 5;
     in.cp = 1, in.cfg_parallel = 1;
     in.dit_wbytes = in.t5_wbytes = in.vae_wbytes = in.act_bytes = 2;

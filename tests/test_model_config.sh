@@ -73,14 +73,37 @@ expect 3 "generate with scale_factor_spatial 16" -- gen "$m" "$keep"
 has "$err" "vae/config.json: field 'scale_factor_spatial' is 16" "file, field and value named"
 unchanged "scale_factor_spatial 16"
 
-# Wan2.2 two experts: was a one-expert run
+# Wan2.2 two experts: transformer_2 listed, its folder missing
 m=$(model two_experts)
 sed -i 's/"transformer_2": \[/"transformer_2": ["diffusers", "WanTransformer3DModel"], "x": [/' \
     "$m/model_index.json"
-expect 6 "generate with transformer_2" -- gen "$m" "$keep"
-has "$err" "ERR_UNSUPPORTED: .*Wan2.2 two-expert models \(transformer_2\) are not supported yet" \
-    "two experts refused"
-unchanged "transformer_2"
+sed -i 's/"boundary_ratio": null/"boundary_ratio": 0.875/' "$m/model_index.json"
+expect 3 "generate with transformer_2 missing" -- gen "$m" "$keep"
+has "$err" "ERR_NOT_FOUND: .*/transformer_2: component folder listed in model_index.json is missing" \
+    "the missing expert named"
+unchanged "transformer_2 missing"
+# a boundary without the low-noise expert: diffusers would call None below it
+m=$(model boundary_alone)
+sed -i 's/"boundary_ratio": null/"boundary_ratio": 0.875/' "$m/model_index.json"
+expect 3 "generate with boundary_ratio and no transformer_2" -- gen "$m" "$keep"
+has "$err" "boundary_ratio is 0.875 but there is no transformer_2" "the lone boundary named"
+unchanged "boundary_ratio alone"
+m=$(model boundary_range)
+sed -i 's/"boundary_ratio": null/"boundary_ratio": 1.5/' "$m/model_index.json"
+expect 3 "generate with boundary_ratio 1.5" -- gen "$m" "$keep"
+has "$err" "field 'boundary_ratio' is 1.5; it must be null or a number in \[0, 1\]" \
+    "the boundary's range named"
+unchanged "boundary_ratio 1.5"
+# two experts whose shapes differ (tiny3's text_dim 40 against the encoder's 24)
+m=$(model experts_differ)
+cp -r "$DATA/dit/tiny3/transformer" "$m/transformer_2"
+sed -i 's/"transformer_2": \[/"transformer_2": ["diffusers", "WanTransformer3DModel"], "x": [/' \
+    "$m/model_index.json"
+sed -i 's/"boundary_ratio": null/"boundary_ratio": 0.875/' "$m/model_index.json"
+expect 3 "generate with mismatched experts" -- gen "$m" "$keep"
+has "$err" "transformer_2/config.json .* does not match transformer/config.json" \
+    "the mismatched experts named"
+unchanged "mismatched experts"
 
 # a diverging scheduler config: was exit 2 "the model diverged?" after the whole run
 m=$(model shift)

@@ -29,6 +29,9 @@
 #include "wanrun.h"
 
 static wr_world g_world;
+/* the model of the layout tests: wan-tiny, or wan22-tiny (Wan2.2's two experts) */
+static const char *g_model = "wan-tiny";
+static int g_level; /* the layouts' low_mem_level (the reference is always level 0) */
 
 typedef struct req_case {
     int64_t w, h, frames;
@@ -41,6 +44,7 @@ static void make_request(wr_request *r, const req_case *rc, uint64_t seed, float
     r->width = rc->w, r->height = rc->h, r->frames = rc->frames;
     r->steps = 3;
     r->guidance = 4.0;
+    if (strcmp(g_model, "wan22-tiny") == 0) r->guidance_2 = 2.5; /* 3 steps: t 999 | 857, 600 */
     r->seed = seed;
     r->latents_out = lat;
 }
@@ -51,7 +55,7 @@ static void reference(const req_case *rc, uint64_t seed, float *lat) {
     wr_options_defaults(&o);
     o.threads = 1;
     wr_context *ctx = NULL;
-    ck_assert_msg(wr_context_create(&ctx, wr_test_data("wan-tiny"), &o) == WR_OK, "%s",
+    ck_assert_msg(wr_context_create(&ctx, wr_test_data(g_model), &o) == WR_OK, "%s",
                   wr_error_detail());
     wr_request r;
     make_request(&r, rc, seed, lat);
@@ -68,8 +72,9 @@ static void run_layout(const req_case *rc, int64_t nlat, float *const ref[2], in
     o.threads = 1;
     o.world = &g_world;
     o.cfg_parallel = cfg, o.cp_size = cp, o.cp_mode = mode;
+    o.low_mem_level = g_level;
     wr_context *ctx = NULL;
-    wr_status st = wr_context_create(&ctx, wr_test_data("wan-tiny"), &o);
+    wr_status st = wr_context_create(&ctx, wr_test_data(g_model), &o);
     ck_assert_msg(st == WR_OK, "cfg %d cp %d %s: %s", cfg, cp, wr_cp_mode_name(mode),
                   wr_error_detail());
     wr_role role;
@@ -98,16 +103,17 @@ static void run_layout(const req_case *rc, int64_t nlat, float *const ref[2], in
                       (long long)rc->w, (long long)rc->h, (long long)rc->frames, cfg, cp,
                       wr_cp_mode_name((wr_cp_mode)role.cp_mode), role.replica, e);
     if (wr_test_rank() == 0)
-        fprintf(stderr, "%lldx%lldx%lld: %d replica(s) x cfg %d x cp %d (%s): nmse %.3g%s\n",
-                (long long)rc->w, (long long)rc->h, (long long)rc->frames, role.replicas, cfg, cp,
-                cp > 1 ? wr_cp_mode_name((wr_cp_mode)role.cp_mode) : "-", e,
+        fprintf(stderr,
+                "%s level %d %lldx%lldx%lld: %d replica(s) x cfg %d x cp %d (%s): nmse %.3g%s\n",
+                g_model, g_level, (long long)rc->w, (long long)rc->h, (long long)rc->frames,
+                role.replicas, cfg, cp, cp > 1 ? wr_cp_mode_name((wr_cp_mode)role.cp_mode) : "-", e,
                 exact ? ", bitwise" : "");
     wr_video_free(&v);
     free(lat);
     wr_context_free(ctx);
 }
 
-START_TEST(test_layouts) {
+static void layouts(void) {
     const int N = g_world.size;
     /* 48x80 x 5 frames: latent [16, 2, 6, 10], 30 tokens; 80x48 x 9 frames: 3x3x5 = 45 */
     const req_case cases[2] = {{80, 48, 5}, {80, 48, 9}};
@@ -133,6 +139,19 @@ START_TEST(test_layouts) {
         free(ref[0]);
         free(ref[1]);
     }
+}
+
+START_TEST(test_layouts) {
+    g_model = "wan-tiny", g_level = 0;
+    layouts();
+}
+END_TEST
+
+/* Wan2.2's two experts (the swap after the first step), every level against one rank at level 0 */
+START_TEST(test_layouts_two_experts) {
+    g_model = "wan22-tiny";
+    for (g_level = 0; g_level <= 3; g_level++) layouts();
+    g_model = "wan-tiny", g_level = 0;
 }
 END_TEST
 
@@ -229,54 +248,66 @@ END_TEST
 
 START_TEST(test_plan_per_rank) {
     const int N = g_world.size;
-    wr_model_dir *md = calloc(1, sizeof *md);
-    ck_assert_int_eq(wr_model_dir_open(md, wr_test_data("wan-tiny")), WR_OK);
-    for (int level = 0; level <= 3; level += 3) {
-        wr_options o;
-        wr_options_defaults(&o);
-        o.threads = 1;
-        o.world = &g_world;
-        o.low_mem_level = level;
-        wr_context *ctx = NULL;
-        ck_assert_msg(wr_context_create(&ctx, wr_test_data("wan-tiny"), &o) == WR_OK, "%s",
-                      wr_error_detail());
-        wr_role role;
-        wr_context_role(ctx, &role);
-        float *lat = malloc(sizeof(float) * 16 * 3 * 6 * 10);
-        wr_request r;
-        make_request(&r, &(req_case){80, 48, 9}, 11, lat);
-        wr_video v;
-        ck_assert_msg(wr_generate(ctx, &r, &v) == WR_OK, "%s", wr_error_detail());
-        wr_video_free(&v);
-        wr_vram_stats s;
-        wr_context_vram_stats(ctx, &s);
-        wr_plan_in in;
-        memset(&in, 0, sizeof in);
-        in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
-        in.width = 80, in.height = 48, in.frames = 9;
-        in.cp = role.cp, in.cfg_parallel = role.cfg, in.cp_mode = (wr_cp_mode)role.cp_mode;
-        in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = 4, in.act_bytes = 4;
-        in.scratch = wr_backend_scratch_bytes(WR_BACKEND_CPU);
-        in.tiling = wr_vae_tiling_default();
-        wr_plan_out p;
-        ck_assert_int_eq(wr_plan_level(&in, level, 0, &p), WR_OK);
-        int64_t peaks[2] = {role.writer ? (int64_t)s.total_peak : 0,
-                            role.writer ? 0 : (int64_t)s.total_peak};
-        wr_groups g;
-        ck_assert_int_eq(wr_groups_create(&g, &g_world, (wr_layout){1, N}, -1), WR_OK);
-        ck_assert_int_eq(wr_comm_allreduce_i64(g.world, peaks, 2, WR_REDUCE_MAX), WR_OK);
-        wr_groups_free(&g);
-        if (wr_test_rank() == 0)
-            fprintf(
-                stderr, "%d rank(s), level %d: writer %lld B (planned %llu), others <= %lld B\n", N,
-                level, (long long)peaks[0], (unsigned long long)p.peak_device, (long long)peaks[1]);
-        ck_assert_msg((uint64_t)peaks[0] == p.peak_device, "level %d: writer %lld vs planned %llu",
-                      level, (long long)peaks[0], (unsigned long long)p.peak_device);
-        ck_assert(peaks[1] <= peaks[0]);
-        free(lat);
-        wr_context_free(ctx);
+    for (int two = 0; two <= 1; two++) {
+        const char *model = two ? "wan22-tiny" : "wan-tiny";
+        wr_model_dir *md = calloc(1, sizeof *md);
+        ck_assert_int_eq(wr_model_dir_open(md, wr_test_data(model)), WR_OK);
+        for (int level = 0; level <= 3; level += two ? 1 : 3) {
+            wr_options o;
+            wr_options_defaults(&o);
+            o.threads = 1;
+            o.world = &g_world;
+            o.low_mem_level = level;
+            wr_context *ctx = NULL;
+            ck_assert_msg(wr_context_create(&ctx, wr_test_data(model), &o) == WR_OK, "%s",
+                          wr_error_detail());
+            wr_role role;
+            wr_context_role(ctx, &role);
+            float *lat = malloc(sizeof(float) * 16 * 3 * 6 * 10);
+            wr_request r;
+            make_request(&r, &(req_case){80, 48, 9}, 11, lat);
+            wr_video v;
+            ck_assert_msg(wr_generate(ctx, &r, &v) == WR_OK, "%s", wr_error_detail());
+            wr_video_free(&v);
+            wr_vram_stats s;
+            wr_context_vram_stats(ctx, &s);
+            wr_plan_in in;
+            memset(&in, 0, sizeof in);
+            wr_plan_in_model(&in, md);
+            in.width = 80, in.height = 48, in.frames = 9;
+            in.cp = role.cp, in.cfg_parallel = role.cfg, in.cp_mode = (wr_cp_mode)role.cp_mode;
+            in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = 4, in.act_bytes = 4;
+            in.scratch = wr_backend_scratch_bytes(WR_BACKEND_CPU);
+            in.tiling = wr_vae_tiling_default();
+            wr_plan_out p;
+            ck_assert_int_eq(wr_plan_level(&in, level, 0, &p), WR_OK);
+            int64_t peaks[2] = {role.writer ? (int64_t)s.total_peak : 0,
+                                role.writer ? 0 : (int64_t)s.total_peak};
+            wr_groups g;
+            ck_assert_int_eq(wr_groups_create(&g, &g_world, (wr_layout){1, N}, -1), WR_OK);
+            ck_assert_int_eq(wr_comm_allreduce_i64(g.world, peaks, 2, WR_REDUCE_MAX), WR_OK);
+            wr_groups_free(&g);
+            if (wr_test_rank() == 0)
+                fprintf(stderr,
+                        "%s, %d rank(s), level %d: writer %lld B (planned %llu), others <= %lld B; "
+                        "host %llu B (planned %llu)\n",
+                        model, N, level, (long long)peaks[0], (unsigned long long)p.peak_device,
+                        (long long)peaks[1], (unsigned long long)s.host_total_peak,
+                        (unsigned long long)p.peak_host);
+            ck_assert_msg((uint64_t)peaks[0] == p.peak_device,
+                          "%s level %d: writer %lld vs planned %llu", model, level,
+                          (long long)peaks[0], (unsigned long long)p.peak_device);
+            ck_assert(peaks[1] <= peaks[0]);
+            if (role.writer) /* host: the waiting expert's blocks, the streamed layers */
+                ck_assert_msg(s.host_total_peak == p.peak_host,
+                              "%s level %d: host %llu vs planned %llu", model, level,
+                              (unsigned long long)s.host_total_peak,
+                              (unsigned long long)p.peak_host);
+            free(lat);
+            wr_context_free(ctx);
+        }
+        free(md);
     }
-    free(md);
 }
 END_TEST
 
@@ -290,6 +321,7 @@ Suite *wr_test_suite(void) {
     tcase_add_unchecked_fixture(tc, setup, NULL);
     tcase_set_timeout(tc, 0);
     tcase_add_test(tc, test_layouts);
+    tcase_add_test(tc, test_layouts_two_experts);
     tcase_add_test(tc, test_bad_layouts);
     tcase_add_test(tc, test_agreed_failures);
     tcase_add_test(tc, test_plan_per_rank);

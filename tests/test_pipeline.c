@@ -29,7 +29,10 @@ static const wr_st_tensor *need(wr_st_file *f, const char *c, const char *what) 
     return t;
 }
 
-static void run_case(wr_context *ctx, wr_st_file *f, const char *c) {
+/* the latents NMSE bound of run_case (FP8 storage's runs take their own) */
+static double g_lat_bound = 1e-5, g_frames_bound = 2e-3;
+
+static void run_case(wr_context *ctx, wr_st_file *f, const char *c, double model_boundary) {
     char key[64];
     snprintf(key, sizeof key, "case.%s", c);
     cJSON *m = cJSON_Parse(wr_st_metadata(f, key));
@@ -48,6 +51,12 @@ static void run_case(wr_context *ctx, wr_st_file *f, const char *c) {
     wr_sched_kind kind;
     ck_assert_int_eq(wr_sched_kind_parse(sched, &kind), WR_OK);
     r.scheduler = (int)kind;
+    /* Wan2.2 two experts (wan22-tiny): guidance_scale_2 (null: the default), the boundary when
+     * the case moved it from the directory's */
+    const cJSON *g2 = cJSON_GetObjectItem(m, "guidance_scale_2");
+    if (cJSON_IsNumber(g2)) r.guidance_2 = g2->valuedouble;
+    const cJSON *br = cJSON_GetObjectItem(m, "boundary_ratio");
+    if (cJSON_IsNumber(br) && br->valuedouble != model_boundary) r.boundary_ratio = br->valuedouble;
     const wr_st_tensor *noise = need(f, c, "noise"), *lat = need(f, c, "latents");
     const wr_st_tensor *frames = need(f, c, "frames");
     r.noise = wr_st_tensor_data(noise);
@@ -83,8 +92,8 @@ static void run_case(wr_context *ctx, wr_st_file *f, const char *c) {
             "frames max|d| %.3e\n",
             c, sched, (long long)r.steps, r.guidance, (long long)r.frames, (long long)r.height,
             (long long)r.width, nmse, maxabs);
-    ck_assert_msg(nmse <= 1e-5, "%s: latents nmse %.3e", c, nmse);
-    ck_assert_msg(maxabs <= 2e-3, "%s: frames max|d| %.3e", c, maxabs);
+    ck_assert_msg(nmse <= g_lat_bound, "%s: latents nmse %.3e", c, nmse);
+    ck_assert_msg(maxabs <= g_frames_bound, "%s: frames max|d| %.3e", c, maxabs);
     wr_video_free(&v);
     free(lat_out);
     cJSON_Delete(m);
@@ -102,9 +111,66 @@ START_TEST(test_end_to_end) {
     ck_assert_ptr_nonnull(cases);
     ck_assert_int_ge(cJSON_GetArraySize(cases), 3);
     for (int i = 0; i < cJSON_GetArraySize(cases); i++)
-        run_case(ctx, f, cJSON_GetArrayItem(cases, i)->valuestring);
+        run_case(ctx, f, cJSON_GetArrayItem(cases, i)->valuestring, -1.0);
     cJSON_Delete(cases);
     wr_st_close(f);
+    wr_context_free(ctx);
+}
+END_TEST
+
+/* Wan2.2 T2V-A14B's layout (tests/data/wan22-tiny, golden_pipeline22.py): two experts switched
+ * at the boundary (mid-schedule, after the first step, before the last, before the first), each
+ * with its guidance, at every level (the swap between the pool and host memory differs). */
+START_TEST(test_two_experts) {
+    wr_st_file *f = NULL;
+    ck_assert_int_eq(wr_st_open(&f, wr_test_data("wan22-tiny/golden.safetensors")), WR_OK);
+    cJSON *cases = cJSON_Parse(wr_st_metadata(f, "cases"));
+    ck_assert_ptr_nonnull(cases);
+    ck_assert_int_ge(cJSON_GetArraySize(cases), 5);
+    for (int level = 0; level <= 3; level++) {
+        wr_context *ctx = NULL;
+        wr_options o;
+        wr_options_defaults(&o);
+        o.low_mem_level = level;
+        ck_assert_msg(wr_context_create(&ctx, wr_test_data("wan22-tiny"), &o) == WR_OK, "%s",
+                      wr_error_detail());
+        ck_assert_int_eq(wr_context_experts(ctx), 2);
+        fprintf(stderr, " level %d:\n", level);
+        for (int i = 0; i < cJSON_GetArraySize(cases); i++)
+            run_case(ctx, f, cJSON_GetArrayItem(cases, i)->valuestring, 0.875);
+        wr_context_free(ctx);
+    }
+    /* FP8 storage of both experts' block matrices (e4m3, per-tensor scale) at levels 0 and 3:
+     * against diffusers' f32 run, within the bound measured for it (see BENCHMARKS.md) */
+    g_lat_bound = 2e-3, g_frames_bound = INFINITY; /* latents only: the tiny VAE amplifies */
+    for (int level = 0; level <= 3; level += 3) {
+        wr_context *ctx = NULL;
+        wr_options o;
+        wr_options_defaults(&o);
+        o.low_mem_level = level;
+        o.fp8_storage = 1;
+        ck_assert_msg(wr_context_create(&ctx, wr_test_data("wan22-tiny"), &o) == WR_OK, "%s",
+                      wr_error_detail());
+        fprintf(stderr, " FP8 storage, level %d:\n", level);
+        for (int i = 0; i < cJSON_GetArraySize(cases); i++)
+            run_case(ctx, f, cJSON_GetArrayItem(cases, i)->valuestring, 0.875);
+        wr_context_free(ctx);
+    }
+    g_lat_bound = 1e-5, g_frames_bound = 2e-3;
+    cJSON_Delete(cases);
+    wr_st_close(f);
+    /* the options that only two experts take, refused on one */
+    wr_context *ctx = NULL;
+    ck_assert_int_eq(wr_context_create(&ctx, wr_test_data("wan-tiny"), NULL), WR_OK);
+    ck_assert_int_eq(wr_context_experts(ctx), 1);
+    wr_request r;
+    wr_request_defaults(&r);
+    r.prompt = "a test", r.width = r.height = 16, r.frames = 5, r.steps = 1;
+    r.guidance_2 = 3.0;
+    ck_assert_int_eq(wr_request_check(ctx, &r), WR_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(wr_error_detail(), "--guidance-2"), "%s", wr_error_detail());
+    r.guidance_2 = -1.0, r.boundary_ratio = 0.5;
+    ck_assert_int_eq(wr_request_check(ctx, &r), WR_ERR_INVALID_ARG);
     wr_context_free(ctx);
 }
 END_TEST
@@ -153,6 +219,7 @@ Suite *wr_test_suite(void) {
     Suite *s = suite_create("pipeline");
     TCase *tc = tcase_create("golden");
     tcase_add_test(tc, test_end_to_end);
+    tcase_add_test(tc, test_two_experts);
     tcase_add_test(tc, test_requests_and_noise);
     suite_add_tcase(s, tc);
     return s;

@@ -1126,7 +1126,7 @@ static wr_plan_in tiny_plan_in(const wr_model_dir *md, int64_t w, int64_t h, int
                                wr_vae_tiling tiling) {
     wr_plan_in in;
     memset(&in, 0, sizeof in);
-    in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
+    wr_plan_in_model(&in, md);
     in.width = w, in.height = h, in.frames = frames;
     in.cp = 1, in.cfg_parallel = 1;
     in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = 4, in.act_bytes = 4;

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static const char *const comp_names[WR_COMP_COUNT] = {"transformer", "text_encoder", "vae",
-                                                      "scheduler", "tokenizer"};
+static const char *const comp_names[WR_COMP_COUNT] = {
+    "transformer", "text_encoder", "vae", "scheduler", "tokenizer", "transformer_2"};
 
 const char *wr_component_name(wr_component c) {
     return (unsigned)c < WR_COMP_COUNT ? comp_names[c] : "?";
@@ -744,6 +744,7 @@ static const char *const comp_classes[WR_COMP_COUNT][2] = {
     {"AutoencoderKLWan", NULL},
     {"UniPCMultistepScheduler", "FlowMatchEulerDiscreteScheduler"},
     {"T5TokenizerFast", "T5Tokenizer"},
+    {"WanTransformer3DModel", NULL},
 };
 
 /* An entry that means "no such component": null or [null, null]. */
@@ -807,20 +808,18 @@ static wr_status read_index(wr_model_dir *md, const char *path) {
         if (c < WR_COMP_COUNT) {
             if (absent_entry(e)) continue;
             WR_TRY_GOTO(st, index_component(md, path, c, e), done);
-        } else if (strcmp(key, "transformer_2") == 0) {
-            if (absent_entry(e)) continue;
-            st = WR_FAIL(WR_ERR_UNSUPPORTED,
-                         "%s: field 'transformer_2' is %s: Wan2.2 two-expert models "
-                         "(transformer_2) are not supported yet",
-                         path, shown(b, sizeof b, e));
-            goto done;
         } else if (strcmp(key, "boundary_ratio") == 0) {
             if (cJSON_IsNull(e)) continue;
-            st = WR_FAIL(WR_ERR_UNSUPPORTED,
-                         "%s: field 'boundary_ratio' is %s: the Wan2.2 switch between two "
-                         "experts is not supported yet",
-                         path, shown(b, sizeof b, e));
-            goto done;
+            if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble) || e->valuedouble < 0.0 ||
+                e->valuedouble > 1.0) {
+                st = WR_FAIL(cJSON_IsNumber(e) ? WR_ERR_CONFIG : WR_ERR_FORMAT,
+                             "%s: field 'boundary_ratio' is %s; it must be null or a number in "
+                             "[0, 1] (the fraction of num_train_timesteps where the low-noise "
+                             "expert takes over; 0.875 for Wan2.2 T2V-A14B)",
+                             path, shown(b, sizeof b, e));
+                goto done;
+            }
+            md->boundary_ratio = e->valuedouble;
         } else if (strcmp(key, "expand_timesteps") == 0) {
             if (cJSON_IsNull(e) || cJSON_IsFalse(e)) continue;
             st = WR_FAIL(cJSON_IsTrue(e) ? WR_ERR_UNSUPPORTED : WR_ERR_FORMAT,
@@ -858,6 +857,31 @@ static wr_status check_consistency(const wr_model_dir *md) {
                        "%s: transformer text_dim (%lld) != text_encoder d_model "
                        "(%lld)",
                        r, (long long)md->dit.text_dim, (long long)md->t5.d_model);
+    /* Wan2.2 A14B: the low-noise expert denoises the same latent with the same text, so its
+     * shapes are the first one's; a boundary needs it (diffusers would call None) */
+    if (md->has[WR_COMP_TRANSFORMER_2]) {
+        const wr_dit_config *a = &md->dit, *b = &md->dit2;
+        int same = a->in_channels == b->in_channels && a->out_channels == b->out_channels &&
+                   a->text_dim == b->text_dim && a->patch_size.n == b->patch_size.n;
+        for (int i = 0; same && i < a->patch_size.n; i++)
+            same = a->patch_size.v[i] == b->patch_size.v[i];
+        if (md->has[WR_COMP_TRANSFORMER] && !same)
+            return WR_FAIL(WR_ERR_CONFIG,
+                           "%s: transformer_2/config.json (in_channels %lld, out_channels %lld, "
+                           "text_dim %lld, patch_size [%lld, ...]) does not match "
+                           "transformer/config.json (%lld, %lld, %lld, [%lld, ...]): the two "
+                           "experts denoise the same latents with the same text",
+                           r, (long long)b->in_channels, (long long)b->out_channels,
+                           (long long)b->text_dim, (long long)b->patch_size.v[0],
+                           (long long)a->in_channels, (long long)a->out_channels,
+                           (long long)a->text_dim, (long long)a->patch_size.v[0]);
+    }
+    if (md->boundary_ratio >= 0.0 && !md->has[WR_COMP_TRANSFORMER_2])
+        return WR_FAIL(WR_ERR_CONFIG,
+                       "%s/model_index.json: boundary_ratio is %g but there is no transformer_2: "
+                       "the steps below the boundary would have no expert; set it to null or "
+                       "add the low-noise expert",
+                       r, md->boundary_ratio);
     /* diffusers builds the index's scheduler class from scheduler_config.json's fields */
     if (md->has[WR_COMP_SCHEDULER] && md->class_name[WR_COMP_SCHEDULER][0] &&
         strcmp(md->class_name[WR_COMP_SCHEDULER], md->sched.class_name) != 0)
@@ -870,6 +894,7 @@ static wr_status check_consistency(const wr_model_dir *md) {
 
 wr_status wr_model_dir_open(wr_model_dir *out, const char *path) {
     memset(out, 0, sizeof *out);
+    out->boundary_ratio = -1.0;
     if (strlen(path) >= WR_PATH_CAP - 64)
         return WR_FAIL(WR_ERR_INVALID_ARG, "model path is too long");
     snprintf(out->root, sizeof out->root, "%s", path);
@@ -913,6 +938,10 @@ wr_status wr_model_dir_open(wr_model_dir *out, const char *path) {
             snprintf(p, sizeof p, "%s/config.json", d);
             st = wr_dit_config_read(&out->dit, p);
             break;
+        case WR_COMP_TRANSFORMER_2:
+            snprintf(p, sizeof p, "%s/config.json", d);
+            st = wr_dit_config_read(&out->dit2, p);
+            break;
         case WR_COMP_TEXT_ENCODER:
             snprintf(p, sizeof p, "%s/config.json", d);
             st = wr_t5_config_read(&out->t5, p);
@@ -947,7 +976,8 @@ wr_status wr_model_dir_open(wr_model_dir *out, const char *path) {
 
 wr_status wr_model_dir_weights(wr_st_set **out, const wr_model_dir *md, wr_component c) {
     *out = NULL;
-    if (c != WR_COMP_TRANSFORMER && c != WR_COMP_TEXT_ENCODER && c != WR_COMP_VAE)
+    if (c != WR_COMP_TRANSFORMER && c != WR_COMP_TRANSFORMER_2 && c != WR_COMP_TEXT_ENCODER &&
+        c != WR_COMP_VAE)
         return WR_FAIL(WR_ERR_INVALID_ARG, "component '%s' has no weights", wr_component_name(c));
     if (!md->has[c])
         return WR_FAIL(WR_ERR_NOT_FOUND, "%s: the model directory has no %s/ component", md->root,

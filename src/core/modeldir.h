@@ -4,6 +4,9 @@
  * checks across components. Weights are not opened here: wr_model_dir_weights() opens a
  * component's safetensors set lazily when a model needs it.
  *
+ * Wan2.2 T2V-A14B adds DIR/transformer_2/ (the low-noise expert) and model_index.json's
+ * boundary_ratio; TI2V-5B (expand_timesteps, the residual VAE) is refused as unsupported.
+ *
  * Layout:  DIR/model_index.json, DIR/transformer/config.json, DIR/text_encoder/config.json,
  *          DIR/vae/config.json, DIR/scheduler/scheduler_config.json, DIR/tokenizer/spiece.model
  *          (or, without it, DIR/tokenizer/tokenizer.json)
@@ -16,7 +19,7 @@
  * model_index.json) is either honoured as the reference does, or has no effect there for this
  * model (dropout in eval, a decoder-only field, a setting another one switches off; accepted),
  * or is refused: WR_ERR_UNSUPPORTED for a value the reference computes and wanrun does not
- * implement (e.g. solver_order 3, transformer_2), WR_ERR_CONFIG for a value the reference
+ * implement (e.g. solver_order 3, expand_timesteps), WR_ERR_CONFIG for a value the reference
  * refuses too or that cannot give a sane run (a size outside the bounds below, eps <= 0,
  * scale factors that do not match the layers, a non-finite latent statistic). Each error
  * names the file, the field and the value. The bounds keep every size product of the models
@@ -113,6 +116,7 @@ typedef enum wr_component {
     WR_COMP_VAE,
     WR_COMP_SCHEDULER,
     WR_COMP_TOKENIZER,
+    WR_COMP_TRANSFORMER_2, /* Wan2.2 A14B: the low-noise expert (model_index.json) */
     WR_COMP_COUNT
 } wr_component;
 
@@ -122,6 +126,11 @@ typedef struct wr_model_dir {
     char class_name[WR_COMP_COUNT][WR_JSON_STR_CAP]; /* from model_index.json */
     char pipeline_class[WR_JSON_STR_CAP];
     wr_dit_config dit;
+    wr_dit_config dit2; /* transformer_2/config.json (has[WR_COMP_TRANSFORMER_2]) */
+    /* Wan2.2 A14B (model_index.json): the high-noise expert (transformer/) denoises the steps
+     * whose timestep t >= boundary_ratio x num_train_timesteps, the low-noise one
+     * (transformer_2/) the others; -1 when null (one expert: Wan2.1) */
+    double boundary_ratio;
     wr_t5_config t5;
     wr_vae_config vae;
     wr_sched_config sched;
@@ -150,10 +159,11 @@ wr_status wr_sched_config_read(wr_sched_config *out, const char *path);
  * they need (the pipeline, the planner). Failures: WR_ERR_NOT_FOUND (directory,
  * model_index.json component folder or config missing; the path named), WR_ERR_FORMAT
  * (malformed JSON, wrong field type), WR_ERR_UNSUPPORTED (another pipeline or component class,
- * a Wan2.2 entry: transformer_2, boundary_ratio, expand_timesteps; a component wanrun does not
- * know; a config value as above), WR_ERR_CONFIG (a config value as above, or components that
- * disagree: DiT in_channels vs VAE z_dim, DiT text_dim vs encoder d_model, the index's
- * scheduler class vs scheduler_config.json's, ...).
+ * expand_timesteps true (Wan2.2 TI2V); a component wanrun does not know; a config value as
+ * above), WR_ERR_CONFIG (a config value as above, or components that disagree: DiT
+ * in_channels vs VAE z_dim, DiT text_dim vs encoder d_model, the two experts' shapes, a
+ * boundary_ratio without transformer_2 or outside [0, 1], the index's scheduler class vs
+ * scheduler_config.json's, ...).
  */
 wr_status wr_model_dir_open(wr_model_dir *out, const char *path);
 

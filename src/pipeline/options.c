@@ -56,6 +56,8 @@ static const struct {
     [WR_OPT_VERBOSE] = {"verbose", K_SWITCH},
     [WR_OPT_DEVICE] = {"device", K_INT},
     [WR_OPT_COMPUTE_DTYPE] = {"compute-dtype", K_TEXT},
+    [WR_OPT_GUIDANCE_2] = {"guidance-2", K_NUM},
+    [WR_OPT_BOUNDARY_RATIO] = {"boundary-ratio", K_NUM},
 };
 
 #define Q(buf, s) wr_quote(buf, sizeof buf, s)
@@ -101,6 +103,7 @@ void wr_gen_opts_init(wr_gen_opts *g) {
     memset(g, 0, sizeof *g);
     g->width = 832, g->height = 480, g->frames = 81, g->steps = 50;
     g->guidance = 5.0, g->fps = 16.0;
+    g->guidance_2 = g->boundary_ratio = -1.0;
     g->scheduler = -1;
     g->te_stream = g->dit_stream = g->vae_tiled = -1;
     snprintf(g->backend, sizeof g->backend, "auto");
@@ -287,6 +290,12 @@ wr_status wr_gen_opts_set(wr_gen_opts *g, const char *name, const char *v) {
         break;
     case WR_OPT_SHIFT:
         WR_TRY(wr_parse_f64(n, v, 1e-3, 1000.0, &g->shift));
+        break;
+    case WR_OPT_GUIDANCE_2:
+        WR_TRY(wr_parse_f64(n, v, 0.0, 100.0, &g->guidance_2));
+        break;
+    case WR_OPT_BOUNDARY_RATIO:
+        WR_TRY(wr_parse_f64(n, v, 0.0, 1.0, &g->boundary_ratio));
         break;
     case WR_OPT_FPS:
         WR_TRY(wr_parse_f64(n, v, 0.1, 1000.0, &g->fps));

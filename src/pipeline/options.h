@@ -62,6 +62,8 @@ typedef enum wr_gen_opt {
     WR_OPT_VERBOSE,
     WR_OPT_DEVICE,
     WR_OPT_COMPUTE_DTYPE,
+    WR_OPT_GUIDANCE_2,
+    WR_OPT_BOUNDARY_RATIO,
     WR_OPT_COUNT
 } wr_gen_opt;
 
@@ -69,6 +71,8 @@ typedef struct wr_gen_opts {
     const char *model, *prompt, *negative, *out, *save_latents, *init_noise, *mem_profile;
     int64_t width, height, frames, steps;
     double guidance, shift, fps; /* shift 0: the scheduler config's */
+    double guidance_2;           /* Wan2.2 two experts; -1: guidance (diffusers' default) */
+    double boundary_ratio;       /* Wan2.2 two experts; -1: model_index.json's */
     uint64_t seed;
     int scheduler;      /* -1: the scheduler config's; else a wr_sched_kind */
     int threads;        /* 0: $OMP_NUM_THREADS or all cores */

@@ -13,6 +13,12 @@
  * many blocks resident as --vram-limit allows. The rest of the vram layer (level 2's text
  * encoder offload, disk offload, FP8 storage, the planner) is still to come (issue #8).
  *
+ * Wan2.2 T2V-A14B (transformer_2/ and boundary_ratio): two DiT experts, the high-noise one for
+ * the steps with t >= boundary x num_train_timesteps, the low-noise one after, each with its
+ * guidance (diffusers' guidance_scale / guidance_scale_2). Only one is in the pool at a time
+ * (activate): the other waits in host memory, counted (count_waiting), and they are swapped
+ * between two steps when the boundary is crossed.
+ *
  * Distributed (wr_options.world of size > 1, DESIGN.md §5): the world is split into replica
  * groups of cfg x cp ranks. In a group, rank 0 (the writer) alone loads the tokenizer, the text
  * encoder and the VAE; it encodes and broadcasts the embeddings; every rank denoises its token
@@ -49,7 +55,11 @@ struct wr_context {
     int device;        /* the CUDA device of this rank (pick_device); 0 on the CPU */
     wr_tokenizer *tok; /* writer only */
     wr_t5 *t5;         /* writer only */
-    wr_dit *dit;
+    wr_dit *dit;       /* the high-noise expert with two (Wan2.2 A14B), else the only one */
+    wr_dit *dit2;      /* the low-noise expert (transformer_2/), or NULL */
+    int active;        /* the expert the pool holds (0 dit, 1 dit2); the other one waits */
+    int attached;      /* the active expert is in the pool (levels 0-2 always; 3 while denoising) */
+    int waiting;       /* the other one is counted as waiting (count_waiting) */
     wr_vae *vae;       /* writer only */
     wr_mem_policy pol; /* the level's preset with the overrides */
     wr_vram *vram;     /* the device memory pool: the DiT's weights and activations, the VAE */
@@ -77,6 +87,8 @@ void wr_request_defaults(wr_request *r) {
     r->guidance = 5.0;
     r->shift = 0.0;
     r->scheduler = -1;
+    r->guidance_2 = -1.0;
+    r->boundary_ratio = -1.0;
 }
 
 /* The text encoder's weights in host memory (--te-device cpu): counted while it is loaded. */
@@ -99,6 +111,23 @@ static void t5_free(wr_context *c) {
     c->t5 = NULL;
 }
 
+/* Expert e (0: transformer/, 1: transformer_2/). */
+static wr_dit *expert(const wr_context *c, int e) {
+    return e ? c->dit2 : c->dit;
+}
+
+/* Wan2.2 A14B's waiting expert, counted (sign 1) or no more (-1): its blocks in host memory
+ * (read from the files instead under disk offload), its embeddings and head (wr_dit_other_bytes,
+ * ~2 % of a 14B expert) in device memory, where the load put them. */
+static wr_status count_waiting(wr_context *c, int e, int sign) {
+    const wr_dit *m = expert(c, e);
+    const int64_t other = (int64_t)wr_dit_other_bytes(m);
+    const int64_t blocks = (int64_t)wr_dit_block_bytes(m) * wr_dit_config_of(m)->num_layers;
+    WR_TRY(wr_vram_account(c->vram, WR_MEM_WEIGHTS_RESIDENT, sign * other));
+    if (!c->opt.disk_offload) wr_vram_host_account(c->vram, WR_HOST_PAGEABLE, sign * blocks);
+    return WR_OK;
+}
+
 /* The device memory pool (limit --vram-limit): the DiT's weights (resident, or at level 3 set
  * per request) and activations, the VAE's buffers. */
 static wr_status setup_pool(wr_context *c) {
@@ -109,7 +138,14 @@ static wr_status setup_pool(wr_context *c) {
     WR_TRY(wr_vram_scratch_ensure(c->vram));
     /* the DiT: resident; at level 3 on the device only while denoising, streamed (the resident
      * blocks chosen per request, setup_streaming) */
-    if (!c->pol.dit_stream) WR_TRY(wr_dit_set_vram(c->dit, c->vram, -1));
+    if (!c->pol.dit_stream) {
+        WR_TRY(wr_dit_set_vram(c->dit, c->vram, -1));
+        c->attached = 1;
+    }
+    if (c->dit2) { /* the low-noise expert waits */
+        WR_TRY(count_waiting(c, 1, 1));
+        c->waiting = 1;
+    }
     if (c->vae) WR_TRY(wr_vae_set_vram(c->vae, c->vram));
     /* the text encoder: resident (levels 0, 1) or streamed layer by layer (2, 3) */
     if (c->t5) WR_TRY(t5_attach(c, c->pol.te_stream ? 0 : -1));
@@ -168,6 +204,16 @@ static wr_status load_components(wr_context *c, const char *model_dir) {
     WR_TRY(wr_dit_load_ex(&c->dit, c->be, path, &lo));
     if (c->opt.compute_dtype != WR_DTYPE_F32)
         WR_TRY(wr_dit_set_compute_dtype(c->dit, c->opt.compute_dtype));
+    if (c->md.has[WR_COMP_TRANSFORMER_2] && c->md.boundary_ratio < 0.0) {
+        wr_warn("%s: transformer_2/ is there but model_index.json's boundary_ratio is null: "
+                "diffusers never runs it, and neither does wanrun (not loaded)",
+                model_dir);
+    } else if (c->md.has[WR_COMP_TRANSFORMER_2]) { /* Wan2.2 A14B: the low-noise expert */
+        wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_TRANSFORMER_2);
+        WR_TRY(wr_dit_load_ex(&c->dit2, c->be, path, &lo));
+        if (c->opt.compute_dtype != WR_DTYPE_F32)
+            WR_TRY(wr_dit_set_compute_dtype(c->dit2, c->opt.compute_dtype));
+    }
     if (c->role.writer) {
         wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_VAE);
         WR_TRY(wr_vae_load(&c->vae, c->be, path));
@@ -261,6 +307,9 @@ wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_op
     if (c->role.cp > 1) {
         WR_TRY_GOTO(st, wr_dit_set_parallel(c->dit, c->groups.cp, (wr_cp_mode)c->opt.cp_mode),
                     fail);
+        if (c->dit2) /* the same mode: what the first one resolved "auto" to */
+            WR_TRY_GOTO(st, wr_dit_set_parallel(c->dit2, c->groups.cp, wr_dit_cp_mode(c->dit)),
+                        fail);
         c->role.cp_mode = wr_dit_cp_mode(c->dit);
     }
     *out = c;
@@ -268,6 +317,10 @@ wr_status wr_context_create(wr_context **out, const char *model_dir, const wr_op
 fail:
     wr_context_free(c);
     return st;
+}
+
+int wr_context_experts(const wr_context *c) {
+    return c->dit2 ? 2 : 1;
 }
 
 void wr_context_role(const wr_context *c, wr_role *out) {
@@ -307,7 +360,9 @@ static wr_comm *gen_comm(const wr_context *c) {
 void wr_context_free(wr_context *c) {
     if (c == NULL) return;
     wr_vae_free(c->vae);
+    if (c->dit2 && c->vram && c->waiting) (void)count_waiting(c, !c->active, -1);
     wr_dit_free(c->dit);
+    wr_dit_free(c->dit2);
     t5_free(c);
     wr_vram_free_pool(c->vram);
     wr_memprof_free(c->prof);
@@ -369,6 +424,17 @@ wr_status wr_request_check(const wr_context *c, const wr_request *r) {
         return WR_FAIL(WR_ERR_INVALID_ARG, "--guidance %g: must be a number >= 0", r->guidance);
     if (!isfinite(r->shift) || r->shift < 0.0)
         return WR_FAIL(WR_ERR_INVALID_ARG, "--shift %g: must be a positive number", r->shift);
+    if (!isfinite(r->guidance_2) || !isfinite(r->boundary_ratio) || r->boundary_ratio > 1.0)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "--guidance-2 %g / --boundary-ratio %g: must be numbers, the boundary in "
+                       "[0, 1]",
+                       r->guidance_2, r->boundary_ratio);
+    if ((r->guidance_2 >= 0.0 || r->boundary_ratio >= 0.0) && c->dit2 == NULL)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "--guidance-2 / --boundary-ratio: %s has one transformer; they apply to "
+                       "Wan2.2's two experts (transformer_2/ and boundary_ratio in "
+                       "model_index.json)",
+                       c->md.root);
     return WR_OK;
 }
 
@@ -459,11 +525,12 @@ static wr_status encode_text(wr_context *c, const char *prompt, float *emb) {
 /* A pool for the DiT (once per context) and the resident block count for this request's token
  * count: with a limit, what is left after the activations and two streaming slots, in whole
  * blocks; without one, none (every block streams, the level's smallest footprint). */
-static wr_status setup_streaming(wr_context *c, int64_t tokens) {
-    WR_TRY(wr_dit_set_vram(c->dit, NULL, 0));
-    const uint64_t blk = wr_dit_block_bytes(c->dit);
-    const uint64_t act = wr_dit_workspace_bytes(c->dit, tokens, WR_TOKENIZER_MAX_LEN);
-    const uint64_t need = act + 2 * blk + wr_dit_other_bytes(c->dit);
+static wr_status setup_streaming(wr_context *c, wr_dit *m, int64_t tokens) {
+    WR_TRY(wr_dit_set_vram(m, NULL, 0));
+    const int64_t layers = wr_dit_config_of(m)->num_layers;
+    const uint64_t blk = wr_dit_block_bytes(m);
+    const uint64_t act = wr_dit_workspace_bytes(m, tokens, WR_TOKENIZER_MAX_LEN);
+    const uint64_t need = act + 2 * blk + wr_dit_other_bytes(m);
     int64_t resident = 0;
     if (c->opt.vram_limit) { /* what the limit leaves beside what the pool already holds */
         const uint64_t avail = wr_vram_available(c->vram);
@@ -477,12 +544,40 @@ static wr_status setup_streaming(wr_context *c, int64_t tokens) {
                            (double)need / 1048576.0, (long long)tokens, (double)blk / 1048576.0);
         resident = (int64_t)((avail - need) / (blk ? blk : 1));
     }
-    WR_TRY(wr_dit_set_vram(c->dit, c->vram, resident));
+    WR_TRY(wr_dit_set_vram(m, c->vram, resident));
     wr_debug("low_mem_level 3: %lld of %lld DiT blocks resident, %.1f MiB per block, "
              "activations %.1f MiB",
-             (long long)(resident < c->md.dit.num_layers ? resident : c->md.dit.num_layers),
-             (long long)c->md.dit.num_layers, (double)blk / 1048576.0, (double)act / 1048576.0);
+             (long long)(resident < layers ? resident : layers), (long long)layers,
+             (double)blk / 1048576.0, (double)act / 1048576.0);
     return WR_OK;
+}
+
+/* Puts expert e in the pool (the only one with one expert): the other one leaves it first and
+ * waits (count_waiting), so that the pool never holds both; at level 3 the blocks stream
+ * (setup_streaming), else they are all resident. */
+static wr_status activate(wr_context *c, int e, int64_t tokens) {
+    if (c->dit2 && e != c->active) {
+        WR_TRY(wr_dit_set_vram(expert(c, c->active), NULL, 0));
+        c->attached = 0;
+        WR_TRY(count_waiting(c, e, -1)); /* first: never both counted as waiting */
+        WR_TRY(count_waiting(c, c->active, 1));
+        c->active = e;
+    }
+    if (c->attached) return WR_OK;
+    if (c->pol.dit_stream)
+        WR_TRY(setup_streaming(c, expert(c, c->active), tokens));
+    else
+        WR_TRY(wr_dit_set_vram(expert(c, c->active), c->vram, -1));
+    c->attached = 1;
+    return WR_OK;
+}
+
+/* The expert of timestep t: diffusers' t >= boundary_ratio * num_train_timesteps, compared in
+ * float32 (torch promotes the Python float to the timestep tensor's float dtype, and an int64
+ * tensor to float32). */
+static int expert_of(const wr_context *c, double boundary, int64_t ntrain, float t) {
+    if (c->dit2 == NULL || boundary < 0.0) return 0;
+    return t >= (float)(boundary * (double)ntrain) ? 0 : 1;
 }
 
 /* Each rank writes its trace and plot; rank 0 logs every rank's peaks (collective). */
@@ -630,13 +725,16 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         seeded_noise(x, nlat,
                      r->seed + (c->opt.independent_replicas ? 0 : (uint64_t)c->role.replica));
 
-    /* (3b) level 3: the DiT's blocks stream; as many stay resident as the limit allows */
-    if (c->pol.dit_stream) {
-        st = setup_streaming(c, (T / c->md.dit.patch_size.v[0]) * (Hl / c->md.dit.patch_size.v[1]) *
-                                    (Wl / c->md.dit.patch_size.v[2]));
-        if (c->distributed) st = wr_comm_agree(gen_comm(c), st);
-        if (st != WR_OK) goto done;
-    }
+    /* (3b) the expert of the first step in the pool (level 3: its blocks stream, as many
+     * resident as the limit allows; with two experts the other one waits) */
+    const int64_t tokens = (T / c->md.dit.patch_size.v[0]) * (Hl / c->md.dit.patch_size.v[1]) *
+                           (Wl / c->md.dit.patch_size.v[2]);
+    const double boundary = r->boundary_ratio >= 0.0 ? r->boundary_ratio : c->md.boundary_ratio;
+    const float g2 = (float)(r->guidance_2 >= 0.0 ? r->guidance_2 : r->guidance);
+    if (c->pol.dit_stream) c->attached = 0; /* set up for this request's tokens */
+    st = activate(c, expert_of(c, boundary, ntrain, wr_sched_timestep(s, 0)), tokens);
+    if (c->distributed) st = wr_comm_agree(gen_comm(c), st);
+    if (st != WR_OK) goto done;
 
     /* (4) denoising with classifier-free guidance: v = v_u + g (v_c - v_u) */
     wr_tensor xt = wr_tensor_make(x, WR_DTYPE_F32, 4, shape);
@@ -644,12 +742,13 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     wr_tensor vut = wr_tensor_make(vu, WR_DTYPE_F32, 4, shape);
     wr_tensor et = wr_tensor_make(emb, WR_DTYPE_F32, 2, (int64_t[]){WR_TOKENIZER_MAX_LEN, D});
     wr_tensor ent = wr_tensor_make(emb_neg, WR_DTYPE_F32, 2, (int64_t[]){WR_TOKENIZER_MAX_LEN, D});
-    const float g = (float)r->guidance;
+    const float g1 = (float)r->guidance;
     /* the text's cross-attention K/V, computed in the first step and kept (slot 0 the prompt,
      * 1 the negative prompt; with CFG-parallel each rank's own branch in slot 0); emptied when
      * the workspace is released after denoising */
     const int ntext = wr_pipeline_text_cache(c->pol.dit_stream, cfg, split ? 2 : 1);
     WR_TRY_GOTO(st, wr_dit_set_text_cache(c->dit, ntext), done);
+    if (c->dit2) WR_TRY_GOTO(st, wr_dit_set_text_cache(c->dit2, ntext), done);
     const int slot_c = ntext ? 0 : -1, slot_u = ntext == 2 ? 1 : ntext ? 0 : -1;
     const double loop0 = wr_now_s();
     wr_memprof_begin(c->prof, "denoise");
@@ -668,9 +767,24 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         snprintf(step_name, sizeof step_name, "step %lld", (long long)k + 1);
         wr_memprof_begin(c->prof, step_name);
         const float t = wr_sched_timestep(s, k);
+        const int e = expert_of(c, boundary, ntrain, t);
+        if (e != c->active) { /* Wan2.2: the low-noise expert takes over */
+            const double t_swap = wr_now_s();
+            wr_memprof_begin(c->prof, e ? "swap to transformer_2" : "swap to transformer");
+            st = activate(c, e, tokens);
+            wr_memprof_end(c->prof);
+            if (c->distributed) st = wr_comm_agree(gen_comm(c), st);
+            if (st != WR_OK) goto done;
+            wr_log_rank0("step %lld (t = %g): %s takes over, guidance %g (swapped in %.2f s)",
+                         (long long)k + 1, (double)t,
+                         e ? "the low-noise expert transformer_2/"
+                           : "the high-noise expert transformer/",
+                         (double)(e ? g2 : g1), wr_now_s() - t_swap);
+        }
+        wr_dit *dit = expert(c, e);
+        const float g = e ? g2 : g1;
         if (split) { /* my branch, then both branches' velocities on both ranks: v | vu */
-            st =
-                wr_dit_forward_ex(c->dit, &vut, &xt, t, c->role.cfg_rank == 0 ? &et : &ent, slot_c);
+            st = wr_dit_forward_ex(dit, &vut, &xt, t, c->role.cfg_rank == 0 ? &et : &ent, slot_c);
             if (st == WR_OK) st = wr_st_check_faults(); /* the DiT's mapped weights */
             st = wr_comm_agree(c->groups.group, st);
             if (st == WR_OK)
@@ -680,8 +794,8 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
             const float *vc = v, *vn = v + nlat;
             for (int64_t i = 0; i < nlat; i++) v[i] = vn[i] + g * (vc[i] - vn[i]);
         } else {
-            st = wr_dit_forward_ex(c->dit, &vt, &xt, t, &et, slot_c);
-            if (st == WR_OK && cfg) st = wr_dit_forward_ex(c->dit, &vut, &xt, t, &ent, slot_u);
+            st = wr_dit_forward_ex(dit, &vt, &xt, t, &et, slot_c);
+            if (st == WR_OK && cfg) st = wr_dit_forward_ex(dit, &vut, &xt, t, &ent, slot_u);
             if (st == WR_OK) st = wr_st_check_faults(); /* the DiT's mapped weights */
             if (c->distributed) st = wr_comm_agree(c->groups.group, st);
             if (st != WR_OK) goto done;
@@ -700,7 +814,11 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     /* denoising is over: its activations, the velocities and the embeddings go back; at level
      * 3 the DiT leaves the device altogether */
     wr_dit_release_workspace(c->dit);
-    if (c->pol.dit_stream) WR_TRY_GOTO(st, wr_dit_set_vram(c->dit, NULL, 0), done);
+    if (c->dit2) wr_dit_release_workspace(c->dit2);
+    if (c->pol.dit_stream) {
+        c->attached = 0;
+        WR_TRY_GOTO(st, wr_dit_set_vram(expert(c, c->active), NULL, 0), done);
+    }
     host_buf_free(c, &v, vb);
     host_buf_free(c, &vu, lb);
     host_buf_free(c, &emb, eb);

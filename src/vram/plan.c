@@ -113,10 +113,15 @@ static wr_status plan_check(const wr_plan_in *in) {
     const wr_dit_config *d = &in->dit;
     const wr_vae_config *v = &in->vae;
     const char *none = NULL;
+    const wr_dit_config *d2 = &in->dit2;
     if (d->num_layers < 1 || d->num_attention_heads < 1 || d->attention_head_dim < 1 ||
         d->patch_size.n != 3 || d->patch_size.v[0] < 1 || d->patch_size.v[1] < 1 ||
         d->patch_size.v[2] < 1 || d->in_channels < 1 || d->text_dim < 1)
         none = "transformer";
+    else if (in->experts == 2 &&
+             (d2->num_layers < 1 || d2->num_attention_heads < 1 || d2->attention_head_dim < 1 ||
+              d2->in_channels < 1 || d2->text_dim < 1))
+        none = "transformer_2";
     else if (in->t5.num_layers < 1 || in->t5.d_model < 1 || in->t5.num_heads < 1)
         none = "text_encoder";
     else if (v->dim_mult.n < 1 || v->dim_mult.n > WR_VAE_MAX_UP ||
@@ -141,6 +146,12 @@ static wr_status plan_check(const wr_plan_in *in) {
                        (long long)in->width, (long long)in->height, (long long)in->frames,
                        WR_PLAN_MAX_SIDE, WR_PLAN_MAX_FRAMES);
     return WR_OK;
+}
+
+void wr_plan_in_model(wr_plan_in *in, const wr_model_dir *md) {
+    in->dit = md->dit, in->t5 = md->t5, in->vae = md->vae;
+    in->experts = md->has[WR_COMP_TRANSFORMER_2] && md->boundary_ratio >= 0.0 ? 2 : 1;
+    if (in->experts == 2) in->dit2 = md->dit2;
 }
 
 int wr_pipeline_text_cache(int dit_stream, int cfg, int cfg_parallel) {
@@ -207,6 +218,12 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
     const int nlat = in->no_cfg ? 2 : in->cfg_parallel == 2 ? 4 : 3;
 
     const uint64_t dit_all = blk * (uint64_t)d->num_layers + dit_other;
+    /* Wan2.2 A14B: the waiting expert (the pipeline's count_waiting) */
+    size_t blk2 = 0, other2 = 0;
+    if (in->experts == 2) wr_dit_plan_weights(&in->dit2, in->dit_wbytes, &blk2, &other2);
+    const uint64_t wait_host = in->experts == 2 && !in->disk_offload
+                                   ? wr_mul_sat_u64((uint64_t)blk2, (uint64_t)in->dit2.num_layers)
+                                   : 0;
     /* the sums saturate: the VAE's term of a huge untiled request may be UINT64_MAX */
 #define ADD(x, v) ((x) = wr_add_sat_u64((x), (v)))
     for (int p = 0; p < WR_PLAN_PHASES; p++) {
@@ -226,6 +243,8 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
         }
         if (!pol->dit_stream) ADD(c[WR_MEM_WEIGHTS_RESIDENT], dit_all);
         if (pol->dit_stream && p == WR_PLAN_DENOISE) ADD(c[WR_MEM_WEIGHTS_RESIDENT], dit_other);
+        ADD(c[WR_MEM_WEIGHTS_RESIDENT], (uint64_t)other2); /* the waiting expert's */
+        ADD(o->host[p], wait_host);
         /* activations of the phase */
         if (p == WR_PLAN_ENCODE && !in->te_cpu) ADD(c[WR_MEM_ACTIVATIONS], t5_ws);
         if (p == WR_PLAN_DENOISE) ADD(c[WR_MEM_ACTIVATIONS], dit_ws);

@@ -14,6 +14,8 @@
  *         slots (plus as many resident as the budget allows, when one is given).
  * The backend's op scratch arena (backend.h) is in the workspace category of every phase: the
  * pipeline takes it from the pool when the pool is made.
+ * Two experts (Wan2.2 A14B): the one not denoising waits, its blocks in host memory, its
+ * embeddings and head on the device; the active one is planned as the level says.
  * Phases: encode (text encoder), denoise (DiT), decode (VAE); the peak is the largest. Host
  * bytes count the weights a level keeps in host memory (offloaded), not the mapped files.
  */
@@ -30,6 +32,12 @@
 
 typedef struct wr_plan_in {
     wr_dit_config dit;
+    /* Wan2.2 A14B (experts 2): the second expert. One expert is in the pool at a time (the
+     * level's DiT terms are dit's; the two share their shapes); the waiting one keeps its
+     * embeddings and head on the device (weights-resident, every phase) and its blocks in host
+     * memory (every phase, not under disk offload). 0 or 1: one expert. */
+    int experts;
+    wr_dit_config dit2;
     wr_t5_config t5;
     wr_vae_config vae;
     int64_t width, height, frames;
@@ -70,6 +78,10 @@ typedef struct wr_plan_out {
 } wr_plan_out;
 
 const char *wr_plan_phase_name(int phase);
+
+/* in's model part from an opened directory: the three configs, and the second expert where
+ * the pipeline loads one (transformer_2/ with a boundary_ratio). */
+void wr_plan_in_model(wr_plan_in *in, const wr_model_dir *md);
 
 /* The texts whose cross-attention K/V the DiT keeps across the denoising steps
  * (wr_dit_set_text_cache): none while its blocks stream (level 3 keeps memory down), else one

@@ -113,7 +113,7 @@ static void put(int i, const uint8_t *p, size_t n) {
 static void plan_all(const wr_model_dir *md, int64_t w, int64_t h, int64_t frames) {
     wr_plan_in in;
     memset(&in, 0, sizeof in);
-    in.dit = md->dit, in.t5 = md->t5, in.vae = md->vae;
+    wr_plan_in_model(&in, md);
     in.width = w, in.height = h, in.frames = frames;
     in.cp = 2, in.cfg_parallel = 1, in.cp_mode = WR_CP_AUTO;
     in.dit_wbytes = in.t5_wbytes = in.vae_wbytes = in.act_bytes = 2;
