@@ -39,4 +39,8 @@ wr_status wr_cli_options(const wr_gen_opts *g, const wr_world *world, struct wr_
  * batch flags among them). *code: the exit code when the call returns WR_OK (0, 7 or 75). */
 wr_status wr_cli_batch(int argc, char **argv, const wr_world *world, int *code);
 
+/* wanrun convert --model DIR --out DIR2 --dtype bf16|fp8 [--shard-size GB] (argv: after
+ * "convert"); rank 0 converts, the others agree on its outcome. */
+wr_status wr_cli_convert(int argc, char **argv, const wr_world *world);
+
 #endif /* WR_LAUNCH_CLI_H */

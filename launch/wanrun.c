@@ -84,12 +84,14 @@ static const char usage_text[] =
     "       wanrun plan (--model DIR | --preset 1.3b|14b|a14b) [--size WxH] [--frames N] [--np N]\n"
     "                  ...\n"
     "       wanrun [options] --batch FILE --out-dir DIR    a batch of jobs (see Batch)\n"
+    "       wanrun convert --model DIR --out DIR2 --dtype bf16|fp8   narrower weights, once\n"
     "\n"
-    "wanrun runs Wan2.1 text-to-video diffusion (1.3B, 14B) in C, as diffusers' WanPipeline\n"
-    "does: prompt -> UMT5 text encoder -> DiT denoising with classifier-free guidance -> VAE.\n"
-    "Under mpirun the ranks share one generation (see Parallel options). So far everything\n"
-    "runs on the CPU (the CUDA op kernels are not written yet); the memory levels and the\n"
-    "planner (wanrun plan) work there with the same accounting a GPU run would use.\n"
+    "wanrun runs Wan text-to-video diffusion (Wan2.1 1.3B, 14B; Wan2.2 T2V-A14B's two experts)\n"
+    "in C, as diffusers' WanPipeline does: prompt -> UMT5 text encoder -> DiT denoising with\n"
+    "classifier-free guidance -> VAE. Under mpirun the ranks share one generation (see\n"
+    "Parallel options). So far everything runs on the CPU (the CUDA kernels are written but\n"
+    "have not run on a GPU yet); the memory levels and the planner (wanrun plan) work there\n"
+    "with the same accounting a GPU run would use.\n"
     "\n"
     "Generation options (defaults as diffusers' WanPipeline, except with the bundled model):\n"
     "  --model DIR            diffusers model directory (model_index.json, tokenizer/,\n"
@@ -226,6 +228,18 @@ static const char usage_text[] =
     "                      backend's activations)\n"
     "      --vram SIZE     a per-rank budget: level 3 keeps as many DiT blocks resident as fit,\n"
     "                      and the lowest level that fits is recommended\n"
+    "  convert             rewrite a model directory once in a narrower dtype: a complete\n"
+    "                      diffusers directory (configs, tokenizer, scheduler copied), written\n"
+    "                      tensor by tensor (never a whole model in memory) under a hidden\n"
+    "                      temporary renamed into place at the end (nothing left on failure)\n"
+    "      --model DIR     the source directory\n"
+    "      --out DIR2      the new directory (must not exist)\n"
+    "      --dtype bf16|fp8  bf16: every F32 tensor as BF16 (as .to(torch.bfloat16)); fp8: the\n"
+    "                      DiT blocks' and text encoder layers' matrices as e4m3 with their\n"
+    "                      scale (MODULE.scale_weight), the rest as it is: runs on it give --fp8\n"
+    "                      storage's bits without converting at every load\n"
+    "      --shard-size GB at most this many GB (1e9 bytes) per safetensors file (default 5, as\n"
+    "                      diffusers' max_shard_size=\"5GB\")\n"
     "\n"
     "Global options:\n"
     "  --verbose           debug logging (same as --log-level debug)\n"
@@ -1077,6 +1091,8 @@ int main(int argc, char **argv) {
         st = cmd_encode(argc - i - 1, argv + i + 1, rank);
     else if (strcmp(argv[i], "plan") == 0 || strcmp(argv[i], "--plan") == 0)
         st = cmd_plan(argc - i - 1, argv + i + 1, rank);
+    else if (strcmp(argv[i], "convert") == 0)
+        st = wr_cli_convert(argc - i - 1, argv + i + 1, &g_world);
     else if (has_flag(argc - i, argv + i, "--batch")) {
         int bc = EXIT_OK;
         st = wr_cli_batch(argc - i, argv + i, &g_world, &bc);

@@ -235,6 +235,38 @@ static wr_status push_w8(wr_loader *l, wr_weight *w) {
     return WR_OK;
 }
 
+void wr_fp8_scale_name(char *dst, size_t cap, const char *weight_name) {
+    const size_t n = strlen(weight_name);
+    const size_t keep = n >= 7 && strcmp(weight_name + n - 7, ".weight") == 0 ? n - 7 : n;
+    snprintf(dst, cap, "%.*s.scale_weight", (int)keep, weight_name);
+}
+
+/* The scale of an e4m3 weight KEY stored beside it (KEY's module + ".scale_weight", an F32 of
+ * one element, finite and > 0), 1 when there is none (diffusers' layerwise casting stores
+ * plain casts); counted, so that the "extra tensors" check knows it was used. A malformed one
+ * is a problem of the report. */
+static wr_status checkpoint_scale(wr_loader *l, const char *key, float *scale) {
+    char sk[192];
+    wr_fp8_scale_name(sk, sizeof sk, key);
+    const wr_st_tensor *t = wr_st_set_find(l->set, sk);
+    *scale = 1.0f;
+    if (t == NULL) return WR_OK;
+    float v = 0.0f;
+    if (t->dtype != WR_DTYPE_F32 || t->nelem != 1) {
+        wr_load_problem(&l->rep, "%s is %s with %lld elements, expected one F32", sk,
+                        wr_dtype_name(t->dtype), (long long)t->nelem);
+        return WR_OK;
+    }
+    WR_TRY(wr_st_read(t, &v, sizeof v));
+    if (!isfinite(v) || v <= 0.0f) {
+        wr_load_problem(&l->rep, "%s is %g, expected a finite scale > 0", sk, (double)v);
+        return WR_OK;
+    }
+    *scale = v;
+    l->nscale++;
+    return WR_OK;
+}
+
 void wr_loader_bind(wr_loader *l, const char *name, int ndim, const int64_t *shape,
                     const wr_load_field *f) {
     const int fp8 = l->fp8 && f->fp8 && f->w != NULL;
@@ -253,6 +285,10 @@ void wr_loader_bind(wr_loader *l, const char *name, int ndim, const int64_t *sha
         WR_ASSERT(f->t == &f->w->t);
         f->w->scale = 1.0f;
         f->w->dscale = NULL;
+    }
+    if (f->w && t->dtype == WR_DTYPE_F8_E4M3) { /* a scaled e4m3 checkpoint (wanrun convert) */
+        l->st = checkpoint_scale(l, t->name, &f->w->scale);
+        if (l->st != WR_OK) return;
     }
     if (fp8 && t->dtype != WR_DTYPE_F8_E4M3) {
         WR_ASSERT(l->f8_used + (size_t)t->nelem <= l->f8_cap);
@@ -295,8 +331,9 @@ wr_status wr_loader_run(wr_loader *l, int64_t (*walk)(void *model, wr_visit_fn v
     l->pass = 1;
     l->st = WR_OK;
     memset(&l->rep, 0, sizeof l->rep);
+    l->nscale = 0;
     const int64_t n = walk(l->model, wr_loader_visit, l);
-    if (count) *count = n;
+    if (count) *count = n + l->nscale; /* the scales beside e4m3 weights are used too */
     WR_TRY(l->st);
     if (l->rep.problems) return wr_load_fail(&l->rep, l->dir, n, l->what);
     return WR_OK;

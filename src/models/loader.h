@@ -91,6 +91,12 @@ typedef struct wr_weight {
     const float *dscale; /* device memory: the scale, for an e4m3 t; else NULL */
 } wr_weight;
 
+/* A scaled e4m3 checkpoint (what `wanrun convert --dtype fp8` writes, ComfyUI's convention):
+ * beside an e4m3 weight "M.weight" an F32 one-element tensor "M.scale_weight" holds its scale
+ * (weight = scale * stored values); the loader reads it (absent: 1, as diffusers' layerwise
+ * casting stores plain casts). Writes the scale's name for a weight's name into dst. */
+void wr_fp8_scale_name(char *dst, size_t cap, const char *weight_name);
+
 /* A model's weights one by one (wr_dit_each_weight, wr_t5_each_weight): name, weight. */
 typedef void (*wr_weight_fn)(void *ctx, const char *name, const wr_weight *w);
 
@@ -133,6 +139,7 @@ typedef struct wr_loader {
     wr_weight **w8; /* the e4m3 weights, whose scales go to the device */
     float *scales;  /* [nw8] their scales (host; what a host-visible backend's dscale reads) */
     int64_t nw8, w8_cap;
+    int64_t nscale;   /* the checkpoint's scale tensors read (wr_fp8_scale_name) */
     wr_dev_arena dev; /* their device copy (nothing allocated where be->host_visible) */
     /* a run's state */
     int pass;

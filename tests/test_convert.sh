@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# test_convert.sh WANRUN DATA_DIR MPIEXEC — wanrun convert from the command line (issue #18), on
+# tests/data/wan22-tiny: a run on the fp8 conversion gives the bits of --fp8 storage on the
+# source, at levels 0 and 3 and on 2 ranks; a sharded conversion the bits of an unsharded one
+# (data movement); the errors (exit 2 / 3, nothing written); under mpirun one rank writes.
+# (test_convert.c checks every converted tensor against its source.)
+set -uo pipefail
+WANRUN=$1
+DATA=$2
+MPIEXEC=$3
+pass=0
+fail=0
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+out="$work/stdout"
+err="$work/stderr"
+
+# shellcheck source=tests/cli_lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
+src="$DATA/wan22-tiny"
+
+gen() { # gen MODEL OUT [FLAGS...]: a small two-expert generation, latents saved beside
+    local m=$1 o=$2
+    shift 2
+    "$WANRUN" --model "$m" --prompt "a red fox" --size 32x32 --frames 5 --steps 4 --threads 1 \
+        --guidance-2 3 --out "$o.y4m" --save-latents "$o.safetensors" "$@"
+}
+same() { # same A B DESCRIPTION: both outputs (video, latents) byte for byte
+    if cmp -s "$1.y4m" "$2.y4m" && cmp -s "$1.safetensors" "$2.safetensors"; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        echo "FAIL: $3: $1 and $2 differ"
+    fi
+}
+
+expect 0 "convert fp8" -- "$WANRUN" convert --model "$src" --out "$work/fp8" --dtype fp8
+has "$err" "wrote .*/fp8: 278 tensors \(61 converted\)" "the summary line"
+"$WANRUN" inspect "$work/fp8/transformer" --summary >"$out" 2>&1
+has "$out" "F8_E4M3 x20" "the DiT's block matrices in e4m3"
+for level in 0 3; do
+    expect 0 "level $level on the source with --fp8 storage" -- \
+        gen "$src" "$work/a$level" --fp8 storage --low-mem-level "$level"
+    expect 0 "level $level on the fp8 conversion" -- \
+        gen "$work/fp8" "$work/b$level" --low-mem-level "$level"
+    same "$work/a$level" "$work/b$level" "fp8 conversion = --fp8 storage at level $level"
+done
+expect 0 "the fp8 conversion with --fp8 storage (e4m3 kept)" -- gen "$work/fp8" "$work/c0" --fp8 storage
+same "$work/a0" "$work/c0" "--fp8 storage on the conversion"
+if [ -x "$MPIEXEC" ]; then
+    expect 0 "2 ranks (context parallel) on the fp8 conversion" -- \
+        "$MPIEXEC" -n 2 --oversubscribe "$WANRUN" --model "$work/fp8" --prompt "a red fox" \
+        --size 32x32 --frames 5 --steps 4 --threads 1 --guidance-2 3 --out "$work/d.y4m" \
+        --save-latents "$work/d.safetensors"
+    expect 0 "2 ranks on the source with --fp8 storage" -- \
+        "$MPIEXEC" -n 2 --oversubscribe "$WANRUN" --model "$src" --prompt "a red fox" \
+        --size 32x32 --frames 5 --steps 4 --threads 1 --guidance-2 3 --out "$work/e.y4m" \
+        --save-latents "$work/e.safetensors" --fp8 storage
+    same "$work/d" "$work/e" "2 ranks: fp8 conversion = --fp8 storage"
+    expect 0 "convert under mpirun -n 2" -- \
+        "$MPIEXEC" -n 2 --oversubscribe "$WANRUN" convert --model "$src" --out "$work/np2" \
+        --dtype bf16
+    n=$(grep -c "wrote .*/np2" "$err")
+    if [ "$n" -eq 1 ] && [ -d "$work/np2/vae" ]; then pass=$((pass + 1)); else
+        fail=$((fail + 1)); echo "FAIL: mpirun -n 2 convert: $n writers"; fi
+fi
+
+# bf16, sharded and not: the same bits
+expect 0 "convert bf16" -- "$WANRUN" convert --model "$src" --out "$work/bf16" --dtype bf16
+expect 0 "convert bf16 in 50 kB shards" -- \
+    "$WANRUN" convert --model "$src" --out "$work/bf16s" --dtype bf16 --shard-size 0.00005
+check "the sharded transformer has an index" -- \
+    test -f "$work/bf16s/transformer/diffusion_pytorch_model.safetensors.index.json"
+expect 0 "run on bf16" -- gen "$work/bf16" "$work/f"
+expect 0 "run on sharded bf16" -- gen "$work/bf16s" "$work/g"
+same "$work/f" "$work/g" "sharded = unsharded"
+
+# errors: usage 2, input 3; nothing written, the existing directory untouched
+expect 2 "convert without --dtype" -- "$WANRUN" convert --model "$src" --out "$work/x"
+has "$err" "convert needs --model DIR --out DIR2 --dtype bf16\|fp8" "the missing flag named"
+expect 2 "convert --dtype fp16" -- "$WANRUN" convert --model "$src" --out "$work/x" --dtype fp16
+has "$err" "--dtype fp16: convert writes bf16 or fp8" "the bad dtype named"
+expect 2 "convert onto an existing directory" -- \
+    "$WANRUN" convert --model "$src" --out "$work/bf16" --dtype fp8
+has "$err" "--out .*/bf16 exists" "the existing directory named"
+expect 3 "convert a missing model" -- "$WANRUN" convert --model "$work/nope" --out "$work/x" \
+    --dtype bf16
+check "nothing written, no temporary" -- test -z "$(ls -A "$work" | grep -E '^(x|\..*wanrun-tmp)')"
+
+echo "convert cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
