@@ -393,6 +393,16 @@ static void print_configs(const wr_model_dir *md) {
                (long long)md->dit.attention_head_dim,
                (long long)(md->dit.num_attention_heads * md->dit.attention_head_dim),
                (long long)md->dit.ffn_dim, (long long)md->dit.text_dim);
+    if (md->has[WR_COMP_TRANSFORMER_2])
+        printf("transformer_2: %lld layers, %lld heads x %lld (D=%lld), ffn %lld, text_dim %lld\n",
+               (long long)md->dit2.num_layers, (long long)md->dit2.num_attention_heads,
+               (long long)md->dit2.attention_head_dim,
+               (long long)(md->dit2.num_attention_heads * md->dit2.attention_head_dim),
+               (long long)md->dit2.ffn_dim, (long long)md->dit2.text_dim);
+    if (md->boundary_ratio >= 0.0)
+        printf("two experts (Wan2.2): transformer/ for t >= %g x num_train_timesteps, "
+               "transformer_2/ below\n",
+               md->boundary_ratio);
     if (md->has[WR_COMP_TEXT_ENCODER])
         printf("text_encoder: %s, %lld layers, d_model %lld, %lld heads x %lld, d_ff %lld, vocab "
                "%lld\n",
@@ -443,13 +453,16 @@ static wr_status cmd_inspect(int argc, char **argv, int rank) {
         if (md == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
         st = wr_model_dir_open(md, path);
         if (st == WR_OK && !o.json && rank == 0) print_configs(md);
-        const wr_component comps[] = {WR_COMP_TRANSFORMER, WR_COMP_TEXT_ENCODER, WR_COMP_VAE};
-        for (int i = 0; st == WR_OK && i < 3; i++) {
+        const wr_component comps[] = {WR_COMP_TRANSFORMER, WR_COMP_TRANSFORMER_2,
+                                      WR_COMP_TEXT_ENCODER, WR_COMP_VAE};
+        for (int i = 0; st == WR_OK && i < 4; i++) {
             if (!md->has[comps[i]]) continue;
             char d[WR_PATH_CAP + 64];
             wr_model_dir_path(d, sizeof d, md, comps[i]);
             st = inspect_set(wr_component_name(comps[i]), d, &o, arr);
         }
+        if (root && st == WR_OK && md->boundary_ratio >= 0.0) /* Wan2.2's two experts */
+            cJSON_AddNumberToObject(root, "boundary_ratio", md->boundary_ratio);
         free(md);
     } else {
         st = inspect_set("weights", path, &o, arr);

@@ -87,5 +87,17 @@ expect 3 "convert a missing model" -- "$WANRUN" convert --model "$work/nope" --o
     --dtype bf16
 check "nothing written, no temporary" -- test -z "$(ls -A "$work" | grep -E '^(x|\..*wanrun-tmp)')"
 
+# inspect and plan know the two-expert layout
+expect 0 "inspect a two-expert directory" -- "$WANRUN" inspect "$src" --summary
+has "$out" "^transformer_2: 2 layers" "transformer_2's config shown"
+has "$out" "two experts \(Wan2.2\): transformer/ for t >= 0.875" "the boundary shown"
+has "$out" "^transformer_2: .*/transformer_2 \(1 file\)" "transformer_2's weights listed"
+expect 0 "plan --preset a14b" -- "$WANRUN" plan --preset a14b --size 1280x720 --frames 81
+has "$out" "^two experts \(Wan2.2\): one in device memory at a time" "the experts named"
+expect 0 "plan --preset 14b" -- "$WANRUN" plan --preset 14b --size 1280x720 --frames 81
+hasnt "$out" "two experts" "one expert"
+expect 2 "plan --preset a15b" -- "$WANRUN" plan --preset a15b
+has "$err" "--preset 1.3b\|14b\|a14b" "the presets listed"
+
 echo "convert cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
