@@ -11,7 +11,7 @@ packages=(
     libopenmpi-dev openmpi-bin
     check libsubunit-dev
     libopenblas-dev libopenblas-openmp-dev libcjson-dev libsentencepiece-dev
-    libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libpng-dev
+    libavcodec-dev libavformat-dev libswscale-dev libavutil-dev libpng-dev libjpeg-dev
     clang libclang-rt-dev clang-format
 )
 
