@@ -1,7 +1,8 @@
 /*
  * test_dit.c — the Wan DiT on the CPU backend against diffusers' WanTransformer3DModel, tap by
  * tap (tests/data/dit/<case>/io.safetensors from `tests/golden/gen_golden.py dit`), plus the
- * 1.3B / 14B tensor inventories counted from configs/ alone, and loader errors.
+ * 1.3B / 14B tensor inventories counted from configs/ alone, loader errors, and per-token
+ * timesteps (Wan2.2 TI2V, tests/data/dit/tokens: their own bounds, below).
  *
  * Tolerances (NMSE = sum((a-b)^2) / sum(b^2)): <= 1e-6 per tap up to the last block and
  * <= 1e-5 for the head and the output. How they were chosen: the generator measured fp32
@@ -24,6 +25,8 @@
 #include "harness.h"
 #include "kernels/backend.h"
 #include "models/dit.h"
+#include "parallel/comm.h"
+#include "vram/vram.h"
 
 static wr_backend *g_be;
 
@@ -542,6 +545,480 @@ START_TEST(test_upcast_once_per_block) {
 }
 END_TEST
 
+/* ---- per-token timesteps (Wan2.2 TI2V's expand_timesteps) ---- */
+
+/*
+ * tests/data/dit/tokens (gen_golden.py dit --only tokens): one model, three forwards of diffusers
+ * with a timestep [1, L]: ti2v (latent frame 0's tokens t = 0, the others 812.5, as WanPipeline
+ * builds it), pertoken (every token its own random t), uniform (812.5 everywhere).
+ *
+ * Bound (NMSE vs diffusers fp32, every tap), from the values printed here (2026-12-03, OpenBLAS
+ * 0.3.21 with its default kernel and OPENBLAS_CORETYPE=Haswell, Sandybridge, Prescott): temb and
+ * timestep_proj at most 4.9e-14, the blocks 4.4e-14, the head and the output 6.7e-14 (all three
+ * calls); bound 2e-13, 3x that. It is far below the 1e-6 / 1e-5 of the taps above, which are
+ * the size of fp32 error in general (this file's own fp32-vs-f64 output NMSE, the metadata's
+ * nmse_fp32_vs_f64.*: 2.7e-12 .. 6.2e-12); a timestep applied to the wrong tokens, or one for
+ * all of them, moves the output by ~1e-1 (the ti2v-vs-scalar NMSE printed below).
+ */
+#define TOKENS_MAX_NMSE 2e-13
+static const char *const k_token_calls[3] = {"ti2v", "pertoken", "uniform"};
+
+typedef struct tokens_case {
+    wr_st_file *io;
+    wr_tensor x, e;
+    int64_t L, nout, oshape[4];
+} tokens_case;
+
+static void tokens_open(tokens_case *tc, wr_dit *m) {
+    ck_assert_int_eq(wr_st_open(&tc->io, wr_test_data("dit/tokens/io.safetensors")), WR_OK);
+    const wr_st_tensor *lat = wr_st_find(tc->io, "input.hidden_states");
+    const wr_st_tensor *enc = wr_st_find(tc->io, "input.encoder_hidden_states");
+    ck_assert(lat && enc && lat->ndim == 5 && enc->ndim == 3);
+    const int64_t *ls = lat->shape;
+    tc->x = wr_tensor_make((void *)wr_st_tensor_data(lat), WR_DTYPE_F32, 4,
+                           (int64_t[]){ls[1], ls[2], ls[3], ls[4]});
+    tc->e = wr_tensor_make((void *)wr_st_tensor_data(enc), WR_DTYPE_F32, 2,
+                           (int64_t[]){enc->shape[1], enc->shape[2]});
+    const wr_dit_config *c = wr_dit_config_of(m);
+    tc->L =
+        (ls[2] / c->patch_size.v[0]) * (ls[3] / c->patch_size.v[1]) * (ls[4] / c->patch_size.v[2]);
+    tc->oshape[0] = c->out_channels, tc->oshape[1] = ls[2], tc->oshape[2] = ls[3];
+    tc->oshape[3] = ls[4];
+    tc->nout = c->out_channels * ls[2] * ls[3] * ls[4];
+}
+
+/* CALL.input.timestep: [1, L] f32 */
+static const float *tokens_t(const tokens_case *tc, const char *call) {
+    char key[64];
+    snprintf(key, sizeof key, "%s.input.timestep", call);
+    const wr_st_tensor *t = wr_st_find(tc->io, key);
+    ck_assert_msg(t && t->dtype == WR_DTYPE_F32 && t->nelem == tc->L, "%s", key);
+    return wr_st_tensor_data(t);
+}
+
+static wr_dit *tokens_load(void) {
+    wr_dit *m = NULL;
+    ck_assert_msg(wr_dit_load(&m, g_be, wr_test_data("dit/tokens/transformer")) == WR_OK, "%s",
+                  wr_error_detail());
+    return m;
+}
+
+/* One call's taps against the file: block.i, head, output (CALL.tap.*) and the t-independent
+ * ones (tap.*) row for row; temb and timestep_proj are ours [nk, X], one row per distinct
+ * timestep in the order of first appearance (dit.h), diffusers' [1, L, X]: row k(l) of ours
+ * against row l. */
+typedef struct tokens_check {
+    const wr_st_file *io;
+    const char *call;
+    const float *t;
+    int64_t L, nk; /* nk: temb's rows */
+    int checked, failed;
+    double worst;
+    char first_bad[64];
+} tokens_check;
+
+static void on_tokens_tap(void *ctx, const char *name, const wr_tensor *t) {
+    tokens_check *tc = ctx;
+    if (tc->failed) return;
+    char key[96];
+    const int per_call = strncmp(name, "block.", 6) == 0 || strcmp(name, "head") == 0 ||
+                         strcmp(name, "output") == 0 || strcmp(name, "temb") == 0 ||
+                         strcmp(name, "timestep_proj") == 0;
+    if (per_call)
+        snprintf(key, sizeof key, "%s.tap.%s", tc->call, name);
+    else
+        snprintf(key, sizeof key, "tap.%s", name);
+    const wr_st_tensor *ref = wr_st_find(tc->io, key);
+    if (ref == NULL) return;
+    const float *a = t->data, *b = wr_st_tensor_data(ref);
+    float *x = NULL; /* ours expanded to one row per token */
+    const int64_t n = ref->nelem;
+    if (strcmp(name, "temb") == 0 || strcmp(name, "timestep_proj") == 0) {
+        const int64_t X = n / tc->L, rows = wr_tensor_nelem(t) / X;
+        ck_assert_int_eq(rows * X, wr_tensor_nelem(t));
+        if (strcmp(name, "temb") == 0) tc->nk = rows;
+        x = malloc(sizeof(float) * (size_t)n);
+        uint32_t seen[4096];
+        int64_t ns = 0;
+        for (int64_t l = 0; l < tc->L; l++) {
+            uint32_t bits;
+            memcpy(&bits, &tc->t[l], sizeof bits);
+            int64_t k = 0;
+            while (k < ns && seen[k] != bits) k++;
+            if (k == ns) seen[ns++] = bits;
+            ck_assert_msg(k < rows, "%s: token %lld's timestep is distinct value %lld, %lld rows",
+                          key, (long long)l, (long long)k, (long long)rows);
+            memcpy(x + l * X, a + k * X, sizeof(float) * (size_t)X);
+        }
+        ck_assert_msg(ns == rows, "%s: %lld rows for %lld distinct timesteps", key, (long long)rows,
+                      (long long)ns);
+        a = x;
+    } else {
+        ck_assert_msg(wr_tensor_nelem(t) == n, "%s: %lld elements here, %lld in the file", key,
+                      (long long)wr_tensor_nelem(t), (long long)n);
+    }
+    int nan = 0;
+    for (int64_t i = 0; i < n; i++) nan |= !isfinite(a[i]);
+    const double e = wr_test_nmse(a, b, n);
+    const int bad = nan || !(e <= TOKENS_MAX_NMSE);
+    fprintf(stderr, "  %-26s nmse %.3e%s\n", key, e, bad ? "  <-- FAIL" : "");
+    if (e > tc->worst) tc->worst = e;
+    tc->checked++;
+    if (bad) {
+        tc->failed = 1;
+        snprintf(tc->first_bad, sizeof tc->first_bad, "%s", key);
+    }
+    free(x);
+}
+
+/* Every call against diffusers, tap by tap; temb's rows are the distinct timesteps. */
+START_TEST(test_tokens_golden) {
+    wr_dit *m = tokens_load();
+    tokens_case tc;
+    tokens_open(&tc, m);
+    ck_assert_int_eq(wr_dit_set_token_timesteps(m, tc.L), WR_OK);
+    ck_assert_int_eq(wr_dit_token_timesteps(m), tc.L);
+    float *o = malloc(sizeof(float) * (size_t)tc.nout);
+    wr_tensor out = wr_tensor_make(o, WR_DTYPE_F32, 4, tc.oshape);
+    const int64_t want_nk[3] = {2, tc.L, 1};
+    double worst = 0;
+    for (int c = 0; c < 3; c++) {
+        tokens_check ck = {.io = tc.io, .call = k_token_calls[c], .L = tc.L};
+        ck.t = tokens_t(&tc, ck.call);
+        fprintf(stderr, "dit/tokens %s\n", ck.call);
+        wr_dit_set_tap(m, on_tokens_tap, &ck);
+        ck_assert_msg(wr_dit_forward_tokens(m, &out, &tc.x, ck.t, tc.L, &tc.e, -1) == WR_OK, "%s",
+                      wr_error_detail());
+        wr_dit_set_tap(m, NULL, NULL);
+        ck_assert_msg(!ck.failed, "dit/tokens %s: first failing tap %s (bound %.0e)", ck.call,
+                      ck.first_bad, TOKENS_MAX_NMSE);
+        /* patch_embed, text_proj, temb, timestep_proj, the blocks, head, output */
+        ck_assert_msg(ck.checked == 6 + wr_dit_config_of(m)->num_layers,
+                      "dit/tokens %s: %d taps compared", ck.call, ck.checked);
+        ck_assert_int_eq(ck.nk, want_nk[c]);
+        if (ck.worst > worst) worst = ck.worst;
+    }
+    fprintf(stderr, "dit/tokens: worst tap nmse vs diffusers %.3e (bound %.0e)\n", worst,
+            TOKENS_MAX_NMSE);
+    free(o);
+    wr_st_close(tc.io);
+    wr_dit_free(m);
+}
+END_TEST
+
+/* The same timestep on every token is the scalar forward, bit for bit (one distinct value, one
+ * run: the same ops on the same shapes), in both compute dtypes, on the same model and on one
+ * without per-token rows planned; the planned row count does not change a result; the text
+ * cache works alike; and the per-token timesteps really matter (ti2v is not the scalar t). */
+START_TEST(test_tokens_uniform_is_scalar) {
+    wr_dit *m = tokens_load(), *r = tokens_load();
+    tokens_case tc;
+    tokens_open(&tc, m);
+    const float *uni = tokens_t(&tc, "uniform"), *ti2v = tokens_t(&tc, "ti2v");
+    const float t = uni[0];
+    const size_t nb = sizeof(float) * (size_t)tc.nout;
+    float *o1 = malloc(nb), *o2 = malloc(nb), *o3 = malloc(nb);
+    wr_tensor a = wr_tensor_make(o1, WR_DTYPE_F32, 4, tc.oshape);
+    wr_tensor b = a, c = a;
+    b.data = o2, c.data = o3;
+    const wr_dtype dts[2] = {WR_DTYPE_F32, WR_DTYPE_BF16};
+    for (int d = 0; d < 2; d++) {
+        ck_assert_int_eq(wr_dit_set_compute_dtype(m, dts[d]), WR_OK);
+        ck_assert_int_eq(wr_dit_set_compute_dtype(r, dts[d]), WR_OK);
+        ck_assert_int_eq(wr_dit_set_token_timesteps(m, tc.L), WR_OK);
+        ck_assert_int_eq(wr_dit_forward_tokens(m, &a, &tc.x, uni, tc.L, &tc.e, -1), WR_OK);
+        ck_assert_int_eq(wr_dit_forward(m, &b, &tc.x, t, &tc.e), WR_OK);
+        ck_assert_int_eq(wr_dit_forward(r, &c, &tc.x, t, &tc.e), WR_OK);
+        ck_assert_msg(memcmp(o1, o2, nb) == 0, "%s: uniform per-token != scalar (nmse %.3g)",
+                      wr_dtype_name(dts[d]), wr_test_nmse(o1, o2, tc.nout));
+        ck_assert_msg(memcmp(o1, o3, nb) == 0,
+                      "%s: uniform per-token != scalar of a model "
+                      "without per-token rows (nmse %.3g)",
+                      wr_dtype_name(dts[d]), wr_test_nmse(o1, o3, tc.nout));
+        /* one distinct value needs no planned rows */
+        ck_assert_int_eq(wr_dit_forward_tokens(r, &c, &tc.x, uni, tc.L, &tc.e, -1), WR_OK);
+        ck_assert(memcmp(o1, o3, nb) == 0);
+        /* ti2v: 2 rows planned or L, the same bits; not the scalar forward's */
+        ck_assert_int_eq(wr_dit_forward_tokens(m, &a, &tc.x, ti2v, tc.L, &tc.e, -1), WR_OK);
+        ck_assert_int_eq(wr_dit_set_token_timesteps(r, 2), WR_OK);
+        ck_assert_int_eq(wr_dit_forward_tokens(r, &c, &tc.x, ti2v, tc.L, &tc.e, -1), WR_OK);
+        ck_assert(memcmp(o1, o3, nb) == 0);
+        const double dt = wr_test_nmse(o1, o2, tc.nout);
+        ck_assert_msg(dt > 1e-4, "%s: ti2v's output is the scalar t's (nmse %.3g)",
+                      wr_dtype_name(dts[d]), dt);
+        /* the text cache: a slot filled by a per-token forward, reused by the next */
+        ck_assert_int_eq(wr_dit_set_text_cache(r, 1), WR_OK);
+        for (int k = 0; k < 2; k++) {
+            ck_assert_int_eq(wr_dit_forward_tokens(r, &c, &tc.x, ti2v, tc.L, &tc.e, 0), WR_OK);
+            ck_assert(memcmp(o1, o3, nb) == 0);
+        }
+        ck_assert_int_eq(wr_dit_set_text_cache(r, 0), WR_OK);
+        ck_assert_int_eq(wr_dit_set_token_timesteps(r, 0), WR_OK);
+        fprintf(stderr, "%s: uniform per-token == scalar bitwise; ti2v vs scalar nmse %.3e\n",
+                wr_dtype_name(dts[d]), dt);
+    }
+    free(o1);
+    free(o2);
+    free(o3);
+    wr_st_close(tc.io);
+    wr_dit_free(m);
+    wr_dit_free(r);
+}
+END_TEST
+
+START_TEST(test_tokens_errors) {
+    wr_dit *m = tokens_load();
+    tokens_case tc;
+    tokens_open(&tc, m);
+    float *o = malloc(sizeof(float) * (size_t)tc.nout);
+    wr_tensor out = wr_tensor_make(o, WR_DTYPE_F32, 4, tc.oshape);
+    const float *ti2v = tokens_t(&tc, "ti2v"), *pert = tokens_t(&tc, "pertoken");
+    ck_assert_int_eq(wr_dit_set_token_timesteps(m, -1), WR_ERR_INVALID_ARG);
+    ck_assert_int_eq(wr_dit_set_token_timesteps(m, tc.L), WR_OK);
+    /* the wrong length, named with the latent's token count */
+    char want[96];
+    const int64_t bad[2] = {tc.L - 1, tc.L + 1};
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(wr_dit_forward_tokens(m, &out, &tc.x, ti2v, bad[k], &tc.e, -1),
+                         WR_ERR_INVALID_ARG);
+        const char *d = wr_error_detail();
+        snprintf(want, sizeof want, "t_tokens holds %lld values, the latent %lld tokens",
+                 (long long)bad[k], (long long)tc.L);
+        ck_assert_msg(strstr(d, want) != NULL, "%s", d);
+    }
+    ck_assert_int_eq(wr_dit_forward_tokens(m, &out, &tc.x, NULL, tc.L, &tc.e, -1),
+                     WR_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(wr_error_detail(), "t_tokens") != NULL, "%s", wr_error_detail());
+    /* more distinct timesteps than planned for: an error naming the setting, then the model
+     * still works */
+    ck_assert_int_eq(wr_dit_set_token_timesteps(m, 2), WR_OK);
+    ck_assert_int_eq(wr_dit_forward_tokens(m, &out, &tc.x, pert, tc.L, &tc.e, -1),
+                     WR_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(wr_error_detail(), "more than 2 distinct") != NULL &&
+                      strstr(wr_error_detail(), "wr_dit_set_token_timesteps") != NULL,
+                  "%s", wr_error_detail());
+    ck_assert_int_eq(wr_dit_forward_tokens(m, &out, &tc.x, ti2v, tc.L, &tc.e, -1), WR_OK);
+    ck_assert_int_eq(wr_dit_set_token_timesteps(m, 0), WR_OK);
+    ck_assert_int_eq(wr_dit_forward_tokens(m, &out, &tc.x, ti2v, tc.L, &tc.e, -1),
+                     WR_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(wr_error_detail(), "more than 1 distinct") != NULL, "%s",
+                  wr_error_detail());
+    free(o);
+    wr_st_close(tc.io);
+    wr_dit_free(m);
+}
+END_TEST
+
+/* One buffer's carve: n floats rounded up to 16 (64-byte starts). */
+static size_t carve_floats(int64_t n) {
+    return (size_t)((n + 15) & ~(int64_t)15);
+}
+
+/* The per-token rows in the plan: min(n, ceil(L / P)) rows of the sinusoid, temb, its SiLU,
+ * linear_1's output, timestep_proj, a block's modulation and the head's, counted alike from the
+ * model and its config, and what a forward really allocates (a pool's activations). */
+START_TEST(test_tokens_workspace) {
+    wr_dit *m = tokens_load();
+    tokens_case tc;
+    tokens_open(&tc, m);
+    const wr_dit_config *c = wr_dit_config_of(m);
+    const int64_t L = tc.L, S = tc.e.shape[0], D = c->num_attention_heads * c->attention_head_dim;
+    const size_t base = wr_dit_workspace_bytes(m, L, S);
+    ck_assert_uint_eq(base,
+                      wr_dit_plan_workspace_tokens(c, L, S, 1, WR_CP_AUTO, WR_DTYPE_F32, 0, 0));
+    const int64_t ns[5] = {1, 2, 7, L, 1000};
+    for (int i = 0; i < 5; i++)
+        for (int P = 1; P <= 3; P++) {
+            const int64_t Ls = (L + P - 1) / P, K = ns[i] < Ls ? ns[i] : Ls;
+            const size_t rows = carve_floats(K * c->freq_dim) + 3 * carve_floats(K * D) +
+                                2 * carve_floats(K * 6 * D) + carve_floats(K * 2 * D);
+            const size_t one = carve_floats(c->freq_dim) + 3 * carve_floats(D) +
+                               2 * carve_floats(6 * D) + carve_floats(2 * D);
+            const size_t p0 = wr_dit_plan_workspace_ex(c, L, S, P, WR_CP_RING, WR_DTYPE_F32, 0);
+            const size_t pn =
+                wr_dit_plan_workspace_tokens(c, L, S, P, WR_CP_RING, WR_DTYPE_F32, 0, ns[i]);
+            ck_assert_uint_eq(pn - p0, sizeof(float) * (rows - one));
+        }
+    ck_assert_int_eq(wr_dit_set_compute_dtype(m, WR_DTYPE_BF16), WR_OK);
+    ck_assert_int_eq(wr_dit_set_text_cache(m, 2), WR_OK);
+    ck_assert_int_eq(wr_dit_set_token_timesteps(m, 2), WR_OK);
+    ck_assert_uint_eq(wr_dit_workspace_bytes(m, L, S),
+                      wr_dit_plan_workspace_tokens(c, L, S, 1, WR_CP_AUTO, WR_DTYPE_BF16, 2, 2));
+    ck_assert_int_eq(wr_dit_set_text_cache(m, 0), WR_OK);
+    ck_assert_int_eq(wr_dit_set_compute_dtype(m, WR_DTYPE_F32), WR_OK);
+    /* measured: the pool's activations after a per-token forward are the count */
+    wr_vram *v = NULL;
+    ck_assert_int_eq(wr_vram_create(&v, g_be, 0), WR_OK);
+    ck_assert_int_eq(wr_dit_set_vram(m, v, -1), WR_OK);
+    float *o = malloc(sizeof(float) * (size_t)tc.nout);
+    wr_tensor out = wr_tensor_make(o, WR_DTYPE_F32, 4, tc.oshape);
+    const int64_t set[2] = {2, L};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(wr_dit_set_token_timesteps(m, set[i]), WR_OK);
+        ck_assert_int_eq(wr_dit_forward_tokens(m, &out, &tc.x, tokens_t(&tc, "ti2v"), L, &tc.e, -1),
+                         WR_OK);
+        wr_vram_stats st;
+        wr_vram_get_stats(v, &st);
+        ck_assert_uint_eq(st.current[WR_MEM_ACTIVATIONS], wr_dit_workspace_bytes(m, L, S));
+        ck_assert_uint_eq(
+            st.current[WR_MEM_ACTIVATIONS],
+            wr_dit_plan_workspace_tokens(c, L, S, 1, WR_CP_AUTO, WR_DTYPE_F32, 0, set[i]));
+    }
+    ck_assert_int_eq(wr_dit_set_vram(m, NULL, 0), WR_OK);
+    wr_vram_free_pool(v);
+    free(o);
+    wr_st_close(tc.io);
+    wr_dit_free(m);
+}
+END_TEST
+
+/* A latent of L = 1040 tokens (5 x 16 x 13 patches: more than the FFN's 1024-row chunk),
+ * values from a fixed xorshift; *x owns the buffer. */
+static float *tokens_big_latent(wr_tensor *x) {
+    const int64_t n = 16 * 5 * 32 * 26;
+    float *b = malloc(sizeof(float) * (size_t)n);
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    for (int64_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        b[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+    }
+    *x = wr_tensor_make(b, WR_DTYPE_F32, 4, (int64_t[]){16, 5, 32, 26});
+    return b;
+}
+
+static int g_temb_rows;
+static void count_temb_rows(void *ctx, const char *name, const wr_tensor *t) {
+    (void)ctx;
+    if (strcmp(name, "temb") == 0) g_temb_rows = (int)t->shape[0];
+}
+
+/* The runs: how tokens group into runs of one timestep does not change a bit. On L = 1040
+ * (two FFN chunks, [0, 1024) and [1024, 1040)): frame 0's 208 tokens t = +0 then -0 (104 each),
+ * 812.5 up to token 1024, then +0 and -0 again (8 each): five runs, three in the first chunk, two
+ * in the second; against the same with every +0/-0 stretch alternating +0, -0 (225 runs). +0 and
+ * -0 are distinct timesteps (by bits) with the same sinusoid up to a zero's sign
+ * (sin(-0) = -0 adds nothing) and so the same embedding; both patterns have the same three
+ * distinct values in the same order (the embedding GEMMs the same rows: a third value, or
+ * another order, could change a row's bits, ~5e-14). Every run boundary inside a chunk (the GEMM
+ * over the chunk, then each run's gated residual) must give what the long runs give. */
+START_TEST(test_tokens_runs) {
+    wr_dit *m = tokens_load();
+    tokens_case tc;
+    tokens_open(&tc, m);
+    wr_tensor x;
+    float *xb = tokens_big_latent(&x);
+    const int64_t L = 1040, frame = 208;
+    float *ta = malloc(sizeof(float) * L), *tb = malloc(sizeof(float) * L);
+    for (int64_t i = 0; i < L; i++) {
+        const int zero = i < frame || i >= 1024, neg = i < frame ? i >= frame / 2 : i >= 1032;
+        ta[i] = zero ? (neg ? -0.0f : 0.0f) : 812.5f;
+        tb[i] = zero ? (i % 2 ? -0.0f : 0.0f) : 812.5f;
+    }
+    const int64_t no = 16 * 5 * 32 * 26;
+    float *oa = malloc(sizeof(float) * no), *ob = malloc(sizeof(float) * no);
+    wr_tensor out = wr_tensor_make(oa, WR_DTYPE_F32, 4, (int64_t[]){16, 5, 32, 26});
+    ck_assert_int_eq(wr_dit_set_token_timesteps(m, 3), WR_OK);
+    wr_dit_set_tap(m, count_temb_rows, NULL);
+    ck_assert_msg(wr_dit_forward_tokens(m, &out, &x, ta, L, &tc.e, -1) == WR_OK, "%s",
+                  wr_error_detail());
+    ck_assert_int_eq(g_temb_rows, 3);
+    out.data = ob;
+    ck_assert_int_eq(wr_dit_forward_tokens(m, &out, &x, tb, L, &tc.e, -1), WR_OK);
+    ck_assert_int_eq(g_temb_rows, 3);
+    wr_dit_set_tap(m, NULL, NULL);
+    ck_assert_msg(memcmp(oa, ob, sizeof(float) * no) == 0,
+                  "225 runs differ from 5 runs of the same values (nmse %.3g)",
+                  wr_test_nmse(ob, oa, no));
+    free(ta);
+    free(tb);
+    free(oa);
+    free(ob);
+    free(xb);
+    wr_st_close(tc.io);
+    wr_dit_free(m);
+}
+END_TEST
+
+/* Context parallelism over every rank of the job (1 under ctest; run by hand with
+ * `CK_RUN_CASE=tokens_cp mpiexec -n 2|3|4 tests/test_dit`): each rank analyses and embeds its own
+ * shard's timesteps (ti2v at P = 4: rank 0 all t = 0, rank 1 both values, the last one padding);
+ * every mode against one rank (bitwise at P = 1, else WR_TEST_CP_NMSE as test_cp) and diffusers. */
+START_TEST(test_tokens_cp) {
+    wr_world world;
+    wr_groups groups;
+    ck_assert_int_eq(wr_world_init(&world, NULL, NULL), WR_OK);
+    wr_layout lay = {.cfg = 1, .cp = world.size};
+    ck_assert_msg(wr_groups_create(&groups, &world, lay, -1) == WR_OK, "%s", wr_error_detail());
+    const int P = wr_comm_size(groups.cp);
+    wr_dit *m = tokens_load();
+    tokens_case tc;
+    tokens_open(&tc, m);
+    ck_assert_int_eq(wr_dit_set_token_timesteps(m, tc.L), WR_OK);
+    const size_t nb = sizeof(float) * (size_t)tc.nout;
+    float *ref = malloc(nb), *got = malloc(nb);
+    wr_tensor out = wr_tensor_make(ref, WR_DTYPE_F32, 4, tc.oshape);
+    const int64_t NH = wr_dit_config_of(m)->num_attention_heads;
+    for (int c = 0; c < 3; c++) {
+        const float *t = tokens_t(&tc, k_token_calls[c]);
+        char key[64];
+        snprintf(key, sizeof key, "%s.tap.output", k_token_calls[c]);
+        const float *gold = wr_st_tensor_data(wr_st_find(tc.io, key));
+        ck_assert_int_eq(wr_dit_set_parallel(m, NULL, WR_CP_AUTO), WR_OK);
+        out.data = ref;
+        ck_assert_int_eq(wr_dit_forward_tokens(m, &out, &tc.x, t, tc.L, &tc.e, -1), WR_OK);
+        const wr_cp_mode modes[2] = {WR_CP_RING, WR_CP_ULYSSES};
+        for (int k = 0; k < 2; k++) {
+            if (modes[k] == WR_CP_ULYSSES && NH % P != 0) continue;
+            ck_assert_int_eq(wr_dit_set_parallel(m, groups.cp, modes[k]), WR_OK);
+            out.data = got;
+            ck_assert_msg(wr_dit_forward_tokens(m, &out, &tc.x, t, tc.L, &tc.e, -1) == WR_OK, "%s",
+                          wr_error_detail());
+            const double e1 = wr_test_nmse(got, ref, tc.nout),
+                         eg = wr_test_nmse(got, gold, tc.nout);
+            if (P == 1)
+                ck_assert_msg(memcmp(got, ref, nb) == 0, "%s P=1: not bitwise", k_token_calls[c]);
+            ck_assert_msg(e1 <= WR_TEST_CP_NMSE && eg <= TOKENS_MAX_NMSE,
+                          "%s P=%d %s: nmse %.3g vs one rank, %.3g vs diffusers", k_token_calls[c],
+                          P, wr_cp_mode_name(modes[k]), e1, eg);
+            if (wr_test_rank() == 0)
+                fprintf(stderr,
+                        "dit/tokens %s P=%d %-7s nmse vs one rank %.3e, vs diffusers %.3e\n",
+                        k_token_calls[c], P, wr_cp_mode_name(modes[k]), e1, eg);
+        }
+    }
+    /* L = 1040, a timestep per latent frame (the last frame's run crosses the FFN's chunk
+     * boundary at P = 1; the shards are one chunk each): P ranks against one */
+    wr_tensor xl;
+    float *xb = tokens_big_latent(&xl);
+    const int64_t L = 1040, no = 16 * 5 * 32 * 26;
+    float *tl = malloc(sizeof(float) * L), *r2 = malloc(sizeof(float) * no),
+          *g2 = malloc(sizeof(float) * no);
+    for (int64_t i = 0; i < L; i++) tl[i] = 999.0f - 231.25f * (float)(i / 208);
+    wr_tensor o2 = wr_tensor_make(r2, WR_DTYPE_F32, 4, (int64_t[]){16, 5, 32, 26});
+    ck_assert_int_eq(wr_dit_set_parallel(m, NULL, WR_CP_AUTO), WR_OK);
+    ck_assert_int_eq(wr_dit_forward_tokens(m, &o2, &xl, tl, L, &tc.e, -1), WR_OK);
+    ck_assert_int_eq(wr_dit_set_parallel(m, groups.cp, WR_CP_AUTO), WR_OK);
+    o2.data = g2;
+    ck_assert_int_eq(wr_dit_forward_tokens(m, &o2, &xl, tl, L, &tc.e, -1), WR_OK);
+    const double e2 = wr_test_nmse(g2, r2, no);
+    ck_assert_msg(P > 1 ? e2 <= WR_TEST_CP_NMSE : memcmp(g2, r2, sizeof(float) * no) == 0,
+                  "L=1040 per frame P=%d: nmse %.3g vs one rank", P, e2);
+    if (wr_test_rank() == 0)
+        fprintf(stderr, "dit/tokens L=1040 per-frame P=%d %-7s nmse vs one rank %.3e\n", P,
+                wr_cp_mode_name(wr_dit_cp_mode(m)), e2);
+    ck_assert_int_eq(wr_dit_set_parallel(m, NULL, WR_CP_AUTO), WR_OK);
+    free(tl);
+    free(r2);
+    free(g2);
+    free(xb);
+    free(ref);
+    free(got);
+    wr_st_close(tc.io);
+    wr_dit_free(m);
+    wr_groups_free(&groups);
+}
+END_TEST
+
 /* ---- loader errors ---- */
 
 START_TEST(test_missing_and_misshaped) {
@@ -613,6 +1090,15 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_text_cache);
     tcase_add_test(tc, test_upcast_once_per_block);
     tcase_add_test(tc, test_missing_and_misshaped);
+    tcase_add_test(tc, test_tokens_golden);
+    tcase_add_test(tc, test_tokens_uniform_is_scalar);
+    tcase_add_test(tc, test_tokens_errors);
+    tcase_add_test(tc, test_tokens_workspace);
+    tcase_add_test(tc, test_tokens_runs);
     suite_add_tcase(s, tc);
+    TCase *cp = tcase_create("tokens_cp");
+    tcase_add_checked_fixture(cp, setup, teardown);
+    tcase_add_test(cp, test_tokens_cp);
+    suite_add_tcase(s, cp);
     return s;
 }

@@ -134,6 +134,12 @@ void wr_dit_original_name(char *out, size_t cap, const char *name) {
 
 /* ---- the model ---- */
 
+/* Tokens [r0, r0 + n) of a shard, consecutive, all with the k-th distinct timestep of the
+ * forward (per-token timesteps; the scalar forward is one run of every token, k = 0). */
+typedef struct dit_run {
+    int64_t r0, n, k;
+} dit_run;
+
 struct wr_dit {
     wr_backend *be;
     wr_dit_config cfg;
@@ -165,10 +171,18 @@ struct wr_dit {
      * itself always stays host memory: the streamer copies from it. */
     wr_dev_arena barena;
     wr_dit_block *dev_blocks;
-    /* host staging of what the forward computes on the host: the timestep sinusoid
-     * [freq_dim], the RoPE tables (cos then sin, [L, HD/2] each) and a tap's download */
+    /* host staging of what the forward computes on the host: the timestep sinusoids
+     * [K, freq_dim] (one per distinct timestep), the RoPE tables (cos then sin, [L, HD/2] each)
+     * and a tap's download */
     float *h_sinus, *h_rope;
-    size_t h_rope_cap; /* floats */
+    size_t h_sinus_cap, h_rope_cap; /* floats */
+    /* per-token timesteps (wr_dit_set_token_timesteps): the most distinct values planned for
+     * (0: the scalar forward only), and the host analysis of a forward's shard: its distinct
+     * values [<= L] and its runs of equal consecutive tokens [<= L] */
+    int64_t tt_n;
+    float *h_tval;
+    dit_run *h_trun;
+    int64_t h_tcap; /* entries of each */
     void *tap_buf;
     size_t tap_cap; /* bytes */
     /* The per-block upcast (DESIGN.md §4's computation state): a block whose matrices are
@@ -387,7 +401,8 @@ wr_status wr_dit_load_ex(wr_dit **out, wr_backend *be, const char *dir, const wr
     m->original_names = wr_st_set_find(m->weights, "time_embedding.0.weight") != NULL ||
                         wr_st_set_find(m->weights, "head.head.weight") != NULL;
     m->blocks = calloc((size_t)m->cfg.num_layers, sizeof *m->blocks);
-    m->h_sinus = malloc(sizeof(float) * (size_t)(m->cfg.freq_dim > 0 ? m->cfg.freq_dim : 1));
+    m->h_sinus_cap = (size_t)(m->cfg.freq_dim > 0 ? m->cfg.freq_dim : 1);
+    m->h_sinus = malloc(sizeof(float) * m->h_sinus_cap);
     if (m->blocks == NULL || m->h_sinus == NULL) {
         st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory loading %s", dir);
         goto fail;
@@ -426,6 +441,8 @@ void wr_dit_free(wr_dit *m) {
     dev_blocks_free(m);
     wr_loader_free(&m->ld);
     free(m->h_sinus);
+    free(m->h_tval);
+    free(m->h_trun);
     free(m->h_rope);
     free(m->tap_buf);
     free(m->upc_idx);
@@ -626,6 +643,19 @@ void wr_dit_text_cache_clear(wr_dit *m) {
     for (int i = 0; i < m->tc_n; i++) m->tc_full[i] = 0;
 }
 
+wr_status wr_dit_set_token_timesteps(wr_dit *m, int64_t n_distinct) {
+    if (n_distinct < 0)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "DiT per-token timesteps: %lld distinct values",
+                       (long long)n_distinct);
+    if (n_distinct != m->tt_n) wr_dit_release_workspace(m); /* the modulation rows change */
+    m->tt_n = n_distinct;
+    return WR_OK;
+}
+
+int64_t wr_dit_token_timesteps(const wr_dit *m) {
+    return m->tt_n;
+}
+
 wr_status wr_dit_acquire(wr_dit *m, int64_t i, const wr_dit_block **out) {
     WR_ASSERT(i >= 0 && i < m->cfg.num_layers);
     if (m->vram == NULL) {
@@ -676,16 +706,18 @@ static wr_status tap(wr_dit *m, const char *name, const wr_tensor *t) {
  * is that of h, q, k, v, a, ffn, kc, vc and the context-parallel q/k/v/out buffers: what the
  * GEMMs and the attention read; everything else is f32. */
 typedef struct dit_acts {
-    wr_tensor x, h, q, k, v, a;   /* [L, D] */
-    wr_tensor ffn;                /* [min(L, FFN_CHUNK), FF] */
-    wr_tensor hf, ff;             /* [L, D] f32 results on their way into x or h (see plan) */
-    wr_tensor o;                  /* [L, D] ring attention's running output (see plan) */
-    wr_tensor ctx, kc, vc, th;    /* [S, D] */
-    wr_tensor sinus;              /* [freq_dim] */
-    wr_tensor temb, temb_act, t1; /* [D] */
-    wr_tensor e6;                 /* [6, D] */
-    wr_tensor mod;                /* [6, D] per block */
-    wr_tensor mod_out;            /* [2, D] */
+    wr_tensor x, h, q, k, v, a; /* [L, D] */
+    wr_tensor ffn;              /* [min(L, FFN_CHUNK), FF] */
+    wr_tensor hf, ff;           /* [L, D] f32 results on their way into x or h (see plan) */
+    wr_tensor o;                /* [L, D] ring attention's running output (see plan) */
+    wr_tensor ctx, kc, vc, th;  /* [S, D] */
+    /* the modulation, one row per distinct timestep: K rows planned (1 for the scalar forward,
+     * up to wr_dit_set_token_timesteps' count), the forward's first nk used */
+    wr_tensor sinus;              /* [K, freq_dim] */
+    wr_tensor temb, temb_act, t1; /* [K, D] */
+    wr_tensor e6;                 /* [K, 6, D] timestep_proj */
+    wr_tensor mod;                /* [K, 6, D] per block: scale_shift_table + e6 */
+    wr_tensor mod_out;            /* [K, 2, D] the head's: scale_shift_table + temb */
     wr_tensor cos, sin;           /* [L, HD/2] */
     wr_tensor head;               /* [L, Cout*pt*ph*pw] */
     /* context parallelism (L above is this rank's Ls tokens) */
@@ -701,7 +733,15 @@ typedef struct dit_acts {
     wr_tensor encin;       /* [S, text_dim] the text */
     wr_tensor outd;        /* [Cout * F * H * W] the velocity */
     int64_t Lg, n0, nreal; /* global tokens, this shard's first token and real tokens */
+    const dit_run *runs;   /* this shard's runs of equal timesteps, in token order */
+    int64_t nruns, nk;     /* runs, distinct timesteps (rows of the modulation used) */
 } dit_acts;
+
+/* Rows of the modulation tables planned for L tokens of a shard: one per distinct timestep a
+ * forward may hold there (a shard's values are at most its tokens: padding repeats the last). */
+static int64_t tt_rows(const wr_dit *m, int64_t L) {
+    return m->tt_n <= 1 ? 1 : m->tt_n < L ? m->tt_n : L;
+}
 
 /* The workspace's regions for L tokens of this rank out of Lg, S text rows. */
 static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t Lg, int64_t S, dit_acts *a) {
@@ -730,13 +770,14 @@ static void plan(wr_carve *c, const wr_dit *m, int64_t L, int64_t Lg, int64_t S,
     a->kc = WR_TAKE_AS(c, cd, S, D);
     a->vc = WR_TAKE_AS(c, cd, S, D);
     a->th = WR_TAKE(c, S, D);
-    a->sinus = WR_TAKE(c, m->cfg.freq_dim);
-    a->temb = WR_TAKE(c, D);
-    a->temb_act = WR_TAKE(c, D);
-    a->t1 = WR_TAKE(c, D);
-    a->e6 = WR_TAKE(c, 6, D);
-    a->mod = WR_TAKE(c, 6, D);
-    a->mod_out = WR_TAKE(c, 2, D);
+    const int64_t K = tt_rows(m, L); /* 1: the sizes of the scalar forward's [D], [6, D] ... */
+    a->sinus = WR_TAKE(c, K, m->cfg.freq_dim);
+    a->temb = WR_TAKE(c, K, D);
+    a->temb_act = WR_TAKE(c, K, D);
+    a->t1 = WR_TAKE(c, K, D);
+    a->e6 = WR_TAKE(c, K, 6, D);
+    a->mod = WR_TAKE(c, K, 6, D);
+    a->mod_out = WR_TAKE(c, K, 2, D);
     a->cos = WR_TAKE(c, L, m->HD / 2);
     a->sin = WR_TAKE(c, L, m->HD / 2);
     a->head = WR_TAKE(c, L, P);
@@ -775,6 +816,12 @@ size_t wr_dit_plan_workspace(const wr_dit_config *cfg, int64_t tokens, int64_t t
 
 size_t wr_dit_plan_workspace_ex(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows, int P,
                                 wr_cp_mode mode, wr_dtype compute, int text_cache) {
+    return wr_dit_plan_workspace_tokens(cfg, tokens, text_rows, P, mode, compute, text_cache, 0);
+}
+
+size_t wr_dit_plan_workspace_tokens(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows,
+                                    int P, wr_cp_mode mode, wr_dtype compute, int text_cache,
+                                    int64_t t_distinct) {
     wr_dit m = {0}; /* just the dimensions and settings plan() and the text cache read */
     m.cfg = *cfg;
     m.NH = cfg->num_attention_heads, m.HD = cfg->attention_head_dim, m.D = m.NH * m.HD;
@@ -785,6 +832,7 @@ size_t wr_dit_plan_workspace_ex(const wr_dit_config *cfg, int64_t tokens, int64_
                                   : mode;
     m.cdt = compute;
     m.tc_n = text_cache > 0 ? text_cache : 0;
+    m.tt_n = t_distinct > 0 ? t_distinct : 0;
     return plan_bytes(&m, tokens, text_rows); /* the planner counts the upcast on its own */
 }
 
@@ -1068,22 +1116,89 @@ static wr_status attention_ring(wr_dit *m, dit_acts *a, const wr_attn_params *ap
     return WR_OK;
 }
 
+/* ---- per-token modulation: runs of equal timesteps ---- */
+
+/* The run holding row r of the shard (the runs cover [0, L) in order). */
+static int64_t run_at(const dit_acts *a, int64_t r) {
+    int64_t lo = 0, hi = a->nruns - 1;
+    while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (a->runs[mid].r0 + a->runs[mid].n <= r)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* diffusers `norm(x.float()) * (1 + scale) + shift` with the scale and shift of each token's
+ * timestep: per run, rows js (scale) and jh (shift) of its modulation (mod [K, n, D]), over the
+ * run's rows. One run (the scalar forward, one timestep): the one call over every row. tmp: as
+ * wr_op_layer_norm_modulate's ([L, D] f32), sliced alike. */
+static wr_status ln_modulate_runs(wr_dit *m, const dit_acts *a, wr_tensor *y, const wr_tensor *x,
+                                  const wr_tensor *mod, int64_t js, int64_t jh, wr_tensor *tmp) {
+    const float eps = (float)m->cfg.eps;
+    for (int64_t i = 0; i < a->nruns; i++) {
+        const dit_run *r = &a->runs[i];
+        const wr_tensor mk = row(mod, r->k); /* [n, D] */
+        wr_tensor scale = row(&mk, js), shift = row(&mk, jh), ys, xs, ts;
+        WR_TRY(wr_tensor_slice0(&ys, y, r->r0, r->n)); /* [run, D] */
+        WR_TRY(wr_tensor_slice0(&xs, x, r->r0, r->n));
+        WR_TRY(wr_tensor_slice0(&ts, tmp, r->r0, r->n));
+        WR_TRY(wr_op_layer_norm_modulate(m->be, &ys, &xs, &scale, &shift, eps, &ts));
+    }
+    return WR_OK;
+}
+
+/* x += linear(act) * gate for rows [r0, r0 + nr) of the shard (x, act and tmp [nr, *] are those
+ * rows), the gate row jg of each token's modulation. Rows of one run: the fused op with that
+ * run's gate, the call the scalar forward makes; rows of several: the one GEMM into tmp (the
+ * fused op's own first half, so every row's product has the bits it has there), then each run's
+ * gated residual over its rows. */
+static wr_status lin_residual_runs(wr_dit *m, const dit_acts *a, wr_tensor *x, const wr_tensor *act,
+                                   const wr_linear *l, const wr_tensor *mod, int64_t jg,
+                                   wr_tensor *tmp, int64_t r0) {
+    const int64_t nr = x->shape[0];
+    int64_t i = run_at(a, r0);
+    if (a->runs[i].r0 + a->runs[i].n >= r0 + nr) {
+        const wr_tensor mk = row(mod, a->runs[i].k);
+        const wr_tensor gate = row(&mk, jg); /* [D] */
+        return lin_residual(m->be, x, act, l, &gate, tmp);
+    }
+    WR_TRY(lin(m->be, tmp, act, l)); /* tmp: [nr, D] */
+    for (; i < a->nruns && a->runs[i].r0 < r0 + nr; i++) {
+        const dit_run *r = &a->runs[i];
+        const int64_t s = r->r0 > r0 ? r->r0 : r0;
+        const int64_t e = r->r0 + r->n < r0 + nr ? r->r0 + r->n : r0 + nr;
+        const wr_tensor mk = row(mod, r->k);
+        wr_tensor gate = row(&mk, jg), xs, ts;
+        WR_TRY(wr_tensor_slice0(&xs, x, s - r0, e - s)); /* [e - s, D] */
+        WR_TRY(wr_tensor_slice0(&ts, tmp, s - r0, e - s));
+        WR_TRY(wr_op_gated_residual(m->be, &xs, &ts, &gate));
+    }
+    return WR_OK;
+}
+
 /* diffusers WanTransformerBlock.forward. kc, vc [S, D]: the text's cross-attention keys and
- * values, computed from a->ctx when text_kv (else already there: the text cache). */
+ * values, computed from a->ctx when text_kv (else already there: the text cache). The
+ * modulation per token (temb.ndim == 4, Wan2.2 TI2V) or per forward (ndim 3) is one code path:
+ * a row of a->mod per distinct timestep, applied over each run of tokens that have it. */
 static wr_status block_forward(wr_dit *m, const wr_dit_block *b, dit_acts *a, wr_tensor *kc,
                                wr_tensor *vc, int text_kv) {
     wr_backend *be = m->be;
     const float eps = (float)m->cfg.eps;
     const wr_attn_params ap = {.scale = 1.0f / sqrtf((float)m->HD)};
-    /* m = scale_shift_table + e6                          [6, D] */
+    /* mod[k] = scale_shift_table + e6[k] (f32), rows shift1, scale1, gate1, shift2, scale2,
+     * gate2                                                 mod: [nk, 6, D] */
     wr_tensor sst =
         wr_tensor_make(b->scale_shift_table.data, WR_DTYPE_F32, 2, (int64_t[]){6, m->D});
-    WR_TRY(wr_op_add(be, &a->mod, &sst, &a->e6));
-    wr_tensor shift1 = row(&a->mod, 0), scale1 = row(&a->mod, 1), gate1 = row(&a->mod, 2);
-    wr_tensor shift2 = row(&a->mod, 3), scale2 = row(&a->mod, 4), gate2 = row(&a->mod, 5);
+    for (int64_t k = 0; k < a->nk; k++) {
+        wr_tensor mk = row(&a->mod, k), ek = row(&a->e6, k); /* [6, D] */
+        WR_TRY(wr_op_add(be, &mk, &sst, &ek));
+    }
 
     /* (a) self-attention */
-    WR_TRY(wr_op_layer_norm_modulate(be, &a->h, &a->x, &scale1, &shift1, eps, &a->hf));
+    WR_TRY(ln_modulate_runs(m, a, &a->h, &a->x, &a->mod, 1, 0, &a->hf));
     /* h: [L, D] norm1(x)*(1+scale1)+shift1 */
     WR_TRY(lin(be, &a->q, &a->h, &b->attn1.to_q)); /* q: [L, D] */
     WR_TRY(lin(be, &a->k, &a->h, &b->attn1.to_k)); /* k: [L, D] */
@@ -1099,7 +1214,8 @@ static wr_status block_forward(wr_dit *m, const wr_dit_block *b, dit_acts *a, wr
         WR_TRY(attention_ulysses(m, a, &ap));
     else
         WR_TRY(attention_ring(m, a, &ap));
-    WR_TRY(lin_residual(be, &a->x, &a->a, &b->attn1.to_out, &gate1, &a->hf)); /* x += o*gate1 */
+    WR_TRY(lin_residual_runs(m, a, &a->x, &a->a, &b->attn1.to_out, &a->mod, 2, &a->hf, 0));
+    /* x += o*gate1 */
 
     /* (b) cross-attention: keys and values from the text rows, no mask, no RoPE; norm2 is the
      * affine LayerNorm with cross_attn_norm, an identity without */
@@ -1120,7 +1236,7 @@ static wr_status block_forward(wr_dit *m, const wr_dit_block *b, dit_acts *a, wr
     WR_TRY(lin_residual(be, &a->x, &a->a, &b->attn2.to_out, NULL, &a->hf)); /* x += o */
 
     /* (c) feed-forward, in token chunks so the [*, FF] activation stays bounded */
-    WR_TRY(wr_op_layer_norm_modulate(be, &a->h, &a->x, &scale2, &shift2, eps, &a->hf)); /* norm3 */
+    WR_TRY(ln_modulate_runs(m, a, &a->h, &a->x, &a->mod, 4, 3, &a->hf)); /* norm3, scale2/shift2 */
     const int64_t L = a->x.shape[0];
     for (int64_t r0 = 0; r0 < L; r0 += a->ffn.shape[0]) {
         const int64_t nr = L - r0 < a->ffn.shape[0] ? L - r0 : a->ffn.shape[0];
@@ -1130,10 +1246,74 @@ static wr_status block_forward(wr_dit *m, const wr_dit_block *b, dit_acts *a, wr
         WR_TRY(wr_tensor_slice0(&fout, &a->ff, r0, nr)); /* [nr, D] f32 */
         WR_TRY(wr_tensor_slice0(&hid, &a->ffn, 0, nr));  /* [nr, FF] */
         WR_TRY(lin_gelu(be, &hid, &hin, &b->ffn.net_0_proj));
-        WR_TRY(lin_residual(be, &xr, &hid, &b->ffn.net_2, &gate2, &fout)); /* x += f * gate2 */
+        WR_TRY(lin_residual_runs(m, a, &xr, &hid, &b->ffn.net_2, &a->mod, 5, &fout, r0));
+        /* x += f * gate2 */
     }
     return WR_OK;
 }
+
+/* The timesteps of this shard's tokens [n0, n0 + L) of the Lg (token g's: tt[g * stride]; the
+ * scalar forward: stride 0): their distinct values by bits (-0 is not 0), in the order of first
+ * appearance, into m->h_tval (*nk), and the runs of consecutive tokens with the same value into
+ * m->h_trun (*nruns). Padding tokens (past Lg) take token Lg - 1's value: they extend the last
+ * run. WR_ERR_INVALID_ARG past kmax values (what the workspace has rows for). */
+static wr_status token_runs(wr_dit *m, const float *tt, int64_t stride, int64_t Lg, int64_t n0,
+                            int64_t L, int64_t kmax, int64_t *nk, int64_t *nruns) {
+    *nk = *nruns = 0;
+    if (L > m->h_tcap) {
+        float *v = realloc(m->h_tval, sizeof(float) * (size_t)L);
+        if (v) m->h_tval = v;
+        dit_run *r = v ? realloc(m->h_trun, sizeof(dit_run) * (size_t)L) : NULL;
+        if (r == NULL)
+            return WR_FAIL(WR_ERR_OOM_HOST,
+                           "out of host memory for the timesteps of %lld DiT tokens", (long long)L);
+        m->h_trun = r, m->h_tcap = L;
+    }
+    uint32_t prev = 0;
+    int64_t K = 0, R = 0;
+    for (int64_t i = 0; i < L; i++) {
+        const int64_t g = n0 + i < Lg ? n0 + i : Lg - 1;
+        const float t = tt[g * stride];
+        uint32_t bits;
+        memcpy(&bits, &t, sizeof bits);
+        if (R > 0 && bits == prev) {
+            m->h_trun[R - 1].n++;
+            continue;
+        }
+        int64_t k = 0;
+        for (; k < K; k++) {
+            uint32_t kb;
+            memcpy(&kb, &m->h_tval[k], sizeof kb);
+            if (kb == bits) break;
+        }
+        if (k == K) {
+            if (K == kmax)
+                return WR_FAIL(WR_ERR_INVALID_ARG,
+                               "DiT per-token timesteps: tokens %lld..%lld hold more than %lld "
+                               "distinct values, the count the workspace is planned for "
+                               "(wr_dit_set_token_timesteps: %lld)",
+                               (long long)n0, (long long)(n0 + L - 1), (long long)kmax,
+                               (long long)m->tt_n);
+            m->h_tval[K++] = t;
+        }
+        m->h_trun[R++] = (dit_run){.r0 = i, .n = 1, .k = k};
+        prev = bits;
+    }
+    /* their sinusoids' host staging (here: a failure is agreed with the other ranks) */
+    const size_t nsin = (size_t)(K * m->cfg.freq_dim);
+    if (nsin > m->h_sinus_cap) {
+        float *p = realloc(m->h_sinus, sizeof(float) * nsin);
+        if (p == NULL)
+            return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for %lld timestep sinusoids",
+                           (long long)K);
+        m->h_sinus = p, m->h_sinus_cap = nsin;
+    }
+    *nk = K, *nruns = R;
+    return WR_OK;
+}
+
+static wr_status forward_impl(wr_dit *m, wr_tensor *out, const wr_tensor *latent, const float *tt,
+                              int64_t n_tt, const wr_tensor *enc, int text_slot);
 
 wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, float timestep,
                          const wr_tensor *enc) {
@@ -1142,6 +1322,22 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
 
 wr_status wr_dit_forward_ex(wr_dit *m, wr_tensor *out, const wr_tensor *latent, float timestep,
                             const wr_tensor *enc, int text_slot) {
+    return forward_impl(m, out, latent, &timestep, -1, enc, text_slot);
+}
+
+wr_status wr_dit_forward_tokens(wr_dit *m, wr_tensor *out, const wr_tensor *latent,
+                                const float *t_tokens, int64_t n_tokens, const wr_tensor *enc,
+                                int text_slot) {
+    if (t_tokens == NULL || n_tokens < 0)
+        return WR_FAIL(WR_ERR_INVALID_ARG, "DiT per-token timesteps: t_tokens is %s, n_tokens %lld",
+                       t_tokens ? "given" : "NULL", (long long)n_tokens);
+    return forward_impl(m, out, latent, t_tokens, n_tokens, enc, text_slot);
+}
+
+/* The forward of both: n_tt < 0: one timestep *tt for every token (wr_dit_forward_ex), else
+ * n_tt per-token timesteps tt (wr_dit_forward_tokens). */
+static wr_status forward_impl(wr_dit *m, wr_tensor *out, const wr_tensor *latent, const float *tt,
+                              int64_t n_tt, const wr_tensor *enc, int text_slot) {
     wr_backend *be = m->be;
     const wr_dit_config *c = &m->cfg;
     const int64_t pt = c->patch_size.v[0], ph = c->patch_size.v[1], pw = c->patch_size.v[2];
@@ -1174,16 +1370,26 @@ wr_status wr_dit_forward_ex(wr_dit *m, wr_tensor *out, const wr_tensor *latent, 
                        (long long)Fp, (long long)Hp, (long long)Wp, (long long)c->rope_max_seq_len,
                        m->dir);
     const int64_t Lg = Fp * Hp * Wp, S = enc->shape[0];
+    if (n_tt >= 0 && n_tt != Lg)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "DiT per-token timesteps: t_tokens holds %lld values, the latent %lld "
+                       "tokens (%lld x %lld x %lld patches: frames x height x width, diffusers' "
+                       "token order)",
+                       (long long)n_tt, (long long)Lg, (long long)Fp, (long long)Hp, (long long)Wp);
     /* this rank's shard: tokens [n0, n0 + L) of the Lg, the real ones nreal, padding after */
     const int64_t L = (Lg + m->P - 1) / m->P, n0 = m->cp_rank * L;
     const int64_t nreal = Lg - n0 < 0 ? 0 : Lg - n0 < L ? Lg - n0 : L;
+
+    /* the shard's timesteps: distinct values and runs (host; each rank its own tokens only) */
+    int64_t nk = 0, nruns = 0;
+    wr_status st = token_runs(m, tt, n_tt < 0 ? 0 : 1, Lg, n0, L, tt_rows(m, L), &nk, &nruns);
 
     /* the workspace, planned from the shapes (grown only when a larger shape comes) */
     wr_carve c0 = {0};
     dit_acts a;
     plan(&c0, m, L, Lg, S, &a);
     int moved = 0;
-    wr_status st = wr_workspace_ensure(&m->ws, be, m->vram, c0.used * sizeof(float), &moved);
+    if (st == WR_OK) st = wr_workspace_ensure(&m->ws, be, m->vram, c0.used * sizeof(float), &moved);
     if (moved) m->rope_key[0] = 0; /* the RoPE tables live in it */
     if (st == WR_OK) st = upcast_ensure(m);
     if (st == WR_OK && text_slot >= 0 && m->tc_rows != S) {
@@ -1198,6 +1404,7 @@ wr_status wr_dit_forward_ex(wr_dit *m, wr_tensor *out, const wr_tensor *latent, 
     wr_carve cw = {m->ws.p, 0, m->ws.bytes / sizeof(float)};
     plan(&cw, m, L, Lg, S, &a);
     a.Lg = Lg, a.n0 = n0, a.nreal = nreal;
+    a.runs = m->h_trun, a.nruns = nruns, a.nk = nk;
     /* the text's K/V: computed in every block (no slot, or an empty one: then kept) or kept */
     const int text_kv = text_slot < 0 || !m->tc_full[text_slot];
 
@@ -1237,22 +1444,29 @@ wr_status wr_dit_forward_ex(wr_dit *m, wr_tensor *out, const wr_tensor *latent, 
     }
     WR_TRY(tap(m, "patch_embed", &a.x));
 
-    /* (3) time embedding: temb = linear_2(silu(linear_1(sinusoid)))  temb: [D] */
-    timestep_sinusoid(m->h_sinus, c->freq_dim, timestep);
-    WR_TRY(wr_upload(be, a.sinus.data, m->h_sinus, sizeof(float) * (size_t)c->freq_dim));
-    const wr_tensor s2 = wr_tensor_make(a.sinus.data, WR_DTYPE_F32, 2, (int64_t[]){1, c->freq_dim});
-    wr_tensor t1 = wr_tensor_make(a.t1.data, WR_DTYPE_F32, 2, (int64_t[]){1, m->D});
-    wr_tensor temb = wr_tensor_make(a.temb.data, WR_DTYPE_F32, 2, (int64_t[]){1, m->D});
+    /* (3) time embedding, one row per distinct timestep of the shard (diffusers computes one
+     * per token, [L, D] and [L, 6D]: the same rows; the scalar forward is nk = 1)
+     *      temb = linear_2(silu(linear_1(sinusoid)))                  temb: [nk, D] */
+    const size_t nsin = (size_t)(nk * c->freq_dim); /* m->h_sinus holds them (token_runs) */
+    for (int64_t k = 0; k < nk; k++)
+        timestep_sinusoid(m->h_sinus + k * c->freq_dim, c->freq_dim, m->h_tval[k]);
+    WR_TRY(wr_upload(be, a.sinus.data, m->h_sinus, sizeof(float) * nsin));
+    const wr_tensor s2 =
+        wr_tensor_make(a.sinus.data, WR_DTYPE_F32, 2, (int64_t[]){nk, c->freq_dim});
+    wr_tensor t1 = wr_tensor_make(a.t1.data, WR_DTYPE_F32, 2, (int64_t[]){nk, m->D});
+    wr_tensor temb = wr_tensor_make(a.temb.data, WR_DTYPE_F32, 2, (int64_t[]){nk, m->D});
     WR_TRY(lin(be, &t1, &s2, &m->condition_embedder.time_embedder.linear_1));
     WR_TRY(wr_op_silu(be, &t1, &t1));
     WR_TRY(lin(be, &temb, &t1, &m->condition_embedder.time_embedder.linear_2));
     WR_TRY(tap(m, "temb", &temb));
-    /* e6 = time_proj(silu(temb))                                     e6: [6, D] */
-    wr_tensor tact = wr_tensor_make(a.temb_act.data, WR_DTYPE_F32, 2, (int64_t[]){1, m->D});
-    wr_tensor e6 = wr_tensor_make(a.e6.data, WR_DTYPE_F32, 2, (int64_t[]){1, 6 * m->D});
+    /* e6 = time_proj(silu(temb))                                     e6: [nk, 6D] */
+    wr_tensor tact = wr_tensor_make(a.temb_act.data, WR_DTYPE_F32, 2, (int64_t[]){nk, m->D});
+    wr_tensor e6 = wr_tensor_make(a.e6.data, WR_DTYPE_F32, 2, (int64_t[]){nk, 6 * m->D});
     WR_TRY(wr_op_silu(be, &tact, &temb));
     WR_TRY(lin(be, &e6, &tact, &m->condition_embedder.time_proj));
-    WR_TRY(tap(m, "timestep_proj", &a.e6));
+    const wr_tensor e6t =
+        wr_tensor_make(a.e6.data, WR_DTYPE_F32, 3, (int64_t[]){nk, 6, m->D}); /* as diffusers */
+    WR_TRY(tap(m, "timestep_proj", &e6t));
 
     /* (4) text projection: ctx = linear_2(gelu_tanh(linear_1(enc)))  ctx: [S, D]
      * (only what the blocks' text K/V are computed from: not when the cache holds them) */
@@ -1284,12 +1498,15 @@ wr_status wr_dit_forward_ex(wr_dit *m, wr_tensor *out, const wr_tensor *latent, 
     }
     if (text_slot >= 0) m->tc_full[text_slot] = 1;
 
-    /* (6) head: shift, scale = scale_shift_table[1,2,D] + temb; proj_out(LN(x)*(1+scale)+shift) */
+    /* (6) head: shift, scale = scale_shift_table[1,2,D] + temb[k] per distinct timestep (f32);
+     * proj_out(LN(x)*(1+scale)+shift) with each token's                mod_out: [nk, 2, D] */
     wr_tensor sst =
         wr_tensor_make(m->scale_shift_table.data, WR_DTYPE_F32, 2, (int64_t[]){2, m->D});
-    WR_TRY(wr_op_add(be, &a.mod_out, &sst, &a.temb));
-    wr_tensor shift = row(&a.mod_out, 0), scale = row(&a.mod_out, 1);
-    WR_TRY(wr_op_layer_norm_modulate(be, &a.h, &a.x, &scale, &shift, (float)c->eps, &a.hf));
+    for (int64_t k = 0; k < nk; k++) {
+        wr_tensor mk = row(&a.mod_out, k), tk = row(&temb, k); /* [2, D], [D] */
+        WR_TRY(wr_op_add(be, &mk, &sst, &tk));
+    }
+    WR_TRY(ln_modulate_runs(m, &a, &a.h, &a.x, &a.mod_out, 1, 0, &a.hf));
     WR_TRY(lin(be, &a.head, &a.h, &m->proj_out)); /* head: [L, Cout*pt*ph*pw] */
     WR_TRY(tap(m, "head", &a.head));
 

@@ -14,7 +14,8 @@
  * plans one activation workspace (device memory) up front from the shapes.
  *
  * Host and device: wr_dit_forward's latent, text and output are host tensors; the forward
- * uploads the latent and the text into its workspace, computes the timestep sinusoid and the
+ * uploads the latent and the text into its workspace, computes the timestep sinusoid (one per
+ * distinct timestep with wr_dit_forward_tokens) and the
  * RoPE tables on the host and uploads them (the tables only when the shape changes), and
  * downloads the velocity: per forward, one upload of the latent and the text and one download,
  * nothing else crosses (context parallelism's collectives run on the workspace).
@@ -140,8 +141,9 @@ size_t wr_dit_other_bytes(const wr_dit *m);
 size_t wr_dit_block_bytes(const wr_dit *m);
 /* The device memory a forward of `tokens` tokens (all ranks' together; this rank's share under
  * context parallelism is counted) and `text_rows` text rows allocates: the activation
- * workspace (with the latent, text and output copies) in the model's compute dtype, its text
- * cache (wr_dit_set_text_cache) for text_rows rows, and the upcast buffer. */
+ * workspace (with the latent, text and output copies, and the modulation rows of
+ * wr_dit_set_token_timesteps) in the model's compute dtype, its text cache
+ * (wr_dit_set_text_cache) for text_rows rows, and the upcast buffer. */
 size_t wr_dit_workspace_bytes(const wr_dit *m, int64_t tokens, int64_t text_rows);
 /* The per-block upcast buffer (wr_dit_load_opts): one block's narrow matrices in f32, 0 when
  * none are narrow or with upcast_per_use. */
@@ -207,6 +209,11 @@ size_t wr_dit_plan_workspace(const wr_dit_config *cfg, int64_t tokens, int64_t t
  * slots (0: none), as wr_dit_workspace_bytes counts a model so set. */
 size_t wr_dit_plan_workspace_ex(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows, int P,
                                 wr_cp_mode mode, wr_dtype compute, int text_cache);
+/* The same for a model set to t_distinct per-token timesteps (wr_dit_set_token_timesteps; 0:
+ * wr_dit_plan_workspace_ex), as wr_dit_workspace_bytes counts it. */
+size_t wr_dit_plan_workspace_tokens(const wr_dit_config *cfg, int64_t tokens, int64_t text_rows,
+                                    int P, wr_cp_mode mode, wr_dtype compute, int text_cache,
+                                    int64_t t_distinct);
 void wr_dit_plan_weights(const wr_dit_config *cfg, int wbytes, size_t *block_bytes,
                          size_t *other_bytes);
 /* The upcast buffer of a checkpoint whose block matrices are all narrower than f32: one
@@ -225,5 +232,46 @@ wr_status wr_dit_forward(wr_dit *m, wr_tensor *out, const wr_tensor *latent, flo
  * none, wr_dit_forward). WR_ERR_INVALID_ARG for a slot outside [-1, n_texts). */
 wr_status wr_dit_forward_ex(wr_dit *m, wr_tensor *out, const wr_tensor *latent, float timestep,
                             const wr_tensor *enc, int text_slot);
+
+/*
+ * Per-token timesteps: diffusers' WanTransformer3DModel given a timestep of shape [1, L]
+ * (Wan2.2 TI2V-5B: WanPipeline's expand_timesteps, one timestep per token, the first latent
+ * frame's tokens t = 0 when an image conditions it). Each token's modulation comes from its own
+ * timestep, as diffusers computes it (all f32): temb = time_embedder(sinusoid(t)) and
+ * timestep_proj = time_proj(silu(temb)) per token; in each block scale_shift_table + timestep_proj
+ * (its shift/scale/gate rows) per token; at the head scale_shift_table + temb per token.
+ *
+ * How: the embedding MLP runs once per DISTINCT timestep (matched by bits) of this rank's
+ * tokens, not once per token: nk rows ([nk, D], [nk, 6D], each block's [nk, 6, D]) where
+ * diffusers has L (the same values; a row's GEMM bits may depend on the row count nk, as in any
+ * BLAS), and each modulation applies over every run of consecutive tokens with the same
+ * timestep (one op per run: TI2V has 2 runs, the first frame and the rest; a timestep per
+ * frame, F' runs; all tokens different, L runs of one token, correct but slow). A forward whose
+ * tokens all have the same timestep t is nk = 1 with one run: the very ops, on the same shapes,
+ * of wr_dit_forward_ex(t), so bitwise its result (no special case). Under context parallelism
+ * each rank analyses and embeds only its own shard's timesteps (padding tokens repeat the last
+ * token's); nothing more is communicated.
+ *
+ * Memory: the workspace holds K = min(n_distinct, ceil(L / P)) rows (1 for the scalar forward)
+ * of the sinusoid [freq_dim], temb, its SiLU and linear_1's output [D] each, timestep_proj and a
+ * block's modulation [6, D] each and the head's [2, D]: K * (freq_dim + 17 D) floats (each
+ * buffer 64-byte aligned), counted by wr_dit_workspace_bytes and
+ * wr_dit_plan_workspace_tokens. Host: L / P * 28 bytes for the runs, K * freq_dim floats.
+ *
+ * wr_dit_set_token_timesteps: n_distinct, the most distinct timesteps any rank's shard of a
+ * forward holds (TI2V: 2; the whole sequence's count always suffices); 0 (the default): the
+ * scalar forward only. A change gives the workspace back. WR_ERR_INVALID_ARG when negative.
+ */
+wr_status wr_dit_set_token_timesteps(wr_dit *m, int64_t n_distinct);
+int64_t wr_dit_token_timesteps(const wr_dit *m);
+/* wr_dit_forward_ex with t_tokens (a host array, borrowed, n_tokens f32 values) one timestep per
+ * token in diffusers' order after patching: token (f, h, w) of the F/pt x H/ph x W/pw grid is
+ * t_tokens[(f * H/ph + h) * W/pw + w]. Every rank of a context-parallel group passes the whole
+ * array. WR_ERR_INVALID_ARG, besides wr_dit_forward_ex's: t_tokens NULL, n_tokens other than the
+ * latent's token count (the message names both), or a shard holding more distinct timesteps than
+ * wr_dit_set_token_timesteps planned for (agreed over the ranks). */
+wr_status wr_dit_forward_tokens(wr_dit *m, wr_tensor *out, const wr_tensor *latent,
+                                const float *t_tokens, int64_t n_tokens, const wr_tensor *enc,
+                                int text_slot);
 
 #endif /* WR_MODELS_DIT_H */

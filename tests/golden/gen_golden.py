@@ -7,6 +7,7 @@ the engine, its build nor CI runs this script.
     python3 tests/golden/gen_golden.py dtype      # tests/data/dtype/dtype_tables.safetensors
     python3 tests/golden/gen_golden.py dit        # tests/data/dit/NAME/ (transformer/, io)
     python3 tests/golden/gen_golden.py dit --only nocross   # one case
+    python3 tests/golden/gen_golden.py dit --only tokens    # per-token timesteps (Wan2.2 TI2V)
     python3 tests/golden/gen_golden.py tokenizer  # tests/data/tokenizer/ (spiece.model, ids),
                                                   # tests/data/tokenizer_json/ (tokenizer.json)
     python3 tests/golden/gen_golden.py t5         # tests/data/t5/NAME/ (text_encoder/, io)
@@ -154,6 +155,10 @@ DIT_ARCH = {
     # cross_attn_norm=False: each block's norm2 is an nn.Identity (no weights); small widths
     "nocross": dict(num_attention_heads=2, attention_head_dim=12, num_layers=2, ffn_dim=32,
                     text_dim=24, freq_dim=32, cross_attn_norm=False),
+    # per-token timesteps (DIT_TOKEN_CASES): in/out channels 16 rather than TI2V-5B's 48, which
+    # changes nothing per token and keeps the files small
+    "tokens": dict(num_attention_heads=2, attention_head_dim=12, num_layers=2, ffn_dim=32,
+                   text_dim=24, freq_dim=32),
 }
 DIT_COMMON = dict(patch_size=(1, 2, 2), in_channels=16, out_channels=16, cross_attn_norm=True,
                   qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024)
@@ -174,6 +179,12 @@ DIT_CASES = {
 }
 # tiny3's weights under the original Wan key names; same config.json and io.safetensors as tiny3.
 DIT_ORIG_CASE = ("tiny2_orig", "tiny2")
+# Per-token timesteps (Wan2.2 TI2V-5B: WanPipeline with expand_timesteps=True passes timestep
+# [1, L]): one model called three times (dit_tokens_case), arch "tokens".
+DIT_TOKEN_CASES = {
+    "tokens": dict(arch="tokens", seed=2106, latent=(1, 16, 3, 4, 6), text_len=8, text_pad=2,
+                   t=812.5),
+}
 
 DIT_INIT = ("every parameter re-initialised from torch.Generator().manual_seed(seed) in sorted "
             "name order: matrices and conv kernels randn/sqrt(fan_in); biases 0.05*randn; "
@@ -301,8 +312,9 @@ def dit_taps(model, inp, time_freq=None):
     on(model.rope, lambda o: {"rope_cos": o[0].reshape(o[0].shape[1], -1),
                               "rope_sin": o[1].reshape(o[1].shape[1], -1)})
     on(model.patch_embedding, lambda o: {"patch_embed": o.flatten(2).transpose(1, 2)})
+    # timestep_proj: [1, 6D] (or [1, L, 6D] for a per-token timestep) -> [1, (L,) 6, D]
     on(model.condition_embedder, lambda o: {"temb": o[0], "text_proj": o[2],
-                                            "timestep_proj": o[1].unflatten(1, (6, -1))})
+                                            "timestep_proj": o[1].unflatten(-1, (6, -1))})
     for i, blk in enumerate(model.blocks):
         on(blk, lambda o, i=i: {"block.%d" % i: o})
     on(model.proj_out, lambda o: {"head": o})
@@ -330,7 +342,9 @@ def dit_f64_taps(model, inp):
         m64 = m64.double()
         inp64 = dict(inp, hidden_states=inp["hidden_states"].double(),
                      encoder_hidden_states=inp["encoder_hidden_states"].double())
-        taps = dit_taps(m64, inp64, time_freq=sinusoid_f64(inp["timestep"], cfg.freq_dim))
+        ts = inp["timestep"]  # [1], or [1, L]: the sinusoid [1, freq_dim] or [1, L, freq_dim]
+        tf = sinusoid_f64(ts.flatten(), cfg.freq_dim).reshape(*ts.shape, -1)
+        taps = dit_taps(m64, inp64, time_freq=tf)
     assert all(v.dtype == torch.float64 for v in taps.values())
     return taps
 
@@ -460,6 +474,86 @@ def dit_orig_case(name, src, model, out_dir):
           "copied from %s" % (name, src, len(orig), src))
 
 
+def dit_tokens_case(name, case, out_dir):
+    """One model, three forwards with a timestep of shape [1, L] (L = F' * H' * W' tokens in
+    diffusers' order): `ti2v` as WanPipeline(expand_timesteps=True) builds it for an image-
+    conditioned first frame (mask 0 on latent frame 0, (mask[0][0][:, ::2, ::2] * t).flatten()),
+    `pertoken` a different random timestep for every token, `uniform` t for every token (also
+    compared with the scalar timestep [t], recorded in the metadata). The t-independent taps are
+    stored once (tap.*), the others per call (CALL.tap.*)."""
+    import diffusers
+    gen = torch.Generator().manual_seed(case["seed"])
+    model = dit_model(case["arch"])
+    dit_reinit(model, gen)
+    lat = torch.randn(case["latent"], generator=gen, dtype=torch.float32)
+    ctx = torch.randn((1, case["text_len"], model.config.text_dim), generator=gen,
+                      dtype=torch.float32)
+    ctx[:, -case["text_pad"]:] = 0
+    pt, ph, pw = model.config.patch_size
+    _, _, F, H, W = lat.shape
+    L = (F // pt) * (H // ph) * (W // pw)
+    t = torch.tensor(case["t"], dtype=torch.float32)
+    mask = torch.ones((1, 1, F, H, W), dtype=torch.float32)  # WanPipeline.prepare_latents
+    mask[:, :, 0] = 0
+    ti2v = (mask[0][0][:, ::ph, ::pw] * t).flatten().unsqueeze(0)
+    pert = (torch.rand((1, L), generator=gen, dtype=torch.float32) * 1000.0)
+    assert ti2v.shape == (1, L) and len(set(pert.flatten().tolist())) == L
+    calls = {"ti2v": ti2v, "pertoken": pert, "uniform": torch.full((1, L), case["t"])}
+    shared = ["rope_cos", "rope_sin", "patch_embed", "text_proj"]
+    per_call = ["temb", "timestep_proj"] + ["block.%d" % i for i in range(len(model.blocks))] + [
+        "head", "output"]
+    tensors = {"input.hidden_states": lat, "input.encoder_hidden_states": ctx}
+    meta = {"torch": torch.__version__, "diffusers": diffusers.__version__,
+            "generator": "tests/golden/gen_golden.py dit (dit_tokens_case)", "case": name,
+            "class": "diffusers.WanTransformer3DModel",
+            "config": json.dumps({k: v for k, v in model.config.items() if not k.startswith("_")},
+                                 sort_keys=True),
+            "seed": str(case["seed"]), "init": DIT_INIT + "; then pertoken's timesteps "
+            "rand*1000", "calls": json.dumps(list(calls)),
+            "timestep": "CALL.input.timestep [1,L] f32, L = F'*H'*W' tokens in diffusers' order",
+            "ti2v": "t=%r on every token but latent frame 0's (t=0), as WanPipeline with "
+                    "expand_timesteps=True builds it" % case["t"],
+            "pertoken": "a different timestep per token", "uniform": "t=%r on every token" %
+            case["t"], "taps.shared": json.dumps(shared), "taps.per_call": json.dumps(per_call),
+            "tap.temb": "condition_embedder output 0: [1,L,D] per token",
+            "tap.timestep_proj": "condition_embedder output 1 [1,L,6D] saved as [1,L,6,D]",
+            "f64_reference": "as the other dit cases (dit_f64_taps), the sinusoid [1,L,freq_dim] "
+                             "in float64"}
+    for call, ts in calls.items():
+        inp = {"hidden_states": lat, "timestep": ts, "encoder_hidden_states": ctx}
+        taps = dit_taps(model, inp)
+        ref = dit_f64_taps(model, inp)
+        assert taps["temb"].shape[:2] == (1, L) and taps["timestep_proj"].shape[:3] == (1, L, 6)
+        tensors[call + ".input.timestep"] = ts.to(torch.float32).contiguous()
+        for k in shared:
+            if call == "ti2v":
+                tensors["tap." + k] = taps[k]
+            else:
+                assert torch.equal(tensors["tap." + k], taps[k]), (call, k)
+        for k in per_call:
+            tensors["%s.tap.%s" % (call, k)] = taps[k]
+            meta["%s.nmse_fp32_vs_f64.%s" % (call, k)] = "%.3e" % nmse(taps[k], ref[k])
+        print("%s %s: timestep %s, output nmse_vs_f64 %.3e" % (
+            name, call, list(ts.shape), nmse(taps["output"], ref["output"])))
+        if call == "ti2v":
+            ti2v_inp, ti2v_out = inp, taps["output"]
+    scalar = dit_taps(model, {"hidden_states": lat, "timestep": torch.tensor([case["t"]]),
+                              "encoder_hidden_states": ctx})["output"]
+    uni = tensors["uniform.tap.output"]
+    meta["uniform_vs_scalar"] = ("bitwise equal" if torch.equal(uni, scalar) else
+                                 "nmse %.3e (diffusers' per-token GEMMs have L rows, the scalar "
+                                 "forward's 1)" % nmse(uni, scalar))
+    print("%s: uniform per-token vs scalar timestep: %s" % (name, meta["uniform_vs_scalar"]))
+
+    case_dir = os.path.join(out_dir, name)
+    shutil.rmtree(case_dir, ignore_errors=True)
+    tdir = os.path.join(case_dir, "transformer")
+    model.save_pretrained(tdir, safe_serialization=True)
+    save_file_sorted_meta({k: v.contiguous() for k, v in tensors.items()},
+                          os.path.join(case_dir, "io.safetensors"), meta)
+    dit_check_reload(name, tdir, ti2v_inp, ti2v_out, case, model)
+
+
 def gen_dit(args):
     import diffusers
     torch.set_num_threads(1)
@@ -469,13 +563,16 @@ def gen_dit(args):
     out_dir = os.path.join(DATA, "dit")
     os.makedirs(out_dir, exist_ok=True)
     only = set(args.only or [])
-    unknown = only - set(DIT_CASES) - {DIT_ORIG_CASE[0]}
+    unknown = only - set(DIT_CASES) - set(DIT_TOKEN_CASES) - {DIT_ORIG_CASE[0]}
     if unknown:
         sys.exit("unknown dit case(s): %s" % ", ".join(sorted(unknown)))
     models = {name: dit_case(name, case, out_dir) for name, case in DIT_CASES.items()
               if not only or name in only or (name == DIT_ORIG_CASE[1] and DIT_ORIG_CASE[0] in only)}
     if not only or DIT_ORIG_CASE[0] in only:
         dit_orig_case(DIT_ORIG_CASE[0], DIT_ORIG_CASE[1], models[DIT_ORIG_CASE[1]], out_dir)
+    for name, case in DIT_TOKEN_CASES.items():
+        if not only or name in only:
+            dit_tokens_case(name, case, out_dir)
 
 
 # ---- UMT5 text encoder (issue #4) ----
