@@ -386,19 +386,17 @@ static wr_status inspect_set(const char *label, const char *path, const inspect_
     return st;
 }
 
+static void print_dit(const char *name, const wr_dit_config *d) {
+    printf("%s: %lld layers, %lld heads x %lld (D=%lld), ffn %lld, text_dim %lld\n", name,
+           (long long)d->num_layers, (long long)d->num_attention_heads,
+           (long long)d->attention_head_dim,
+           (long long)(d->num_attention_heads * d->attention_head_dim), (long long)d->ffn_dim,
+           (long long)d->text_dim);
+}
+
 static void print_configs(const wr_model_dir *md) {
-    if (md->has[WR_COMP_TRANSFORMER])
-        printf("transformer: %lld layers, %lld heads x %lld (D=%lld), ffn %lld, text_dim %lld\n",
-               (long long)md->dit.num_layers, (long long)md->dit.num_attention_heads,
-               (long long)md->dit.attention_head_dim,
-               (long long)(md->dit.num_attention_heads * md->dit.attention_head_dim),
-               (long long)md->dit.ffn_dim, (long long)md->dit.text_dim);
-    if (md->has[WR_COMP_TRANSFORMER_2])
-        printf("transformer_2: %lld layers, %lld heads x %lld (D=%lld), ffn %lld, text_dim %lld\n",
-               (long long)md->dit2.num_layers, (long long)md->dit2.num_attention_heads,
-               (long long)md->dit2.attention_head_dim,
-               (long long)(md->dit2.num_attention_heads * md->dit2.attention_head_dim),
-               (long long)md->dit2.ffn_dim, (long long)md->dit2.text_dim);
+    if (md->has[WR_COMP_TRANSFORMER]) print_dit("transformer", &md->dit);
+    if (md->has[WR_COMP_TRANSFORMER_2]) print_dit("transformer_2", &md->dit2);
     if (md->boundary_ratio >= 0.0)
         printf("two experts (Wan2.2): transformer/ for t >= %g x num_train_timesteps, "
                "transformer_2/ below\n",
