@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_convert.sh WANRUN DATA_DIR MPIEXEC — wanrun convert from the command line (issue #18), on
+# test_convert.sh WANRUN DATA_DIR MPIEXEC — wanrun convert and the two-expert CLI (issue #18), on
 # tests/data/wan22-tiny: a run on the fp8 conversion gives the bits of --fp8 storage on the
 # source, at levels 0 and 3 and on 2 ranks; a sharded conversion the bits of an unsharded one
 # (data movement); the errors (exit 2 / 3, nothing written); under mpirun one rank writes.
@@ -86,6 +86,16 @@ has "$err" "--out .*/bf16 exists" "the existing directory named"
 expect 3 "convert a missing model" -- "$WANRUN" convert --model "$work/nope" --out "$work/x" \
     --dtype bf16
 check "nothing written, no temporary" -- test -z "$(ls -A "$work" | grep -E '^(x|\..*wanrun-tmp)')"
+
+# the swap in the memory profile; --low-mem-level auto plans with both experts
+expect 0 "two experts with --mem-profile" -- gen "$src" "$work/p" --mem-profile "$work/prof"
+has "$work/prof/memprof.rank0.json" "swap to transformer_2" "the swap region in the profile"
+has "$err" "step 3 \(t = 750\): the low-noise expert transformer_2/ takes over, guidance 3" \
+    "the swap logged"
+expect 0 "two experts, --low-mem-level auto" -- gen "$src" "$work/q" --low-mem-level auto \
+    --vram-limit 1GiB
+has "$err" "--low-mem-level auto: level 0" "auto picks level 0 for 1 GiB"
+same "$work/p" "$work/q" "auto (level 0) = the default level"
 
 # inspect and plan know the two-expert layout
 expect 0 "inspect a two-expert directory" -- "$WANRUN" inspect "$src" --summary

@@ -252,12 +252,16 @@ START_TEST(test_plan_per_rank) {
         const char *model = two ? "wan22-tiny" : "wan-tiny";
         wr_model_dir *md = calloc(1, sizeof *md);
         ck_assert_int_eq(wr_model_dir_open(md, wr_test_data(model)), WR_OK);
-        for (int level = 0; level <= 3; level += two ? 1 : 3) {
+        /* two experts: every level, and levels 0 and 3 again with disk offload (the waiting
+         * expert then is not in host memory) */
+        for (int run = 0; run < (two ? 6 : 2); run++) {
+            const int level = two ? (run < 4 ? run : (run - 4) * 3) : run * 3, disk = run >= 4;
             wr_options o;
             wr_options_defaults(&o);
             o.threads = 1;
             o.world = &g_world;
             o.low_mem_level = level;
+            o.disk_offload = disk;
             wr_context *ctx = NULL;
             ck_assert_msg(wr_context_create(&ctx, wr_test_data(model), &o) == WR_OK, "%s",
                           wr_error_detail());
@@ -279,6 +283,8 @@ START_TEST(test_plan_per_rank) {
             in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = 4, in.act_bytes = 4;
             in.scratch = wr_backend_scratch_bytes(WR_BACKEND_CPU);
             in.tiling = wr_vae_tiling_default();
+            in.disk_offload = disk;
+            in.staging = disk ? 2 * WR_VRAM_STAGING_CHUNK : 0; /* the pread target */
             wr_plan_out p;
             ck_assert_int_eq(wr_plan_level(&in, level, 0, &p), WR_OK);
             int64_t peaks[2] = {role.writer ? (int64_t)s.total_peak : 0,
@@ -289,11 +295,11 @@ START_TEST(test_plan_per_rank) {
             wr_groups_free(&g);
             if (wr_test_rank() == 0)
                 fprintf(stderr,
-                        "%s, %d rank(s), level %d: writer %lld B (planned %llu), others <= %lld B; "
-                        "host %llu B (planned %llu)\n",
-                        model, N, level, (long long)peaks[0], (unsigned long long)p.peak_device,
-                        (long long)peaks[1], (unsigned long long)s.host_total_peak,
-                        (unsigned long long)p.peak_host);
+                        "%s, %d rank(s), level %d%s: writer %lld B (planned %llu), others <= %lld "
+                        "B; host %llu B (planned %llu)\n",
+                        model, N, level, disk ? " (disk offload)" : "", (long long)peaks[0],
+                        (unsigned long long)p.peak_device, (long long)peaks[1],
+                        (unsigned long long)s.host_total_peak, (unsigned long long)p.peak_host);
             ck_assert_msg((uint64_t)peaks[0] == p.peak_device,
                           "%s level %d: writer %lld vs planned %llu", model, level,
                           (long long)peaks[0], (unsigned long long)p.peak_device);
