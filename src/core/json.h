@@ -18,7 +18,7 @@
 #include "status.h"
 
 #define WR_JSON_STR_CAP 64
-#define WR_JSON_ARR_CAP 32
+#define WR_JSON_ARR_CAP 64 /* Wan2.2 TI2V's VAE: 48 latents_mean / latents_std entries */
 
 typedef struct wr_json_doc {
     cJSON *root;    /* owned */
