@@ -135,6 +135,7 @@ static void job_request(const wr_batch_job *j, wr_request *req, const volatile i
     req->width = g->width, req->height = g->height, req->frames = g->frames;
     req->steps = g->steps, req->guidance = g->guidance, req->shift = g->shift;
     req->guidance_2 = g->guidance_2, req->boundary_ratio = g->boundary_ratio;
+    req->image = g->image;
     req->scheduler = g->scheduler, req->seed = g->seed, req->init_noise = g->init_noise;
     req->progress = on_step;
     req->progress_ctx = (void *)j->name;

@@ -113,6 +113,10 @@ static const char usage_text[] =
     "  --boundary-ratio R     Wan2.2 two experts: transformer/ runs the steps with timestep\n"
     "                         t >= R x 1000, transformer_2/ the rest (default: model_index.json's\n"
     "                         boundary_ratio, 0.875 for T2V-A14B)\n"
+    "  --image FILE           Wan2.2 TI2V (expand_timesteps; its defaults 1280x704, 121 frames,\n"
+    "                         24 fps): a PNG or JPEG for the first frame,\n"
+    "                         read and resized to --size as diffusers' WanImageToVideoPipeline\n"
+    "                         does (PIL's convert(\"RGB\") and Lanczos), VAE-encoded\n"
     "  --shift S              flow shift (default: the scheduler config's, 3.0 for Wan2.1; the\n"
     "                         Wan2.2 A14B diffusers release writes 3.0, its original repo 12)\n"
     "  --scheduler unipc|euler  default: the scheduler config's (UniPC for Wan2.1)\n"
@@ -718,6 +722,7 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
     in.act_bytes = wb, in.fp8_upcast = fp8;
     in.scratch = wr_backend_scratch_bytes(f32 ? WR_BACKEND_CPU : WR_BACKEND_CUDA);
     in.staging = f32 ? 0 : 2 * WR_VRAM_STAGING_CHUNK; /* a GPU's copy stream stages */
+    in.resident_copies = !f32;
     in.tiling = wr_vae_tiling_default();
     /* every level planned before anything is printed: a bad model directory is an error alone,
      * not a table header followed by one */
@@ -821,6 +826,7 @@ static wr_status plan_input(const wr_gen_opts *g, wr_plan_in *inp) {
     in.scratch = wr_backend_scratch_bytes(WR_BACKEND_CPU);
     in.disk_offload = g->disk_offload;
     in.staging = g->disk_offload ? 2 * WR_VRAM_STAGING_CHUNK : 0; /* the pread target */
+    in.resident_copies = wr_backend_strict_env() != 0 || !strcmp(g->backend, "cuda");
     in.tiling = wr_vae_tiling_default();
     *inp = in;
     return WR_OK;
@@ -908,6 +914,22 @@ static wr_status stage_latents(wr_atomic *pending, const char *path, const float
     return st;
 }
 
+/* The model's own defaults where the flags leave them: Wan2.2 TI2V-5B (expand_timesteps)
+ * generates 1280x704, 121 frames at 24 fps (the Wan2.2 repository's; diffusers' example uses
+ * them too); Wan2.1 and A14B keep WanPipeline's 832x480, 81 frames, 16 fps. A directory that
+ * does not open is left to the model load to report. */
+static void model_defaults(wr_gen_opts *g) {
+    wr_model_dir *md = calloc(1, sizeof *md);
+    if (md == NULL) return;
+    if (wr_model_dir_open(md, g->model) == WR_OK && md->expand_timesteps) {
+        if (!(g->given & ((uint64_t)1 << WR_OPT_SIZE))) g->width = 1280, g->height = 704;
+        if (!(g->given & ((uint64_t)1 << WR_OPT_FRAMES))) g->frames = 121;
+        if (!(g->given & ((uint64_t)1 << WR_OPT_FPS))) g->fps = 24.0;
+    }
+    wr_error_clear();
+    free(md);
+}
+
 static wr_status cmd_generate(int argc, char **argv, int rank) {
     wr_gen_opts g;
     wr_gen_opts_init(&g);
@@ -921,7 +943,13 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     if ((st = wr_gen_opts_parse_args(&g, argc, argv)) != WR_OK) goto done;
     if (g.verbose) wr_log_set_level(WR_LOG_DEBUG);
     if ((st = wr_gen_opts_finish(&g, WR_DEFAULT_MODEL)) != WR_OK) goto done;
+    if (!g.bundled) model_defaults(&g);
     if ((st = check_outputs(&g, g.out, g.save_latents)) != WR_OK) goto done;
+    if (g.image && access(g.image, R_OK) != 0) {
+        st = WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO,
+                     "--image %s: cannot read it: %s", g.image, strerror(errno));
+        goto done;
+    }
     if (g.init_noise && access(g.init_noise, R_OK) != 0) {
         st = WR_FAIL(WR_ERR_NOT_FOUND, "--init-noise %s: cannot read it: %s", g.init_noise,
                      strerror(errno));
@@ -949,6 +977,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     req.width = g.width, req.height = g.height, req.frames = g.frames, req.steps = g.steps;
     req.guidance = g.guidance, req.shift = g.shift, req.scheduler = g.scheduler;
     req.guidance_2 = g.guidance_2, req.boundary_ratio = g.boundary_ratio;
+    req.image = g.image;
     req.seed = g.seed, req.init_noise = g.init_noise;
     req.save_latents = NULL; /* written here, with the video, once both are ready */
     req.progress = on_progress;

@@ -124,6 +124,10 @@ typedef struct wr_request {
      * set on a one-expert model is WR_ERR_INVALID_ARG (diffusers refuses guidance_scale_2). */
     double guidance_2;
     double boundary_ratio;
+    /* Wan2.2 TI2V (expand_timesteps): NULL, or a PNG / JPEG that conditions the first frame
+     * (diffusers' WanImageToVideoPipeline: read as PIL, resized to the request's size with PIL's
+     * Lanczos, VAE-encoded; its latent is the first latent frame, whose tokens get t = 0) */
+    const char *image;
 } wr_request;
 
 typedef struct wr_video {

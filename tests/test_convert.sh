@@ -97,6 +97,24 @@ expect 0 "two experts, --low-mem-level auto" -- gen "$src" "$work/q" --low-mem-l
 has "$err" "--low-mem-level auto: level 0" "auto picks level 0 for 1 GiB"
 same "$work/p" "$work/q" "auto (level 0) = the default level"
 
+# TI2V (tests/data/wan22-ti2v-tiny): --image through the CLI, the image's errors, the planner
+ti2v="$DATA/wan22-ti2v-tiny"
+expect 0 "TI2V with --image" -- "$WANRUN" --model "$ti2v" --prompt "The scene comes alive" \
+    --size 64x32 --frames 5 --steps 2 --threads 1 --image "$DATA/image/q90.jpg" --out "$work/ti.y4m"
+check "a TI2V video" -- test -s "$work/ti.y4m"
+expect 2 "--image on a Wan2.1 model" -- "$WANRUN" --model "$DATA/wan-tiny" --prompt "x" \
+    --size 32x32 --frames 5 --steps 1 --image "$DATA/image/rgb.png" --out "$work/x1.y4m"
+has "$err" "--image .*rgb.png: .* is not an image-to-video model" "the mismatch named"
+expect 3 "a missing --image" -- "$WANRUN" --model "$ti2v" --prompt "x" --size 64x32 --frames 5 \
+    --steps 1 --image "$work/none.png" --out "$work/x2.y4m"
+has "$err" "--image .*none.png: cannot read it" "the missing image named"
+expect 3 "an --image that is not one" -- "$WANRUN" --model "$ti2v" --prompt "x" --size 64x32 \
+    --frames 5 --steps 1 --image "$DATA/wan-tiny/model_index.json" --out "$work/x3.y4m"
+has "$err" "neither a PNG nor a JPEG" "the bad image named"
+check "no video from the failed runs" -- test ! -e "$work/x1.y4m" -a ! -e "$work/x2.y4m" -a ! -e "$work/x3.y4m"
+expect 6 "plan on a TI2V directory" -- "$WANRUN" plan --model "$ti2v"
+has "$err" "the Wan2.2 VAE .* is not in the planner yet" "the planner's gap named"
+
 # inspect and plan know the two-expert layout
 expect 0 "inspect a two-expert directory" -- "$WANRUN" inspect "$src" --summary
 has "$out" "^transformer_2: 2 layers" "transformer_2's config shown"

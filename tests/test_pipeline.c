@@ -47,10 +47,20 @@ static void run_case(wr_context *ctx, wr_st_file *f, const char *c, double model
     r.height = (int64_t)cJSON_GetObjectItem(m, "height")->valuedouble;
     r.width = (int64_t)cJSON_GetObjectItem(m, "width")->valuedouble;
     r.frames = (int64_t)cJSON_GetObjectItem(m, "num_frames")->valuedouble;
-    const char *sched = cJSON_GetObjectItem(m, "scheduler")->valuestring;
+    const cJSON *sc = cJSON_GetObjectItem(m, "scheduler"); /* absent: the directory's */
+    const char *sched = cJSON_IsString(sc) ? sc->valuestring : "(config)";
     wr_sched_kind kind;
-    ck_assert_int_eq(wr_sched_kind_parse(sched, &kind), WR_OK);
-    r.scheduler = (int)kind;
+    if (cJSON_IsString(sc)) {
+        ck_assert_int_eq(wr_sched_kind_parse(sched, &kind), WR_OK);
+        r.scheduler = (int)kind;
+    }
+    /* Wan2.2 TI2V (wan22-ti2v-tiny): the image of tests/data/image */
+    const cJSON *img = cJSON_GetObjectItem(m, "image");
+    char img_rel[128];
+    if (cJSON_IsString(img)) {
+        snprintf(img_rel, sizeof img_rel, "image/%s", img->valuestring);
+        r.image = wr_test_data(img_rel);
+    }
     /* Wan2.2 two experts (wan22-tiny): guidance_scale_2 (null: the default), the boundary when
      * the case moved it from the directory's */
     const cJSON *g2 = cJSON_GetObjectItem(m, "guidance_scale_2");
@@ -175,6 +185,42 @@ START_TEST(test_two_experts) {
 }
 END_TEST
 
+/* Wan2.2 TI2V's layout (tests/data/wan22-ti2v-tiny, golden_pipeline_ti2v.py): per-token
+ * timesteps, the residual 2.2 VAE, and the image's latent as the first frame (diffusers'
+ * WanImageToVideoPipeline), at levels 0 and 3. */
+START_TEST(test_ti2v) {
+    wr_st_file *f = NULL;
+    ck_assert_int_eq(wr_st_open(&f, wr_test_data("wan22-ti2v-tiny/golden.safetensors")), WR_OK);
+    cJSON *cases = cJSON_Parse(wr_st_metadata(f, "cases"));
+    ck_assert_ptr_nonnull(cases);
+    ck_assert_int_ge(cJSON_GetArraySize(cases), 3);
+    for (int level = 0; level <= 3; level += 3) {
+        wr_context *ctx = NULL;
+        wr_options o;
+        wr_options_defaults(&o);
+        o.low_mem_level = level;
+        ck_assert_msg(wr_context_create(&ctx, wr_test_data("wan22-ti2v-tiny"), &o) == WR_OK, "%s",
+                      wr_error_detail());
+        fprintf(stderr, " TI2V, level %d:\n", level);
+        for (int i = 0; i < cJSON_GetArraySize(cases); i++)
+            run_case(ctx, f, cJSON_GetArrayItem(cases, i)->valuestring, -1.0);
+        wr_context_free(ctx);
+    }
+    /* --image needs a TI2V model */
+    wr_context *ctx = NULL;
+    ck_assert_int_eq(wr_context_create(&ctx, wr_test_data("wan-tiny"), NULL), WR_OK);
+    wr_request r;
+    wr_request_defaults(&r);
+    r.prompt = "a test", r.width = r.height = 16, r.frames = 5, r.steps = 1;
+    r.image = wr_test_data("image/rgb.png");
+    ck_assert_int_eq(wr_request_check(ctx, &r), WR_ERR_INVALID_ARG);
+    ck_assert_msg(strstr(wr_error_detail(), "--image"), "%s", wr_error_detail());
+    wr_context_free(ctx);
+    cJSON_Delete(cases);
+    wr_st_close(f);
+}
+END_TEST
+
 START_TEST(test_requests_and_noise) {
     wr_context *ctx = NULL;
     ck_assert_int_eq(wr_context_create(&ctx, wr_test_data("wan-tiny"), NULL), WR_OK);
@@ -220,6 +266,7 @@ Suite *wr_test_suite(void) {
     TCase *tc = tcase_create("golden");
     tcase_add_test(tc, test_end_to_end);
     tcase_add_test(tc, test_two_experts);
+    tcase_add_test(tc, test_ti2v);
     tcase_add_test(tc, test_requests_and_noise);
     suite_add_tcase(s, tc);
     return s;

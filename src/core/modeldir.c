@@ -161,6 +161,7 @@ static const wr_json_field vae_fields[] = {
     F(wr_vae_config, scale_factor_temporal, WR_JSON_INT, 0),
     F(wr_vae_config, scale_factor_spatial, WR_JSON_INT, 0),
     F(wr_vae_config, dropout, WR_JSON_DOUBLE, 0),
+    F(wr_vae_config, patch_size, WR_JSON_INT, 0),
 };
 
 static const wr_json_field sched_fields[] = {
@@ -463,16 +464,35 @@ static wr_status vae_check(wr_vae_config *c, const wr_json_doc *doc) {
                                           "scale_factor_temporal",
                                           NULL};
     WR_TRY(refuse_nulls(doc, no_null));
-    if (c->is_residual)
+    /* the Wan2.2 VAE (TI2V-5B): residual blocks and a patchified video (models/vae22.h checks
+     * its own fields when it loads); here what the pipeline sizes the latents by */
+    const int64_t patch = is_null(doc, "patch_size") ? 0 : c->patch_size;
+    if (c->is_residual != (patch != 0))
         return WR_FAIL(WR_ERR_UNSUPPORTED,
-                       "%s: field 'is_residual' is true (the Wan2.2 VAE); wanrun runs the Wan2.1 "
-                       "VAE",
-                       p);
-    if (item(doc, "patch_size") && !is_null(doc, "patch_size"))
-        return WR_FAIL(WR_ERR_UNSUPPORTED,
-                       "%s: field 'patch_size' is %s (the Wan2.2 VAE's patchified output); "
-                       "wanrun runs the Wan2.1 VAE (patch_size null)",
-                       p, shown(b, sizeof b, item(doc, "patch_size")));
+                       "%s: field 'is_residual' is %s with patch_size %s; wanrun runs the Wan2.1 "
+                       "VAE (false, null) and the Wan2.2 one (true, 2)",
+                       p, c->is_residual ? "true" : "false",
+                       item(doc, "patch_size") ? shown(b, sizeof b, item(doc, "patch_size"))
+                                               : "null");
+    if (c->is_residual) {
+        if (patch != 2)
+            return WR_FAIL(WR_ERR_UNSUPPORTED, "%s: field 'patch_size' is %lld; wanrun supports 2",
+                           p, (long long)patch);
+        WR_TRY(int_in(p, "z_dim", c->z_dim, 1, WR_CFG_MAX_CHANNELS));
+        WR_TRY(int_in(p, "dim_mult (its length)", c->dim_mult.n, 1, WR_VAE_MAX_UP));
+        WR_TRY(stats_ok(p, "latents_mean", &c->latents_mean, c->z_dim, 0));
+        WR_TRY(stats_ok(p, "latents_std", &c->latents_std, c->z_dim, 1));
+        const int64_t spatial = patch << (c->dim_mult.n - 1);
+        if (c->scale_factor_spatial != spatial || c->scale_factor_temporal != 4)
+            return WR_FAIL(WR_ERR_CONFIG,
+                           "%s: fields 'scale_factor_spatial' %lld and 'scale_factor_temporal' "
+                           "%lld; the Wan2.2 VAE's layers compress by %lld and 4",
+                           p, (long long)c->scale_factor_spatial,
+                           (long long)c->scale_factor_temporal, (long long)spatial);
+        if (c->decoder_base_dim < 0 || is_null(doc, "decoder_base_dim"))
+            c->decoder_base_dim = c->base_dim;
+        return WR_OK;
+    }
     if (c->decoder_base_dim < 0 || is_null(doc, "decoder_base_dim"))
         c->decoder_base_dim = c->base_dim; /* diffusers: None -> base_dim */
     WR_TRY(int_in(p, "base_dim", c->base_dim, 1, WR_CFG_MAX_CHANNELS));
@@ -822,11 +842,12 @@ static wr_status read_index(wr_model_dir *md, const char *path) {
             md->boundary_ratio = e->valuedouble;
         } else if (strcmp(key, "expand_timesteps") == 0) {
             if (cJSON_IsNull(e) || cJSON_IsFalse(e)) continue;
-            st = WR_FAIL(cJSON_IsTrue(e) ? WR_ERR_UNSUPPORTED : WR_ERR_FORMAT,
-                         "%s: field 'expand_timesteps' is %s; wanrun supports false (per-token "
-                         "timesteps are Wan2.2 TI2V's)",
-                         path, shown(b, sizeof b, e));
-            goto done;
+            if (!cJSON_IsTrue(e)) {
+                st = WR_FAIL(WR_ERR_FORMAT, "%s: field 'expand_timesteps' is %s; must be a boolean",
+                             path, shown(b, sizeof b, e));
+                goto done;
+            }
+            md->expand_timesteps = 1; /* Wan2.2 TI2V: a timestep per token */
         } else {
             if (absent_entry(e)) continue;
             st = WR_FAIL(WR_ERR_UNSUPPORTED,
@@ -876,6 +897,15 @@ static wr_status check_consistency(const wr_model_dir *md) {
                            (long long)a->in_channels, (long long)a->out_channels,
                            (long long)a->text_dim, (long long)a->patch_size.v[0]);
     }
+    /* TI2V: the DiT denoises the 2.2 VAE's latents with a timestep per token; either alone is
+     * another model (diffusers would run it, wanrun was not built for it) */
+    if (md->has[WR_COMP_VAE] && md->vae.is_residual != md->expand_timesteps)
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "%s: model_index.json's expand_timesteps is %s but vae/config.json's "
+                       "is_residual is %s; wanrun runs Wan2.1 (false, false) and Wan2.2 TI2V "
+                       "(true, true)",
+                       r, md->expand_timesteps ? "true" : "false",
+                       md->vae.is_residual ? "true" : "false");
     if (md->boundary_ratio >= 0.0 && !md->has[WR_COMP_TRANSFORMER_2])
         return WR_FAIL(WR_ERR_CONFIG,
                        "%s/model_index.json: boundary_ratio is %g but there is no transformer_2: "

@@ -93,7 +93,8 @@ typedef struct wr_vae_config {
     wr_json_double_array attn_scales;
     wr_json_int_array temperal_downsample; /* sic: the diffusers field name */
     wr_json_double_array latents_mean, latents_std;
-    int is_residual;
+    int is_residual;    /* the Wan2.2 VAE (models/vae22.h) */
+    int64_t patch_size; /* 2 with is_residual, else 0 (null) */
     int64_t in_channels, out_channels, scale_factor_temporal, scale_factor_spatial;
     double dropout;
 } wr_vae_config;
@@ -131,6 +132,7 @@ typedef struct wr_model_dir {
      * whose timestep t >= boundary_ratio x num_train_timesteps, the low-noise one
      * (transformer_2/) the others; -1 when null (one expert: Wan2.1) */
     double boundary_ratio;
+    int expand_timesteps; /* Wan2.2 TI2V (model_index.json): a timestep per token */
     wr_t5_config t5;
     wr_vae_config vae;
     wr_sched_config sched;

@@ -298,6 +298,13 @@ wr_status wr_vae_load(wr_vae **out, wr_backend *be, const char *dir) {
     snprintf(path, sizeof path, "%s/config.json", dir);
     /* every field checked there: the scale factors match the layers, out_channels is 3 */
     WR_TRY_GOTO(st, wr_vae_config_read(&m->cfg, path), fail);
+    if (m->cfg.is_residual) {
+        st = WR_FAIL(WR_ERR_INVALID_ARG,
+                     "%s: the Wan2.2 VAE (is_residual): load it with "
+                     "wr_vae22_load (models/vae22.h)",
+                     path);
+        goto fail;
+    }
     m->z = m->cfg.z_dim;
     m->r = m->cfg.scale_factor_spatial;
     m->out_ch = m->cfg.out_channels;

@@ -20,11 +20,11 @@ static const uint64_t k_job_opts =
     BIT(WR_OPT_PROMPT) | BIT(WR_OPT_NEGATIVE_PROMPT) | BIT(WR_OPT_SEED) | BIT(WR_OPT_SIZE) |
     BIT(WR_OPT_FRAMES) | BIT(WR_OPT_STEPS) | BIT(WR_OPT_GUIDANCE) | BIT(WR_OPT_SHIFT) |
     BIT(WR_OPT_SCHEDULER) | BIT(WR_OPT_FPS) | BIT(WR_OPT_INIT_NOISE) | BIT(WR_OPT_GUIDANCE_2) |
-    BIT(WR_OPT_BOUNDARY_RATIO);
+    BIT(WR_OPT_BOUNDARY_RATIO) | BIT(WR_OPT_IMAGE);
 
 #define K_FIELDS                                                                                   \
     "name, format, prompt, negative_prompt, seed, size, frames, steps, guidance, shift, "          \
-    "scheduler, fps, init_noise, guidance_2, boundary_ratio"
+    "scheduler, fps, init_noise, guidance_2, boundary_ratio, image"
 
 static int is_format(const char *f) {
     return !strcmp(f, "y4m") || !strcmp(f, "mp4") || !strcmp(f, "png");
@@ -425,6 +425,7 @@ uint64_t wr_batch_hash(const wr_batch_job *j) {
     fnv_fmt(&f, "seed=%llu\nscheduler=%d\n", (unsigned long long)g->seed, g->scheduler);
     fnv_fmt(&f, "guidance_2=%.17g\nboundary_ratio=%.17g\n", g->guidance_2, g->boundary_ratio);
     fnv_str(&f, "init_noise", g->init_noise);
+    fnv_str(&f, "image", g->image);
     fnv_str(&f, "format", j->format);
     return f.h;
 }

@@ -58,6 +58,7 @@ static const struct {
     [WR_OPT_COMPUTE_DTYPE] = {"compute-dtype", K_TEXT},
     [WR_OPT_GUIDANCE_2] = {"guidance-2", K_NUM},
     [WR_OPT_BOUNDARY_RATIO] = {"boundary-ratio", K_NUM},
+    [WR_OPT_IMAGE] = {"image", K_TEXT},
 };
 
 #define Q(buf, s) wr_quote(buf, sizeof buf, s)
@@ -274,6 +275,9 @@ wr_status wr_gen_opts_set(wr_gen_opts *g, const char *name, const char *v) {
         break;
     case WR_OPT_MEM_PROFILE:
         g->mem_profile = v;
+        break;
+    case WR_OPT_IMAGE:
+        g->image = v;
         break;
     case WR_OPT_SIZE:
         WR_TRY(wr_parse_size(n, v, &g->width, &g->height));

@@ -64,11 +64,13 @@ typedef enum wr_gen_opt {
     WR_OPT_COMPUTE_DTYPE,
     WR_OPT_GUIDANCE_2,
     WR_OPT_BOUNDARY_RATIO,
+    WR_OPT_IMAGE,
     WR_OPT_COUNT
 } wr_gen_opt;
 
 typedef struct wr_gen_opts {
     const char *model, *prompt, *negative, *out, *save_latents, *init_noise, *mem_profile;
+    const char *image; /* Wan2.2 TI2V: the conditioning image (NULL: text to video) */
     int64_t width, height, frames, steps;
     double guidance, shift, fps; /* shift 0: the scheduler config's */
     double guidance_2;           /* Wan2.2 two experts; -1: guidance (diffusers' default) */

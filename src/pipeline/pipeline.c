@@ -19,6 +19,12 @@
  * (activate): the other waits in host memory, counted (count_waiting), and they are swapped
  * between two steps when the boundary is crossed.
  *
+ * Wan2.2 TI2V (expand_timesteps, the residual VAE of models/vae22.h): the DiT gets a timestep
+ * per token (wr_dit_forward_tokens); with wr_request.image (diffusers' WanImageToVideoPipeline)
+ * the writer encodes the image (image_condition), the group receives its latent, and it is the
+ * first latent frame of every DiT input and of the result, whose tokens get t = 0. The 2.2 VAE
+ * decodes untiled, its buffers counted in the pool while it runs.
+ *
  * Distributed (wr_options.world of size > 1, DESIGN.md §5): the world is split into replica
  * groups of cfg x cp ranks. In a group, rank 0 (the writer) alone loads the tokenizer, the text
  * encoder and the VAE; it encodes and broadcasts the embeddings; every rank denoises its token
@@ -40,8 +46,10 @@
 #include "kernels/backend.h"
 #include "models/dit.h"
 #include "models/sched.h"
+#include "io/image.h"
 #include "models/t5.h"
 #include "models/tokenizer.h"
+#include "models/vae22.h"
 #include "parallel/comm.h"
 #include "vram/levels.h"
 #include "vram/memprof.h"
@@ -61,6 +69,7 @@ struct wr_context {
     int attached;      /* the active expert is in the pool (levels 0-2 always; 3 while denoising) */
     int waiting;       /* the other one is counted as waiting (count_waiting) */
     wr_vae *vae;       /* writer only */
+    wr_vae22 *vae22;   /* writer only, instead of vae: the Wan2.2 VAE (TI2V: is_residual) */
     wr_mem_policy pol; /* the level's preset with the overrides */
     wr_vram *vram;     /* the device memory pool: the DiT's weights and activations, the VAE */
     wr_memprof *prof;  /* --mem-profile */
@@ -214,9 +223,16 @@ static wr_status load_components(wr_context *c, const char *model_dir) {
         if (c->opt.compute_dtype != WR_DTYPE_F32)
             WR_TRY(wr_dit_set_compute_dtype(c->dit2, c->opt.compute_dtype));
     }
+    if (c->md.expand_timesteps) { /* TI2V: the image's first frame has t = 0, the rest t */
+        WR_TRY(wr_dit_set_token_timesteps(c->dit, 2));
+        if (c->dit2) WR_TRY(wr_dit_set_token_timesteps(c->dit2, 2));
+    }
     if (c->role.writer) {
         wr_model_dir_path(path, sizeof path, &c->md, WR_COMP_VAE);
-        WR_TRY(wr_vae_load(&c->vae, c->be, path));
+        if (c->md.vae.is_residual)
+            WR_TRY(wr_vae22_load(&c->vae22, c->be, path));
+        else
+            WR_TRY(wr_vae_load(&c->vae, c->be, path));
     }
     return WR_OK;
 }
@@ -360,6 +376,7 @@ static wr_comm *gen_comm(const wr_context *c) {
 void wr_context_free(wr_context *c) {
     if (c == NULL) return;
     wr_vae_free(c->vae);
+    wr_vae22_free(c->vae22);
     if (c->dit2 && c->vram && c->waiting) (void)count_waiting(c, !c->active, -1);
     wr_dit_free(c->dit);
     wr_dit_free(c->dit2);
@@ -429,6 +446,11 @@ wr_status wr_request_check(const wr_context *c, const wr_request *r) {
                        "--guidance-2 %g / --boundary-ratio %g: must be numbers, the boundary in "
                        "[0, 1]",
                        r->guidance_2, r->boundary_ratio);
+    if (r->image && !c->md.expand_timesteps)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "--image %s: %s is not an image-to-video model; --image conditions Wan2.2 "
+                       "TI2V (expand_timesteps in model_index.json)",
+                       r->image, c->md.root);
     if ((r->guidance_2 >= 0.0 || r->boundary_ratio >= 0.0) && c->dit2 == NULL)
         return WR_FAIL(WR_ERR_INVALID_ARG,
                        "--guidance-2 / --boundary-ratio: %s has one transformer; they apply to "
@@ -668,6 +690,85 @@ static wr_status text_embeddings(wr_context *c, const wr_request *r, int cfg, fl
     return WR_OK;
 }
 
+/* TI2V's image condition on the writer: the file read and resized as diffusers' load_image +
+ * VaeImageProcessor.preprocess (PIL's convert("RGB"), Lanczos to the request's size, u8 / 255
+ * in float32, 2 v - 1), encoded by the VAE (latent_dist.mean == mode), normalised as
+ * prepare_latents: (mean - latents_mean) * (1 / latents_std), all float32. cond [z, 1, h, w]. */
+static wr_status image_condition(wr_context *c, const char *path, int64_t W, int64_t H,
+                                 float *cond) {
+    wr_image src = {0}, im = {0};
+    WR_TRY(wr_image_load(&src, path));
+    wr_status st = wr_image_resize(&im, &src, (int)W, (int)H);
+    wr_image_free(&src);
+    WR_TRY(st);
+    const int64_t n = W * H;
+    float *v = malloc(sizeof(float) * (size_t)(3 * n));
+    st = v ? WR_OK : WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for the image");
+    for (int64_t i = 0; st == WR_OK && i < n; i++)
+        for (int k = 0; k < 3; k++)
+            v[k * n + i] = 2.0f * ((float)im.rgb[3 * i + k] / 255.0f) - 1.0f;
+    wr_image_free(&im);
+    const wr_vae22_config *vc = wr_vae22_config_of(c->vae22);
+    const int64_t z = vc->z_dim, r = vc->scale_factor_spatial, hw = (H / r) * (W / r);
+    wr_tensor vt = wr_tensor_make(v, WR_DTYPE_F32, 4, (int64_t[]){3, 1, H, W});
+    wr_tensor ct = wr_tensor_make(cond, WR_DTYPE_F32, 4, (int64_t[]){z, 1, H / r, W / r});
+    const int64_t enc = (int64_t)wr_vae22_encode_bytes(c->vae22, 1, H, W);
+    if (st == WR_OK)
+        st = wr_vram_account(c->vram, WR_MEM_VAE, enc); /* its buffers, limit-checked */
+    if (st == WR_OK) {
+        st = wr_vae22_encode(c->vae22, &ct, &vt);
+        wr_vram_account(c->vram, WR_MEM_VAE, -enc);
+    }
+    free(v);
+    WR_TRY(st);
+    const float *mean = wr_vae22_latents_mean(c->vae22), *std = wr_vae22_latents_std(c->vae22);
+    for (int64_t k = 0; k < z; k++) {
+        const float m = mean ? mean[k] : 0.0f, inv = 1.0f / (std ? std[k] : 1.0f);
+        for (int64_t i = 0; i < hw; i++) cond[k * hw + i] = (cond[k * hw + i] - m) * inv;
+    }
+    return check_finite(cond, z * hw, "the image's latent", "vae/config.json, the encoder");
+}
+
+/* One DiT evaluation: the scalar timestep t, or one per token (t_tok, TI2V). */
+static wr_status dit_step(wr_dit *m, wr_tensor *out, const wr_tensor *x, float t,
+                          const float *t_tok, int64_t tokens, const wr_tensor *text, int slot) {
+    return t_tok ? wr_dit_forward_tokens(m, out, x, t_tok, tokens, text, slot)
+                 : wr_dit_forward_ex(m, out, x, t, text, slot);
+}
+
+/* The Wan2.2 VAE's decode of the final latents x [z, T, h, w]: de-normalised first as
+ * WanPipeline does (x / (1 / latents_std) + latents_mean, float32), untiled (vae22.h), its
+ * buffers counted in the pool (limit-checked) while it runs. */
+static wr_status decode22(wr_context *c, wr_tensor *frames, const float *x,
+                          const int64_t shape[4]) {
+    const int64_t z = shape[0], per = shape[1] * shape[2] * shape[3];
+    float *zb = malloc(sizeof(float) * (size_t)(z * per));
+    if (zb == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for the latents");
+    const float *mean = wr_vae22_latents_mean(c->vae22), *std = wr_vae22_latents_std(c->vae22);
+    for (int64_t k = 0; k < z; k++) {
+        const float m = mean ? mean[k] : 0.0f, inv = 1.0f / (std ? std[k] : 1.0f);
+        for (int64_t i = 0; i < per; i++) zb[k * per + i] = x[k * per + i] / inv + m;
+    }
+    if (c->pol.vae_tiled)
+        wr_debug("the Wan2.2 VAE decodes untiled (its tiling is not implemented yet)");
+    const int64_t need = (int64_t)wr_vae22_decode_bytes(c->vae22, shape[1], shape[2], shape[3]);
+    wr_status st = wr_vram_account(c->vram, WR_MEM_VAE, need);
+    if (st == WR_OK) {
+        wr_tensor zt = wr_tensor_make(zb, WR_DTYPE_F32, 4, shape);
+        st = wr_vae22_decode(c->vae22, frames, &zt);
+        wr_vram_account(c->vram, WR_MEM_VAE, -need);
+    }
+    free(zb);
+    return st;
+}
+
+/* The first latent frame of x [C, T, hw] set to cond [C, 1, hw] (diffusers' (1 - mask) * condition
+ * + mask * latents with a 0/1 mask: those values exactly). */
+static void put_first_frame(float *x, const float *cond, int64_t C, int64_t T, int64_t hw) {
+    for (int64_t k = 0; k < C; k++)
+        memcpy(x + k * T * hw, cond + k * hw, sizeof(float) * (size_t)hw);
+}
+
 wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     memset(out, 0, sizeof *out);
     WR_TRY(wr_request_check(c, r));
@@ -681,9 +782,15 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     const int split = cfg && c->role.cfg == 2;
     /* host buffers (host_buf): the scheduler's state and the embeddings stay on the host */
     float *emb = NULL, *emb_neg = NULL, *x = NULL, *v = NULL, *vu = NULL;
+    float *cond = NULL, *xin = NULL, *t_tok = NULL; /* TI2V */
     wr_sched *s = NULL;
     const size_t eb = sizeof(float) * (size_t)(WR_TOKENIZER_MAX_LEN * D);
     const size_t lb = sizeof(float) * (size_t)nlat, vb = split ? 2 * lb : lb;
+    const int64_t pt = c->md.dit.patch_size.v[0], ph = c->md.dit.patch_size.v[1],
+                  pw = c->md.dit.patch_size.v[2];
+    const int64_t tokens = (T / pt) * (Hl / ph) * (Wl / pw), hw = Hl * Wl;
+    const int ti2v = c->md.expand_timesteps; /* Wan2.2 TI2V: a timestep per token */
+    const size_t cb = sizeof(float) * (size_t)(C * hw), tb = sizeof(float) * (size_t)tokens;
 
     /* (1) text: the embeddings, from encoding to the end of denoising */
     st = host_buf(c, eb, &emb);
@@ -725,10 +832,27 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         seeded_noise(x, nlat,
                      r->seed + (c->opt.independent_replicas ? 0 : (uint64_t)c->role.replica));
 
+    /* (3a) TI2V: the per-token timesteps and, with an image, its latent (the writer encodes it,
+     * the group receives it) and the DiT's input, whose first frame is that latent */
+    if (ti2v) {
+        st = host_buf(c, tb, &t_tok);
+        if (st == WR_OK && r->image) st = host_buf(c, cb, &cond);
+        if (st == WR_OK && r->image) st = host_buf(c, lb, &xin);
+        if (st == WR_OK && r->image && c->role.writer) {
+            wr_memprof_begin(c->prof, "encode image");
+            st = image_condition(c, r->image, r->width, r->height, cond);
+            wr_memprof_end(c->prof);
+            if (st != WR_OK) wr_error_prefix("--image");
+        }
+        if (c->distributed) st = wr_comm_agree(gen_comm(c), st);
+        if (st == WR_OK && c->distributed && r->image)
+            st = wr_comm_bcast(c->groups.group, cond, cb, 0, WR_MEM_HOST);
+        if (st != WR_OK) goto done;
+    }
+    wr_tensor xint = wr_tensor_make(xin, WR_DTYPE_F32, 4, shape);
+
     /* (3b) the expert of the first step in the pool (level 3: its blocks stream, as many
      * resident as the limit allows; with two experts the other one waits) */
-    const int64_t tokens = (T / c->md.dit.patch_size.v[0]) * (Hl / c->md.dit.patch_size.v[1]) *
-                           (Wl / c->md.dit.patch_size.v[2]);
     const double boundary = r->boundary_ratio >= 0.0 ? r->boundary_ratio : c->md.boundary_ratio;
     const float g2 = (float)(r->guidance_2 >= 0.0 ? r->guidance_2 : r->guidance);
     if (c->pol.dit_stream) c->attached = 0; /* set up for this request's tokens */
@@ -783,8 +907,19 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         }
         wr_dit *dit = expert(c, e);
         const float g = e ? g2 : g1;
+        const wr_tensor *xd = &xt; /* what the DiT sees */
+        if (ti2v) {                /* diffusers: mask * t per token, the image's frame 0 */
+            for (int64_t i = 0; i < tokens; i++) t_tok[i] = t;
+            if (cond) {
+                for (int64_t i = 0; i < tokens / (T / pt); i++) t_tok[i] = 0.0f;
+                memcpy(xin, x, lb);
+                put_first_frame(xin, cond, C, T, hw);
+                xd = &xint;
+            }
+        }
         if (split) { /* my branch, then both branches' velocities on both ranks: v | vu */
-            st = wr_dit_forward_ex(dit, &vut, &xt, t, c->role.cfg_rank == 0 ? &et : &ent, slot_c);
+            st = dit_step(dit, &vut, xd, t, ti2v ? t_tok : NULL, tokens,
+                          c->role.cfg_rank == 0 ? &et : &ent, slot_c);
             if (st == WR_OK) st = wr_st_check_faults(); /* the DiT's mapped weights */
             st = wr_comm_agree(c->groups.group, st);
             if (st == WR_OK)
@@ -794,8 +929,9 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
             const float *vc = v, *vn = v + nlat;
             for (int64_t i = 0; i < nlat; i++) v[i] = vn[i] + g * (vc[i] - vn[i]);
         } else {
-            st = wr_dit_forward_ex(dit, &vt, &xt, t, &et, slot_c);
-            if (st == WR_OK && cfg) st = wr_dit_forward_ex(dit, &vut, &xt, t, &ent, slot_u);
+            st = dit_step(dit, &vt, xd, t, ti2v ? t_tok : NULL, tokens, &et, slot_c);
+            if (st == WR_OK && cfg)
+                st = dit_step(dit, &vut, xd, t, ti2v ? t_tok : NULL, tokens, &ent, slot_u);
             if (st == WR_OK) st = wr_st_check_faults(); /* the DiT's mapped weights */
             if (c->distributed) st = wr_comm_agree(c->groups.group, st);
             if (st != WR_OK) goto done;
@@ -823,6 +959,10 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     host_buf_free(c, &vu, lb);
     host_buf_free(c, &emb, eb);
     host_buf_free(c, &emb_neg, eb);
+    host_buf_free(c, &xin, lb);
+    host_buf_free(c, &t_tok, tb);
+    if (cond) put_first_frame(x, cond, C, T, hw); /* the result's first frame: the image's */
+    host_buf_free(c, &cond, cb);
     {
         wr_vram_stats vs;
         wr_vram_get_stats(c->vram, &vs);
@@ -844,7 +984,8 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     if (!c->role.writer) goto done; /* the writer decodes, saves and returns the frames */
 
     /* (6) decode, then [-1, 1] -> [0, 1] as diffusers' postprocess (x * 0.5 + 0.5, clamped) */
-    const int64_t N = wr_vae_frames(c->vae, T), H = Hl * r8, W = Wl * r8, oc = 3;
+    const int64_t N = c->vae22 ? wr_vae22_frames(c->vae22, T) : wr_vae_frames(c->vae, T);
+    const int64_t H = Hl * r8, W = Wl * r8, oc = 3;
     out->frames = malloc(sizeof(float) * (size_t)(oc * N * H * W));
     if (out->frames == NULL) {
         st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory for %lld frames of %lldx%lld",
@@ -855,8 +996,11 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     wr_tensor ft = wr_tensor_make(out->frames, WR_DTYPE_F32, 4, (int64_t[]){oc, N, H, W});
     t0 = wr_now_s();
     wr_memprof_begin(c->prof, "decode");
-    WR_TRY_GOTO(st, wr_vae_decode(c->vae, &ft, &xt, c->pol.vae_tiled ? &c->opt.tiling : NULL),
-                done);
+    if (c->vae22)
+        st = decode22(c, &ft, x, shape);
+    else
+        st = wr_vae_decode(c->vae, &ft, &xt, c->pol.vae_tiled ? &c->opt.tiling : NULL);
+    if (st != WR_OK) goto done;
     wr_memprof_end(c->prof);
     out->sec_decode = wr_now_s() - t0;
     wr_debug("VAE decode %.2f s", out->sec_decode);
@@ -901,5 +1045,8 @@ done:
     host_buf_free(c, &x, lb);
     host_buf_free(c, &v, vb);
     host_buf_free(c, &vu, lb);
+    host_buf_free(c, &cond, cb);
+    host_buf_free(c, &xin, lb);
+    host_buf_free(c, &t_tok, tb);
     return st;
 }

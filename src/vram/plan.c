@@ -128,6 +128,10 @@ static wr_status plan_check(const wr_plan_in *in) {
              v->temperal_downsample.n != v->dim_mult.n - 1 || v->scale_factor_spatial < 1 ||
              v->scale_factor_temporal < 1 || v->z_dim < 1 || v->decoder_base_dim < 1)
         none = "vae";
+    if (!none && v->is_residual)
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "plan: the Wan2.2 VAE (is_residual, TI2V-5B) is not in the planner yet; "
+                       "use an explicit --low-mem-level");
     if (none)
         return WR_FAIL(WR_ERR_CONFIG,
                        "plan: no usable %s config: the model directory has no %s/ component "
@@ -245,6 +249,8 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
         if (pol->dit_stream && p == WR_PLAN_DENOISE) ADD(c[WR_MEM_WEIGHTS_RESIDENT], dit_other);
         ADD(c[WR_MEM_WEIGHTS_RESIDENT], (uint64_t)other2); /* the waiting expert's */
         ADD(o->host[p], wait_host);
+        if (in->experts == 2 && !pol->dit_stream && in->resident_copies && p == WR_PLAN_DENOISE)
+            ADD(o->host[p], in->staging); /* the swap's copies */
         /* activations of the phase */
         if (p == WR_PLAN_ENCODE && !in->te_cpu) ADD(c[WR_MEM_ACTIVATIONS], t5_ws);
         if (p == WR_PLAN_DENOISE) ADD(c[WR_MEM_ACTIVATIONS], dit_ws);

@@ -62,6 +62,10 @@ typedef struct wr_plan_in {
     uint64_t scratch; /* the backend's op scratch (wr_backend_scratch_bytes), every phase */
     uint64_t staging; /* pinned staging buffers (2 WR_VRAM_STAGING_CHUNK where the pool wants
                        * them: a GPU, or disk offload), host bytes while a model streams */
+    /* 1: resident weights are device copies (a GPU, the strict CPU modes), so two experts'
+     * swap copies the incoming one's blocks through the staging buffers while denoising; 0:
+     * used in place (the plain CPU backend) */
+    int resident_copies;
     wr_vae_tiling tiling;
 } wr_plan_in;
 

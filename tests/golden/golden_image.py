@@ -22,7 +22,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(os.path.dirname(HERE), "data", "image")
 W, H = 53, 37   # odd sizes: non-integer scales everywhere
 # (file, target sizes): up, down, one side only, a large shrink, the same size
-SIZES = [(53, 37), (80, 48), (32, 16), (53, 20), (96, 37), (16, 16), (13, 9)]
+SIZES = [(53, 37), (80, 48), (32, 16), (53, 20), (96, 37), (16, 16), (13, 9), (64, 32), (32, 32), (64, 37), (53, 32), (40, 80), (100, 20), (52, 36), (57, 36)]
 
 
 def base_image():
