@@ -45,6 +45,7 @@ static void make_request(wr_request *r, const req_case *rc, uint64_t seed, float
     r->steps = 3;
     r->guidance = 4.0;
     if (strcmp(g_model, "wan22-tiny") == 0) r->guidance_2 = 2.5; /* 3 steps: t 999 | 857, 600 */
+    if (strcmp(g_model, "wan22-ti2v-tiny") == 0) r->image = wr_test_data("image/rgb.png");
     r->seed = seed;
     r->latents_out = lat;
 }
@@ -116,11 +117,15 @@ static void run_layout(const req_case *rc, int64_t nlat, float *const ref[2], in
 /* The layouts of the request cases [k0, 2). */
 static void layouts(int k0) {
     const int N = g_world.size;
-    /* 48x80 x 5 frames: latent [16, 2, 6, 10], 30 tokens; 80x48 x 9 frames: 3x3x5 = 45 */
-    const req_case cases[2] = {{80, 48, 5}, {80, 48, 9}};
+    /* 48x80 x 5 frames: latent [16, 2, 6, 10], 30 tokens; 80x48 x 9 frames: 3x3x5 = 45; TI2V
+     * (z 8, 16x): 64x64 x 5 frames [8, 2, 4, 4], 8 tokens; 64x32 x 9 frames: 3x2x1 = 6 */
+    const int ti2v = strcmp(g_model, "wan22-ti2v-tiny") == 0;
+    const req_case cases[2] = {{ti2v ? 64 : 80, ti2v ? 64 : 48, 5},
+                               {ti2v ? 64 : 80, ti2v ? 32 : 48, 9}};
+    const int64_t zc = ti2v ? 8 : 16, rs = ti2v ? 16 : 8;
     for (int k = k0; k < 2; k++) {
         const req_case *rc = &cases[k];
-        const int64_t nlat = 16 * ((rc->frames - 1) / 4 + 1) * (rc->h / 8) * (rc->w / 8);
+        const int64_t nlat = zc * ((rc->frames - 1) / 4 + 1) * (rc->h / rs) * (rc->w / rs);
         float *ref[2] = {malloc(sizeof(float) * (size_t)nlat),
                          malloc(sizeof(float) * (size_t)nlat)};
         reference(rc, 11, ref[0]);
@@ -156,6 +161,15 @@ START_TEST(test_layouts_two_experts) {
     g_model = "wan22-tiny";
     for (g_level = 0; g_level <= 3; g_level += 3) layouts(1);
     g_model = "wan-tiny", g_level = 0;
+}
+END_TEST
+
+/* Wan2.2 TI2V with an image (per-token timesteps, the writer's image latent sent to the group)
+ * against one rank at level 0 */
+START_TEST(test_layouts_ti2v) {
+    g_model = "wan22-ti2v-tiny", g_level = 0;
+    layouts(0);
+    g_model = "wan-tiny";
 }
 END_TEST
 
@@ -333,6 +347,7 @@ Suite *wr_test_suite(void) {
     tcase_set_timeout(tc, 0);
     tcase_add_test(tc, test_layouts);
     tcase_add_test(tc, test_layouts_two_experts);
+    tcase_add_test(tc, test_layouts_ti2v);
     tcase_add_test(tc, test_bad_layouts);
     tcase_add_test(tc, test_agreed_failures);
     tcase_add_test(tc, test_plan_per_rank);
