@@ -221,14 +221,18 @@ victim=$(pgrep -f -- "--out-dir $dk" | while read -r p; do
 wait "$mpid"
 rc=$?
 ok $(((SECONDS - t0) > 60 || rc == 0)) "SIGKILL of a rank: exit $rc after $((SECONDS - t0)) s (non-zero within 60 s)"
+stale=$(ls -a "$dk" | grep wanrun-tmp | sort)
 expect 0 "restart after SIGKILL" -- "$MPIEXEC" -n 2 --oversubscribe "$WANRUN" --batch "$long" --out-dir "$dk" "${common[@]}" \
     --cp-size 1
 for i in 1 2 3 4 5 6; do
     [ -f "$dk/j$i.y4m" ] && grep -q "\"name\":\"j$i\",\"status\":\"\(ok\|skipped\)\"" "$dk/results.jsonl"
     ok $? "after SIGKILL and restart: j$i has its file and its record"
 done
-! ls -a "$dk" | grep -q wanrun-tmp
-ok $? "after SIGKILL and restart: no temporaries left"
+# (a SIGKILL that lands while a rank writes a video leaves its hidden temporary, which nobody can
+# remove (atomic_file.h: the next run only warns); so does the other rank when mpirun's SIGKILL
+# follows its SIGTERM before the current step ends. The restart must add none.)
+[ "$(ls -a "$dk" | grep wanrun-tmp | sort)" = "$stale" ]
+ok $? "after SIGKILL and restart: no temporaries but the killed job's ($stale)"
 
 # ---- a torn last line of results.jsonl ----
 printf '{"name":"j1","status":"failed","hash":"00' >>"$ds/results.jsonl"
