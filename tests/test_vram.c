@@ -233,7 +233,12 @@ START_TEST(test_op_scratch) {
     wr_scratch_attach(g_be, &small, 16384);
     run_conv(y2);
     ck_assert_uint_gt(g_be->scratch.oversize, over0 + 1);
-    ck_assert_int_eq(memcmp(y1, y2, sizeof(float) * YN), 0);
+    /* the direct kernel (AVX-512) gives the same bits; the implicit GEMM (other CPUs) takes
+     * its column blocks by the scratch left, which changes the N of OpenBLAS's sgemm and with
+     * it the kernel's summation (measured NMSE 8.1e-15 on an EPYC without AVX-512) */
+    const double e = wr_test_nmse(y2, y1, YN);
+    fprintf(stderr, "conv3d with a 16 KiB arena against the whole one: nmse %.3e\n", e);
+    ck_assert_msg(e <= 1e-13, "conv3d with a small arena: nmse %.3e", e);
     wr_scratch_detach(g_be);
     free_pool(v); /* the pool no longer provides the arena: nothing to give back */
     dev_free(dx), dev_free(dw), dev_free(dy), dev_free(dq), dev_free(dout);
