@@ -112,7 +112,11 @@ struct wr_vae22 {
     /* workspace: WR_VAE22_NBUF buffers of cap floats each (only during a call) */
     float *buf[WR_VAE22_NBUF];
     size_t cap;
-    size_t live, peak; /* device bytes of workspace and caches */
+    size_t live, peak; /* device bytes of workspace, caches, the tile and its margins */
+    int64_t nweights;  /* the walked tensors: the first nweights of ld.res */
+    int no_tap;        /* taps off (the tiles after the first) */
+    wr_vram *vram;     /* NULL: the backend's allocator, nothing counted */
+    uint64_t w_bytes;  /* the weights' bytes, counted in vram while it is set */
 };
 
 /* ---- tracked allocations ---- */
@@ -120,7 +124,10 @@ struct wr_vae22 {
 static wr_status v22_alloc(wr_vae22 *m, float **p, size_t floats) {
     *p = NULL;
     if (floats == 0) return WR_OK;
-    WR_TRY(m->be->iface->alloc(m->be, (void **)p, floats * sizeof(float)));
+    if (m->vram)
+        WR_TRY(wr_vram_alloc(m->vram, WR_MEM_VAE, floats * sizeof(float), (void **)p));
+    else
+        WR_TRY(m->be->iface->alloc(m->be, (void **)p, floats * sizeof(float)));
     m->live += floats * sizeof(float);
     if (m->live > m->peak) m->peak = m->live;
     return WR_OK;
@@ -128,7 +135,10 @@ static wr_status v22_alloc(wr_vae22 *m, float **p, size_t floats) {
 
 static void v22_release(wr_vae22 *m, float **p, size_t floats) {
     if (*p == NULL) return;
-    m->be->iface->free(m->be, *p);
+    if (m->vram)
+        wr_vram_free(m->vram, *p);
+    else
+        m->be->iface->free(m->be, *p);
     m->live -= floats * sizeof(float);
     *p = NULL;
 }
@@ -215,51 +225,28 @@ static wr_status read_stats(float **out, const wr_json_doc *doc, const char *fie
     return WR_OK;
 }
 
-/* Reads and checks path into m->cfg (and the latents statistics). */
-static wr_status config_read(wr_vae22 *m, const char *path) {
-    wr_vae22_config *c = &m->cfg;
-    config_default(c);
-    cfg_raw r;
-    memset(&r, 0, sizeof r);
-    r.base_dim = c->base_dim;
-    r.decoder_base_dim = c->decoder_base_dim;
-    r.z_dim = c->z_dim;
-    r.num_res_blocks = c->num_res_blocks;
-    r.in_channels = c->in_channels;
-    r.out_channels = c->out_channels;
-    r.patch_size = c->patch_size;
-    r.scale_factor_spatial = c->scale_factor_spatial;
-    r.scale_factor_temporal = c->scale_factor_temporal;
-    r.dim_mult = (wr_json_int_array){4, {1, 2, 4, 4}};
-    r.temperal_downsample = (wr_json_int_array){3, {0, 1, 1}};
-    wr_json_doc doc;
-    WR_TRY(wr_json_load(&doc, path));
-    wr_status st = wr_json_read_fields(&r, &doc, doc.root, cfg_fields,
-                                       (int)(sizeof cfg_fields / sizeof *cfg_fields));
-    if (st != WR_OK) goto done;
-    const int n = r.dim_mult.n;
-#define BAD(code, ...)                                                                             \
-    do {                                                                                           \
-        st = WR_FAIL(code, __VA_ARGS__);                                                           \
-        goto done;                                                                                 \
-    } while (0)
-    if (r.class_name[0] && strcmp(r.class_name, "AutoencoderKLWan") != 0)
+/* The checks of a config (diffusers' names; path names the file in the messages), with
+ * decoder_base_dim -1 resolved to base_dim. */
+static wr_status config_check(cfg_raw *r, const char *path) {
+    const int n = r->dim_mult.n;
+#define BAD(code, ...) return WR_FAIL(code, __VA_ARGS__)
+    if (r->class_name[0] && strcmp(r->class_name, "AutoencoderKLWan") != 0)
         BAD(WR_ERR_UNSUPPORTED,
             "%s: field '_class_name' is \"%s\"; the Wan2.2 VAE is "
             "\"AutoencoderKLWan\"",
-            path, r.class_name);
-    if (!r.is_residual)
+            path, r->class_name);
+    if (!r->is_residual)
         BAD(WR_ERR_UNSUPPORTED,
             "%s: field 'is_residual' is false: that is the Wan2.1 VAE "
             "(models/vae.h); vae22 runs the residual Wan2.2 VAE (is_residual true)",
             path);
-    if (r.patch_size == 0)
+    if (r->patch_size == 0)
         BAD(WR_ERR_UNSUPPORTED, "%s: field 'patch_size' is null or absent; the Wan2.2 VAE has 2",
             path);
-    if (r.patch_size != 2)
+    if (r->patch_size != 2)
         BAD(WR_ERR_UNSUPPORTED, "%s: field 'patch_size' is %lld; the Wan2.2 VAE has 2", path,
-            (long long)r.patch_size);
-    if (r.attn_scales.n != 0)
+            (long long)r->patch_size);
+    if (r->attn_scales.n != 0)
         BAD(WR_ERR_UNSUPPORTED,
             "%s: field 'attn_scales' must be empty (attention in the down/up "
             "blocks is not supported)",
@@ -268,64 +255,103 @@ static wr_status config_read(wr_vae22 *m, const char *path) {
         BAD(WR_ERR_UNSUPPORTED, "%s: field 'dim_mult' has %d entries; 2 to %d are supported", path,
             n, WR_VAE22_MAX_BLOCKS);
     for (int i = 0; i < n; i++)
-        if (r.dim_mult.v[i] < 1 || r.dim_mult.v[i] > 64)
+        if (r->dim_mult.v[i] < 1 || r->dim_mult.v[i] > 64)
             BAD(WR_ERR_CONFIG, "%s: field 'dim_mult' entry %d is %lld", path, i,
-                (long long)r.dim_mult.v[i]);
-    if (r.temperal_downsample.n != n - 1)
+                (long long)r->dim_mult.v[i]);
+    if (r->temperal_downsample.n != n - 1)
         BAD(WR_ERR_CONFIG,
             "%s: field 'temperal_downsample' has %d entries; dim_mult has %d, so "
             "%d are needed",
-            path, r.temperal_downsample.n, n, n - 1);
+            path, r->temperal_downsample.n, n, n - 1);
     int nt = 0;
-    for (int i = 0; i < n - 1; i++) nt += r.temperal_downsample.v[i] != 0;
+    for (int i = 0; i < n - 1; i++) nt += r->temperal_downsample.v[i] != 0;
     if (nt != 2)
         BAD(WR_ERR_UNSUPPORTED,
             "%s: field 'temperal_downsample' sets %d flags; 2 are supported "
             "(a temporal factor of 4, which diffusers' 1 + 4k frame chunking assumes)",
             path, nt);
-    if (r.decoder_base_dim == -1) r.decoder_base_dim = r.base_dim;
+    if (r->decoder_base_dim == -1) r->decoder_base_dim = r->base_dim;
 #define POS(f, hi)                                                                                 \
-    if (r.f < 1 || r.f > (hi))                                                                     \
-    BAD(WR_ERR_CONFIG, "%s: field '" #f "' is %lld", path, (long long)r.f)
+    if (r->f < 1 || r->f > (hi))                                                                   \
+    BAD(WR_ERR_CONFIG, "%s: field '" #f "' is %lld", path, (long long)r->f)
     POS(base_dim, 1 << 16);
     POS(decoder_base_dim, 1 << 16);
     POS(z_dim, 1 << 12);
     POS(in_channels, 1 << 12);
     POS(out_channels, 1 << 12);
 #undef POS
-    if (r.num_res_blocks < 1 || r.num_res_blocks + 1 > WR_VAE22_MAX_RES)
+    if (r->num_res_blocks < 1 || r->num_res_blocks + 1 > WR_VAE22_MAX_RES)
         BAD(WR_ERR_UNSUPPORTED, "%s: field 'num_res_blocks' is %lld; 1 to %d are supported", path,
-            (long long)r.num_res_blocks, WR_VAE22_MAX_RES - 1);
-    if (r.in_channels % 4 || r.out_channels % 4)
+            (long long)r->num_res_blocks, WR_VAE22_MAX_RES - 1);
+    if (r->in_channels % 4 || r->out_channels % 4)
         BAD(WR_ERR_CONFIG,
             "%s: fields 'in_channels' %lld and 'out_channels' %lld must be "
             "multiples of patch_size^2 = 4",
-            path, (long long)r.in_channels, (long long)r.out_channels);
+            path, (long long)r->in_channels, (long long)r->out_channels);
     const int64_t sp = (int64_t)2 << (n - 1);
-    if (r.scale_factor_spatial != sp)
+    if (r->scale_factor_spatial != sp)
         BAD(WR_ERR_CONFIG,
             "%s: field 'scale_factor_spatial' is %lld; patch_size 2 and %d "
             "spatial downsamplers make %lld",
-            path, (long long)r.scale_factor_spatial, n - 1, (long long)sp);
-    if (r.scale_factor_temporal != 4)
+            path, (long long)r->scale_factor_spatial, n - 1, (long long)sp);
+    if (r->scale_factor_temporal != 4)
         BAD(WR_ERR_CONFIG,
             "%s: field 'scale_factor_temporal' is %lld; two temporal "
             "downsamplers make 4",
-            path, (long long)r.scale_factor_temporal);
+            path, (long long)r->scale_factor_temporal);
 #undef BAD
-    c->base_dim = r.base_dim;
-    c->decoder_base_dim = r.decoder_base_dim;
-    c->z_dim = r.z_dim;
-    c->num_res_blocks = r.num_res_blocks;
-    c->in_channels = r.in_channels;
-    c->out_channels = r.out_channels;
-    c->patch_size = r.patch_size;
-    c->scale_factor_spatial = r.scale_factor_spatial;
-    c->scale_factor_temporal = r.scale_factor_temporal;
+    return WR_OK;
+}
+
+/* c from a checked r */
+static void config_fill(wr_vae22_config *c, const cfg_raw *r) {
+    const int n = r->dim_mult.n;
+    c->base_dim = r->base_dim;
+    c->decoder_base_dim = r->decoder_base_dim;
+    c->z_dim = r->z_dim;
+    c->num_res_blocks = r->num_res_blocks;
+    c->in_channels = r->in_channels;
+    c->out_channels = r->out_channels;
+    c->patch_size = r->patch_size;
+    c->scale_factor_spatial = r->scale_factor_spatial;
+    c->scale_factor_temporal = r->scale_factor_temporal;
     c->ndim_mult = n;
-    for (int i = 0; i < n; i++) c->dim_mult[i] = r.dim_mult.v[i];
-    for (int i = 0; i < n - 1; i++) c->temperal_downsample[i] = r.temperal_downsample.v[i] != 0;
+    for (int i = 0; i < n; i++) c->dim_mult[i] = r->dim_mult.v[i];
+    for (int i = 0; i < n - 1; i++) c->temperal_downsample[i] = r->temperal_downsample.v[i] != 0;
     c->is_residual = 1;
+}
+
+/* cfg_raw with diffusers' defaults (config_default's) */
+static void raw_default(cfg_raw *r) {
+    wr_vae22_config c;
+    config_default(&c);
+    memset(r, 0, sizeof *r);
+    r->base_dim = c.base_dim;
+    r->decoder_base_dim = c.decoder_base_dim;
+    r->z_dim = c.z_dim;
+    r->num_res_blocks = c.num_res_blocks;
+    r->in_channels = c.in_channels;
+    r->out_channels = c.out_channels;
+    r->patch_size = c.patch_size;
+    r->scale_factor_spatial = c.scale_factor_spatial;
+    r->scale_factor_temporal = c.scale_factor_temporal;
+    r->dim_mult = (wr_json_int_array){4, {1, 2, 4, 4}};
+    r->temperal_downsample = (wr_json_int_array){3, {0, 1, 1}};
+}
+
+/* Reads and checks path into m->cfg (and the latents statistics). */
+static wr_status config_read(wr_vae22 *m, const char *path) {
+    wr_vae22_config *c = &m->cfg;
+    config_default(c);
+    cfg_raw r;
+    raw_default(&r);
+    wr_json_doc doc;
+    WR_TRY(wr_json_load(&doc, path));
+    wr_status st = wr_json_read_fields(&r, &doc, doc.root, cfg_fields,
+                                       (int)(sizeof cfg_fields / sizeof *cfg_fields));
+    if (st == WR_OK) st = config_check(&r, path);
+    if (st != WR_OK) goto done;
+    config_fill(c, &r);
     st = read_stats(&m->lat_mean, &doc, "latents_mean", c->z_dim);
     if (st == WR_OK) st = read_stats(&m->lat_std, &doc, "latents_std", c->z_dim);
     c->has_latents_stats = m->lat_mean != NULL && m->lat_std != NULL;
@@ -338,7 +364,7 @@ done:
 
 typedef struct walker {
     wr_loader *ld; /* NULL: count only */
-    int64_t count, params;
+    int64_t count, params, vec_params;
 } walker;
 
 static int is_vector(const char *name) {
@@ -352,6 +378,7 @@ static void emit(walker *wk, wr_tensor *dst, const char *name, int ndim, const i
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
     wk->params += n;
+    if (is_vector(name)) wk->vec_params += n;
     wk->count++;
     if (wk->ld == NULL) return;
     const wr_load_field f = {.t = dst, .f32 = is_vector(name), .flat = 1, .resident = 1};
@@ -518,7 +545,7 @@ static wr_status check_shortcuts(const wr_vae22 *m, const char *path) {
 static int64_t v22_walk(void *model, wr_visit_fn visit, void *ctx) {
     wr_vae22 *m = model;
     (void)visit;
-    walker wk = {ctx, 0, 0};
+    walker wk = {ctx, 0, 0, 0};
     walk_decoder(m, &wk);
     if (m->has_enc) walk_encoder(m, &wk);
     return wk.count;
@@ -550,7 +577,7 @@ wr_status wr_vae22_load(wr_vae22 **out, wr_backend *be, const char *dir) {
     m->z = m->cfg.z_dim;
     m->nblk = m->cfg.ndim_mult;
     { /* the structure, for the checks (both halves: a config error whatever the checkpoint) */
-        walker wk = {NULL, 0, 0};
+        walker wk = {NULL, 0, 0, 0};
         m->has_enc = 1;
         walk_decoder(m, &wk);
         walk_encoder(m, &wk);
@@ -573,6 +600,7 @@ wr_status wr_vae22_load(wr_vae22 **out, wr_backend *be, const char *dir) {
                         .extra_floats = extra};
     int64_t count = 0;
     WR_TRY_GOTO(st, wr_loader_run(&m->ld, v22_walk, &count), fail);
+    m->nweights = m->ld.nres;
     if (m->has_enc) { /* AvgDown3D's 1 / group per channel, and zeros for the shift */
         WR_TRY_GOTO(st, wr_loader_scratch(&m->ld, zw, 1, &m->zeros), fail);
         memset(m->zeros.data, 0, sizeof(float) * (size_t)zw);
@@ -603,6 +631,7 @@ static void free_buffers(wr_vae22 *m);
 
 void wr_vae22_free(wr_vae22 *m) {
     if (m == NULL) return;
+    (void)wr_vae22_set_vram(m, NULL);
     free_buffers(m);
     wr_loader_free(&m->ld);
     wr_st_set_close(m->weights);
@@ -648,7 +677,7 @@ void wr_vae22_set_tap(wr_vae22 *m, wr_vae22_tap_fn fn, void *ctx) {
 
 /* The callback gets a host copy of t (downloaded, so valid in the async device mode too). */
 static void tap(wr_vae22 *m, const char *name, const wr_tensor *t) {
-    if (m->tap == NULL) return;
+    if (m->tap == NULL || m->no_tap) return;
     const size_t n = wr_tensor_nbytes(t);
     wr_tensor h = *t;
     h.data = malloc(n ? n : 1);
@@ -1015,9 +1044,11 @@ static wr_status unpatchify(wr_vae22 *m, float **P, const wr_tensor *o, wr_tenso
     return WR_OK;
 }
 
-/* WanDecoder3d.forward for one latent frame (x [z, 1, h, w] in P[0]), then unpatchify, clamp,
- * and the frames into out [C, N, H, W] (host) from frame f0 */
-static wr_status decoder_chunk(wr_vae22 *m, wr_tensor *x, wr_tensor *out, int64_t f0, int first) {
+/* WanDecoder3d.forward for one latent frame (x [z, 1, h, w] in P[0]), then its frames from
+ * frame f0 into either tile (device [4C, N, H/2, W/2], as the decoder gives them: patched,
+ * unclamped) or, tile NULL, out [C, N, H, W] (host) unpatchified and clamped */
+static wr_status decoder_chunk(wr_vae22 *m, wr_tensor *x, wr_tensor *out, float *tile, int64_t f0,
+                               int first) {
     wr_backend *be = m->be;
     float **P = m->buf;
     const int64_t h = x->shape[2], w = x->shape[3];
@@ -1037,6 +1068,11 @@ static wr_status decoder_chunk(wr_vae22 *m, wr_tensor *x, wr_tensor *out, int64_
     wr_tensor o, f;
     WR_TRY(head_forward(m, &m->dnorm_out, &m->dconv_out, m->cfg.out_channels, P, x, &o));
     tap(m, "decoder", &o);
+    if (tile) { /* o [4C, T, h', w'] -> tile[:, f0 : f0 + T]: per channel one run */
+        const int64_t Tn = o.shape[1], fr = o.shape[2] * o.shape[3], N = out->shape[1];
+        WR_ASSERT(f0 + Tn <= N);
+        return copy_f(be, tile + f0 * fr, o.data, Tn * fr, o.shape[0], 1, N * fr, 0, Tn * fr, 0);
+    }
     WR_TRY(unpatchify(m, P, &o, &f));
     WR_TRY(wr_op_clamp(be, &f, &f, -1.0f, 1.0f));
     /* f [C, T, Hs, Ws] -> out[:, f0 : f0 + T]: per channel one run of T frames */
@@ -1228,7 +1264,10 @@ static wr_status patchify(wr_vae22 *m, float **P, int64_t C, int64_t T, int64_t 
 
 /* WanEncoder3d.forward for one chunk (x [4C, Tc, H/2, W/2] in P[0]) and quant_conv: the mean
  * (first z channels) of the one latent frame into mean [z, T, h, w] (host) at frame k */
-static wr_status encoder_chunk(wr_vae22 *m, wr_tensor *x, wr_tensor *mean, int64_t k) {
+/* WanEncoder3d.forward and quant_conv for chunk k (x in P[0], patchified), its
+ * latent_dist.mean (channels [0, z)) into frame k of either tile (device [z, T, h, w]) or, tile
+ * NULL, mean (host [z, T, h, w]) */
+static wr_status encoder_chunk(wr_vae22 *m, wr_tensor *x, wr_tensor *mean, float *tile, int64_t k) {
     wr_backend *be = m->be;
     float **P = m->buf;
     const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3];
@@ -1249,14 +1288,14 @@ static wr_status encoder_chunk(wr_vae22 *m, wr_tensor *x, wr_tensor *mean, int64
     WR_TRY(head_forward(m, &m->enorm_out, &m->econv_out, 2 * m->z, P, x, &o));
     tap(m, "encoder", &o);
     const int64_t h = o.shape[2], w = o.shape[3];
-    WR_ASSERT(o.shape[1] == 1 && mean->shape[2] == h && mean->shape[3] == w);
+    WR_ASSERT(o.shape[1] == 1 && (tile || (mean->shape[2] == h && mean->shape[3] == w)));
     wr_tensor q = ws4(m, P[3], 2 * m->z, 1, h, w);
     const wr_conv_params p0 = {0, 0, 0};
     WR_TRY(wr_op_conv3d(be, &q, &o, NULL, &m->quant.w, &m->quant.b, &p0));
     /* latent_dist.mean: channels [0, z) -> mean[:, k] */
     const size_t run = sizeof(float) * (size_t)(h * w);
-    const wr_copy3d cp = {.dir = WR_COPY_D2H,
-                          .dst = (float *)mean->data + k * h * w,
+    const wr_copy3d cp = {.dir = tile ? WR_COPY_D2D : WR_COPY_D2H,
+                          .dst = (tile ? tile : (float *)mean->data) + k * h * w,
                           .src = P[3],
                           .width = run,
                           .rows = m->z,
@@ -1299,16 +1338,6 @@ static v22_plan plan_encode(const wr_vae22 *m, int64_t Hv, int64_t Wv, int later
     return (v22_plan){mx, cache};
 }
 
-size_t wr_vae22_decode_bytes(const wr_vae22 *m, int64_t T, int64_t h, int64_t w) {
-    const v22_plan p = plan_decode(m, h, w, T > 1);
-    return sizeof(float) * (WR_VAE22_NBUF * p.buf + p.cache);
-}
-
-size_t wr_vae22_encode_bytes(const wr_vae22 *m, int64_t N, int64_t H, int64_t W) {
-    const v22_plan p = plan_encode(m, H, W, N > 1);
-    return sizeof(float) * (WR_VAE22_NBUF * p.buf + p.cache);
-}
-
 #undef MAXE
 
 /* ---- decode / encode ---- */
@@ -1317,8 +1346,245 @@ static void clear_caches(wr_vae22 *m) {
     each_cache(m, clear_one);
 }
 
-wr_status wr_vae22_decode(wr_vae22 *m, wr_tensor *out, const wr_tensor *z) {
+/* Every latent frame of z[:, :, y0 : y0 + h, x0 : x0 + w] (host) decoded with a fresh cache:
+ * into tile (device [4C, N, 8 h, 8 w], patched, unclamped) or, tile NULL, into out (host,
+ * the whole latent: y0 = x0 = 0) unpatchified and clamped. The workspace and the caches are
+ * kept for the next region (the first region is the largest). */
+static wr_status decode_region(wr_vae22 *m, wr_tensor *out, float *tile, const wr_tensor *z,
+                               int64_t y0, int64_t x0, int64_t h, int64_t w) {
     wr_backend *be = m->be;
+    const int64_t T = z->shape[1], Hz = z->shape[2], Wz = z->shape[3];
+    WR_TRY(ensure_workspace(m, plan_decode(m, h, w, T > 1).buf));
+    clear_caches(m);
+    for (int64_t k = 0; k < T; k++) {
+        m->tap_k = k;
+        /* latent frame k of the region -> P[1] [z, 1, h, w]: z planes of h runs of w floats */
+        const wr_copy3d up = {.dir = WR_COPY_H2D,
+                              .dst = m->buf[1],
+                              .src = (const float *)z->data + (k * Hz + y0) * Wz + x0,
+                              .width = sizeof(float) * (size_t)w,
+                              .rows = h,
+                              .planes = m->z,
+                              .dpitch = sizeof(float) * (size_t)w,
+                              .dplane = sizeof(float) * (size_t)(h * w),
+                              .spitch = sizeof(float) * (size_t)Wz,
+                              .splane = sizeof(float) * (size_t)(T * Hz * Wz)};
+        WR_TRY(wr_copy_3d(be, &up));
+        wr_tensor lat = ws4(m, m->buf[1], m->z, 1, h, w), x = ws4(m, m->buf[0], m->z, 1, h, w);
+        const wr_conv_params p0 = {0, 0, 0};
+        WR_TRY(wr_op_conv3d(be, &x, &lat, NULL, &m->post_quant.w, &m->post_quant.b, &p0));
+        tap(m, "post_quant_conv", &x);
+        const int64_t f0 = k == 0 ? 0 : 1 + 4 * (k - 1);
+        WR_TRY(decoder_chunk(m, &x, out, tile, f0, k == 0));
+    }
+    clear_caches(m);
+    return WR_OK;
+}
+
+/* ---- tiling (diffusers' tiled_decode / tiled_encode) ---- */
+
+/* The blending of a tiled pass in raster order (diffusers' blend_v, then blend_h): a tile's
+ * first rows blend with the last rows of the tile above, its first columns with the last
+ * columns of the left one (ramps over bh / bw pixels: wr_op_blend). Only the margins the next
+ * tiles read are kept: the last bh rows of every tile of the row above (above, cols slots of
+ * CN x min(bh, th0) x tw0) and the last bw columns of the left tile (left). th0 x tw0: the first
+ * (largest) tile. */
+typedef struct v22_blend {
+    float *left, *above;
+    size_t left_f, above_f; /* floats */
+    int64_t *above_h;       /* rows kept per column */
+    int64_t left_w, CN, bh, bw, slot;
+} v22_blend;
+
+static void blend_floats(int64_t CN, int64_t th0, int64_t tw0, int64_t bh, int64_t bw, int64_t cols,
+                         size_t *left, size_t *above) {
+    *left = (size_t)(CN * th0 * (bw < tw0 ? bw : tw0));
+    *above = (size_t)(CN * (bh < th0 ? bh : th0) * cols * tw0);
+}
+
+static wr_status blend_open(wr_vae22 *m, v22_blend *b, int64_t CN, int64_t th0, int64_t tw0,
+                            int64_t bh, int64_t bw, int64_t cols) {
+    memset(b, 0, sizeof *b);
+    b->CN = CN, b->bh = bh, b->bw = bw, b->slot = CN * (bh < th0 ? bh : th0) * tw0;
+    blend_floats(CN, th0, tw0, bh, bw, cols, &b->left_f, &b->above_f);
+    b->above_h = calloc((size_t)cols, sizeof(int64_t));
+    if (b->above_h == NULL)
+        return WR_FAIL(WR_ERR_OOM_HOST, "Wan2.2 VAE tiling: out of host memory");
+    WR_TRY(v22_alloc(m, &b->left, b->left_f));
+    return v22_alloc(m, &b->above, b->above_f);
+}
+
+static void blend_close(wr_vae22 *m, v22_blend *b) {
+    v22_release(m, &b->left, b->left_f);
+    v22_release(m, &b->above, b->above_f);
+    free(b->above_h);
+    b->above_h = NULL;
+}
+
+/* tile [CN, th, tw] (device) of row ri, column cj: blended in place, its margins kept */
+static wr_status blend_tile(wr_vae22 *m, v22_blend *b, float *tile, int64_t th, int64_t tw,
+                            int64_t ri, int64_t cj) {
+    wr_backend *be = m->be;
+    const int64_t CN = b->CN, bh = b->bh, bw = b->bw;
+    float *ab = b->above + (size_t)(cj * b->slot); /* this column's margin */
+    if (ri > 0) { /* rows: tile [CN, th, tw] with the margin [CN, above_h, tw] */
+        const int64_t a = b->above_h[cj], e = a < th ? (a < bh ? a : bh) : (th < bh ? th : bh);
+        wr_tensor d3 = wr_tensor_make(tile, WR_DTYPE_F32, 3, (int64_t[]){CN, th, tw});
+        wr_tensor a3 = wr_tensor_make(ab, WR_DTYPE_F32, 3, (int64_t[]){CN, a, tw});
+        WR_TRY(wr_op_blend(be, &d3, &a3, e));
+    }
+    if (cj > 0) { /* columns: tile [CN th, tw, 1] with the margin [CN th, left_w, 1] */
+        const int64_t l = b->left_w, e = l < tw ? (l < bw ? l : bw) : (tw < bw ? tw : bw);
+        wr_tensor d3 = wr_tensor_make(tile, WR_DTYPE_F32, 3, (int64_t[]){CN * th, tw, 1});
+        wr_tensor a3 = wr_tensor_make(b->left, WR_DTYPE_F32, 3, (int64_t[]){CN * th, l, 1});
+        WR_TRY(wr_op_blend(be, &d3, &a3, e));
+    }
+    /* the last kr rows (-> ab [CN, kr, tw]) and the last kc columns (-> left [CN th, kc]) */
+    const int64_t kr = th < bh ? th : bh, kc = tw < bw ? tw : bw;
+    WR_TRY(copy_f(be, ab, tile + (th - kr) * tw, kr * tw, CN, 1, kr * tw, 0, th * tw, 0));
+    WR_TRY(copy_f(be, b->left, tile + tw - kc, kc, CN * th, 1, kc, 0, tw, 0));
+    b->above_h[cj] = kr;
+    b->left_w = kc;
+    return WR_OK;
+}
+
+/* A tiled pass's geometry in the tiled tensor's own pixels (decode: the decoder's patched
+ * output; encode: the latent) and in the input's (decode: latent; encode: video): tiles of
+ * in_t with stride in_s over an input of in_h x in_w, each giving a tile of out_t with stride
+ * out_s and blend out_b. */
+typedef struct v22_tiles {
+    int64_t in_th, in_tw, in_sh, in_sw;     /* input tile and stride */
+    int64_t out_per_in_num, out_per_in_den; /* output pixels per input pixel */
+    int64_t out_sh, out_sw, bh, bw;         /* output stride and blend */
+    int64_t rows, cols;
+} v22_tiles;
+
+/* diffusers' numbers (t in video pixels): decode — latent tiles of tile/16, stride/16, blending
+ * and cropping in the patched space, (tile - stride) / 2 and stride / 2 pixels; encode — tiles
+ * of the patchified video of tile x tile (2 tile video pixels), stride likewise, latents of
+ * tile/8 with stride/8 and blend (tile - stride)/8. */
+static v22_tiles tiles_of(const wr_vae22 *m, const wr_vae_tiling *t, int enc, int64_t in_h,
+                          int64_t in_w) {
+    const int64_t r = m->cfg.scale_factor_spatial;
+    v22_tiles g;
+    if (!enc) {
+        g.in_th = t->tile_h / r, g.in_tw = t->tile_w / r;
+        g.in_sh = t->stride_h / r, g.in_sw = t->stride_w / r;
+        g.out_per_in_num = r / 2, g.out_per_in_den = 1;
+        g.out_sh = t->stride_h / 2, g.out_sw = t->stride_w / 2;
+        g.bh = t->tile_h / 2 - g.out_sh, g.bw = t->tile_w / 2 - g.out_sw;
+    } else {
+        g.in_th = 2 * t->tile_h, g.in_tw = 2 * t->tile_w;
+        g.in_sh = 2 * t->stride_h, g.in_sw = 2 * t->stride_w;
+        g.out_per_in_num = 1, g.out_per_in_den = r;
+        g.out_sh = t->stride_h / (r / 2), g.out_sw = t->stride_w / (r / 2);
+        g.bh = t->tile_h / (r / 2) - g.out_sh, g.bw = t->tile_w / (r / 2) - g.out_sw;
+    }
+    g.rows = (in_h + g.in_sh - 1) / g.in_sh, g.cols = (in_w + g.in_sw - 1) / g.in_sw;
+    return g;
+}
+
+/* the output size of an input region of n pixels */
+static int64_t tile_out(const v22_tiles *g, int64_t n) {
+    return n * g->out_per_in_num / g->out_per_in_den;
+}
+
+/* the first (largest) tile's input region */
+static void first_region(const v22_tiles *g, int64_t in_h, int64_t in_w, int64_t *h, int64_t *w) {
+    *h = in_h < g->in_th ? in_h : g->in_th;
+    *w = in_w < g->in_tw ? in_w : g->in_tw;
+}
+
+/*
+ * diffusers' tiled_decode: latent tiles, each decoded over every frame with a fresh cache into
+ * the patched space (12 channels, half the pixels), blended (v22_blend), cropped to stride / 2,
+ * then unpatchified, clamped and downloaded into its place, frame by frame.
+ */
+static wr_status decode_tiled(wr_vae22 *m, wr_tensor *out, const wr_tensor *z,
+                              const wr_vae_tiling *t) {
+    wr_status st = WR_OK;
+    wr_backend *be = m->be;
+    const int64_t Hz = z->shape[2], Wz = z->shape[3], N = out->shape[1];
+    const int64_t C4 = m->cfg.out_channels, C = C4 / 4;
+    const v22_tiles g = tiles_of(m, t, 0, Hz, Wz);
+    const int64_t Hp = tile_out(&g, Hz), Wp = tile_out(&g, Wz), Hs = out->shape[2],
+                  Ws = out->shape[3];
+    int64_t h0, w0;
+    first_region(&g, Hz, Wz, &h0, &w0);
+    const int64_t th0 = tile_out(&g, h0), tw0 = tile_out(&g, w0);
+    const size_t tile_f = (size_t)(C4 * N * th0 * tw0);
+    float *tile = NULL;
+    v22_blend bl;
+    WR_TRY_GOTO(st, blend_open(m, &bl, C4 * N, th0, tw0, g.bh, g.bw, g.cols), done);
+    WR_TRY_GOTO(st, v22_alloc(m, &tile, tile_f), done);
+    for (int64_t i0 = 0, ri = 0; i0 < Hz; i0 += g.in_sh, ri++) {
+        for (int64_t j0 = 0, cj = 0; j0 < Wz; j0 += g.in_sw, cj++) {
+            const int64_t h = Hz - i0 < g.in_th ? Hz - i0 : g.in_th,
+                          w = Wz - j0 < g.in_tw ? Wz - j0 : g.in_tw;
+            const int64_t th = tile_out(&g, h), tw = tile_out(&g, w);
+            m->no_tap = ri > 0 || cj > 0;
+            WR_TRY_GOTO(st, decode_region(m, out, tile, z, i0, j0, h, w), done);
+            WR_TRY_GOTO(st, blend_tile(m, &bl, tile, th, tw, ri, cj), done);
+            /* the crop [:, :, :out_sh, :out_sw] at patched (ri out_sh, cj out_sw), within
+             * [Hp, Wp]: per frame into P[2] [4C, 1, ch, cw], unpatchified (P[4] [C, 1, 2ch,
+             * 2cw]), clamped, downloaded into out at (2 oy, 2 ox) */
+            const int64_t oy = ri * g.out_sh, ox = cj * g.out_sw;
+            int64_t ch = th < g.out_sh ? th : g.out_sh, cw = tw < g.out_sw ? tw : g.out_sw;
+            if (oy + ch > Hp) ch = Hp - oy;
+            if (ox + cw > Wp) cw = Wp - ox;
+            for (int64_t f = 0; ch > 0 && cw > 0 && f < N; f++) {
+                WR_TRY_GOTO(st,
+                            copy_f(be, m->buf[2], tile + f * th * tw, cw, ch, C4, cw, ch * cw, tw,
+                                   N * th * tw),
+                            done);
+                wr_tensor o = ws4(m, m->buf[2], C4, 1, ch, cw), u;
+                WR_TRY_GOTO(st, unpatchify(m, m->buf, &o, &u), done);
+                WR_TRY_GOTO(st, wr_op_clamp(be, &u, &u, -1.0f, 1.0f), done);
+                const size_t fs = sizeof(float);
+                const wr_copy3d dl = {.dir = WR_COPY_D2H,
+                                      .dst = (float *)out->data + (f * Hs + 2 * oy) * Ws + 2 * ox,
+                                      .src = u.data,
+                                      .width = fs * (size_t)(2 * cw),
+                                      .rows = 2 * ch,
+                                      .planes = C,
+                                      .dpitch = fs * (size_t)Ws,
+                                      .dplane = fs * (size_t)(N * Hs * Ws),
+                                      .spitch = fs * (size_t)(2 * cw),
+                                      .splane = fs * (size_t)(4 * ch * cw)};
+                WR_TRY_GOTO(st, wr_copy_3d(be, &dl), done);
+            }
+        }
+    }
+done:
+    m->no_tap = 0;
+    v22_release(m, &tile, tile_f);
+    blend_close(m, &bl);
+    return st;
+}
+
+/* Whether a decode of an h x w latent tiles (diffusers: only when larger than one tile); a
+ * tiling diffusers would not run the same way is refused. */
+static wr_status tiling_check(const wr_vae22 *m, const wr_vae_tiling *t, int enc, int64_t h,
+                              int64_t w, int *tiled) {
+    *tiled = 0;
+    if (t == NULL || !t->enabled) return WR_OK;
+    const int64_t r = m->cfg.scale_factor_spatial;
+    if (t->tile_h < r || t->tile_w < r || t->tile_h % r || t->tile_w % r || t->stride_h < r ||
+        t->stride_w < r || t->stride_h % r || t->stride_w % r || t->stride_h > t->tile_h ||
+        t->stride_w > t->tile_w)
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "Wan2.2 VAE tiling %lldx%lld stride %lldx%lld: tile and stride must be "
+                       "positive multiples of %lld with stride <= tile",
+                       (long long)t->tile_h, (long long)t->tile_w, (long long)t->stride_h,
+                       (long long)t->stride_w, (long long)r);
+    /* decode: the latent against the tile's; encode: the video against the tile, in video
+     * pixels (diffusers' _encode compares the unpatchified size) */
+    *tiled = enc ? h > t->tile_h || w > t->tile_w : h > t->tile_h / r || w > t->tile_w / r;
+    return WR_OK;
+}
+
+wr_status wr_vae22_decode(wr_vae22 *m, wr_tensor *out, const wr_tensor *z,
+                          const wr_vae_tiling *tiling) {
     const int64_t r = m->cfg.scale_factor_spatial, C = m->cfg.out_channels / 4;
     if (z->ndim != 4 || z->shape[0] != m->z || z->dtype != WR_DTYPE_F32 || z->shape[1] < 1 ||
         z->shape[2] < 1 || z->shape[3] < 1)
@@ -1331,36 +1597,111 @@ wr_status wr_vae22_decode(wr_vae22 *m, wr_tensor *out, const wr_tensor *z) {
         return WR_FAIL(WR_ERR_INVALID_ARG,
                        "Wan2.2 VAE decode: the output must be F32 [%lld, %lld, %lld, %lld]",
                        (long long)C, (long long)N, (long long)(r * h), (long long)(r * w));
-    wr_status st = WR_OK;
-    WR_TRY_GOTO(st, ensure_workspace(m, plan_decode(m, h, w, T > 1).buf), done);
-    clear_caches(m);
-    for (int64_t k = 0; k < T; k++) {
-        m->tap_k = k;
-        /* latent frame k -> P[1] [z, 1, h, w]: z runs of h w floats */
-        const wr_copy3d up = {.dir = WR_COPY_H2D,
-                              .dst = m->buf[1],
-                              .src = (const float *)z->data + k * h * w,
-                              .width = sizeof(float) * (size_t)(h * w),
-                              .rows = m->z,
-                              .planes = 1,
-                              .dpitch = sizeof(float) * (size_t)(h * w),
-                              .spitch = sizeof(float) * (size_t)(T * h * w)};
-        WR_TRY_GOTO(st, wr_copy_3d(be, &up), done);
-        wr_tensor lat = ws4(m, m->buf[1], m->z, 1, h, w), x = ws4(m, m->buf[0], m->z, 1, h, w);
-        const wr_conv_params p0 = {0, 0, 0};
-        WR_TRY_GOTO(st, wr_op_conv3d(be, &x, &lat, NULL, &m->post_quant.w, &m->post_quant.b, &p0),
-                    done);
-        tap(m, "post_quant_conv", &x);
-        const int64_t f0 = k == 0 ? 0 : 1 + 4 * (k - 1);
-        WR_TRY_GOTO(st, decoder_chunk(m, &x, out, f0, k == 0), done);
-    }
-done:
+    int tiled;
+    WR_TRY(tiling_check(m, tiling, 0, h, w, &tiled));
+    const wr_status st =
+        tiled ? decode_tiled(m, out, z, tiling) : decode_region(m, out, NULL, z, 0, 0, h, w);
     free_buffers(m); /* after the last download: nothing queued reads them */
     return st;
 }
 
-wr_status wr_vae22_encode(wr_vae22 *m, wr_tensor *mean, const wr_tensor *video) {
+/* Every chunk of video[:, :, y0 : y0 + Hr, x0 : x0 + Wr] (host) encoded with a fresh cache into
+ * tile (device [z, T, Hr/16, Wr/16]) or, tile NULL, mean (host, the whole video: y0 = x0 = 0).
+ * The workspace and the caches are kept for the next region (the first is the largest). */
+static wr_status encode_region(wr_vae22 *m, wr_tensor *mean, float *tile, const wr_tensor *video,
+                               int64_t y0, int64_t x0, int64_t Hr, int64_t Wr) {
     wr_backend *be = m->be;
+    const int64_t C = video->shape[0], N = video->shape[1], H = video->shape[2],
+                  W = video->shape[3];
+    const int64_t T = wr_vae22_latent_frames(m, N);
+    WR_TRY(ensure_workspace(m, plan_encode(m, Hr, Wr, N > 1).buf));
+    clear_caches(m);
+    const size_t fs = sizeof(float);
+    for (int64_t k = 0; k < T; k++) {
+        m->tap_k = k;
+        const int64_t f0 = k == 0 ? 0 : 1 + 4 * (k - 1), Tc = k == 0 ? 1 : 4;
+        /* frames [f0, f0 + Tc) of the region -> P[1] [C, Tc, Hr, Wr]: per channel Tc planes of
+         * Hr runs of Wr floats */
+        (void)ws4(m, m->buf[1], C, Tc, Hr, Wr);
+        for (int64_t c = 0; c < C; c++) {
+            const wr_copy3d up = {.dir = WR_COPY_H2D,
+                                  .dst = m->buf[1] + c * Tc * Hr * Wr,
+                                  .src =
+                                      (const float *)video->data + ((c * N + f0) * H + y0) * W + x0,
+                                  .width = fs * (size_t)Wr,
+                                  .rows = Hr,
+                                  .planes = Tc,
+                                  .dpitch = fs * (size_t)Wr,
+                                  .dplane = fs * (size_t)(Hr * Wr),
+                                  .spitch = fs * (size_t)W,
+                                  .splane = fs * (size_t)(H * W)};
+            WR_TRY(wr_copy_3d(be, &up));
+        }
+        wr_tensor x;
+        WR_TRY(patchify(m, m->buf, C, Tc, Hr, Wr, &x));
+        WR_TRY(encoder_chunk(m, &x, mean, tile, k));
+    }
+    clear_caches(m);
+    return WR_OK;
+}
+
+/*
+ * diffusers' tiled_encode (with patch_size 2 it tiles the patchified video: tiles of 2 tile
+ * video pixels with stride 2 stride): each tile encoded over every chunk with a fresh cache into
+ * latents of tile/8, blended (v22_blend, (tile - stride)/8 latent pixels), cropped to stride/8
+ * and downloaded into its place.
+ */
+static wr_status encode_tiled(wr_vae22 *m, wr_tensor *mean, const wr_tensor *video,
+                              const wr_vae_tiling *t) {
+    wr_status st = WR_OK;
+    const int64_t H = video->shape[2], W = video->shape[3];
+    const int64_t z = m->z, T = mean->shape[1], h = mean->shape[2], w = mean->shape[3];
+    const v22_tiles g = tiles_of(m, t, 1, H, W);
+    int64_t h0, w0;
+    first_region(&g, H, W, &h0, &w0);
+    const int64_t th0 = tile_out(&g, h0), tw0 = tile_out(&g, w0);
+    const size_t tile_f = (size_t)(z * T * th0 * tw0);
+    float *tile = NULL;
+    v22_blend bl;
+    WR_TRY_GOTO(st, blend_open(m, &bl, z * T, th0, tw0, g.bh, g.bw, g.cols), done);
+    WR_TRY_GOTO(st, v22_alloc(m, &tile, tile_f), done);
+    for (int64_t i0 = 0, ri = 0; i0 < H; i0 += g.in_sh, ri++) {
+        for (int64_t j0 = 0, cj = 0; j0 < W; j0 += g.in_sw, cj++) {
+            const int64_t Hr = H - i0 < g.in_th ? H - i0 : g.in_th,
+                          Wr = W - j0 < g.in_tw ? W - j0 : g.in_tw;
+            const int64_t th = tile_out(&g, Hr), tw = tile_out(&g, Wr);
+            m->no_tap = ri > 0 || cj > 0;
+            WR_TRY_GOTO(st, encode_region(m, mean, tile, video, i0, j0, Hr, Wr), done);
+            WR_TRY_GOTO(st, blend_tile(m, &bl, tile, th, tw, ri, cj), done);
+            /* the crop [:, :, :out_sh, :out_sw] into mean at (ri out_sh, cj out_sw) */
+            const int64_t oy = ri * g.out_sh, ox = cj * g.out_sw;
+            int64_t ch = th < g.out_sh ? th : g.out_sh, cw = tw < g.out_sw ? tw : g.out_sw;
+            if (oy + ch > h) ch = h - oy;
+            if (ox + cw > w) cw = w - ox;
+            if (ch <= 0 || cw <= 0) continue;
+            const size_t fs = sizeof(float);
+            const wr_copy3d dl = {.dir = WR_COPY_D2H,
+                                  .dst = (float *)mean->data + oy * w + ox,
+                                  .src = tile,
+                                  .width = fs * (size_t)cw,
+                                  .rows = ch,
+                                  .planes = z * T,
+                                  .dpitch = fs * (size_t)w,
+                                  .dplane = fs * (size_t)(h * w),
+                                  .spitch = fs * (size_t)tw,
+                                  .splane = fs * (size_t)(th * tw)};
+            WR_TRY_GOTO(st, wr_copy_3d(m->be, &dl), done);
+        }
+    }
+done:
+    m->no_tap = 0;
+    v22_release(m, &tile, tile_f);
+    blend_close(m, &bl);
+    return st;
+}
+
+wr_status wr_vae22_encode(wr_vae22 *m, wr_tensor *mean, const wr_tensor *video,
+                          const wr_vae_tiling *tiling) {
     if (!m->has_enc)
         return WR_FAIL(WR_ERR_UNSUPPORTED,
                        "%s: the checkpoint has no encoder (encoder.*, "
@@ -1381,29 +1722,118 @@ wr_status wr_vae22_encode(wr_vae22 *m, wr_tensor *mean, const wr_tensor *video) 
         return WR_FAIL(WR_ERR_INVALID_ARG,
                        "Wan2.2 VAE encode: the mean must be F32 [%lld, %lld, %lld, %lld]",
                        (long long)m->z, (long long)T, (long long)h, (long long)w);
-    wr_status st = WR_OK;
-    WR_TRY_GOTO(st, ensure_workspace(m, plan_encode(m, H, W, N > 1).buf), done);
-    clear_caches(m);
-    for (int64_t k = 0; k < T; k++) {
-        m->tap_k = k;
-        const int64_t f0 = k == 0 ? 0 : 1 + 4 * (k - 1), Tc = k == 0 ? 1 : 4;
-        /* frames [f0, f0 + Tc) -> P[1] [C, Tc, H, W]: C runs of Tc H W floats */
-        const size_t run = sizeof(float) * (size_t)(Tc * H * W);
-        const wr_copy3d up = {.dir = WR_COPY_H2D,
-                              .dst = m->buf[1],
-                              .src = (const float *)video->data + f0 * H * W,
-                              .width = run,
-                              .rows = C,
-                              .planes = 1,
-                              .dpitch = run,
-                              .spitch = sizeof(float) * (size_t)(N * H * W)};
-        (void)ws4(m, m->buf[1], C, Tc, H, W);
-        WR_TRY_GOTO(st, wr_copy_3d(be, &up), done);
-        wr_tensor x;
-        WR_TRY_GOTO(st, patchify(m, m->buf, C, Tc, H, W, &x), done);
-        WR_TRY_GOTO(st, encoder_chunk(m, &x, mean, k), done);
+    int tiled;
+    WR_TRY(tiling_check(m, tiling, 1, H, W, &tiled));
+    const wr_status st = tiled ? encode_tiled(m, mean, video, tiling)
+                               : encode_region(m, mean, NULL, video, 0, 0, H, W);
+    free_buffers(m); /* after the last download: nothing queued reads them */
+    return st;
+}
+
+/* ---- memory: the planner's numbers ---- */
+
+/* a pass's bytes (decode: T latent frames of h x w; encode: T video frames of h x w): the
+ * workspace and caches of the first (largest) region, and when tiled the tile and the blending
+ * margins */
+static size_t pass_bytes(const wr_vae22 *m, int enc, int64_t T, int64_t h, int64_t w, int tiled,
+                         const wr_vae_tiling *t) {
+    const int later = T > 1;
+    if (!tiled) {
+        const v22_plan p = enc ? plan_encode(m, h, w, later) : plan_decode(m, h, w, later);
+        return sizeof(float) * (WR_VAE22_NBUF * p.buf + p.cache);
     }
-done:
-    free_buffers(m);
+    const v22_tiles g = tiles_of(m, t, enc, h, w);
+    int64_t rh, rw;
+    first_region(&g, h, w, &rh, &rw);
+    const v22_plan p = enc ? plan_encode(m, rh, rw, later) : plan_decode(m, rh, rw, later);
+    const int64_t th0 = tile_out(&g, rh), tw0 = tile_out(&g, rw);
+    const int64_t CN =
+        enc ? m->z * wr_vae22_latent_frames(m, T) : m->cfg.out_channels * wr_vae22_frames(m, T);
+    size_t left, above;
+    blend_floats(CN, th0, tw0, g.bh, g.bw, g.cols, &left, &above);
+    return sizeof(float) *
+           (WR_VAE22_NBUF * p.buf + p.cache + (size_t)(CN * th0 * tw0) + left + above);
+}
+
+size_t wr_vae22_decode_bytes(const wr_vae22 *m, int64_t T, int64_t h, int64_t w,
+                             const wr_vae_tiling *tiling) {
+    int tiled = 0;
+    if (tiling_check(m, tiling, 0, h, w, &tiled) != WR_OK) {
+        wr_error_clear(); /* wr_vae22_decode refuses it */
+        tiled = 0;
+    }
+    return pass_bytes(m, 0, T, h, w, tiled, tiling);
+}
+
+size_t wr_vae22_encode_bytes(const wr_vae22 *m, int64_t N, int64_t H, int64_t W,
+                             const wr_vae_tiling *tiling) {
+    int tiled = 0;
+    if (tiling_check(m, tiling, 1, H, W, &tiled) != WR_OK) {
+        wr_error_clear(); /* wr_vae22_encode refuses it */
+        tiled = 0;
+    }
+    return pass_bytes(m, 1, N, H, W, tiled, tiling);
+}
+
+wr_status wr_vae22_set_vram(wr_vae22 *m, wr_vram *v) {
+    free_buffers(m); /* nothing is kept between calls; they go back where they came from */
+    if (m->vram && m->w_bytes)
+        (void)wr_vram_account(m->vram, WR_MEM_WEIGHTS_RESIDENT, -(int64_t)m->w_bytes);
+    m->vram = NULL;
+    m->w_bytes = 0;
+    if (v == NULL) return WR_OK;
+    WR_TRY(wr_vram_scratch_ensure(v)); /* the ops' scratch, from the pool from now on */
+    /* the walked tensors' bytes (in place or copied into the device arena; the arena's padding
+     * and the encoder's small f32 helper vectors are not counted) */
+    uint64_t bytes = 0;
+    for (int64_t i = 0; i < m->nweights; i++) bytes += wr_tensor_nbytes(m->ld.res[i]);
+    WR_TRY(wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)bytes));
+    m->w_bytes = bytes;
+    m->vram = v;
+    return WR_OK;
+}
+
+wr_status wr_vae22_plan(const wr_vae_config *vc, const char *path, int encoder, int wbytes,
+                        const wr_vae22_plan_req *req, wr_vae22_mem *out) {
+    memset(out, 0, sizeof *out);
+    cfg_raw r;
+    raw_default(&r);
+    r.base_dim = vc->base_dim;
+    r.decoder_base_dim = vc->decoder_base_dim;
+    r.z_dim = vc->z_dim;
+    r.num_res_blocks = vc->num_res_blocks;
+    r.in_channels = vc->in_channels;
+    r.out_channels = vc->out_channels;
+    r.patch_size = vc->patch_size;
+    r.scale_factor_spatial = vc->scale_factor_spatial;
+    r.scale_factor_temporal = vc->scale_factor_temporal;
+    r.dim_mult = vc->dim_mult;
+    r.temperal_downsample = vc->temperal_downsample;
+    r.attn_scales = vc->attn_scales;
+    r.is_residual = vc->is_residual;
+    WR_TRY(config_check(&r, path));
+    wr_vae22 *m = calloc(1, sizeof *m);
+    if (m == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    config_fill(&m->cfg, &r);
+    m->z = m->cfg.z_dim;
+    m->nblk = m->cfg.ndim_mult;
+    m->has_enc = encoder != 0;
+    walker wk = {NULL, 0, 0, 0};
+    walk_decoder(m, &wk);
+    if (m->has_enc) walk_encoder(m, &wk);
+    wr_status st = check_shortcuts(m, path);
+    int tiled = 0;
+    const int64_t rr = m->cfg.scale_factor_spatial;
+    int etiled = 0;
+    if (st == WR_OK) st = tiling_check(m, req->tiling, 0, req->h, req->w, &tiled);
+    if (st == WR_OK) st = tiling_check(m, req->tiling, 1, req->h * rr, req->w * rr, &etiled);
+    if (st == WR_OK) {
+        out->weights =
+            (uint64_t)(wk.params - wk.vec_params) * (uint64_t)wbytes + (uint64_t)wk.vec_params * 4u;
+        out->decode = pass_bytes(m, 0, req->T, req->h, req->w, tiled, req->tiling);
+        if (m->has_enc && req->image)
+            out->encode = pass_bytes(m, 1, 1, req->h * rr, req->w * rr, etiled, req->tiling);
+    }
+    free(m);
     return st;
 }

@@ -32,16 +32,26 @@
  * Every latent frame / chunk is uploaded from the host input and its result downloaded into the
  * host output, so activation memory does not grow with the number of frames.
  *
- * Not in this version: tiling (no tiling: memory grows with the area, wr_vae22_decode_bytes),
- * a vram pool (every buffer comes from the backend's allocator; nothing is counted in a wr_vram),
- * the CUDA backend (untested: the ops and copies are the ones vae.c uses), a bf16 compute path
- * (f32 everywhere, like vae.c). The encoder's stride-2 convs run as stride-1 convs subsampled
- * afterwards (4x the FLOPs of those three Conv2d; a strided conv3d slot would remove that).
+ * Tiled decode (low_mem_level >= 1): diffusers' tiled_decode (enable_tiling): latent tiles of
+ * tile/16 with stride stride/16, each decoded over every frame with a fresh cache; the blending
+ * (ramps over (tile - stride) / 2 pixels) and the crop (stride / 2) happen in the patched space
+ * (12 channels, half the pixels) as diffusers does them, then unpatchify and the clamp; only the
+ * margins the next tiles read are kept. Tiled encode: diffusers' tiled_encode, which with
+ * patch_size 2 tiles the patchified video (a tile covers 2 x tile video pixels, stride 2 x
+ * stride; tiling when the video is larger than one tile), each tile encoded over every chunk
+ * with a fresh cache into latents of tile/8, blended over (tile - stride)/8 and cropped to
+ * stride/8.
  *
- * Memory: inputs and outputs are HOST memory; everything else (weights, workspace, caches) is
- * device memory that only ops and copies touch. The workspace and the feature caches are made
- * at the start of each decode / encode and freed at its end: between calls a wr_vae22 holds only
- * its weights.
+ * Not in this version: the CUDA backend (untested: the ops and copies are the ones vae.c uses),
+ * a bf16 compute path (f32 everywhere, like vae.c). The encoder's stride-2 convs run as
+ * stride-1 convs subsampled afterwards (4x the FLOPs of those three Conv2d; a strided conv3d
+ * slot would remove that).
+ *
+ * Memory: inputs and outputs are HOST memory; everything else (weights, workspace, caches, the
+ * tile and its margins) is device memory that only ops and copies touch, from the backend or,
+ * after wr_vae22_set_vram, from a pool (category vae; the weights counted there). The buffers
+ * are made at the start of each decode / encode and freed at its end: between calls a wr_vae22
+ * holds only its weights.
  *
  * Letters: z latent channels, T latent frames, h/w latent size, N video frames, H/W video size.
  * Lifetime: a wr_vae22 owns its weight set (or their device copies); the backend is borrowed and
@@ -56,6 +66,8 @@
 #include "core/status.h"
 #include "core/tensor.h"
 #include "kernels/backend.h"
+#include "models/vae.h"
+#include "vram/vram.h"
 
 #define WR_VAE22_MAX_BLOCKS 8 /* dim_mult entries */
 #define WR_VAE22_MAX_RES    8 /* num_res_blocks + 1 */
@@ -100,20 +112,25 @@ int64_t wr_vae22_latent_frames(const wr_vae22 *m, int64_t frames);
 /*
  * Decodes z [z_dim, T, h, w] (VAE space, F32 host memory, borrowed) into out [C, N, H, W] (F32
  * host memory, clamped to [-1, 1]; C = out_channels / 4, N = 1 + 4 (T - 1), H = 16 h, W = 16 w
- * for TI2V-5B: H = scale_factor_spatial * h), as diffusers' vae.decode(z).sample. Complete when
- * this returns, also on an asynchronous backend. Failures: WR_ERR_INVALID_ARG naming the shape
- * expected; WR_ERR_OOM_*.
+ * for TI2V-5B: H = scale_factor_spatial * h), as diffusers' vae.decode(z).sample. tiling NULL
+ * or disabled: untiled; else diffusers' enable_tiling(tile_h, tile_w, stride_h, stride_w) in
+ * video pixels, which must be positive multiples of scale_factor_spatial with stride <= tile.
+ * Complete when this returns, also on an asynchronous backend. Failures: WR_ERR_INVALID_ARG
+ * naming the shape expected or the tiling; WR_ERR_OOM_*.
  */
-wr_status wr_vae22_decode(wr_vae22 *m, wr_tensor *out, const wr_tensor *z);
+wr_status wr_vae22_decode(wr_vae22 *m, wr_tensor *out, const wr_tensor *z,
+                          const wr_vae_tiling *tiling);
 
 /*
  * Encodes video [C, N, H, W] (F32 host memory in [-1, 1], borrowed; C = in_channels / 4,
  * N = 1 + 4 k, H and W multiples of scale_factor_spatial) into mean [z_dim, T, H/16, W/16] (F32
- * host memory; T = 1 + k), as diffusers' vae.encode(video).latent_dist.mean. Failures:
- * WR_ERR_INVALID_ARG naming the shapes; WR_ERR_UNSUPPORTED when the encoder was not loaded;
- * WR_ERR_OOM_*.
+ * host memory; T = 1 + k), as diffusers' vae.encode(video).latent_dist.mean; tiling NULL or
+ * disabled: untiled, else as enable_tiling() (the same checks as decode). Failures:
+ * WR_ERR_INVALID_ARG naming the shapes or the tiling; WR_ERR_UNSUPPORTED when the encoder was
+ * not loaded; WR_ERR_OOM_*.
  */
-wr_status wr_vae22_encode(wr_vae22 *m, wr_tensor *mean, const wr_tensor *video);
+wr_status wr_vae22_encode(wr_vae22 *m, wr_tensor *mean, const wr_tensor *video,
+                          const wr_vae_tiling *tiling);
 
 /* Called with named taps: name is the diffusers module ("post_quant_conv", "decoder.conv_in",
  * "decoder.mid_block", "decoder.up_blocks.<i>", "encoder.conv_in", "encoder.down_blocks.<i>",
@@ -137,13 +154,46 @@ void wr_vae22_set_slice_channels(wr_vae22 *m, int64_t n);
  *   - decode, T > 1: 4 (6 * 131072 + 456800) h w bytes, 4.74 MiB per latent pixel (17.5 GB for
  *     21 x 44 x 80 latents, 81 x 704 x 1280 frames); T = 1: 4 (6 * 32768 + 446560) h w, 2.45 MiB;
  *   - encode, N > 1: 4 (6 * 640 + 2354) H W / 4 bytes, 6.0 KiB per video pixel; N = 1:
- *     4 (6 * 160 + 2354) H W / 4, 3.2 KiB (3.0 GB for one 704 x 1280 image).
+ *     4 (6 * 160 + 2354) H W / 4, 3.2 KiB (3.0 GB for one 704 x 1280 image untiled; tiled
+ *     with 256/192 px the region is at most 512 x 512 video pixels).
+ * Tiled (a tiling the input exceeds): the above for the first (largest) tile's region, plus the
+ * tile (decode: 4C N x its patched size; encode: z T x its latent size, floats) and the margins
+ * (the last blend rows of one row of tiles, the last blend columns of one tile): a decode of
+ * 121 frames at 704p with diffusers' 256/192 px tiles takes 1,486 MiB (16.7 GB untiled).
  * wr_vae22_peak_bytes is the largest such total of the calls since load or the last reset
  * (equal to these functions' values: a test checks it).
  */
-size_t wr_vae22_decode_bytes(const wr_vae22 *m, int64_t T, int64_t h, int64_t w);
-size_t wr_vae22_encode_bytes(const wr_vae22 *m, int64_t N, int64_t H, int64_t W);
+size_t wr_vae22_decode_bytes(const wr_vae22 *m, int64_t T, int64_t h, int64_t w,
+                             const wr_vae_tiling *tiling);
+size_t wr_vae22_encode_bytes(const wr_vae22 *m, int64_t N, int64_t H, int64_t W,
+                             const wr_vae_tiling *tiling);
 size_t wr_vae22_peak_bytes(const wr_vae22 *m);
 void wr_vae22_reset_peak(wr_vae22 *m);
+
+/* From now on the buffers come from the pool v (category vae) and the weights are counted there
+ * (weights-resident: the walked tensors' bytes, in place or device copies); NULL: the backend's
+ * allocator, nothing counted (the default). Frees nothing but buffers (none are kept between
+ * calls). Failures: WR_ERR_OOM_DEVICE (the pool's limit). */
+wr_status wr_vae22_set_vram(wr_vae22 *m, wr_vram *v);
+
+/* The planner's view from a model directory's vae config alone (no weights read; path names
+ * the file in errors): the same walk and plans as a loaded model. */
+typedef struct wr_vae22_plan_req {
+    int64_t T, h, w;             /* the latent to decode */
+    const wr_vae_tiling *tiling; /* NULL: untiled */
+    int image;                   /* 1: one frame of r h x r w is encoded first (--image) */
+} wr_vae22_plan_req;
+
+typedef struct wr_vae22_mem {
+    uint64_t weights; /* post_quant_conv + decoder (+ quant_conv + encoder): conv weights at
+                       * wbytes per element, biases and gammas f32 */
+    uint64_t decode;  /* wr_vae22_decode_bytes */
+    uint64_t encode;  /* wr_vae22_encode_bytes(1, r h, r w) with image, else 0 */
+} wr_vae22_mem;
+
+/* Failures: the config errors wr_vae22_load gives (naming path), WR_ERR_INVALID_ARG for a
+ * tiling wr_vae22_decode refuses. */
+wr_status wr_vae22_plan(const wr_vae_config *vc, const char *path, int encoder, int wbytes,
+                        const wr_vae22_plan_req *req, wr_vae22_mem *out);
 
 #endif /* WR_MODELS_VAE22_H */

@@ -23,7 +23,7 @@
  * per token (wr_dit_forward_tokens); with wr_request.image (diffusers' WanImageToVideoPipeline)
  * the writer encodes the image (image_condition), the group receives its latent, and it is the
  * first latent frame of every DiT input and of the result, whose tokens get t = 0. The 2.2 VAE
- * decodes untiled, its buffers counted in the pool while it runs.
+ * encodes and decodes tiled as the level says, its weights and buffers in the pool.
  *
  * Distributed (wr_options.world of size > 1, DESIGN.md §5): the world is split into replica
  * groups of cfg x cp ranks. In a group, rank 0 (the writer) alone loads the tokenizer, the text
@@ -156,6 +156,7 @@ static wr_status setup_pool(wr_context *c) {
         c->waiting = 1;
     }
     if (c->vae) WR_TRY(wr_vae_set_vram(c->vae, c->vram));
+    if (c->vae22) WR_TRY(wr_vae22_set_vram(c->vae22, c->vram));
     /* the text encoder: resident (levels 0, 1) or streamed layer by layer (2, 3) */
     if (c->t5) WR_TRY(t5_attach(c, c->pol.te_stream ? 0 : -1));
     return WR_OK;
@@ -712,13 +713,8 @@ static wr_status image_condition(wr_context *c, const char *path, int64_t W, int
     const int64_t z = vc->z_dim, r = vc->scale_factor_spatial, hw = (H / r) * (W / r);
     wr_tensor vt = wr_tensor_make(v, WR_DTYPE_F32, 4, (int64_t[]){3, 1, H, W});
     wr_tensor ct = wr_tensor_make(cond, WR_DTYPE_F32, 4, (int64_t[]){z, 1, H / r, W / r});
-    const int64_t enc = (int64_t)wr_vae22_encode_bytes(c->vae22, 1, H, W);
     if (st == WR_OK)
-        st = wr_vram_account(c->vram, WR_MEM_VAE, enc); /* its buffers, limit-checked */
-    if (st == WR_OK) {
-        st = wr_vae22_encode(c->vae22, &ct, &vt);
-        wr_vram_account(c->vram, WR_MEM_VAE, -enc);
-    }
+        st = wr_vae22_encode(c->vae22, &ct, &vt, c->pol.vae_tiled ? &c->opt.tiling : NULL);
     free(v);
     WR_TRY(st);
     const float *mean = wr_vae22_latents_mean(c->vae22), *std = wr_vae22_latents_std(c->vae22);
@@ -737,8 +733,8 @@ static wr_status dit_step(wr_dit *m, wr_tensor *out, const wr_tensor *x, float t
 }
 
 /* The Wan2.2 VAE's decode of the final latents x [z, T, h, w]: de-normalised first as
- * WanPipeline does (x / (1 / latents_std) + latents_mean, float32), untiled (vae22.h), its
- * buffers counted in the pool (limit-checked) while it runs. */
+ * WanPipeline does (x / (1 / latents_std) + latents_mean, float32), tiled as the level says
+ * (diffusers' enable_tiling), its buffers from the pool. */
 static wr_status decode22(wr_context *c, wr_tensor *frames, const float *x,
                           const int64_t shape[4]) {
     const int64_t z = shape[0], per = shape[1] * shape[2] * shape[3];
@@ -749,15 +745,9 @@ static wr_status decode22(wr_context *c, wr_tensor *frames, const float *x,
         const float m = mean ? mean[k] : 0.0f, inv = 1.0f / (std ? std[k] : 1.0f);
         for (int64_t i = 0; i < per; i++) zb[k * per + i] = x[k * per + i] / inv + m;
     }
-    if (c->pol.vae_tiled)
-        wr_debug("the Wan2.2 VAE decodes untiled (its tiling is not implemented yet)");
-    const int64_t need = (int64_t)wr_vae22_decode_bytes(c->vae22, shape[1], shape[2], shape[3]);
-    wr_status st = wr_vram_account(c->vram, WR_MEM_VAE, need);
-    if (st == WR_OK) {
-        wr_tensor zt = wr_tensor_make(zb, WR_DTYPE_F32, 4, shape);
-        st = wr_vae22_decode(c->vae22, frames, &zt);
-        wr_vram_account(c->vram, WR_MEM_VAE, -need);
-    }
+    wr_tensor zt = wr_tensor_make(zb, WR_DTYPE_F32, 4, shape);
+    const wr_status st =
+        wr_vae22_decode(c->vae22, frames, &zt, c->pol.vae_tiled ? &c->opt.tiling : NULL);
     free(zb);
     return st;
 }

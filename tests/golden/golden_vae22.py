@@ -21,6 +21,10 @@ Tensors of io.safetensors (all F32, no batch dimension):
   dec.multi.z   [8,3,1,2]   dec.multi.out  [3,9,16,32]
   enc.single.x  [3,1,32,32] enc.single.mean [8,1,2,2]    vae.encode(x).latent_dist.mean
   enc.multi.x   [3,5,16,32] enc.multi.mean  [8,2,1,2]
+  dec.tiled.z   [8,3,3,5]   dec.tiled.out  [3,9,48,80]   with enable_tiling(32, 48, 16, 32)
+  dec.tiled1.z  [8,1,4,4]   dec.tiled1.out [3,1,64,64]   with enable_tiling(48, 48, 32, 32)
+  enc.tiled.x   [3,5,48,96] enc.tiled.mean [8,2,3,6]     with enable_tiling(16, 32, 16, 16)
+  enc.tiled1.x  [3,1,96,64] enc.tiled1.mean [8,1,6,4]    with enable_tiling(32, 16, 16, 16)
   tap.<case>.<k>.<module>   the module's output during the k-th decoder / encoder call (latent
                             frame k / chunk k), for the modules listed in DEC_TAPS / ENC_TAPS
                             (SKIP_TAPS: not stored; "encoder": the encoder's output before
@@ -46,6 +50,12 @@ CFG = dict(base_dim=2, decoder_base_dim=3, z_dim=8, dim_mult=[1, 2, 4, 4], num_r
            scale_factor_temporal=4)
 DEC_CASES = {"single": (1, 2, 3), "multi": (3, 1, 2)}     # latent (T, h, w)
 ENC_CASES = {"single": (1, 32, 32), "multi": (5, 16, 32)}  # video (N, H, W)
+# tiled decodes (enable_tiling): latent (T, h, w), then tile_sample_min_height / _width and
+# tile_sample_stride_height / _width in video pixels; edge tiles are partial in both directions
+TILED_CASES = {"tiled": ((3, 3, 5), (32, 48, 16, 32)), "tiled1": ((1, 4, 4), (48, 48, 32, 32))}
+# tiled encodes: video (N, H, W) and the tiling (diffusers tiles the patchified video, so a tile
+# covers 2 x tile video pixels; tiling when the video is larger than tile)
+TILED_ENC_CASES = {"tiled": ((5, 48, 96), (16, 32, 16, 16)), "tiled1": ((1, 96, 64), (32, 16, 16, 16))}
 DEC_TAPS = ["post_quant_conv", "decoder.conv_in", "decoder.mid_block", "decoder.up_blocks.0",
             "decoder.up_blocks.1", "decoder.up_blocks.2", "decoder.up_blocks.3", "decoder"]
 ENC_TAPS = ["encoder.conv_in", "encoder.down_blocks.0", "encoder.down_blocks.1",
@@ -58,7 +68,8 @@ INIT = ("latents_mean = round(0.5*randn(z), 4), latents_std = round(0.5 + 2.5*ra
         "then every parameter in sorted name order from torch.Generator().manual_seed(%d): conv "
         "kernels randn/sqrt(fan_in), biases 0.05*randn, RMS-norm "
         "gammas 1 + 0.1*randn, each rounded to bfloat16; then the inputs: dec.*.z randn, enc.*.x "
-        "2*rand - 1, in the order single, multi" % SEED)
+        "2*rand - 1, in the order single, multi; then dec.tiled.z, dec.tiled1.z randn; then "
+        "enc.tiled.x, enc.tiled1.x 2*rand - 1" % SEED)
 
 
 @contextlib.contextmanager
@@ -131,13 +142,25 @@ def main():
         inputs["dec." + name] = torch.randn((1, z, t, h, w), generator=gen)
     for name, (n, hh, ww) in ENC_CASES.items():
         inputs["enc." + name] = 2 * torch.rand((1, 3, n, hh, ww), generator=gen) - 1
+    tiling = {}
+    for name, ((t, h, w), tl) in TILED_CASES.items():
+        inputs["dec." + name] = torch.randn((1, z, t, h, w), generator=gen)
+        tiling["dec." + name] = tl
+    for name, ((n, hh, ww), tl) in TILED_ENC_CASES.items():
+        inputs["enc." + name] = 2 * torch.rand((1, 3, n, hh, ww), generator=gen) - 1
+        tiling["enc." + name] = tl
 
     tensors, meta_nmse, clamped = {}, {}, {}
     for key, x in inputs.items():
         kind = key.split(".")[0]
-        taps = Taps(model, DEC_TAPS if kind == "dec" else ENC_TAPS)
+        tl = tiling.get(key)
+        taps = Taps(model, [] if tl else DEC_TAPS if kind == "dec" else ENC_TAPS)
         with torch.no_grad():
-            if kind == "dec":
+            if tl:
+                model.enable_tiling(*tl)
+                y = model.decode(x).sample if kind == "dec" else model.encode(x).latent_dist.mean
+                model.disable_tiling()
+            elif kind == "dec":
                 y = model.decode(x).sample
                 # the same decode without the clamp, for the clamped fraction
                 raw = torch.cat([taps.out[(k, "decoder")] for k in range(x.shape[2])], 2)
@@ -163,6 +186,8 @@ def main():
         m64 = AutoencoderKLWan(**CFG, latents_mean=mean, latents_std=std).eval()
         m64.load_state_dict(model.state_dict())
         m64 = m64.double()
+        if tl:
+            m64.enable_tiling(*tl)
         with torch.no_grad(), float_keeps_f64():
             y64 = (m64.decode(x.double()).sample if kind == "dec"
                    else m64.encode(x.double()).latent_dist.mean)
@@ -180,8 +205,11 @@ def main():
         "calls": ("model = AutoencoderKLWan(**config).eval(); reinit; torch.set_num_threads(1); "
                   "torch.use_deterministic_algorithms(True); float32 on the CPU; "
                   "dec.*.out = model.decode(z[None]).sample[0]; "
-                  "enc.*.mean = model.encode(x[None]).latent_dist.mean[0]; taps: forward hooks; "
+                  "enc.*.mean = model.encode(x[None]).latent_dist.mean[0]; dec.tiled*: the same "
+                  "between model.enable_tiling(*tiling) and model.disable_tiling(); "
+                  "taps: forward hooks; "
                   "saved with model.to(torch.bfloat16).save_pretrained(vae/)"),
+        "tiling": json.dumps(tiling),
         "nmse_fp32_vs_f64": json.dumps(meta_nmse),
         "decode_clamped_fraction_and_max_abs": json.dumps(clamped),
     }
