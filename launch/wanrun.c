@@ -81,7 +81,7 @@ static const char usage_text[] =
     "usage: wanrun [options] --prompt TEXT --out FILE      generate a video\n"
     "       wanrun [global options] inspect PATH [--json] [--summary]\n"
     "       wanrun [global options] encode --model DIR --prompt TEXT --out FILE\n"
-    "       wanrun plan (--model DIR | --preset 1.3b|14b|a14b) [--size WxH] [--frames N] [--np N]\n"
+    "       wanrun plan (--model DIR | --preset 1.3b|14b|a14b|5b) [--size WxH] [--frames N]\n"
     "                  ...\n"
     "       wanrun [options] --batch FILE --out-dir DIR    a batch of jobs (see Batch)\n"
     "       wanrun convert --model DIR --out DIR2 --dtype bf16|fp8   narrower weights, once\n"
@@ -222,9 +222,12 @@ static const char usage_text[] =
     "                      Under mpirun, rank 0 encodes; the other ranks have nothing to do.\n"
     "  plan (or --plan)    predict the per-rank peak device and host memory of a generation for\n"
     "                      every --low-mem-level, by category, from the configs alone\n"
-    "      --model DIR | --preset 1.3b|14b|a14b   the model (presets: configs/; a14b: Wan2.2\n"
-    "                         T2V-A14B, two experts of 14B's shape, one on the device at a time)\n"
-    "      --size WxH --frames N             the request (default 832x480, 81)\n"
+    "      --model DIR | --preset 1.3b|14b|a14b|5b   the model (presets: configs/; a14b:\n"
+    "                      Wan2.2 T2V-A14B, two experts of 14B's shape, one on the device at a\n"
+    "                      time; 5b: Wan2.2 TI2V-5B with its VAE)\n"
+    "      --size WxH --frames N             the request (default 832x480, 81; TI2V 1280x704,\n"
+    "                      121)\n"
+    "      --image         TI2V: with an image (--image FILE), encoded before denoising\n"
     "      --np N --cfg-parallel N --cp MODE the ranks of one generation (default 1, 1, auto)\n"
     "      --fp8           FP8 storage for the DiT blocks and text encoder layers (as --fp8\n"
     "                      storage)\n"
@@ -644,11 +647,11 @@ static void on_progress(void *ctx, int64_t step, int64_t steps, float t, double 
 static wr_status cmd_plan(int argc, char **argv, int rank) {
     const char *model = NULL, *preset = NULL;
     int64_t width = 832, height = 480, frames = 81, np = 1, cfgp = 1, budget = 0;
-    int fp8 = 0, f32 = 0, cpm = WR_CP_AUTO;
+    int fp8 = 0, f32 = 0, cpm = WR_CP_AUTO, image = 0, sized = 0, framed = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--fp8")) {
-            fp8 = 1;
+        if (!strcmp(a, "--fp8") || !strcmp(a, "--image")) {
+            *(a[2] == 'f' ? &fp8 : &image) = 1;
             continue;
         }
         if (strncmp(a, "--", 2) != 0 || v == NULL)
@@ -660,12 +663,14 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
         else if (!strcmp(a, "--preset"))
             preset = v;
         else if (!strcmp(a, "--size")) {
+            sized = 1;
             WR_TRY(wr_parse_size("size", v, &width, &height));
             if (width % 16 || height % 16)
                 return WR_FAIL(WR_ERR_INVALID_ARG,
                                "--size %lldx%lld: width and height must be multiples of 16",
                                (long long)width, (long long)height);
         } else if (!strcmp(a, "--frames")) {
+            framed = 1;
             WR_TRY(wr_parse_i64("frames", v, 1, WR_REQUEST_MAX_FRAMES, &frames));
         } else if (!strcmp(a, "--np"))
             WR_TRY(wr_parse_i64("np", v, 1, 4096, &np));
@@ -686,7 +691,6 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
             return WR_FAIL(WR_ERR_INVALID_ARG, "plan: unknown option %s (see wanrun --help)",
                            QA(a));
     }
-    WR_TRY(wr_request_check_sizes(width, height, frames));
     if (np % cfgp)
         return WR_FAIL(WR_ERR_INVALID_ARG, "--np %lld is not a multiple of --cfg-parallel %lld",
                        (long long)np, (long long)cfgp);
@@ -700,21 +704,35 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
         free(md);
         WR_TRY(st);
     } else {
-        /* a14b: Wan2.2 T2V-A14B, two experts of Wan2.1 14B's shape */
-        const int a14b = preset && !strcmp(preset, "a14b");
-        if (preset == NULL || (strcmp(preset, "1.3b") && strcmp(preset, "14b") && !a14b))
+        /* a14b: Wan2.2 T2V-A14B, two experts of Wan2.1 14B's shape; 5b: Wan2.2 TI2V-5B */
+        const int a14b = preset && !strcmp(preset, "a14b"), b5 = preset && !strcmp(preset, "5b");
+        if (preset == NULL || (strcmp(preset, "1.3b") && strcmp(preset, "14b") && !a14b && !b5))
             return WR_FAIL(WR_ERR_INVALID_ARG,
-                           "plan needs --model DIR or --preset 1.3b|14b|a14b (Wan2.1 1.3B, 14B, "
-                           "Wan2.2 T2V-A14B)");
+                           "plan needs --model DIR or --preset 1.3b|14b|a14b|5b (Wan2.1 1.3B, "
+                           "14B, Wan2.2 T2V-A14B, TI2V-5B)");
         char p[4200];
-        snprintf(p, sizeof p, "%s/dit-%s.json", WR_CONFIG_DIR, a14b ? "14b" : preset);
+        snprintf(p, sizeof p, "%s/dit-%s.json", WR_CONFIG_DIR,
+                 a14b ? "14b"
+                 : b5 ? "ti2v-5b"
+                      : preset);
         WR_TRY(wr_dit_config_read(&in.dit, p));
         if (a14b) in.experts = 2, in.dit2 = in.dit;
         snprintf(p, sizeof p, "%s/umt5-xxl.json", WR_CONFIG_DIR);
         WR_TRY(wr_t5_config_read(&in.t5, p));
-        snprintf(p, sizeof p, "%s/vae-wan21.json", WR_CONFIG_DIR);
+        snprintf(p, sizeof p, "%s/vae-wan%s.json", WR_CONFIG_DIR, b5 ? "22" : "21");
         WR_TRY(wr_vae_config_read(&in.vae, p));
+        in.ti2v = b5;
     }
+    if (in.ti2v) { /* the model's defaults, as a generation takes them */
+        if (!sized) width = 1280, height = 704;
+        if (!framed) frames = 121;
+    } else if (image) {
+        return WR_FAIL(WR_ERR_INVALID_ARG,
+                       "plan --image: only a TI2V model (Wan2.2 5B: --preset 5b or its "
+                       "directory) takes an image");
+    }
+    WR_TRY(wr_request_check_sizes(width, height, frames));
+    in.image = image;
     in.width = width, in.height = height, in.frames = frames;
     in.cp = (int)(np / cfgp), in.cfg_parallel = (int)cfgp, in.cp_mode = (wr_cp_mode)cpm;
     const int wb = f32 ? 4 : 2;
@@ -738,6 +756,10 @@ static wr_status cmd_plan(int argc, char **argv, int rank) {
            : f32 ? "f32"
                  : "bf16",
            f32 ? "f32" : "bf16");
+    if (in.ti2v)
+        printf("TI2V (Wan2.2): a timestep per token, the Wan2.2 VAE (tiled from level 1)%s\n",
+               image ? "; the image is encoded (tiled from level 1) before denoising, phase image"
+                     : "");
     if (in.experts == 2)
         printf("two experts (Wan2.2): one in device memory at a time, swapped at the boundary; the "
                "waiting one's blocks are in the host column%s, its embeddings and head in "
@@ -828,6 +850,7 @@ static wr_status plan_input(const wr_gen_opts *g, wr_plan_in *inp) {
     in.staging = g->disk_offload ? 2 * WR_VRAM_STAGING_CHUNK : 0; /* the pread target */
     in.resident_copies = wr_backend_strict_env() != 0 || !strcmp(g->backend, "cuda");
     in.tiling = wr_vae_tiling_default();
+    in.image = g->image != NULL;
     *inp = in;
     return WR_OK;
 }

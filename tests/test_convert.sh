@@ -112,8 +112,16 @@ expect 3 "an --image that is not one" -- "$WANRUN" --model "$ti2v" --prompt "x" 
     --frames 5 --steps 1 --image "$DATA/wan-tiny/model_index.json" --out "$work/x3.y4m"
 has "$err" "neither a PNG nor a JPEG" "the bad image named"
 check "no video from the failed runs" -- test ! -e "$work/x1.y4m" -a ! -e "$work/x2.y4m" -a ! -e "$work/x3.y4m"
-expect 6 "plan on a TI2V directory" -- "$WANRUN" plan --model "$ti2v"
-has "$err" "the Wan2.2 VAE .* is not in the planner yet" "the planner's gap named"
+expect 0 "plan on a TI2V directory" -- "$WANRUN" plan --model "$ti2v" --size 64x32 --frames 5
+has "$out" "^TI2V \(Wan2.2\): a timestep per token" "the TI2V plan says so"
+expect 0 "plan on a TI2V directory with an image" -- "$WANRUN" plan --model "$ti2v" --image \
+    --size 64x32 --frames 5
+has "$out" "the image is encoded \\(tiled from level 1\\) before denoising, phase image" \
+    "the image's phase named"
+expect 0 "plan --preset 5b" -- "$WANRUN" plan --preset 5b --image --np 8 --fp8
+has "$out" "^plan: 5b, 1280x704, 121 frames, 8 rank" "TI2V-5B's defaults"
+expect 2 "plan --image on a T2V model" -- "$WANRUN" plan --preset 14b --image
+has "$err" "only a TI2V model" "--image refused without TI2V"
 
 # inspect and plan know the two-expert layout
 expect 0 "inspect a two-expert directory" -- "$WANRUN" inspect "$src" --summary

@@ -169,7 +169,9 @@ END_TEST
 START_TEST(test_layouts_ti2v) {
     g_model = "wan22-ti2v-tiny", g_level = 0;
     layouts(0);
-    g_model = "wan-tiny";
+    g_level = 3; /* the DiT streamed, per-token timesteps in every block (the 6-token case) */
+    layouts(1);
+    g_model = "wan-tiny", g_level = 0;
 }
 END_TEST
 
@@ -266,14 +268,19 @@ END_TEST
 
 START_TEST(test_plan_per_rank) {
     const int N = g_world.size;
-    for (int two = 0; two <= 1; two++) {
-        const char *model = two ? "wan22-tiny" : "wan-tiny";
+    for (int mi = 0; mi < 3; mi++) {
+        const int two = mi == 1, ti2v = mi == 2;
+        const char *model = ti2v ? "wan22-ti2v-tiny" : two ? "wan22-tiny" : "wan-tiny";
+        g_model = model; /* make_request's: guidance_2, the image */
         wr_model_dir *md = calloc(1, sizeof *md);
         ck_assert_int_eq(wr_model_dir_open(md, wr_test_data(model)), WR_OK);
         /* two experts: every level, and levels 0 and 3 again with disk offload (the waiting
-         * expert then is not in host memory) */
-        for (int run = 0; run < (two ? 6 : 2); run++) {
-            const int level = two ? (run < 4 ? run : (run - 4) * 3) : run * 3, disk = run >= 4;
+         * expert then is not in host memory); TI2V with an image: every level */
+        for (int run = 0; run < (two ? 6 : ti2v ? 4 : 2); run++) {
+            const int level = two    ? (run < 4 ? run : (run - 4) * 3)
+                              : ti2v ? run
+                                     : run * 3,
+                      disk = two && run >= 4;
             wr_options o;
             wr_options_defaults(&o);
             o.threads = 1;
@@ -287,7 +294,7 @@ START_TEST(test_plan_per_rank) {
             wr_context_role(ctx, &role);
             float *lat = malloc(sizeof(float) * 16 * 3 * 6 * 10);
             wr_request r;
-            make_request(&r, &(req_case){80, 48, 9}, 11, lat);
+            make_request(&r, ti2v ? &(req_case){64, 32, 9} : &(req_case){80, 48, 9}, 11, lat);
             wr_video v;
             ck_assert_msg(wr_generate(ctx, &r, &v) == WR_OK, "%s", wr_error_detail());
             wr_video_free(&v);
@@ -296,9 +303,10 @@ START_TEST(test_plan_per_rank) {
             wr_plan_in in;
             memset(&in, 0, sizeof in);
             wr_plan_in_model(&in, md);
-            in.width = 80, in.height = 48, in.frames = 9;
+            in.width = ti2v ? 64 : 80, in.height = ti2v ? 32 : 48, in.frames = 9;
+            in.image = ti2v;
             in.cp = role.cp, in.cfg_parallel = role.cfg, in.cp_mode = (wr_cp_mode)role.cp_mode;
-            in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = 4, in.act_bytes = 4;
+            in.dit_wbytes = 4, in.t5_wbytes = 2, in.vae_wbytes = ti2v ? 2 : 4, in.act_bytes = 4;
             in.scratch = wr_backend_scratch_bytes(WR_BACKEND_CPU);
             in.tiling = wr_vae_tiling_default();
             in.disk_offload = disk;
@@ -333,6 +341,7 @@ START_TEST(test_plan_per_rank) {
         }
         free(md);
     }
+    g_model = "wan-tiny";
 }
 END_TEST
 

@@ -5,7 +5,7 @@
  * component's safetensors set lazily when a model needs it.
  *
  * Wan2.2 T2V-A14B adds DIR/transformer_2/ (the low-noise expert) and model_index.json's
- * boundary_ratio; TI2V-5B (expand_timesteps, the residual VAE) is refused as unsupported.
+ * boundary_ratio; TI2V-5B sets expand_timesteps and has the residual VAE (models/vae22.h).
  *
  * Layout:  DIR/model_index.json, DIR/transformer/config.json, DIR/text_encoder/config.json,
  *          DIR/vae/config.json, DIR/scheduler/scheduler_config.json, DIR/tokenizer/spiece.model

@@ -7,10 +7,12 @@
 
 #include "core/checked.h"
 #include "models/t5.h"
+#include "models/vae22.h"
 #include "vram/levels.h"
 
 const char *wr_plan_phase_name(int phase) {
     return phase == WR_PLAN_ENCODE    ? "encode"
+           : phase == WR_PLAN_IMAGE   ? "image"
            : phase == WR_PLAN_DENOISE ? "denoise"
            : phase == WR_PLAN_DECODE  ? "decode"
                                       : "?";
@@ -128,10 +130,12 @@ static wr_status plan_check(const wr_plan_in *in) {
              v->temperal_downsample.n != v->dim_mult.n - 1 || v->scale_factor_spatial < 1 ||
              v->scale_factor_temporal < 1 || v->z_dim < 1 || v->decoder_base_dim < 1)
         none = "vae";
-    if (!none && v->is_residual)
+    if (!none && v->is_residual != in->ti2v)
         return WR_FAIL(WR_ERR_UNSUPPORTED,
-                       "plan: the Wan2.2 VAE (is_residual, TI2V-5B) is not in the planner yet; "
-                       "use an explicit --low-mem-level");
+                       v->is_residual
+                           ? "plan: the Wan2.2 VAE (is_residual) without expand_timesteps: "
+                             "wanrun runs it only in the TI2V pipeline"
+                           : "plan: TI2V (expand_timesteps) needs the Wan2.2 VAE (is_residual)");
     if (none)
         return WR_FAIL(WR_ERR_CONFIG,
                        "plan: no usable %s config: the model directory has no %s/ component "
@@ -155,6 +159,7 @@ static wr_status plan_check(const wr_plan_in *in) {
 void wr_plan_in_model(wr_plan_in *in, const wr_model_dir *md) {
     in->dit = md->dit, in->t5 = md->t5, in->vae = md->vae;
     in->experts = md->has[WR_COMP_TRANSFORMER_2] && md->boundary_ratio >= 0.0 ? 2 : 1;
+    in->ti2v = md->expand_timesteps;
     if (in->experts == 2) in->dit2 = md->dit2;
 }
 
@@ -205,14 +210,34 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
         (uint64_t)wr_t5_plan_workspace(&in->t5, 512) / 4 * (uint64_t)in->act_bytes;
     const uint64_t t5_upcast =
         in->fp8_upcast && !in->te_cpu ? t5_layer / (uint64_t)in->t5_wbytes * in->act_bytes : 0;
-    /* the VAE */
-    int64_t vae_params = 0;
-    wr_vae_expected_tensors(&in->vae, &vae_params, NULL, NULL);
-    const uint64_t vae_w = (uint64_t)vae_params * (uint64_t)in->vae_wbytes;
-    uint64_t vae_dec = 0, vae_blend = 0;
-    wr_plan_vae(&in->vae, T, Hl, Wl, pol->vae_tiled ? &in->tiling : NULL, &vae_dec, &vae_blend);
-    vae_dec = vae_dec / 4 * (uint64_t)in->act_bytes; /* vae.c's buffers are f32 */
-    vae_blend = vae_blend / 4 * (uint64_t)in->act_bytes;
+    /* the VAE: Wan2.1's (vae.c), or TI2V's Wan2.2 VAE (vae22.c: its own plan, f32 buffers)
+     * with the encoder's weights and, with an image, one frame's encode (tiled as the decode) */
+    uint64_t vae_w = 0, vae_dec = 0, vae_blend = 0, vae_enc = 0;
+    if (in->ti2v) {
+        const wr_vae22_plan_req q = {.T = T,
+                                     .h = Hl,
+                                     .w = Wl,
+                                     .tiling = pol->vae_tiled ? &in->tiling : NULL,
+                                     .image = in->image};
+        wr_vae22_mem vm;
+        WR_TRY(wr_vae22_plan(&in->vae, "plan: the vae config", 1, in->vae_wbytes, &q, &vm));
+        vae_w = vm.weights, vae_dec = vm.decode, vae_enc = vm.encode;
+    } else {
+        int64_t vae_params = 0;
+        wr_vae_expected_tensors(&in->vae, &vae_params, NULL, NULL);
+        vae_w = (uint64_t)vae_params * (uint64_t)in->vae_wbytes;
+        wr_plan_vae(&in->vae, T, Hl, Wl, pol->vae_tiled ? &in->tiling : NULL, &vae_dec, &vae_blend);
+        vae_dec = vae_dec / 4 * (uint64_t)in->act_bytes; /* vae.c's buffers are f32 */
+        vae_blend = vae_blend / 4 * (uint64_t)in->act_bytes;
+    }
+    /* TI2V's buffers from the per-token timesteps on to the end of denoising: the timesteps
+     * (one per token) and, with an image, its latent [C, 1, h, w] and the DiT's input */
+    const uint64_t ti2v_ws =
+        in->ti2v ? (uint64_t)in->act_bytes *
+                       ((uint64_t)L + (in->image ? (uint64_t)(d->in_channels * Hl * Wl) +
+                                                       (uint64_t)(d->in_channels * T * Hl * Wl)
+                                                 : 0))
+                 : 0;
     /* the pipeline's buffers: the text embeddings (prompt, negative prompt) from encoding to
      * the end of denoising; the latent x, the velocity v (both branches' with CFG-parallel)
      * and the unconditional one while denoising, x until decoded (f32 on the CPU backend) */
@@ -232,7 +257,9 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
 #define ADD(x, v) ((x) = wr_add_sat_u64((x), (v)))
     for (int p = 0; p < WR_PLAN_PHASES; p++) {
         uint64_t *c = o->dev[p];
-        /* weights present on the device during phase p */
+        if (p == WR_PLAN_IMAGE && !(in->ti2v && in->image)) continue; /* no such phase */
+        /* weights present on the device during phase p (the image is encoded after the text
+         * encoder's streamed layers are gone and before a streamed DiT is set up) */
         ADD(c[WR_MEM_WEIGHTS_RESIDENT], vae_w);
         if (in->te_cpu) { /* on the host, as long as the policy keeps it */
             if (!pol->te_stream || p == WR_PLAN_ENCODE) ADD(o->host[p], t5_all);
@@ -257,7 +284,9 @@ wr_status wr_plan_policy(const wr_plan_in *in, const wr_mem_policy *pol, uint64_
         if (p == WR_PLAN_ENCODE) ADD(c[WR_MEM_WORKSPACE], t5_upcast);
         if (p == WR_PLAN_DENOISE) ADD(c[WR_MEM_WORKSPACE], upcast);
         if (p != WR_PLAN_DECODE) ADD(c[WR_MEM_WORKSPACE], (uint64_t)nemb * emb); /* embeddings */
-        if (p == WR_PLAN_DENOISE) ADD(c[WR_MEM_WORKSPACE], (uint64_t)nlat * latent);
+        if (p == WR_PLAN_DENOISE || p == WR_PLAN_IMAGE)
+            ADD(c[WR_MEM_WORKSPACE], (uint64_t)nlat * latent + ti2v_ws);
+        if (p == WR_PLAN_IMAGE) ADD(c[WR_MEM_VAE], vae_enc);
         if (p == WR_PLAN_DECODE) ADD(c[WR_MEM_VAE], wr_add_sat_u64(vae_dec, vae_blend));
         if (p == WR_PLAN_DECODE) ADD(c[WR_MEM_WORKSPACE], latent); /* x */
         ADD(c[WR_MEM_WORKSPACE], in->scratch);                     /* the ops' scratch arena */

@@ -16,8 +16,13 @@
  * pipeline takes it from the pool when the pool is made.
  * Two experts (Wan2.2 A14B): the one not denoising waits, its blocks in host memory, its
  * embeddings and head on the device; the active one is planned as the level says.
- * Phases: encode (text encoder), denoise (DiT), decode (VAE); the peak is the largest. Host
- * bytes count the weights a level keeps in host memory (offloaded), not the mapped files.
+ * TI2V (Wan2.2 5B, ti2v): the Wan2.2 VAE (models/vae22.h: its own weights, decode buffers and
+ * tiling; the encoder's weights counted, as a diffusers checkpoint has them), the per-token
+ * timesteps and, with an image, its latent and the DiT's input while denoising; the image is
+ * encoded in a phase of its own between encode and denoise (one frame, tiled as the decode).
+ * Phases: encode (text encoder), encode image (TI2V with an image; else all zero), denoise
+ * (DiT), decode (VAE); the peak is the largest. Host bytes count the weights a level keeps in
+ * host memory (offloaded), not the mapped files.
  */
 #ifndef WR_VRAM_PLAN_H
 #define WR_VRAM_PLAN_H
@@ -67,9 +72,11 @@ typedef struct wr_plan_in {
      * used in place (the plain CPU backend) */
     int resident_copies;
     wr_vae_tiling tiling;
+    int ti2v;  /* Wan2.2 TI2V (expand_timesteps with the residual VAE) */
+    int image; /* TI2V with --image: one frame encoded before denoising */
 } wr_plan_in;
 
-enum { WR_PLAN_ENCODE = 0, WR_PLAN_DENOISE, WR_PLAN_DECODE, WR_PLAN_PHASES };
+enum { WR_PLAN_ENCODE = 0, WR_PLAN_IMAGE, WR_PLAN_DENOISE, WR_PLAN_DECODE, WR_PLAN_PHASES };
 
 typedef struct wr_plan_out {
     uint64_t dev[WR_PLAN_PHASES][WR_MEM_CAT_COUNT]; /* device bytes by phase and category */
@@ -83,8 +90,8 @@ typedef struct wr_plan_out {
 
 const char *wr_plan_phase_name(int phase);
 
-/* in's model part from an opened directory: the three configs, and the second expert where
- * the pipeline loads one (transformer_2/ with a boundary_ratio). */
+/* in's model part from an opened directory: the three configs, the second expert where the
+ * pipeline loads one (transformer_2/ with a boundary_ratio), ti2v. */
 void wr_plan_in_model(wr_plan_in *in, const wr_model_dir *md);
 
 /* The texts whose cross-attention K/V the DiT keeps across the denoising steps
