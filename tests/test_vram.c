@@ -766,6 +766,83 @@ START_TEST(test_stream_events) {
 }
 END_TEST
 
+/* The hand-over (Wan2.2's expert swap overlapped with the first expert's last forward) on the
+ * fake asynchronous backend: six blocks of model A all resident (device copies), a pass that
+ * reads each, then an armed pass: each block's read is issued, the block released, and model
+ * B's block of the same index is copied into its place. With the compute stream slowed down
+ * (each read 2 ms late) a copy not ordered after the read it replaces would hand that read B's
+ * weights; with the copy stream slowed down the adopted streamer's reads would see A's. Every
+ * read of the armed pass must see A, every read after the adoption B; the copies are all
+ * submitted before the armed pass returns (they overlap it); the device bytes do not change;
+ * acquiring a block already handed over fails; a model of another layout is refused. */
+START_TEST(test_stream_handoff) {
+    enum { NB = 6, NE = 4096 };
+    static float a[NB][NE], b[NB][NE], got[3][NB][NE];
+    one_blk ba[NB], bb[NB];
+    for (int i = 0; i < NB; i++) {
+        for (int j = 0; j < NE; j++)
+            a[i][j] = (float)(i * NE + j), b[i][j] = -(float)(i * NE + j) - 1;
+        ba[i].w = wr_tensor_make(a[i], WR_DTYPE_F32, 1, (int64_t[]){NE});
+        bb[i].w = wr_tensor_make(b[i], WR_DTYPE_F32, 1, (int64_t[]){NE});
+    }
+    for (int slow = 0; slow < 2; slow++) {
+        wr_backend *be = fake_start(slow == 0 ? 0.002 : 0, slow == 1 ? 0.002 : 0);
+        wr_vram *v = NULL;
+        ck_assert_int_eq(wr_vram_create(&v, be, 0), WR_OK);
+        wr_streamer *s = NULL, *t = NULL;
+        ck_assert_int_eq(wr_streamer_create(&s, v, ba, sizeof ba[0], NB, one_tensors, -1), WR_OK);
+        wr_vram_stats st0, st1;
+        wr_vram_get_stats(v, &st0);
+        /* a layout that differs (a shorter tensor in block 3) is refused, nothing armed */
+        one_blk bad[NB];
+        memcpy(bad, bb, sizeof bad);
+        bad[3].w = wr_tensor_make(b[3], WR_DTYPE_F32, 1, (int64_t[]){NE / 2});
+        ck_assert_int_eq(wr_streamer_handoff(s, bad, sizeof bad[0]), WR_ERR_UNSUPPORTED);
+        memset(got, 0, sizeof got);
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1) ck_assert_int_eq(wr_streamer_handoff(s, bb, sizeof bb[0]), WR_OK);
+            for (int i = 0; i < NB; i++) {
+                const void *blk = NULL;
+                ck_assert_int_eq(wr_streamer_acquire(s, i, &blk), WR_OK);
+                fake_read(got[pass][i], ((const one_blk *)blk)->w.data, sizeof a[i]);
+                wr_streamer_release(s, i);
+            }
+        }
+        uint64_t submitted = 0, done = 0;
+        wr_vram_copy_counts(v, &submitted, &done);
+        ck_assert_uint_ge(submitted, (uint64_t)(2 * NB)); /* A's uploads, then B's copies */
+        const void *blk = NULL;
+        ck_assert_int_eq(wr_streamer_acquire(s, 0, &blk), WR_ERR_INTERNAL); /* handed over */
+        ck_assert_int_eq(wr_streamer_adopt(&t, s, bb), WR_OK);
+        wr_streamer_free(s);
+        wr_vram_get_stats(v, &st1);
+        ck_assert_uint_eq(st1.current[WR_MEM_WEIGHTS_RESIDENT],
+                          st0.current[WR_MEM_WEIGHTS_RESIDENT]);
+        ck_assert_uint_eq(st1.total_peak, st0.total_peak);
+        for (int i = 0; i < NB; i++) {
+            ck_assert_int_eq(wr_streamer_acquire(t, i, &blk), WR_OK);
+            fake_read(got[2][i], ((const one_blk *)blk)->w.data, sizeof b[i]);
+            wr_streamer_release(t, i);
+        }
+        ck_assert_int_eq(fake_sync(be), WR_OK);
+        for (int i = 0; i < NB; i++) {
+            for (int pass = 0; pass < 2; pass++)
+                ck_assert_msg(memcmp(got[pass][i], a[i], sizeof a[i]) == 0,
+                              "slow %s, pass %d: block %d's read saw %g (not A's)",
+                              slow ? "copies" : "compute", pass, i, (double)got[pass][i][0]);
+            ck_assert_msg(memcmp(got[2][i], b[i], sizeof b[i]) == 0,
+                          "slow %s: adopted block %d's read saw %g (not B's)",
+                          slow ? "copies" : "compute", i, (double)got[2][i][0]);
+        }
+        wr_streamer_free(t);
+        wr_vram_get_stats(v, &st1);
+        ck_assert_uint_eq(st1.current[WR_MEM_WEIGHTS_RESIDENT], 0);
+        wr_vram_free_pool(v);
+        fake_stop();
+    }
+}
+END_TEST
+
 /* Pinned host copies of the streamed blocks (a GPU's copy engine reads them directly): on the
  * fake with page-locked host memory, six page-aligned blocks, block 0 resident:
  *   - registration works: the five streamed blocks are registered as one range (exactly their
@@ -1627,6 +1704,7 @@ Suite *wr_test_suite(void) {
     tcase_add_test(tc, test_weight_states);
     tcase_add_test(tc, test_streamer_free_waits);
     tcase_add_test(tc, test_stream_events);
+    tcase_add_test(tc, test_stream_handoff);
     tcase_add_test(tc, test_stream_pinned);
     tcase_add_test(tc, test_memprof);
     tcase_add_test(tc, test_levels_json);

@@ -559,6 +559,36 @@ wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident) {
     return WR_OK;
 }
 
+wr_status wr_dit_handoff_arm(wr_dit *m, const wr_dit *next) {
+    if (m->vram == NULL || m->stream == NULL || next->vram != NULL || next == m ||
+        next->cfg.num_layers != m->cfg.num_layers)
+        return WR_FAIL(WR_ERR_UNSUPPORTED, "no DiT hand-over: the models are not in that state");
+    return wr_streamer_handoff(m->stream, next->blocks, sizeof *next->blocks);
+}
+
+wr_status wr_dit_take_over(wr_dit *next, wr_dit *m) {
+    wr_vram *v = m->vram;
+    if (v == NULL || next->vram != NULL)
+        return WR_FAIL(WR_ERR_INTERNAL, "DiT take-over: the models are not in that state");
+    wr_streamer *ns = NULL;
+    wr_status st = wr_streamer_adopt(&ns, m->stream, next->blocks);
+    vram_release_all(m); /* its streamer (the memory is ns's now), its non-block weights */
+    if (st == WR_OK) st = wr_vram_scratch_ensure(v);
+    const uint64_t other = wr_dit_other_bytes(next);
+    if (st == WR_OK) st = wr_vram_account(v, WR_MEM_WEIGHTS_RESIDENT, (int64_t)other);
+    if (st != WR_OK) {
+        wr_streamer_free(ns);
+        return st;
+    }
+    wr_dit_release_workspace(next);
+    dev_blocks_free(next); /* the streamer holds its device copies */
+    wr_streamer_set_name(ns, "dit");
+    next->stream = ns;
+    next->other_acc = other;
+    next->vram = v;
+    return WR_OK;
+}
+
 void wr_dit_release_workspace(wr_dit *m) {
     wr_workspace_release(&m->ws, m->be);
     m->rope_key[0] = 0;

@@ -132,6 +132,21 @@ void wr_dit_each_weight(const wr_dit *m, wr_weight_fn fn, void *ctx);
  * The pool must outlive the model or be detached first.
  */
 wr_status wr_dit_set_vram(wr_dit *m, wr_vram *v, int64_t resident);
+/*
+ * Wan2.2's expert swap overlapped with the first expert's last forward: m in a pool with every
+ * block resident as device copies (not the plain CPU backend's in-place blocks, not streamed),
+ * next of the same layout and out of the pool. Armed, m's next forward hands each block's
+ * device memory over as soon as the block's ops are issued (next's block of the same index is
+ * copied there behind them: stream.h's wr_streamer_handoff); that forward must be m's last.
+ * WR_ERR_UNSUPPORTED where it does not apply (then swap with wr_dit_set_vram as before);
+ * nothing changes on failure.
+ */
+wr_status wr_dit_handoff_arm(wr_dit *m, const wr_dit *next);
+/* After the armed forward: next in m's pool with all blocks resident in m's device memory (the
+ * host waits for the copies still running), its non-block weights counted; m out of the pool
+ * (as wr_dit_set_vram(m, NULL, 0)). On failure m is out of the pool too and next is not in it:
+ * attach next again with wr_dit_set_vram. */
+wr_status wr_dit_take_over(wr_dit *next, wr_dit *m);
 /* Gives the activation workspace back (the next forward plans it again). */
 void wr_dit_release_workspace(wr_dit *m);
 /* The weights outside the blocks (embeddings, head), as held in memory: their device arena

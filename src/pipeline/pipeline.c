@@ -17,7 +17,9 @@
  * the steps with t >= boundary x num_train_timesteps, the low-noise one after, each with its
  * guidance (diffusers' guidance_scale / guidance_scale_2). Only one is in the pool at a time
  * (activate): the other waits in host memory, counted (count_waiting), and they are swapped
- * between two steps when the boundary is crossed.
+ * when the boundary is crossed: where resident blocks are device copies, the first expert's
+ * last forward hands its blocks' memory over as it goes (arm_swap, wr_dit_handoff_arm), so the
+ * copies overlap it; elsewhere (streamed blocks, the plain CPU backend) between the two steps.
  *
  * Wan2.2 TI2V (expand_timesteps, the residual VAE of models/vae22.h): the DiT gets a timestep
  * per token (wr_dit_forward_tokens); with wr_request.image (diffusers' WanImageToVideoPipeline)
@@ -68,6 +70,7 @@ struct wr_context {
     int active;        /* the expert the pool holds (0 dit, 1 dit2); the other one waits */
     int attached;      /* the active expert is in the pool (levels 0-2 always; 3 while denoising) */
     int waiting;       /* the other one is counted as waiting (count_waiting) */
+    int armed;         /* the active expert's last forward hands its memory over (arm_swap) */
     wr_vae *vae;       /* writer only */
     wr_vae22 *vae22;   /* writer only, instead of vae: the Wan2.2 VAE (TI2V: is_residual) */
     wr_mem_policy pol; /* the level's preset with the overrides */
@@ -579,6 +582,21 @@ static wr_status setup_streaming(wr_context *c, wr_dit *m, int64_t tokens) {
  * waits (count_waiting), so that the pool never holds both; at level 3 the blocks stream
  * (setup_streaming), else they are all resident. */
 static wr_status activate(wr_context *c, int e, int64_t tokens) {
+    if (c->dit2 && e != c->active && c->armed) { /* the copies ran during the last forward */
+        c->armed = 0;
+        WR_TRY(count_waiting(c, e, -1));
+        const wr_status st = wr_dit_take_over(expert(c, e), expert(c, c->active));
+        if (st != WR_OK) { /* neither is in the pool: e waits again, the next activate
+                            * attaches it the plain way */
+            c->attached = 0;
+            (void)count_waiting(c, e, 1);
+            return st;
+        }
+        WR_TRY(count_waiting(c, c->active, 1));
+        c->active = e;
+        c->attached = 1;
+        return WR_OK;
+    }
     if (c->dit2 && e != c->active) {
         WR_TRY(wr_dit_set_vram(expert(c, c->active), NULL, 0));
         c->attached = 0;
@@ -593,6 +611,21 @@ static wr_status activate(wr_context *c, int e, int64_t tokens) {
         WR_TRY(wr_dit_set_vram(expert(c, c->active), c->vram, -1));
     c->attached = 1;
     return WR_OK;
+}
+
+/* Before the active expert's last forward ahead of a swap to expert `next`: the hand-over armed
+ * where it applies (levels 0-2 with resident device copies: wr_dit_handoff_arm), so that the
+ * copies of next's blocks overlap that forward; elsewhere activate copies between the steps (on
+ * the plain CPU backend, whose resident blocks are used in place, the swap is bookkeeping). */
+static void arm_swap(wr_context *c, int next) {
+    if (c->armed || next == c->active || c->pol.dit_stream || !c->attached) return;
+    if (wr_dit_handoff_arm(expert(c, c->active), expert(c, next)) == WR_OK) {
+        c->armed = 1;
+        return;
+    }
+    wr_debug("expert swap: no hand-over (%s); the swap copies between the steps",
+             wr_error_detail());
+    wr_error_clear();
 }
 
 /* The expert of timestep t: diffusers' t >= boundary_ratio * num_train_timesteps, compared in
@@ -882,18 +915,23 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
         wr_memprof_begin(c->prof, step_name);
         const float t = wr_sched_timestep(s, k);
         const int e = expert_of(c, boundary, ntrain, t);
+        /* the next step's expert: when it changes, this step's last forward hands over */
+        const int nxt =
+            k + 1 < r->steps ? expert_of(c, boundary, ntrain, wr_sched_timestep(s, k + 1)) : e;
         if (e != c->active) { /* Wan2.2: the low-noise expert takes over */
+            const int overlapped = c->armed;
             const double t_swap = wr_now_s();
             wr_memprof_begin(c->prof, e ? "swap to transformer_2" : "swap to transformer");
             st = activate(c, e, tokens);
             wr_memprof_end(c->prof);
             if (c->distributed) st = wr_comm_agree(gen_comm(c), st);
             if (st != WR_OK) goto done;
-            wr_log_rank0("step %lld (t = %g): %s takes over, guidance %g (swapped in %.2f s)",
+            wr_log_rank0("step %lld (t = %g): %s takes over, guidance %g (swapped in %.2f s%s)",
                          (long long)k + 1, (double)t,
                          e ? "the low-noise expert transformer_2/"
                            : "the high-noise expert transformer/",
-                         (double)(e ? g2 : g1), wr_now_s() - t_swap);
+                         (double)(e ? g2 : g1), wr_now_s() - t_swap,
+                         overlapped ? ", its copies overlapped with the previous step" : "");
         }
         wr_dit *dit = expert(c, e);
         const float g = e ? g2 : g1;
@@ -908,6 +946,7 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
             }
         }
         if (split) { /* my branch, then both branches' velocities on both ranks: v | vu */
+            if (nxt != e) arm_swap(c, nxt);
             st = dit_step(dit, &vut, xd, t, ti2v ? t_tok : NULL, tokens,
                           c->role.cfg_rank == 0 ? &et : &ent, slot_c);
             if (st == WR_OK) st = wr_st_check_faults(); /* the DiT's mapped weights */
@@ -919,7 +958,9 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
             const float *vc = v, *vn = v + nlat;
             for (int64_t i = 0; i < nlat; i++) v[i] = vn[i] + g * (vc[i] - vn[i]);
         } else {
+            if (nxt != e && !cfg) arm_swap(c, nxt);
             st = dit_step(dit, &vt, xd, t, ti2v ? t_tok : NULL, tokens, &et, slot_c);
+            if (st == WR_OK && nxt != e && cfg) arm_swap(c, nxt);
             if (st == WR_OK && cfg)
                 st = dit_step(dit, &vut, xd, t, ti2v ? t_tok : NULL, tokens, &ent, slot_u);
             if (st == WR_OK) st = wr_st_check_faults(); /* the DiT's mapped weights */
@@ -1020,6 +1061,12 @@ wr_status wr_generate(wr_context *c, const wr_request *r, wr_video *out) {
     }
 done:
     wr_memprof_end_all(c->prof);
+    if (c->armed) { /* a hand-over armed but not taken: the active expert's memory may hold the
+                     * other's blocks; it leaves the pool, the next request attaches it again */
+        c->armed = 0;
+        (void)wr_dit_set_vram(expert(c, c->active), NULL, 0);
+        c->attached = 0;
+    }
     { /* a model file cut short under the run (SIGBUS guard, short pread): the cause of any other
        * failure, and no result is trusted (safetensors.h) */
         const wr_status fault = wr_st_check_faults();

@@ -68,6 +68,15 @@ struct wr_streamer {
     uint64_t cur_issued0, cur_done0; /* the copy order when the current compute began */
     int cur_slot;
     uint64_t last_ticket; /* the last copy this streamer submitted (0: none) */
+    /* the hand-over (wr_streamer_handoff): the next model's structs (NULL: not armed), views of
+     * them in res_mem, each block's place there, an event per block behind its last ops, how
+     * many were handed, and the last copy's ticket */
+    char *hand_blocks;
+    char *hand_views;
+    size_t *res_off;
+    wr_event **hand_ev;
+    int64_t handed;
+    uint64_t hand_ticket;
 };
 
 /* The block computing now is done: its timeline event. */
@@ -115,9 +124,8 @@ size_t wr_blocks_max_bytes(void *blocks, size_t ssz, int64_t n, wr_block_tensors
 /* Starts copying block i's tensors into mem; *view (a struct) gets them pointing there. The
  * first copy waits for `after`, the last one records `record` (either NULL: none); *ticket is
  * the last copy's (0: the block has no tensor). */
-static wr_status copy_block(wr_streamer *s, int64_t i, void *mem, void *view, wr_event *after,
+static wr_status copy_block(wr_streamer *s, void *src_block, void *mem, void *view, wr_event *after,
                             wr_event *record, uint64_t *first, uint64_t *ticket) {
-    void *src_block = s->blocks + (size_t)i * s->ssz;
     memcpy(view, src_block, s->ssz);
     wr_tensor *src[WR_STREAM_MAX_TENSORS], *dst[WR_STREAM_MAX_TENSORS];
     const int k = s->tensors(src_block, src);
@@ -142,10 +150,14 @@ static wr_status copy_block(wr_streamer *s, int64_t i, void *mem, void *view, wr
 
 /* The block acquired last no longer computes: the timeline's event, and for a streamed block
  * the event its slot's refill waits for, behind the ops issued for it. */
+static wr_status hand_block(wr_streamer *s, int64_t i);
+
 static wr_status end_compute(wr_streamer *s) {
     finish_current(s);
     const int k = s->computing >= 0 ? s->comp_slot : -1;
+    const int64_t i = s->computing;
     s->computing = -1, s->comp_slot = -1;
+    if (s->hand_blocks && i >= 0 && k < 0) return hand_block(s, i); /* armed: its place goes */
     if (k < 0) return WR_OK;
     const wr_status st = wr_event_record(s->be, s->freed[k], WR_STREAM_COMPUTE);
     s->freed_rec[k] = st == WR_OK;
@@ -175,6 +187,10 @@ void wr_streamer_free(wr_streamer *s) {
         wr_event_free(s->be, s->freed[k]);
     }
     wr_event_free(s->be, s->res_ready);
+    for (int64_t i = 0; s->hand_ev && i < s->n; i++) wr_event_free(s->be, s->hand_ev[i]);
+    free(s->hand_ev);
+    free(s->hand_views);
+    free(s->res_off);
     free(s->res_views);
     free(s->slot_view);
     free(s);
@@ -191,8 +207,9 @@ static wr_status copy_resident(wr_streamer *s, size_t total) {
     size_t off = 0;
     for (int64_t i = 0; i < s->resident; i++) {
         uint64_t ti = 0;
-        WR_TRY(copy_block(s, i, (char *)s->res_mem + off, s->res_views + (size_t)i * s->ssz, NULL,
-                          i == last ? s->res_ready : NULL, NULL, &ti));
+        WR_TRY(copy_block(s, s->blocks + (size_t)i * s->ssz, (char *)s->res_mem + off,
+                          s->res_views + (size_t)i * s->ssz, NULL, i == last ? s->res_ready : NULL,
+                          NULL, &ti));
         if (ti) t = ti;
         off += one_block_bytes(s->blocks + (size_t)i * s->ssz, s->tensors);
     }
@@ -351,9 +368,9 @@ static wr_status fill_slot(wr_streamer *s, int k, int64_t j) {
     if (s->slot_block[k] >= 0) WR_TRY(wr_vram_copy_wait(s->v, s->slot_ticket[k]));
     s->slot_block[k] = -1;
     s->ready_rec[k] = 0;
-    WR_TRY(copy_block(s, j, s->slot[k], s->slot_view + (size_t)k * s->ssz,
-                      s->freed_rec[k] ? s->freed[k] : NULL, s->ready[k], &s->slot_first[k],
-                      &s->slot_ticket[k]));
+    WR_TRY(copy_block(s, s->blocks + (size_t)j * s->ssz, s->slot[k],
+                      s->slot_view + (size_t)k * s->ssz, s->freed_rec[k] ? s->freed[k] : NULL,
+                      s->ready[k], &s->slot_first[k], &s->slot_ticket[k]));
     s->ready_rec[k] = s->slot_ticket[k] != 0;
     s->slot_block[k] = j;
     return WR_OK;
@@ -363,6 +380,9 @@ wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **out) {
     WR_ASSERT(i >= 0 && i < s->n);
     /* the previous block's compute is over (if it was not released) */
     wr_status st = end_compute(s);
+    if (st == WR_OK && s->hand_blocks && i < s->handed)
+        st = WR_FAIL(WR_ERR_INTERNAL, "%s block %lld was acquired after it was handed over",
+                     s->name, (long long)i);
     if (st == WR_OK) st = s->release_st;
     s->release_st = WR_OK;
     WR_TRY(st);
@@ -395,5 +415,120 @@ wr_status wr_streamer_acquire(wr_streamer *s, int64_t i, const void **out) {
     if (j != i && s->slot_block[1 - k] != j) WR_TRY(fill_slot(s, 1 - k, j));
     wr_vram_copy_counts(s->v, &s->cur_issued0, &s->cur_done0); /* block i's compute begins */
     *out = s->slot_view + (size_t)k * s->ssz;
+    return WR_OK;
+}
+
+/* ---- the hand-over (Wan2.2's expert swap) ---- */
+
+/* Block i's ops are issued: an event behind them on the compute stream, then the next model's
+ * block i copied into its place, the copy stream waiting for that event. */
+static wr_status hand_block(wr_streamer *s, int64_t i) {
+    if (i != s->handed)
+        return WR_FAIL(WR_ERR_INTERNAL,
+                       "%s: the hand-over needs the blocks in order (%lld after "
+                       "%lld)",
+                       s->name, (long long)i, (long long)s->handed);
+    WR_TRY(wr_event_record(s->be, s->hand_ev[i], WR_STREAM_COMPUTE));
+    uint64_t t = 0;
+    WR_TRY(copy_block(s, s->hand_blocks + (size_t)i * s->ssz, (char *)s->res_mem + s->res_off[i],
+                      s->hand_views + (size_t)i * s->ssz, s->hand_ev[i],
+                      i == s->n - 1 ? s->res_ready : NULL, NULL, &t));
+    if (t) s->hand_ticket = t;
+    s->handed = i + 1;
+    return WR_OK;
+}
+
+wr_status wr_streamer_handoff(wr_streamer *s, void *blocks, size_t struct_size) {
+    if (s->in_place || s->resident < s->n || s->handed || s->hand_blocks)
+        return WR_FAIL(WR_ERR_UNSUPPORTED,
+                       "%s: a hand-over needs every block resident as device copies, once",
+                       s->name);
+    if (struct_size != s->ssz)
+        return WR_FAIL(WR_ERR_UNSUPPORTED, "%s: a hand-over needs blocks of the same struct",
+                       s->name);
+    s->res_off = calloc((size_t)s->n, sizeof *s->res_off);
+    s->hand_views = calloc((size_t)s->n, s->ssz);
+    s->hand_ev = calloc((size_t)s->n, sizeof *s->hand_ev);
+    wr_status st = s->res_off && s->hand_views && s->hand_ev
+                       ? WR_OK
+                       : WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    size_t off = 0;
+    for (int64_t i = 0; st == WR_OK && i < s->n; i++) {
+        /* the same bytes in the same order: each tensor lands where the old one was */
+        wr_tensor *a[WR_STREAM_MAX_TENSORS], *b[WR_STREAM_MAX_TENSORS];
+        const int na = s->tensors(s->blocks + (size_t)i * s->ssz, a);
+        const int nb = s->tensors((char *)blocks + (size_t)i * s->ssz, b);
+        int same = na == nb;
+        for (int j = 0; same && j < na; j++)
+            same = (a[j]->data == NULL) == (b[j]->data == NULL) &&
+                   (a[j]->data == NULL ||
+                    align64(wr_tensor_nbytes(a[j])) == align64(wr_tensor_nbytes(b[j])));
+        if (!same)
+            st = WR_FAIL(WR_ERR_UNSUPPORTED,
+                         "%s: block %lld of the next model is laid out differently (dtype or "
+                         "shape): no hand-over",
+                         s->name, (long long)i);
+        s->res_off[i] = off;
+        off += one_block_bytes(s->blocks + (size_t)i * s->ssz, s->tensors);
+        if (st == WR_OK) st = wr_event_create(s->be, &s->hand_ev[i]);
+    }
+    /* the copies go through the staging buffers where the pool wants them */
+    if (st == WR_OK && !s->staging && wr_vram_wants_staging(s->v)) {
+        st = wr_vram_staging_acquire(s->v);
+        s->staging = st == WR_OK;
+    }
+    if (st != WR_OK) {
+        for (int64_t i = 0; s->hand_ev && i < s->n; i++) wr_event_free(s->be, s->hand_ev[i]);
+        free(s->hand_ev), free(s->hand_views), free(s->res_off);
+        s->hand_ev = NULL, s->hand_views = NULL, s->res_off = NULL;
+        return st;
+    }
+    s->hand_blocks = blocks;
+    return WR_OK;
+}
+
+wr_status wr_streamer_adopt(wr_streamer **out, wr_streamer *old, void *blocks) {
+    *out = NULL;
+    if (old->release_st != WR_OK) return old->release_st; /* a hand-over copy failed */
+    if (old->hand_blocks != blocks || old->handed != old->n)
+        return WR_FAIL(WR_ERR_INTERNAL, "%s: adopted after %lld of %lld blocks were handed over",
+                       old->name, (long long)old->handed, (long long)old->n);
+    (void)end_compute(old);
+    /* the copies still running: issued, then arrived (res_ready behind the last one) */
+    if (old->hand_ticket) {
+        WR_TRY(wr_vram_copy_wait(old->v, old->hand_ticket));
+        WR_TRY(wr_event_sync(old->be, old->res_ready));
+    }
+    wr_streamer *s = calloc(1, sizeof *s);
+    if (s == NULL) return WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    wr_status st = WR_OK;
+    for (int k = 0; st == WR_OK && k < 2; k++) {
+        st = wr_event_create(old->be, &s->ready[k]);
+        if (st == WR_OK) st = wr_event_create(old->be, &s->freed[k]);
+    }
+    if (st == WR_OK) st = wr_event_create(old->be, &s->res_ready);
+    s->slot_view = calloc(2, old->ssz);
+    if (st == WR_OK && s->slot_view == NULL) st = WR_FAIL(WR_ERR_OOM_HOST, "out of host memory");
+    if (st != WR_OK) {
+        for (int k = 0; k < 2; k++) {
+            wr_event_free(old->be, s->ready[k]);
+            wr_event_free(old->be, s->freed[k]);
+        }
+        wr_event_free(old->be, s->res_ready);
+        free(s->slot_view);
+        free(s);
+        return st;
+    }
+    s->v = old->v, s->be = old->be, s->blocks = blocks, s->ssz = old->ssz, s->n = old->n;
+    s->resident = old->n, s->tensors = old->tensors, s->in_place = 0;
+    s->slot_bytes = old->slot_bytes;
+    s->slot_block[0] = s->slot_block[1] = -1;
+    s->cur = s->computing = -1;
+    s->comp_slot = -1;
+    s->name = old->name;
+    /* the memory and its views move; old gives nothing back but its events and staging */
+    s->res_mem = old->res_mem, old->res_mem = NULL;
+    s->res_views = old->hand_views, old->hand_views = NULL;
+    *out = s;
     return WR_OK;
 }

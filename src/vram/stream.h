@@ -73,6 +73,24 @@ void wr_streamer_release(wr_streamer *s, int64_t i);
 /* The model's name in the block timeline (static storage; default "blocks"). */
 void wr_streamer_set_name(wr_streamer *s, const char *name);
 
+/*
+ * The hand-over (Wan2.2's two experts swapped while the first one's last forward runs): every
+ * block of s resident as device copies (not in place), `blocks` a second model's structs laid
+ * out alike (the same tensors with the same byte sizes: WR_ERR_UNSUPPORTED otherwise, and
+ * nothing changes). Armed, s's next pass must acquire its blocks in order 0 .. n-1 once: as
+ * each block is released (or the next acquired), an event is recorded behind its ops on the
+ * compute stream and the same-index block of `blocks` is copied into its place, the copy stream
+ * waiting for that event; so the copies overlap the rest of the pass, and never overwrite
+ * weights an op still reads. Acquiring a block already handed over fails (WR_ERR_INTERNAL).
+ * The staging buffers are held for the copies (where the pool wants them).
+ */
+wr_status wr_streamer_handoff(wr_streamer *s, void *blocks, size_t struct_size);
+/* After the armed pass: *out, a streamer of `blocks` (all resident) in s's device memory, once
+ * the remaining copies arrived (the host waits for them). s keeps nothing but its bookkeeping:
+ * free it next (the memory is *out's; the accounting moves with it). WR_ERR_INTERNAL when the
+ * pass did not hand every block over. */
+wr_status wr_streamer_adopt(wr_streamer **out, wr_streamer *s, void *blocks);
+
 /* One block's device bytes (the largest; 64-byte aligned tensors), from the structs alone. */
 size_t wr_blocks_max_bytes(void *blocks, size_t struct_size, int64_t n, wr_block_tensors_fn fn);
 
