@@ -21,6 +21,17 @@
  * ratio to the row's resident forward; their sum (what no overlap would take); their max
  * (perfect overlap); the time the caller was blocked in wr_vram_copy_wait; and the share of the
  * copies hidden: (sum - streamed) / copies.
+ *
+ * --swap (Wan2.2's two experts, issue #18; needs WR_STRICT_DEVICE=1 or async, where resident
+ * blocks are device copies): a second DiT from the same files (expert B), every block resident,
+ * and per delay (the copies of all blocks 0.25 .. 2 times a forward) the expert swap timed both
+ * ways, each a forward of A, the swap, a forward of B:
+ *   - between the steps: wr_dit_set_vram(A, NULL) then wr_dit_set_vram(B) (every copy waited);
+ *   - overlapped: wr_dit_handoff_arm(A, B) before A's forward, whose released blocks take B's
+ *     copies, then wr_dit_take_over (waits for the copies still running);
+ * per row A's forward (its workspace made), the swap between the steps, A's armed forward, the
+ * take-over, the overlapped swap's cost (armed - plain forward, plus the take-over) and the
+ * share of the swap hidden: 1 - cost / between.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
@@ -151,12 +162,70 @@ static double median(double *a, int k) {
     return k % 2 ? a[k / 2] : 0.5 * (a[k / 2 - 1] + a[k / 2]);
 }
 
+static void must(wr_status st, const char *what) {
+    if (st == WR_OK) return;
+    fprintf(stderr, "bench_prefetch: %s: %s\n", what, wr_error_detail());
+    exit(1);
+}
+
+/* --swap: the two ways of swapping A for B (see the top), per copy delay. */
+static void bench_swap(run *a, run *b, wr_vram *v, double tfwd, int repeat, int layers) {
+    const double ratios[] = {0.25, 0.5, 1, 2};
+    uint64_t c0 = 0, c1 = 0; /* the copies of one attach (one per block tensor) */
+    wr_vram_copy_counts(v, &c0, NULL);
+    must(wr_dit_set_vram(a->m, v, -1), "attach A");
+    wr_vram_copy_counts(v, &c1, NULL);
+    const double ncopies = (double)(c1 > c0 ? c1 - c0 : 1);
+    printf("expert swap (%d blocks, all resident device copies), median of %d:\n", layers, repeat);
+    printf("| copies / forward | A's forward s | swap between the steps s | A's armed forward s "
+           "| take-over s | overlapped swap's cost s | copies hidden |\n");
+    printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (size_t k = 0; k < sizeof ratios / sizeof ratios[0]; k++) {
+        double tf[16], ts[16], ta[16], tt[16];
+        wr_vram_set_copy_delay(v, ratios[k] * tfwd / ncopies);
+        for (int i = 0; i < repeat; i++) {
+            /* between the steps: A's forward, then detach A and attach B (every copy waited) */
+            must(wr_dit_set_vram(b->m, NULL, 0), "detach B");
+            must(wr_dit_set_vram(a->m, v, -1), "attach A");
+            (void)one_forward(a, NULL); /* (its workspace made, as in a run's later steps) */
+            tf[i] = one_forward(a, NULL).t;
+            double t0 = now();
+            must(wr_dit_set_vram(a->m, NULL, 0), "detach A");
+            must(wr_dit_set_vram(b->m, v, -1), "attach B");
+            ts[i] = now() - t0;
+            /* overlapped: A's last forward armed, then the take-over */
+            must(wr_dit_set_vram(b->m, NULL, 0), "detach B");
+            must(wr_dit_set_vram(a->m, v, -1), "attach A");
+            (void)one_forward(a, NULL);
+            t0 = now();
+            must(wr_dit_handoff_arm(a->m, b->m), "arm");
+            (void)one_forward(a, NULL);
+            ta[i] = now() - t0;
+            t0 = now();
+            must(wr_dit_take_over(b->m, a->m), "take over");
+            tt[i] = now() - t0;
+            (void)one_forward(b, NULL); /* B computes on the copies: a wrong order would crash
+                                           nothing here; test_vram checks the bytes */
+        }
+        wr_vram_set_copy_delay(v, 0);
+        const double fw = median(tf, repeat), sw = median(ts, repeat);
+        const double ar = median(ta, repeat), to = median(tt, repeat);
+        const double cost = (ar - fw > 0 ? ar - fw : 0) + to;
+        printf("| %.2f | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f %% |\n", ratios[k], fw, sw, ar, to,
+               cost, 100 * (1 - cost / sw));
+    }
+    must(wr_dit_set_vram(b->m, NULL, 0), "detach B");
+}
+
 int main(int argc, char **argv) {
     int layers = 6, threads = 0, repeat = 3, heads = 6, hd = 64, ffn = 1536;
     long long F = 5, H = 24, W = 40;
     const char *dir_arg = NULL;
+    int swap = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--layers") && i + 1 < argc)
+        if (!strcmp(argv[i], "--swap"))
+            swap = 1;
+        else if (!strcmp(argv[i], "--layers") && i + 1 < argc)
             layers = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -171,9 +240,9 @@ int main(int argc, char **argv) {
                  sscanf(argv[i + 1], "%d,%d,%d", &heads, &hd, &ffn) == 3)
             i++;
         else {
-            fprintf(stderr,
-                    "usage: bench_prefetch [--layers N] [--tokens F,H,W] "
-                    "[--width heads,head_dim,ffn] [--threads N] [--repeat K] [--dir DIR]\n");
+            fprintf(stderr, "usage: bench_prefetch [--layers N] [--tokens F,H,W] "
+                            "[--width heads,head_dim,ffn] [--threads N] [--repeat K] [--dir DIR] "
+                            "[--swap]\n");
             return 2;
         }
     }
@@ -234,6 +303,18 @@ int main(int argc, char **argv) {
     uint64_t ncopies = 0;
     printf("bench_prefetch: %d blocks of %.1f MB (f32), %lld tokens, %d threads, median of %d\n",
            layers, (double)blk / 1e6, (long long)(F * (H / 2) * (W / 2)), be->threads, repeat);
+    if (swap) {
+        if (be->host_visible) {
+            fprintf(stderr, "bench_prefetch --swap: resident blocks are used in place on this "
+                            "backend; run it with WR_STRICT_DEVICE=1\n");
+            return 2;
+        }
+        run b = r;
+        must(wr_dit_load(&b.m, be, tdir), "load B");
+        bench_swap(&r, &b, v, tres0, repeat, layers);
+        wr_dit_free(b.m);
+    }
+    if (swap) goto end; /* (the prefetch table is the run without --swap) */
     printf("| delay for copies / compute | resident s | streamed s | copies s | copies / resident "
            "| sum s | max s | blocked s | copies hidden |\n");
     printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
@@ -263,6 +344,7 @@ int main(int argc, char **argv) {
                st, busy, busy / res, sum, mx, blocked, hidden);
     }
     printf("(%llu copies per streamed forward)\n", (unsigned long long)ncopies);
+end:
     wr_dit_set_vram(r.m, NULL, 0);
     wr_vram_free_pool(v);
     wr_dit_free(r.m);
