@@ -229,6 +229,7 @@ wr_status wr_cli_batch(int argc, char **argv, const wr_world *world, int *code) 
     snprintf(placeholder, sizeof placeholder, "%s/job.y4m", a.out_dir);
     snprintf(results, sizeof results, "%s/results.jsonl", a.out_dir);
     if ((st = batch_defaults(&g, &a, placeholder)) != WR_OK) goto done;
+    if (!g.bundled) wr_cli_model_defaults(&g); /* the jobs' defaults (one model per batch) */
     if (g.verbose) wr_log_set_level(WR_LOG_DEBUG);
 
     /* (1) the whole file, checked before the model loads */

@@ -31,6 +31,10 @@ wr_status wr_cli_plan_peak(const wr_gen_opts *g, int level, uint64_t *peak);
 /* --low-mem-level auto: the lowest level whose planned peak fits g->vram_limit. */
 wr_status wr_cli_auto_level(const wr_gen_opts *g, int *level);
 
+/* The model's own defaults where g's flags leave them (TI2V-5B: 1280x704, 121 frames, 24 fps);
+ * a directory that does not open is left to the model load to report. */
+void wr_cli_model_defaults(wr_gen_opts *g);
+
 /* The library's options from the command line's (--low-mem-level auto resolved). */
 struct wr_options;
 wr_status wr_cli_options(const wr_gen_opts *g, const wr_world *world, struct wr_options *opt);

@@ -941,7 +941,7 @@ static wr_status stage_latents(wr_atomic *pending, const char *path, const float
  * generates 1280x704, 121 frames at 24 fps (the Wan2.2 repository's; diffusers' example uses
  * them too); Wan2.1 and A14B keep WanPipeline's 832x480, 81 frames, 16 fps. A directory that
  * does not open is left to the model load to report. */
-static void model_defaults(wr_gen_opts *g) {
+void wr_cli_model_defaults(wr_gen_opts *g) {
     wr_model_dir *md = calloc(1, sizeof *md);
     if (md == NULL) return;
     if (wr_model_dir_open(md, g->model) == WR_OK && md->expand_timesteps) {
@@ -966,7 +966,7 @@ static wr_status cmd_generate(int argc, char **argv, int rank) {
     if ((st = wr_gen_opts_parse_args(&g, argc, argv)) != WR_OK) goto done;
     if (g.verbose) wr_log_set_level(WR_LOG_DEBUG);
     if ((st = wr_gen_opts_finish(&g, WR_DEFAULT_MODEL)) != WR_OK) goto done;
-    if (!g.bundled) model_defaults(&g);
+    if (!g.bundled) wr_cli_model_defaults(&g);
     if ((st = check_outputs(&g, g.out, g.save_latents)) != WR_OK) goto done;
     if (g.image && access(g.image, R_OK) != 0) {
         st = WR_FAIL(errno == ENOENT ? WR_ERR_NOT_FOUND : WR_ERR_IO,

@@ -122,6 +122,17 @@ expect 0 "plan --preset 5b" -- "$WANRUN" plan --preset 5b --image --np 8 --fp8
 has "$out" "^plan: 5b, 1280x704, 121 frames, 8 rank" "TI2V-5B's defaults"
 expect 2 "plan --image on a T2V model" -- "$WANRUN" plan --preset 14b --image
 has "$err" "only a TI2V model" "--image refused without TI2V"
+expect 0 "TI2V with --low-mem-level auto" -- "$WANRUN" --model "$ti2v" --prompt "x" --size 64x32 \
+    --frames 5 --steps 1 --threads 1 --image "$DATA/image/rgb.png" --low-mem-level auto \
+    --vram-limit 1GiB --out "$work/auto.y4m"
+has "$err" "--low-mem-level auto: level 0 \(planned peak" "auto plans TI2V"
+printf '%s\n' '{"name": "d", "prompt": "a fox"}' \
+    '{"name": "s", "prompt": "a fox", "size": "64x32", "frames": 5, "image": "'"$DATA"'/image/rgb.png"}' \
+    >"$work/ti2v.jsonl"
+expect 0 "--batch-check of TI2V jobs" -- "$WANRUN" --model "$ti2v" --batch "$work/ti2v.jsonl" \
+    --out-dir "$work/bo" --batch-check
+has "$err" "d  *1280x704, 121 frames, .*planned peak" "a TI2V job's defaults are the model's"
+has "$err" "s  *64x32, 5 frames, .*planned peak" "a TI2V job with an image is planned"
 
 # inspect and plan know the two-expert layout
 expect 0 "inspect a two-expert directory" -- "$WANRUN" inspect "$src" --summary
