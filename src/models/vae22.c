@@ -1495,64 +1495,45 @@ static void first_region(const v22_tiles *g, int64_t in_h, int64_t in_w, int64_t
     *w = in_w < g->in_tw ? in_w : g->in_tw;
 }
 
-/*
- * diffusers' tiled_decode: latent tiles, each decoded over every frame with a fresh cache into
- * the patched space (12 channels, half the pixels), blended (v22_blend), cropped to stride / 2,
- * then unpatchified, clamped and downloaded into its place, frame by frame.
- */
-static wr_status decode_tiled(wr_vae22 *m, wr_tensor *out, const wr_tensor *z,
-                              const wr_vae_tiling *t) {
+/* A tiled pass (tiles_of's geometry over an input of in_h x in_w): each tile's input region
+ * run into the tile buffer (device [CN, th, tw]), blended (v22_blend), and its crop
+ * [:, :out_sh, :out_sw], within the output's out_h x out_w, put into its place. */
+typedef struct v22_pass {
+    /* tile <- the input region [i0, i0 + h) x [j0, j0 + w) */
+    wr_status (*run)(wr_vae22 *m, void *ctx, float *tile, int64_t i0, int64_t j0, int64_t h,
+                     int64_t w);
+    /* out[:, oy : oy + ch, ox : ox + cw] <- tile [CN, th, tw] [:, :ch, :cw] */
+    wr_status (*put)(wr_vae22 *m, void *ctx, const float *tile, int64_t th, int64_t tw, int64_t oy,
+                     int64_t ox, int64_t ch, int64_t cw);
+    void *ctx;
+    int64_t CN, out_h, out_w;
+} v22_pass;
+
+static wr_status run_tiled(wr_vae22 *m, const v22_tiles *g, int64_t in_h, int64_t in_w,
+                           const v22_pass *ps) {
     wr_status st = WR_OK;
-    wr_backend *be = m->be;
-    const int64_t Hz = z->shape[2], Wz = z->shape[3], N = out->shape[1];
-    const int64_t C4 = m->cfg.out_channels, C = C4 / 4;
-    const v22_tiles g = tiles_of(m, t, 0, Hz, Wz);
-    const int64_t Hp = tile_out(&g, Hz), Wp = tile_out(&g, Wz), Hs = out->shape[2],
-                  Ws = out->shape[3];
     int64_t h0, w0;
-    first_region(&g, Hz, Wz, &h0, &w0);
-    const int64_t th0 = tile_out(&g, h0), tw0 = tile_out(&g, w0);
-    const size_t tile_f = (size_t)(C4 * N * th0 * tw0);
+    first_region(g, in_h, in_w, &h0, &w0);
+    const int64_t th0 = tile_out(g, h0), tw0 = tile_out(g, w0);
+    const size_t tile_f = (size_t)(ps->CN * th0 * tw0);
     float *tile = NULL;
     v22_blend bl;
-    WR_TRY_GOTO(st, blend_open(m, &bl, C4 * N, th0, tw0, g.bh, g.bw, g.cols), done);
+    WR_TRY_GOTO(st, blend_open(m, &bl, ps->CN, th0, tw0, g->bh, g->bw, g->cols), done);
     WR_TRY_GOTO(st, v22_alloc(m, &tile, tile_f), done);
-    for (int64_t i0 = 0, ri = 0; i0 < Hz; i0 += g.in_sh, ri++) {
-        for (int64_t j0 = 0, cj = 0; j0 < Wz; j0 += g.in_sw, cj++) {
-            const int64_t h = Hz - i0 < g.in_th ? Hz - i0 : g.in_th,
-                          w = Wz - j0 < g.in_tw ? Wz - j0 : g.in_tw;
-            const int64_t th = tile_out(&g, h), tw = tile_out(&g, w);
+    for (int64_t i0 = 0, ri = 0; i0 < in_h; i0 += g->in_sh, ri++) {
+        for (int64_t j0 = 0, cj = 0; j0 < in_w; j0 += g->in_sw, cj++) {
+            const int64_t h = in_h - i0 < g->in_th ? in_h - i0 : g->in_th,
+                          w = in_w - j0 < g->in_tw ? in_w - j0 : g->in_tw;
+            const int64_t th = tile_out(g, h), tw = tile_out(g, w);
             m->no_tap = ri > 0 || cj > 0;
-            WR_TRY_GOTO(st, decode_region(m, out, tile, z, i0, j0, h, w), done);
+            WR_TRY_GOTO(st, ps->run(m, ps->ctx, tile, i0, j0, h, w), done);
             WR_TRY_GOTO(st, blend_tile(m, &bl, tile, th, tw, ri, cj), done);
-            /* the crop [:, :, :out_sh, :out_sw] at patched (ri out_sh, cj out_sw), within
-             * [Hp, Wp]: per frame into P[2] [4C, 1, ch, cw], unpatchified (P[4] [C, 1, 2ch,
-             * 2cw]), clamped, downloaded into out at (2 oy, 2 ox) */
-            const int64_t oy = ri * g.out_sh, ox = cj * g.out_sw;
-            int64_t ch = th < g.out_sh ? th : g.out_sh, cw = tw < g.out_sw ? tw : g.out_sw;
-            if (oy + ch > Hp) ch = Hp - oy;
-            if (ox + cw > Wp) cw = Wp - ox;
-            for (int64_t f = 0; ch > 0 && cw > 0 && f < N; f++) {
-                WR_TRY_GOTO(st,
-                            copy_f(be, m->buf[2], tile + f * th * tw, cw, ch, C4, cw, ch * cw, tw,
-                                   N * th * tw),
-                            done);
-                wr_tensor o = ws4(m, m->buf[2], C4, 1, ch, cw), u;
-                WR_TRY_GOTO(st, unpatchify(m, m->buf, &o, &u), done);
-                WR_TRY_GOTO(st, wr_op_clamp(be, &u, &u, -1.0f, 1.0f), done);
-                const size_t fs = sizeof(float);
-                const wr_copy3d dl = {.dir = WR_COPY_D2H,
-                                      .dst = (float *)out->data + (f * Hs + 2 * oy) * Ws + 2 * ox,
-                                      .src = u.data,
-                                      .width = fs * (size_t)(2 * cw),
-                                      .rows = 2 * ch,
-                                      .planes = C,
-                                      .dpitch = fs * (size_t)Ws,
-                                      .dplane = fs * (size_t)(N * Hs * Ws),
-                                      .spitch = fs * (size_t)(2 * cw),
-                                      .splane = fs * (size_t)(4 * ch * cw)};
-                WR_TRY_GOTO(st, wr_copy_3d(be, &dl), done);
-            }
+            const int64_t oy = ri * g->out_sh, ox = cj * g->out_sw;
+            int64_t ch = th < g->out_sh ? th : g->out_sh, cw = tw < g->out_sw ? tw : g->out_sw;
+            if (oy + ch > ps->out_h) ch = ps->out_h - oy;
+            if (ox + cw > ps->out_w) cw = ps->out_w - ox;
+            if (ch > 0 && cw > 0)
+                WR_TRY_GOTO(st, ps->put(m, ps->ctx, tile, th, tw, oy, ox, ch, cw), done);
         }
     }
 done:
@@ -1560,6 +1541,59 @@ done:
     v22_release(m, &tile, tile_f);
     blend_close(m, &bl);
     return st;
+}
+
+/* diffusers' tiled_decode: latent tiles, each decoded over every frame with a fresh cache into
+ * the patched space (12 channels, half the pixels), blended, cropped to stride / 2, then
+ * unpatchified, clamped and downloaded into its place, frame by frame. */
+typedef struct v22_dec_pass {
+    wr_tensor *out;
+    const wr_tensor *z;
+} v22_dec_pass;
+
+static wr_status dec_run(wr_vae22 *m, void *ctx, float *tile, int64_t i0, int64_t j0, int64_t h,
+                         int64_t w) {
+    const v22_dec_pass *d = ctx;
+    return decode_region(m, d->out, tile, d->z, i0, j0, h, w);
+}
+
+/* per frame into P[2] [4C, 1, ch, cw], unpatchified (P[4] [C, 1, 2ch, 2cw]), clamped, into
+ * out at (2 oy, 2 ox) */
+static wr_status dec_put(wr_vae22 *m, void *ctx, const float *tile, int64_t th, int64_t tw,
+                         int64_t oy, int64_t ox, int64_t ch, int64_t cw) {
+    const v22_dec_pass *d = ctx;
+    wr_backend *be = m->be;
+    const int64_t C4 = m->cfg.out_channels, C = C4 / 4, N = d->out->shape[1];
+    const int64_t Hs = d->out->shape[2], Ws = d->out->shape[3];
+    const size_t fs = sizeof(float);
+    for (int64_t f = 0; f < N; f++) {
+        WR_TRY(copy_f(be, m->buf[2], tile + f * th * tw, cw, ch, C4, cw, ch * cw, tw, N * th * tw));
+        wr_tensor o = ws4(m, m->buf[2], C4, 1, ch, cw), u;
+        WR_TRY(unpatchify(m, m->buf, &o, &u));
+        WR_TRY(wr_op_clamp(be, &u, &u, -1.0f, 1.0f));
+        const wr_copy3d dl = {.dir = WR_COPY_D2H,
+                              .dst = (float *)d->out->data + (f * Hs + 2 * oy) * Ws + 2 * ox,
+                              .src = u.data,
+                              .width = fs * (size_t)(2 * cw),
+                              .rows = 2 * ch,
+                              .planes = C,
+                              .dpitch = fs * (size_t)Ws,
+                              .dplane = fs * (size_t)(N * Hs * Ws),
+                              .spitch = fs * (size_t)(2 * cw),
+                              .splane = fs * (size_t)(4 * ch * cw)};
+        WR_TRY(wr_copy_3d(be, &dl));
+    }
+    return WR_OK;
+}
+
+static wr_status decode_tiled(wr_vae22 *m, wr_tensor *out, const wr_tensor *z,
+                              const wr_vae_tiling *t) {
+    const int64_t Hz = z->shape[2], Wz = z->shape[3];
+    const v22_tiles g = tiles_of(m, t, 0, Hz, Wz);
+    v22_dec_pass d = {out, z};
+    const v22_pass ps = {dec_run,          dec_put,         &d, m->cfg.out_channels * out->shape[1],
+                         tile_out(&g, Hz), tile_out(&g, Wz)};
+    return run_tiled(m, &g, Hz, Wz, &ps);
 }
 
 /* Whether a decode of an h x w latent tiles (diffusers: only when larger than one tile); a
@@ -1645,59 +1679,47 @@ static wr_status encode_region(wr_vae22 *m, wr_tensor *mean, float *tile, const 
     return WR_OK;
 }
 
-/*
- * diffusers' tiled_encode (with patch_size 2 it tiles the patchified video: tiles of 2 tile
+/* diffusers' tiled_encode (with patch_size 2 it tiles the patchified video: tiles of 2 tile
  * video pixels with stride 2 stride): each tile encoded over every chunk with a fresh cache into
- * latents of tile/8, blended (v22_blend, (tile - stride)/8 latent pixels), cropped to stride/8
- * and downloaded into its place.
- */
+ * latents of tile/8, blended ((tile - stride)/8 latent pixels), cropped to stride/8 and
+ * downloaded into its place. */
+typedef struct v22_enc_pass {
+    wr_tensor *mean;
+    const wr_tensor *video;
+} v22_enc_pass;
+
+static wr_status enc_run(wr_vae22 *m, void *ctx, float *tile, int64_t i0, int64_t j0, int64_t h,
+                         int64_t w) {
+    const v22_enc_pass *e = ctx;
+    return encode_region(m, e->mean, tile, e->video, i0, j0, h, w);
+}
+
+static wr_status enc_put(wr_vae22 *m, void *ctx, const float *tile, int64_t th, int64_t tw,
+                         int64_t oy, int64_t ox, int64_t ch, int64_t cw) {
+    const v22_enc_pass *e = ctx;
+    const int64_t h = e->mean->shape[2], w = e->mean->shape[3];
+    const size_t fs = sizeof(float);
+    const wr_copy3d dl = {.dir = WR_COPY_D2H,
+                          .dst = (float *)e->mean->data + oy * w + ox,
+                          .src = tile,
+                          .width = fs * (size_t)cw,
+                          .rows = ch,
+                          .planes = m->z * e->mean->shape[1],
+                          .dpitch = fs * (size_t)w,
+                          .dplane = fs * (size_t)(h * w),
+                          .spitch = fs * (size_t)tw,
+                          .splane = fs * (size_t)(th * tw)};
+    return wr_copy_3d(m->be, &dl);
+}
+
 static wr_status encode_tiled(wr_vae22 *m, wr_tensor *mean, const wr_tensor *video,
                               const wr_vae_tiling *t) {
-    wr_status st = WR_OK;
     const int64_t H = video->shape[2], W = video->shape[3];
-    const int64_t z = m->z, T = mean->shape[1], h = mean->shape[2], w = mean->shape[3];
     const v22_tiles g = tiles_of(m, t, 1, H, W);
-    int64_t h0, w0;
-    first_region(&g, H, W, &h0, &w0);
-    const int64_t th0 = tile_out(&g, h0), tw0 = tile_out(&g, w0);
-    const size_t tile_f = (size_t)(z * T * th0 * tw0);
-    float *tile = NULL;
-    v22_blend bl;
-    WR_TRY_GOTO(st, blend_open(m, &bl, z * T, th0, tw0, g.bh, g.bw, g.cols), done);
-    WR_TRY_GOTO(st, v22_alloc(m, &tile, tile_f), done);
-    for (int64_t i0 = 0, ri = 0; i0 < H; i0 += g.in_sh, ri++) {
-        for (int64_t j0 = 0, cj = 0; j0 < W; j0 += g.in_sw, cj++) {
-            const int64_t Hr = H - i0 < g.in_th ? H - i0 : g.in_th,
-                          Wr = W - j0 < g.in_tw ? W - j0 : g.in_tw;
-            const int64_t th = tile_out(&g, Hr), tw = tile_out(&g, Wr);
-            m->no_tap = ri > 0 || cj > 0;
-            WR_TRY_GOTO(st, encode_region(m, mean, tile, video, i0, j0, Hr, Wr), done);
-            WR_TRY_GOTO(st, blend_tile(m, &bl, tile, th, tw, ri, cj), done);
-            /* the crop [:, :, :out_sh, :out_sw] into mean at (ri out_sh, cj out_sw) */
-            const int64_t oy = ri * g.out_sh, ox = cj * g.out_sw;
-            int64_t ch = th < g.out_sh ? th : g.out_sh, cw = tw < g.out_sw ? tw : g.out_sw;
-            if (oy + ch > h) ch = h - oy;
-            if (ox + cw > w) cw = w - ox;
-            if (ch <= 0 || cw <= 0) continue;
-            const size_t fs = sizeof(float);
-            const wr_copy3d dl = {.dir = WR_COPY_D2H,
-                                  .dst = (float *)mean->data + oy * w + ox,
-                                  .src = tile,
-                                  .width = fs * (size_t)cw,
-                                  .rows = ch,
-                                  .planes = z * T,
-                                  .dpitch = fs * (size_t)w,
-                                  .dplane = fs * (size_t)(h * w),
-                                  .spitch = fs * (size_t)tw,
-                                  .splane = fs * (size_t)(th * tw)};
-            WR_TRY_GOTO(st, wr_copy_3d(m->be, &dl), done);
-        }
-    }
-done:
-    m->no_tap = 0;
-    v22_release(m, &tile, tile_f);
-    blend_close(m, &bl);
-    return st;
+    v22_enc_pass e = {mean, video};
+    const v22_pass ps = {enc_run,        enc_put,       &e, m->z * mean->shape[1],
+                         mean->shape[2], mean->shape[3]};
+    return run_tiled(m, &g, H, W, &ps);
 }
 
 wr_status wr_vae22_encode(wr_vae22 *m, wr_tensor *mean, const wr_tensor *video,

@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "core/log.h"
 #include "core/modeldir.h"
 #include "core/safetensors.h"
@@ -45,55 +46,6 @@
 #include "kernels/ops.h"
 #include "models/vae.h"
 #include "vram/plan.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double maxrss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
-}
-
-/* CPU seconds of the whole machine (busy, total) from /proc/stat and of this process
- * (user + system): others' share of the machine during a timed region is
- * (busy - own) / total, a noise indicator on a shared host (0 where /proc/stat is absent). */
-typedef struct cpu_snap {
-    double busy, total, own;
-} cpu_snap;
-
-static cpu_snap cpu_snap_now(void) {
-    cpu_snap s = {0, 0, 0};
-    unsigned long long v[8] = {0};
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                   &v[4], &v[5], &v[6], &v[7]) == 8) {
-            const double hz = (double)sysconf(_SC_CLK_TCK);
-            s.busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz;
-            s.total = s.busy + (double)(v[3] + v[4]) / hz;
-        }
-        fclose(f);
-    }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    s.own = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-            (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-    return s;
-}
-
-static double others_share(cpu_snap a, cpu_snap b) {
-    const double tot = b.total - a.total, oth = (b.busy - a.busy) - (b.own - a.own);
-    return tot > 0 ? (oth > 0 ? oth / tot : 0.0) : 0.0;
-}
 
 static double mib(double bytes) {
     return bytes / (1024.0 * 1024.0);
@@ -266,15 +218,15 @@ static void conv_sweep(wr_backend *be, const wr_vae_config *c, int64_t h, int64_
         const wr_conv_params p = {0, pad, pad};
         double r3[4];
         for (int k = 0; k < 4; k++) {
-            double t0 = now();
+            double t0 = bench_now();
             wr_status st = wr_op_conv3d(be, &yt, &xt, tc ? &ct : NULL, &wtt, &bt, &p);
-            r3[k] = now() - t0;
+            r3[k] = bench_now() - t0;
             if (st != WR_OK) {
                 fprintf(stderr, "bench_vae: conv sweep: %s\n", wr_error_detail());
                 return;
             }
         }
-        qsort(r3 + 1, 3, sizeof(double), cmp_d);
+        qsort(r3 + 1, 3, sizeof(double), bench_cmp_d);
         ts[i] = r3[2] * (double)e->count;
         fl[i] =
             2.0 * (double)(e->co * e->ci * e->kt * e->kh * e->kh * To * H * W) * (double)e->count;
@@ -396,9 +348,9 @@ int main(int argc, char **argv) {
     wr_vae *m = NULL;
     wr_st_file *io = NULL;
     wr_status st = wr_backend_create(&be, WR_BACKEND_CPU, threads);
-    double tl = now();
+    double tl = bench_now();
     if (st == WR_OK) st = wr_vae_load(&m, be, argv[1]);
-    tl = now() - tl;
+    tl = bench_now() - tl;
     if (st == WR_OK && !mem) st = wr_st_open(&io, io_path);
     if (st != WR_OK) {
         fprintf(stderr, "bench_vae: %s: %s\n", wr_status_name(st), wr_error_detail());
@@ -438,13 +390,13 @@ int main(int argc, char **argv) {
     if (obuf == NULL) return 1;
     wr_tensor out = wr_tensor_make(obuf, WR_DTYPE_F32, 4, o4);
     const wr_vae_tiling *tp = tiling.enabled ? &tiling : NULL;
-    const double rss_load = maxrss_mb();
+    const double rss_load = bench_maxrss_mb();
 
     if (mem) {
         wr_vae_reset_peak(m);
-        double t0 = now();
+        double t0 = bench_now();
         st = wr_vae_decode(m, &out, &z, tp);
-        t0 = now() - t0;
+        t0 = bench_now() - t0;
         if (st != WR_OK) {
             fprintf(stderr, "bench_vae: decode: %s\n", wr_error_detail());
             return 1;
@@ -462,11 +414,11 @@ int main(int argc, char **argv) {
                "formula %zu / %zu B: %s; peak RSS %.0f MiB\n",
                pk, mib((double)pk), bl, mib((double)bl), p.decoder_bytes, p.blend_bytes,
                pk == p.decoder_bytes && bl == p.blend_bytes ? "exact match" : "MISMATCH",
-               maxrss_mb());
+               bench_maxrss_mb());
         printf("RESULT peak_bytes=%zu blend_bytes=%zu plan_decoder_bytes=%zu plan_blend_bytes=%zu "
                "match=%d decode_s=%.3f maxrss_mb=%.0f\n",
                pk, bl, p.decoder_bytes, p.blend_bytes, pk == p.decoder_bytes && bl == p.blend_bytes,
-               t0, maxrss_mb());
+               t0, bench_maxrss_mb());
     } else {
         double *tot = calloc((size_t)repeat, sizeof(double));
         if (tot == NULL) return 1;
@@ -474,9 +426,9 @@ int main(int argc, char **argv) {
         cpu_snap c0 = cpu_snap_now();
         for (int k = 0; k <= repeat; k++) { /* run 0 is a warm-up (weight page faults) */
             if (k == 1) c0 = cpu_snap_now();
-            double t0 = now();
+            double t0 = bench_now();
             st = wr_vae_decode(m, &out, &z, tp);
-            const double dt = now() - t0;
+            const double dt = bench_now() - t0;
             if (st != WR_OK) {
                 fprintf(stderr, "bench_vae: decode: %s\n", wr_error_detail());
                 return 1;
@@ -507,7 +459,7 @@ int main(int argc, char **argv) {
         for (int k = 0; k < repeat && strlen(times) < sizeof times - 16; k++)
             snprintf(times + strlen(times), sizeof times - strlen(times), "%s%.3f", k ? " " : "",
                      tot[k]);
-        qsort(tot, (size_t)repeat, sizeof(double), cmp_d);
+        qsort(tot, (size_t)repeat, sizeof(double), bench_cmp_d);
         const double med = tot[repeat / 2];
         printf("wanrun: decode [%lld, %lld, %lld, %lld] -> [%lld, %lld, %lld, %lld]%s %.3f s "
                "(median of %d: %s), threads %d, load %.3f s; other processes used %.0f %% of "
@@ -520,10 +472,10 @@ int main(int argc, char **argv) {
                ref_key, nmse, maxabs, 100.0 * (double)clamped / (double)onel);
         printf("wanrun: counted peak %.1f MiB (decoder) + %.1f MiB (blend margins); peak RSS "
                "%.0f MiB (%.0f MiB after loading)\n",
-               mib((double)pk), mib((double)bl), maxrss_mb(), rss_load);
+               mib((double)pk), mib((double)bl), bench_maxrss_mb(), rss_load);
         printf("RESULT decode_s=%.4f nmse=%.3e maxabs=%.3e peak_bytes=%zu blend_bytes=%zu "
                "maxrss_mb=%.0f others=%.3f\n",
-               med, nmse, maxabs, pk, bl, maxrss_mb(), oth);
+               med, nmse, maxabs, pk, bl, bench_maxrss_mb(), oth);
         free(tot);
         if (profile) {
             wr_op_profile_start();

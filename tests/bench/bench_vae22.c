@@ -25,60 +25,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "core/log.h"
 #include "core/safetensors.h"
 #include "kernels/backend.h"
 #include "kernels/ops.h"
 #include "models/vae22.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double maxrss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
-}
-
-/* CPU seconds of the whole machine (busy, total) from /proc/stat and of this process
- * (user + system): others' share of the machine during a timed region is
- * (busy - own) / total (0 where /proc/stat is absent). As bench_vae.c. */
-typedef struct cpu_snap {
-    double busy, total, own;
-} cpu_snap;
-
-static cpu_snap cpu_snap_now(void) {
-    cpu_snap s = {0, 0, 0};
-    unsigned long long v[8] = {0};
-    FILE *f = fopen("/proc/stat", "r");
-    if (f) {
-        if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-                   &v[4], &v[5], &v[6], &v[7]) == 8) {
-            const double hz = (double)sysconf(_SC_CLK_TCK);
-            s.busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / hz;
-            s.total = s.busy + (double)(v[3] + v[4]) / hz;
-        }
-        fclose(f);
-    }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    s.own = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
-            (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-    return s;
-}
-
-static double others_share(cpu_snap a, cpu_snap b) {
-    const double tot = b.total - a.total, oth = (b.busy - a.busy) - (b.own - a.own);
-    return tot > 0 ? (oth > 0 ? oth / tot : 0.0) : 0.0;
-}
 
 static double mib(double bytes) {
     return bytes / (1024.0 * 1024.0);
@@ -122,9 +74,9 @@ static int time_calls(wr_vae22 *m, int what, wr_tensor *out, const wr_tensor *in
     cpu_snap c0 = cpu_snap_now();
     for (int k = 0; k <= repeat; k++) {
         if (k == 1) c0 = cpu_snap_now();
-        const double t0 = now();
+        const double t0 = bench_now();
         const wr_status st = run_one(m, what, out, in);
-        const double dt = now() - t0;
+        const double dt = bench_now() - t0;
         if (st != WR_OK) {
             fprintf(stderr, "bench_vae22: %s: %s: %s\n", what == DECODE ? "decode" : "encode",
                     wr_status_name(st), wr_error_detail());
@@ -139,7 +91,7 @@ static int time_calls(wr_vae22 *m, int what, wr_tensor *out, const wr_tensor *in
     for (int k = 0; k < repeat && strlen(t->times) < sizeof t->times - 16; k++)
         snprintf(t->times + strlen(t->times), sizeof t->times - strlen(t->times), "%s%.3f",
                  k ? " " : "", v[k]);
-    qsort(v, (size_t)repeat, sizeof(double), cmp_d);
+    qsort(v, (size_t)repeat, sizeof(double), bench_cmp_d);
     t->med = v[repeat / 2];
     free(v);
     return 0;
@@ -187,9 +139,9 @@ int main(int argc, char **argv) {
     wr_vae22 *m = NULL;
     wr_st_file *io = NULL;
     wr_status st = wr_backend_create(&be, WR_BACKEND_CPU, threads);
-    double tl = now();
+    double tl = bench_now();
     if (st == WR_OK) st = wr_vae22_load(&m, be, argv[1]);
-    tl = now() - tl;
+    tl = bench_now() - tl;
     if (st == WR_OK) st = wr_st_open(&io, io_path);
     if (st != WR_OK) {
         fprintf(stderr, "bench_vae22: %s: %s\n", wr_status_name(st), wr_error_detail());
@@ -216,11 +168,11 @@ int main(int argc, char **argv) {
     if (obuf == NULL || ebuf == NULL) return 1;
     wr_tensor out = wr_tensor_make(obuf, WR_DTYPE_F32, 4, o4);
     wr_tensor mean = wr_tensor_make(ebuf, WR_DTYPE_F32, 4, e4);
-    const double rss_load = maxrss_mb();
+    const double rss_load = bench_maxrss_mb();
 
     timing td, te;
     if (time_calls(m, DECODE, &out, &z, repeat, &td)) return 1;
-    const double rss_dec = maxrss_mb();
+    const double rss_dec = bench_maxrss_mb();
     if (time_calls(m, ENCODE, &mean, &x, repeat, &te)) return 1;
     const size_t plan_d = wr_vae22_decode_bytes(m, zs[1], zs[2], zs[3], NULL);
     const size_t plan_e = wr_vae22_encode_bytes(m, vs[1], vs[2], vs[3], NULL);
@@ -255,14 +207,14 @@ int main(int argc, char **argv) {
            td.peak, mib((double)td.peak), plan_d, td.peak == plan_d ? "exact match" : "MISMATCH",
            te.peak, mib((double)te.peak), plan_e, te.peak == plan_e ? "exact match" : "MISMATCH");
     printf("wanrun: peak RSS %.0f MiB (%.0f MiB after loading, %.0f MiB after the decodes)\n",
-           maxrss_mb(), rss_load, rss_dec);
+           bench_maxrss_mb(), rss_load, rss_dec);
     printf("RESULT decode_s=%.4f encode_s=%.4f decode_nmse=%.3e encode_nmse=%.3e "
            "decode_maxabs=%.3e encode_maxabs=%.3e decode_peak_bytes=%zu decode_plan_bytes=%zu "
            "encode_peak_bytes=%zu encode_plan_bytes=%zu match=%d maxrss_mb=%.0f "
            "load_rss_mb=%.0f decode_others=%.3f encode_others=%.3f others=%.3f\n",
            td.med, te.med, dn, en, dmax, emax, td.peak, plan_d, te.peak, plan_e,
-           td.peak == plan_d && te.peak == plan_e, maxrss_mb(), rss_load, td.others, te.others,
-           td.others > te.others ? td.others : te.others);
+           td.peak == plan_d && te.peak == plan_e, bench_maxrss_mb(), rss_load, td.others,
+           te.others, td.others > te.others ? td.others : te.others);
 
     if (profile) {
         for (int what = DECODE; what <= ENCODE; what++) {
