@@ -12,31 +12,18 @@
 #include "core/dtype.h"
 #include "core/log.h"
 #include "kernels/ops.h"
+#include "models/vae_common.h"
 #include "models/loader.h"
 
 /* WR_VAE_MAX_UP, WR_VAE_MAX_RES: core/modeldir.h, whose config reader enforces them */
 #define WR_VAE_NBUF 5 /* workspace buffers */
 
-/* A cached causal conv's previous input frames: [C, n, H, W] compact, n in 0..2. rep: the
- * upsample3d time_conv state "Rep" (diffusers marks the slot on latent frame 0). */
-typedef struct vae_cache {
-    float *buf;
-    size_t cap; /* floats */
-    int n, rep;
-} vae_cache;
+/* A cached causal conv's previous input frames (models/vae_common.h). rep: the upsample3d
+ * time_conv state "Rep" (diffusers marks the slot on latent frame 0). */
+typedef wr_causal_cache vae_cache;
 
-typedef struct vae_conv {
-    wr_tensor w, b; /* weight in storage dtype, bias f32 (in place or in the device arena) */
-    vae_cache cache;
-} vae_conv;
-
-typedef struct vae_resnet {
-    int64_t cin, cout;
-    wr_tensor norm1, norm2; /* gammas, f32 [cin] / [cout] */
-    vae_conv conv1, conv2;
-    int has_sc;
-    vae_conv sc; /* conv_shortcut, 1x1x1 */
-} vae_resnet;
+typedef wr_vae_conv vae_conv;     /* weight in storage dtype, bias f32 */
+typedef wr_vae_resnet vae_resnet; /* (vae_common.h) */
 
 enum { UP_NONE = 0, UP_2D = 2, UP_3D = 3 };
 
@@ -57,10 +44,7 @@ struct wr_vae {
     int nup, ntime; /* up blocks; temporal upsamplers */
     vae_conv post_quant, conv_in, conv_out;
     vae_resnet mid[2];
-    struct {
-        wr_tensor norm; /* [C] f32 */
-        vae_conv qkv, proj;
-    } attn;
+    wr_vae_attn attn;
     vae_up up[WR_VAE_MAX_UP];
     wr_tensor norm_out;
     wr_tensor std_t, mean_t; /* [z] f32: de-normalisation */
@@ -451,83 +435,35 @@ static void free_caches(wr_vae *m) {
  * The slot takes the last two frames of x ([C, T, H, W]); with T = 1 the previous last frame
  * (or, for a "Rep" time_conv slot, a zero frame) goes in front of it (diffusers' cache_x rule).
  */
-static wr_status cache_update(wr_vae *m, vae_cache *c, const wr_tensor *x, int rep_zero) {
-    wr_backend *be = m->be;
-    const int64_t C = x->shape[0], T = x->shape[1], HW = x->shape[2] * x->shape[3];
-    const size_t need = (size_t)(2 * C * HW);
-    if (c->cap < need) {
-        vae_release(m, &c->buf, c->cap);
-        c->cap = 0;
-        WR_TRY(vae_alloc(m, &c->buf, need));
-        c->cap = need;
-        if (c->n > 0) return WR_FAIL(WR_ERR_INTERNAL, "VAE cache grew while holding frames");
-    }
-    const float *xd = x->data;
-    const size_t fb = sizeof(float) * (size_t)HW;
-    /* x's frame 0 of each channel -> frame 1 of the slot [C, 2, HW] */
-    const wr_copy3d x_to_1 = {.dir = WR_COPY_D2D,
-                              .dst = c->buf + HW,
-                              .src = xd,
-                              .width = fb,
-                              .rows = C,
-                              .planes = 1,
-                              .dpitch = 2 * fb,
-                              .spitch = fb};
-    if (T >= 2) { /* x's last two frames of each channel */
-        const wr_copy3d k = {.dir = WR_COPY_D2D,
-                             .dst = c->buf,
-                             .src = xd + (T - 2) * HW,
-                             .width = 2 * fb,
-                             .rows = C,
-                             .planes = 1,
-                             .dpitch = 2 * fb,
-                             .spitch = (size_t)T * fb};
-        WR_TRY(wr_copy_3d(be, &k));
-        c->n = 2;
-    } else if (rep_zero) { /* [0, x] */
-        WR_TRY(wr_dev_memset0(be, c->buf, 2 * (size_t)C * fb));
-        WR_TRY(wr_copy_3d(be, &x_to_1));
-        c->n = 2;
-    } else if (c->n == 0) {
-        WR_TRY(wr_dev_copy(be, c->buf, xd, (size_t)C * fb));
-        c->n = 1;
-    } else {
-        /* [C, n, HW] -> [C, 2, HW]: frame 0 = the old last frame, frame 1 = x */
-        if (c->n == 2) { /* frame 1 -> frame 0 of each channel: the runs do not overlap */
-            const wr_copy3d k = {.dir = WR_COPY_D2D,
-                                 .dst = c->buf,
-                                 .src = c->buf + HW,
-                                 .width = fb,
-                                 .rows = C,
-                                 .planes = 1,
-                                 .dpitch = 2 * fb,
-                                 .spitch = 2 * fb};
-            WR_TRY(wr_copy_3d(be, &k));
-        } else { /* n = 1: channel ch moves from ch to 2 ch, from the last down, so no source
-                  * is overwritten before it is read (once per decode and conv) */
-            for (int64_t ch = C - 1; ch > 0; ch--)
-                WR_TRY(wr_dev_copy(be, c->buf + ch * 2 * HW, c->buf + ch * HW, fb));
-        }
-        WR_TRY(wr_copy_3d(be, &x_to_1));
-        c->n = 2;
-    }
+/* The slot holds 2 frames of x's size (allocated on first use; a decode's shapes do not grow
+ * while it holds frames). */
+static wr_status cache_room(void *model, vae_cache *c, size_t need) {
+    wr_vae *m = model;
+    if (c->cap >= need) return WR_OK;
+    if (c->n > 0) return WR_FAIL(WR_ERR_INTERNAL, "VAE cache grew while holding frames");
+    vae_release(m, &c->buf, c->cap);
+    c->cap = 0;
+    WR_TRY(vae_alloc(m, &c->buf, need));
+    c->cap = need;
     return WR_OK;
+}
+
+static wr_status cache_update(wr_vae *m, vae_cache *c, const wr_tensor *x, int rep_zero) {
+    WR_TRY(cache_room(m, c, wr_causal_cache_floats(x)));
+    return wr_causal_cache_update(m->be, c, x, rep_zero);
+}
+
+/* how vae_common.h runs this model's blocks */
+static wr_vae_run run_of(wr_vae *m) {
+    return (wr_vae_run){m->be, m->buf_cap, cache_room, m};
 }
 
 /* y = the causal conv of x after the slot's frames (2 - n zero frames in front); then the
  * slot takes x's last frames. */
 static wr_status cached_conv(wr_vae *m, vae_conv *cv, wr_tensor *y, const wr_tensor *x,
                              int64_t pad_hw) {
-    wr_tensor cache;
-    const wr_tensor *cp = NULL;
-    if (cv->cache.n > 0) {
-        cache = wr_tensor_make(cv->cache.buf, WR_DTYPE_F32, 4,
-                               (int64_t[]){x->shape[0], cv->cache.n, x->shape[2], x->shape[3]});
-        cp = &cache;
-    }
-    const wr_conv_params p = {2 - cv->cache.n, pad_hw, pad_hw};
-    WR_TRY(wr_op_conv3d(m->be, y, x, cp, &cv->w, &cv->b, &p));
-    return cache_update(m, &cv->cache, x, 0);
+    const wr_vae_run r = run_of(m);
+    return wr_vae_cached_conv(&r, cv, y, x, pad_hw);
 }
 
 /* ---- the decoder, one latent frame ---- */
@@ -549,62 +485,14 @@ static void swap(float **a, float **b) {
 
 /* diffusers WanResidualBlock: x in P[0] -> result in P[0] (buffers P[1..3] used) */
 static wr_status resnet_forward(wr_vae *m, vae_resnet *rs, float **P, wr_tensor *x) {
-    wr_backend *be = m->be;
-    const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3];
-    wr_tensor a = view4(P[1], rs->cin, T, H, W), b = view4(P[2], rs->cout, T, H, W);
-    wr_tensor s = *x; /* shortcut */
-    if (rs->has_sc) {
-        s = view4(P[3], rs->cout, T, H, W);
-        const wr_conv_params p0 = {0, 0, 0};
-        WR_TRY(wr_op_conv3d(be, &s, x, NULL, &rs->sc.w, &rs->sc.b, &p0));
-    }
-    wr_tensor af = flat2(&a), xf = flat2(x), bf = flat2(&b);
-    WR_TRY(wr_op_rms_norm_channels(be, &af, &xf, &rs->norm1)); /* a = silu(norm1(x)) */
-    WR_TRY(wr_op_silu(be, &af, &af));
-    WR_TRY(cached_conv(m, &rs->conv1, &b, &a, 1)); /* b = conv1(a) [cout] */
-    a = view4(P[1], rs->cout, T, H, W);
-    af = flat2(&a);
-    WR_TRY(wr_op_rms_norm_channels(be, &af, &bf, &rs->norm2)); /* a = silu(norm2(b)) */
-    WR_TRY(wr_op_silu(be, &af, &af));
-    WR_TRY(cached_conv(m, &rs->conv2, &b, &a, 1)); /* b = conv2(a) */
-    WR_TRY(wr_op_add(be, &b, &b, &s));             /* b += shortcut */
-    swap(&P[0], &P[2]);
-    *x = view4(P[0], rs->cout, T, H, W);
-    return WR_OK;
+    const wr_vae_run r = run_of(m);
+    return wr_vae_resnet_forward(&r, rs, P, x);
 }
 
 /* diffusers WanAttentionBlock on a single frame (T = 1): x in P[0] -> P[0] */
 static wr_status attention_forward(wr_vae *m, float **P, wr_tensor *x) {
-    wr_backend *be = m->be;
-    const int64_t C = x->shape[0], H = x->shape[2], W = x->shape[3], L = H * W;
-    WR_ASSERT(x->shape[1] == 1);
-    wr_tensor xf = flat2(x), h = wr_tensor_make(P[1], WR_DTYPE_F32, 2, (int64_t[]){C, L});
-    WR_TRY(wr_op_rms_norm_channels(be, &h, &xf, &m->attn.norm));
-    wr_tensor h4 = view4(P[1], C, 1, H, W), qkv = view4(P[2], 3 * C, 1, H, W);
-    const wr_conv_params p0 = {0, 0, 0};
-    WR_TRY(wr_op_conv3d(be, &qkv, &h4, NULL, &m->attn.qkv.w, &m->attn.qkv.b, &p0));
-    /* q, k, v: channel blocks of qkv, each [C, L] -> token-major [L, C] */
-    wr_tensor tq[3];
-    for (int i = 0; i < 3; i++) {
-        wr_tensor src = wr_tensor_make(P[2] + i * C * L, WR_DTYPE_F32, 2, (int64_t[]){C, L});
-        tq[i] = wr_tensor_make(P[3] + i * C * L, WR_DTYPE_F32, 2, (int64_t[]){L, C});
-        WR_TRY(wr_op_transpose(be, &tq[i], &src));
-    }
-    wr_tensor q = wr_tensor_make(tq[0].data, WR_DTYPE_F32, 3, (int64_t[]){L, 1, C});
-    wr_tensor k = wr_tensor_make(tq[1].data, WR_DTYPE_F32, 3, (int64_t[]){L, 1, C});
-    wr_tensor v = wr_tensor_make(tq[2].data, WR_DTYPE_F32, 3, (int64_t[]){L, 1, C});
-    wr_tensor o = wr_tensor_make(P[4], WR_DTYPE_F32, 3, (int64_t[]){L, 1, C});
-    const wr_attn_params ap = {.scale = 1.0f / sqrtf((float)C)};
-    WR_TRY(wr_op_attention(be, &o, NULL, &q, &k, &v, &ap));
-    wr_tensor o2 = wr_tensor_make(P[4], WR_DTYPE_F32, 2, (int64_t[]){L, C});
-    wr_tensor a = wr_tensor_make(P[1], WR_DTYPE_F32, 2, (int64_t[]){C, L});
-    WR_TRY(wr_op_transpose(be, &a, &o2)); /* back to [C, L] */
-    wr_tensor a4 = view4(P[1], C, 1, H, W), y = view4(P[2], C, 1, H, W);
-    WR_TRY(wr_op_conv3d(be, &y, &a4, NULL, &m->attn.proj.w, &m->attn.proj.b, &p0));
-    WR_TRY(wr_op_add(be, &y, &y, x)); /* + identity */
-    swap(&P[0], &P[2]);
-    *x = view4(P[0], C, 1, H, W);
-    return WR_OK;
+    const wr_vae_run r = run_of(m);
+    return wr_vae_attention_forward(&r, &m->attn, P, x);
 }
 
 /* diffusers WanResample (upsample2d / upsample3d): x in P[0] -> P[0] */

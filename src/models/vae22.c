@@ -22,39 +22,25 @@
 #include "core/log.h"
 #include "core/safetensors.h"
 #include "kernels/ops.h"
+#include "models/vae_common.h"
 #include "models/loader.h"
 
 #define CAP_PATH 4096
 
-/* A cached causal conv's previous input frames: [C, n, H, W] compact, n in 0..2. rep: the
- * decoder's upsample3d time_conv slot holds diffusers' "Rep" (set on latent frame 0); for the
- * encoder's downsample3d time_conv, n = 1 means the slot is set (the previous chunk's last
- * frame). */
-typedef struct v22_cache {
-    float *buf;
-    size_t cap; /* floats */
-    int n, rep;
-} v22_cache;
+/* A cached causal conv's previous input frames (models/vae_common.h). rep: the decoder's
+ * upsample3d time_conv slot holds diffusers' "Rep" (set on latent frame 0); for the encoder's
+ * downsample3d time_conv, n = 1 means the slot is set (the previous chunk's last frame). */
+typedef wr_causal_cache v22_cache;
 
-typedef struct v22_conv {
-    wr_tensor w, b; /* weight in storage dtype, bias f32 (in place or in the device arena) */
-    v22_cache cache;
-} v22_conv;
+typedef wr_vae_conv v22_conv; /* weight in storage dtype, bias f32 */
 
-/* diffusers WanResidualBlock */
-typedef struct v22_resnet {
-    int64_t cin, cout;
-    int has_sc;
-    wr_tensor norm1, norm2; /* gammas, f32 [cin] / [cout] */
-    v22_conv conv1, conv2;
-    v22_conv sc; /* conv_shortcut, 1x1x1 (cin != cout) */
-} v22_resnet;
+/* diffusers WanResidualBlock (vae_common.h) */
+typedef wr_vae_resnet v22_resnet;
 
 /* diffusers WanMidBlock (num_layers 1): resnets.0, attentions.0, resnets.1 */
 typedef struct v22_mid {
     v22_resnet res[2];
-    wr_tensor norm; /* attentions.0.norm.gamma [C] f32 */
-    v22_conv qkv, proj;
+    wr_vae_attn attn;
 } v22_mid;
 
 enum { RS_NONE = 0, RS_2D = 2, RS_3D = 3 };
@@ -422,11 +408,11 @@ static void emit_mid(walker *wk, v22_mid *mid, const char *prefix, int64_t C) {
     snprintf(name, sizeof name, "%s.resnets.0", prefix);
     emit_resnet(wk, &mid->res[0], name, C, C);
     snprintf(name, sizeof name, "%s.attentions.0.norm.gamma", prefix);
-    emit(wk, &mid->norm, name, 3, (const int64_t[]){C, 1, 1});
+    emit(wk, &mid->attn.norm, name, 3, (const int64_t[]){C, 1, 1});
     snprintf(name, sizeof name, "%s.attentions.0.to_qkv", prefix);
-    emit_conv(wk, &mid->qkv, name, 3 * C, C, 0, 1, 1);
+    emit_conv(wk, &mid->attn.qkv, name, 3 * C, C, 0, 1, 1);
     snprintf(name, sizeof name, "%s.attentions.0.proj", prefix);
-    emit_conv(wk, &mid->proj, name, C, C, 0, 1, 1);
+    emit_conv(wk, &mid->attn.proj, name, C, C, 0, 1, 1);
     snprintf(name, sizeof name, "%s.resnets.1", prefix);
     emit_resnet(wk, &mid->res[1], name, C, C);
 }
@@ -746,7 +732,8 @@ static wr_status ensure_workspace(wr_vae22 *m, size_t need) {
     return WR_OK;
 }
 
-static wr_status cache_room(wr_vae22 *m, v22_cache *c, size_t need) {
+static wr_status cache_room(void *model, v22_cache *c, size_t need) {
+    wr_vae22 *m = model;
     if (c->cap >= need) return WR_OK;
     if (c->n > 0) return WR_FAIL(WR_ERR_INTERNAL, "VAE cache grew while holding frames");
     v22_release(m, &c->buf, c->cap);
@@ -791,123 +778,37 @@ static wr_status copy_f(wr_backend *be, float *dst, const float *src, int64_t wi
     return wr_copy_3d(be, &c);
 }
 
-/*
- * diffusers' cache_x rule: the slot takes the last two frames of x ([C, T, H, W]); with T = 1
- * the previous last frame (or, for a decoder "Rep" time_conv slot, a zero frame) goes in front.
- */
+/* diffusers' cache_x rule (models/vae_common.h), the slot made room for first */
 static wr_status cache_update(wr_vae22 *m, v22_cache *c, const wr_tensor *x, int rep_zero) {
-    wr_backend *be = m->be;
-    const int64_t C = x->shape[0], T = x->shape[1], HW = x->shape[2] * x->shape[3];
-    WR_TRY(cache_room(m, c, (size_t)(2 * C * HW)));
-    const float *xd = x->data;
-    if (T >= 2) { /* x's last two frames of each channel */
-        WR_TRY(copy_f(be, c->buf, xd + (T - 2) * HW, 2 * HW, C, 1, 2 * HW, 0, T * HW, 0));
-        c->n = 2;
-    } else if (rep_zero) { /* [0, x] */
-        WR_TRY(wr_dev_memset0(be, c->buf, sizeof(float) * (size_t)(2 * C * HW)));
-        WR_TRY(copy_f(be, c->buf + HW, xd, HW, C, 1, 2 * HW, 0, HW, 0));
-        c->n = 2;
-    } else if (c->n == 0) {
-        WR_TRY(wr_dev_copy(be, c->buf, xd, sizeof(float) * (size_t)(C * HW)));
-        c->n = 1;
-    } else {
-        /* [C, n, HW] -> [C, 2, HW]: frame 0 = the old last frame, frame 1 = x */
-        if (c->n == 2) { /* frame 1 -> frame 0 of each channel: the runs do not overlap */
-            WR_TRY(copy_f(be, c->buf, c->buf + HW, HW, C, 1, 2 * HW, 0, 2 * HW, 0));
-        } else { /* n = 1: channel ch moves from ch to 2 ch, from the last down, so no source
-                  * is overwritten before it is read (once per call and conv) */
-            for (int64_t ch = C - 1; ch > 0; ch--)
-                WR_TRY(wr_dev_copy(be, c->buf + ch * 2 * HW, c->buf + ch * HW,
-                                   sizeof(float) * (size_t)HW));
-        }
-        WR_TRY(copy_f(be, c->buf + HW, xd, HW, C, 1, 2 * HW, 0, HW, 0));
-        c->n = 2;
-    }
-    return WR_OK;
+    WR_TRY(cache_room(m, c, wr_causal_cache_floats(x)));
+    return wr_causal_cache_update(m->be, c, x, rep_zero);
+}
+
+/* how vae_common.h runs this model's blocks */
+static wr_vae_run run_of(wr_vae22 *m) {
+    return (wr_vae_run){m->be, m->cap, cache_room, m};
 }
 
 /* diffusers WanCausalConv3d with its slot: y = the causal conv of x after the slot's frames
  * (2 - n zero frames in front); then the slot takes x's last frames. */
 static wr_status cached_conv(wr_vae22 *m, v22_conv *cv, wr_tensor *y, const wr_tensor *x,
                              int64_t pad_hw) {
-    wr_tensor cache;
-    const wr_tensor *cp = NULL;
-    if (cv->cache.n > 0) {
-        cache = wr_tensor_make(cv->cache.buf, WR_DTYPE_F32, 4,
-                               (int64_t[]){x->shape[0], cv->cache.n, x->shape[2], x->shape[3]});
-        cp = &cache;
-    }
-    const wr_conv_params p = {2 - cv->cache.n, pad_hw, pad_hw};
-    WR_TRY(wr_op_conv3d(m->be, y, x, cp, &cv->w, &cv->b, &p));
-    return cache_update(m, &cv->cache, x, 0);
+    const wr_vae_run r = run_of(m);
+    return wr_vae_cached_conv(&r, cv, y, x, pad_hw);
 }
 
-/* ---- blocks shared by the decoder and the encoder ---- */
+/* ---- blocks shared by the decoder and the encoder (vae_common.h) ---- */
 
-/* diffusers WanResidualBlock: x (any buffer but P[1..3]) -> result in P[0] */
 static wr_status resnet_forward(wr_vae22 *m, v22_resnet *rs, float **P, wr_tensor *x) {
-    wr_backend *be = m->be;
-    const int64_t T = x->shape[1], H = x->shape[2], W = x->shape[3];
-    wr_tensor a = ws4(m, P[1], rs->cin, T, H, W), b = ws4(m, P[2], rs->cout, T, H, W);
-    wr_tensor s = *x; /* shortcut */
-    if (rs->has_sc) {
-        s = ws4(m, P[3], rs->cout, T, H, W);
-        const wr_conv_params p0 = {0, 0, 0};
-        WR_TRY(wr_op_conv3d(be, &s, x, NULL, &rs->sc.w, &rs->sc.b, &p0));
-    }
-    wr_tensor af = flat2(&a), xf = flat2(x), bf = flat2(&b);
-    WR_TRY(wr_op_rms_norm_channels(be, &af, &xf, &rs->norm1)); /* a = silu(norm1(x)) */
-    WR_TRY(wr_op_silu(be, &af, &af));
-    WR_TRY(cached_conv(m, &rs->conv1, &b, &a, 1)); /* b = conv1(a) [cout] */
-    a = ws4(m, P[1], rs->cout, T, H, W);
-    af = flat2(&a);
-    WR_TRY(wr_op_rms_norm_channels(be, &af, &bf, &rs->norm2)); /* a = silu(norm2(b)) */
-    WR_TRY(wr_op_silu(be, &af, &af));
-    WR_TRY(cached_conv(m, &rs->conv2, &b, &a, 1)); /* b = conv2(a) */
-    WR_TRY(wr_op_add(be, &b, &b, &s));             /* b += shortcut */
-    swap(&P[0], &P[2]);
-    *x = ws4(m, P[0], rs->cout, T, H, W);
-    return WR_OK;
-}
-
-/* diffusers WanAttentionBlock on a single frame (T = 1): x in P[0] -> P[0] */
-static wr_status attention_forward(wr_vae22 *m, v22_mid *mid, float **P, wr_tensor *x) {
-    wr_backend *be = m->be;
-    const int64_t C = x->shape[0], H = x->shape[2], W = x->shape[3], L = H * W;
-    WR_ASSERT(x->shape[1] == 1);
-    wr_tensor xf = flat2(x), h = wr_tensor_make(P[1], WR_DTYPE_F32, 2, (int64_t[]){C, L});
-    WR_TRY(wr_op_rms_norm_channels(be, &h, &xf, &mid->norm));
-    wr_tensor h4 = ws4(m, P[1], C, 1, H, W), qkv = ws4(m, P[2], 3 * C, 1, H, W);
-    const wr_conv_params p0 = {0, 0, 0};
-    WR_TRY(wr_op_conv3d(be, &qkv, &h4, NULL, &mid->qkv.w, &mid->qkv.b, &p0));
-    /* q, k, v: channel blocks of qkv, each [C, L] -> token-major [L, C] */
-    wr_tensor tq[3];
-    for (int i = 0; i < 3; i++) {
-        wr_tensor src = wr_tensor_make(P[2] + i * C * L, WR_DTYPE_F32, 2, (int64_t[]){C, L});
-        tq[i] = wr_tensor_make(P[3] + i * C * L, WR_DTYPE_F32, 2, (int64_t[]){L, C});
-        WR_TRY(wr_op_transpose(be, &tq[i], &src));
-    }
-    wr_tensor q = wr_tensor_make(tq[0].data, WR_DTYPE_F32, 3, (int64_t[]){L, 1, C});
-    wr_tensor k = wr_tensor_make(tq[1].data, WR_DTYPE_F32, 3, (int64_t[]){L, 1, C});
-    wr_tensor v = wr_tensor_make(tq[2].data, WR_DTYPE_F32, 3, (int64_t[]){L, 1, C});
-    wr_tensor o = wr_tensor_make(P[4], WR_DTYPE_F32, 3, (int64_t[]){L, 1, C});
-    const wr_attn_params ap = {.scale = 1.0f / sqrtf((float)C)};
-    WR_TRY(wr_op_attention(be, &o, NULL, &q, &k, &v, &ap));
-    wr_tensor o2 = wr_tensor_make(P[4], WR_DTYPE_F32, 2, (int64_t[]){L, C});
-    wr_tensor a = wr_tensor_make(P[1], WR_DTYPE_F32, 2, (int64_t[]){C, L});
-    WR_TRY(wr_op_transpose(be, &a, &o2)); /* back to [C, L] */
-    wr_tensor a4 = ws4(m, P[1], C, 1, H, W), y = ws4(m, P[2], C, 1, H, W);
-    WR_TRY(wr_op_conv3d(be, &y, &a4, NULL, &mid->proj.w, &mid->proj.b, &p0));
-    WR_TRY(wr_op_add(be, &y, &y, x)); /* + identity */
-    swap(&P[0], &P[2]);
-    *x = ws4(m, P[0], C, 1, H, W);
-    return WR_OK;
+    const wr_vae_run r = run_of(m);
+    return wr_vae_resnet_forward(&r, rs, P, x);
 }
 
 /* diffusers WanMidBlock: x in P[0] -> P[0] */
 static wr_status mid_forward(wr_vae22 *m, v22_mid *mid, float **P, wr_tensor *x) {
     WR_TRY(resnet_forward(m, &mid->res[0], P, x));
-    WR_TRY(attention_forward(m, mid, P, x));
+    const wr_vae_run r = run_of(m);
+    WR_TRY(wr_vae_attention_forward(&r, &mid->attn, P, x));
     return resnet_forward(m, &mid->res[1], P, x);
 }
 
