@@ -274,8 +274,13 @@ START_TEST(test_plan_per_rank) {
         g_model = model; /* make_request's: guidance_2, the image */
         wr_model_dir *md = calloc(1, sizeof *md);
         ck_assert_int_eq(wr_model_dir_open(md, wr_test_data(model)), WR_OK);
+        const req_case rc = ti2v ? (req_case){64, 32, 9} : (req_case){80, 48, 9};
+        const int64_t nlat = ti2v ? 8 * 3 * 2 * 4 : 16 * 3 * 6 * 10;
+        float *ref = malloc(sizeof(float) * (size_t)nlat); /* one rank at level 0 */
+        reference(&rc, 11, ref);
         /* two experts: every level, and levels 0 and 3 again with disk offload (the waiting
-         * expert then is not in host memory); TI2V with an image: every level */
+         * expert then is not in host memory); TI2V with an image: every level; the latents of
+         * each against one rank at level 0 */
         for (int run = 0; run < (two ? 6 : ti2v ? 4 : 2); run++) {
             const int level = two    ? (run < 4 ? run : (run - 4) * 3)
                               : ti2v ? run
@@ -292,12 +297,20 @@ START_TEST(test_plan_per_rank) {
                           wr_error_detail());
             wr_role role;
             wr_context_role(ctx, &role);
-            float *lat = malloc(sizeof(float) * 16 * 3 * 6 * 10);
+            float *lat = malloc(sizeof(float) * (size_t)nlat);
             wr_request r;
-            make_request(&r, ti2v ? &(req_case){64, 32, 9} : &(req_case){80, 48, 9}, 11, lat);
+            make_request(&r, &rc, 11, lat);
             wr_video v;
             ck_assert_msg(wr_generate(ctx, &r, &v) == WR_OK, "%s", wr_error_detail());
             wr_video_free(&v);
+            const double e = wr_test_nmse(lat, ref, nlat);
+            if (role.cp == 1)
+                ck_assert_msg(memcmp(lat, ref, sizeof(float) * (size_t)nlat) == 0,
+                              "%s level %d: not bitwise one rank's at level 0 (nmse %.3g)", model,
+                              level, e);
+            else
+                ck_assert_msg(e <= WR_TEST_CP_NMSE, "%s level %d, cp %d: nmse %.3g", model, level,
+                              role.cp, e);
             wr_vram_stats s;
             wr_context_vram_stats(ctx, &s);
             wr_plan_in in;
@@ -323,10 +336,10 @@ START_TEST(test_plan_per_rank) {
             if (wr_test_rank() == 0)
                 fprintf(stderr,
                         "%s, %d rank(s), level %d%s: writer %lld B (planned %llu), others <= %lld "
-                        "B; host %llu B (planned %llu)\n",
+                        "B; host %llu B (planned %llu); latents nmse %.3g\n",
                         model, N, level, disk ? " (disk offload)" : "", (long long)peaks[0],
                         (unsigned long long)p.peak_device, (long long)peaks[1],
-                        (unsigned long long)s.host_total_peak, (unsigned long long)p.peak_host);
+                        (unsigned long long)s.host_total_peak, (unsigned long long)p.peak_host, e);
             ck_assert_msg((uint64_t)peaks[0] == p.peak_device,
                           "%s level %d: writer %lld vs planned %llu", model, level,
                           (long long)peaks[0], (unsigned long long)p.peak_device);
@@ -339,6 +352,7 @@ START_TEST(test_plan_per_rank) {
             free(lat);
             wr_context_free(ctx);
         }
+        free(ref);
         free(md);
     }
     g_model = "wan-tiny";
