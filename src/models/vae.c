@@ -711,8 +711,9 @@ static wr_status decode_tiled(wr_vae *m, wr_tensor *out, const wr_tensor *z,
             const int64_t th = h * r, tw = w * r, CN = C * N;
             wr_tensor tt = view4(tile, C, N, th, tw);
             WR_TRY_GOTO(st, decode_region(m, &tt, 0, z, i0, j0, h, w, ri == 0 && cj == 0), done);
-            float *ab = above + (size_t)(cj * CN * bh * tlw * r); /* this column's margin */
-            if (ri > 0) { /* rows: tile [CN, th, tw] with the margin [CN, above_h, tw] */
+            /* this column's margin (none when stride = tile: no blending, nothing kept) */
+            float *ab = above ? above + (size_t)(cj * CN * bh * tlw * r) : NULL;
+            if (ri > 0 && ab) { /* rows: tile [CN, th, tw] with the margin [CN, above_h, tw] */
                 const int64_t e =
                     above_h[cj] < th ? (above_h[cj] < bh ? above_h[cj] : bh) : (th < bh ? th : bh);
                 wr_tensor d3 = wr_tensor_make(tile, WR_DTYPE_F32, 3, (int64_t[]){CN, th, tw});
@@ -720,7 +721,8 @@ static wr_status decode_tiled(wr_vae *m, wr_tensor *out, const wr_tensor *z,
                     wr_tensor_make(ab, WR_DTYPE_F32, 3, (int64_t[]){CN, above_h[cj], tw});
                 WR_TRY_GOTO(st, wr_op_blend(be, &d3, &a3, e), done);
             }
-            if (cj > 0) { /* columns: tile [CN th, tw, 1] with the margin [CN th, left_w, 1] */
+            if (cj > 0 &&
+                left) { /* columns: tile [CN th, tw, 1] with the margin [CN th, left_w, 1] */
                 const int64_t e = left_w < tw ? (left_w < bw ? left_w : bw) : (tw < bw ? tw : bw);
                 wr_tensor d3 = wr_tensor_make(tile, WR_DTYPE_F32, 3, (int64_t[]){CN * th, tw, 1});
                 wr_tensor a3 =
@@ -746,8 +748,8 @@ static wr_status decode_tiled(wr_vae *m, wr_tensor *out, const wr_tensor *z,
                                     .planes = 1,
                                     .dpitch = fs * (size_t)kc,
                                     .spitch = fs * (size_t)tw};
-            WR_TRY_GOTO(st, wr_copy_3d(be, &rows), done);
-            WR_TRY_GOTO(st, wr_copy_3d(be, &cols), done);
+            if (ab && kr > 0) WR_TRY_GOTO(st, wr_copy_3d(be, &rows), done);
+            if (left && kc > 0) WR_TRY_GOTO(st, wr_copy_3d(be, &cols), done);
             above_h[cj] = kr;
             left_w = kc;
             /* the tile clamped (the margins keep it unclamped), then the crop [:stride_h,

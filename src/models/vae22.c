@@ -1327,14 +1327,15 @@ static wr_status blend_tile(wr_vae22 *m, v22_blend *b, float *tile, int64_t th, 
                             int64_t ri, int64_t cj) {
     wr_backend *be = m->be;
     const int64_t CN = b->CN, bh = b->bh, bw = b->bw;
-    float *ab = b->above + (size_t)(cj * b->slot); /* this column's margin */
-    if (ri > 0) { /* rows: tile [CN, th, tw] with the margin [CN, above_h, tw] */
+    /* this column's margin (none when stride = tile: no blending, nothing kept) */
+    float *ab = b->above ? b->above + (size_t)(cj * b->slot) : NULL;
+    if (ri > 0 && ab) { /* rows: tile [CN, th, tw] with the margin [CN, above_h, tw] */
         const int64_t a = b->above_h[cj], e = a < th ? (a < bh ? a : bh) : (th < bh ? th : bh);
         wr_tensor d3 = wr_tensor_make(tile, WR_DTYPE_F32, 3, (int64_t[]){CN, th, tw});
         wr_tensor a3 = wr_tensor_make(ab, WR_DTYPE_F32, 3, (int64_t[]){CN, a, tw});
         WR_TRY(wr_op_blend(be, &d3, &a3, e));
     }
-    if (cj > 0) { /* columns: tile [CN th, tw, 1] with the margin [CN th, left_w, 1] */
+    if (cj > 0 && b->left) { /* columns: tile [CN th, tw, 1] with the margin [CN th, left_w, 1] */
         const int64_t l = b->left_w, e = l < tw ? (l < bw ? l : bw) : (tw < bw ? tw : bw);
         wr_tensor d3 = wr_tensor_make(tile, WR_DTYPE_F32, 3, (int64_t[]){CN * th, tw, 1});
         wr_tensor a3 = wr_tensor_make(b->left, WR_DTYPE_F32, 3, (int64_t[]){CN * th, l, 1});
@@ -1342,8 +1343,10 @@ static wr_status blend_tile(wr_vae22 *m, v22_blend *b, float *tile, int64_t th, 
     }
     /* the last kr rows (-> ab [CN, kr, tw]) and the last kc columns (-> left [CN th, kc]) */
     const int64_t kr = th < bh ? th : bh, kc = tw < bw ? tw : bw;
-    WR_TRY(copy_f(be, ab, tile + (th - kr) * tw, kr * tw, CN, 1, kr * tw, 0, th * tw, 0));
-    WR_TRY(copy_f(be, b->left, tile + tw - kc, kc, CN * th, 1, kc, 0, tw, 0));
+    if (ab && kr > 0)
+        WR_TRY(copy_f(be, ab, tile + (th - kr) * tw, kr * tw, CN, 1, kr * tw, 0, th * tw, 0));
+    if (b->left && kc > 0)
+        WR_TRY(copy_f(be, b->left, tile + tw - kc, kc, CN * th, 1, kc, 0, tw, 0));
     b->above_h[cj] = kr;
     b->left_w = kc;
     return WR_OK;
